@@ -1,0 +1,202 @@
+"""Command and response APDUs (ISO/IEC 7816-4:2013, 5.1 to 5.4; GlobalPlatform Card Specification 2.3.1, 11.1).
+
+A command APDU is one of four cases: 1 (header only), 2 (header + Le), 3 (header + Lc + data), 4 (header + Lc +
+data + Le), each in short or extended length. ``le`` is the number of response bytes expected: ``None`` means
+absent; 256 (short) or 65536 (extended) is "as many as available", written as 00 / 0000 on the wire.
+
+Logical channels live in CLA (ISO 7816-4, 5.4.1): channels 0-3 in b2-b1 of a first-interindustry CLA
+(``0x0X``, ``0x8X``), channels 4-19 in b4-b1 (+4) of a further-interindustry CLA (``0x4X``, ``0xCX``).
+Secure messaging is signalled in b3 (first) or b6 (further) (``0x04`` / ``0x20``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from gpchannel.errors import DecodeError
+
+__all__ = [
+    "CommandApdu",
+    "ResponseApdu",
+    "cla_channel",
+    "cla_for_channel",
+    "cla_has_secure_messaging",
+    "cla_with_secure_messaging",
+]
+
+_SHORT_MAX_DATA = 255
+_EXT_MAX_DATA = 65535
+
+
+def cla_channel(cla: int) -> int:
+    """The logical channel number (0-19) that a CLA byte addresses."""
+    if cla & 0x40:
+        return (cla & 0x0F) + 4
+    return cla & 0x03
+
+
+def cla_has_secure_messaging(cla: int) -> bool:
+    """Whether the CLA byte indicates secure messaging (b3 for first, b6 for further interindustry)."""
+    if cla & 0x40:
+        return bool(cla & 0x20)
+    return bool(cla & 0x04)
+
+
+def cla_with_secure_messaging(cla: int) -> int:
+    """The CLA with the secure messaging indication set (GP 2.3.1, 11.1.4)."""
+    return cla | (0x20 if cla & 0x40 else 0x04)
+
+
+def cla_for_channel(cla: int, channel: int) -> int:
+    """Re-encode ``cla`` (keeping its class: proprietary bit, secure messaging) for logical ``channel``."""
+    if not 0 <= channel <= 19:
+        raise ValueError(f"logical channel must be 0..19, got {channel}")
+    proprietary = cla & 0x80
+    sm = cla_has_secure_messaging(cla)
+    chaining = cla & 0x10
+    if channel <= 3:
+        return proprietary | chaining | (0x04 if sm else 0) | channel
+    return proprietary | 0x40 | (0x20 if sm else 0) | chaining | (channel - 4)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandApdu:
+    """An ISO 7816-4 command APDU. ``le`` is ``None`` when absent, else 1..65536."""
+
+    cla: int
+    ins: int
+    p1: int
+    p2: int
+    data: bytes = b""
+    le: int | None = None
+    extended: bool = False
+    """Force the extended-length encoding even when short would do."""
+
+    def __post_init__(self) -> None:
+        for name in ("cla", "ins", "p1", "p2"):
+            value = getattr(self, name)
+            if not 0 <= value <= 0xFF:
+                raise ValueError(f"{name} must be a byte (0..255), got {value}")
+        if len(self.data) > _EXT_MAX_DATA:
+            raise ValueError(f"command data is {len(self.data)} bytes; at most {_EXT_MAX_DATA} fit an APDU")
+        if self.le is not None and not 1 <= self.le <= 65536:
+            raise ValueError(f"le must be 1..65536 or None, got {self.le}")
+
+    @property
+    def case(self) -> int:
+        """The ISO 7816-3 case, 1 to 4."""
+        if self.data:
+            return 4 if self.le is not None else 3
+        return 2 if self.le is not None else 1
+
+    @property
+    def channel(self) -> int:
+        return cla_channel(self.cla)
+
+    @property
+    def is_extended(self) -> bool:
+        """Whether ``to_bytes`` uses the extended-length encoding."""
+        return self.extended or len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
+
+    def header(self) -> bytes:
+        return bytes((self.cla, self.ins, self.p1, self.p2))
+
+    def with_changes(self, **changes: object) -> CommandApdu:
+        """A copy with the given fields replaced (``dataclasses.replace``)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_bytes(self) -> bytes:
+        out = bytearray(self.header())
+        if not self.is_extended:
+            if self.data:
+                out.append(len(self.data))
+                out += self.data
+            if self.le is not None:
+                out.append(self.le & 0xFF)
+            return bytes(out)
+        # Extended: a 00 byte, then 2-byte Lc and/or 2-byte Le (Le alone gets the 00 prefix).
+        if self.data:
+            out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data
+            if self.le is not None:
+                out += (self.le & 0xFFFF).to_bytes(2, "big")
+        elif self.le is not None:
+            out += b"\x00" + (self.le & 0xFFFF).to_bytes(2, "big")
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CommandApdu:
+        """Decode a command APDU strictly (ISO 7816-3, 12.1.3); raises :class:`DecodeError`."""
+        n = len(raw)
+        if n < 4:
+            raise DecodeError(f"a command APDU has at least 4 header bytes, got {n}", offset=n)
+        cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
+        if cla == 0xFF:
+            raise DecodeError("CLA FF is invalid (reserved for PPS)", offset=0)
+        body = raw[4:]
+        b = len(body)
+        if b == 0:
+            return cls(cla, ins, p1, p2)
+        if b == 1:
+            return cls(cla, ins, p1, p2, le=body[0] or 256)
+        if body[0] != 0:
+            lc = body[0]
+            if b == 1 + lc:
+                return cls(cla, ins, p1, p2, data=bytes(body[1:]))
+            if b == 2 + lc:
+                return cls(cla, ins, p1, p2, data=bytes(body[1 : 1 + lc]), le=body[-1] or 256)
+            raise DecodeError(f"Lc is {lc} but {b - 1} bytes follow it (expected {lc} or {lc + 1})", offset=4)
+        # body[0] == 0 and more than one byte: extended length.
+        if b == 3:
+            le = int.from_bytes(body[1:3], "big") or 65536
+            return cls(cla, ins, p1, p2, le=le, extended=True)
+        if b < 3:
+            raise DecodeError("truncated extended length field", offset=4 + b)
+        lc = int.from_bytes(body[1:3], "big")
+        if lc == 0:
+            raise DecodeError("extended Lc of 0 is invalid", offset=5)
+        if b == 3 + lc:
+            return cls(cla, ins, p1, p2, data=bytes(body[3:]), extended=True)
+        if b == 5 + lc:
+            le = int.from_bytes(body[-2:], "big") or 65536
+            return cls(cla, ins, p1, p2, data=bytes(body[3 : 3 + lc]), le=le, extended=True)
+        raise DecodeError(f"extended Lc is {lc} but {b - 3} bytes follow it (expected {lc} or {lc + 2})", offset=5)
+
+    def __str__(self) -> str:
+        return self.to_bytes().hex().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseApdu:
+    """An ISO 7816-4 response APDU: response data and the status word SW1-SW2."""
+
+    data: bytes = b""
+    sw: int = 0x9000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sw <= 0xFFFF:
+            raise ValueError(f"sw must be two bytes, got {self.sw}")
+
+    @property
+    def sw1(self) -> int:
+        return self.sw >> 8
+
+    @property
+    def sw2(self) -> int:
+        return self.sw & 0xFF
+
+    @property
+    def is_success(self) -> bool:
+        """9000, or a warning (62xx / 63xx) that still completes the command (GP 2.3.1, 11.1.3)."""
+        return self.sw == 0x9000 or self.sw1 in (0x62, 0x63)
+
+    def to_bytes(self) -> bytes:
+        return self.data + self.sw.to_bytes(2, "big")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ResponseApdu:
+        if len(raw) < 2:
+            raise DecodeError(f"a response APDU has at least the 2 status bytes, got {len(raw)}", offset=0)
+        return cls(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
+
+    def __str__(self) -> str:
+        return self.to_bytes().hex().upper()

@@ -1,0 +1,164 @@
+"""The whole gpchannel exception tree, and nothing else.
+
+Every error a gpchannel API raises derives from :class:`GPChannelError`. Messages name the field and what was
+expected; they never contain key material.
+
+Card-side errors (:class:`CardError` and its subclasses) carry the status word the card answers with; the card
+dispatcher turns them into an R-APDU at one boundary (design.md, section 2).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CardError",
+    "CardStatusError",
+    "ChannelClosedError",
+    "ClaNotSupported",
+    "ConditionsNotSatisfied",
+    "DecodeError",
+    "FileNotFound",
+    "FunctionNotSupported",
+    "GPChannelError",
+    "IncorrectData",
+    "IncorrectP1P2",
+    "InsNotSupported",
+    "IntegrityError",
+    "LocalProtocolError",
+    "MemoryFailure",
+    "NotEnoughMemory",
+    "ProtocolError",
+    "ReferencedDataNotFound",
+    "RemoteProtocolError",
+    "ReplayError",
+    "SecurityError",
+    "SecurityNotSatisfied",
+    "TransportError",
+    "UnsupportedError",
+    "WrongLength",
+]
+
+
+class GPChannelError(Exception):
+    """Base class of every gpchannel error."""
+
+
+class DecodeError(GPChannelError, ValueError):
+    """Malformed bytes (APDU, TLV, packet, ...). ``offset`` is where decoding failed, when known."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        self.offset = offset
+        if offset is not None:
+            message = f"{message} (at offset {offset})"
+        super().__init__(message)
+
+
+class ProtocolError(GPChannelError):
+    """A state machine was driven against its rules (abstract; see the two subclasses)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller asked for something that is illegal in the current state."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is illegal in the current state."""
+
+
+class SecurityError(GPChannelError):
+    """A cryptographic check failed."""
+
+
+class AuthenticationError(SecurityError):
+    """A card or host cryptogram did not verify."""
+
+
+class IntegrityError(SecurityError):
+    """A C-MAC, R-MAC, cryptographic checksum or redundancy check did not verify."""
+
+
+class ReplayError(SecurityError):
+    """An OTA counter was not acceptable."""
+
+
+class ChannelClosedError(GPChannelError):
+    """The secure channel was terminated (explicitly or by an error) and refuses all use."""
+
+
+class UnsupportedError(GPChannelError):
+    """An option, algorithm or i-parameter that gpchannel does not implement, or the protocol forbids."""
+
+
+class TransportError(GPChannelError):
+    """I/O failed: reader gone, socket closed, TLS failure (raised by gpchannel.io only)."""
+
+
+class CardStatusError(GPChannelError):
+    """Host side: the card answered with a status word other than success."""
+
+    def __init__(self, sw: int, message: str = "", data: bytes = b"") -> None:
+        self.sw = sw
+        self.data = data
+        text = f"card returned {sw:04X}"
+        if message:
+            text = f"{text}: {message}"
+        super().__init__(text)
+
+
+class CardError(GPChannelError):
+    """Card side: a command is refused with the status word ``sw`` (a class attribute, overridable)."""
+
+    sw: int = 0x6F00
+
+    def __init__(self, message: str = "", sw: int | None = None) -> None:
+        if sw is not None:
+            self.sw = sw
+        super().__init__(message or f"status {self.sw:04X}")
+
+
+class WrongLength(CardError):
+    sw = 0x6700
+
+
+class SecurityNotSatisfied(CardError):
+    sw = 0x6982
+
+
+class ConditionsNotSatisfied(CardError):
+    sw = 0x6985
+
+
+class IncorrectData(CardError):
+    sw = 0x6A80
+
+
+class FunctionNotSupported(CardError):
+    sw = 0x6A81
+
+
+class FileNotFound(CardError):
+    sw = 0x6A82
+
+
+class NotEnoughMemory(CardError):
+    sw = 0x6A84
+
+
+class IncorrectP1P2(CardError):
+    sw = 0x6A86
+
+
+class ReferencedDataNotFound(CardError):
+    sw = 0x6A88
+
+
+class InsNotSupported(CardError):
+    sw = 0x6D00
+
+
+class ClaNotSupported(CardError):
+    sw = 0x6E00
+
+
+class MemoryFailure(CardError):
+    sw = 0x6581
