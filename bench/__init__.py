@@ -1,0 +1,1 @@
+"""gpchannel benchmarks: `make bench` (python -m bench). Never run inside `make test`."""
