@@ -1,0 +1,269 @@
+"""SCP03, the card's side (GlobalPlatform Amendment D v1.1.1, 5.6, 6.2 and 7.1; S16 from v1.2).
+
+Theory of operation: see :mod:`gpchannel.scp.common` for the states and :mod:`gpchannel.scp.scp03` for the
+cryptography. The Security Domain creates one ``Scp03Card`` per secure channel session with the key set it
+chose, the persisted sequence counter of that key set, an injected random source and the AID of the invoking
+application; after INITIALIZE UPDATE it persists ``sequence_counter``.
+
+Errors are raised as :class:`CardError` subclasses for the dispatcher to turn into status words. Every error
+ends the session (TERMINATED: all later use is refused with 6982), as 5.2 and 5.6 ask ("if any step in the
+mutual authentication process fails, the process shall be restarted"; a security error aborts the session).
+"""
+
+from __future__ import annotations
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
+from gpchannel.crypto.ciphers import constant_time_equal
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import (
+    ConditionsNotSatisfied,
+    DecodeError,
+    IncorrectData,
+    IncorrectP1P2,
+    InsNotSupported,
+    ReferencedDataNotFound,
+    SecurityNotSatisfied,
+    UnsupportedError,
+    WrongLength,
+)
+from gpchannel.scp.common import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_INITIALIZE_UPDATE,
+    CardChannel,
+    ChannelState,
+    RandomSource,
+    ScpProtocol,
+    SecurityLevel,
+)
+from gpchannel.scp.scp03 import (
+    I_PSEUDO_RANDOM,
+    MAX_SEQUENCE_COUNTER,
+    Scp03SessionKeys,
+    allowed_levels,
+    card_challenge,
+    card_cryptogram,
+    check_i_param,
+    command_icv,
+    command_mac_input,
+    compute_cmac,
+    decrypt_block_data,
+    decrypt_sensitive_data,
+    derive_session_keys,
+    encrypt_block_data,
+    host_cryptogram,
+    is_success_sw,
+    mac_length,
+    plain_cla,
+    response_icv,
+)
+
+__all__ = ["Scp03Card"]
+
+_SW_HOST_CRYPTOGRAM = 0x6300
+"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (GP 2.3.1, Table D-9, which Amd D 7.1.2
+refers to)."""
+
+
+class Scp03Card(CardChannel):
+    """The card side of an SCP03 session (Amendment D v1.1.1; S16 when ``i_param`` has b1 set).
+
+    ``key_diversification_data`` is the 10 bytes returned first in INITIALIZE UPDATE; ``sequence_counter`` is the
+    key set's persisted 3-byte counter (incremented before each pseudo-random challenge, 6.2.2.1); ``random``
+    gives the card challenge when i does not ask for a pseudo-random one; ``aid`` is the AID of the application
+    invoking the SecureChannel interface (the context of the pseudo-random challenge).
+    """
+
+    protocol = ScpProtocol.SCP03
+
+    def __init__(
+        self,
+        keys: StaticKeys,
+        *,
+        i_param: int,
+        key_diversification_data: bytes,
+        sequence_counter: int,
+        random: RandomSource,
+        aid: bytes,
+        channel: int = 0,
+    ) -> None:
+        check_i_param(i_param)
+        if keys.key_type is not KeyType.AES:
+            raise UnsupportedError(f"SCP03 needs an AES key set, got {keys.key_type.name}")
+        if len(key_diversification_data) != 10:
+            raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
+        if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
+            raise ValueError(f"the sequence counter must fit 3 bytes, got {sequence_counter}")
+        if i_param & I_PSEUDO_RANDOM and not 5 <= len(aid) <= 16:
+            raise ValueError(f"the pseudo-random card challenge needs a 5 to 16-byte AID, got {len(aid)} bytes")
+        if not 0 <= channel <= 19:
+            raise ValueError(f"logical channel must be 0..19, got {channel}")
+        super().__init__(channel)
+        self._keys = keys
+        self.i_param = i_param
+        self.key_diversification_data = key_diversification_data
+        self._sequence_counter = sequence_counter
+        self._random = random
+        self.aid = aid
+        self._session_keys: Scp03SessionKeys | None = None
+        self._host_challenge = b""
+        self._card_challenge = b""
+        self._chain = bytes(16)
+        self._counter = 0
+        self._unwrapped = False
+
+    def __repr__(self) -> str:
+        return f"Scp03Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
+
+    @property
+    def sequence_counter(self) -> int:
+        """The key set's sequence counter as the Security Domain must now persist it (6.2.2.1)."""
+        return self._sequence_counter
+
+    @property
+    def _mac_len(self) -> int:
+        return mac_length(self.i_param)
+
+    def _keys_or_fail(self) -> Scp03SessionKeys:
+        if self._session_keys is None:
+            self._fail(SecurityNotSatisfied("no session keys"))
+        return self._session_keys
+
+    # -- mutual authentication ---------------------------------------------------------------------------------
+    def initialize_update(self, command: CommandApdu) -> ResponseApdu:
+        """Answer INITIALIZE UPDATE (GP 2.3.1 D.4.1; Amendment D 7.1.1, Table 7-2).
+
+        A new INITIALIZE UPDATE ends any session in progress (5.6). KVN (P1) 0 or the key set's; P2 00; the host
+        challenge is 8 bytes (16 in S16 mode). Sequence counter at its maximum: 6985 (6.2.2.1).
+        """
+        if self.state is ChannelState.TERMINATED:
+            raise SecurityNotSatisfied("the secure channel was terminated")
+        self.state, self.level, self._session_keys = ChannelState.IDLE, SecurityLevel.NONE, None
+        if command.ins != INS_INITIALIZE_UPDATE:
+            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
+        if command.p1 not in (0, self._keys.kvn):
+            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
+        if command.p2 != 0:
+            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00 for SCP03, got {command.p2:02X}"))
+        n = self._mac_len
+        if len(command.data) != n:
+            self._fail(WrongLength(f"the host challenge must be {n} bytes, got {len(command.data)}"))
+        counter_field = b""
+        if self.i_param & I_PSEUDO_RANDOM:
+            if self._sequence_counter >= MAX_SEQUENCE_COUNTER:
+                self._fail(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"))
+            self._sequence_counter += 1
+            challenge = card_challenge(self._keys.enc, self._sequence_counter, self.aid, n)
+            counter_field = self._sequence_counter.to_bytes(3, "big")
+        else:
+            challenge = self._random(n)
+            if len(challenge) != n:
+                raise ValueError(f"the random source returned {len(challenge)} bytes, expected {n}")
+        keys = derive_session_keys(self._keys, command.data + challenge)
+        cryptogram = card_cryptogram(keys.s_mac, command.data, challenge)
+        self._session_keys = keys
+        self._host_challenge, self._card_challenge = command.data, challenge
+        self.state = ChannelState.INITIALIZED
+        head = self.key_diversification_data + bytes((self._keys.kvn, ScpProtocol.SCP03, self.i_param))
+        return ResponseApdu(head + challenge + cryptogram + counter_field)
+
+    def external_authenticate(self, command: CommandApdu) -> ResponseApdu:
+        """Verify the C-MAC (zero chaining value, 6.2.3) and the host cryptogram (6.2.2.3); open the session.
+
+        P1 is the security level (Table 7-3) and must be one the i parameter supports (R-MAC levels need i b6,
+        33 needs b7): 6A86 otherwise, as for a P2 other than 00. A bad C-MAC is 6982; a bad host cryptogram is
+        6300 (GP 2.3.1 Table D-9), raised as SecurityNotSatisfied with that status word.
+        """
+        self._require(ChannelState.INITIALIZED)
+        keys = self._keys_or_fail()
+        n = self._mac_len
+        if command.ins != INS_EXTERNAL_AUTHENTICATE:
+            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
+        if not cla_has_secure_messaging(command.cla):
+            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
+        if command.p2 != 0:
+            self._fail(IncorrectP1P2(f"EXTERNAL AUTHENTICATE P2 must be 00, got {command.p2:02X}"))
+        if len(command.data) != 2 * n:
+            self._fail(WrongLength(f"EXTERNAL AUTHENTICATE data must be {2 * n} bytes, got {len(command.data)}"))
+        try:
+            level = SecurityLevel.from_byte(command.p1)
+        except ValueError as exc:
+            self._fail(IncorrectP1P2(str(exc)))
+        if level not in allowed_levels(self.i_param):
+            self._fail(IncorrectP1P2(f"security level {command.p1:02X} is not available with i={self.i_param:02X}"))
+        cryptogram, mac = command.data[:n], command.data[n:]
+        full = compute_cmac(keys.s_mac, command_mac_input(bytes(16), command, cryptogram, 2 * n, command.is_extended))
+        if not constant_time_equal(full[:n], mac):
+            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
+        expected = host_cryptogram(keys.s_mac, self._host_challenge, self._card_challenge)
+        if not constant_time_equal(expected, cryptogram):
+            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
+        self._chain, self._counter, self._unwrapped = full, 0, False
+        self.level = level
+        self.state = ChannelState.OPEN
+        return ResponseApdu()
+
+    # -- secure messaging --------------------------------------------------------------------------------------
+    def unwrap(self, command: CommandApdu) -> CommandApdu:
+        """Verify the C-MAC (6.2.4) and decrypt the data (6.2.6) of a command; 6982 and TERMINATED on error.
+
+        A command without the secure messaging indication is refused when the level includes C-MAC (5.6); a
+        command with it is checked even at level 00. The encryption counter counts every command.
+        """
+        self._require(ChannelState.OPEN)
+        keys = self._keys_or_fail()
+        self._counter += 1
+        self._unwrapped = True
+        has_sm = cla_has_secure_messaging(command.cla)
+        if not has_sm:
+            if SecurityLevel.C_MAC in self.level:
+                self._fail(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
+            return command
+        n = self._mac_len
+        if len(command.data) < n:
+            self._fail(SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is {n}"))
+        data, mac = command.data[:-n], command.data[-n:]
+        full = compute_cmac(
+            keys.s_mac, command_mac_input(self._chain, command, data, len(command.data), command.is_extended)
+        )
+        if not constant_time_equal(full[:n], mac):
+            self._fail(SecurityNotSatisfied("the C-MAC did not verify"))
+        self._chain = full
+        if SecurityLevel.C_DECRYPTION in self.level and data:
+            try:
+                data = decrypt_block_data(keys.s_enc, command_icv(keys.s_enc, self._counter), data)
+            except DecodeError as exc:
+                self._fail(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"))
+        return CommandApdu(
+            plain_cla(command.cla), command.ins, command.p1, command.p2, data, command.le, command.extended
+        )
+
+    def wrap(self, response: ResponseApdu) -> ResponseApdu:
+        """Add R-ENCRYPTION (6.2.7) and the R-MAC (6.2.5) to the response to the last unwrapped command.
+
+        Error status words (all but 9000, 62xx, 63xx) go out alone: no data, no R-MAC.
+        """
+        self._require(ChannelState.OPEN)
+        keys = self._keys_or_fail()
+        if not self._unwrapped:
+            self._fail(SecurityNotSatisfied("no command was unwrapped in this session"))
+        if SecurityLevel.R_MAC not in self.level:
+            return response
+        if not is_success_sw(response.sw):
+            return ResponseApdu(b"", response.sw)
+        data = response.data
+        if SecurityLevel.R_ENCRYPTION in self.level and data:
+            data = encrypt_block_data(keys.s_enc, response_icv(keys.s_enc, self._counter), data)
+        rmac = compute_cmac(keys.s_rmac, self._chain + data + response.sw.to_bytes(2, "big"))[: self._mac_len]
+        return ResponseApdu(data + rmac, response.sw)
+
+    def decrypt_key(self, data: bytes, key_length: int | None = None) -> bytes:
+        """Decrypt key material sent under the static Key-DEK, AES-CBC IV 0 (6.2.8).
+
+        ``key_length`` (from the PUT KEY key block) drops the padding of a 24-byte key; a cryptogram that is not a
+        non-empty multiple of 16 bytes, or that does not fit ``key_length``, is 6A80 (IncorrectData).
+        """
+        self._require(ChannelState.OPEN)
+        try:
+            return decrypt_sensitive_data(self._keys.dek, data, key_length)
+        except DecodeError as exc:
+            raise IncorrectData(str(exc)) from None

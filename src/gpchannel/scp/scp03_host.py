@@ -1,0 +1,307 @@
+"""SCP03, the off-card entity's side (GlobalPlatform Amendment D v1.1.1, 6.2 and 7.1; S16 from v1.2).
+
+Theory of operation: see :mod:`gpchannel.scp.common` for the states and :mod:`gpchannel.scp.scp03` for the
+cryptography. The host checks the card cryptogram (and, when it is given the AID, the pseudo-random card
+challenge) in ``receive_initialize_update``, before any EXTERNAL AUTHENTICATE exists: cards count failed EXTERNAL
+AUTHENTICATEs. ``wrap`` encrypts (C-DECRYPTION) then MACs every command; ``unwrap`` verifies the R-MAC and decrypts
+(R-ENCRYPTION) the response to the last wrapped command. Every security failure terminates the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_with_secure_messaging
+from gpchannel.crypto.ciphers import constant_time_equal
+from gpchannel.crypto.keys import StaticKeys
+from gpchannel.errors import (
+    AuthenticationError,
+    CardStatusError,
+    DecodeError,
+    IntegrityError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedError,
+)
+from gpchannel.scp.common import (
+    INS_EXTERNAL_AUTHENTICATE,
+    ChannelState,
+    HostChannel,
+    InitializeUpdateResponse,
+    KeyResolver,
+    ScpProtocol,
+    SecurityLevel,
+    initialize_update_command,
+)
+from gpchannel.scp.scp03 import (
+    I_PSEUDO_RANDOM,
+    Scp03SessionKeys,
+    allowed_levels,
+    card_challenge,
+    card_cryptogram,
+    check_i_param,
+    command_icv,
+    command_mac_input,
+    compute_cmac,
+    decrypt_block_data,
+    derive_session_keys,
+    encrypt_block_data,
+    encrypt_sensitive_data,
+    host_cryptogram,
+    is_success_sw,
+    mac_length,
+    response_icv,
+)
+
+__all__ = ["Scp03Host"]
+
+_SHORT_MAX = 255
+_EXTENDED_MAX = 65535
+_VALID_LEVELS = frozenset(SecurityLevel(v) for v in (0x00, 0x01, 0x03, 0x11, 0x13, 0x33))
+
+
+@dataclass(slots=True)
+class _Session:
+    """What a session knows once the card cryptogram verified. Keys stay out of ``repr``."""
+
+    keys: StaticKeys = field(repr=False)
+    session_keys: Scp03SessionKeys = field(repr=False)
+    i_param: int
+    card_challenge: bytes
+    chain: bytes = field(default=bytes(16), repr=False)
+    counter: int = 0
+    wrapped: bool = False
+
+
+class Scp03Host(HostChannel):
+    """The host side of an SCP03 session (Amendment D v1.1.1; S16 when ``i_param`` has b1 set).
+
+    ``keys`` is a key set or a :data:`KeyResolver` called with the parsed INITIALIZE UPDATE response (key
+    diversification). ``host_challenge`` is 8 bytes (16 in S16 mode). ``i_param`` (optional) is the i the card
+    must announce. ``kvn`` 0 lets the card choose; otherwise the card's KVN must match. ``aid``, when given, lets
+    the host verify a pseudo-random card challenge (6.2.2.1).
+    """
+
+    protocol = ScpProtocol.SCP03
+
+    def __init__(
+        self,
+        keys: StaticKeys | KeyResolver,
+        *,
+        level: SecurityLevel,
+        host_challenge: bytes,
+        i_param: int | None = None,
+        kvn: int = 0,
+        aid: bytes = b"",
+        channel: int = 0,
+    ) -> None:
+        level = SecurityLevel(level)
+        if level not in _VALID_LEVELS:
+            raise ValueError(f"SCP03 security level must be 00, 01, 03, 11, 13 or 33 (Table 7-3), got {level:02X}")
+        if len(host_challenge) not in (8, 16):
+            raise ValueError(f"the host challenge is 8 bytes (16 in S16 mode), got {len(host_challenge)}")
+        if i_param is not None:
+            check_i_param(i_param)
+            if mac_length(i_param) != len(host_challenge):
+                raise ValueError(f"i={i_param:02X} needs a {mac_length(i_param)}-byte host challenge")
+            if level not in allowed_levels(i_param):
+                raise UnsupportedError(f"security level {level:02X} is not available with i={i_param:02X}")
+        if not 0 <= kvn <= 0xFF:
+            raise ValueError(f"kvn must be a byte, got {kvn}")
+        if aid and not 5 <= len(aid) <= 16:
+            raise ValueError(f"the AID must be 5 to 16 bytes, got {len(aid)}")
+        if not 0 <= channel <= 19:
+            raise ValueError(f"logical channel must be 0..19, got {channel}")
+        super().__init__(level, channel)
+        self._keys = keys
+        self.host_challenge = host_challenge
+        self.i_param = i_param
+        self.kvn = kvn
+        self.aid = aid
+        self._session: _Session | None = None
+
+    def __repr__(self) -> str:
+        return f"Scp03Host(state={self.state.value}, level={self.level:02X}, channel={self.channel})"
+
+    @property
+    def session_keys(self) -> Scp03SessionKeys | None:
+        """The session keys once the card cryptogram verified (never shown in a repr)."""
+        return self._session.session_keys if self._session else None
+
+    # -- mutual authentication ---------------------------------------------------------------------------------
+    def initialize_update(self) -> CommandApdu:
+        """``80 50 kvn 00 Lc host_challenge 00`` on the session's logical channel (GP 2.3.1, D.4.1)."""
+        self._require(ChannelState.IDLE)
+        return initialize_update_command(self.host_challenge, self.kvn, 0, self.channel)
+
+    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
+        """Parse the response (Table 7-2), derive the session keys and verify the card cryptogram (6.2.2.2)."""
+        self._require(ChannelState.IDLE)
+        if response.sw != 0x9000:
+            hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
+            self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
+        try:
+            parsed = InitializeUpdateResponse.from_bytes(response.data)
+        except DecodeError as exc:
+            self._fail(exc)
+        if parsed.protocol is not ScpProtocol.SCP03 or parsed.i_param is None:
+            self._fail(RemoteProtocolError(f"the card answered with SCP{parsed.protocol:02X}, expected SCP03"))
+        i = parsed.i_param
+        try:
+            check_i_param(i)
+        except UnsupportedError as exc:
+            self._fail(RemoteProtocolError(str(exc)))
+        if self.i_param is not None and i != self.i_param:
+            self._fail(RemoteProtocolError(f"the card uses i={i:02X}, expected i={self.i_param:02X}"))
+        if mac_length(i) != len(self.host_challenge):
+            self._fail(
+                RemoteProtocolError(
+                    f"the card uses i={i:02X} ({mac_length(i)}-byte challenges) but the host challenge is "
+                    f"{len(self.host_challenge)} bytes"
+                )
+            )
+        if self.level not in allowed_levels(i):
+            self._fail(UnsupportedError(f"security level {self.level:02X} is not available with i={i:02X}"))
+        if self.kvn and parsed.kvn != self.kvn:
+            self._fail(RemoteProtocolError(f"the card answered with KVN {parsed.kvn:02X}, expected {self.kvn:02X}"))
+        keys = self._keys if isinstance(self._keys, StaticKeys) else self._keys(parsed)
+        try:
+            session_keys = derive_session_keys(keys, self.host_challenge + parsed.card_challenge)
+        except UnsupportedError as exc:
+            self._fail(exc)
+        kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
+        kdd = parsed.key_diversification_data.hex().upper()
+        if self.aid and i & I_PSEUDO_RANDOM and parsed.sequence_counter is not None:
+            seq = int.from_bytes(parsed.sequence_counter, "big")
+            expected_challenge = card_challenge(keys.enc, seq, self.aid, mac_length(i))
+            if not constant_time_equal(expected_challenge, parsed.card_challenge):
+                self._fail(
+                    AuthenticationError(
+                        f"the pseudo-random card challenge did not verify (sequence counter {seq:06X}, AID "
+                        f"{self.aid.hex().upper()}, key diversification data {kdd}, KCVs ENC/MAC/DEK {kcvs})"
+                    )
+                )
+        expected = card_cryptogram(session_keys.s_mac, self.host_challenge, parsed.card_challenge)
+        if not constant_time_equal(expected, parsed.card_cryptogram):
+            self._fail(
+                AuthenticationError(
+                    "the card cryptogram did not verify: wrong keys or not the expected card "
+                    f"(key diversification data {kdd}, KVN {parsed.kvn:02X}, KCVs ENC/MAC/DEK tried {kcvs}); "
+                    "do not retry blindly, cards block after failed authentications"
+                )
+            )
+        self._session = _Session(keys, session_keys, i, parsed.card_challenge)
+        self.state = ChannelState.CARD_AUTHENTICATED
+        return parsed
+
+    def external_authenticate(self) -> CommandApdu:
+        """``84 82 level 00 Lc host_cryptogram C-MAC``, MACed with a zero chaining value (6.2.3, 7.1.2)."""
+        self._require(ChannelState.CARD_AUTHENTICATED)
+        s = self._session
+        assert s is not None
+        cryptogram = host_cryptogram(s.session_keys.s_mac, self.host_challenge, s.card_challenge)
+        n = mac_length(s.i_param)
+        header = CommandApdu(0x84, INS_EXTERNAL_AUTHENTICATE, int(self.level), 0x00)
+        full = compute_cmac(s.session_keys.s_mac, command_mac_input(bytes(16), header, cryptogram, 2 * n, False))
+        s.chain = full
+        self.state = ChannelState.EXTERNAL_AUTHENTICATE_SENT
+        return CommandApdu(
+            cla_for_channel(0x84, self.channel),
+            INS_EXTERNAL_AUTHENTICATE,
+            int(self.level),
+            0x00,
+            cryptogram + full[:n],
+        )
+
+    def receive_external_authenticate(self, response: ResponseApdu) -> None:
+        """9000 opens the session; the encryption counter starts (6.2.6). No R-MAC on this response (6.2.5)."""
+        self._require(ChannelState.EXTERNAL_AUTHENTICATE_SENT)
+        if response.sw != 0x9000:
+            self._fail(CardStatusError(response.sw, "EXTERNAL AUTHENTICATE refused", response.data))
+        if response.data:
+            self._fail(RemoteProtocolError(f"EXTERNAL AUTHENTICATE answered {len(response.data)} data bytes"))
+        assert self._session is not None
+        self._session.counter = 0
+        self.state = ChannelState.OPEN
+
+    # -- secure messaging --------------------------------------------------------------------------------------
+    def wrap(self, command: CommandApdu) -> CommandApdu:
+        """Protect ``command`` at the session's level (6.2.4, 6.2.6); LocalProtocolError if it cannot fit.
+
+        The CLA keeps its class and logical channel and gains the secure messaging bit; the MAC is computed with
+        channel 0. Le is kept, not MACed. With C-DECRYPTION, a command with data gets its data padded and
+        encrypted; the encryption counter counts every command. An extended-length command stays extended (and
+        its 3-byte Lc is what the MAC covers); a short one that would outgrow 255 data bytes is refused.
+        """
+        self._require(ChannelState.OPEN)
+        s = self._session
+        assert s is not None
+        if command.channel != self.channel:
+            raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
+        if command.cla & (0x20 if command.cla & 0x40 else 0x0C):  # ISO 7816-4, 5.4.1: b4-b3 or b6
+            raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
+        counter = s.counter + 1
+        if SecurityLevel.C_MAC not in self.level:
+            s.counter, s.wrapped = counter, True
+            return command
+        data = command.data
+        if SecurityLevel.C_DECRYPTION in self.level and data:
+            data = encrypt_block_data(s.session_keys.s_enc, command_icv(s.session_keys.s_enc, counter), data)
+        n = mac_length(s.i_param)
+        extended = command.is_extended
+        limit = _EXTENDED_MAX if extended else _SHORT_MAX
+        if len(data) + n > limit:
+            raise LocalProtocolError(
+                f"the wrapped command would carry {len(data) + n} data bytes; at most {limit} fit a "
+                f"{'n extended' if extended else ' short'} APDU"
+            )
+        full = compute_cmac(s.session_keys.s_mac, command_mac_input(s.chain, command, data, len(data) + n, extended))
+        s.chain, s.counter, s.wrapped = full, counter, True
+        return CommandApdu(
+            cla_with_secure_messaging(command.cla),
+            command.ins,
+            command.p1,
+            command.p2,
+            data + full[:n],
+            le=command.le,
+            extended=extended,
+        )
+
+    def unwrap(self, response: ResponseApdu) -> ResponseApdu:
+        """Verify the R-MAC (6.2.5) and decrypt R-ENCRYPTION (6.2.7) of the response to the last wrapped command.
+
+        Error status words (all but 9000, 62xx, 63xx) carry no R-MAC and must carry no data.
+        """
+        self._require(ChannelState.OPEN)
+        s = self._session
+        assert s is not None
+        if not s.wrapped:
+            raise LocalProtocolError("no command was wrapped in this session; nothing to unwrap")
+        if SecurityLevel.R_MAC not in self.level:
+            return response
+        if not is_success_sw(response.sw):
+            if response.data:
+                self._fail(IntegrityError(f"status {response.sw:04X} came with data that no R-MAC protects"))
+            return response
+        n = mac_length(s.i_param)
+        if len(response.data) < n:
+            self._fail(IntegrityError(f"the response has {len(response.data)} data bytes; the R-MAC alone is {n}"))
+        body, rmac = response.data[:-n], response.data[-n:]
+        expected = compute_cmac(s.session_keys.s_rmac, s.chain + body + response.sw.to_bytes(2, "big"))[:n]
+        if not constant_time_equal(expected, rmac):
+            self._fail(IntegrityError("the R-MAC did not verify"))
+        if SecurityLevel.R_ENCRYPTION in self.level and body:
+            try:
+                body = decrypt_block_data(s.session_keys.s_enc, response_icv(s.session_keys.s_enc, s.counter), body)
+            except DecodeError as exc:
+                self._fail(IntegrityError(f"the encrypted response data is malformed: {exc}"))
+        return ResponseApdu(body, response.sw)
+
+    def encrypt_key(self, key: bytes) -> bytes:
+        """Encrypt key material under the static Key-DEK, AES-CBC IV 0 (Amendment D, 6.2.8).
+
+        16- and 32-byte keys are not padded; 24-byte keys are padded with ``80 00 00 00 00 00 00 00`` to 32 bytes.
+        """
+        self._require(ChannelState.CARD_AUTHENTICATED, ChannelState.EXTERNAL_AUTHENTICATE_SENT, ChannelState.OPEN)
+        assert self._session is not None
+        return encrypt_sensitive_data(self._session.keys.dek, key)
