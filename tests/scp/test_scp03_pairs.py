@@ -499,3 +499,22 @@ def test_card_unwrap_of_arbitrary_bytes_returns_or_raises_card_errors(raw: bytes
         card.unwrap(command)
     except SecurityNotSatisfied:
         assert card.state is ChannelState.TERMINATED
+
+
+@given(st.binary(max_size=60), st.sampled_from((0x9000, 0x6A88)))
+def test_host_initialize_update_of_arbitrary_bytes_raises_only_typed_errors(data: bytes, sw: int) -> None:
+    host = make_host(None, SecurityLevel(0x03))
+    try:
+        host.receive_initialize_update(ResponseApdu(data, sw))
+    except (DecodeError, RemoteProtocolError, AuthenticationError, UnsupportedError, CardStatusError):
+        assert host.state is ChannelState.TERMINATED
+
+
+@given(st.binary(max_size=80), st.sampled_from((0x9000, 0x6310, 0x6A82)))
+def test_host_unwrap_of_arbitrary_bytes_returns_or_raises_integrity_error(data: bytes, sw: int) -> None:
+    host, card = open_pair()
+    card.unwrap(host.wrap(COMMAND))
+    try:
+        host.unwrap(ResponseApdu(data, sw))
+    except IntegrityError:
+        assert host.state is ChannelState.TERMINATED
