@@ -108,7 +108,7 @@ def exchange(host: Scp03Host, card: Scp03Card, command: CommandApdu, response: R
 @st.composite
 def commands(draw: st.DrawFn, channel: int) -> CommandApdu:
     cla = cla_for_channel(draw(st.sampled_from((0x00, 0x80))), channel)
-    data = draw(st.binary(max_size=230))
+    data = draw(st.binary(max_size=223))  # the most that still fits a short APDU once padded and MACed in S16
     le = draw(st.none() | st.integers(1, 256))
     return CommandApdu(cla, draw(st.integers(0, 255)), draw(st.integers(0, 255)), draw(st.integers(0, 255)), data, le)
 
@@ -425,6 +425,43 @@ def test_too_long_once_wrapped_leaves_the_channel_usable() -> None:
         host.wrap(CommandApdu(0x80, 0xE8, 0x00, 0x00, bytes(240)))
     assert host.is_open
     assert exchange(host, card, COMMAND, ResponseApdu(b"ok")) == ResponseApdu(b"ok")
+
+
+@pytest.mark.parametrize("i", [0x70, 0x71])
+def test_largest_short_command_fits(i: int) -> None:
+    host, card = open_pair(i)
+    command = CommandApdu(0x80, 0xE8, 0x00, 0x00, bytes(223 if i & 1 else 239), le=256)
+    assert exchange(host, card, command, ResponseApdu()) == ResponseApdu()
+    with pytest.raises(LocalProtocolError):
+        host.wrap(replace(command, data=command.data + b"\x00"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [CommandApdu(0x84, 0xCA, 0x00, 0x66), CommandApdu(0x8C, 0xCA, 0x00, 0x66), CommandApdu(0xE0, 0xCA, 0x00, 0x66)],
+    ids=["sm-first", "iso-sm-first", "sm-further"],
+)
+def test_host_refuses_commands_already_in_secure_messaging(command: CommandApdu) -> None:
+    host, _ = open_pair(channel=command.channel)
+    with pytest.raises(LocalProtocolError):
+        host.wrap(command)
+    assert host.is_open
+
+
+def test_host_refuses_a_command_for_another_channel() -> None:
+    host, _ = open_pair(channel=1)
+    with pytest.raises(LocalProtocolError):
+        host.wrap(COMMAND)
+    assert host.is_open
+
+
+def test_card_refuses_a_response_too_long_once_protected() -> None:
+    host, card = open_pair()
+    card.unwrap(host.wrap(COMMAND))
+    with pytest.raises(WrongLength):
+        card.wrap(ResponseApdu(bytes(240)))  # 256 once padded, + the R-MAC
+    assert card.is_open
+    assert host.unwrap(card.wrap(ResponseApdu(bytes(239)))) == ResponseApdu(bytes(239))
 
 
 def test_tampered_r_mac_terminates_the_host() -> None:

@@ -110,6 +110,7 @@ class Scp03Card(CardChannel):
         self._chain = bytes(16)
         self._counter = 0
         self._unwrapped = False
+        self._last_extended = False
 
     def __repr__(self) -> str:
         return f"Scp03Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
@@ -213,6 +214,7 @@ class Scp03Card(CardChannel):
         keys = self._keys_or_fail()
         self._counter += 1
         self._unwrapped = True
+        self._last_extended = command.is_extended
         has_sm = cla_has_secure_messaging(command.cla)
         if not has_sm:
             if SecurityLevel.C_MAC in self.level:
@@ -240,7 +242,10 @@ class Scp03Card(CardChannel):
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         """Add R-ENCRYPTION (6.2.7) and the R-MAC (6.2.5) to the response to the last unwrapped command.
 
-        Error status words (all but 9000, 62xx, 63xx) go out alone: no data, no R-MAC.
+        Error status words (all but 9000, 62xx, 63xx) go out alone: no data, no R-MAC. A protected response that
+        would not fit the response length of the command (256 bytes, or 65536 for an extended-length command)
+        raises WrongLength (6700) and leaves the session open: the application must send less (e.g. 6310 and
+        GET STATUS "next").
         """
         self._require(ChannelState.OPEN)
         keys = self._keys_or_fail()
@@ -254,6 +259,9 @@ class Scp03Card(CardChannel):
         if SecurityLevel.R_ENCRYPTION in self.level and data:
             data = encrypt_block_data(keys.s_enc, response_icv(keys.s_enc, self._counter), data)
         rmac = compute_cmac(keys.s_rmac, self._chain + data + response.sw.to_bytes(2, "big"))[: self._mac_len]
+        limit = 65536 if self._last_extended else 256
+        if len(data) + len(rmac) > limit:
+            raise WrongLength(f"the protected response would be {len(data) + len(rmac)} bytes; at most {limit} fit")
         return ResponseApdu(data + rmac, response.sw)
 
     def decrypt_key(self, data: bytes, key_length: int | None = None) -> bytes:
