@@ -27,6 +27,7 @@ __all__ = [
     "LocalProtocolError",
     "MemoryFailure",
     "NotEnoughMemory",
+    "ProfileError",
     "ProtocolError",
     "ReferencedDataNotFound",
     "RemoteProtocolError",
@@ -51,6 +52,10 @@ class DecodeError(GPChannelError, ValueError):
         if offset is not None:
             message = f"{message} (at offset {offset})"
         super().__init__(message)
+
+
+class ProfileError(GPChannelError, ValueError):
+    """A card profile (TOML) is malformed or inconsistent; the message names the key and what was expected."""
 
 
 class ProtocolError(GPChannelError):
