@@ -507,3 +507,31 @@ def test_keys_round_trip_and_stay_out_of_reprs() -> None:
     for text in (repr(host), repr(card), repr(host.session_keys)):
         assert bytes(range(16)).hex() not in text.lower()
         assert "s_enc=" not in text
+
+
+# -- fuzzing the state machines ---------------------------------------------------------------------------------
+@given(data=st.binary(max_size=40), sw=st.sampled_from([0x9000, 0x6A88, 0x6982]))
+def test_host_initialize_update_fuzz(data: bytes, sw: int) -> None:
+    host, _ = _pair()
+    host.initialize_update()
+    try:
+        host.receive_initialize_update(ResponseApdu(data, sw))
+    except (DecodeError, RemoteProtocolError, AuthenticationError, CardStatusError):
+        assert host.state is ChannelState.TERMINATED
+    else:  # pragma: no cover - a random 28-byte answer with a valid cryptogram is not expected
+        raise AssertionError("a random INITIALIZE UPDATE response was accepted")
+
+
+@given(data=st.data())
+@pytest.mark.parametrize("level", _LEVELS)
+def test_card_unwrap_fuzz(level: int, data: st.DataObject) -> None:
+    host, card = _pair(level)
+    _open(host, card)
+    cla = data.draw(st.sampled_from([0x80, 0x84, 0x00, 0x04, 0xC0, 0xE0]))
+    command = CommandApdu(cla, 0xE2, 0, 0, data.draw(st.binary(max_size=64)), data.draw(st.none() | st.just(256)))
+    try:
+        plain = card.unwrap(command)
+    except SecurityNotSatisfied:
+        assert card.state is ChannelState.TERMINATED
+    else:
+        assert level == 0x00 and plain == command  # only level 00 lets a command without a C-MAC through
