@@ -1,0 +1,252 @@
+"""A host session with a card: APDU exchange over a transport, and opening a secure channel on it.
+
+The session sends INITIALIZE UPDATE, detects the protocol (byte 11 of the response, GP 2.3.1 E.5.1 / Amendment D
+7.1.1, as GlobalPlatformPro does) and, for SCP03, i (byte 12), then hands the exchange to the host class of that
+protocol (:class:`gpchannel.scp.common.HostChannel`): SCP01, SCP02 or SCP03. SCP02 does not send i; it comes from
+the caller, else from the card recognition data, else 15 (the host-side checks are the same for 15 and 55).
+
+A wrong card cryptogram raises :class:`AuthenticationError` before EXTERNAL AUTHENTICATE is built: only
+INITIALIZE UPDATE has gone to the card, which no card counts against its retry limit.
+
+Answers ``61xx`` (more data: GET RESPONSE) and ``6Cxx`` (wrong Le: re-send) are handled on the wire, under the
+secure channel. Every exchange can be reported to a ``trace`` hook with the wire bytes and, inside a secure
+channel, the plain command and response beside them.
+
+No I/O happens here: the transport is injected (anything with ``transmit`` and ``close``), and so is randomness.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.keys import StaticKeys
+from gpchannel.errors import CardStatusError, LocalProtocolError, RemoteProtocolError, UnsupportedError
+from gpchannel.host.commands import get_response_command
+from gpchannel.scp.common import (
+    HostChannel,
+    InitializeUpdateResponse,
+    KeyResolver,
+    RandomSource,
+    ScpProtocol,
+    SecurityLevel,
+    initialize_update_command,
+)
+
+__all__ = [
+    "ApduTransport",
+    "CardSession",
+    "ChannelOptions",
+    "Exchange",
+    "TraceHook",
+    "host_class",
+]
+
+_MAX_GET_RESPONSE = 32
+"""More 61xx rounds than this for one command means a card that never finishes: refuse it."""
+
+_HOST_CLASSES: dict[ScpProtocol, tuple[str, str]] = {
+    ScpProtocol.SCP01: ("gpchannel.scp.scp01", "Scp01Host"),
+    ScpProtocol.SCP02: ("gpchannel.scp.scp02_host", "Scp02Host"),
+    ScpProtocol.SCP03: ("gpchannel.scp.scp03_host", "Scp03Host"),
+}
+_DEFAULT_SCP02_I = 0x15
+
+
+class ApduTransport(Protocol):
+    """What the session needs of a transport (``gpchannel.io.transport.Transport`` has this shape)."""
+
+    def transmit(self, command: CommandApdu) -> ResponseApdu: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One command and its answer: as on the wire, and (inside a secure channel) as the application sees them."""
+
+    command: CommandApdu
+    response: ResponseApdu
+    plain_command: CommandApdu | None = None
+    plain_response: ResponseApdu | None = None
+
+
+TraceHook = Callable[[Exchange], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """How to open a secure channel. ``keys`` are never shown in a repr.
+
+    ``scp`` / ``i_param`` None: detected from the INITIALIZE UPDATE response (SCP02's i from ``recognition``
+    hints, see :meth:`CardSession.open_secure_channel`). ``kvn`` 0: the card's first available key set.
+    """
+
+    keys: StaticKeys | KeyResolver = field(repr=False)
+    level: SecurityLevel = SecurityLevel.C_MAC
+    scp: ScpProtocol | None = None
+    i_param: int | None = None
+    kvn: int = 0
+    s16: bool = False
+
+
+def host_class(protocol: ScpProtocol) -> type[HostChannel]:
+    """The host channel class of ``protocol``; UnsupportedError when gpchannel does not implement it."""
+    where = _HOST_CLASSES.get(protocol)
+    if where is None:
+        raise UnsupportedError(f"the host tool does not implement {protocol.name}")
+    try:
+        module = importlib.import_module(where[0])
+    except ImportError:
+        raise UnsupportedError(f"{protocol.name} host support is not available in this build") from None
+    return cast("type[HostChannel]", getattr(module, where[1]))
+
+
+class CardSession:
+    """APDUs to one card over ``transport``, optionally through a secure channel on logical ``channel``."""
+
+    def __init__(
+        self, transport: ApduTransport, *, random: RandomSource, trace: TraceHook | None = None, channel: int = 0
+    ) -> None:
+        self.transport = transport
+        self.random = random
+        self.trace = trace
+        self.channel = channel
+        self.secure: HostChannel | None = None
+        self.init_response: InitializeUpdateResponse | None = None
+
+    def __repr__(self) -> str:
+        state = self.secure.state.value if self.secure else "none"
+        return f"CardSession(channel={self.channel}, secure_channel={state})"
+
+    # -- the wire -------------------------------------------------------------------------------------------------
+    def _wire(self, command: CommandApdu) -> ResponseApdu:
+        response = self.transport.transmit(command)
+        if response.sw1 == 0x6C and command.le is not None:  # wrong Le: send again with the card's length
+            command = command.with_changes(le=response.sw2 or 256)
+            response = self.transport.transmit(command)
+        data = b""
+        rounds = 0
+        while response.sw1 == 0x61:
+            rounds += 1
+            if rounds > _MAX_GET_RESPONSE:
+                raise RemoteProtocolError(f"the card kept answering 61xx after {_MAX_GET_RESPONSE} GET RESPONSEs")
+            data += response.data
+            response = self.transport.transmit(get_response_command(response.sw2, channel=command.channel))
+        return ResponseApdu(data + response.data, response.sw) if data else response
+
+    def transmit_plain(self, command: CommandApdu) -> ResponseApdu:
+        """Send ``command`` as it is (no secure messaging), reporting it to the trace hook."""
+        response = self._wire(command)
+        if self.trace:
+            self.trace(Exchange(command, response))
+        return response
+
+    def transmit(self, command: CommandApdu) -> ResponseApdu:
+        """Send ``command`` through the secure channel when one is open (wrap, unwrap), else as it is."""
+        if self.secure is None or not self.secure.is_open:
+            return self.transmit_plain(command)
+        wrapped = self.secure.wrap(command)
+        raw = self._wire(wrapped)
+        plain = self.secure.unwrap(raw)
+        if self.trace:
+            self.trace(Exchange(wrapped, raw, command, plain))
+        return plain
+
+    def send(self, command: CommandApdu, what: str = "") -> ResponseApdu:
+        """:meth:`transmit`, raising CardStatusError unless the card answers 9000 or a warning (62xx, 63xx)."""
+        response = self.transmit(command)
+        if not response.is_success:
+            raise CardStatusError(response.sw, what or f"INS {command.ins:02X}", response.data)
+        return response
+
+    def close(self) -> None:
+        """Forget the secure channel (the card ends it on its next SELECT or reset) and close the transport."""
+        if self.secure is not None:
+            self.secure.close()
+        self.transport.close()
+
+    def end_secure_channel(self) -> None:
+        """Forget the secure channel without touching the transport (after SELECT, which ends it on the card)."""
+        if self.secure is not None:
+            self.secure.close()
+        self.secure = None
+
+    # -- opening a secure channel ---------------------------------------------------------------------------------
+    def open_secure_channel(
+        self, options: ChannelOptions, *, aid: bytes = b"", scp02_i_hint: int | None = None
+    ) -> InitializeUpdateResponse:
+        """INITIALIZE UPDATE, protocol detection, card cryptogram check, EXTERNAL AUTHENTICATE (GP 2.3.1, 7.3).
+
+        ``aid`` is the selected Security Domain's AID (SCP02 / SCP03 pseudo-random challenges are computed over
+        it). ``scp02_i_hint`` is the i the card recognition data announces for SCP02, used when the options do
+        not fix one. Raises CardStatusError, RemoteProtocolError, DecodeError, AuthenticationError or
+        UnsupportedError; the session then has no open channel.
+        """
+        self.end_secure_channel()
+        self.init_response = None
+        challenge = self.random(16 if options.s16 else 8)
+        forced = options.scp
+        if forced is not None:
+            host = self._make_host(forced, options, challenge, aid, scp02_i_hint)
+            command = host.initialize_update()
+        else:
+            host = None
+            command = initialize_update_command(challenge, options.kvn, 0, self.channel)
+        response = self.transmit_plain(command)
+        if response.sw != 0x9000:
+            if host is not None:
+                host.close()
+            hint = " (a locked card or an unknown key version?)" if response.sw in (0x6982, 0x6983, 0x6A88) else ""
+            raise CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data)
+        parsed = InitializeUpdateResponse.from_bytes(response.data)
+        if forced is not None and parsed.protocol is not forced:
+            if host is not None:
+                host.close()
+            raise RemoteProtocolError(f"asked for {forced.name} but the card answered with {parsed.protocol.name}")
+        if parsed.i_param is not None and bool(parsed.i_param & 0x01) != options.s16:
+            mode = "S16 (16-byte challenges)" if parsed.i_param & 0x01 else "S8"
+            raise RemoteProtocolError(
+                f"the card answered i={parsed.i_param:02X}, {mode}; open the channel in that mode"
+            )
+        if host is None:
+            host = self._make_host(parsed.protocol, options, challenge, aid, scp02_i_hint, parsed.i_param)
+            host.initialize_update()
+        result = host.receive_initialize_update(response)
+        self.init_response = result
+        auth = host.external_authenticate()
+        auth_response = self.transmit_plain(auth)
+        host.receive_external_authenticate(auth_response)
+        self.secure = host
+        return result
+
+    def _make_host(
+        self,
+        protocol: ScpProtocol,
+        options: ChannelOptions,
+        challenge: bytes,
+        aid: bytes,
+        scp02_i_hint: int | None,
+        card_i: int | None = None,
+    ) -> HostChannel:
+        i_param = options.i_param
+        if protocol is ScpProtocol.SCP03 and i_param is None:
+            i_param = card_i
+        if protocol is ScpProtocol.SCP02 and i_param is None:
+            i_param = scp02_i_hint if scp02_i_hint is not None else _DEFAULT_SCP02_I
+        if protocol is ScpProtocol.SCP01 and options.s16:
+            raise LocalProtocolError("S16 mode exists only in SCP03")
+        cls = host_class(protocol)
+        factory = cast("Callable[..., HostChannel]", cls)
+        return factory(
+            options.keys,
+            level=options.level,
+            host_challenge=challenge,
+            i_param=i_param,
+            kvn=options.kvn,
+            aid=aid,
+            channel=self.channel,
+        )
