@@ -1,0 +1,377 @@
+"""SCP02, the card's side (GlobalPlatform Card Specification 2.2.1 Appendix E; 2.3.1 Appendix E for behaviour).
+
+Theory of operation: see :mod:`gpchannel.scp.common` for the states and :mod:`gpchannel.scp.scp02` for the
+cryptography. The Security Domain creates one ``Scp02Card`` per secure channel session with the key set it chose,
+the key set's persisted sequence counter, an injected random source and the AID of the selected application, and
+persists ``sequence_counter`` after each call.
+
+- Explicit initiation (i with b3): ``initialize_update`` then ``external_authenticate`` open the session at the
+  level P1 of EXTERNAL AUTHENTICATE (E.1.5).
+- Implicit initiation (i without b3): ``unwrap`` of a command with the secure messaging indication while no
+  session is active (or the session dropped to AUTHENTICATED only) opens one: the C-MAC over the AID-derived ICV
+  authenticates the host (E.1.2.2, E.1.6). A command without it passes unchecked and clears C_MAC (E.1.6).
+- BEGIN / END R-MAC SESSION (E.5.3, E.5.4): the Security Domain passes the unwrapped command to
+  ``begin_rmac_session`` / ``end_rmac_session``, whose response ``wrap`` leaves as it is.
+
+Errors are :class:`CardError` subclasses for the dispatcher to turn into status words. A security error (C-MAC,
+host cryptogram, decryption, a command without C-MAC at a C-MAC level) terminates the session: every later use is
+refused with 6982. Malformed BEGIN / END R-MAC SESSION commands are refused without ending the session.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
+from gpchannel.crypto.ciphers import constant_time_equal
+from gpchannel.crypto.keys import StaticKeys
+from gpchannel.errors import (
+    ConditionsNotSatisfied,
+    DecodeError,
+    IncorrectData,
+    IncorrectP1P2,
+    InsNotSupported,
+    ReferencedDataNotFound,
+    SecurityNotSatisfied,
+    WrongLength,
+)
+from gpchannel.scp.common import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_INITIALIZE_UPDATE,
+    CardChannel,
+    ChannelState,
+    RandomSource,
+    ScpProtocol,
+    SecurityLevel,
+)
+from gpchannel.scp.scp02 import (
+    I_ICV_ENCRYPTION,
+    I_PSEUDO_RANDOM,
+    INS_BEGIN_R_MAC_SESSION,
+    INS_END_R_MAC_SESSION,
+    LEVELS,
+    MAX_SEQUENCE_COUNTER,
+    CommandMacChain,
+    ResponseMacChain,
+    Scp02SessionKeys,
+    aid_icv,
+    card_cryptogram,
+    check_i_param,
+    check_keys,
+    command_mac_input,
+    decrypt_command_data,
+    decrypt_sensitive_data,
+    derive_session_keys,
+    host_cryptogram,
+    is_explicit,
+    plain_cla,
+    pseudo_random_card_challenge,
+    r_mac_key,
+)
+
+__all__ = ["Scp02Card"]
+
+_SW_HOST_CRYPTOGRAM = 0x6300
+"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (Table E-12)."""
+_MAC = 8
+
+
+class Scp02Card(CardChannel):
+    """The card side of an SCP02 session (GP 2.2.1 Appendix E).
+
+    ``keys`` is a DES3 key set of 16-byte keys (with one base key, i b1 clear, ``keys.enc`` is the base key);
+    ``key_diversification_data`` is the 10 bytes returned first in INITIALIZE UPDATE; ``sequence_counter`` the key
+    set's persisted 2-byte counter; ``random`` gives the 6-byte card challenge unless i asks for the pseudo-random
+    one (b7); ``aid`` is the AID of the selected application (pseudo-random challenge, implicit initiation and
+    BEGIN R-MAC SESSION ICVs).
+    """
+
+    protocol = ScpProtocol.SCP02
+
+    def __init__(
+        self,
+        keys: StaticKeys,
+        *,
+        i_param: int,
+        key_diversification_data: bytes,
+        sequence_counter: int,
+        random: RandomSource,
+        aid: bytes,
+        channel: int = 0,
+    ) -> None:
+        check_i_param(i_param)
+        check_keys(keys)
+        if len(key_diversification_data) != 10:
+            raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
+        if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
+            raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
+        if aid and not 5 <= len(aid) <= 16:
+            raise ValueError(f"the AID must be 5 to 16 bytes, got {len(aid)}")
+        if (i_param & I_PSEUDO_RANDOM or not is_explicit(i_param)) and not aid:
+            raise ValueError(f"i={i_param:02X} needs the AID of the selected application")
+        if not 0 <= channel <= 19:
+            raise ValueError(f"logical channel must be 0..19, got {channel}")
+        super().__init__(channel)
+        self._keys = keys
+        self.i_param = i_param
+        self.key_diversification_data = key_diversification_data
+        self._counter = sequence_counter
+        self._random = random
+        self.aid = aid
+        self._session_keys: Scp02SessionKeys | None = None
+        self._dek = b""
+        self._host_challenge = b""
+        self._card_challenge = b""
+        self._c_chain: CommandMacChain | None = None
+        self._r_chain: ResponseMacChain | None = None
+        self._last: CommandApdu | None = None
+        self._answered_by_sd = False
+
+    def __repr__(self) -> str:
+        return f"Scp02Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
+
+    @property
+    def sequence_counter(self) -> int:
+        """The key set's sequence counter as the Security Domain must now persist it.
+
+        Per E.1.2 the card increments it by one when, and only when, the first C-MAC of a session verifies:
+        EXTERNAL AUTHENTICATE (explicit) or the first C-MACed command (implicit); a failed attempt leaves it. It
+        never wraps: at FFFF the card refuses new sessions with 6985.
+        """
+        return self._counter
+
+    @property
+    def session_keys(self) -> Scp02SessionKeys | None:
+        return self._session_keys
+
+    def terminate(self) -> None:
+        super().terminate()
+        self._c_chain = self._r_chain = None
+
+    def _fail_closed(self, error: SecurityNotSatisfied | ConditionsNotSatisfied) -> NoReturn:
+        self._c_chain = self._r_chain = None
+        self._fail(error)
+
+    # -- explicit initiation -----------------------------------------------------------------------------------
+    def initialize_update(self, command: CommandApdu) -> ResponseApdu:
+        """Answer INITIALIZE UPDATE (E.5.1, Table E-8); a new INITIALIZE UPDATE ends any session (E.1.6).
+
+        KVN (P1) 0 or the key set's, else 6A88; P2 00, else 6A86; an 8-byte host challenge, else 6700. Session
+        keys come from the current sequence counter (not incremented here, E.1.2).
+        """
+        if self.state is ChannelState.TERMINATED:
+            raise SecurityNotSatisfied("the secure channel was terminated")
+        self.state, self.level = ChannelState.IDLE, SecurityLevel.NONE
+        self._session_keys, self._c_chain, self._r_chain = None, None, None
+        if not is_explicit(self.i_param):
+            self._fail(InsNotSupported(f"i={self.i_param:02X} is implicit initiation: no INITIALIZE UPDATE"))
+        if command.ins != INS_INITIALIZE_UPDATE:
+            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
+        if command.p1 not in (0, self._keys.kvn):
+            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
+        if command.p2 != 0:
+            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00, got {command.p2:02X}"))
+        if len(command.data) != 8:
+            self._fail(WrongLength(f"the host challenge must be 8 bytes, got {len(command.data)}"))
+        if self._counter >= MAX_SEQUENCE_COUNTER:
+            self._fail(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"))
+        keys = derive_session_keys(self._keys, self.i_param, self._counter)
+        if self.i_param & I_PSEUDO_RANDOM:
+            challenge = pseudo_random_card_challenge(keys.c_mac, self.aid)
+        else:
+            challenge = self._random(6)
+            if len(challenge) != 6:
+                raise ValueError(f"the random source returned {len(challenge)} bytes, expected 6")
+        cryptogram = card_cryptogram(keys.enc, command.data, self._counter, challenge)
+        self._session_keys, self._dek = keys, keys.dek
+        self._host_challenge, self._card_challenge = command.data, challenge
+        self.state = ChannelState.INITIALIZED
+        head = self.key_diversification_data + bytes((self._keys.kvn, ScpProtocol.SCP02))
+        return ResponseApdu(head + self._counter.to_bytes(2, "big") + challenge + cryptogram)
+
+    def external_authenticate(self, command: CommandApdu) -> ResponseApdu:
+        """Verify the C-MAC (zero ICV, E.3.2) and host cryptogram (E.4.2.2); open the session at level P1.
+
+        P1 must be 00, 01, 03, 10, 11 or 13 (Table E-11; 33 and the rest are RFU): 6A86 otherwise, as for P2 other
+        than 00. A bad C-MAC is 6982; a bad host cryptogram 6300 (Table E-12), raised as SecurityNotSatisfied
+        with that status word. On success the sequence counter is incremented (E.1.2.1).
+        """
+        self._require(ChannelState.INITIALIZED)
+        keys = self._session_keys
+        assert keys is not None
+        if command.ins != INS_EXTERNAL_AUTHENTICATE:
+            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
+        if not cla_has_secure_messaging(command.cla):
+            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
+        if command.p2 != 0:
+            self._fail(IncorrectP1P2(f"EXTERNAL AUTHENTICATE P2 must be 00, got {command.p2:02X}"))
+        if len(command.data) != 16:
+            self._fail(WrongLength(f"EXTERNAL AUTHENTICATE data must be 16 bytes, got {len(command.data)}"))
+        if command.p1 not in LEVELS:
+            self._fail(IncorrectP1P2(f"security level {command.p1:02X} is RFU for SCP02 (Table E-11)"))
+        level = SecurityLevel(command.p1)
+        cryptogram, mac = command.data[:8], command.data[8:]
+        chain = CommandMacChain(keys.c_mac, encrypt=bool(self.i_param & I_ICV_ENCRYPTION))
+        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, cryptogram)
+        if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
+            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
+        expected = host_cryptogram(keys.enc, self._host_challenge, self._counter, self._card_challenge)
+        if not constant_time_equal(expected, cryptogram):
+            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
+        chain.advance(mac)
+        self._c_chain = chain
+        self._r_chain = ResponseMacChain(keys.r_mac, mac) if SecurityLevel.R_MAC in level else None
+        self._counter += 1
+        self._last, self._answered_by_sd = None, False
+        self.level = level
+        self.state = ChannelState.OPEN
+        return ResponseApdu()
+
+    # -- secure messaging --------------------------------------------------------------------------------------
+    def unwrap(self, command: CommandApdu) -> CommandApdu:
+        """Verify the C-MAC (E.4.4) and decrypt the data (E.4.6) of a command; 6982 and TERMINATED on error.
+
+        Explicit initiation: a command without the secure messaging indication is refused when the level has
+        C-MAC (E.1.6); one with it is verified whatever the level. Implicit initiation: see the module docstring.
+        Returns the command as the application sees it (CLA without secure messaging, no MAC, clear data).
+        """
+        self._answered_by_sd = False
+        if self.state is ChannelState.TERMINATED:
+            raise SecurityNotSatisfied("the secure channel was terminated")
+        has_sm = cla_has_secure_messaging(command.cla)
+        if not is_explicit(self.i_param):
+            if not has_sm:
+                if self.state is ChannelState.OPEN:
+                    self.level &= ~SecurityLevel.C_MAC  # AUTHENTICATED only, R-MAC as is (E.1.6)
+                    self._last = command
+                return command
+            if self.state is not ChannelState.OPEN or SecurityLevel.C_MAC not in self.level:
+                self._open_implicit()
+        else:
+            self._require(ChannelState.OPEN)
+            if not has_sm:
+                if SecurityLevel.C_MAC in self.level:
+                    self._fail_closed(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
+                self._last = command
+                return command
+        plain = self._verify(command)
+        self._last = plain
+        return plain
+
+    def _open_implicit(self) -> None:
+        """Start an implicit session for the incoming C-MACed command (E.1.2.2, E.3.3)."""
+        if self._counter >= MAX_SEQUENCE_COUNTER:
+            self._fail_closed(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"))
+        keys = derive_session_keys(self._keys, self.i_param, self._counter)
+        self._session_keys = keys
+        self._c_chain = CommandMacChain(
+            keys.c_mac, aid_icv(keys.c_mac, self.aid), bool(self.i_param & I_ICV_ENCRYPTION)
+        )
+
+    def _verify(self, command: CommandApdu) -> CommandApdu:
+        chain = self._c_chain
+        keys = self._session_keys
+        assert chain is not None and keys is not None
+        if len(command.data) < _MAC:
+            self._fail_closed(SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"))
+        body, mac = command.data[:-_MAC], command.data[-_MAC:]
+        if SecurityLevel.C_DECRYPTION in self.level and body:
+            try:
+                body = decrypt_command_data(keys.enc, body)
+            except DecodeError as exc:
+                self._fail_closed(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"))
+        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, command.le)
+        if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
+            self._fail_closed(SecurityNotSatisfied("the C-MAC did not verify"))
+        opening = chain.first and not is_explicit(self.i_param)
+        chain.advance(mac)
+        if opening:
+            # The first C-MAC of an implicit session verified: count it; DEK from the new value (E.1.2.2).
+            self._counter += 1
+            self._dek = derive_session_keys(self._keys, self.i_param, self._counter).dek
+            self.state = ChannelState.OPEN
+            self.level = SecurityLevel.C_MAC | (self.level & SecurityLevel.R_MAC)
+        return plain
+
+    def wrap(self, response: ResponseApdu) -> ResponseApdu:
+        """Add the R-MAC (E.4.5) to the response to the last unwrapped command while an R-MAC session runs.
+
+        A success or warning (9000, 61xx, 62xx, 63xx) gets ``data || R-MAC`` when each response carries one; an
+        error goes out alone (no data, no R-MAC) but its R-MAC is still computed and chained. Responses of BEGIN /
+        END R-MAC SESSION (built by the Security Domain methods) and responses outside a session pass unchanged.
+        """
+        if self.state is ChannelState.TERMINATED:
+            raise SecurityNotSatisfied("the secure channel was terminated")
+        command, self._last = self._last, None
+        if self._answered_by_sd or self._r_chain is None or command is None:
+            self._answered_by_sd = False
+            return response
+        success = response.sw == 0x9000 or response.sw1 in (0x61, 0x62, 0x63)
+        out = response if success else ResponseApdu(b"", response.sw)
+        rmac = self._r_chain.compute(command, out)
+        self._r_chain.advance(rmac)
+        if self._r_chain.every_response and success:
+            return ResponseApdu(out.data + rmac, out.sw)
+        return out
+
+    # -- R-MAC sessions ----------------------------------------------------------------------------------------
+    def begin_rmac_session(self, command: CommandApdu) -> ResponseApdu:
+        """Process an unwrapped BEGIN R-MAC SESSION (E.5.3): ``80 7A P1 01 Lc len data``.
+
+        P1 10: each later response carries an R-MAC; 00: only END R-MAC SESSION returns it; 30 (R-ENC) is RFU and
+        refused with 6A86, as is a P2 other than 01. The data is LV coded, 0 to 24 bytes (6A80 otherwise). An
+        R-MAC session already running: 6985. The R-MAC key comes from the sequence counter current now (E.4.1),
+        the first ICV from the AID (E.3.3), and this command/response pair is the first one R-MACed (E.4.5).
+        """
+        self._require(ChannelState.OPEN)
+        self._answered_by_sd = True
+        if command.ins != INS_BEGIN_R_MAC_SESSION:
+            raise InsNotSupported(f"expected BEGIN R-MAC SESSION (7A), got INS {command.ins:02X}")
+        if command.p1 not in (0x00, 0x10) or command.p2 != 0x01:
+            raise IncorrectP1P2(f"BEGIN R-MAC SESSION P1 P2 must be 00/10 01, got {command.p1:02X} {command.p2:02X}")
+        data = command.data
+        if not data or data[0] != len(data) - 1 or data[0] > 24:
+            raise IncorrectData("BEGIN R-MAC SESSION data must be one length byte and 0 to 24 bytes (Table E-16)")
+        if self._r_chain is not None:
+            raise ConditionsNotSatisfied("an R-MAC session is already running")
+        if not self.aid:
+            raise ConditionsNotSatisfied("no AID to derive the first R-MAC ICV from (E.3.3)")
+        key = r_mac_key(self._keys, self.i_param, self._counter)
+        chain = ResponseMacChain(key, aid_icv(key, self.aid), command.p1 == 0x10)
+        response = ResponseApdu()
+        chain.advance(chain.compute(command, response))
+        self._r_chain = chain
+        if chain.every_response:
+            self.level |= SecurityLevel.R_MAC
+        return response
+
+    def end_rmac_session(self, command: CommandApdu) -> ResponseApdu:
+        """Process an unwrapped END R-MAC SESSION (E.5.4): return the current R-MAC; P2 03 also ends the session.
+
+        P1 must be 00 and P2 01 or 03 (6A86); no R-MAC session running: 6A88 (Table E-20). The command itself is
+        not R-MACed.
+        """
+        self._require(ChannelState.OPEN)
+        self._answered_by_sd = True
+        if command.ins != INS_END_R_MAC_SESSION:
+            raise InsNotSupported(f"expected END R-MAC SESSION (78), got INS {command.ins:02X}")
+        if command.p1 != 0 or command.p2 not in (0x01, 0x03):
+            raise IncorrectP1P2(f"END R-MAC SESSION P1 P2 must be 00 01/03, got {command.p1:02X} {command.p2:02X}")
+        if command.data:
+            raise WrongLength("END R-MAC SESSION has no data besides the C-MAC")
+        if self._r_chain is None:
+            raise ReferencedDataNotFound("no R-MAC session is running")
+        rmac = self._r_chain.icv
+        if command.p2 == 0x03:
+            self._r_chain = None
+            self.level &= ~SecurityLevel.R_MAC
+        return ResponseApdu(rmac)
+
+    def decrypt_key(self, data: bytes) -> bytes:
+        """Decrypt key material under the DEK session key (E.4.7): 3DES-ECB (explicit initiation) or 3DES-CBC with
+        a zero IV (implicit); no padding is removed. Not a multiple of 8 bytes: 6A80."""
+        self._require(ChannelState.OPEN)
+        try:
+            return decrypt_sensitive_data(self._dek, data, explicit=is_explicit(self.i_param))
+        except ValueError as exc:
+            raise IncorrectData(str(exc)) from None
