@@ -333,3 +333,16 @@ class ResponseMacChain:
 
     def advance(self, mac: bytes) -> None:
         self.icv = mac
+
+
+def __getattr__(name: str) -> object:
+    """``Scp02Host`` / ``Scp02Card`` from here too (they live in scp02_host / scp02_card; imported lazily)."""
+    if name == "Scp02Host":
+        from gpchannel.scp.scp02_host import Scp02Host
+
+        return Scp02Host
+    if name == "Scp02Card":
+        from gpchannel.scp.scp02_card import Scp02Card
+
+        return Scp02Card
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
