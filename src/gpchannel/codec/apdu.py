@@ -36,10 +36,14 @@ def cla_channel(cla: int) -> int:
 
 
 def cla_has_secure_messaging(cla: int) -> bool:
-    """Whether the CLA byte indicates secure messaging (b3 for first, b6 for further interindustry)."""
+    """Whether the CLA byte indicates secure messaging.
+
+    First interindustry (ISO 7816-4, 5.4.1, Table 2): b4-b3 other than 00 (01 proprietary SM, as GlobalPlatform
+    uses it; 1X ISO SM). Further interindustry (Table 3): b6.
+    """
     if cla & 0x40:
         return bool(cla & 0x20)
-    return bool(cla & 0x04)
+    return bool(cla & 0x0C)
 
 
 def cla_with_secure_messaging(cla: int) -> int:
@@ -55,7 +59,9 @@ def cla_for_channel(cla: int, channel: int) -> int:
     sm = cla_has_secure_messaging(cla)
     chaining = cla & 0x10
     if channel <= 3:
-        return proprietary | chaining | (0x04 if sm else 0) | channel
+        # Keep the exact b4-b3 SM indication of a first-interindustry CLA; from a further one, SM becomes b3.
+        sm_bits = (cla & 0x0C) if not cla & 0x40 else (0x04 if sm else 0)
+        return proprietary | chaining | sm_bits | channel
     return proprietary | 0x40 | (0x20 if sm else 0) | chaining | (channel - 4)
 
 
@@ -70,7 +76,8 @@ class CommandApdu:
     data: bytes = b""
     le: int | None = None
     extended: bool = False
-    """Force the extended-length encoding even when short would do."""
+    """Extended-length encoding: set it to force extended lengths where short would do. It is normalised on
+    construction: True whenever the data or ``le`` need it, always False for case 1 (no length field)."""
 
     def __post_init__(self) -> None:
         for name in ("cla", "ins", "p1", "p2"):
@@ -81,6 +88,13 @@ class CommandApdu:
             raise ValueError(f"command data is {len(self.data)} bytes; at most {_EXT_MAX_DATA} fit an APDU")
         if self.le is not None and not 1 <= self.le <= 65536:
             raise ValueError(f"le must be 1..65536 or None, got {self.le}")
+        if not isinstance(self.data, bytes):
+            object.__setattr__(self, "data", bytes(self.data))
+        # Normalise ``extended`` to what goes on the wire, so that equal APDUs encode alike and
+        # from_bytes(to_bytes(x)) == x: case 1 has no length field to extend, and long Lc / Le force extended.
+        needs = len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
+        has_lengths = bool(self.data) or self.le is not None
+        object.__setattr__(self, "extended", has_lengths and (self.extended or needs))
 
     @property
     def case(self) -> int:
@@ -95,8 +109,8 @@ class CommandApdu:
 
     @property
     def is_extended(self) -> bool:
-        """Whether ``to_bytes`` uses the extended-length encoding."""
-        return self.extended or len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
+        """Whether ``to_bytes`` uses the extended-length encoding (same as the normalised ``extended``)."""
+        return self.extended
 
     def header(self) -> bytes:
         return bytes((self.cla, self.ins, self.p1, self.p2))
@@ -175,6 +189,8 @@ class ResponseApdu:
     def __post_init__(self) -> None:
         if not 0 <= self.sw <= 0xFFFF:
             raise ValueError(f"sw must be two bytes, got {self.sw}")
+        if not isinstance(self.data, bytes):
+            object.__setattr__(self, "data", bytes(self.data))
 
     @property
     def sw1(self) -> int:
@@ -186,7 +202,12 @@ class ResponseApdu:
 
     @property
     def is_success(self) -> bool:
-        """9000, or a warning (62xx / 63xx) that still completes the command (GP 2.3.1, 11.1.3)."""
+        """9000, or a warning (62XX / 63XX: ISO 7816-4, 5.6, processing completed with a warning).
+
+        Beware: GP 2.3.1 (Table D-9) answers a failed EXTERNAL AUTHENTICATE with 6300, a warning; code that must
+        tell success from failure compares the status word exactly or uses :func:`gpchannel.codec.sw.is_success`
+        (90 00 and 61 XX only).
+        """
         return self.sw == 0x9000 or self.sw1 in (0x62, 0x63)
 
     def to_bytes(self) -> bytes:
