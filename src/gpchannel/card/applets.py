@@ -1,0 +1,96 @@
+"""Python applets: the code behind installed application instances (Java Card bytecode is not executed).
+
+An :class:`Applet` subclass is registered by name in an :class:`AppletRegistry`; the profile (``kind``) or the
+INSTALL command maps an application AID to a name. The OPEN calls ``install`` once (GP 2.3.1, 11.5.2.3.2: the
+instance AID, privileges and application specific parameters are made known to the application), then
+``select`` / ``process`` / ``deselect`` during sessions. ``data`` is the instance's persistent data (a JSON
+compatible dict, committed with the card state after each command that changes it).
+
+Built in: ``echo``, which answers any command with its own data field (and 9000), ``INS CA`` with its
+install parameters, and ``INS 6F`` with 6F00 to exercise errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.errors import CardError, InsNotSupported
+
+__all__ = ["Applet", "AppletRegistry", "EchoApplet", "default_registry"]
+
+
+class Applet:
+    """Base class of Python applets. Raise a ``CardError`` to answer with its status word."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, aid: bytes, data: dict[str, Any]) -> None:
+        self.aid = aid
+        self.data = data
+
+    def install(self, parameters: bytes, privileges: bytes) -> None:
+        """Called once when the instance is created (``parameters`` is the value of tag C9)."""
+        self.data["installed_with"] = parameters.hex().upper()
+
+    def select(self, command: CommandApdu) -> ResponseApdu:
+        """The instance was selected; the answer is the SELECT response."""
+        return ResponseApdu()
+
+    def deselect(self) -> None:
+        """Another application is selected on this logical channel, or the channel closes."""
+
+    def personalize(self, command: CommandApdu) -> ResponseApdu:
+        """STORE DATA forwarded by the Security Domain after INSTALL [for personalization] (GP 2.3.1, 11.11)."""
+        blocks: list[str] = self.data.setdefault("store_data", [])
+        blocks.append(command.data.hex().upper())
+        return ResponseApdu()
+
+    def process(self, command: CommandApdu) -> ResponseApdu:
+        raise InsNotSupported(f"{self.name or type(self).__name__} does not process INS {command.ins:02X}")
+
+
+class EchoApplet(Applet):
+    """Echo the command data; counts the commands it processed in its persistent data."""
+
+    name = "echo"
+
+    def process(self, command: CommandApdu) -> ResponseApdu:
+        if command.ins == 0x6F:
+            raise CardError("echo: asked to fail", sw=0x6F00)
+        if command.ins == 0xCA:
+            return ResponseApdu(bytes.fromhex(self.data.get("installed_with", "")))
+        self.data["count"] = int(self.data.get("count", 0)) + 1
+        return ResponseApdu(command.data)
+
+
+class AppletRegistry:
+    """Applet classes by name. Not global: each card gets its registry (``default_registry()`` for built-ins)."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, Callable[[bytes, dict[str, Any]], Applet]] = {}
+
+    def register(self, name: str, cls: Callable[[bytes, dict[str, Any]], Applet]) -> None:
+        if not name:
+            raise ValueError("an applet class needs a non-empty name")
+        self._classes[name] = cls
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def create(self, name: str, aid: bytes, data: dict[str, Any]) -> Applet:
+        try:
+            factory = self._classes[name]
+        except KeyError:
+            raise LookupError(f"no applet class named {name!r}; known: {', '.join(self.names())}") from None
+        return factory(aid, data)
+
+
+def default_registry() -> AppletRegistry:
+    registry = AppletRegistry()
+    registry.register(EchoApplet.name, EchoApplet)
+    return registry

@@ -1,0 +1,146 @@
+"""Per-card and per-logical-channel runtime context of the emulator (not persisted), and the factory that
+builds the card side of a secure channel for a Security Domain's protocol.
+
+A logical channel (ISO 7816-4, 5.4.1; GP 2.3.1 11.7) has its own selected application, its own secure channel
+session (GP 2.3.1, 10.2: a session is bound to the logical channel it was opened on), and the continuation
+state of multi-command operations (GET STATUS next occurrence, LOAD blocks, chained INSTALL / DELETE data,
+INSTALL [for personalization] target, GET RESPONSE remainder).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpchannel.card.applets import Applet, AppletRegistry
+from gpchannel.card.state import CardState, KeySet
+from gpchannel.errors import ConditionsNotSatisfied, FunctionNotSupported
+from gpchannel.scp.common import CardChannel, RandomSource
+
+__all__ = ["CardContext", "ChannelContext", "LoadContext", "card_channel_class", "open_card_channel"]
+
+_CLASSES = {
+    0x01: (("gpchannel.scp.scp01", "Scp01Card"),),
+    0x02: (("gpchannel.scp.scp02", "Scp02Card"),),
+    0x03: (("gpchannel.scp.scp03", "Scp03Card"), ("gpchannel.scp.scp03_card", "Scp03Card")),
+}
+
+
+def card_channel_class(protocol: int) -> type[CardChannel] | None:
+    """The CardChannel subclass of ``protocol`` (01, 02, 03), or None while it is not importable."""
+    for module_name, class_name in _CLASSES.get(protocol, ()):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, class_name, None)
+        if isinstance(cls, type) and issubclass(cls, CardChannel):
+            return cls
+    return None
+
+
+def open_card_channel(
+    protocol: int,
+    i_param: int,
+    keyset: KeySet,
+    *,
+    kdd: bytes,
+    random: RandomSource,
+    aid: bytes,
+    channel: int,
+) -> CardChannel:
+    """A new card-side session for the Security Domain's protocol (the class contract of gpchannel.scp)."""
+    cls = card_channel_class(protocol)
+    if cls is None:
+        raise FunctionNotSupported(f"SCP{protocol:02X} is not available in this build")
+    factory: Any = cls  # the subclasses' constructor is the contract of gpchannel.scp, not CardChannel's
+    try:
+        channel_object: CardChannel = factory(
+            keyset.static_keys(),
+            i_param=i_param,
+            key_diversification_data=kdd,
+            sequence_counter=keyset.sequence_counter,
+            random=random,
+            aid=aid,
+            channel=channel,
+        )
+    except ValueError as exc:
+        raise ConditionsNotSatisfied(f"cannot open SCP{protocol:02X}: {exc}") from None
+    return channel_object
+
+
+@dataclass(slots=True)
+class LoadContext:
+    """An INSTALL [for load] accepted, LOAD blocks pending (GP 2.3.1, 11.6)."""
+
+    load_file_aid: bytes
+    sd_aid: bytes
+    data_hash: bytes
+    next_block: int = 0
+    buffer: bytearray = field(default_factory=bytearray)
+    combined: bool = False
+
+
+@dataclass(slots=True)
+class ChannelContext:
+    """One logical channel's runtime state."""
+
+    number: int
+    selected: bytes | None = None
+    applet: Applet | None = None
+    session: CardChannel | None = None
+    session_sd: bytes = b""
+    session_kvn: int = 0
+    status_pending: list[bytes] | None = None
+    status_scope: tuple[int, int] = (0, 0)
+    load: LoadContext | None = None
+    install_chain: bytes = b""
+    delete_chain: bytes = b""
+    personalize_target: bytes | None = None
+    pending_response: bytes = b""
+    store_data_next_block: int = 0
+
+    def end_session(self) -> None:
+        if self.session is not None:
+            self.session.terminate()
+        self.session = None
+        self.session_sd = b""
+
+    def reset_operations(self) -> None:
+        """Forget every multi-command operation (on SELECT, channel close, reset)."""
+        self.status_pending = None
+        self.load = None
+        self.install_chain = b""
+        self.delete_chain = b""
+        self.personalize_target = None
+        self.pending_response = b""
+        self.store_data_next_block = 0
+
+
+@dataclass(slots=True)
+class CardContext:
+    """What every handler needs: the live state, randomness, the applet classes and live applet objects."""
+
+    state: CardState
+    random: RandomSource
+    applets: AppletRegistry
+    instances: dict[bytes, Applet] = field(default_factory=dict)
+    trace: Callable[[str], None] | None = None
+
+    def applet(self, aid: bytes) -> Applet | None:
+        """The live object of an installed applet instance (created on first use from its persisted data)."""
+        if aid in self.instances:
+            return self.instances[aid]
+        app = self.state.application(aid)
+        if app is None or not app.applet or app.applet not in self.applets:
+            return None
+        instance = self.applets.create(app.applet, aid, app.data)
+        self.instances[aid] = instance
+        return instance
+
+    def reload(self, state: CardState) -> None:
+        """Replace the live state (after a failed commit); live applets are rebuilt from it."""
+        self.state = state
+        self.instances.clear()

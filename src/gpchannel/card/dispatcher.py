@@ -1,0 +1,306 @@
+"""The card's front door: C-APDU bytes in, R-APDU bytes out (ISO/IEC 7816-4; GP Card Specification 2.3.1,
+chapter 11).
+
+:class:`Card` is the one boundary where a ``CardError`` becomes its status word, and where anything unexpected
+becomes 6F00 (logged with its traceback, never a crash). It owns the logical channels (MANAGE CHANNEL, channel
+bits in CLA; 11.7), each with its selected application and its own secure channel session, processes SELECT
+[by name] for the OPEN (11.9), and hands every other command to the selected application: a Security Domain
+(security_domain.py) or a Python applet (applets.py).
+
+Persistence: after each command the state is compared with the last committed one. A change that comes with
+a success (9000, 62xx, 63xx) is committed through the StateStore *before* the response is returned; a change
+that comes with an error status, or an exception, is rolled back to the committed state. If the commit
+fails, the live state returns to the committed one and the answer is 6581 (memory failure).
+
+GET RESPONSE (T=0-style clients): when the response data exceed what the command's Le allows (or 256 bytes
+for a short command), the first part comes with ``61 xx`` and the rest is fetched with GET RESPONSE (C0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gpchannel.card.applets import AppletRegistry, default_registry
+from gpchannel.card.context import CardContext, ChannelContext
+from gpchannel.card.registry import find_for_select
+from gpchannel.card.sd_data import fci
+from gpchannel.card.security_domain import process_security_domain
+from gpchannel.card.state import Application, CardState, StateStore
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_channel, cla_has_secure_messaging
+from gpchannel.errors import (
+    CardError,
+    ClaNotSupported,
+    DecodeError,
+    FileNotFound,
+    FunctionNotSupported,
+    IncorrectP1P2,
+    InsNotSupported,
+    WrongLength,
+)
+from gpchannel.gp.lifecycle import CardLifeCycle, is_selectable
+from gpchannel.gp.privileges import Privilege
+from gpchannel.scp.common import RandomSource
+
+__all__ = ["Card", "TraceSink"]
+
+TraceSink = Callable[[str], None]
+"""Receives one line per APDU (and the plain command/response inside a secure channel). Never keys."""
+
+_SW_CHANNEL_NOT_SUPPORTED = 0x6881
+_SW_SM_NOT_SUPPORTED = 0x6882
+_SW_CHAINING_NOT_SUPPORTED = 0x6884
+_SW_CHANNEL_CLOSED = 0x6200
+_SW_MEMORY_FAILURE = 0x6581
+_SW_CARD_LOCKED = 0x6283
+
+
+def _is_success(sw: int) -> bool:
+    return sw == 0x9000 or sw >> 8 in (0x61, 0x62, 0x63)
+
+
+class Card:
+    """A GlobalPlatform card over a CardState, committing through ``store``.
+
+    ``random`` gives card challenges (injected: the core draws no randomness itself). ``max_channels`` is the
+    number of logical channels, the basic one included (4 for channels 0-3; up to 20).
+    """
+
+    def __init__(
+        self,
+        state: CardState,
+        store: StateStore,
+        *,
+        random: RandomSource,
+        applets: AppletRegistry | None = None,
+        max_channels: int = 4,
+        trace: TraceSink | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not 1 <= max_channels <= 20:
+            raise ValueError(f"max_channels must be 1..20, got {max_channels}")
+        self.ctx = CardContext(state, random, applets or default_registry(), trace=trace)
+        self.store = store
+        self.max_channels = max_channels
+        self.trace = trace
+        self.log = logger or logging.getLogger("gpchannel.card")
+        self._committed = state.to_json()
+        self.channels: dict[int, ChannelContext] = {}
+        self.reset()
+
+    @classmethod
+    def from_store(
+        cls, store: StateStore, initial: Callable[[], CardState], *, random: RandomSource, **options: object
+    ) -> Card:
+        """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) committed first."""
+        state = store.load()
+        if state is None:
+            state = initial()
+            store.commit(state)
+        return cls(state, store, random=random, **options)  # type: ignore[arg-type]
+
+    @property
+    def state(self) -> CardState:
+        return self.ctx.state
+
+    @property
+    def atr(self) -> bytes:
+        return self.ctx.state.atr
+
+    # -- power and channels ----------------------------------------------------------------------------------
+    def reset(self) -> bytes:
+        """Power on / warm reset: every session ends, supplementary channels close, the ISD is selected on the
+        basic channel (5.1.1.1). Returns the ATR."""
+        for channel in self.channels.values():
+            self._deselect(channel)
+        self.channels = {0: ChannelContext(0)}
+        self.ctx.instances.clear()
+        self.channels[0].selected = self.ctx.state.isd_aid
+        return self.atr
+
+    def _deselect(self, channel: ChannelContext) -> None:
+        channel.end_session()
+        channel.reset_operations()
+        if channel.applet is not None:
+            try:
+                channel.applet.deselect()
+            except Exception:  # an applet's bug must not stop the card
+                self.log.exception("applet deselect failed")
+        channel.applet = None
+        channel.selected = None
+
+    # -- the boundary ----------------------------------------------------------------------------------------
+    def process(self, raw: bytes) -> bytes:
+        """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
+        command: CommandApdu | None = None
+        try:
+            command = CommandApdu.from_bytes(raw)
+            response = self._dispatch(command)
+        except DecodeError as exc:
+            response = ResponseApdu(sw=0x6E00 if len(raw) >= 4 and raw[0] == 0xFF else 0x6700)
+            self.log.debug("malformed APDU: %s", exc)
+        except CardError as exc:
+            response = ResponseApdu(sw=exc.sw)
+        except Exception:
+            self.log.exception("unexpected error processing %s", raw.hex().upper())
+            response = ResponseApdu(sw=0x6F00)
+        response = self._persist(response)
+        if command is not None:
+            response = self._limit(command, response)
+        out = response.to_bytes()
+        if self.trace is not None:
+            self.trace(f">> {raw.hex().upper()}")
+            self.trace(f"<< {out.hex().upper()}")
+        return out
+
+    def _persist(self, response: ResponseApdu) -> ResponseApdu:
+        try:
+            current = self.ctx.state.to_json()
+        except Exception:
+            self.log.exception("the state cannot be serialised; rolling back")
+            self._rollback()
+            return ResponseApdu(sw=0x6F00)
+        if current == self._committed:
+            return response
+        if not _is_success(response.sw):
+            self._rollback()
+            return response
+        try:
+            self.store.commit(self.ctx.state)
+        except Exception:
+            self.log.exception("committing the card state failed; rolling back")
+            self._rollback()
+            return ResponseApdu(sw=_SW_MEMORY_FAILURE)
+        self._committed = current
+        return response
+
+    def _rollback(self) -> None:
+        self.ctx.reload(CardState.from_json(self._committed))
+        for channel in self.channels.values():
+            channel.applet = None
+
+    def _limit(self, command: CommandApdu, response: ResponseApdu) -> ResponseApdu:
+        """Keep what Le (or the short-APDU limit) allows; the rest waits for GET RESPONSE with 61 xx."""
+        if command.ins == 0xC0 or not response.data:
+            return response
+        limit = command.le if command.le is not None else (65536 if command.is_extended else 256)
+        if len(response.data) <= limit or not _is_success(response.sw):
+            return response
+        channel = self.channels.get(cla_channel(command.cla))
+        if channel is None:
+            return response
+        channel.pending_response = response.data[limit:] + response.sw.to_bytes(2, "big")
+        remaining = len(channel.pending_response) - 2
+        return ResponseApdu(response.data[:limit], 0x6100 | (remaining if remaining < 256 else 0))
+
+    def _dispatch(self, command: CommandApdu) -> ResponseApdu:
+        cla = command.cla
+        if cla & 0x60 == 0x20 or 0xA0 <= cla <= 0xBF:
+            raise ClaNotSupported(f"CLA {cla:02X} is not an ISO or GlobalPlatform class")
+        if cla & 0x10:
+            raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
+        number = cla_channel(cla)
+        channel = self.channels.get(number)
+        if channel is None:
+            raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
+        if command.ins == 0xC0 and not cla & 0x80:
+            return self._get_response(channel, command)
+        channel.pending_response = b""
+        if command.ins == 0x70 and not cla & 0x80:
+            return self._manage_channel(channel, command)
+        if command.ins == 0xA4 and command.p1 == 0x04 and not cla & 0x80:
+            return self._select(channel, command)
+        app = self.ctx.state.application(channel.selected) if channel.selected is not None else None
+        if app is None:
+            raise FileNotFound("no application is selected on this logical channel")
+        if app.sd is not None:
+            return process_security_domain(self.ctx, channel, app, command)
+        return self._applet(channel, app, command)
+
+    def _get_response(self, channel: ChannelContext, command: CommandApdu) -> ResponseApdu:
+        if command.p1 or command.p2:
+            raise IncorrectP1P2("GET RESPONSE has P1 = P2 = 00")
+        if not channel.pending_response:
+            raise CardError("no response data waiting", sw=0x6985)
+        pending, channel.pending_response = channel.pending_response, b""
+        data, sw = pending[:-2], int.from_bytes(pending[-2:], "big")
+        limit = command.le or 256
+        if len(data) > limit:
+            channel.pending_response = data[limit:] + pending[-2:]
+            rest = len(data) - limit
+            return ResponseApdu(data[:limit], 0x6100 | (rest if rest < 256 else 0))
+        return ResponseApdu(data, sw)
+
+    def _manage_channel(self, channel: ChannelContext, command: CommandApdu) -> ResponseApdu:
+        """MANAGE CHANNEL (11.7): P1 00 opens (P2 00 = next free, or the number asked), P1 80 closes P2."""
+        if cla_has_secure_messaging(command.cla):
+            raise CardError("MANAGE CHANNEL with secure messaging", sw=_SW_SM_NOT_SUPPORTED)
+        if self.ctx.state.lifecycle in (CardLifeCycle.CARD_LOCKED, CardLifeCycle.TERMINATED):
+            raise FunctionNotSupported("no logical channels while the card is locked or terminated")
+        if command.data:
+            raise WrongLength("MANAGE CHANNEL has no data field")
+        if command.p1 == 0x00:
+            if command.p2 == 0:
+                free = [n for n in range(1, self.max_channels) if n not in self.channels]
+                if not free:
+                    raise FunctionNotSupported("no logical channel is free")
+                number = free[0]
+            elif command.p2 < self.max_channels and command.p2 not in self.channels:
+                number = command.p2
+            else:
+                raise IncorrectP1P2(f"logical channel {command.p2} cannot be opened")
+            new = ChannelContext(number)
+            # ISO 7816-4 5.4.1: opened from the basic channel, the default application is selected; opened from
+            # another channel, that channel's application.
+            new.selected = channel.selected if channel.number else self.ctx.state.isd_aid
+            self.channels[number] = new
+            return ResponseApdu(bytes((number,)))
+        if command.p1 == 0x80:
+            if command.p2 == 0 or command.p2 >= 20:
+                raise IncorrectP1P2("the basic channel cannot be closed")
+            closing = self.channels.pop(command.p2, None)
+            if closing is None:
+                return ResponseApdu(sw=_SW_CHANNEL_CLOSED)
+            self._deselect(closing)
+            return ResponseApdu()
+        raise IncorrectP1P2(f"MANAGE CHANNEL P1 {command.p1:02X} is neither 00 nor 80")
+
+    def _select(self, channel: ChannelContext, command: CommandApdu) -> ResponseApdu:
+        """SELECT [by name] (11.9): exact, partial (prefix) and next occurrence; FCI for Security Domains."""
+        if cla_has_secure_messaging(command.cla):
+            raise CardError("SELECT with secure messaging", sw=_SW_SM_NOT_SUPPORTED)
+        if command.p2 & ~0x0E or command.p2 & 0x0C not in (0x00, 0x04, 0x0C):
+            raise IncorrectP1P2(f"SELECT P2 {command.p2:02X} is not supported")
+        state = self.ctx.state
+        aid = command.data or state.isd_aid
+        if command.data and not 1 <= len(aid) <= 16:
+            raise WrongLength("an AID is 1 to 16 bytes")
+        after = channel.selected if command.p2 & 0x02 and channel.selected is not None else None
+        target = find_for_select(state, aid, after=after)
+        if target is None or (target.aid != state.isd_aid and not is_selectable(target.lifecycle)):
+            raise FileNotFound("no selectable application with this AID")
+        warning = 0x9000
+        if state.lifecycle in (CardLifeCycle.CARD_LOCKED, CardLifeCycle.TERMINATED):
+            if Privilege.FINAL_APPLICATION not in target.privileges:
+                raise FunctionNotSupported(f"the card is {state.lifecycle.name}")
+            warning = _SW_CARD_LOCKED if state.lifecycle is CardLifeCycle.CARD_LOCKED else 0x9000
+        self._deselect(channel)
+        channel.selected = target.aid
+        if target.sd is not None:
+            data = fci(self.ctx, target) if not command.p2 & 0x0C else b""
+            return ResponseApdu(data, warning)
+        applet = self.ctx.applet(target.aid)
+        channel.applet = applet
+        if applet is None:
+            return ResponseApdu(sw=warning)
+        response = applet.select(command)
+        return response if warning == 0x9000 or not _is_success(response.sw) else ResponseApdu(response.data, warning)
+
+    def _applet(self, channel: ChannelContext, app: Application, command: CommandApdu) -> ResponseApdu:
+        if cla_has_secure_messaging(command.cla):
+            raise CardError("applets do not take secure messaging here", sw=_SW_SM_NOT_SUPPORTED)
+        applet = channel.applet or self.ctx.applet(app.aid)
+        if applet is None:
+            raise InsNotSupported(f"application {app.aid.hex().upper()} has no applet class")
+        channel.applet = applet
+        return applet.process(command)

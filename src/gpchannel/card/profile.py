@@ -1,0 +1,267 @@
+"""Card profile (TOML, ../shared/docs/profile.md) -> the initial CardState.
+
+Every key is checked; an unknown key, a malformed value or an inconsistency (a key type the protocol cannot
+use, an application whose Security Domain does not exist, two key sets with one KVN, ...) raises
+:class:`~gpchannel.errors.ProfileError` naming the key and what was expected, before any state exists.
+
+Defaults: the card life cycle SECURED; the ATR of profile.md; a CPLC generated deterministically from the ICCID
+(GP 2.3.1 H.5 layout, 42 bytes); key diversification data = CPLC IC fabricator and IC type (bytes 0-3) then
+IC fabrication date, IC serial number (bytes 10-15); ISD privileges 9EFE80.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Collection
+from typing import Any
+
+from gpchannel.card.applets import AppletRegistry, default_registry
+from gpchannel.card.state import Application, CardState, KeySet, SdConfig
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.gp.lifecycle import APPLICATION_INSTALLED, APPLICATION_SELECTABLE, CardLifeCycle, lock
+from gpchannel.gp.privileges import Privilege, Privileges
+
+__all__ = ["DEFAULT_ATR", "DEFAULT_ISD_PRIVILEGES", "generate_cplc", "load_profile", "profile_from_dict"]
+
+DEFAULT_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
+DEFAULT_ISD_PRIVILEGES = bytes.fromhex("9EFE80")
+_SCP_I_VALUES = {
+    0x01: frozenset({0x05, 0x15}),
+    0x02: frozenset(i for i in range(256) if i & 0x04 and not i & 0x80),  # explicit initiation only
+    0x03: frozenset({0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x01, 0x11, 0x21, 0x31, 0x61, 0x71}),
+}
+_KEYS = {
+    "card": {"iccid", "atr", "cplc", "lifecycle", "iin", "cin", "kdd"},
+    "isd": {"aid", "scp", "i", "sequence_counter", "keysets", "privileges"},
+    "keyset": {"kvn", "type", "enc", "mac", "dek"},
+    "application": {"aid", "kind", "sd", "privileges", "lifecycle", "parameters"},
+}
+
+
+def _fail(key: str, expected: str, got: object = None) -> ProfileError:
+    suffix = "" if got is None else f", got {got!r}"
+    return ProfileError(f"profile key {key}: expected {expected}{suffix}")
+
+
+def _table(raw: object, key: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _fail(key, "a table", raw)
+    return raw
+
+
+def _only(table: dict[str, Any], allowed: Collection[str], key: str) -> None:
+    for name in table:
+        if name not in allowed:
+            raise ProfileError(f"profile key {key}.{name}: unknown key; expected one of {', '.join(sorted(allowed))}")
+
+
+def _hex(value: object, key: str, sizes: Collection[int] | None = None, what: str = "") -> bytes:
+    if not isinstance(value, str):
+        raise _fail(key, "a string of hex digits", value)
+    try:
+        out = bytes.fromhex(value.replace(" ", ""))
+    except ValueError:
+        raise _fail(key, "hex digits (spaces allowed)", value) from None
+    if sizes is not None and len(out) not in sizes:
+        lengths = what or ", ".join(str(n) for n in sorted(sizes))
+        raise _fail(key, f"{lengths} bytes, got {len(out)}", None)
+    return out
+
+
+def _aid(value: object, key: str) -> bytes:
+    return _hex(value, key, range(5, 17), "an AID of 5 to 16")
+
+
+def _byte(value: object, key: str) -> int:
+    """A byte written as TOML int or as a hex string (``"70"``)."""
+    if isinstance(value, bool):
+        raise _fail(key, "a byte", value)
+    if isinstance(value, int):
+        out = value
+    elif isinstance(value, str):
+        try:
+            out = int(value.strip().removeprefix("0x"), 16)
+        except ValueError:
+            raise _fail(key, 'a hex byte such as "70"', value) from None
+    else:
+        raise _fail(key, "a byte", value)
+    if not 0 <= out <= 0xFF:
+        raise _fail(key, "a byte (00..FF)", value)
+    return out
+
+
+def _bcd(digits: str) -> bytes:
+    """Packed BCD, padded with F (as IIN/CIN are commonly coded)."""
+    if len(digits) % 2:
+        digits += "F"
+    return bytes.fromhex(digits)
+
+
+def generate_cplc(seed: str) -> bytes:
+    """A deterministic 42-byte CPLC (GP 2.3.1 H.5 field layout) whose serial number comes from ``seed``."""
+    serial = hashlib.sha256(seed.encode()).digest()[:4]
+    return (
+        bytes.fromhex("4790D3214791000000006100")  # fabricator, type, OS id/date/level, fab date
+        + serial
+        + bytes.fromhex("0001000000000000000000000000000000000000000000000000")
+    )
+
+
+def _keyset(raw: object, key: str, scp: int) -> KeySet:
+    table = _table(raw, key)
+    _only(table, _KEYS["keyset"], key)
+    if "kvn" not in table:
+        raise _fail(f"{key}.kvn", "a key version number 1..255 (0 means 'first available' in INITIALIZE UPDATE)")
+    kvn = table["kvn"]
+    if not isinstance(kvn, int) or isinstance(kvn, bool) or not 1 <= kvn <= 0xFF:
+        raise _fail(f"{key}.kvn", "an integer 1..255", kvn)
+    default_type = "aes" if scp == 0x03 else "des3"
+    kind = table.get("type", default_type)
+    if kind not in ("aes", "des3"):
+        raise _fail(f"{key}.type", '"aes" or "des3"', kind)
+    key_type = KeyType.AES if kind == "aes" else KeyType.DES3
+    if (scp == 0x03) != (key_type is KeyType.AES):
+        raise _fail(f"{key}.type", f'"{default_type}" for SCP{scp:02X}', kind)
+    values = {}
+    for name in ("enc", "mac", "dek"):
+        if name not in table:
+            raise _fail(f"{key}.{name}", f"the {name.upper()} key in hex")
+        values[name] = _hex(table[name], f"{key}.{name}", key_type.allowed_lengths)
+    StaticKeys(values["enc"], values["mac"], values["dek"], kvn, key_type)
+    return KeySet(kvn, key_type, values["enc"], values["mac"], values["dek"])
+
+
+def _card_lifecycle(value: object) -> CardLifeCycle:
+    if not isinstance(value, str):
+        raise _fail("card.lifecycle", "a string", value)
+    try:
+        return CardLifeCycle.from_name(value)
+    except ValueError:
+        raise _fail("card.lifecycle", "one of " + " | ".join(c.name for c in CardLifeCycle), value) from None
+
+
+def _app_lifecycle(value: object, key: str) -> int:
+    names = {"INSTALLED": APPLICATION_INSTALLED, "SELECTABLE": APPLICATION_SELECTABLE}
+    if isinstance(value, str) and value.upper() in names:
+        return names[value.upper()]
+    if isinstance(value, str) and value.upper() == "LOCKED":
+        return lock(APPLICATION_SELECTABLE)
+    state = _byte(value, key)
+    if state & 0x03 != 0x03:
+        raise _fail(key, "INSTALLED | SELECTABLE | LOCKED or a Table 11-4 byte (b2 b1 = 11)", value)
+    return state
+
+
+def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None) -> CardState:
+    """Build the initial state from a parsed profile; raises ProfileError."""
+    applets = applets or default_registry()
+    _only(raw, {"card", "isd", "ota", "scp81", "applications"}, "(top level)")
+    card = _table(raw.get("card", {}), "card")
+    _only(card, _KEYS["card"], "card")
+    if "isd" not in raw:
+        raise _fail("isd", "an [isd] table with aid, scp, i and at least one [[isd.keysets]]")
+    isd_table = _table(raw["isd"], "isd")
+    _only(isd_table, _KEYS["isd"], "isd")
+
+    iccid = card.get("iccid", "")
+    if not isinstance(iccid, str) or (iccid and (not iccid.isdigit() or not 10 <= len(iccid) <= 20)):
+        raise _fail("card.iccid", "10 to 20 decimal digits", iccid)
+    atr = _hex(card["atr"], "card.atr", range(2, 34), "an ATR of 2 to 33") if "atr" in card else DEFAULT_ATR
+    cplc = _hex(card["cplc"], "card.cplc", (42,)) if "cplc" in card else generate_cplc(iccid or "gpchannel")
+    lifecycle = _card_lifecycle(card.get("lifecycle", "SECURED"))
+    iin = _hex(card["iin"], "card.iin") if "iin" in card else (_bcd(iccid[:6]) if iccid else b"")
+    cin = _hex(card["cin"], "card.cin") if "cin" in card else (_bcd(iccid) if iccid else b"")
+    kdd = _hex(card["kdd"], "card.kdd", (10,)) if "kdd" in card else cplc[0:4] + cplc[10:16]
+
+    for name in ("aid", "scp", "i"):
+        if name not in isd_table:
+            raise _fail(f"isd.{name}", "a value (see profile.md)")
+    isd_aid = _aid(isd_table["aid"], "isd.aid")
+    scp = _byte(isd_table["scp"], "isd.scp")
+    if scp not in _SCP_I_VALUES:
+        raise _fail("isd.scp", '"01", "02" or "03" (SCP10 is not emulated)', isd_table["scp"])
+    i_param = _byte(isd_table["i"], "isd.i")
+    if i_param not in _SCP_I_VALUES[scp]:
+        allowed = (
+            "explicit initiation (b3 set)"
+            if scp == 0x02
+            else " | ".join(f"{i:02X}" for i in sorted(_SCP_I_VALUES[scp]))
+        )
+        raise _fail("isd.i", f"an i parameter of SCP{scp:02X}: {allowed}", isd_table["i"])
+    counter = isd_table.get("sequence_counter", 0)
+    limit = 0xFFFF if scp == 0x02 else 0xFFFFFF
+    if not isinstance(counter, int) or isinstance(counter, bool) or not 0 <= counter <= limit:
+        raise _fail("isd.sequence_counter", f"an integer 0..{limit}", counter)
+    raw_keysets = isd_table.get("keysets", [])
+    if not isinstance(raw_keysets, list) or not raw_keysets:
+        raise _fail("isd.keysets", "at least one [[isd.keysets]] table")
+    keysets = [_keyset(k, f"isd.keysets[{n}]", scp) for n, k in enumerate(raw_keysets)]
+    kvns = [k.kvn for k in keysets]
+    if len(set(kvns)) != len(kvns):
+        raise _fail("isd.keysets", "distinct kvn values", kvns)
+    for k in keysets:
+        k.sequence_counter = counter
+    privileges_raw = _hex(isd_table.get("privileges", DEFAULT_ISD_PRIVILEGES.hex()), "isd.privileges", (3,))
+    try:
+        isd_privileges = Privileges.from_bytes(privileges_raw)
+    except DecodeError as exc:
+        raise _fail("isd.privileges", "valid privileges (GP 2.3.1 11.1.2)", str(exc)) from None
+    if Privilege.SECURITY_DOMAIN not in isd_privileges:
+        raise _fail("isd.privileges", "the Security Domain privilege (b8 of byte 1)", privileges_raw.hex().upper())
+    isd = Application(isd_aid, int(lifecycle), isd_privileges, isd_aid, applet="", sd=SdConfig(scp, i_param, keysets))
+    state = CardState(lifecycle, isd_aid, atr, cplc, iin, cin, kdd, [isd])
+
+    raw_apps = raw.get("applications", [])
+    if not isinstance(raw_apps, list):
+        raise _fail("applications", "an array of [[applications]] tables", raw_apps)
+    for n, item in enumerate(raw_apps):
+        key = f"applications[{n}]"
+        table = _table(item, key)
+        _only(table, _KEYS["application"], key)
+        if "aid" not in table or "kind" not in table:
+            raise _fail(key, "aid and kind")
+        aid = _aid(table["aid"], f"{key}.aid")
+        if state.application(aid) is not None:
+            raise _fail(f"{key}.aid", "an AID not used by another application or the ISD", table["aid"])
+        kind = table["kind"]
+        if not isinstance(kind, str) or kind not in applets:
+            raise _fail(f"{key}.kind", f"a registered applet class ({', '.join(applets.names())})", kind)
+        sd_aid = _aid(table.get("sd", isd_table["aid"]), f"{key}.sd")
+        sd = state.application(sd_aid)
+        if sd is None or sd.sd is None:
+            raise _fail(f"{key}.sd", "the AID of the ISD or of a Security Domain defined before it", table.get("sd"))
+        privileges_hex = _hex(table.get("privileges", "00"), f"{key}.privileges", (1, 3))
+        try:
+            privileges = Privileges.from_bytes(privileges_hex)
+        except DecodeError as exc:
+            raise _fail(f"{key}.privileges", "valid privileges (GP 2.3.1 11.1.2)", str(exc)) from None
+        if Privilege.SECURITY_DOMAIN in privileges:
+            raise _fail(f"{key}.privileges", "an application's privileges (Security Domains come with the ISD)")
+        parameters = _hex(table.get("parameters", ""), f"{key}.parameters")
+        state.applications.append(
+            Application(
+                aid,
+                _app_lifecycle(table.get("lifecycle", "SELECTABLE"), f"{key}.lifecycle"),
+                privileges,
+                sd_aid,
+                applet=kind,
+                install_parameters=parameters,
+            )
+        )
+    for section in ("ota", "scp81"):
+        if section in raw:
+            state.ota[section] = _table(raw[section], section) if section == "scp81" else raw[section]
+    if "ota" in raw:
+        _table(raw["ota"], "ota")
+    return state
+
+
+def load_profile(text: str | bytes, applets: AppletRegistry | None = None) -> CardState:
+    """Parse TOML text and build the initial state; raises ProfileError (TOML syntax errors included)."""
+    try:
+        raw = tomllib.loads(text.decode() if isinstance(text, bytes) else text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"the profile is not valid TOML: {exc}") from None
+    return profile_from_dict(raw, applets)

@@ -1,0 +1,190 @@
+"""What a Security Domain tells about the card: the SELECT FCI (GP Card Specification 2.3.1, 11.9.3,
+Table 11-82), GET DATA (11.3) and GET STATUS (11.4)."""
+
+from __future__ import annotations
+
+from gpchannel.card.context import CardContext, ChannelContext
+from gpchannel.card.registry import is_under, visible_to
+from gpchannel.card.state import Application
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.errors import ConditionsNotSatisfied, DecodeError, IncorrectData, IncorrectP1P2, ReferencedDataNotFound
+from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
+from gpchannel.gp.card_data import (
+    CardCapabilities,
+    CardRecognitionData,
+    ExtendedCardResources,
+    KeyComponentInfo,
+    KeyInformation,
+    ScpInfo,
+    encode_key_information_template,
+)
+from gpchannel.gp.registry_data import RegistryEntry, StatusScope, encode_entry
+
+__all__ = ["GP_VERSION", "STATUS_BUDGET", "fci", "get_data", "get_status"]
+
+GP_VERSION = "2.3.1"
+STATUS_BUDGET = 200
+"""Bytes of GET STATUS entries per response: with R-MAC and R-ENC padding the answer still fits 256."""
+_FREE_NVM = 0x00016DB4
+_FREE_VM = 0x0000086A
+
+
+def _recognition(sd: Application) -> CardRecognitionData:
+    assert sd.sd is not None
+    return CardRecognitionData(gp_version=GP_VERSION, scps=((sd.sd.scp, sd.sd.i_param),))
+
+
+def fci(ctx: CardContext, app: Application) -> bytes:
+    """``6F (84 AID, A5 (73 card recognition data [SDs], 9F6E production data, 9F65 max data length))``."""
+    proprietary = b""
+    if app.sd is not None:
+        proprietary += _recognition(app).template()
+        proprietary += encode_tlv(0x9F6E, ctx.state.cplc[:8])
+    proprietary += encode_tlv(0x9F65, b"\xff")
+    return encode_tlv(0x6F, encode_tlv(0x84, app.aid) + encode_tlv(0xA5, proprietary))
+
+
+def _key_information(sd: Application) -> bytes:
+    assert sd.sd is not None
+    entries = []
+    for keyset in sd.sd.keysets:
+        for key_id in (1, 2, 3):
+            entries.append(
+                KeyInformation(key_id, keyset.kvn, (KeyComponentInfo(keyset.key_type.value, len(keyset.enc)),))
+            )
+    return encode_key_information_template(entries)
+
+
+def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> ResponseApdu:
+    """GET DATA (INS CA/CB) for the tag in P1-P2 (11.3.2, Table 11-26); unknown tags: 6A88."""
+    assert sd.sd is not None
+    state = ctx.state
+    tag = (command.p1 << 8) | command.p2
+    if tag == 0x9F7F:
+        return ResponseApdu(encode_tlv(0x9F7F, state.cplc))
+    if tag == 0x0066:
+        return ResponseApdu(_recognition(sd).to_bytes())
+    if tag == 0x0067:
+        capabilities = CardCapabilities(
+            scps=(ScpInfo(sd.sd.scp, bytes((sd.sd.i_param,))),),
+            ssd_privileges=bytes.fromhex("E5BEC0"),
+            application_privileges=bytes.fromhex("1E0300"),
+        )
+        return ResponseApdu(capabilities.to_bytes())
+    if tag == 0x00E0:
+        return ResponseApdu(_key_information(sd))
+    if tag == 0x0042 and state.iin:
+        return ResponseApdu(encode_tlv(0x42, state.iin))
+    if tag == 0x0045 and state.cin:
+        return ResponseApdu(encode_tlv(0x45, state.cin))
+    if tag == 0x00CF:
+        return ResponseApdu(encode_tlv(0xCF, state.key_diversification_data))
+    if tag == 0x00C1 and sd.sd.keysets:
+        width = 2 if sd.sd.scp == 0x02 else 3
+        return ResponseApdu(encode_tlv(0xC1, sd.sd.keysets[0].sequence_counter.to_bytes(width, "big")))
+    if tag == 0xFF21:
+        installed = sum(1 for a in state.applications if a.aid != state.isd_aid)
+        return ResponseApdu(ExtendedCardResources(installed, _FREE_NVM, _FREE_VM).to_bytes())
+    raise ReferencedDataNotFound(f"no data object {tag:04X}")
+
+
+def _entries(ctx: CardContext, sd: Application, scope: StatusScope, prefix: bytes) -> list[RegistryEntry]:
+    state = ctx.state
+    everything = visible_to(state, sd)
+    out: list[RegistryEntry] = []
+    if scope is StatusScope.ISD:
+        isd = state.isd
+        return [RegistryEntry(isd.aid, int(state.lifecycle), isd.privileges, tuple(isd.implicit_selection))]
+    if scope is StatusScope.APPLICATIONS:
+        for app in state.applications:
+            if app.aid == state.isd_aid or not app.aid.startswith(prefix):
+                continue
+            if not everything and not is_under(state, app.aid, sd.aid):
+                continue
+            out.append(
+                RegistryEntry(
+                    app.aid,
+                    app.lifecycle,
+                    app.privileges,
+                    tuple(app.implicit_selection),
+                    app.load_file_aid or None,
+                    app.sd_aid,
+                )
+            )
+        return out
+    for load_file in state.load_files:
+        if not load_file.aid.startswith(prefix):
+            continue
+        if not everything and not is_under(state, load_file.aid, sd.aid):
+            continue
+        out.append(
+            RegistryEntry(
+                load_file.aid,
+                load_file.lifecycle,
+                sd_aid=load_file.sd_aid,
+                version=load_file.version or None,
+                modules=tuple(load_file.modules),
+            )
+        )
+    return out
+
+
+def _page(channel: ChannelContext, pending: list[bytes]) -> ResponseApdu:
+    data = b""
+    while pending and (not data or len(data) + len(pending[0]) <= STATUS_BUDGET):
+        data += pending.pop(0)
+    if pending:
+        channel.status_pending = pending
+        return ResponseApdu(data, 0x6310)
+    channel.status_pending = None
+    return ResponseApdu(data)
+
+
+def get_status(ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu) -> ResponseApdu:
+    """GET STATUS (11.4): P1 80/40/20/10, P2 00 (GP 2.1.1 format) or 02 (E3 templates), b1 = next occurrence;
+    ``63 10`` when more entries remain."""
+    try:
+        scope = StatusScope.from_p1(command.p1)
+    except DecodeError:
+        raise IncorrectP1P2(f"GET STATUS P1 {command.p1:02X} is none of 80, 40, 20, 10") from None
+    if command.p1 & 0x0F or command.p2 & ~0x03:
+        raise IncorrectP1P2(f"GET STATUS P1 {command.p1:02X} / P2 {command.p2:02X} has RFU bits set")
+    if scope is StatusScope.ISD and not visible_to(ctx.state, sd):
+        raise IncorrectP1P2("only the ISD or a Security Domain with Global Registry answers P1 = 80")
+    if command.p2 & 0x01:
+        if scope is StatusScope.ISD:
+            raise IncorrectP1P2("GET STATUS of the ISD has no next occurrence (11.4.2.2)")
+        if channel.status_pending is None or channel.status_scope != (command.p1, command.p2 & 0x02):
+            raise ConditionsNotSatisfied("GET STATUS [get next occurrence] without a pending GET STATUS")
+        return _page(channel, channel.status_pending)
+    channel.status_pending = None
+    try:
+        criteria = parse_tlvs(command.data)
+    except DecodeError:
+        raise IncorrectData("GET STATUS search criteria are not BER-TLV") from None
+    prefix = find(criteria, 0x4F)
+    if prefix is None:
+        raise IncorrectData("GET STATUS needs the AID search criterion (4F)")
+    tag_list_raw = find(criteria, 0x5C)
+    tag_list = _split_tags(tag_list_raw) if tag_list_raw else None
+    entries = _entries(ctx, sd, scope, b"" if scope is StatusScope.ISD else prefix)
+    if not entries:
+        raise ReferencedDataNotFound("no registry entry matches")
+    tlv = bool(command.p2 & 0x02)
+    encoded = [encode_entry(e, scope, tlv=tlv, tag_list=tag_list) for e in entries]
+    channel.status_scope = (command.p1, command.p2 & 0x02)
+    return _page(channel, encoded)
+
+
+def _split_tags(raw: bytes) -> list[int]:
+    tags: list[int] = []
+    offset = 0
+    while offset < len(raw):
+        start = offset
+        offset += 1
+        if raw[start] & 0x1F == 0x1F:
+            while offset < len(raw) and raw[offset] & 0x80:
+                offset += 1
+            offset += 1
+        tags.append(int.from_bytes(raw[start:offset], "big"))
+    return tags

@@ -1,0 +1,225 @@
+"""The commands a selected Security Domain processes (GP Card Specification 2.3.1, chapter 11; Table 11-1),
+with its secure channel (10.2; Amendment D for SCP03).
+
+Rules applied here, before the handlers:
+
+* GlobalPlatform commands use a proprietary class (CLA b8 = 1, 11.1.4); GET DATA also accepts 00.
+* Table 11-2: DELETE, GET STATUS, INSTALL, LOAD, PUT KEY, SET STATUS and STORE DATA need an authenticated
+  session (an open secure channel); without one they are refused with 6982.
+* With an open session every command goes through ``unwrap`` (C-MAC / C-DEC; a failure answers 6982 and
+  terminates the session) and the answer through ``wrap`` (R-MAC / R-ENC). A command other than EXTERNAL
+  AUTHENTICATE after INITIALIZE UPDATE abandons the pending session; a terminated session is dropped and a
+  later command with the secure messaging bit gets 6982.
+* CARD_LOCKED forbids card content changes (5.1.1.4); TERMINATED leaves only GET DATA (5.1.1.5).
+"""
+
+from __future__ import annotations
+
+from gpchannel.card import content, sd_data
+from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
+from gpchannel.card.loading import load_block
+from gpchannel.card.state import Application
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
+from gpchannel.errors import (
+    CardError,
+    ClaNotSupported,
+    ConditionsNotSatisfied,
+    DecodeError,
+    FunctionNotSupported,
+    IncorrectData,
+    IncorrectP1P2,
+    InsNotSupported,
+    ReferencedDataNotFound,
+    SecurityNotSatisfied,
+)
+from gpchannel.gp._tlv import parse_tlvs
+from gpchannel.gp.lifecycle import CardLifeCycle
+from gpchannel.scp.common import CardChannel, ChannelState
+
+__all__ = ["INS_NAMES", "process_security_domain"]
+
+INS_NAMES = {
+    0x50: "INITIALIZE UPDATE",
+    0x82: "EXTERNAL AUTHENTICATE",
+    0xCA: "GET DATA",
+    0xCB: "GET DATA",
+    0xF2: "GET STATUS",
+    0xE4: "DELETE",
+    0xE6: "INSTALL",
+    0xE8: "LOAD",
+    0xD8: "PUT KEY",
+    0xF0: "SET STATUS",
+    0xE2: "STORE DATA",
+}
+_AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})
+_REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material, even encrypted, stays out of traces
+_CONTENT_CHANGES = frozenset({0xE4, 0xE6, 0xE8, 0xD8, 0xE2})
+_STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
+
+
+def process_security_domain(
+    ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu
+) -> ResponseApdu:
+    """Process one command for the Security Domain ``sd`` selected on ``channel``; raises CardError."""
+    ins = command.ins
+    if ins not in INS_NAMES:
+        raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
+    if not command.cla & 0x80 and ins not in (0xCA, 0xCB):
+        raise ClaNotSupported(f"{INS_NAMES[ins]} needs a GlobalPlatform (proprietary) class byte")
+    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
+        raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
+    if ins == 0x50:
+        return _initialize_update(ctx, channel, sd, command)
+    if ins == 0x82:
+        return _external_authenticate(ctx, channel, sd, command)
+    session = channel.session if channel.session_sd == sd.aid else None
+    if session is not None and session.state is not ChannelState.OPEN:
+        channel.end_session()
+        session = None
+    if session is None:
+        if cla_has_secure_messaging(command.cla):
+            raise SecurityNotSatisfied("secure messaging without an open secure channel")
+        if ins in _AUTHENTICATED:
+            raise SecurityNotSatisfied(f"{INS_NAMES[ins]} needs an authenticated secure channel (Table 11-2)")
+        return _handle(ctx, channel, sd, None, command)
+    plain = session.unwrap(command)  # 6982 and TERMINATED on a bad MAC or cryptogram
+    try:
+        response = _handle(ctx, channel, sd, session, plain)
+    except CardError as exc:
+        response = ResponseApdu(sw=exc.sw)
+    if ctx.trace is not None:
+        shown = plain.header().hex().upper() + (" <key data>" if ins in _REDACTED else " " + plain.data.hex().upper())
+        ctx.trace(f"   plain >> {shown}")
+        ctx.trace(f"   plain << {response.to_bytes().hex().upper()}")
+    return session.wrap(response)
+
+
+def _handle(
+    ctx: CardContext, channel: ChannelContext, sd: Application, session: CardChannel | None, command: CommandApdu
+) -> ResponseApdu:
+    ins = command.ins
+    if ctx.state.lifecycle is CardLifeCycle.CARD_LOCKED and ins in _CONTENT_CHANGES:
+        raise ConditionsNotSatisfied("the card is CARD_LOCKED: no card content changes (5.1.1.4)")
+    if ins in (0xCA, 0xCB):
+        return sd_data.get_data(ctx, sd, command)
+    if ins != 0xF2:
+        channel.status_pending = None
+    if ins == 0xF2:
+        return sd_data.get_status(ctx, channel, sd, command)
+    if ins == 0xE6:
+        return content.install(ctx, channel, sd, command)
+    if ins == 0xE8:
+        return load_block(ctx, channel, command)
+    if ins == 0xE4:
+        return content.delete(ctx, channel, sd, command)
+    if ins == 0xF0:
+        return content.set_status(ctx, sd, command)
+    if ins == 0xD8:
+        assert session is not None
+        return content.put_key(sd, session, command)
+    return _store_data(ctx, channel, sd, command)
+
+
+def _initialize_update(
+    ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu
+) -> ResponseApdu:
+    """INITIALIZE UPDATE (11.12 / D.4.1 / E.5.1 / Amd D 7.1.1): a new session with the key set of P1."""
+    assert sd.sd is not None
+    channel.end_session()
+    keyset = sd.sd.keyset(command.p1)
+    if keyset is None:
+        raise ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}")
+    session = open_card_channel(
+        sd.sd.scp,
+        sd.sd.i_param,
+        keyset,
+        kdd=ctx.state.key_diversification_data,
+        random=ctx.random,
+        aid=sd.aid,
+        channel=channel.number,
+    )
+    channel.session, channel.session_sd, channel.session_kvn = session, sd.aid, keyset.kvn
+    try:
+        return session.initialize_update(command)
+    finally:
+        keyset.sequence_counter = session.sequence_counter
+
+
+def _external_authenticate(
+    ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu
+) -> ResponseApdu:
+    """EXTERNAL AUTHENTICATE: only right after INITIALIZE UPDATE on the same channel and Security Domain."""
+    assert sd.sd is not None
+    session = channel.session if channel.session_sd == sd.aid else None
+    if session is None or session.state is not ChannelState.INITIALIZED:
+        channel.end_session()
+        raise ConditionsNotSatisfied("EXTERNAL AUTHENTICATE without a preceding INITIALIZE UPDATE")
+    keyset = sd.sd.keyset(channel.session_kvn)
+    try:
+        return session.external_authenticate(command)
+    finally:
+        if keyset is not None:
+            keyset.sequence_counter = session.sequence_counter
+
+
+def _store_data(ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu) -> ResponseApdu:
+    """STORE DATA (11.11): to the application named by INSTALL [for personalization], else to this SD's data
+    (IIN 42, CIN 45, key diversification data CF, CPLC 9F7F; BER-TLV or DGI coded, unencrypted)."""
+    expected = channel.store_data_next_block & 0xFF
+    if command.p2 != expected:
+        channel.store_data_next_block = 0
+        raise IncorrectP1P2(f"STORE DATA block {command.p2:02X}, expected {expected:02X}")
+    last = bool(command.p1 & 0x80)
+    channel.store_data_next_block = 0 if last else channel.store_data_next_block + 1
+    if channel.personalize_target is not None:
+        target = channel.personalize_target
+        if last:
+            channel.personalize_target = None
+        applet = ctx.applet(target)
+        if applet is None:
+            raise ReferencedDataNotFound("the application to personalize has no applet class")
+        return applet.personalize(command)
+    if command.p1 & 0x60 == 0x60:
+        raise FunctionNotSupported("encrypted STORE DATA to the Security Domain is not supported")
+    objects = _store_objects(command)
+    state = ctx.state
+    if sd.aid != state.isd_aid:
+        raise ReferencedDataNotFound("this Security Domain keeps no card data")
+    for tag, value in objects:
+        if tag == 0x9F7F and len(value) != 42:
+            raise IncorrectData(f"CPLC is 42 bytes, got {len(value)}")
+        if tag == 0xCF and len(value) != 10:
+            raise IncorrectData(f"key diversification data is 10 bytes, got {len(value)}")
+    for tag, value in objects:
+        setattr(state, _STORE_TAGS[tag], value)
+    return ResponseApdu()
+
+
+def _store_objects(command: CommandApdu) -> list[tuple[int, bytes]]:
+    structure = command.p1 & 0x18
+    if structure == 0x08:  # DGI format (11.1.12): 2-byte DGI, length 1 byte or FF + 2 bytes
+        out: list[tuple[int, bytes]] = []
+        raw, offset = command.data, 0
+        while offset < len(raw):
+            if offset + 3 > len(raw):
+                raise IncorrectData("truncated DGI")
+            dgi, length = int.from_bytes(raw[offset : offset + 2], "big"), raw[offset + 2]
+            offset += 3
+            if length == 0xFF:
+                if offset + 2 > len(raw):
+                    raise IncorrectData("truncated DGI length")
+                length = int.from_bytes(raw[offset : offset + 2], "big")
+                offset += 2
+            if offset + length > len(raw):
+                raise IncorrectData(f"DGI {dgi:04X} is truncated")
+            out.append((dgi, bytes(raw[offset : offset + length])))
+            offset += length
+    else:
+        try:
+            out = parse_tlvs(command.data)
+        except DecodeError:
+            raise IncorrectData("STORE DATA objects are not BER-TLV") from None
+    for tag, _ in out:
+        if tag not in _STORE_TAGS:
+            raise ReferencedDataNotFound(f"the Security Domain does not store data object {tag:X}")
+    return out

@@ -1,0 +1,384 @@
+"""The card's persistent state and the StateStore interface (GP Card Specification 2.3.1, 6.4 the
+GlobalPlatform Registry; 5 life cycles; 11.8 keys).
+
+Everything a card must remember across power cycles lives in :class:`CardState`: the card life cycle, CPLC,
+IIN/CIN, the registry (Executable Load Files, applications and Security Domains with their life cycles and
+privileges), each Security Domain's key sets with their sequence counters, and each applet instance's data.
+
+``to_dict`` / ``from_dict`` give a JSON-compatible form (bytes as upper-case hex). ``from_dict`` checks every
+field and raises :class:`~gpchannel.errors.DecodeError` naming it, so an unreadable state is reported, never
+half-loaded. Persistence goes through :class:`StateStore`; the core never touches files (io/store.py does).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import DecodeError
+from gpchannel.gp.lifecycle import CardLifeCycle
+from gpchannel.gp.privileges import Privilege, Privileges
+
+__all__ = [
+    "STATE_FORMAT",
+    "Application",
+    "CardState",
+    "KeySet",
+    "LoadFile",
+    "MemoryStore",
+    "SdConfig",
+    "StateStore",
+]
+
+STATE_FORMAT = 1
+
+
+def _hex(value: bytes) -> str:
+    return value.hex().upper()
+
+
+class _Fields:
+    """Typed access to one JSON object, with errors that name the field."""
+
+    def __init__(self, raw: object, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise DecodeError(f"{where}: expected an object, got {type(raw).__name__}")
+        self.raw: dict[str, Any] = raw
+        self.where = where
+
+    def _get(self, key: str, default: object) -> object:
+        if key not in self.raw:
+            if default is _REQUIRED:
+                raise DecodeError(f"{self.where}.{key}: missing")
+            return default
+        return self.raw[key]
+
+    def hex(self, key: str, default: object = None, sizes: tuple[int, ...] | None = None) -> bytes:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if isinstance(value, bytes):
+            return value
+        if not isinstance(value, str):
+            raise DecodeError(f"{self.where}.{key}: expected a hex string")
+        try:
+            out = bytes.fromhex(value)
+        except ValueError:
+            raise DecodeError(f"{self.where}.{key}: {value!r} is not hex") from None
+        if sizes is not None and len(out) not in sizes:
+            raise DecodeError(f"{self.where}.{key}: {len(out)} bytes, expected {sizes}")
+        return out
+
+    def num(self, key: str, default: object = None, lo: int = 0, hi: int = 0xFFFFFFFF) -> int:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise DecodeError(f"{self.where}.{key}: expected an integer {lo}..{hi}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: object = None) -> str:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if not isinstance(value, str):
+            raise DecodeError(f"{self.where}.{key}: expected a string")
+        return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self._get(key, [])
+        if not isinstance(value, list):
+            raise DecodeError(f"{self.where}.{key}: expected a list")
+        return value
+
+    def obj(self, key: str) -> dict[str, Any]:
+        value = self._get(key, {})
+        if not isinstance(value, dict):
+            raise DecodeError(f"{self.where}.{key}: expected an object")
+        return value
+
+
+_REQUIRED = object()
+
+
+@dataclass(slots=True)
+class KeySet:
+    """One key version of a Security Domain: ENC, MAC, DEK and the sequence counter (SCP02 2 bytes, SCP03 3)."""
+
+    kvn: int
+    key_type: KeyType
+    enc: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+    dek: bytes = field(repr=False)
+    sequence_counter: int = 0
+
+    def static_keys(self) -> StaticKeys:
+        return StaticKeys(self.enc, self.mac, self.dek, self.kvn, self.key_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kvn": self.kvn,
+            "type": self.key_type.name.lower(),
+            "enc": _hex(self.enc),
+            "mac": _hex(self.mac),
+            "dek": _hex(self.dek),
+            "sequence_counter": self.sequence_counter,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> KeySet:
+        f = _Fields(raw, where)
+        kind = f.text("type")
+        try:
+            key_type = KeyType[kind.upper()]
+        except KeyError:
+            raise DecodeError(f"{where}.type: {kind!r} is neither aes nor des3") from None
+        keys = cls(f.num("kvn", hi=0xFF), key_type, f.hex("enc"), f.hex("mac"), f.hex("dek"))
+        keys.sequence_counter = f.num("sequence_counter", 0, hi=0xFFFFFF)
+        try:
+            keys.static_keys()
+        except ValueError as exc:
+            raise DecodeError(f"{where}: {exc}") from None
+        return keys
+
+
+@dataclass(slots=True)
+class SdConfig:
+    """What makes an application a Security Domain: its secure channel protocol, i parameter and key sets."""
+
+    scp: int
+    i_param: int
+    keysets: list[KeySet] = field(default_factory=list)
+
+    def keyset(self, kvn: int) -> KeySet | None:
+        """The key set of version ``kvn``; 0 means the first (default) one (GP 2.3.1, 11.12.2.1)."""
+        if kvn == 0:
+            return self.keysets[0] if self.keysets else None
+        return next((k for k in self.keysets if k.kvn == kvn), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scp": self.scp, "i": self.i_param, "keysets": [k.to_dict() for k in self.keysets]}
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> SdConfig:
+        f = _Fields(raw, where)
+        keysets = [KeySet.from_dict(k, f"{where}.keysets[{n}]") for n, k in enumerate(f.items("keysets"))]
+        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets)
+
+
+@dataclass(slots=True)
+class Application:
+    """A registry entry for an application or Security Domain (the ISD included), GP 2.3.1 6.4.1."""
+
+    aid: bytes
+    lifecycle: int
+    privileges: Privileges
+    sd_aid: bytes
+    load_file_aid: bytes = b""
+    module_aid: bytes = b""
+    applet: str = ""
+    install_parameters: bytes = b""
+    implicit_selection: list[int] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    sd: SdConfig | None = None
+
+    @property
+    def is_security_domain(self) -> bool:
+        return Privilege.SECURITY_DOMAIN in self.privileges
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "aid": _hex(self.aid),
+            "lifecycle": self.lifecycle,
+            "privileges": _hex(self.privileges.to_bytes()),
+            "sd_aid": _hex(self.sd_aid),
+            "load_file_aid": _hex(self.load_file_aid),
+            "module_aid": _hex(self.module_aid),
+            "applet": self.applet,
+            "install_parameters": _hex(self.install_parameters),
+            "implicit_selection": list(self.implicit_selection),
+            "data": copy.deepcopy(self.data),
+        }
+        if self.sd is not None:
+            out["sd"] = self.sd.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> Application:
+        f = _Fields(raw, where)
+        try:
+            privileges = Privileges.from_bytes(f.hex("privileges", sizes=(3,)))
+        except DecodeError as exc:
+            raise DecodeError(f"{where}.privileges: {exc}") from None
+        implicit = f.items("implicit_selection")
+        if not all(isinstance(p, int) and 0 <= p <= 0xFF for p in implicit):
+            raise DecodeError(f"{where}.implicit_selection: expected bytes (0..255)")
+        return cls(
+            aid=f.hex("aid", sizes=tuple(range(5, 17))),
+            lifecycle=f.num("lifecycle", hi=0xFF),
+            privileges=privileges,
+            sd_aid=f.hex("sd_aid"),
+            load_file_aid=f.hex("load_file_aid", ""),
+            module_aid=f.hex("module_aid", ""),
+            applet=f.text("applet", ""),
+            install_parameters=f.hex("install_parameters", ""),
+            implicit_selection=list(implicit),
+            data=f.obj("data"),
+            sd=SdConfig.from_dict(f.raw["sd"], f"{where}.sd") if "sd" in f.raw else None,
+        )
+
+
+@dataclass(slots=True)
+class LoadFile:
+    """An Executable Load File and its Executable Modules (GP 2.3.1, 5.2, 6.4.1)."""
+
+    aid: bytes
+    sd_aid: bytes
+    modules: list[bytes] = field(default_factory=list)
+    version: bytes = b""
+    lifecycle: int = 0x01
+    data_hash: bytes = b""
+    size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "aid": _hex(self.aid),
+            "sd_aid": _hex(self.sd_aid),
+            "modules": [_hex(m) for m in self.modules],
+            "version": _hex(self.version),
+            "lifecycle": self.lifecycle,
+            "data_hash": _hex(self.data_hash),
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> LoadFile:
+        f = _Fields(raw, where)
+        modules = []
+        for n, m in enumerate(f.items("modules")):
+            modules.append(_Fields({"m": m}, f"{where}.modules[{n}]").hex("m"))
+        return cls(
+            f.hex("aid", sizes=tuple(range(5, 17))),
+            f.hex("sd_aid"),
+            modules,
+            f.hex("version", ""),
+            f.num("lifecycle", 1, hi=0xFF),
+            f.hex("data_hash", ""),
+            f.num("size", 0),
+        )
+
+
+@dataclass(slots=True)
+class CardState:
+    """Everything the card keeps. ``applications`` holds the ISD (``isd_aid``), SSDs and applications."""
+
+    lifecycle: CardLifeCycle
+    isd_aid: bytes
+    atr: bytes
+    cplc: bytes
+    iin: bytes = b""
+    cin: bytes = b""
+    key_diversification_data: bytes = bytes(10)
+    applications: list[Application] = field(default_factory=list)
+    load_files: list[LoadFile] = field(default_factory=list)
+    ota: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def isd(self) -> Application:
+        for app in self.applications:
+            if app.aid == self.isd_aid:
+                return app
+        raise LookupError("the state has no Issuer Security Domain entry")
+
+    def application(self, aid: bytes) -> Application | None:
+        return next((a for a in self.applications if a.aid == aid), None)
+
+    def load_file(self, aid: bytes) -> LoadFile | None:
+        return next((f for f in self.load_files if f.aid == aid), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "lifecycle": self.lifecycle.name,
+            "isd_aid": _hex(self.isd_aid),
+            "atr": _hex(self.atr),
+            "cplc": _hex(self.cplc),
+            "iin": _hex(self.iin),
+            "cin": _hex(self.cin),
+            "key_diversification_data": _hex(self.key_diversification_data),
+            "applications": [a.to_dict() for a in self.applications],
+            "load_files": [f.to_dict() for f in self.load_files],
+            "ota": copy.deepcopy(self.ota),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> CardState:
+        f = _Fields(raw, "state")
+        if f.num("format", hi=0xFFFF) != STATE_FORMAT:
+            raise DecodeError(f"state.format: {f.raw['format']}, this version reads format {STATE_FORMAT}")
+        name = f.text("lifecycle")
+        try:
+            lifecycle = CardLifeCycle[name]
+        except KeyError:
+            raise DecodeError(f"state.lifecycle: {name!r} is not a card life cycle state") from None
+        state = cls(
+            lifecycle=lifecycle,
+            isd_aid=f.hex("isd_aid", sizes=tuple(range(5, 17))),
+            atr=f.hex("atr"),
+            cplc=f.hex("cplc"),
+            iin=f.hex("iin", ""),
+            cin=f.hex("cin", ""),
+            key_diversification_data=f.hex("key_diversification_data", sizes=(10,)),
+            applications=[
+                Application.from_dict(a, f"state.applications[{n}]") for n, a in enumerate(f.items("applications"))
+            ],
+            load_files=[LoadFile.from_dict(x, f"state.load_files[{n}]") for n, x in enumerate(f.items("load_files"))],
+            ota=f.obj("ota"),
+        )
+        try:
+            isd = state.isd
+        except LookupError:
+            raise DecodeError("state.applications: no entry for the ISD (isd_aid)") from None
+        if isd.sd is None:
+            raise DecodeError("state.applications: the ISD entry has no security domain configuration (sd)")
+        return state
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CardState:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise DecodeError(f"the state is not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+    def copy(self) -> CardState:
+        return CardState.from_dict(self.to_dict())
+
+
+class StateStore(Protocol):
+    """Where a card keeps its state. ``commit`` must be atomic: after a crash, ``load`` returns the state of
+    just before or just after the last ``commit``, never a mix."""
+
+    def load(self) -> CardState | None:
+        """The committed state, or None when nothing was committed yet."""
+        ...
+
+    def commit(self, state: CardState) -> None:
+        """Persist ``state`` atomically (raise on failure; the card then answers 6581, memory failure)."""
+        ...
+
+
+class MemoryStore:
+    """A StateStore in memory, for tests and the in-process transport; it keeps the JSON text, so what it
+    returns went through the same serialisation as a file would."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.commits = 0
+
+    def load(self) -> CardState | None:
+        return None if self.text is None else CardState.from_json(self.text)
+
+    def commit(self, state: CardState) -> None:
+        self.text = state.to_json()
+        self.commits += 1

@@ -1,0 +1,77 @@
+"""Card profiles (../shared/docs/profile.md): the example loads; bad or inconsistent ones are refused with a
+message that names the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpchannel.card.profile import DEFAULT_ATR, generate_cplc, load_profile
+from gpchannel.crypto.keys import KeyType
+from gpchannel.errors import ProfileError
+from gpchannel.gp.lifecycle import CardLifeCycle
+from tests.card.harness import ECHO_AID, ISD_AID, profile_text
+
+EXAMPLE = Path("/work/shared/docs/example.toml")
+
+
+def test_example_profile() -> None:
+    text = EXAMPLE.read_text() if EXAMPLE.exists() else profile_text()
+    state = load_profile(text)
+    assert state.lifecycle is CardLifeCycle.SECURED
+    assert state.isd_aid == ISD_AID and state.atr == DEFAULT_ATR
+    assert state.isd.sd is not None and state.isd.sd.scp == 3 and state.isd.sd.i_param == 0x70
+    (keyset,) = state.isd.sd.keysets
+    assert keyset.kvn == 0x30 and keyset.key_type is KeyType.AES
+    echo = state.application(ECHO_AID)
+    assert echo is not None and echo.applet == "echo" and echo.lifecycle == 0x07
+    assert len(state.cplc) == 42 and state.cplc == generate_cplc("8988211000000000001")
+    assert state.key_diversification_data == state.cplc[0:4] + state.cplc[10:16]
+    assert state.iin == bytes.fromhex("898821") and state.cin.hex().upper() == "8988211000000000001F"
+
+
+def _replace(old: str, new: str, text: str | None = None) -> str:
+    base = text or profile_text()
+    assert old in base
+    return base.replace(old, new, 1)
+
+
+_KEYSET = '[[isd.keysets]]\nkvn = 0x30\nenc = "{k}"\nmac = "{k}"\ndek = "{k}"\n'.format(k="40" * 16)
+_DUPLICATE_KVN = _replace("[[applications]]", _KEYSET + "\n[[applications]]")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (_replace('lifecycle = "SECURED"', 'lifecycle = "LOCKED"'), "card.lifecycle"),
+        (_replace('aid = "A000000151000000"', 'aid = "A0"'), "isd.aid"),
+        (_replace('scp = "03"', 'scp = "10"'), "isd.scp"),
+        (_replace('i = "70"', 'i = "15"'), "isd.i"),
+        (_replace("kvn = 0x30", "kvn = 0"), "isd.keysets[0].kvn"),
+        (_replace('type = "aes"', 'type = "des3"'), "isd.keysets[0].type"),
+        (_replace('enc = "404142434445464748494A4B4C4D4E4F"', 'enc = "4041"'), "isd.keysets[0].enc"),
+        (_replace('mac = "404142434445464748494A4B4C4D4E4F"', 'mac = "XYZ"'), "isd.keysets[0].mac"),
+        (_replace("sequence_counter = 0", "sequence_counter = -1"), "isd.sequence_counter"),
+        (_replace('kind = "echo"', 'kind = "wallet"'), "applications[0].kind"),
+        (_replace('sd = "A000000151000000"', 'sd = "A000000151000001"'), "applications[0].sd"),
+        (_replace('privileges = "00"', 'privileges = "80"'), "applications[0].privileges"),
+        (_replace('privileges = "00"', 'privileges = "0000"'), "applications[0].privileges"),
+        (_replace('lifecycle = "SELECTABLE"', 'lifecycle = "GONE"'), "applications[0].lifecycle"),
+        (_replace('aid = "A0000000871002FF49FF0589"', 'aid = "A000000151000000"'), "applications[0].aid"),
+        (_replace("[card]", "[card]\ncolour = 1"), "card.colour"),
+        (_replace("[card]", "[extras]\n[card]"), "extras"),
+        (_DUPLICATE_KVN, "isd.keysets"),
+        ("[card]\n", "isd"),
+        ("this is = = not toml", "TOML"),
+    ],
+)
+def test_bad_profiles_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ProfileError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_profile(text)
+
+
+def test_scp02_profile_defaults_to_des3() -> None:
+    text = profile_text("02", "55").replace('type = "aes"\n', "")
+    state = load_profile(text)
+    assert state.isd.sd is not None and state.isd.sd.keysets[0].key_type is KeyType.DES3

@@ -1,0 +1,70 @@
+"""CardState serialisation: JSON round trip, field-naming errors, the in-memory store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpchannel.card.profile import load_profile
+from gpchannel.card.state import CardState, LoadFile, MemoryStore
+from gpchannel.errors import DecodeError
+from tests.card.harness import profile_text
+
+
+def test_round_trip_and_no_key_in_repr() -> None:
+    state = load_profile(profile_text())
+    state.load_files.append(LoadFile(bytes.fromhex("A000000001"), state.isd_aid, [bytes.fromhex("A00000000101")]))
+    again = CardState.from_json(state.to_json())
+    assert again == state
+    assert "404142" not in repr(state.isd.sd)
+
+
+def test_memory_store_keeps_json() -> None:
+    store = MemoryStore()
+    assert store.load() is None
+    state = load_profile(profile_text())
+    store.commit(state)
+    loaded = store.load()
+    assert loaded == state and loaded is not state
+    assert json.loads(store.text or "")["format"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("lifecycle",), "LOCKED", "state.lifecycle"),
+        (("format",), 99, "state.format"),
+        (("isd_aid",), "A0", "state.isd_aid"),
+        (("applications", 0, "privileges"), "4000", "state.applications[0].privileges"),
+        (("applications", 0, "sd", "keysets", 0, "enc"), "00", "state.applications[0].sd.keysets[0]"),
+        (("applications", 0, "sd", "keysets", 0, "type"), "rsa", "keysets[0].type"),
+        (("applications", 1, "lifecycle"), 300, "state.applications[1].lifecycle"),
+        (("key_diversification_data",), "zz", "key_diversification_data"),
+    ],
+)
+def test_bad_state_names_the_field(path: tuple[object, ...], value: object, message: str) -> None:
+    raw = load_profile(profile_text()).to_dict()
+    target = raw
+    for key in path[:-1]:
+        target = target[key]  # type: ignore[index]
+    target[path[-1]] = value  # type: ignore[index]
+    with pytest.raises(DecodeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        CardState.from_dict(raw)
+
+
+def test_state_without_isd_is_refused() -> None:
+    raw = load_profile(profile_text()).to_dict()
+    raw["applications"] = raw["applications"][1:]
+    with pytest.raises(DecodeError, match="ISD"):
+        CardState.from_dict(raw)
+
+
+@given(st.binary(max_size=200))
+def test_from_json_returns_state_or_decode_error(raw: bytes) -> None:
+    try:
+        CardState.from_json(raw)
+    except DecodeError:
+        pass
