@@ -1,0 +1,464 @@
+"""SCP02 host and card paired in memory: round trips over every i and level, and negative cases.
+
+The external and self-made vectors are in test_scp02.py; these tests check that the two sides agree on everything
+the vectors do not enumerate (every i, level, logical channel, case 1-4 APDU, R-MAC session variant) and that
+every failure terminates.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import (
+    AuthenticationError,
+    CardError,
+    ChannelClosedError,
+    ConditionsNotSatisfied,
+    GPChannelError,
+    IncorrectData,
+    IncorrectP1P2,
+    InsNotSupported,
+    IntegrityError,
+    LocalProtocolError,
+    ReferencedDataNotFound,
+    RemoteProtocolError,
+    SecurityNotSatisfied,
+    UnsupportedError,
+    WrongLength,
+)
+from gpchannel.scp.common import ChannelState, SecurityLevel
+from gpchannel.scp.scp02 import (
+    I_PARAMS,
+    LEVELS,
+    MAX_SEQUENCE_COUNTER,
+    CommandMacChain,
+    command_mac_input,
+    is_explicit,
+)
+from gpchannel.scp.scp02_card import Scp02Card
+from gpchannel.scp.scp02_host import Scp02Host
+
+AID = bytes.fromhex("A000000151000000")
+KDD = bytes.fromhex("00010203040506070809")
+EXPLICIT_I = sorted(i for i in I_PARAMS if is_explicit(i))
+IMPLICIT_I = sorted(i for i in I_PARAMS if not is_explicit(i))
+SUCCESS_SW = (0x9000, 0x6310, 0x6283, 0x6100)
+ERROR_SW = (0x6A88, 0x6985, 0x6A80)
+
+
+def make_keys(kvn: int = 0x30) -> StaticKeys:
+    return StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)), kvn, KeyType.DES3)
+
+
+def counter_random(n: int) -> bytes:
+    return bytes((0xA5 + k) & 0xFF for k in range(n))
+
+
+def make_card(i: int = 0x55, *, channel: int = 0, sequence_counter: int = 5, aid: bytes = AID) -> Scp02Card:
+    return Scp02Card(
+        make_keys(),
+        i_param=i,
+        key_diversification_data=KDD,
+        sequence_counter=sequence_counter,
+        random=counter_random,
+        aid=aid,
+        channel=channel,
+    )
+
+
+def make_host(i: int = 0x55, level: int = 0x01, *, channel: int = 0, kvn: int = 0, aid: bytes = AID) -> Scp02Host:
+    return Scp02Host(
+        make_keys(), level=SecurityLevel(level), host_challenge=bytes(range(8)), i_param=i, kvn=kvn, aid=aid,
+        channel=channel,
+    )  # fmt: skip
+
+
+def open_pair(i: int = 0x55, level: int = 0x01, *, channel: int = 0) -> tuple[Scp02Host, Scp02Card]:
+    host, card = make_host(i, level, channel=channel), make_card(i, channel=channel)
+    if is_explicit(i):
+        host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+        host.receive_external_authenticate(card.external_authenticate(host.external_authenticate()))
+    else:
+        host.begin_implicit(card.sequence_counter)
+    assert host.is_open
+    return host, card
+
+
+def exchange(host: Scp02Host, card: Scp02Card, command: CommandApdu, response: ResponseApdu) -> ResponseApdu:
+    wire = host.wrap(command)
+    assert card.unwrap(wire) == command
+    return host.unwrap(card.wrap(response))
+
+
+def expected_plain(response: ResponseApdu) -> ResponseApdu:
+    return response if response.sw in SUCCESS_SW else ResponseApdu(b"", response.sw)
+
+
+@st.composite
+def commands(draw: st.DrawFn, channel: int) -> CommandApdu:
+    base = draw(st.sampled_from((0x00, 0x80) if channel > 3 else (0x00, 0x80, 0x10, 0x90)))
+    data = draw(st.binary(max_size=230))
+    le = draw(st.none() | st.integers(1, 256))
+    return CommandApdu(
+        cla_for_channel(base, channel), draw(st.integers(0, 255)), draw(st.integers(0, 255)),
+        draw(st.integers(0, 255)), data, le,
+    )  # fmt: skip
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> ResponseApdu:
+    sw = draw(st.sampled_from(SUCCESS_SW + ERROR_SW))
+    data = draw(st.binary(max_size=200)) if sw in SUCCESS_SW else b""
+    return ResponseApdu(data, sw)
+
+
+# -- round trips -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
+@pytest.mark.parametrize("i", EXPLICIT_I)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_round_trip_explicit(i: int, level: int, data: st.DataObject) -> None:
+    channel = data.draw(st.integers(0, 19))
+    host, card = open_pair(i, level, channel=channel)
+    assert card.level == level and card.sequence_counter == 6 and host.sequence_counter == 6
+    for _ in range(data.draw(st.integers(1, 3))):
+        command, response = data.draw(commands(channel)), data.draw(responses())
+        assert exchange(host, card, command, response) == expected_plain(response)
+
+
+@pytest.mark.parametrize("every_response", [True, False])
+@pytest.mark.parametrize("i", [*IMPLICIT_I, 0x15, 0x55])
+@settings(max_examples=8)
+@given(data=st.data())
+def test_round_trip_with_rmac_session(i: int, every_response: bool, data: st.DataObject) -> None:
+    channel = data.draw(st.integers(0, 19))
+    host, card = open_pair(i, 0x01, channel=channel)
+    assert exchange(host, card, data.draw(commands(channel)), ResponseApdu()) == ResponseApdu()
+    assert card.sequence_counter == 6 and host.sequence_counter == 6
+    begin = host.begin_rmac_session(data.draw(st.binary(max_size=24)), every_response=every_response)
+    assert host.unwrap(card.wrap(card.begin_rmac_session(card.unwrap(begin)))) == ResponseApdu()
+    assert (SecurityLevel.R_MAC in card.level) is every_response
+    for _ in range(data.draw(st.integers(1, 3))):
+        command, response = data.draw(commands(channel)), data.draw(responses())
+        assert card.unwrap(host.wrap(command)) == command
+        wire_response = card.wrap(response)
+        if every_response and response.sw in SUCCESS_SW:
+            assert len(wire_response.data) == len(response.data) + 8
+        assert host.unwrap(wire_response) == expected_plain(response)
+    end = data.draw(st.booleans())
+    returned = card.wrap(card.end_rmac_session(card.unwrap(host.end_rmac_session(end=end))))
+    assert len(returned.data) == 8
+    assert host.unwrap(returned) == returned
+    assert (SecurityLevel.R_MAC in card.level) is (every_response and not end)
+    assert exchange(host, card, data.draw(commands(channel)), ResponseApdu(b"\x01")) == ResponseApdu(b"\x01")
+
+
+def test_implicit_session_reopens_after_a_plain_command() -> None:
+    """E.1.6: a command without secure messaging leaves AUTHENTICATED only; the next C-MAC opens a new session."""
+    host, card = open_pair(0x1A)
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66, le=256), ResponseApdu()) == ResponseApdu()
+    plain = CommandApdu(0x80, 0xCA, 0x9F, 0x7F, le=256)
+    assert card.unwrap(plain) == plain and card.wrap(ResponseApdu()) == ResponseApdu()
+    assert card.level == SecurityLevel.NONE and card.is_open
+    again = make_host(0x1A)
+    again.begin_implicit(card.sequence_counter)
+    assert card.sequence_counter == 6
+    assert exchange(again, card, CommandApdu(0x80, 0xF2, 0x80, 0, b"\x4f\x00"), ResponseApdu()) == ResponseApdu()
+    assert card.sequence_counter == 7 and int(card.level) == SecurityLevel.C_MAC
+
+
+def test_implicit_card_passes_plain_commands_before_a_session() -> None:
+    card = make_card(0x1A)
+    plain = CommandApdu(0x00, 0xA4, 0x04, 0x00, AID, le=256)
+    assert card.unwrap(plain) == plain
+    assert card.wrap(ResponseApdu(b"\x6f\x00")) == ResponseApdu(b"\x6f\x00")
+    assert card.state is ChannelState.IDLE and card.sequence_counter == 5
+
+
+def test_pseudo_random_challenge_is_checked_by_the_host() -> None:
+    card = make_card(0x55, aid=bytes.fromhex("A0000000030000"))
+    host = make_host(0x55)
+    with pytest.raises(AuthenticationError, match="pseudo-random card challenge"):
+        host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    assert host.state is ChannelState.TERMINATED
+
+
+def test_reprs_hide_keys() -> None:
+    host, card = open_pair(0x55, 0x13)
+    keys = host.session_keys
+    assert keys is not None
+    for text in (repr(host), repr(card), repr(keys), repr(make_keys())):
+        for secret in (keys.c_mac, keys.enc, keys.dek, keys.r_mac, make_keys().enc):
+            assert secret.hex() not in text.lower()
+
+
+# -- negative cases ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("i", [0x15, 0x1A])
+def test_tampered_mac_terminates(i: int) -> None:
+    host, card = open_pair(i)
+    wire = host.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256))
+    bad = wire.with_changes(data=wire.data[:-1] + bytes((wire.data[-1] ^ 1,)))
+    counter = card.sequence_counter
+    with pytest.raises(SecurityNotSatisfied, match="C-MAC"):
+        card.unwrap(bad)
+    assert card.state is ChannelState.TERMINATED and card.level == SecurityLevel.NONE
+    assert card.sequence_counter == counter
+    with pytest.raises(SecurityNotSatisfied):
+        card.unwrap(wire)
+
+
+def test_tampered_ciphertext_terminates() -> None:
+    host, card = open_pair(0x55, 0x03)
+    wire = host.wrap(CommandApdu(0x80, 0xE2, 0x00, 0x00, bytes(20)))
+    bad = wire.with_changes(data=bytes((wire.data[0] ^ 0x80,)) + wire.data[1:])
+    with pytest.raises(SecurityNotSatisfied):
+        card.unwrap(bad)
+    assert card.state is ChannelState.TERMINATED
+
+
+@pytest.mark.parametrize("order", ["replay", "reorder", "drop"])
+def test_replayed_reordered_dropped_commands_are_refused(order: str) -> None:
+    host, card = open_pair(0x15, 0x01)
+    first = host.wrap(CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256))
+    host.unwrap(ResponseApdu())
+    second = host.wrap(CommandApdu(0x80, 0xCA, 0x9F, 0x7F, le=256))
+    if order == "replay":
+        card.unwrap(first)
+        card.wrap(ResponseApdu())
+        sequence = [first]
+    else:
+        sequence = [second, first] if order == "reorder" else [second]
+    with pytest.raises(SecurityNotSatisfied):
+        for wire in sequence:
+            card.unwrap(wire)
+    assert card.state is ChannelState.TERMINATED
+
+
+def test_command_without_cmac_at_cmac_level_terminates() -> None:
+    _, card = open_pair(0x55, 0x01)
+    with pytest.raises(SecurityNotSatisfied, match="requires a C-MAC"):
+        card.unwrap(CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256))
+    assert card.state is ChannelState.TERMINATED
+
+
+def test_wrong_card_cryptogram_means_no_external_authenticate() -> None:
+    host, card = make_host(0x15), make_card(0x15)
+    response = card.initialize_update(host.initialize_update())
+    bad = ResponseApdu(response.data[:-1] + bytes((response.data[-1] ^ 1,)))
+    with pytest.raises(AuthenticationError, match="did not verify"):
+        host.receive_initialize_update(bad)
+    with pytest.raises(ChannelClosedError):
+        host.external_authenticate()
+
+
+def test_wrong_host_cryptogram_is_6300() -> None:
+    host, card = make_host(0x15), make_card(0x15)
+    host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    keys = host.session_keys
+    assert keys is not None
+    plain = CommandApdu(0x80, 0x82, 0x01, 0x00, bytes(8))
+    mac = CommandMacChain(keys.c_mac).compute(command_mac_input(plain, 0x15))
+    with pytest.raises(SecurityNotSatisfied) as info:
+        card.external_authenticate(CommandApdu(0x84, 0x82, 0x01, 0x00, bytes(8) + mac))
+    assert info.value.sw == 0x6300
+    assert card.state is ChannelState.TERMINATED and card.sequence_counter == 5
+
+
+def test_bad_external_authenticate_mac() -> None:
+    host, card = make_host(0x15), make_card(0x15)
+    host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    ea = host.external_authenticate()
+    with pytest.raises(SecurityNotSatisfied, match="C-MAC"):
+        card.external_authenticate(ea.with_changes(data=ea.data[:-1] + b"\x00"))
+    with pytest.raises(SecurityNotSatisfied):
+        card.external_authenticate(ea)
+
+
+def test_wrong_kvn() -> None:
+    card = make_card()
+    with pytest.raises(ReferencedDataNotFound):
+        card.initialize_update(CommandApdu(0x80, 0x50, 0x31, 0x00, bytes(8), le=256))
+    card = make_card()
+    host = make_host(kvn=0x31)
+    response = card.initialize_update(host.initialize_update().with_changes(p1=0))
+    with pytest.raises(RemoteProtocolError, match="KVN"):
+        host.receive_initialize_update(response)
+    assert host.state is ChannelState.TERMINATED
+
+
+def test_malformed_initialize_update() -> None:
+    with pytest.raises(IncorrectP1P2):
+        make_card().initialize_update(CommandApdu(0x80, 0x50, 0x00, 0x01, bytes(8), le=256))
+    with pytest.raises(WrongLength):
+        make_card().initialize_update(CommandApdu(0x80, 0x50, 0x00, 0x00, bytes(16), le=256))
+    with pytest.raises(InsNotSupported):
+        make_card(0x1A).initialize_update(CommandApdu(0x80, 0x50, 0x00, 0x00, bytes(8), le=256))
+    with pytest.raises(ConditionsNotSatisfied):
+        make_card(sequence_counter=MAX_SEQUENCE_COUNTER).initialize_update(
+            CommandApdu(0x80, 0x50, 0x00, 0x00, bytes(8), le=256)
+        )
+
+
+def test_level_33_is_refused() -> None:
+    with pytest.raises(UnsupportedError):
+        make_host(level=0x33)
+    host, card = make_host(0x15), make_card(0x15)
+    host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    ea = host.external_authenticate()
+    with pytest.raises(IncorrectP1P2):
+        card.external_authenticate(ea.with_changes(p1=0x33))
+
+
+def test_unsupported_options() -> None:
+    with pytest.raises(UnsupportedError):
+        make_host(i=0x70)
+    with pytest.raises(UnsupportedError):
+        Scp02Host(StaticKeys.single(bytes(16)), level=SecurityLevel.C_MAC, host_challenge=bytes(8))
+    with pytest.raises(ValueError, match="level 01"):
+        make_host(0x1A, 0x03)
+    with pytest.raises(LocalProtocolError):
+        make_host(0x1A).initialize_update()
+    with pytest.raises(LocalProtocolError):
+        make_host(0x55).begin_implicit(0)
+
+
+@pytest.mark.parametrize(("level", "size"), [(0x01, 248), (0x03, 240)])
+def test_too_long_once_wrapped_keeps_the_channel(level: int, size: int) -> None:
+    host, card = open_pair(0x55, level)
+    with pytest.raises(LocalProtocolError, match="at most 255"):
+        host.wrap(CommandApdu(0x80, 0xE8, 0x00, 0x00, bytes(size)))
+    with pytest.raises(LocalProtocolError, match="short APDUs"):
+        host.wrap(CommandApdu(0x80, 0xE8, 0x00, 0x00, bytes(10), extended=True))
+    fits = CommandApdu(0x80, 0xE8, 0x00, 0x00, bytes(size - 8))
+    assert exchange(host, card, fits, ResponseApdu()) == ResponseApdu()
+
+
+def test_use_after_termination() -> None:
+    host, card = open_pair()
+    host.close()
+    with pytest.raises(ChannelClosedError):
+        host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66))
+    with pytest.raises(ChannelClosedError):
+        host.unwrap(ResponseApdu())
+    card.terminate()
+    for call in (
+        lambda: card.unwrap(CommandApdu(0x80, 0xCA, 0, 0x66)),
+        lambda: card.wrap(ResponseApdu()),
+        lambda: card.initialize_update(CommandApdu(0x80, 0x50, 0, 0, bytes(8))),
+        lambda: card.decrypt_key(bytes(16)),
+    ):
+        with pytest.raises(SecurityNotSatisfied):
+            call()
+
+
+def test_host_misuse() -> None:
+    host, _ = open_pair()
+    with pytest.raises(LocalProtocolError, match="nothing to unwrap"):
+        host.unwrap(ResponseApdu())
+    with pytest.raises(LocalProtocolError, match="already indicates"):
+        host.wrap(CommandApdu(0x84, 0xCA, 0, 0x66))
+    with pytest.raises(LocalProtocolError, match="logical channel"):
+        host.wrap(CommandApdu(0x81, 0xCA, 0, 0x66))
+    with pytest.raises(LocalProtocolError, match="no R-MAC session"):
+        host.end_rmac_session()
+
+
+@pytest.mark.parametrize("target", ["rmac", "data", "sw-with-data"])
+def test_rmac_tampering(target: str) -> None:
+    host, card = open_pair(0x55, 0x11)
+    card.unwrap(host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66, le=256)))
+    wire = card.wrap(ResponseApdu(b"\x66\x00"))
+    if target == "rmac":
+        bad = ResponseApdu(wire.data[:-1] + bytes((wire.data[-1] ^ 1,)), wire.sw)
+    elif target == "data":
+        bad = ResponseApdu(b"\x66\x01" + wire.data[2:], wire.sw)
+    else:
+        bad = ResponseApdu(wire.data, 0x6A88)
+    with pytest.raises(IntegrityError):
+        host.unwrap(bad)
+    with pytest.raises(ChannelClosedError):
+        host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66))
+
+
+def test_end_rmac_tampering() -> None:
+    host, card = open_pair(0x15, 0x01)
+    card.begin_rmac_session(card.unwrap(host.begin_rmac_session(b"\x01\x02", every_response=False)))
+    host.unwrap(card.wrap(ResponseApdu()))
+    exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66), ResponseApdu(b"\x01"))
+    reply = card.wrap(card.end_rmac_session(card.unwrap(host.end_rmac_session())))
+    bad = ResponseApdu(bytes((reply.data[0] ^ 1,)) + reply.data[1:], reply.sw)
+    with pytest.raises(IntegrityError, match="END R-MAC"):
+        host.unwrap(bad)
+    assert host.state is ChannelState.TERMINATED
+
+
+def test_rmac_session_commands_on_the_card() -> None:
+    host, card = open_pair(0x15, 0x01)
+    with pytest.raises(ReferencedDataNotFound):
+        card.end_rmac_session(card.unwrap(host.wrap(CommandApdu(0x80, 0x78, 0x00, 0x03, le=256))))
+    with pytest.raises(IncorrectP1P2):
+        card.begin_rmac_session(card.unwrap(host.wrap(CommandApdu(0x80, 0x7A, 0x30, 0x01, b"\x00"))))
+    with pytest.raises(IncorrectData):
+        card.begin_rmac_session(card.unwrap(host.wrap(CommandApdu(0x80, 0x7A, 0x10, 0x01, b"\x05\x01"))))
+    assert card.is_open  # malformed R-MAC session commands do not end the secure channel
+    card.begin_rmac_session(card.unwrap(host.wrap(CommandApdu(0x80, 0x7A, 0x10, 0x01, b"\x00"))))
+    with pytest.raises(ConditionsNotSatisfied):
+        card.begin_rmac_session(card.unwrap(host.wrap(CommandApdu(0x80, 0x7A, 0x10, 0x01, b"\x00"))))
+
+
+def test_key_encryption_needs_whole_blocks() -> None:
+    host, card = open_pair()
+    with pytest.raises(ValueError, match="multiple of 8"):
+        host.encrypt_key(bytes(12))
+    with pytest.raises(IncorrectData):
+        card.decrypt_key(bytes(12))
+
+
+def test_sequence_counter_never_wraps() -> None:
+    card = make_card(0x1A, sequence_counter=MAX_SEQUENCE_COUNTER)
+    host = make_host(0x1A)
+    with pytest.raises(ValueError, match="sequence counter"):
+        host.begin_implicit(MAX_SEQUENCE_COUNTER)
+    host.begin_implicit(MAX_SEQUENCE_COUNTER - 1)
+    with pytest.raises(ConditionsNotSatisfied):
+        card.unwrap(host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66)))
+
+
+# -- fuzz: parsers return a value or raise a gpchannel error ------------------------------------------------------
+
+
+@given(raw=st.binary(max_size=40), sw=st.sampled_from((0x9000, 0x6982, 0x6A88)))
+def test_host_initialize_update_fuzz(raw: bytes, sw: int) -> None:
+    host = make_host()
+    try:
+        host.receive_initialize_update(ResponseApdu(raw, sw))
+    except GPChannelError:
+        assert host.state is ChannelState.TERMINATED
+
+
+@given(data=st.binary(max_size=64), cla=st.sampled_from((0x80, 0x84, 0xC4, 0xE4)), ins=st.integers(0, 255))
+def test_card_unwrap_fuzz(data: bytes, cla: int, ins: int) -> None:
+    for i in (0x55, 0x1A):
+        _, card = open_pair(i, 0x03 if i == 0x55 else 0x01)
+        try:
+            card.unwrap(CommandApdu(cla, ins, 0, 0, data))
+        except CardError:
+            assert card.state is ChannelState.TERMINATED
+
+
+@given(data=st.binary(max_size=64), sw=st.sampled_from(SUCCESS_SW + ERROR_SW))
+def test_host_unwrap_fuzz(data: bytes, sw: int) -> None:
+    host, _ = open_pair(0x55, 0x13)
+    host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66))
+    try:
+        host.unwrap(ResponseApdu(data, sw))
+    except IntegrityError:
+        assert host.state is ChannelState.TERMINATED
