@@ -189,6 +189,16 @@ def test_pseudo_random_challenge_is_checked_by_the_host() -> None:
     assert host.state is ChannelState.TERMINATED
 
 
+def test_defaulted_i_does_not_check_the_challenge() -> None:
+    """The default i (55) is an assumption: a card with a random challenge (i=15) still opens."""
+    card = make_card(0x15)
+    host = Scp02Host(make_keys(), level=SecurityLevel.C_MAC, host_challenge=bytes(8), aid=AID)
+    assert host.i_param == 0x55
+    host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    host.receive_external_authenticate(card.external_authenticate(host.external_authenticate()))
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66, le=256), ResponseApdu()) == ResponseApdu()
+
+
 def test_reprs_hide_keys() -> None:
     host, card = open_pair(0x55, 0x13)
     keys = host.session_keys
@@ -322,6 +332,19 @@ def test_unsupported_options() -> None:
         make_host(i=0x70)
     with pytest.raises(UnsupportedError):
         Scp02Host(StaticKeys.single(bytes(16)), level=SecurityLevel.C_MAC, host_challenge=bytes(8))
+    with pytest.raises(UnsupportedError, match="16 bytes"):
+        Scp02Host(
+            StaticKeys.single(bytes(24), key_type=KeyType.DES3), level=SecurityLevel.C_MAC, host_challenge=bytes(8)
+        )
+    with pytest.raises(UnsupportedError, match="16 bytes"):
+        Scp02Card(
+            StaticKeys.single(bytes(24), key_type=KeyType.DES3),
+            i_param=0x15,
+            key_diversification_data=KDD,
+            sequence_counter=0,
+            random=counter_random,
+            aid=b"",
+        )
     with pytest.raises(ValueError, match="level 01"):
         make_host(0x1A, 0x03)
     with pytest.raises(LocalProtocolError):

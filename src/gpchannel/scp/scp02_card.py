@@ -13,6 +13,9 @@ persists ``sequence_counter`` after each call.
 - BEGIN / END R-MAC SESSION (E.5.3, E.5.4): the Security Domain passes the unwrapped command to
   ``begin_rmac_session`` / ``end_rmac_session``, whose response ``wrap`` leaves as it is.
 
+E.4.5 asks that, while every response carries an R-MAC, case 1 and 3 commands be processed as case 2 and 4 with
+Le 00: that is the transport's business (a T=0 card answers 61xx); ``unwrap`` returns the command as sent.
+
 Errors are :class:`CardError` subclasses for the dispatcher to turn into status words. A security error (C-MAC,
 host cryptogram, decryption, a command without C-MAC at a C-MAC level) terminates the session: every later use is
 refused with 6982. Malformed BEGIN / END R-MAC SESSION commands are refused without ending the session.

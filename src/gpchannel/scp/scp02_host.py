@@ -106,7 +106,8 @@ class Scp02Host(HostChannel):
     pseudo-random card challenge). ``level`` is one of 00, 01, 03, 10, 11, 13 (33 is RFU for SCP02 and refused);
     with implicit initiation it must be 01. ``kvn`` 0 lets the card choose; otherwise the card's KVN must match.
     ``aid`` is the AID of the selected application: needed for implicit initiation and BEGIN R-MAC SESSION (the
-    first ICV, E.3.3), and used to check a pseudo-random card challenge (E.4.2.3).
+    first ICV, E.3.3), and used to check a pseudo-random card challenge (E.4.2.3) when the caller named an i with
+    b7 (a defaulted i is an assumption, so a card with a random challenge is not refused for it).
     """
 
     protocol = ScpProtocol.SCP02
@@ -147,6 +148,7 @@ class Scp02Host(HostChannel):
         self._keys = keys
         self.host_challenge = host_challenge
         self.i_param = i
+        self._i_given = i_param is not None
         self.kvn = kvn
         self.aid = aid
         self._counter: int | None = None
@@ -192,7 +194,7 @@ class Scp02Host(HostChannel):
     def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
         """Parse the response (Table E-8), derive the session keys (E.4.1), verify the card cryptogram (E.4.2.1).
 
-        With i b7 and an AID, the pseudo-random card challenge (E.4.2.3) is verified too.
+        With an i the caller named with b7, and an AID, the pseudo-random card challenge (E.4.2.3) is verified too.
         """
         self._require(ChannelState.IDLE)
         if not is_explicit(self.i_param):
@@ -213,7 +215,7 @@ class Scp02Host(HostChannel):
         session_keys = derive_session_keys(keys, self.i_param, seq)
         kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
         kdd = parsed.key_diversification_data.hex().upper()
-        if self.aid and self.i_param & I_PSEUDO_RANDOM:
+        if self.aid and self._i_given and self.i_param & I_PSEUDO_RANDOM:
             expected_challenge = pseudo_random_card_challenge(session_keys.c_mac, self.aid)
             if not constant_time_equal(expected_challenge, parsed.card_challenge):
                 self._fail(
