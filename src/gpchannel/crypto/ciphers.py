@@ -111,6 +111,8 @@ def retail_mac(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
     Single DES CBC with the left half over every block, then decrypt with the right half and encrypt with the
     left half on the final block (equivalently, 3DES on the last block).
     """
+    if len(key) != 16:
+        raise ValueError(f"a retail MAC key is 16 bytes (K and K'), got {len(key)}")
     _check_blocks(data, 8)
     if not data:
         raise ValueError("retail MAC needs at least one block")
@@ -118,7 +120,7 @@ def retail_mac(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
     if len(data) > 8:
         chain = des_cbc_encrypt(key[:8], data[:-8], iv)[-8:]
     last = bytes(a ^ b for a, b in zip(chain, data[-8:], strict=True))
-    return des3_ecb_encrypt(key[:16], last)
+    return des3_ecb_encrypt(key, last)
 
 
 def aes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
