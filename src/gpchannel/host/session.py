@@ -176,6 +176,17 @@ class CardSession:
         self.secure = None
 
     # -- opening a secure channel ---------------------------------------------------------------------------------
+    def probe(self, kvn: int = 0, *, s16: bool = False) -> InitializeUpdateResponse:
+        """INITIALIZE UPDATE alone, to read the key diversification data, key version, protocol, i and sequence
+        counter without authenticating (no EXTERNAL AUTHENTICATE follows: nothing counts against the card)."""
+        self.end_secure_channel()
+        command = initialize_update_command(self.random(16 if s16 else 8), kvn, 0, self.channel)
+        response = self.transmit_plain(command)
+        if response.sw != 0x9000:
+            raise CardStatusError(response.sw, "INITIALIZE UPDATE refused", response.data)
+        self.init_response = InitializeUpdateResponse.from_bytes(response.data)
+        return self.init_response
+
     def open_secure_channel(
         self, options: ChannelOptions, *, aid: bytes = b"", scp02_i_hint: int | None = None
     ) -> InitializeUpdateResponse:

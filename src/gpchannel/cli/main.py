@@ -1,0 +1,445 @@
+"""The ``gpchannel`` command line: manage GlobalPlatform cards over PC/SC or the emulator (issue 4).
+
+Target and secure channel options are global and come before the command::
+
+    gpchannel --reader "Virtual PCD" --scp 03 --kvn 0x30 --key-enc K1 --key-mac K2 --key-dek K3 \\
+              --security-level 33 list --json
+
+Exit codes: 0 success, 1 other failure, 2 usage error, 3 the card cryptogram did not verify (wrong keys),
+4 the card refused a command (status word explained), 5 no reader / transport failure or unsupported option.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gpchannel.cli import render
+from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.settings import (
+    EXIT_AUTHENTICATION,
+    EXIT_CARD_STATUS,
+    EXIT_FAILURE,
+    EXIT_TRANSPORT,
+    EXIT_USAGE,
+    Settings,
+    aid_option,
+    fail,
+    handle_errors,
+    int_option,
+    key_option,
+)
+from gpchannel.cli.target import (
+    DEFAULT_KEY,
+    KeyMaterial,
+    list_readers,
+    load_profile,
+)
+from gpchannel.codec.sw import describe
+from gpchannel.crypto.diversification import Diversification, diversify
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import (
+    DecodeError,
+)
+from gpchannel.gp.cap import CapFile
+from gpchannel.gp.lifecycle import CardLifeCycle
+from gpchannel.gp.privileges import Privilege, Privileges
+from gpchannel.host.commands import SetStatusScope
+from gpchannel.scp.common import ScpProtocol, SecurityLevel
+
+__all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRANSPORT", "EXIT_USAGE", "cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring (env GPCHANNEL_READER).")
+@click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
+@click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
+@click.option("--scp", type=click.Choice(["01", "02", "03"]), help="Protocol (default: detected).")
+@click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
+@click.option("--kvn", help="Key version number, decimal or 0x-hex (default: the card's first).")
+@click.option("--key", envvar="GPCHANNEL_KEY", help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY).")
+@click.option("--key-enc", envvar="GPCHANNEL_KEY_ENC", help="ENC key, hex.")
+@click.option("--key-mac", envvar="GPCHANNEL_KEY_MAC", help="MAC key, hex.")
+@click.option("--key-dek", envvar="GPCHANNEL_KEY_DEK", help="DEK key, hex.")
+@click.option("--kdf", type=click.Choice([d.value for d in Diversification]), help="Diversify the keys (master keys).")
+@click.option("--security-level", "level", help="00 01 03 11 13 33 or clr mac enc mac+rmac enc+rmac enc+renc.")
+@click.option("--s16", is_flag=True, help="SCP03 S16 mode (16-byte challenges and MACs).")
+@click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
+@click.option("--trace", is_flag=True, help="Print every APDU on the wire and, when secured, the plain one beside it.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    reader: str | None,
+    emulator: Path | None,
+    isd: str | None,
+    scp: str | None,
+    scp_i: str | None,
+    kvn: str | None,
+    key: str | None,
+    key_enc: str | None,
+    key_mac: str | None,
+    key_dek: str | None,
+    kdf: str | None,
+    level: str | None,
+    s16: bool,
+    profile: Path | None,
+    trace: bool,
+) -> None:
+    """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
+    base = ctx.obj if isinstance(ctx.obj, dict) else {}
+    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator)
+    settings.transport_factory = base.get("transport_factory")
+    settings.random = base.get("random", os.urandom)
+    if "out" in base:
+        settings.out = base["out"]
+        settings.err = base["err"]
+    prof = None
+    if profile is not None:
+        try:
+            prof = load_profile(profile)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--profile") from None
+    settings.isd = aid_option(isd, "--isd") if isd else (prof.isd_aid if prof else None)
+    settings.scp = ScpProtocol(int(scp, 16)) if scp else (prof.scp if prof else None)
+    if scp_i is not None:
+        try:
+            settings.i_param = parse_hex(scp_i, "--scp-i")[0] if len(parse_hex(scp_i, "--scp-i")) == 1 else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scp-i") from None
+        if settings.i_param is None:
+            raise click.BadParameter("one hex byte, e.g. 70", param_hint="--scp-i")
+    elif prof is not None:
+        settings.i_param = prof.i_param
+    kvn_value = int_option(kvn, "--kvn")
+    settings.kvn = kvn_value if kvn_value is not None else (prof.kvn if prof and prof.kvn is not None else 0)
+    if not 0 <= settings.kvn <= 0xFF:
+        raise click.BadParameter("a key version number is 0..255", param_hint="--kvn")
+    single = key_option(key, "--key")
+    parts = [key_option(key_enc, "--key-enc"), key_option(key_mac, "--key-mac"), key_option(key_dek, "--key-dek")]
+    scheme = Diversification(kdf) if kdf else Diversification.NONE
+    if any(p is not None for p in parts):
+        if single is not None or any(p is None for p in parts):
+            raise click.UsageError("give --key, or all three of --key-enc, --key-mac and --key-dek")
+        enc, mac, dek = (p for p in parts if p is not None)
+        settings.keys = KeyMaterial(enc, mac, dek, scheme, "command line")
+    elif single is not None:
+        settings.keys = KeyMaterial(single, single, single, scheme, "command line")
+    elif prof is not None and prof.keys is not None:
+        k = prof.keys
+        settings.keys = KeyMaterial(k.enc, k.mac, k.dek, scheme, k.source)
+    else:
+        settings.keys = KeyMaterial(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, scheme)
+    if level is not None:
+        try:
+            settings.level = SecurityLevel.parse(level)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--security-level") from None
+    ctx.obj = settings
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@cli.command()
+@pass_settings
+@handle_errors
+def readers(settings: Settings) -> None:
+    """List the PC/SC readers."""
+    names = list_readers()
+    if not names:
+        fail(settings, "no PC/SC reader found (is pcscd running?)", EXIT_TRANSPORT)
+    for name in names:
+        settings.out.print(name, highlight=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@handle_errors
+def info(settings: Settings, as_json: bool) -> None:
+    """CPLC, IIN, CIN, key diversification data, sequence counter, card data, capabilities, key information."""
+    card = settings.card(secure=False)
+    card.session.probe(settings.kvn, s16=settings.s16)
+    data = card.info()
+    today = datetime.date.today()
+    if as_json:
+        settings.out.print_json(render.info_json(data, today))
+    else:
+        render.print_info(settings.out, data, today)
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@handle_errors
+def list_(settings: Settings, as_json: bool) -> None:
+    """The ISD, Security Domains, applications and load files (with modules, life cycle, privileges)."""
+    items = settings.card().list()
+    if as_json:
+        settings.out.print_json(render.list_json(items))
+    else:
+        render.print_list(settings.out, items)
+
+
+@cli.command()
+@click.argument("apdus", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plain", is_flag=True, help="Send without opening a secure channel.")
+@pass_settings
+@handle_errors
+def apdu(settings: Settings, apdus: tuple[str, ...], as_json: bool, plain: bool) -> None:
+    """Send each APDU (hex) through the secure channel and print the response and its status word."""
+    commands = [parse_apdu_text(a) for a in apdus]
+    card = settings.card(secure=not plain)
+    results = []
+    failed = False
+    for command in commands:
+        response = card.apdu(command)
+        failed = failed or not response.is_success
+        results.append(render.response_json(str(command), response))
+        if not as_json:
+            data = response.data.hex().upper()
+            settings.out.print(f"{data + ' ' if data else ''}{describe(response.sw)}", highlight=False)
+    if as_json:
+        settings.out.print_json(json.dumps(results))
+    if failed:
+        raise SystemExit(EXIT_CARD_STATUS)
+
+
+def _new_keys(
+    settings: Settings, key: str | None, enc: str | None, mac: str | None, dek: str | None, kvn: int, kdf: str | None
+) -> StaticKeys:
+    single = key_option(key, "--new-key")
+    parts = [key_option(enc, "--new-key-enc"), key_option(mac, "--new-key-mac"), key_option(dek, "--new-key-dek")]
+    if all(p is not None for p in parts) and single is None:
+        e, m, d = (p for p in parts if p is not None)
+    elif single is not None and all(p is None for p in parts):
+        e = m = d = single
+    else:
+        raise click.UsageError("give --new-key, or all three of --new-key-enc, --new-key-mac and --new-key-dek")
+    init = settings.card().session.init_response
+    key_type = KeyType.AES if init is not None and init.protocol is ScpProtocol.SCP03 else KeyType.DES3
+    keys = StaticKeys(e, m, d, kvn, key_type)
+    if kdf and kdf != Diversification.NONE.value:
+        assert init is not None
+        keys = diversify(keys, Diversification(kdf), init.key_diversification_data)
+    return keys
+
+
+@cli.command(name="put-key")
+@click.option("--new-kvn", required=True, help="KVN of the new key set (1..127).")
+@click.option("--replace", "replace_kvn", help="KVN of the key set to replace (default: add a new one).")
+@click.option("--new-key", help="One new key for ENC, MAC and DEK, hex.")
+@click.option("--new-key-enc")
+@click.option("--new-key-mac")
+@click.option("--new-key-dek")
+@click.option("--new-kdf", type=click.Choice([d.value for d in Diversification]), help="Diversify the new keys.")
+@pass_settings
+@handle_errors
+def put_key(
+    settings: Settings,
+    new_kvn: str,
+    replace_kvn: str | None,
+    new_key: str | None,
+    new_key_enc: str | None,
+    new_key_mac: str | None,
+    new_key_dek: str | None,
+    new_kdf: str | None,
+) -> None:
+    """Add or replace a key set (keys given or diversified); the KCVs the card returns are checked."""
+    kvn = int_option(new_kvn, "--new-kvn")
+    assert kvn is not None
+    card = settings.card()
+    keys = _new_keys(settings, new_key, new_key_enc, new_key_mac, new_key_dek, kvn, new_kdf)
+    card.put_key(keys, replace_kvn=int_option(replace_kvn, "--replace") or 0)
+    kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
+    settings.out.print(f"key set {kvn:02X} written; KCVs ENC/MAC/DEK {kcvs} confirmed by the card", highlight=False)
+
+
+@cli.command()
+@click.argument("aids", nargs=-1, required=True)
+@click.option("--related", is_flag=True, help="Also delete related objects (P2=80).")
+@pass_settings
+@handle_errors
+def delete(settings: Settings, aids: tuple[str, ...], related: bool) -> None:
+    """Delete applications, load files or Security Domains by AID."""
+    parsed = [aid_option(a) for a in aids]
+    card = settings.card()
+    for aid in parsed:
+        card.delete(aid, related=related)
+        settings.out.print(f"deleted {aid.hex().upper()}", highlight=False)
+
+
+def _read_cap(path: Path) -> CapFile:
+    return CapFile.from_bytes(path.read_bytes())
+
+
+@cli.command()
+@click.argument("cap", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--block-size", help="LOAD block size (default: from the card's FCI, less the MAC overhead).")
+@click.option("--hash", "with_hash", is_flag=True, help="Send the SHA-256 Load File Data Block Hash.")
+@click.option("--sd", help="Security Domain AID to load into (default: the ISD).")
+@click.option("--descriptor", is_flag=True, help="Include the Descriptor component.")
+@pass_settings
+@handle_errors
+def load(
+    settings: Settings, cap: Path, block_size: str | None, with_hash: bool, sd: str | None, descriptor: bool
+) -> None:
+    """Load a CAP file (INSTALL [for load], then LOAD blocks)."""
+    parsed = _read_cap(cap)
+    card = settings.card()
+    n = card.load(
+        parsed,
+        sd_aid=aid_option(sd, "--sd") if sd else None,
+        block_size=int_option(block_size, "--block-size"),
+        with_hash=with_hash,
+        include_descriptor=descriptor,
+    )
+    applets = ", ".join(a.hex().upper() for a in parsed.applet_aids) or "none"
+    settings.out.print(
+        f"loaded package {parsed.package_aid.hex().upper()} in {n} blocks (applets: {applets})", highlight=False
+    )
+
+
+def _privileges(text: str | None) -> Privileges:
+    if not text:
+        return Privileges()
+    try:
+        return (
+            Privileges.from_bytes(parse_hex(text))
+            if all(c in "0123456789abcdefABCDEF" for c in text)
+            else (Privileges.from_names(t for t in text.split(",") if t))
+        )
+    except (ValueError, DecodeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--privileges") from None
+
+
+@cli.command()
+@click.option("--cap", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Take AIDs from a CAP.")
+@click.option("--package", help="Executable Load File AID.")
+@click.option("--applet", help="Executable Module AID (default: the CAP's first applet).")
+@click.option("--instance", help="Application AID (default: the module AID).")
+@click.option("--privileges", help="Hex (e.g. 000000) or names (CardReset,CVMManagement).")
+@click.option("--params", help="Install parameters, hex (default: C900).")
+@click.option("--no-selectable", is_flag=True, help="INSTALL [for install] only, not make selectable.")
+@pass_settings
+@handle_errors
+def install(
+    settings: Settings,
+    cap: Path | None,
+    package: str | None,
+    applet: str | None,
+    instance: str | None,
+    privileges: str | None,
+    params: str | None,
+    no_selectable: bool,
+) -> None:
+    """Install (and make selectable) an application from a loaded package."""
+    parsed = _read_cap(cap) if cap else None
+    package_aid = aid_option(package, "--package") if package else (parsed.package_aid if parsed else None)
+    module_aid = (
+        aid_option(applet, "--applet") if applet else (parsed.applet_aids[0] if parsed and parsed.applets else None)
+    )
+    if package_aid is None or module_aid is None:
+        raise click.UsageError("give --cap, or --package and --applet")
+    instance_aid = aid_option(instance, "--instance") if instance else module_aid
+    parameters = parse_hex(params, "--params") if params else b"\xc9\x00"
+    settings.card().install(
+        package_aid,
+        module_aid,
+        instance_aid,
+        privileges=_privileges(privileges),
+        parameters=parameters,
+        make_selectable=not no_selectable,
+    )
+    settings.out.print(f"installed {instance_aid.hex().upper()}", highlight=False)
+
+
+@cli.command(name="store-data")
+@click.argument("blocks", nargs=-1, required=True)
+@click.option("--p1", default="00", help="P1 bits b7-b1 (hex); b8 is set on the last block.")
+@click.option("--to", "to", help="Application AID (INSTALL [for personalization] first).")
+@pass_settings
+@handle_errors
+def store_data(settings: Settings, blocks: tuple[str, ...], p1: str, to: str | None) -> None:
+    """STORE DATA blocks (hex) to the Security Domain, or to an application."""
+    data = [parse_hex(b, "block") for b in blocks]
+    settings.card().store_data(
+        data, p1=parse_hex(p1, "--p1")[0], application_aid=aid_option(to, "--to") if to else None
+    )
+    settings.out.print(f"stored {len(data)} block(s)", highlight=False)
+
+
+_CARD_STATES = {
+    "initialize": CardLifeCycle.INITIALIZED,
+    "secure": CardLifeCycle.SECURED,
+    "card-lock": CardLifeCycle.CARD_LOCKED,
+    "card-unlock": CardLifeCycle.SECURED,
+    "terminate": CardLifeCycle.TERMINATED,
+}
+
+
+@cli.command(name="set-status")
+@click.argument("action", type=click.Choice(["lock", "unlock", *_CARD_STATES]))
+@click.argument("aid", required=False)
+@click.option("--with-applications", is_flag=True, help="lock/unlock: the SD and its applications (P1=60).")
+@click.option("--yes-terminate-the-card", "confirm", is_flag=True, help="Required for terminate: irreversible.")
+@pass_settings
+@handle_errors
+def set_status(settings: Settings, action: str, aid: str | None, with_applications: bool, confirm: bool) -> None:
+    """Lock/unlock an application or SD (AID), or change the card life cycle (initialize, secure, card-lock,
+    card-unlock, terminate)."""
+    if action in ("lock", "unlock"):
+        if aid is None:
+            raise click.UsageError(f"{action} needs the AID of an application or Security Domain")
+        scope = SetStatusScope.SD_AND_APPLICATIONS if with_applications else SetStatusScope.APPLICATION
+        settings.card().set_status(scope, 0x80 if action == "lock" else 0x00, aid_option(aid))
+    else:
+        if action == "terminate" and not confirm:
+            raise click.UsageError("terminate is irreversible: add --yes-terminate-the-card to confirm")
+        settings.card().set_status(SetStatusScope.ISD, _CARD_STATES[action])
+    settings.out.print(f"{action}: done", highlight=False)
+
+
+@cli.command(name="create-ssd")
+@click.argument("aid")
+@click.option("--privileges", help="Extra privileges (hex or names); Security Domain is always set.")
+@click.option("--params", help="Install parameters, hex (default: C900).")
+@click.option("--ssd-key", help="Put this key (ENC=MAC=DEK) into the new SSD, opening its channel with the ISD keys.")
+@click.option("--ssd-kvn", default="0x30", help="KVN for --ssd-key.")
+@pass_settings
+@handle_errors
+def create_ssd(
+    settings: Settings, aid: str, privileges: str | None, params: str | None, ssd_key: str | None, ssd_kvn: str
+) -> None:
+    """Create a Supplementary Security Domain, optionally with its own keys."""
+    ssd = aid_option(aid)
+    card = settings.card()
+    card.install(
+        bytes.fromhex("A0000001515350"),
+        bytes.fromhex("A000000151535041"),
+        ssd,
+        privileges=_privileges(privileges) | Privileges.of(Privilege.SECURITY_DOMAIN),
+        parameters=parse_hex(params, "--params") if params else b"\xc9\x00",
+    )
+    settings.out.print(f"created SSD {ssd.hex().upper()}", highlight=False)
+    if ssd_key:
+        key = key_option(ssd_key, "--ssd-key")
+        kvn = int_option(ssd_kvn, "--ssd-kvn")
+        assert key is not None and kvn is not None
+        card.select(ssd)
+        card.open_secure_channel(settings.channel_options())
+        init = card.session.init_response
+        key_type = KeyType.AES if init is not None and init.protocol is ScpProtocol.SCP03 else KeyType.DES3
+        card.put_key(StaticKeys.single(key, kvn, key_type))
+        settings.out.print(f"SSD key set {kvn:02X} written", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``gpchannel`` console script."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="gpchannel")

@@ -1,0 +1,162 @@
+"""The CLI's resolved global options, its error handling (exit codes, messages) and option parsing helpers."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from gpchannel.cli import render
+from gpchannel.cli.apdu_text import parse_hex, parse_int
+from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
+from gpchannel.codec.sw import describe
+from gpchannel.errors import (
+    AuthenticationError,
+    CardStatusError,
+    DecodeError,
+    GPChannelError,
+    TransportError,
+    UnsupportedError,
+)
+from gpchannel.host.card import GpCard
+from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions
+from gpchannel.scp.common import ScpProtocol, SecurityLevel
+
+__all__ = [
+    "EXIT_AUTHENTICATION",
+    "EXIT_CARD_STATUS",
+    "EXIT_FAILURE",
+    "EXIT_TRANSPORT",
+    "EXIT_USAGE",
+    "Settings",
+    "aid_option",
+    "fail",
+    "handle_errors",
+    "int_option",
+    "key_option",
+]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_AUTHENTICATION = 3
+EXIT_CARD_STATUS = 4
+EXIT_TRANSPORT = 5
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass
+class Settings:
+    """The global options, resolved (profile and environment included). Keys are never in the repr."""
+
+    reader: str | None = None
+    emulator: Path | None = None
+    isd: bytes | None = None
+    scp: ScpProtocol | None = None
+    i_param: int | None = None
+    kvn: int = 0
+    keys: KeyMaterial = field(default_factory=lambda: KeyMaterial(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY))
+    level: SecurityLevel = SecurityLevel.C_MAC
+    s16: bool = False
+    trace: bool = False
+    transport_factory: Callable[[], ApduTransport] | None = None
+    random: Callable[[int], bytes] = os.urandom
+    out: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _card: GpCard | None = None
+
+    def channel_options(self) -> ChannelOptions:
+        return ChannelOptions(key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16)
+
+    def card(self, *, secure: bool = True) -> GpCard:
+        """Connect (once), select the ISD and, when ``secure``, open the secure channel."""
+        if self._card is None:
+            transport = (
+                self.transport_factory() if self.transport_factory else open_transport(self.reader, self.emulator)
+            )
+            trace = render.trace_printer(self.err) if self.trace else None
+            session = CardSession(transport, random=self.random, trace=trace)
+            self._card = GpCard.connect(session, self.isd)
+        if secure and not (self._card.session.secure and self._card.session.secure.is_open):
+            self._card.open_secure_channel(self.channel_options())
+        return self._card
+
+    def close(self) -> None:
+        if self._card is not None:
+            self._card.session.close()
+
+
+def fail(settings: Settings | None, message: str, code: int) -> None:
+    console = settings.err if settings else Console(stderr=True)
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise SystemExit(code)
+
+
+def handle_errors(fn: _F) -> _F:
+    """Turn library errors into a message a person can act on and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings = click.get_current_context().find_object(Settings)
+        try:
+            return fn(*args, **kwargs)
+        except AuthenticationError as exc:
+            fail(
+                settings,
+                f"{exc}.\nThe card cryptogram did not verify, so the session stopped right after INITIALIZE UPDATE: "
+                "no EXTERNAL AUTHENTICATE was sent, nothing counts against the card's retry limit. Check the keys, "
+                "--kvn and --kdf (diversification) before trying again.",
+                EXIT_AUTHENTICATION,
+            )
+        except CardStatusError as exc:
+            fail(settings, f"{exc} ({describe(exc.sw)})", EXIT_CARD_STATUS)
+        except (TransportError, UnsupportedError) as exc:
+            fail(settings, str(exc), EXIT_TRANSPORT)
+        except (ValueError, DecodeError) as exc:
+            fail(settings, str(exc), EXIT_USAGE if not isinstance(exc, GPChannelError) else EXIT_FAILURE)
+        except GPChannelError as exc:
+            fail(settings, f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+        finally:
+            if settings is not None:
+                settings.close()
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def key_option(value: str | None, name: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        key = parse_hex(value, name)
+    except ValueError:
+        message = "not an even number of hex digits (value not shown: it is a key)"
+        raise click.BadParameter(message, param_hint=name) from None
+    if len(key) not in (16, 24, 32):
+        raise click.BadParameter(f"a key is 16, 24 or 32 bytes, got {len(key)}", param_hint=name)
+    return key
+
+
+def aid_option(text: str, what: str = "AID") -> bytes:
+    try:
+        aid = parse_hex(text, what)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not 5 <= len(aid) <= 16:
+        raise click.BadParameter(f"{what} {text!r} must be 5 to 16 bytes, got {len(aid)}")
+    return aid
+
+
+def int_option(text: str | None, what: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_int(text, what)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -1,0 +1,143 @@
+"""Where the CLI's card and keys come from: a PC/SC reader, the emulator in-process, a card profile, the
+environment. This is application code (it reads files and the environment); the library below it does not."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from gpchannel.crypto.diversification import Diversification, diversify
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import TransportError, UnsupportedError
+from gpchannel.host.session import ApduTransport
+from gpchannel.scp.common import InitializeUpdateResponse, KeyResolver, ScpProtocol
+
+__all__ = ["DEFAULT_KEY", "KeyMaterial", "Profile", "key_resolver", "list_readers", "load_profile", "open_transport"]
+
+DEFAULT_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
+"""The GlobalPlatform default test key, used when no key is given (as GlobalPlatformPro does)."""
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """The static (or master) keys a person gave; kept out of reprs."""
+
+    enc: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+    dek: bytes = field(repr=False)
+    scheme: Diversification = Diversification.NONE
+    source: str = "default test key"
+
+
+def key_resolver(material: KeyMaterial, kvn: int) -> KeyResolver:
+    """A resolver that types the keys by the protocol the card answered with (AES for SCP03, 3DES otherwise) and
+    diversifies them with the card's key diversification data when a scheme is set."""
+
+    def resolve(response: InitializeUpdateResponse) -> StaticKeys:
+        key_type = KeyType.AES if response.protocol is ScpProtocol.SCP03 else KeyType.DES3
+        keys = StaticKeys(material.enc, material.mac, material.dek, kvn or response.kvn, key_type)
+        if material.scheme is Diversification.NONE:
+            return keys
+        return diversify(keys, material.scheme, response.key_diversification_data)
+
+    return resolve
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The parts of a card profile (../shared/docs/profile.md) the host tool uses."""
+
+    isd_aid: bytes | None = None
+    scp: ScpProtocol | None = None
+    i_param: int | None = None
+    kvn: int | None = None
+    keys: KeyMaterial | None = None
+
+
+def _hex_value(table: dict[str, Any], key: str, where: str) -> bytes:
+    value = table.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"profile {where}.{key}: expected a hex string")
+    try:
+        return bytes.fromhex(value.replace(" ", ""))
+    except ValueError:
+        raise ValueError(f"profile {where}.{key}: {value!r} is not hex") from None
+
+
+def load_profile(path: Path) -> Profile:
+    """Read the ISD part of a card profile; ValueError naming the key on a bad value."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"profile {path}: {exc}") from None
+    isd = data.get("isd", {})
+    if not isinstance(isd, dict):
+        raise ValueError("profile isd: expected a table")
+    aid = _hex_value(isd, "aid", "isd") if "aid" in isd else None
+    scp = None
+    if "scp" in isd:
+        try:
+            scp = ScpProtocol(int(str(isd["scp"]), 16))
+        except ValueError:
+            raise ValueError(f"profile isd.scp: {isd['scp']!r} is not 01, 02, 03 or 10") from None
+    i_param = int(str(isd["i"]), 16) if "i" in isd else None
+    keysets = isd.get("keysets", [])
+    keys = None
+    kvn = None
+    if keysets:
+        first = keysets[0]
+        if not isinstance(first, dict):
+            raise ValueError("profile isd.keysets[0]: expected a table")
+        keys = KeyMaterial(
+            _hex_value(first, "enc", "isd.keysets[0]"),
+            _hex_value(first, "mac", "isd.keysets[0]"),
+            _hex_value(first, "dek", "isd.keysets[0]"),
+            source=f"profile {path.name}",
+        )
+        kvn = first.get("kvn")
+        if not isinstance(kvn, int) or not 0 <= kvn <= 0xFF:
+            raise ValueError("profile isd.keysets[0].kvn: expected an integer 0..255")
+    return Profile(aid, scp, i_param, kvn, keys)
+
+
+def open_transport(reader: str | None, emulator: Path | None) -> ApduTransport:
+    """Open the card: the emulator in-process (``gpchannel.emulator.in_process(state_dir)``, a bytes -> bytes
+    callable) or a PC/SC reader (``gpchannel.io.transport.PcscTransport``)."""
+    if emulator is not None:
+        try:
+            module = importlib.import_module("gpchannel.emulator")
+            factory = module.in_process
+            transport_module = importlib.import_module("gpchannel.io.transport")
+        except (ImportError, AttributeError):
+            raise UnsupportedError("the in-process emulator is not available in this build") from None
+        card = factory(emulator)
+        return cast("ApduTransport", transport_module.InProcessTransport(card))
+    if reader is None:
+        reader = os.environ.get("GPCHANNEL_READER")
+    try:
+        transport_module = importlib.import_module("gpchannel.io.transport")
+        pcsc = transport_module.PcscTransport
+    except (ImportError, AttributeError):
+        raise UnsupportedError("PC/SC support (gpchannel.io.transport) is not available in this build") from None
+    try:
+        return cast("ApduTransport", pcsc(reader or ""))
+    except TransportError:
+        raise
+    except Exception as exc:  # pyscard raises its own exception types
+        raise TransportError(f"cannot connect to a reader matching {reader or '(any)'!r}: {exc}") from None
+
+
+def list_readers() -> list[str]:
+    for name in ("gpchannel.io.transport", "gpchannel.io.pcsc"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        lister = getattr(module, "list_readers", None)
+        if lister is not None:
+            return [str(r) for r in lister()]
+    raise UnsupportedError("PC/SC support (gpchannel.io) is not available in this build")
