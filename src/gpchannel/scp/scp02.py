@@ -12,7 +12,8 @@ Theory of operation (E.1 to E.5; GP 2.3.1 Appendix E for the card behaviour):
 - Explicit initiation (E.1.2.1): INITIALIZE UPDATE answers the sequence counter, a 6-byte card challenge (random,
   or pseudo-random: the retail MAC of the padded AID under the C-MAC session key, E.4.2.3) and the card
   cryptogram; both cryptograms are full 3DES MACs with the ENC session key (E.4.2). EXTERNAL AUTHENTICATE is
-  C-MACed with a zero ICV; its MAC is the ICV of the next C-MAC and of the first R-MAC (E.3.2).
+  C-MACed with a zero ICV; its MAC is the ICV of the next C-MAC and of the first R-MAC, also when R-MAC starts
+  later with BEGIN R-MAC SESSION (E.3.2; said explicitly in GP 2.3.1 E.3.2).
 - Implicit initiation (E.1.2.2, E.3.3): the first C-MACed command opens the session; its ICV is the retail MAC of
   the padded AID under the C-MAC session key (the first R-MAC ICV likewise under the R-MAC key).
 - C-MAC (E.4.4): retail MAC (ISO 9797-1 algorithm 3, B.1.2.2) with the C-MAC session key over the padded

@@ -85,8 +85,7 @@ class Scp02Card(CardChannel):
     ``keys`` is a DES3 key set of 16-byte keys (with one base key, i b1 clear, ``keys.enc`` is the base key);
     ``key_diversification_data`` is the 10 bytes returned first in INITIALIZE UPDATE; ``sequence_counter`` the key
     set's persisted 2-byte counter; ``random`` gives the 6-byte card challenge unless i asks for the pseudo-random
-    one (b7); ``aid`` is the AID of the selected application (pseudo-random challenge, implicit initiation and
-    BEGIN R-MAC SESSION ICVs).
+    one (b7); ``aid`` is the AID of the selected application (pseudo-random challenge, implicit-initiation ICVs).
     """
 
     protocol = ScpProtocol.SCP02
@@ -125,6 +124,7 @@ class Scp02Card(CardChannel):
         self._dek = b""
         self._host_challenge = b""
         self._card_challenge = b""
+        self._ea_mac = b""
         self._c_chain: CommandMacChain | None = None
         self._r_chain: ResponseMacChain | None = None
         self._last: CommandApdu | None = None
@@ -222,7 +222,7 @@ class Scp02Card(CardChannel):
         if not constant_time_equal(expected, cryptogram):
             self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
         chain.advance(mac)
-        self._c_chain = chain
+        self._c_chain, self._ea_mac = chain, mac
         self._r_chain = ResponseMacChain(keys.r_mac, mac) if SecurityLevel.R_MAC in level else None
         self._counter += 1
         self._last, self._answered_by_sd = None, False
@@ -324,7 +324,8 @@ class Scp02Card(CardChannel):
         P1 10: each later response carries an R-MAC; 00: only END R-MAC SESSION returns it; 30 (R-ENC) is RFU and
         refused with 6A86, as is a P2 other than 01. The data is LV coded, 0 to 24 bytes (6A80 otherwise). An
         R-MAC session already running: 6985. The R-MAC key comes from the sequence counter current now (E.4.1),
-        the first ICV from the AID (E.3.3), and this command/response pair is the first one R-MACed (E.4.5).
+        the first ICV is the EXTERNAL AUTHENTICATE C-MAC (explicit initiation, GP 2.3.1 E.3.2) or the R-MAC over the
+        AID (implicit, E.3.3), and this command/response pair is the first one R-MACed (E.4.5).
         """
         self._require(ChannelState.OPEN)
         self._answered_by_sd = True
@@ -337,10 +338,9 @@ class Scp02Card(CardChannel):
             raise IncorrectData("BEGIN R-MAC SESSION data must be one length byte and 0 to 24 bytes (Table E-16)")
         if self._r_chain is not None:
             raise ConditionsNotSatisfied("an R-MAC session is already running")
-        if not self.aid:
-            raise ConditionsNotSatisfied("no AID to derive the first R-MAC ICV from (E.3.3)")
         key = r_mac_key(self._keys, self.i_param, self._counter)
-        chain = ResponseMacChain(key, aid_icv(key, self.aid), command.p1 == 0x10)
+        icv = self._ea_mac if is_explicit(self.i_param) else aid_icv(key, self.aid)
+        chain = ResponseMacChain(key, icv, command.p1 == 0x10)
         response = ResponseApdu()
         chain.advance(chain.compute(command, response))
         self._r_chain = chain

@@ -90,6 +90,7 @@ class _Session:
     card_challenge: bytes
     c_chain: CommandMacChain
     dek: bytes = field(repr=False)
+    ea_mac: bytes = field(default=b"", repr=False)
     r_chain: ResponseMacChain | None = None
     last: CommandApdu | None = None
     pending: _Pending | None = None
@@ -105,8 +106,8 @@ class Scp02Host(HostChannel):
     SCP02 INITIALIZE UPDATE response does not carry; **it defaults to 0x55** (explicit, 3 keys, ICV encryption,
     pseudo-random card challenge). ``level`` is one of 00, 01, 03, 10, 11, 13 (33 is RFU for SCP02 and refused);
     with implicit initiation it must be 01. ``kvn`` 0 lets the card choose; otherwise the card's KVN must match.
-    ``aid`` is the AID of the selected application: needed for implicit initiation and BEGIN R-MAC SESSION (the
-    first ICV, E.3.3), and used to check a pseudo-random card challenge (E.4.2.3) when the caller named an i with
+    ``aid`` is the AID of the selected application: needed for implicit initiation (the first C-MAC and R-MAC
+    ICVs, E.3.3), and used to check a pseudo-random card challenge (E.4.2.3) when the caller named an i with
     b7 (a defaulted i is an assumption, so a card with a random challenge is not refused for it).
     """
 
@@ -248,6 +249,7 @@ class Scp02Host(HostChannel):
         plain = CommandApdu(0x80, INS_EXTERNAL_AUTHENTICATE, int(self.level), 0x00, cryptogram)
         mac = s.c_chain.compute(command_mac_input(plain, self.i_param))
         s.c_chain.advance(mac)
+        s.ea_mac = mac
         self.state = ChannelState.EXTERNAL_AUTHENTICATE_SENT
         return CommandApdu(
             cla_for_channel(0x84, self.channel), INS_EXTERNAL_AUTHENTICATE, int(self.level), 0x00, cryptogram + mac
@@ -267,7 +269,7 @@ class Scp02Host(HostChannel):
         s = self._session
         assert s is not None and self._counter is not None
         if SecurityLevel.R_MAC in self.level:
-            s.r_chain = ResponseMacChain(s.session_keys.r_mac, s.c_chain.icv)
+            s.r_chain = ResponseMacChain(s.session_keys.r_mac, s.ea_mac)
         self._counter = min(self._counter + 1, MAX_SEQUENCE_COUNTER)
         self.state = ChannelState.OPEN
 
@@ -339,8 +341,9 @@ class Scp02Host(HostChannel):
 
         ``data`` (0 to 24 bytes, e.g. a host challenge) enters the R-MAC computation. P1 is 10 when
         ``every_response`` (each response then carries its R-MAC), else 00 (only END R-MAC SESSION returns it).
-        The R-MAC key comes from the sequence counter current now; the first ICV is the R-MAC over the AID
-        (E.3.3, E.4.1). The response goes through ``unwrap``.
+        The R-MAC key comes from the sequence counter current now (E.4.1). The first ICV is the C-MAC of the
+        EXTERNAL AUTHENTICATE that opened the session (explicit initiation, GP 2.3.1 E.3.2), or the R-MAC over the
+        AID (implicit, E.3.3). The response goes through ``unwrap``.
         """
         self._require(ChannelState.OPEN)
         s = self._session
@@ -349,8 +352,6 @@ class Scp02Host(HostChannel):
             raise LocalProtocolError("an R-MAC session is already running")
         if len(data) > 24:
             raise ValueError(f"BEGIN R-MAC SESSION data is 0 to 24 bytes (Table E-16), got {len(data)}")
-        if not self.aid:
-            raise LocalProtocolError("BEGIN R-MAC SESSION needs the AID of the selected application (E.3.3)")
         p1 = 0x10 if every_response else 0x00
         command = CommandApdu(
             cla_for_channel(0x80, self.channel), INS_BEGIN_R_MAC_SESSION, p1, 0x01, bytes((len(data),)) + data
@@ -420,7 +421,8 @@ class Scp02Host(HostChannel):
             self._fail(RemoteProtocolError(f"BEGIN R-MAC SESSION answered {len(response.data)} data bytes"))
         assert self._counter is not None
         key = r_mac_key(s.keys, self.i_param, self._counter)
-        chain = ResponseMacChain(key, aid_icv(key, self.aid), s.begin_every_response)
+        icv = s.ea_mac if is_explicit(self.i_param) else aid_icv(key, self.aid)
+        chain = ResponseMacChain(key, icv, s.begin_every_response)
         chain.advance(chain.compute(command, response))  # the BEGIN pair is covered (E.4.5)
         s.r_chain = chain
         if s.begin_every_response:

@@ -4,8 +4,8 @@ Implicit initiation (i=1A, 0B), R-MAC from EXTERNAL AUTHENTICATE (i=55, level 13
 pseudo-random card challenge) and BEGIN / END R-MAC SESSION (explicit i=15 on logical channel 5; implicit i=0B on
 channel 1).
 
-This is an independent re-implementation written straight from GP Card Specification 2.2.1 Appendix E and
-B.1.2.2, using only the ``cryptography`` primitives (TripleDES / single DES, ECB and CBC); it shares no code with
+This is an independent re-implementation written straight from GP Card Specification 2.2.1 Appendix E (2.3.1 E.3.2
+for the first R-MAC ICV of a BEGIN R-MAC SESSION in explicit mode) and B.1.2.2, using only the ``cryptography`` primitives (TripleDES / single DES, ECB and CBC); it shares no code with
 gpchannel. The retail MAC is written as single-DES CBC over every block followed by DES-decrypt (K2) /
 DES-encrypt (K1) of the final value, a different formulation from gpchannel's. Run from the repository root::
 
@@ -91,6 +91,7 @@ class Side:
         self.ricv = b""
         self.r_every = False
         self.level = 0
+        self.ea_mac = b""
 
     def cla(self, base: int, sm: bool) -> int:
         ch: int = self.channel
@@ -167,6 +168,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         host_crypto = full_mac(enc_s, seq2 + cc + hc)
         level = int(case["level"], 16)
         ea_mac = s.cmac(0x80, 0x82, level, 0, host_crypto)
+        s.ea_mac = ea_mac
         expected["external_authenticate"] = _h(bytes((s.cla(0x80, True), 0x82, level, 0, 16)) + host_crypto + ea_mac)
         s.level = level
         if level & 0x10:
@@ -204,7 +206,8 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             data = bytes((len(payload),)) + payload
             wire = s.wire(0x80, 0x7A, p1, 0x01, data, None)
             s.rmac_key = session_key(s.mac, "0102", s.seq)  # the counter current at R-MAC start (E.4.1)
-            s.ricv = retail(s.rmac_key, s.aid)  # E.3.3 with the R-MAC key
+            # First R-MAC ICV: the EXTERNAL AUTHENTICATE C-MAC (2.3.1 E.3.2), else the R-MAC over the AID (E.3.3)
+            s.ricv = s.ea_mac if explicit else retail(s.rmac_key, s.aid)
             s.rmac(0x80, 0x7A, p1, 0x01, data, b"", b"\x90\x00")  # the BEGIN pair is covered (E.4.5)
             s.r_every = p1 == 0x10
             steps_out.append({"wire_cmd": _h(wire), "wire_resp": "9000"})
