@@ -5,9 +5,10 @@ pseudo-random card challenge) and BEGIN / END R-MAC SESSION (explicit i=15 on lo
 channel 1).
 
 This is an independent re-implementation written straight from GP Card Specification 2.2.1 Appendix E (2.3.1 E.3.2
-for the first R-MAC ICV of a BEGIN R-MAC SESSION in explicit mode) and B.1.2.2, using only the ``cryptography`` primitives (TripleDES / single DES, ECB and CBC); it shares no code with
-gpchannel. The retail MAC is written as single-DES CBC over every block followed by DES-decrypt (K2) /
-DES-encrypt (K1) of the final value, a different formulation from gpchannel's. Run from the repository root::
+for the first R-MAC ICV of a BEGIN R-MAC SESSION in explicit mode) and B.1.2.2, using only the ``cryptography``
+primitives (TripleDES / single DES, ECB and CBC); it shares no code with gpchannel. The retail MAC is written as
+single-DES CBC over every block followed by DES-decrypt (K2) / DES-encrypt (K1) of the final value, a different
+formulation from gpchannel's. Run from the repository root::
 
     .venv/bin/python tests/vectors/scp02/make_selfmade.py
 """
