@@ -92,7 +92,7 @@ def cli(
 ) -> None:
     """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
     base = ctx.obj if isinstance(ctx.obj, dict) else {}
-    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator)
+    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile)
     settings.transport_factory = base.get("transport_factory")
     settings.random = base.get("random", os.urandom)
     if "out" in base:

@@ -163,7 +163,7 @@ def trace_printer(console: Console) -> Any:
     """A trace hook printing each exchange: the wire bytes and, when secured, the plain ones beside them."""
 
     def show(exchange: Exchange) -> None:
-        console.print(f"[bold]>>[/bold] {exchange.command}", highlight=False)
+        console.print(f"[bold]>>[/bold] {exchange.command}", highlight=False)  # hex only: no markup inside
         if exchange.plain_command is not None:
             console.print(f"   [dim](plain {exchange.plain_command})[/dim]", highlight=False)
         console.print(f"[bold]<<[/bold] {exchange.response}", highlight=False)

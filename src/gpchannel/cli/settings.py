@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_hex, parse_int
@@ -65,6 +66,7 @@ class Settings:
     level: SecurityLevel = SecurityLevel.C_MAC
     s16: bool = False
     trace: bool = False
+    profile: Path | None = None
     transport_factory: Callable[[], ApduTransport] | None = None
     random: Callable[[int], bytes] = os.urandom
     out: Console = field(default_factory=Console)
@@ -78,7 +80,9 @@ class Settings:
         """Connect (once), select the ISD and, when ``secure``, open the secure channel."""
         if self._card is None:
             transport = (
-                self.transport_factory() if self.transport_factory else open_transport(self.reader, self.emulator)
+                self.transport_factory()
+                if self.transport_factory
+                else open_transport(self.reader, self.emulator, self.profile)
             )
             trace = render.trace_printer(self.err) if self.trace else None
             session = CardSession(transport, random=self.random, trace=trace)
@@ -94,7 +98,7 @@ class Settings:
 
 def fail(settings: Settings | None, message: str, code: int) -> None:
     console = settings.err if settings else Console(stderr=True)
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
     raise SystemExit(code)
 
 
@@ -109,9 +113,9 @@ def handle_errors(fn: _F) -> _F:
         except AuthenticationError as exc:
             fail(
                 settings,
-                f"{exc}.\nThe card cryptogram did not verify, so the session stopped right after INITIALIZE UPDATE: "
-                "no EXTERNAL AUTHENTICATE was sent, nothing counts against the card's retry limit. Check the keys, "
-                "--kvn and --kdf (diversification) before trying again.",
+                f"{exc}.\nThe keys are not the card's: its card cryptogram could not be verified, so the session "
+                "stopped right after INITIALIZE UPDATE. No EXTERNAL AUTHENTICATE was sent: nothing counts against "
+                "the card's retry limit. Check the keys, --kvn and --kdf (diversification) before trying again.",
                 EXIT_AUTHENTICATION,
             )
         except CardStatusError as exc:

@@ -6,17 +6,29 @@ from __future__ import annotations
 import importlib
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import TransportError, UnsupportedError
 from gpchannel.host.session import ApduTransport
 from gpchannel.scp.common import InitializeUpdateResponse, KeyResolver, ScpProtocol
 
-__all__ = ["DEFAULT_KEY", "KeyMaterial", "Profile", "key_resolver", "list_readers", "load_profile", "open_transport"]
+__all__ = [
+    "DEFAULT_KEY",
+    "CallableTransport",
+    "KeyMaterial",
+    "Profile",
+    "emulator_transport",
+    "key_resolver",
+    "list_readers",
+    "load_profile",
+    "open_transport",
+]
 
 DEFAULT_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 """The GlobalPlatform default test key, used when no key is given (as GlobalPlatformPro does)."""
@@ -104,18 +116,46 @@ def load_profile(path: Path) -> Profile:
     return Profile(aid, scp, i_param, kvn, keys)
 
 
-def open_transport(reader: str | None, emulator: Path | None) -> ApduTransport:
-    """Open the card: the emulator in-process (``gpchannel.emulator.in_process(state_dir)``, a bytes -> bytes
-    callable) or a PC/SC reader (``gpchannel.io.transport.PcscTransport``)."""
+class CallableTransport:
+    """A transport over a ``bytes -> bytes`` callable (the emulator's ``Card.process`` in-process)."""
+
+    def __init__(self, process: Callable[[bytes], bytes]) -> None:
+        self.process = process
+
+    def transmit(self, command: CommandApdu) -> ResponseApdu:
+        return ResponseApdu.from_bytes(self.process(command.to_bytes()))
+
+    def close(self) -> None:
+        pass
+
+
+def emulator_transport(state_dir: Path, profile: Path | None) -> ApduTransport:
+    """The emulator in-process over ``state_dir`` (``gpchannel.card.dispatcher.Card`` with the atomic directory
+    store); the first time, the card is built from ``profile``."""
+    try:
+        dispatcher = importlib.import_module("gpchannel.card.dispatcher")
+        card_profile = importlib.import_module("gpchannel.card.profile")
+        store_module = importlib.import_module("gpchannel.io.store")
+    except ImportError:
+        raise UnsupportedError("the in-process emulator is not available in this build") from None
+    store = store_module.DirectoryStore(state_dir)
+
+    def initial() -> Any:
+        if profile is None:
+            raise UnsupportedError(
+                f"{state_dir} holds no card yet: pass --profile FILE to create it (or run `gpchannel card init`)"
+            )
+        return card_profile.load_profile(profile.read_text())
+
+    card = dispatcher.Card.from_store(store, initial, random=os.urandom)
+    return CallableTransport(card.process)
+
+
+def open_transport(reader: str | None, emulator: Path | None, profile: Path | None = None) -> ApduTransport:
+    """Open the card: the emulator in-process (see :func:`emulator_transport`) or a PC/SC reader
+    (``gpchannel.io.transport.PcscTransport``)."""
     if emulator is not None:
-        try:
-            module = importlib.import_module("gpchannel.emulator")
-            factory = module.in_process
-            transport_module = importlib.import_module("gpchannel.io.transport")
-        except (ImportError, AttributeError):
-            raise UnsupportedError("the in-process emulator is not available in this build") from None
-        card = factory(emulator)
-        return cast("ApduTransport", transport_module.InProcessTransport(card))
+        return emulator_transport(emulator, profile)
     if reader is None:
         reader = os.environ.get("GPCHANNEL_READER")
     try:
