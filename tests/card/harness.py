@@ -99,8 +99,10 @@ def open_session(card: Card, scp: str, level: int, *, kvn: int = 0x30, channel: 
     key_type = KeyType.AES if scp == "03" else KeyType.DES3
     keys = StaticKeys.single(DEFAULT_KEY, kvn, key_type)
     factory: Any = cls  # the protocol classes' constructor contract, not HostChannel's
+    sd = card.state.isd.sd
+    assert sd is not None
     host: HostChannel = factory(
-        keys, level=SecurityLevel(level), host_challenge=bytes(range(8)), kvn=kvn, channel=channel
+        keys, level=SecurityLevel(level), host_challenge=bytes(range(8)), i_param=sd.i_param, kvn=kvn, channel=channel
     )
     host.receive_initialize_update(send(card, host.initialize_update()))
     host.receive_external_authenticate(send(card, host.external_authenticate()))

@@ -22,8 +22,8 @@ from gpchannel.scp.common import CardChannel, RandomSource
 __all__ = ["CardContext", "ChannelContext", "LoadContext", "card_channel_class", "open_card_channel"]
 
 _CLASSES = {
-    0x01: (("gpchannel.scp.scp01", "Scp01Card"),),
-    0x02: (("gpchannel.scp.scp02", "Scp02Card"),),
+    0x01: (("gpchannel.scp.scp01", "Scp01Card"), ("gpchannel.scp.scp01_card", "Scp01Card")),
+    0x02: (("gpchannel.scp.scp02", "Scp02Card"), ("gpchannel.scp.scp02_card", "Scp02Card")),
     0x03: (("gpchannel.scp.scp03", "Scp03Card"), ("gpchannel.scp.scp03_card", "Scp03Card")),
 }
 
