@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_has_secure_messaging
 from gpchannel.crypto.ciphers import (
@@ -49,6 +50,10 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.padding import pad80, unpad80
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import SecurityLevel
+
+if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (the two modules import this one)
+    from gpchannel.scp.scp02_card import Scp02Card
+    from gpchannel.scp.scp02_host import Scp02Host
 
 __all__ = [
     "DEFAULT_I_PARAM",
@@ -66,7 +71,9 @@ __all__ = [
     "MAX_SEQUENCE_COUNTER",
     "CommandMacChain",
     "ResponseMacChain",
+    "Scp02Card",
     "Scp02Constant",
+    "Scp02Host",
     "Scp02SessionKeys",
     "aid_icv",
     "card_cryptogram",
