@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_CARD_STATUS, cli
+from gpchannel.crypto.diversification import Diversification, diversify
+from gpchannel.crypto.keys import KeyType, StaticKeys
 from tests.gp.test_cap import build_cap, components
 
 pytest.importorskip("gpchannel.card.dispatcher", reason="the card emulator engine is not in this build")
@@ -92,3 +94,72 @@ def test_apdu_through_the_channel(target: list[str]) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out[0]["sw"] == "9000" and out[0]["data"].startswith("42")
+
+
+def _profile(
+    tmp_path: Path, scp: str, i: str, kvn: int, key_type: str, keys: tuple[str, str, str] | None = None
+) -> Path:
+    text = EXAMPLE.read_text()
+    for old, new in (
+        ('scp = "03"', f'scp = "{scp}"'),
+        ('i = "70"', f'i = "{i}"'),
+        ("kvn = 0x30", f"kvn = 0x{kvn:02X}"),
+        ('type = "aes"', f'type = "{key_type}"'),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    if keys is not None:
+        default = "404142434445464748494A4B4C4D4E4F"
+        for name, value in zip(("enc", "mac", "dek"), keys, strict=True):
+            text = text.replace(f'{name} = "{default}"', f'{name} = "{value}"', 1)
+    path = tmp_path / f"card-{scp}-{i}-{kvn:02X}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("scp", "i", "kvn", "key_type", "level"),
+    [
+        ("03", "00", 0x20, "aes", "03"),
+        ("03", "10", 0xFF, "aes", "03"),
+        ("03", "70", 0x30, "aes", "33"),
+        ("02", "15", 0x20, "des3", "03"),
+        ("02", "55", 0xFF, "des3", "01"),
+        ("02", "55", 0x30, "des3", "11"),
+        ("01", "05", 0x01, "des3", "03"),
+    ],
+)
+def test_protocols_detected(tmp_path: Path, scp: str, i: str, kvn: int, key_type: str, level: str) -> None:
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example profile is not at {EXAMPLE}")
+    target = ["--emulator", str(tmp_path / "state"), "--profile", str(_profile(tmp_path, scp, i, kvn, key_type))]
+    result = run(target, "--security-level", level, "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["kind"] == "isd"
+    info = json.loads(run(target, "info", "--json").stdout)["secure_channel"]
+    assert (info["scp"], info["kvn"]) == (scp, f"{kvn:02X}")
+    if scp == "03":
+        assert info["i"] == i
+
+
+@pytest.mark.parametrize(
+    ("scp", "i", "key_type", "scheme"),
+    [("03", "70", "aes", "kdf3"), ("02", "55", "des3", "emv"), ("02", "15", "des3", "visa2")],
+)
+def test_diversified_card_keys(tmp_path: Path, scp: str, i: str, key_type: str, scheme: str) -> None:
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example profile is not at {EXAMPLE}")
+    # The KDD is the card's (derived from its identity, the same for the same profile): read it first.
+    probe = ["--emulator", str(tmp_path / "probe"), "--profile", str(_profile(tmp_path, scp, i, 0x30, key_type))]
+    kdd = bytes.fromhex(json.loads(run(probe, "info", "--json").stdout)["secure_channel"]["key_diversification_data"])
+    master = StaticKeys.single(bytes.fromhex("404142434445464748494A4B4C4D4E4F"), 0x30, KeyType[key_type.upper()])
+    card_keys = diversify(master, Diversification(scheme), kdd)
+    values = (card_keys.enc.hex(), card_keys.mac.hex(), card_keys.dek.hex())
+    diversified = _profile(tmp_path, scp, i, 0x30, key_type, values)
+    target = ["--emulator", str(tmp_path / "state"), "--profile", str(diversified)]
+    # The profile holds the card's (diversified) keys; the host is given the master key and the scheme.
+    master_hex = master.enc.hex()
+    result = run(target, "--key", master_hex, "--kdf", scheme, "list", "--json")
+    assert result.exit_code == 0, result.output
+    result = run(target, "--key", master_hex, "list")  # the master key itself is not the card's key
+    assert result.exit_code == EXIT_AUTHENTICATION
