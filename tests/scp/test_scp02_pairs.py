@@ -36,7 +36,9 @@ from gpchannel.scp.scp02 import (
     LEVELS,
     MAX_SEQUENCE_COUNTER,
     CommandMacChain,
+    ResponseMacChain,
     command_mac_input,
+    encrypt_command_data,
     is_explicit,
 )
 from gpchannel.scp.scp02_card import Scp02Card
@@ -171,6 +173,38 @@ def test_implicit_session_reopens_after_a_plain_command() -> None:
     assert card.sequence_counter == 6
     assert exchange(again, card, CommandApdu(0x80, 0xF2, 0x80, 0, b"\x4f\x00"), ResponseApdu()) == ResponseApdu()
     assert card.sequence_counter == 7 and int(card.level) == SecurityLevel.C_MAC
+
+
+def test_card_accepts_an_encrypted_padding_block_for_empty_data() -> None:
+    """GPShell encrypts a lone 80 00.. block for a command without data at level 03; GPPro sends none."""
+    host, card = open_pair(0x15, 0x03)
+    keys = host.session_keys
+    assert keys is not None
+    plain = CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256)
+    wire = host.wrap(plain)
+    assert len(wire.data) == 8
+    padded = wire.with_changes(data=encrypt_command_data(keys.enc, b"") + wire.data)
+    assert card.unwrap(padded) == plain
+
+
+def test_host_accepts_an_rmac_on_an_error_status() -> None:
+    """An error status with its R-MAC (as GlobalPlatformPro expects cards to send) verifies and chains."""
+    host, card = make_host(0x55, 0x11), make_card(0x55)
+    host.receive_initialize_update(card.initialize_update(host.initialize_update()))
+    ea = host.external_authenticate()
+    host.receive_external_authenticate(card.external_authenticate(ea))
+    keys = host.session_keys
+    assert keys is not None
+    command, error = CommandApdu(0x80, 0xE4, 0x00, 0x80, b"\x4f\x00"), ResponseApdu(b"", 0x6A88)
+    card.unwrap(host.wrap(command))
+    assert card.wrap(error) == error  # our card sends none
+    rmac = ResponseMacChain(keys.r_mac, ea.data[8:]).compute(command, error)  # first R-MAC ICV: the EA C-MAC
+    assert host.unwrap(ResponseApdu(rmac, 0x6A88)) == error
+    assert exchange(host, card, command, ResponseApdu(b"\x01")) == ResponseApdu(b"\x01")
+    card.unwrap(host.wrap(command))
+    card.wrap(error)
+    with pytest.raises(IntegrityError):
+        host.unwrap(ResponseApdu(bytes(8), 0x6A88))
 
 
 def test_implicit_card_passes_plain_commands_before_a_session() -> None:

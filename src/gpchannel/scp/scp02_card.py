@@ -236,6 +236,7 @@ class Scp02Card(CardChannel):
 
         Explicit initiation: a command without the secure messaging indication is refused when the level has
         C-MAC (E.1.6); one with it is verified whatever the level. Implicit initiation: see the module docstring.
+        With C-DECRYPTION, a command without data may come with no cryptogram or with an encrypted padding block.
         Returns the command as the application sees it (CLA without secure messaging, no MAC, clear data).
         """
         self._answered_by_sd = False

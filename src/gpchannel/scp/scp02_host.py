@@ -301,9 +301,11 @@ class Scp02Host(HostChannel):
         """Protect ``command`` at the session's level (E.4.4, E.4.6); LocalProtocolError if it cannot fit.
 
         The CLA keeps its class and logical channel and gains the secure messaging bit; the MAC is computed with
-        channel 0 over the clear data; Le is kept and not MACed. With C-DECRYPTION the data (if any) is padded and
-        encrypted. SCP02 has a one-byte Lc (E.4.4): extended-length commands are refused, as is any command
-        that would outgrow 255 data bytes once wrapped, before any state changes.
+        channel 0 over the clear data; Le is kept and not MACed. With C-DECRYPTION the data, if any, is padded
+        (always) and encrypted; a command without data goes without a cryptogram (as GlobalPlatformPro does;
+        GPShell encrypts a lone padding block, which our card accepts too). SCP02 has a one-byte Lc (E.4.4):
+        extended-length commands are refused, as is any command that would outgrow 255 data bytes once wrapped,
+        before any state changes.
         """
         return self._wrap(command, _Pending.COMMAND)
 
@@ -381,8 +383,9 @@ class Scp02Host(HostChannel):
         """Verify the response to the last wrapped command (E.4.5); IntegrityError (and TERMINATED) on a bad R-MAC.
 
         While an R-MAC session runs, every response is chained. When each response carries its R-MAC, a success
-        or warning (9000, 61xx, 62xx, 63xx) ends with 8 R-MAC bytes, removed here; an error status carries no data
-        and no R-MAC on the wire, but its R-MAC (over Li = 00) is still computed and chained by both sides.
+        or warning (9000, 61xx, 62xx, 63xx) ends with 8 R-MAC bytes, removed here. An error status carries no data;
+        its R-MAC (over Li = 00) is computed and chained by both sides, and accepted when a card sends it (as
+        GlobalPlatformPro expects), though our card does not.
         END R-MAC SESSION's response data is the R-MAC itself and is verified (E.5.4.6).
         """
         self._require(ChannelState.OPEN)
@@ -409,8 +412,11 @@ class Scp02Host(HostChannel):
                     self._fail(IntegrityError("the R-MAC did not verify"))
                 s.r_chain.advance(expected)
                 return ResponseApdu(body, response.sw)
-            if body:
+            expected = s.r_chain.compute(command, ResponseApdu(b"", response.sw))
+            if body and not (len(body) == _MAC and constant_time_equal(expected, body)):
                 self._fail(IntegrityError(f"status {response.sw:04X} came with data that no R-MAC protects"))
+            s.r_chain.advance(expected)
+            return ResponseApdu(b"", response.sw)
         s.r_chain.advance(s.r_chain.compute(command, response))
         return response
 
