@@ -85,7 +85,9 @@ class RegistryEntry:
 
 def _default_tags(scope: StatusScope) -> tuple[int, ...]:
     if scope.is_load_file:
-        return (TAG_AID, TAG_LIFECYCLE, TAG_VERSION, TAG_MODULE_AID, TAG_SD_AID)
+        # Table 11-37 lists CC too, but 11.4.3.1 only requires 4F and 9F70 (and 84 for P1 = 10); cards answer
+        # without CC (GPShell's recorded SCP02/SCP03 traces), so the default does too. A tag list can ask for it.
+        return (TAG_AID, TAG_LIFECYCLE, TAG_VERSION, TAG_MODULE_AID)
     return (TAG_AID, TAG_LIFECYCLE, TAG_PRIVILEGES, TAG_IMPLICIT_SELECTION, TAG_ELF_AID, TAG_SD_AID)
 
 
