@@ -519,3 +519,26 @@ def test_host_unwrap_fuzz(data: bytes, sw: int) -> None:
         host.unwrap(ResponseApdu(data, sw))
     except IntegrityError:
         assert host.state is ChannelState.TERMINATED
+
+
+@given(
+    cla=st.sampled_from((0x80, 0x84, 0xC1)),
+    ins=st.sampled_from((0x50, 0x82, 0x00)),
+    p1=st.integers(0, 255),
+    p2=st.integers(0, 255),
+    data=st.binary(max_size=24),
+)
+def test_card_authentication_fuzz(cla: int, ins: int, p1: int, p2: int, data: bytes) -> None:
+    """INITIALIZE UPDATE and EXTERNAL AUTHENTICATE on arbitrary input answer or raise a CardError, nothing else."""
+    card = make_card(0x15)
+    command = CommandApdu(cla, ins, p1, p2, data)
+    try:
+        card.initialize_update(command)
+    except CardError:
+        assert card.state is ChannelState.TERMINATED
+    card = make_card(0x15)
+    card.initialize_update(make_host(0x15).initialize_update())
+    try:
+        card.external_authenticate(command)
+    except CardError:
+        assert card.state is ChannelState.TERMINATED and card.sequence_counter == 5
