@@ -117,17 +117,21 @@ def test_known_encodings(apdu: CommandApdu, wire: str, case: int) -> None:
 
 def test_long_data_forces_extended_and_normalises() -> None:
     apdu = CommandApdu(0x00, 0xD6, 0, 0, bytes(256))
-    assert apdu.extended and apdu.is_extended
+    assert apdu.is_extended and not apdu.extended  # needed, not forced
     assert apdu.to_bytes()[4:7] == b"\x00\x01\x00"
     assert apdu == CommandApdu(0x00, 0xD6, 0, 0, bytes(256), extended=True)
     # Case 1 has no length field: "extended" means nothing there.
     assert CommandApdu(0, 0xA4, 0, 0, extended=True) == CommandApdu(0, 0xA4, 0, 0)
     assert CommandApdu(0, 0xA4, 0, 0, extended=True).to_bytes() == bytes.fromhex("00A40000")
+    # A forced flag survives changes that shrink the APDU; a needed one does not linger.
+    forced = CommandApdu(0, 0xB0, 0, 0, le=16, extended=True)
+    assert forced.extended and forced.with_changes(le=32).to_bytes() == bytes.fromhex("00B00000000020")
+    assert apdu.with_changes(data=b"\x01").to_bytes() == bytes.fromhex("00D600000101")
 
 
 def test_max_sizes() -> None:
     short = CommandApdu(0, 0xD6, 0, 0, bytes(255), le=256)
-    assert not short.extended and len(short.to_bytes()) == 4 + 1 + 255 + 1
+    assert not short.is_extended and len(short.to_bytes()) == 4 + 1 + 255 + 1
     ext = CommandApdu(0, 0xD6, 0, 0, bytes(65535), le=65536)
     assert ext.to_bytes()[4:7] == b"\x00\xff\xff" and ext.to_bytes()[-2:] == b"\x00\x00"
     assert CommandApdu.from_bytes(ext.to_bytes()) == ext
@@ -158,10 +162,10 @@ def test_malformed_commands(wire: str, offset: int) -> None:
 def test_case_2e_versus_case_4s() -> None:
     """00 XX XX after the header is case 2E (Le = XXXX), never case 3S/4S with Lc = 0 (ISO 7816-3, 12.1.3)."""
     apdu = CommandApdu.from_bytes(HDR + bytes.fromhex("000102"))
-    assert (apdu.case, apdu.le, apdu.data, apdu.extended) == (2, 258, b"", True)
+    assert (apdu.case, apdu.le, apdu.data, apdu.is_extended) == (2, 258, b"", True)
     # Lc = 01 with data 02 and Le 03 is case 4S: the first body byte is not 00.
     apdu = CommandApdu.from_bytes(HDR + bytes.fromhex("010203"))
-    assert (apdu.case, apdu.le, apdu.data, apdu.extended) == (4, 3, b"\x02", False)
+    assert (apdu.case, apdu.le, apdu.data, apdu.is_extended) == (4, 3, b"\x02", False)
     # 02 then two bytes is case 3S, not 4S with a missing byte.
     apdu = CommandApdu.from_bytes(HDR + bytes.fromhex("020203"))
     assert (apdu.case, apdu.le, apdu.data) == (3, None, b"\x02\x03")
@@ -273,7 +277,7 @@ def test_pysim_apdu_case_parse(case: VectorCase) -> None:
     assert len(apdu.data) == expected_lc
     assert apdu.data == case.hex_out("data")
     assert (apdu.le or 0) == case.expected["le"]
-    assert not apdu.extended
+    assert not apdu.is_extended
     assert apdu.to_bytes() == raw
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpchannel import errors
-from gpchannel.codec.sw import StatusWord, SwCategory, category, describe, is_success
+from gpchannel.codec.sw import StatusWord, SwCategory, bytes_available, category, describe, exact_le, is_success
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,13 @@ def test_out_of_range(bad: int) -> None:
         describe(bad)
     with pytest.raises(ValueError, match="two bytes"):
         category(bad)
+
+
+def test_families() -> None:
+    """61 XX and 6C XX carry a byte count; 00 stands for 256 (ISO 7816-4, 5.6)."""
+    assert [bytes_available(sw) for sw in (0x6101, 0x61FF, 0x6100, 0x9000, 0x6C10)] == [1, 255, 256, None, None]
+    assert [exact_le(sw) for sw in (0x6C01, 0x6C00, 0x6110, 0x6700)] == [1, 256, None, None]
+    with pytest.raises(ValueError, match="two bytes"):
+        bytes_available(0x10000)
+    with pytest.raises(ValueError, match="two bytes"):
+        exact_le(-1)

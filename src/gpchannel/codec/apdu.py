@@ -76,8 +76,9 @@ class CommandApdu:
     data: bytes = b""
     le: int | None = None
     extended: bool = False
-    """Extended-length encoding: set it to force extended lengths where short would do. It is normalised on
-    construction: True whenever the data or ``le`` need it, always False for case 1 (no length field)."""
+    """Force the extended-length encoding where short would do. Normalised on construction: it stays True only
+    where it changes the encoding (never for case 1, nor when the data or ``le`` need extended lengths anyway);
+    :attr:`is_extended` tells which encoding is used."""
 
     def __post_init__(self) -> None:
         for name in ("cla", "ins", "p1", "p2"):
@@ -90,11 +91,16 @@ class CommandApdu:
             raise ValueError(f"le must be 1..65536 or None, got {self.le}")
         if not isinstance(self.data, bytes):
             object.__setattr__(self, "data", bytes(self.data))
-        # Normalise ``extended`` to what goes on the wire, so that equal APDUs encode alike and
-        # from_bytes(to_bytes(x)) == x: case 1 has no length field to extend, and long Lc / Le force extended.
-        needs = len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
-        has_lengths = bool(self.data) or self.le is not None
-        object.__setattr__(self, "extended", has_lengths and (self.extended or needs))
+        # Keep ``extended`` only where it changes the encoding, so that APDUs that encode alike compare equal and
+        # from_bytes(to_bytes(x)) == x: case 1 has no length field to extend, and a long Lc or Le needs extended
+        # lengths anyway (``is_extended`` says so).
+        object.__setattr__(self, "extended", self.extended and self._has_lengths() and not self._needs_extended())
+
+    def _has_lengths(self) -> bool:
+        return bool(self.data) or self.le is not None
+
+    def _needs_extended(self) -> bool:
+        return len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
 
     @property
     def case(self) -> int:
@@ -109,8 +115,8 @@ class CommandApdu:
 
     @property
     def is_extended(self) -> bool:
-        """Whether ``to_bytes`` uses the extended-length encoding (same as the normalised ``extended``)."""
-        return self.extended
+        """Whether ``to_bytes`` uses the extended-length encoding (ISO 7816-4, 5.1)."""
+        return self.extended or self._needs_extended()
 
     def header(self) -> bytes:
         return bytes((self.cla, self.ins, self.p1, self.p2))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import Enum, IntEnum
 
-__all__ = ["StatusWord", "SwCategory", "category", "describe", "is_success"]
+__all__ = ["StatusWord", "SwCategory", "bytes_available", "category", "describe", "exact_le", "is_success"]
 
 
 class StatusWord(IntEnum):
@@ -182,6 +182,21 @@ def is_success(sw: int) -> bool:
     return category(sw) is SwCategory.NORMAL
 
 
+def bytes_available(sw: int) -> int | None:
+    """For 61 XX, how many response bytes a GET RESPONSE can fetch (XX, 00 meaning 256); else None.
+
+    ISO 7816-4:2013, 5.6 (and 7816-3, 12.2.2: the T=0 procedure a host transport follows).
+    """
+    _check(sw)
+    return ((sw & 0xFF) or 256) if sw >> 8 == 0x61 else None
+
+
+def exact_le(sw: int) -> int | None:
+    """For 6C XX, the Le to re-issue the same command with (XX, 00 meaning 256); else None (ISO 7816-4, 5.6)."""
+    _check(sw)
+    return ((sw & 0xFF) or 256) if sw >> 8 == 0x6C else None
+
+
 def describe(sw: int) -> str:
     """A person-readable meaning of any status word, e.g. ``"6982: security status not satisfied"``.
 
@@ -194,9 +209,9 @@ def describe(sw: int) -> str:
     meaning = _MEANINGS.get(sw)
     if meaning is None:
         if sw1 == 0x61:
-            meaning = f"{sw2 or 256} response bytes still available (GET RESPONSE)"
+            meaning = f"{bytes_available(sw)} response bytes still available (GET RESPONSE)"
         elif sw1 == 0x6C:
-            meaning = f"wrong Le: {sw2 or 256} bytes expected"
+            meaning = f"wrong Le: {exact_le(sw)} bytes expected"
         elif sw1 == 0x63 and sw2 & 0xF0 == 0xC0:
             meaning = f"warning: counter is {sw2 & 0x0F} (e.g. retries left)"
         elif sw1 == 0x62 and 0x02 <= sw2 <= 0x80:
