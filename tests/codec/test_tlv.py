@@ -115,6 +115,16 @@ def _walk_tolerant(item: Tlv) -> list[Tlv]:
     return out
 
 
+@given(tlv_trees())
+def test_every_truncation_is_detected(item: Tlv) -> None:
+    """Fed a byte at a time, no strict prefix of an encoding decodes: the length always tells it is short."""
+    raw = item.to_bytes()
+    for n in range(len(raw)):
+        with pytest.raises(DecodeError) as info:
+            Tlv.from_bytes(raw[:n])
+        assert info.value.offset is not None and info.value.offset <= n
+
+
 @given(st.binary(max_size=60))
 def test_nested_fuzz(value: bytes) -> None:
     """Random values under a constructed tag: children(), find() and walk() raise DecodeError or work."""
@@ -252,6 +262,7 @@ def test_children_errors() -> None:
 
 
 def test_builder_and_limits() -> None:
+    assert Tlv(0x4F, bytearray(b"\x01")).value.__class__ is bytes  # type: ignore[arg-type]
     assert tlv(0x80) == b"\x80\x00"
     assert tlv(0x80, b"\x01", b"\x02") == b"\x80\x02\x01\x02"
     with pytest.raises(ValueError, match="length"):

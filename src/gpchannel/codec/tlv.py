@@ -202,6 +202,8 @@ class Tlv:
 
     def __post_init__(self) -> None:
         encode_tag(self.tag)
+        if not isinstance(self.value, bytes):
+            object.__setattr__(self, "value", bytes(self.value))
         if len(self.value) > _MAX_LENGTH:
             raise ValueError(f"value is {len(self.value)} bytes, at most {_MAX_LENGTH} fit a 3-byte length")
 
