@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_CARD_STATUS, EXIT_USAGE, cli
+from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_CARD_STATUS, EXIT_TRANSPORT, EXIT_USAGE, cli
 from gpchannel.crypto.keys import StaticKeys
 from tests.gp.test_cap import build_cap, components
 from tests.host.fakecard import DEFAULT_KEY, FakeCard
@@ -195,3 +195,45 @@ def test_security_levels(level: str) -> None:
 def test_bad_level_is_a_usage_error() -> None:
     result = run(FakeCard(), "--security-level", "02", "list")
     assert result.exit_code == EXIT_USAGE
+
+
+def test_info_on_a_card_that_refuses_initialize_update() -> None:
+    # KVN 0x40 does not exist on the card: INITIALIZE UPDATE answers 6A88, the rest is still shown.
+    result = run(FakeCard(), "--kvn", "0x40", "info", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert "secure_channel" not in info
+    assert info["iin"] == "123456"
+    assert any("6A88" in p for p in info["problems"])
+
+
+def test_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpchannel.cli.main as main_module
+
+    monkeypatch.setattr(main_module, "list_readers", lambda: ["Virtual PCD 00 00", "Virtual PCD 00 01"])
+    result = CliRunner().invoke(cli, ["readers"], catch_exceptions=False)
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["Virtual PCD 00 00", "Virtual PCD 00 01"]
+    monkeypatch.setattr(main_module, "list_readers", lambda: [])
+    result = CliRunner().invoke(cli, ["readers"], catch_exceptions=False)
+    assert result.exit_code == EXIT_TRANSPORT and "pcscd" in result.stderr
+
+
+def test_reader_goes_to_the_pcsc_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reader (or GPCHANNEL_READER) opens gpchannel.io.transport.PcscTransport with the substring."""
+    import sys
+    import types
+
+    opened: list[str] = []
+
+    def pcsc(substring: str) -> FakeCard:
+        opened.append(substring)
+        return FakeCard()
+
+    fake_module = types.ModuleType("gpchannel.io.transport")
+    fake_module.PcscTransport = pcsc  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gpchannel.io.transport", fake_module)
+    result = CliRunner().invoke(cli, ["--reader", "PCD 00 01", "list", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    result = CliRunner(env={"GPCHANNEL_READER": "PCD 00 02"}).invoke(cli, ["list"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert opened == ["PCD 00 01", "PCD 00 02"]

@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 other failure, 2 usage error, 3 the card cryptogram did
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -43,9 +44,7 @@ from gpchannel.cli.target import (
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.errors import (
-    DecodeError,
-)
+from gpchannel.errors import CardStatusError, DecodeError
 from gpchannel.gp.cap import CapFile
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges
@@ -164,8 +163,14 @@ def readers(settings: Settings) -> None:
 def info(settings: Settings, as_json: bool) -> None:
     """CPLC, IIN, CIN, key diversification data, sequence counter, card data, capabilities, key information."""
     card = settings.card(secure=False)
-    card.session.probe(settings.kvn, s16=settings.s16)
+    problems: list[str] = []
+    try:
+        card.session.probe(settings.kvn, s16=settings.s16)
+    except (CardStatusError, DecodeError) as exc:  # a locked card, or an unknown KVN: show the rest anyway
+        problems.append(f"INITIALIZE UPDATE: {exc}")
     data = card.info()
+    if problems:
+        data = dataclasses.replace(data, problems=(*problems, *data.problems))
     today = datetime.date.today()
     if as_json:
         settings.out.print_json(render.info_json(data, today))
