@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify, resolver
@@ -271,3 +273,40 @@ def test_wrong_master_key_reports_kdd_and_kcvs_only() -> None:
     text = str(info.value).upper()
     assert wrong.kcvs()[0].hex().upper() in text
     assert bytes(16).hex().upper() not in text and master.enc.hex().upper() not in text
+
+
+@given(
+    commands=st.lists(
+        st.builds(
+            CommandApdu,
+            st.sampled_from([0x80, 0x00, 0x81]),
+            st.integers(0, 0xFF).filter(lambda ins: ins not in (0x50, 0x82, 0xC0) and ins & 0xF0 not in (0x60, 0x90)),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.binary(max_size=200),
+            st.none() | st.integers(1, 256),
+        ),
+        max_size=6,
+    ),
+    level=st.sampled_from([0x01, 0x03, 0x13, 0x33]),
+)
+@settings(max_examples=30, deadline=None)
+def test_session_round_trip_random_commands(commands: list[CommandApdu], level: int) -> None:
+    """Through a level-N channel the card application sees exactly each plain command (with the host's logical
+    channel) and the host gets exactly the application's plain response."""
+    card_channel = Scp03Card(
+        AES_KEYS[16],
+        i_param=0x70,
+        key_diversification_data=bytes(10),
+        sequence_counter=1,
+        random=fixed_random(),
+        aid=ISD,
+    )
+    card = ChannelCard(card_channel)
+    session = CardSession(card, random=fixed_random(bytes(8)))
+    session.open_secure_channel(ChannelOptions(AES_KEYS[16], SecurityLevel.from_byte(level)), aid=ISD)
+    for command in commands:
+        plain = command.with_changes(cla=command.cla & 0xFC)  # the session's channel is 0
+        response = session.transmit(plain)
+        assert card.seen[-1] == plain
+        assert response == ResponseApdu(plain.data[::-1] if plain.data else b"\x01\x02", 0x9000)
