@@ -1,1 +1,2 @@
-"""GlobalPlatform data objects: privileges, life cycles, registry data, install parameters, CPLC, card data, CAP files."""
+"""GlobalPlatform data objects: privileges, life cycles, registry data, install parameters, CPLC, card data,
+CAP files."""
