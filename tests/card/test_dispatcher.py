@@ -50,6 +50,7 @@ def test_partial_and_next_occurrence() -> None:
     card, _ = make_card()
     second = Application(ECHO_AID[:-1] + b"\x90", 0x07, Privileges(), ISD_AID, applet="echo")
     card.state.applications.append(second)
+    card.save()
     _, sw = _select(card, ECHO_AID[:6])
     assert sw == 0x9000  # the echo applet answers SELECT with no data
     assert card.channels[0].selected == ECHO_AID
@@ -161,8 +162,7 @@ def test_applet_errors_and_echo_data_is_committed() -> None:
 
 
 def test_card_locked_select_rules() -> None:
-    card, _ = make_card()
-    card.state.lifecycle = card.state.lifecycle.__class__.CARD_LOCKED
+    card, _ = make_card(lifecycle="CARD_LOCKED")
     _, sw = _select(card, ISD_AID)
     assert sw == 0x6283  # the ISD has the Final Application privilege (9EFE80)
     _, sw = _select(card, ECHO_AID)

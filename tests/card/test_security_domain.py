@@ -104,6 +104,7 @@ def test_get_status_continuation_6310() -> None:
     for n in range(20):
         aid = bytes.fromhex("A0000000990000") + bytes((n,))
         card.state.applications.append(Application(aid, 0x07, Privileges(), ISD_AID, applet="echo"))
+    card.save()
     host = open_session(card, "03", 0x03)
     assert secure(card, host, _cmd(0xF2, 0x40, 0x03, bytes.fromhex("4F00"))).sw == 0x6985  # no prior GET STATUS
     first = secure(card, host, _cmd(0xF2, 0x40, 0x02, bytes.fromhex("4F00")))
@@ -241,6 +242,7 @@ def test_security_domain_install_extradition_registry_update() -> None:
     ssd_module = bytes.fromhex("A000000151535041")
     ssd_aid = bytes.fromhex("A000000151000001")
     card.state.load_files.append(LoadFile(ssd_package, ISD_AID, [ssd_module]))
+    card.save()
     host = open_session(card, "03", 0x03)
     params = InstallParameters(application_specific=bytes.fromhex("81020370")).to_bytes()
     data = InstallForInstall(ssd_package, ssd_module, ssd_aid, Privileges.of(Privilege.SECURITY_DOMAIN), params)
@@ -279,3 +281,18 @@ def test_select_ends_the_session() -> None:
     host = open_session(card, "03", 0x01)
     assert send(card, "00A4040000").sw == 0x9000
     assert send(card, host.wrap(_cmd(0xF2, 0x80, 0x02, bytes.fromhex("4F00")))).sw == 0x6982
+
+
+def test_trace_shows_plain_commands_but_no_key_data() -> None:
+    card, _ = make_card()
+    lines: list[str] = []
+    card.trace = card.ctx.trace = lines.append
+    host = open_session(card, "03", 0x33)
+    secure(card, host, _cmd(0xF2, 0x80, 0x02, bytes.fromhex("4F00")))
+    assert any(line.strip().startswith("plain >> 80F28002 4F00") for line in lines)
+    new = StaticKeys.single(bytes(range(16)), 0x31, KeyType.AES)
+    data = PutKeyData.from_static_keys(new, host.encrypt_key)
+    assert secure(card, host, put_key_command(data, key_id=1)).sw == 0x9000
+    blob = data.to_bytes().hex().upper()
+    assert not any(blob[:32] in line for line in lines)
+    assert any("key data" in line for line in lines)

@@ -128,6 +128,7 @@ class CardContext:
     applets: AppletRegistry
     instances: dict[bytes, Applet] = field(default_factory=dict)
     trace: Callable[[str], None] | None = None
+    fci_cache: dict[tuple[bytes, int, int, bytes], bytes] = field(default_factory=dict)
 
     def applet(self, aid: bytes) -> Applet | None:
         """The live object of an installed applet instance (created on first use from its persisted data)."""

@@ -53,6 +53,14 @@ _SW_CHAINING_NOT_SUPPORTED = 0x6884
 _SW_CHANNEL_CLOSED = 0x6200
 _SW_MEMORY_FAILURE = 0x6581
 _SW_CARD_LOCKED = 0x6283
+_READ_ONLY_SD_INS = frozenset({0xCA, 0xCB, 0xF2})
+
+
+def _shown(raw: bytes) -> str:
+    """An APDU for logs and traces: PUT KEY data (key material, if enciphered) is replaced by its length."""
+    if len(raw) > 5 and raw[1] == 0xD8:
+        return f"{raw[:4].hex().upper()} <{len(raw) - 4} bytes of key data>"
+    return raw.hex().upper()
 
 
 def _is_success(sw: int) -> bool:
@@ -85,6 +93,7 @@ class Card:
         self.trace = trace
         self.log = logger or logging.getLogger("gpchannel.card")
         self._committed = state.to_json()
+        self._may_change = True
         self.channels: dict[int, ChannelContext] = {}
         self.reset()
 
@@ -98,6 +107,12 @@ class Card:
             state = initial()
             store.commit(state)
         return cls(state, store, random=random, **options)  # type: ignore[arg-type]
+
+    def save(self) -> None:
+        """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""
+        current = self.ctx.state.to_json()
+        self.store.commit(self.ctx.state)
+        self._committed = current
 
     @property
     def state(self) -> CardState:
@@ -133,6 +148,7 @@ class Card:
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
         command: CommandApdu | None = None
+        self._may_change = True
         try:
             command = CommandApdu.from_bytes(raw)
             response = self._dispatch(command)
@@ -142,14 +158,15 @@ class Card:
         except CardError as exc:
             response = ResponseApdu(sw=exc.sw)
         except Exception:
-            self.log.exception("unexpected error processing %s", raw.hex().upper())
+            self.log.exception("unexpected error processing %s", _shown(raw))
             response = ResponseApdu(sw=0x6F00)
-        response = self._persist(response)
+        if self._may_change:
+            response = self._persist(response)
         if command is not None:
             response = self._limit(command, response)
         out = response.to_bytes()
         if self.trace is not None:
-            self.trace(f">> {raw.hex().upper()}")
+            self.trace(f">> {_shown(raw)}")
             self.trace(f"<< {out.hex().upper()}")
         return out
 
@@ -204,9 +221,11 @@ class Card:
         if channel is None:
             raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
         if command.ins == 0xC0 and not cla & 0x80:
+            self._may_change = False
             return self._get_response(channel, command)
         channel.pending_response = b""
         if command.ins == 0x70 and not cla & 0x80:
+            self._may_change = False
             return self._manage_channel(channel, command)
         if command.ins == 0xA4 and command.p1 == 0x04 and not cla & 0x80:
             return self._select(channel, command)
@@ -214,6 +233,8 @@ class Card:
         if app is None:
             raise FileNotFound("no application is selected on this logical channel")
         if app.sd is not None:
+            # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered).
+            self._may_change = command.ins not in _READ_ONLY_SD_INS
             return process_security_domain(self.ctx, channel, app, command)
         return self._applet(channel, app, command)
 
@@ -287,6 +308,7 @@ class Card:
         self._deselect(channel)
         channel.selected = target.aid
         if target.sd is not None:
+            self._may_change = False  # only an applet's select() can change persistent data
             data = fci(self.ctx, target) if not command.p2 & 0x0C else b""
             return ResponseApdu(data, warning)
         applet = self.ctx.applet(target.aid)

@@ -28,6 +28,8 @@ def find_for_select(state: CardState, aid: bytes, *, after: bytes | None = None)
     candidates; the registry order is the order of installation.
     """
     candidates = [a for a in state.applications if a.aid.startswith(aid)]
+    if after is not None and all(a.aid != after for a in candidates):
+        after = None  # the current application does not match: "next" starts from the first occurrence
     if after is None:
         exact = next((a for a in candidates if a.aid == aid), None)
         if exact is not None:

@@ -36,12 +36,17 @@ def _recognition(sd: Application) -> CardRecognitionData:
 
 def fci(ctx: CardContext, app: Application) -> bytes:
     """``6F (84 AID, A5 (73 card recognition data [SDs], 9F6E production data, 9F65 max data length))``."""
+    key = (app.aid, app.sd.scp if app.sd else -1, app.sd.i_param if app.sd else -1, ctx.state.cplc[:8])
+    cached = ctx.fci_cache.get(key)
+    if cached is not None:
+        return cached
     proprietary = b""
     if app.sd is not None:
         proprietary += _recognition(app).template()
         proprietary += encode_tlv(0x9F6E, ctx.state.cplc[:8])
     proprietary += encode_tlv(0x9F65, b"\xff")
-    return encode_tlv(0x6F, encode_tlv(0x84, app.aid) + encode_tlv(0xA5, proprietary))
+    ctx.fci_cache[key] = out = encode_tlv(0x6F, encode_tlv(0x84, app.aid) + encode_tlv(0xA5, proprietary))
+    return out
 
 
 def _key_information(sd: Application) -> bytes:
