@@ -296,3 +296,28 @@ def test_trace_shows_plain_commands_but_no_key_data() -> None:
     blob = data.to_bytes().hex().upper()
     assert not any(blob[:32] in line for line in lines)
     assert any("key data" in line for line in lines)
+
+
+def test_combined_load_install_and_make_selectable() -> None:
+    """INSTALL [for load, install and make selectable]: P2 01 opens the process, P2 03 ends it (11.5.2.2)."""
+    card, _ = make_card()
+    host = open_session(card, "03", 0x03)
+    block = _cap()
+    first = InstallForLoad(PACKAGE, b"", hashlib.sha256(block).digest())
+    assert secure(card, host, _cmd(0xE6, 0x0E, 0x01, first.to_bytes())).sw == 0x9000
+    assert secure(card, host, _cmd(0xE8, 0x80, 0x00, encode_tlv(0xC4, block))).sw == 0x9000
+    final = InstallForInstall(b"", MODULE, INSTANCE, Privileges(), InstallParameters().to_bytes())
+    assert secure(card, host, _cmd(0xE6, 0x0E, 0x02, final.to_bytes())).sw == 0x6A86  # P2 02 is not defined
+    assert secure(card, host, _cmd(0xE6, 0x0E, 0x03, final.to_bytes())).sw == 0x9000
+    instance = card.state.application(INSTANCE)
+    assert instance is not None and instance.lifecycle == 0x07 and instance.load_file_aid == PACKAGE
+
+
+def test_install_chained_segments() -> None:
+    """P1 b8: the INSTALL data continues in the next command (Table 11-41)."""
+    card, _ = make_card()
+    host = open_session(card, "03", 0x03)
+    data = InstallForLoad(PACKAGE).to_bytes()
+    assert secure(card, host, _cmd(0xE6, 0x82, 0x00, data[:4])).sw == 0x9000
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, data[4:])).sw == 0x9000
+    assert card.channels[0].load is not None and card.channels[0].load.load_file_aid == PACKAGE
