@@ -321,3 +321,46 @@ def test_install_chained_segments() -> None:
     assert secure(card, host, _cmd(0xE6, 0x82, 0x00, data[:4])).sw == 0x9000
     assert secure(card, host, _cmd(0xE6, 0x02, 0x00, data[4:])).sw == 0x9000
     assert card.channels[0].load is not None and card.channels[0].load.load_file_aid == PACKAGE
+
+
+def _dgi(dgi: int, value: bytes) -> bytes:
+    return (
+        dgi.to_bytes(2, "big")
+        + (bytes((len(value),)) if len(value) < 0xFF else b"\xff" + len(value).to_bytes(2, "big"))
+        + value
+    )
+
+
+def _key_dgis(host: HostChannel, keys: StaticKeys, *, bad_kcv: bool = False) -> bytes:
+    crts = b""
+    values = b""
+    for key_id, key in enumerate((keys.enc, keys.mac, keys.dek), start=1):
+        check = bytes(3) if bad_kcv and key_id == 2 else keys.kcvs()[key_id - 1]
+        body = (
+            encode_tlv(0x95, b"\x18")
+            + encode_tlv(0x80, bytes((keys.key_type.value,)))
+            + encode_tlv(0x81, bytes((len(key),)))
+            + encode_tlv(0x82, bytes((key_id,)))
+            + encode_tlv(0x83, bytes((keys.kvn,)))
+            + encode_tlv(0x84, check)
+        )
+        crts += encode_tlv(0xB9, body)
+        values += _dgi(0x8113, host.encrypt_key(key))
+    # Table 11-92 allows several CRTs in one 00B9; each 8113 follows in order (11.11.4.1.1).
+    return _dgi(0x00B9, crts) + values
+
+
+@pytest.mark.parametrize(("scp", "i", "level"), [SESSIONS[0], SESSIONS[2], SESSIONS[4], SESSIONS[6]])
+def test_store_data_loads_a_key_set_as_dgis(scp: str, i: str, level: int) -> None:
+    card, store = make_card(scp, i)
+    host = open_session(card, scp, level)
+    key_type = KeyType.AES if scp == "03" else KeyType.DES3
+    new = StaticKeys(bytes(range(100, 116)), bytes(range(116, 132)), bytes(range(132, 148)), 0x32, key_type)
+    bad = _key_dgis(host, new, bad_kcv=True)
+    assert secure(card, host, _cmd(0xE2, 0xE8, 0x00, bad)).sw == 0x6982
+    assert card.state.isd.sd is not None and card.state.isd.sd.keyset(0x32) is None
+    assert secure(card, host, _cmd(0xE2, 0xE8, 0x00, _key_dgis(host, new))).sw == 0x9000
+    loaded = store.load()
+    assert loaded is not None and loaded.isd.sd is not None
+    keyset = loaded.isd.sd.keyset(0x32)
+    assert keyset is not None and (keyset.enc, keyset.mac, keyset.dek) == (new.enc, new.mac, new.dek)

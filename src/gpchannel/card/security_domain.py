@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from gpchannel.card import content, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
+from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
 from gpchannel.card.state import Application
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
@@ -117,7 +118,7 @@ def _handle(
     if ins == 0xD8:
         assert session is not None
         return content.put_key(sd, session, command)
-    return _store_data(ctx, channel, sd, command)
+    return _store_data(ctx, channel, sd, session, command)
 
 
 def _initialize_update(
@@ -162,9 +163,12 @@ def _external_authenticate(
             keyset.sequence_counter = session.sequence_counter
 
 
-def _store_data(ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu) -> ResponseApdu:
-    """STORE DATA (11.11): to the application named by INSTALL [for personalization], else to this SD's data
-    (IIN 42, CIN 45, key diversification data CF, CPLC 9F7F; BER-TLV or DGI coded, unencrypted)."""
+def _store_data(
+    ctx: CardContext, channel: ChannelContext, sd: Application, session: CardChannel | None, command: CommandApdu
+) -> ResponseApdu:
+    """STORE DATA (11.11): to the application named by INSTALL [for personalization], else to this SD: key sets
+    as DGIs 00B9 + 8113 (11.11.4), and, for the ISD, card data (IIN 42, CIN 45, key diversification data CF,
+    CPLC 9F7F; BER-TLV or DGI coded, unencrypted)."""
     expected = channel.store_data_next_block & 0xFF
     if command.p2 != expected:
         channel.store_data_next_block = 0
@@ -179,17 +183,25 @@ def _store_data(ctx: CardContext, channel: ChannelContext, sd: Application, comm
         if applet is None:
             raise ReferencedDataNotFound("the application to personalize has no applet class")
         return applet.personalize(command)
-    if command.p1 & 0x60 == 0x60:
-        raise FunctionNotSupported("encrypted STORE DATA to the Security Domain is not supported")
     objects = _store_objects(command)
+    key_objects = [(t, v) for t, v in objects if command.p1 & 0x18 == 0x08 and t in (DGI_KEY_CRT, DGI_SECRET_KEY)]
+    objects = [o for o in objects if o not in key_objects]
+    if objects and command.p1 & 0x60 == 0x60:
+        raise FunctionNotSupported("encrypted card data objects are not supported; only key DGIs (8113)")
+    for tag, _ in objects:
+        if tag not in _STORE_TAGS:
+            raise ReferencedDataNotFound(f"the Security Domain does not store data object {tag:X}")
     state = ctx.state
-    if sd.aid != state.isd_aid:
+    if objects and sd.aid != state.isd_aid:
         raise ReferencedDataNotFound("this Security Domain keeps no card data")
     for tag, value in objects:
         if tag == 0x9F7F and len(value) != 42:
             raise IncorrectData(f"CPLC is 42 bytes, got {len(value)}")
         if tag == 0xCF and len(value) != 10:
             raise IncorrectData(f"key diversification data is 10 bytes, got {len(value)}")
+    if key_objects:
+        assert session is not None  # STORE DATA needs an authenticated session (Table 11-2)
+        store_keys(sd, session, key_objects)
     for tag, value in objects:
         setattr(state, _STORE_TAGS[tag], value)
     return ResponseApdu()
@@ -219,7 +231,4 @@ def _store_objects(command: CommandApdu) -> list[tuple[int, bytes]]:
             out = parse_tlvs(command.data)
         except DecodeError:
             raise IncorrectData("STORE DATA objects are not BER-TLV") from None
-    for tag, _ in out:
-        if tag not in _STORE_TAGS:
-            raise ReferencedDataNotFound(f"the Security Domain does not store data object {tag:X}")
     return out
