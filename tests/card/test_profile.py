@@ -75,3 +75,20 @@ def test_scp02_profile_defaults_to_des3() -> None:
     text = profile_text("02", "55").replace('type = "aes"\n', "")
     state = load_profile(text)
     assert state.isd.sd is not None and state.isd.sd.keysets[0].key_type is KeyType.DES3
+
+
+def test_profile_differences_name_kvns_and_kcvs_not_keys() -> None:
+    from gpchannel.card.profile import profile_differences
+    from gpchannel.card.state import KeySet
+
+    profile = load_profile(profile_text())
+    state = load_profile(profile_text())
+    assert profile_differences(state, profile) == []
+    assert state.isd.sd is not None
+    state.isd.sd.keysets.append(KeySet(0x31, KeyType.AES, bytes(16), bytes(16), bytes(16)))
+    state.applications = state.applications[:1]
+    state.lifecycle = CardLifeCycle.CARD_LOCKED
+    diff = profile_differences(state, profile)
+    assert any("key set 31" in line and "absent" in line for line in diff)
+    assert any("was deleted" in line for line in diff) and any("CARD_LOCKED" in line for line in diff)
+    assert not any("00000000000000000000000000000000" in line for line in diff)

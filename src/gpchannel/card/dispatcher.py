@@ -99,14 +99,22 @@ class Card:
 
     @classmethod
     def from_store(
-        cls, store: StateStore, initial: Callable[[], CardState], *, random: RandomSource, **options: object
+        cls,
+        store: StateStore,
+        initial: Callable[[], CardState],
+        *,
+        random: RandomSource,
+        applets: AppletRegistry | None = None,
+        max_channels: int = 4,
+        trace: TraceSink | None = None,
+        logger: logging.Logger | None = None,
     ) -> Card:
-        """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) committed first."""
+        """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) is committed first."""
         state = store.load()
         if state is None:
             state = initial()
             store.commit(state)
-        return cls(state, store, random=random, **options)  # type: ignore[arg-type]
+        return cls(state, store, random=random, applets=applets, max_channels=max_channels, trace=trace, logger=logger)
 
     def save(self) -> None:
         """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""

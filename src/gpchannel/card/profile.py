@@ -23,7 +23,14 @@ from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.gp.lifecycle import APPLICATION_INSTALLED, APPLICATION_SELECTABLE, CardLifeCycle, lock
 from gpchannel.gp.privileges import Privilege, Privileges
 
-__all__ = ["DEFAULT_ATR", "DEFAULT_ISD_PRIVILEGES", "generate_cplc", "load_profile", "profile_from_dict"]
+__all__ = [
+    "DEFAULT_ATR",
+    "DEFAULT_ISD_PRIVILEGES",
+    "generate_cplc",
+    "load_profile",
+    "profile_differences",
+    "profile_from_dict",
+]
 
 DEFAULT_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 DEFAULT_ISD_PRIVILEGES = bytes.fromhex("9EFE80")
@@ -265,3 +272,30 @@ def load_profile(text: str | bytes, applets: AppletRegistry | None = None) -> Ca
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"the profile is not valid TOML: {exc}") from None
     return profile_from_dict(raw, applets)
+
+
+def profile_differences(state: CardState, profile: CardState) -> list[str]:
+    """What a state directory holds that differs from the profile it was built from (the state wins; the
+    emulator reports these). Keys are compared and shown by their check values only."""
+    out: list[str] = []
+    if state.lifecycle is not profile.lifecycle:
+        out.append(f"card life cycle: {state.lifecycle.name} (profile: {profile.lifecycle.name})")
+    if state.isd_aid != profile.isd_aid:
+        out.append(f"ISD AID: {state.isd_aid.hex().upper()} (profile: {profile.isd_aid.hex().upper()})")
+    ours, theirs = state.isd.sd, profile.isd.sd
+    if ours is not None and theirs is not None:
+        if (ours.scp, ours.i_param) != (theirs.scp, theirs.i_param):
+            now = f"SCP{ours.scp:02X} i={ours.i_param:02X}"
+            out.append(f"protocol: {now} (profile: SCP{theirs.scp:02X} i={theirs.i_param:02X})")
+        kcvs = {k.kvn: b"".join(k.static_keys().kcvs()).hex().upper() for k in ours.keysets}
+        wanted = {k.kvn: b"".join(k.static_keys().kcvs()).hex().upper() for k in theirs.keysets}
+        for kvn in sorted(set(kcvs) | set(wanted)):
+            if kcvs.get(kvn) != wanted.get(kvn):
+                out.append(f"key set {kvn:02X}: KCVs {kcvs.get(kvn, 'absent')} (profile: {wanted.get(kvn, 'absent')})")
+    apps = {a.aid for a in state.applications}
+    wanted_apps = {a.aid for a in profile.applications}
+    for aid in sorted(apps - wanted_apps):
+        out.append(f"application {aid.hex().upper()} is installed but not in the profile")
+    for aid in sorted(wanted_apps - apps):
+        out.append(f"application {aid.hex().upper()} of the profile was deleted")
+    return out
