@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gpchannel.card.profile import DEFAULT_ATR, generate_cplc, load_profile
+from gpchannel.card.profile import DEFAULT_ATR, generate_cplc, load_profile, profile_from_dict
 from gpchannel.crypto.keys import KeyType
 from gpchannel.errors import ProfileError
 from gpchannel.gp.lifecycle import CardLifeCycle
@@ -92,3 +94,27 @@ def test_profile_differences_name_kvns_and_kcvs_not_keys() -> None:
     assert any("key set 31" in line and "absent" in line for line in diff)
     assert any("was deleted" in line for line in diff) and any("CARD_LOCKED" in line for line in diff)
     assert not any("00000000000000000000000000000000" in line for line in diff)
+
+
+@given(st.text(max_size=300))
+def test_any_text_gives_a_state_or_profile_error(text: str) -> None:
+    try:
+        load_profile(text)
+    except ProfileError:
+        pass
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["iccid", "atr", "cplc", "lifecycle", "kdd", "iin"]), st.text(max_size=90) | st.integers()
+    )
+)
+def test_any_card_table_gives_a_state_or_profile_error(card: dict[str, object]) -> None:
+    import tomllib
+
+    raw = tomllib.loads(profile_text())
+    raw["card"] = card
+    try:
+        profile_from_dict(raw)
+    except ProfileError:
+        pass

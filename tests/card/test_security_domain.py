@@ -7,12 +7,16 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpchannel.card.applets import EchoApplet
 from gpchannel.card.dispatcher import Card
+from gpchannel.card.loading import parse_cap_components
 from gpchannel.card.state import Application, LoadFile
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import encode_tlv
 from gpchannel.gp.install import (
     InstallForInstall,
@@ -364,3 +368,11 @@ def test_store_data_loads_a_key_set_as_dgis(scp: str, i: str, level: int) -> Non
     assert loaded is not None and loaded.isd.sd is not None
     keyset = loaded.isd.sd.keyset(0x32)
     assert keyset is not None and (keyset.enc, keyset.mac, keyset.dek) == (new.enc, new.mac, new.dek)
+
+
+@given(st.binary(max_size=120))
+def test_cap_component_reader_returns_value_or_decode_error(raw: bytes) -> None:
+    try:
+        parse_cap_components(raw)
+    except DecodeError:
+        pass
