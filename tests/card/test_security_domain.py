@@ -18,6 +18,7 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import encode_tlv
+from gpchannel.gp.card_data import ExtendedCardResources
 from gpchannel.gp.install import (
     InstallForInstall,
     InstallForLoad,
@@ -376,3 +377,14 @@ def test_cap_component_reader_returns_value_or_decode_error(raw: bytes) -> None:
         parse_cap_components(raw)
     except DecodeError:
         pass
+
+
+def test_extended_card_resources_follow_the_registry() -> None:
+    card, _ = make_card()
+    host = open_session(card, "03", 0x03)
+    before = ExtendedCardResources.from_bytes(secure(card, host, _cmd(0xCA, 0xFF, 0x21)).data)
+    _load(card, host, _cap())
+    assert _install(card, host) == 0x9000
+    after = ExtendedCardResources.from_bytes(secure(card, host, _cmd(0xCA, 0xFF, 0x21)).data)
+    assert after.installed_applications == before.installed_applications + 1
+    assert after.free_non_volatile_memory == before.free_non_volatile_memory - len(_cap())

@@ -89,7 +89,8 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
         return ResponseApdu(encode_tlv(0xC1, sd.sd.keysets[0].sequence_counter.to_bytes(width, "big")))
     if tag == 0xFF21:
         installed = sum(1 for a in state.applications if a.aid != state.isd_aid)
-        return ResponseApdu(ExtendedCardResources(installed, _FREE_NVM, _FREE_VM).to_bytes())
+        free = max(0, _FREE_NVM - sum(f.size for f in state.load_files))
+        return ResponseApdu(ExtendedCardResources(installed, free, _FREE_VM).to_bytes())
     raise ReferencedDataNotFound(f"no data object {tag:04X}")
 
 
