@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gpchannel.card.applets import EchoApplet
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.loading import parse_cap_components
-from gpchannel.card.state import Application, LoadFile
+from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError
@@ -388,3 +388,27 @@ def test_extended_card_resources_follow_the_registry() -> None:
     after = ExtendedCardResources.from_bytes(secure(card, host, _cmd(0xCA, 0xFF, 0x21)).data)
     assert after.installed_applications == before.installed_applications + 1
     assert after.free_non_volatile_memory == before.free_non_volatile_memory - len(_cap())
+
+
+@pytest.mark.parametrize(
+    ("privileges", "sw"),
+    [
+        (Privileges.of(Privilege.SECURITY_DOMAIN), 0x6982),
+        (Privileges.of(Privilege.SECURITY_DOMAIN, Privilege.DELEGATED_MANAGEMENT), 0x6982),
+        (Privileges.of(Privilege.SECURITY_DOMAIN, Privilege.AUTHORIZED_MANAGEMENT), 0x9000),
+    ],
+)
+def test_content_management_needs_authorized_management(privileges: Privileges, sw: int) -> None:
+    card, _ = make_card()
+    isd_config = card.state.isd.sd
+    assert isd_config is not None
+    ssd_aid = bytes.fromhex("A000000151000001")
+    k = isd_config.keysets[0]
+    config = SdConfig(isd_config.scp, isd_config.i_param, [KeySet(k.kvn, k.key_type, k.enc, k.mac, k.dek)])
+    card.state.applications.append(Application(ssd_aid, 0x0F, privileges, ISD_AID, sd=config))
+    card.save()
+    assert send(card, CommandApdu(0, 0xA4, 4, 0, ssd_aid, le=256)).sw == 0x9000
+    host = open_session(card, "03", 0x03)
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, InstallForLoad(PACKAGE).to_bytes())).sw == sw
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ECHO_AID))).sw in (sw, 0x6982)
+    assert secure(card, host, _cmd(0xF2, 0x40, 0x02, bytes.fromhex("4F00"))).sw == 0x6A88  # sees only its own

@@ -48,6 +48,16 @@ def _owned(ctx: CardContext, sd: Application, aid: bytes) -> None:
         raise SecurityNotSatisfied("the object is not associated with the selected Security Domain")
 
 
+def _require_management(ctx: CardContext, sd: Application) -> None:
+    """Card content management is for the ISD and SDs with Authorized Management (GP 2.3.1, 9.1; 6.6.1);
+    Delegated Management needs tokens, which this card does not verify."""
+    if sd.aid == ctx.state.isd_aid or Privilege.AUTHORIZED_MANAGEMENT in sd.privileges:
+        return
+    if Privilege.DELEGATED_MANAGEMENT in sd.privileges:
+        raise SecurityNotSatisfied("Delegated Management (tokens) is not supported by this card")
+    raise SecurityNotSatisfied("this Security Domain has no card content management privilege")
+
+
 def install(ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu) -> ResponseApdu:
     """INSTALL [for load / install / make selectable / extradition / registry update / personalization]."""
     if command.p1 & 0x80:  # more INSTALL commands follow (Table 11-41): keep the segment
@@ -60,6 +70,8 @@ def install(ctx: CardContext, channel: ChannelContext, sd: Application, command:
         roles, variant = parse_install(command.p1, command.p2, data)
     except DecodeError as exc:
         raise IncorrectData(f"INSTALL data: {exc}") from None
+    if not isinstance(variant, InstallForPersonalization):
+        _require_management(ctx, sd)
     if isinstance(variant, InstallForLoad):
         begin_load(ctx, channel, sd, variant, combined=command.p2 == 0x01)
     elif isinstance(variant, InstallForInstall):
@@ -216,6 +228,7 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
         raise IncorrectData("DELETE data is not BER-TLV") from None
     aid = find(items, 0x4F)
     if aid is not None:
+        _require_management(ctx, sd)
         if find(items, 0x9E) is not None:
             raise IncorrectData("a Delete Token is only for Delegated Management")
         _delete_content(ctx, sd, aid, related=bool(command.p2 & 0x80))

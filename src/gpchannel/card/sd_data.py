@@ -105,8 +105,8 @@ def _entries(ctx: CardContext, sd: Application, scope: StatusScope, prefix: byte
         for app in state.applications:
             if app.aid == state.isd_aid or not app.aid.startswith(prefix):
                 continue
-            if not everything and not is_under(state, app.aid, sd.aid):
-                continue
+            if not everything and (app.aid == sd.aid or not is_under(state, app.aid, sd.aid)):
+                continue  # an SD sees what is associated with it, directly or indirectly (11.4.2.3)
             out.append(
                 RegistryEntry(
                     app.aid,
