@@ -48,11 +48,16 @@ def test_random_apdus_outside_a_session(items: list[CommandApdu | bytes]) -> Non
     assert _check(card, store, bytes.fromhex("00A4040000")).sw in (0x9000, 0x6283)
 
 
+_SESSIONS = [("03", "70", 0x01), ("03", "70", 0x03), ("03", "70", 0x33), ("03", "00", 0x03), ("02", "55", 0x03)]
+_SESSIONS += [("02", "15", 0x01), ("01", "15", 0x03), ("01", "05", 0x01)]
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(commands, st.booleans()), max_size=20), st.sampled_from([0x01, 0x03, 0x33]))
-def test_random_apdus_inside_a_session(items: list[tuple[CommandApdu, bool]], level: int) -> None:
-    card, store = make_card()
-    host = open_session(card, "03", level)
+@given(st.lists(st.tuples(commands, st.booleans()), max_size=20), st.sampled_from(_SESSIONS))
+def test_random_apdus_inside_a_session(items: list[tuple[CommandApdu, bool]], session: tuple[str, str, int]) -> None:
+    scp, i, level = session
+    card, store = make_card(scp, i)
+    host = open_session(card, scp, level)
     for command, wrap in items:
         raw = command.to_bytes()
         if wrap and host.is_open:

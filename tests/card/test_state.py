@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpchannel.card.profile import load_profile
-from gpchannel.card.state import CardState, LoadFile, MemoryStore
+from gpchannel.card.state import Application, CardState, LoadFile, MemoryStore
 from gpchannel.errors import DecodeError
+from gpchannel.gp.lifecycle import CardLifeCycle
+from gpchannel.gp.privileges import Privilege, Privileges
 from tests.card.harness import profile_text
 
 
@@ -68,3 +70,31 @@ def test_from_json_returns_state_or_decode_error(raw: bytes) -> None:
         CardState.from_json(raw)
     except DecodeError:
         pass
+
+
+_aids = st.binary(min_size=5, max_size=16)
+_privileges = st.frozensets(st.sampled_from(list(Privilege))).map(
+    lambda m: Privileges.from_bytes(Privileges(m).to_bytes())
+)
+_applications = st.builds(
+    Application,
+    _aids,
+    st.integers(0, 255),
+    _privileges,
+    _aids,
+    load_file_aid=st.just(b"") | _aids,
+    applet=st.sampled_from(["", "echo"]),
+    install_parameters=st.binary(max_size=8),
+    implicit_selection=st.lists(st.integers(0, 255), max_size=2),
+    data=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+_load_files = st.builds(LoadFile, _aids, _aids, st.lists(_aids, max_size=2), st.binary(max_size=2), st.integers(0, 255))
+
+
+@given(st.lists(_applications, max_size=4), st.lists(_load_files, max_size=3), st.sampled_from(list(CardLifeCycle)))
+def test_state_round_trip(apps: list[Application], files: list[LoadFile], lifecycle: CardLifeCycle) -> None:
+    state = load_profile(profile_text())
+    state.applications += apps
+    state.load_files = files
+    state.lifecycle = lifecycle
+    assert CardState.from_json(state.to_json()) == state
