@@ -216,3 +216,20 @@ def test_malformed_is_never_an_exception() -> None:
         assert len(out) >= 2
     with pytest.raises(DecodeError):
         CommandApdu.from_bytes(b"\x00")
+
+
+def test_implicit_selection_parameter_table_11_15() -> None:
+    card, _ = make_card()
+    echo = card.state.application(ECHO_AID)
+    assert echo is not None
+    echo.implicit_selection = [0x40 | 0x02]  # contact interface, logical channel 2
+    card.save()
+    card.reset()
+    assert card.channels[0].selected == ISD_AID
+    assert send(card, "0070000201").data == b"\x02"
+    assert card.channels[2].selected == ECHO_AID
+    assert send(card, "0200000001AB").data == b"\xab"
+    echo.implicit_selection = [0x40]
+    card.save()
+    card.reset()
+    assert card.channels[0].selected == ECHO_AID

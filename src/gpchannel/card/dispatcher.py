@@ -132,14 +132,23 @@ class Card:
 
     # -- power and channels ----------------------------------------------------------------------------------
     def reset(self) -> bytes:
-        """Power on / warm reset: every session ends, supplementary channels close, the ISD is selected on the
-        basic channel (5.1.1.1). Returns the ATR."""
+        """Power on / warm reset: every session ends, supplementary channels close, and the implicitly
+        selectable application (11.1.7), else the ISD (5.1.1.1), is selected on the basic channel. Returns the
+        ATR."""
         for channel in self.channels.values():
             self._deselect(channel)
         self.channels = {0: ChannelContext(0)}
         self.ctx.instances.clear()
-        self.channels[0].selected = self.ctx.state.isd_aid
+        self.channels[0].selected = self._default_application(0)
         return self.atr
+
+    def _default_application(self, channel: int) -> bytes:
+        """The application implicitly selected on ``channel`` of the contact interface: the first selectable one
+        whose implicit selection parameter (CF, Table 11-15: b7 contact, b5-b1 channel) names it, else the ISD."""
+        for app in self.ctx.state.applications:
+            if is_selectable(app.lifecycle) and any(p & 0x40 and p & 0x1F == channel for p in app.implicit_selection):
+                return app.aid
+        return self.ctx.state.isd_aid
 
     def _deselect(self, channel: ChannelContext) -> None:
         channel.end_session()
@@ -281,7 +290,7 @@ class Card:
             new = ChannelContext(number)
             # ISO 7816-4 5.4.1: opened from the basic channel, the default application is selected; opened from
             # another channel, that channel's application.
-            new.selected = channel.selected if channel.number else self.ctx.state.isd_aid
+            new.selected = channel.selected if channel.number else self._default_application(number)
             self.channels[number] = new
             return ResponseApdu(bytes((number,)))
         if command.p1 == 0x80:
