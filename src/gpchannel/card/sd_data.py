@@ -84,7 +84,7 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
         return ResponseApdu(encode_tlv(0x45, state.cin))
     if tag == 0x00CF:
         return ResponseApdu(encode_tlv(0xCF, state.key_diversification_data))
-    if tag == 0x00C1 and sd.sd.keysets:
+    if tag == 0x00C1 and sd.sd.keysets and sd.sd.scp != 0x01:  # SCP01 has no sequence counter
         width = 2 if sd.sd.scp == 0x02 else 3
         return ResponseApdu(encode_tlv(0xC1, sd.sd.keysets[0].sequence_counter.to_bytes(width, "big")))
     if tag == 0xFF21:
