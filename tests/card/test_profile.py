@@ -118,3 +118,35 @@ def test_any_card_table_gives_a_state_or_profile_error(card: dict[str, object]) 
         profile_from_dict(raw)
     except ProfileError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('kic_algorithm = "aes-cbc"', 'kic_algorithm = "rot13"', "ota.keysets[0].kic_algorithm"),
+        ('kic = "000102030405060708090A0B0C0D0E0F"', 'kic = "0001"', "ota.keysets[0].kic"),
+        ('kid_algorithm = "aes-cmac"', 'kid_algorithm = "3des-3key"', "ota.keysets[0].kid"),
+        ("\ncounter = 0", "\ncounter = -5", "ota.keysets[0].counter"),
+        ('tar = "000000"', 'tar = "00"', "ota.tars[0].tar"),
+        ('target = "A000000151000000"', 'target = "A0"', "ota.tars[0].target"),
+        ('server = "127.0.0.1:8443"', 'server = "localhost"', "scp81.server"),
+        ('uri = "/gp/admin"', 'uri = "gp/admin"', "scp81.uri"),
+        ('psk = "0102030405060708090A0B0C0D0E0F10"', 'psk = "xyz"', "scp81.psk"),
+        ("[scp81]", "[scp81]\nport = 1", "scp81.port"),
+    ],
+)
+def test_ota_sections_are_checked(old: str, new: str, key: str) -> None:
+    if not EXAMPLE.exists():
+        pytest.skip("the example profile is not available")
+    text = EXAMPLE.read_text()
+    assert old in text
+    with pytest.raises(ProfileError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_profile(text.replace(old, new, 1))
+
+
+def test_ota_sections_are_kept() -> None:
+    if not EXAMPLE.exists():
+        pytest.skip("the example profile is not available")
+    state = load_profile(EXAMPLE.read_text())
+    assert state.ota["ota"]["keysets"][0]["kvn"] == 1
+    assert state.ota["scp81"]["server"] == "127.0.0.1:8443"

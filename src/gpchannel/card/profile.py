@@ -17,6 +17,7 @@ from collections.abc import Collection
 from typing import Any
 
 from gpchannel.card.applets import AppletRegistry, default_registry
+from gpchannel.card.profile_ota import check_ota, check_scp81
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
@@ -257,11 +258,10 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
                 install_parameters=parameters,
             )
         )
-    for section in ("ota", "scp81"):
-        if section in raw:
-            state.ota[section] = _table(raw[section], section) if section == "scp81" else raw[section]
     if "ota" in raw:
-        _table(raw["ota"], "ota")
+        state.ota["ota"] = check_ota(raw["ota"])
+    if "scp81" in raw:
+        state.ota["scp81"] = check_scp81(raw["scp81"])
     return state
 
 

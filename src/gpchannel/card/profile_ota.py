@@ -1,0 +1,111 @@
+"""The remote-management sections of a card profile (../shared/docs/profile.md): ``[[ota.keysets]]`` (SCP80
+key sets, ETSI TS 102 225), ``[[ota.tars]]`` (TAR -> receiving entity) and ``[scp81]`` (GP Amendment B,
+PSK-TLS). The emulator core keeps them in ``CardState.ota`` for the OTA side; here they are only checked, so a
+profile with a typo is refused with the key named, as the rest of the profile is."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from gpchannel.errors import ProfileError
+
+__all__ = ["KIC_ALGORITHMS", "KID_ALGORITHMS", "check_ota", "check_scp81"]
+
+KIC_ALGORITHMS = {"des-cbc": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cbc": (16, 24, 32)}
+KID_ALGORITHMS = {"des-cbc-mac": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cmac": (16, 24, 32)}
+
+
+def _fail(key: str, expected: str, got: object = None) -> ProfileError:
+    suffix = "" if got is None else f", got {got!r}"
+    return ProfileError(f"profile key {key}: expected {expected}{suffix}")
+
+
+def _table(raw: object, key: str, allowed: Collection[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _fail(key, "a table", raw)
+    for name in raw:
+        if name not in allowed:
+            raise ProfileError(f"profile key {key}.{name}: unknown key; expected one of {', '.join(sorted(allowed))}")
+    return raw
+
+
+def _hex(raw: dict[str, Any], name: str, key: str, sizes: Collection[int] | None = None) -> bytes:
+    if name not in raw:
+        raise _fail(f"{key}.{name}", "a value")
+    value = raw[name]
+    try:
+        out = bytes.fromhex(value.replace(" ", "")) if isinstance(value, str) else None
+    except ValueError:
+        out = None
+    if out is None:
+        raise _fail(f"{key}.{name}", "hex digits", value)
+    if sizes is not None and len(out) not in sizes:
+        raise _fail(f"{key}.{name}", f"{' or '.join(str(n) for n in sizes)} bytes, got {len(out)}")
+    return out
+
+
+def _int(raw: dict[str, Any], name: str, key: str, lo: int, hi: int, default: int | None = None) -> int:
+    value = raw.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise _fail(f"{key}.{name}", f"an integer {lo}..{hi}", value)
+    return value
+
+
+def _choice(raw: dict[str, Any], name: str, key: str, choices: Collection[str]) -> str:
+    value = raw.get(name)
+    if value not in choices:
+        raise _fail(f"{key}.{name}", " | ".join(f'"{c}"' for c in choices), value)
+    return str(value)
+
+
+def check_ota(raw: object) -> dict[str, Any]:
+    """Validate the ``[ota]`` section; returns it unchanged."""
+    ota = _table(raw, "ota", {"keysets", "tars"})
+    keysets = ota.get("keysets", [])
+    if not isinstance(keysets, list):
+        raise _fail("ota.keysets", "an array of [[ota.keysets]] tables", keysets)
+    kvns: list[int] = []
+    for n, item in enumerate(keysets):
+        key = f"ota.keysets[{n}]"
+        table = _table(item, key, {"kvn", "kic", "kic_algorithm", "kid", "kid_algorithm", "counter"})
+        kvns.append(_int(table, "kvn", key, 1, 15))
+        kic_algorithm = _choice(table, "kic_algorithm", key, KIC_ALGORITHMS)
+        _hex(table, "kic", key, KIC_ALGORITHMS[kic_algorithm])
+        kid_algorithm = _choice(table, "kid_algorithm", key, KID_ALGORITHMS)
+        _hex(table, "kid", key, KID_ALGORITHMS[kid_algorithm])
+        _int(table, "counter", key, 0, (1 << 40) - 1, default=0)
+    if len(set(kvns)) != len(kvns):
+        raise _fail("ota.keysets", "distinct kvn values", kvns)
+    tars = ota.get("tars", [])
+    if not isinstance(tars, list):
+        raise _fail("ota.tars", "an array of [[ota.tars]] tables", tars)
+    for n, item in enumerate(tars):
+        key = f"ota.tars[{n}]"
+        table = _table(item, key, {"tar", "target", "msl"})
+        _hex(table, "tar", key, (3,))
+        _hex(table, "target", key, range(5, 17))
+        if "msl" in table:
+            _hex(table, "msl", key, (1, 2))
+    return ota
+
+
+def check_scp81(raw: object) -> dict[str, Any]:
+    """Validate the ``[scp81]`` section; returns it unchanged."""
+    key = "scp81"
+    table = _table(raw, key, {"psk_identity", "psk", "server", "uri", "agent_id"})
+    identity = table.get("psk_identity")
+    if not isinstance(identity, str) or not identity:
+        raise _fail(f"{key}.psk_identity", "a non-empty string", identity)
+    _hex(table, "psk", key, range(1, 65))
+    server = table.get("server")
+    host, _, port = server.rpartition(":") if isinstance(server, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"{key}.server", '"host:port"', server)
+    uri = table.get("uri", "/")
+    if not isinstance(uri, str) or not uri.startswith("/"):
+        raise _fail(f"{key}.uri", "a path starting with /", uri)
+    agent = table.get("agent_id", "")
+    if not isinstance(agent, str):
+        raise _fail(f"{key}.agent_id", "a string", agent)
+    return table
