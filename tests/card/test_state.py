@@ -98,3 +98,13 @@ def test_state_round_trip(apps: list[Application], files: list[LoadFile], lifecy
     state.load_files = files
     state.lifecycle = lifecycle
     assert CardState.from_json(state.to_json()) == state
+
+
+def test_ota_keys_stay_out_of_repr() -> None:
+    from pathlib import Path
+
+    example = Path("/work/shared/docs/example.toml")
+    state = load_profile(example.read_text() if example.exists() else profile_text())
+    state.ota.setdefault("scp81", {"psk": "0102030405060708090A0B0C0D0E0F10"})
+    assert "0102030405060708090A0B0C0D0E0F10" not in repr(state)
+    assert "404142434445464748494A4B4C4D4E4F" not in repr(state).upper()

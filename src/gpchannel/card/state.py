@@ -278,7 +278,7 @@ class CardState:
     key_diversification_data: bytes = bytes(10)
     applications: list[Application] = field(default_factory=list)
     load_files: list[LoadFile] = field(default_factory=list)
-    ota: dict[str, Any] = field(default_factory=dict)
+    ota: dict[str, Any] = field(default_factory=dict, repr=False)  # holds OTA and PSK keys
 
     @property
     def isd(self) -> Application:
