@@ -176,7 +176,7 @@ class Application:
     applet: str = ""
     install_parameters: bytes = b""
     implicit_selection: list[int] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # personalization data may hold keys
     sd: SdConfig | None = None
 
     @property
