@@ -83,7 +83,12 @@ class IntegrityError(SecurityError):
 
 
 class ReplayError(SecurityError):
-    """An OTA counter was not acceptable."""
+    """An OTA counter was not acceptable. ``status`` is the PoR status code to answer with (ETSI TS 102 225
+    5.1.2: 02 counter low, 03 counter high, 04 counter blocked), when known."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class ChannelClosedError(GPChannelError):

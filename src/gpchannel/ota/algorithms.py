@@ -1,0 +1,173 @@
+"""SCP80 algorithms: key sets, the ciphers of KIc, the RC/CC of KID, and their binding to keys.
+
+ETSI TS 102 225 5.1.2 (ciphering: DES/3DES in outer CBC with a zero ICV, DES in ECB, AES in CBC with a zero
+ICV), 5.1.3 (RC: CRC16/CRC32 of ISO/IEC 13239; CC: DES/3DES CBC-MAC with the input zero-padded to a multiple
+of 8 and the padding never transmitted; AES-CMAC of NIST SP 800-38B over the unpadded input, truncated). The
+primitives themselves come from :mod:`gpchannel.crypto.ciphers`.
+
+A :class:`KeySet` binds its keys to algorithms. A KIc/KID naming another algorithm than the one the key set is
+bound to is refused (an algorithm downgrade: ota-notes E.2), and single DES is refused unless the key set allows
+it (E.1). The implicit codings (b2b1 = 00) take the algorithm of the key set.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from gpchannel.crypto import ciphers
+from gpchannel.errors import UnsupportedError
+from gpchannel.ota.spi import AlgorithmFamily, CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, RcAlgorithm
+
+__all__ = [
+    "KeySet",
+    "compute_check",
+    "crc16_x25",
+    "decrypt",
+    "encrypt",
+    "resolve_check",
+    "resolve_cipher",
+]
+
+_CIPHER_KEY_LENGTHS: dict[CipherAlgorithm, tuple[int, ...]] = {
+    CipherAlgorithm.DES_CBC: (8,),
+    CipherAlgorithm.DES_ECB: (8,),
+    CipherAlgorithm.DES3_2KEY_CBC: (16,),
+    CipherAlgorithm.DES3_3KEY_CBC: (24,),
+    CipherAlgorithm.DES3_ECB: (16, 24),
+    CipherAlgorithm.AES_CBC: (16, 24, 32),
+}
+_MAC_KEY_LENGTHS: dict[MacAlgorithm, tuple[int, ...]] = {
+    MacAlgorithm.DES_CBC_MAC: (8,),
+    MacAlgorithm.DES3_2KEY_CBC_MAC: (16,),
+    MacAlgorithm.DES3_3KEY_CBC_MAC: (24,),
+    MacAlgorithm.AES_CMAC: (16, 24, 32),
+}
+_RC_LENGTHS = {RcAlgorithm.CRC16: 2, RcAlgorithm.CRC32: 4, RcAlgorithm.XOR4: 4, RcAlgorithm.XOR8: 8}
+_T = TypeVar("_T", CipherAlgorithm, MacAlgorithm, RcAlgorithm)
+_SINGLE_DES = (CipherAlgorithm.DES_CBC, CipherAlgorithm.DES_ECB, MacAlgorithm.DES_CBC_MAC)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """One SCP80 key set (one KVN): the ciphering key (KIc), the RC/CC key (KID) and their algorithms.
+
+    ``cipher`` / ``mac`` / ``rc`` bind the key set to one algorithm each: ``None`` accepts what the KIc/KID byte
+    names (a sender's convenience); a value is required for the implicit codings and makes any other explicit
+    coding a security error. ``cmac_length`` is the AES-CMAC truncation (8, or 4 where configured: TS 102 225
+    5.1.3; ota-notes F.2). Single DES (KIc/KID nibble 1, KIc D) is refused unless ``allow_single_des``.
+    Keys never appear in the repr.
+    """
+
+    kic_key: bytes = field(default=b"", repr=False)
+    kid_key: bytes = field(default=b"", repr=False)
+    cipher: CipherAlgorithm | None = None
+    mac: MacAlgorithm | None = None
+    rc: RcAlgorithm | None = None
+    cmac_length: int = 8
+    allow_single_des: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cmac_length not in (4, 8):
+            raise ValueError(f"cmac_length must be 4 or 8, got {self.cmac_length}")
+
+
+def _bind(named: _T | None, family: AlgorithmFamily, bound: _T | None, what: str) -> _T:
+    if family is AlgorithmFamily.IMPLICIT:
+        if bound is None:
+            raise UnsupportedError(f"{what} codes an implicit algorithm and the key set names none")
+        return bound
+    if named is None:
+        raise UnsupportedError(f"{what} codes a proprietary or reserved algorithm")
+    if bound is not None and bound is not named:
+        raise UnsupportedError(f"{what} names another algorithm than the key set is bound to")
+    return named
+
+
+def _refuse_single_des(alg: object, keyset: KeySet) -> None:
+    if alg in _SINGLE_DES and not keyset.allow_single_des:
+        raise UnsupportedError("single DES is refused for this key set (TS 102 225 keeps it for legacy only)")
+
+
+def resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
+    """The ciphering algorithm for ``kic`` under ``keyset``; :class:`UnsupportedError` when refused."""
+    alg = _bind(kic.cipher, kic.family, keyset.cipher, "KIc")
+    _refuse_single_des(alg, keyset)
+    if len(keyset.kic_key) not in _CIPHER_KEY_LENGTHS[alg]:
+        raise UnsupportedError(f"{alg.value} needs a key of {_CIPHER_KEY_LENGTHS[alg]} bytes")
+    return alg
+
+
+def resolve_check(integrity: Integrity, kid: Kid, keyset: KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
+    """The RC/CC algorithm and its length L for ``integrity`` under ``kid`` and ``keyset``."""
+    if integrity is Integrity.NONE:
+        return None, 0
+    if integrity is Integrity.DS:
+        raise UnsupportedError("digital signatures are not defined by TS 102 225 (implicit or proprietary)")
+    if integrity is Integrity.RC:
+        rc = _bind(kid.rc, kid.family, keyset.rc, "KID (RC)")
+        return rc, _RC_LENGTHS[rc]
+    mac = _bind(kid.mac, kid.family, keyset.mac, "KID (CC)")
+    _refuse_single_des(mac, keyset)
+    if len(keyset.kid_key) not in _MAC_KEY_LENGTHS[mac]:
+        raise UnsupportedError(f"{mac.value} needs a key of {_MAC_KEY_LENGTHS[mac]} bytes")
+    return mac, (keyset.cmac_length if mac is MacAlgorithm.AES_CMAC else 8)
+
+
+def _zero_pad(data: bytes, block: int) -> bytes:
+    return data + bytes(-len(data) % block)
+
+
+def _xor_blocks(data: bytes, size: int) -> bytes:
+    acc = 0
+    padded = _zero_pad(data, size)
+    for i in range(0, len(padded), size):
+        acc ^= int.from_bytes(padded[i : i + size], "big")
+    return acc.to_bytes(size, "big")
+
+
+def crc16_x25(data: bytes) -> int:
+    """CRC-16 of ISO/IEC 13239 (X.25): polynomial 1021 reflected, initial FFFF, final XOR FFFF."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFF
+
+
+def compute_check(alg: MacAlgorithm | RcAlgorithm | None, keyset: KeySet, data: bytes) -> bytes:
+    """RC/CC over ``data`` (TS 102 225 5.1.3); empty for no integrity."""
+    if alg is None:
+        return b""
+    if alg is RcAlgorithm.CRC16:
+        return crc16_x25(data).to_bytes(2, "big")
+    if alg is RcAlgorithm.CRC32:
+        return zlib.crc32(data).to_bytes(4, "big")
+    if alg is RcAlgorithm.XOR4:
+        return _xor_blocks(data, 4)
+    if alg is RcAlgorithm.XOR8:
+        return _xor_blocks(data, 8)
+    if alg is MacAlgorithm.AES_CMAC:
+        return ciphers.aes_cmac(keyset.kid_key, data)[: keyset.cmac_length]
+    # DES / 3DES CBC-MAC: zero padding to a multiple of 8, never transmitted.
+    return ciphers.des3_cbc_mac(keyset.kid_key, _zero_pad(data, 8))
+
+
+def encrypt(alg: CipherAlgorithm, key: bytes, data: bytes) -> bytes:
+    """Cipher ``data`` (already a multiple of the block size) with a zero ICV in CBC."""
+    if alg is CipherAlgorithm.AES_CBC:
+        return ciphers.aes_cbc_encrypt(key, data)
+    if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
+        return ciphers.des3_ecb_encrypt(key, data)
+    return ciphers.des3_cbc_encrypt(key, data)
+
+
+def decrypt(alg: CipherAlgorithm, key: bytes, data: bytes) -> bytes:
+    """Inverse of :func:`encrypt`; ``data`` must be a multiple of the block size."""
+    if alg is CipherAlgorithm.AES_CBC:
+        return ciphers.aes_cbc_decrypt(key, data)
+    if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
+        return ciphers.des3_ecb_decrypt(key, data)
+    return ciphers.des3_cbc_decrypt(key, data)
