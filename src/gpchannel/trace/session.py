@@ -1,0 +1,405 @@
+"""Find the secure channel sessions in a list of exchanges and check every one of them (GP 2.3.1, 10.2 and 10.3).
+
+A session starts with INITIALIZE UPDATE (INS 50), goes on with EXTERNAL AUTHENTICATE (INS 82) and then the
+commands of its logical channel. The static keys come from :class:`KeyOptions` (diversified with the key
+diversification data the card returned, when master keys are given). Each session is checked with the
+protocol's checker (:mod:`gpchannel.trace.verifiers`): card cryptogram, host cryptogram, every C-MAC and R-MAC,
+C-DECRYPTION and R-ENCRYPTION undone, so that the plain command and response stand beside the wire bytes. The
+check of a session stops at the first exchange where anything fails to verify; that exchange carries the failure
+and its explanation, and the later exchanges of the session are listed unchecked. A new INITIALIZE UPDATE starts
+a new session; a SELECT by name on the session's channel ends it (GP 2.3.1, 10.2.3).
+
+Sans-I/O: :func:`decode_trace` takes the text of a trace and returns a :class:`TraceReport`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.diversification import Diversification, diversify
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import DecodeError, UnsupportedError
+from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
+from gpchannel.trace.formats import TraceExchange, TraceFormat, join_get_response, parse_trace
+from gpchannel.trace.verifiers import Checker, Failure, Mismatch, Scp01Checker, Scp02Checker, Scp03Checker
+
+__all__ = [
+    "ExchangeReport",
+    "Failure",
+    "KeyOptions",
+    "Role",
+    "SessionReport",
+    "TraceReport",
+    "decode_exchanges",
+    "decode_trace",
+]
+
+INS_INITIALIZE_UPDATE = 0x50
+INS_EXTERNAL_AUTHENTICATE = 0x82
+INS_SELECT = 0xA4
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOptions:
+    """The keys to check a trace with. Key values never appear in a repr.
+
+    ``keys`` are the static keys, or the master keys when ``diversification`` is not NONE (the card keys are
+    then derived with the key diversification data of each INITIALIZE UPDATE response). The key type follows the
+    protocol the card announces (3DES for SCP01/02, AES for SCP03) when the lengths allow it. ``scp01_i`` and
+    ``scp02_i`` name the i parameter, which those protocols do not put on the wire; None: detected.
+    ``keys`` None checks nothing: the sessions are only found and listed.
+    """
+
+    keys: StaticKeys | None = field(default=None, repr=False)
+    diversification: Diversification = Diversification.NONE
+    scp01_i: int | None = None
+    scp02_i: int | None = None
+
+    @classmethod
+    def single(cls, key: bytes, diversification: Diversification = Diversification.NONE) -> KeyOptions:
+        """One key used as ENC, MAC and DEK (the key type is fitted to the protocol later)."""
+        key_type = KeyType.DES3 if len(key) == 16 and diversification is not Diversification.KDF3 else KeyType.AES
+        return cls(StaticKeys.single(key, 0, key_type), diversification)
+
+
+class Role(enum.Enum):
+    """What an exchange is in the trace."""
+
+    INITIALIZE_UPDATE = "initialize-update"
+    EXTERNAL_AUTHENTICATE = "external-authenticate"
+    SECURED = "secured"
+    """A command of an open session (protected or not, as the level says)."""
+    OUTSIDE = "outside"
+    """No session is open (or it ended): the command went as it is."""
+    UNCHECKED = "unchecked"
+    """In a session whose check stopped earlier, or without keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeReport:
+    """One exchange as found: the wire bytes, the plain ones where they were computed, and the verdict.
+
+    ``checks`` lists what verified (``"card cryptogram"``, ``"C-MAC"``, ``"R-MAC"``, ...). ``failure`` is set on
+    the exchange where the session's check stopped, with ``explanation`` for a person.
+    """
+
+    index: int
+    line: int
+    role: Role
+    command: CommandApdu
+    response: ResponseApdu | None
+    plain_command: CommandApdu | None = None
+    plain_response: ResponseApdu | None = None
+    session: int | None = None
+    checks: tuple[str, ...] = ()
+    failure: Failure | None = None
+    explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReport:
+    """One secure channel session: where it starts and ends in the trace, what the card announced, the outcome.
+
+    ``key_check_values`` are the KCVs of the static ENC/MAC/DEK keys used (after diversification), safe to show.
+    """
+
+    number: int
+    first: int
+    last: int
+    protocol: ScpProtocol | None
+    kvn: int | None
+    i_param: int | None
+    level: SecurityLevel | None
+    key_diversification_data: bytes
+    sequence_counter: bytes | None
+    key_check_values: tuple[bytes, ...] = ()
+    failure: Failure | None = None
+    failed_at: int | None = None
+    explanation: str = ""
+    checked: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceReport:
+    """All exchanges of a trace with their verdicts, and the sessions found in it."""
+
+    format: TraceFormat | None
+    exchanges: tuple[ExchangeReport, ...]
+    sessions: tuple[SessionReport, ...]
+
+    @property
+    def first_failure(self) -> ExchangeReport | None:
+        """The first exchange where a check failed, if any."""
+        return next((e for e in self.exchanges if e.failure is not None), None)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_failure is None
+
+
+def _fit(keys: StaticKeys, protocol: ScpProtocol) -> StaticKeys:
+    wanted = KeyType.AES if protocol is ScpProtocol.SCP03 else KeyType.DES3
+    if keys.key_type is wanted:
+        return keys
+    try:
+        return replace(keys, key_type=wanted)
+    except ValueError:
+        return keys  # the checker reports the mismatch
+
+
+def _static_keys(options: KeyOptions, parsed: InitializeUpdateResponse) -> StaticKeys:
+    assert options.keys is not None
+    keys = options.keys
+    if options.diversification is Diversification.NONE:
+        keys = _fit(keys, parsed.protocol)
+    else:
+        master_type = KeyType.AES if options.diversification is Diversification.KDF3 else KeyType.DES3
+        if keys.key_type is not master_type:
+            keys = replace(keys, key_type=master_type)
+        keys = _fit(diversify(keys, options.diversification, parsed.key_diversification_data), parsed.protocol)
+    return replace(keys, kvn=parsed.kvn)
+
+
+def _checker(options: KeyOptions, host_challenge: bytes, parsed: InitializeUpdateResponse) -> Checker:
+    keys = _static_keys(options, parsed)
+    if parsed.protocol is ScpProtocol.SCP01:
+        return Scp01Checker(keys, host_challenge, parsed, options.scp01_i)
+    if parsed.protocol is ScpProtocol.SCP02:
+        return Scp02Checker(keys, host_challenge, parsed, options.scp02_i)
+    if parsed.protocol is ScpProtocol.SCP03:
+        return Scp03Checker(keys, host_challenge, parsed, None)
+    raise UnsupportedError(f"the inspector does not check {parsed.protocol.name} sessions")
+
+
+def _status_hint(failure: Failure, response: ResponseApdu | None) -> str:
+    """What the card's own answer adds to a failed check of a command."""
+    if failure not in (Failure.C_MAC, Failure.DECRYPTION, Failure.WRONG_CHAINING, Failure.MISSING_COMMAND):
+        return ""
+    if response is None:
+        return " The trace has no response to it."
+    if response.sw in (0x6982, 0x6988):
+        return f" The card refused it too ({response.sw:04X}): the host sent a wrongly protected command."
+    if failure is Failure.C_MAC:
+        return (
+            f" The card accepted it ({response.sw:04X}), so the trace differs from what the card saw: a byte of "
+            "this command was changed, or a command of the session is missing before it."
+        )
+    return f" The card answered {response.sw:04X}."
+
+
+class _Session:
+    def __init__(self, number: int, exchange: TraceExchange) -> None:
+        self.number = number
+        self.first = self.last = exchange.index
+        self.channel = exchange.command.channel
+        self.parsed: InitializeUpdateResponse | None = None
+        self.checker: Checker | None = None
+        self.kcvs: tuple[bytes, ...] = ()
+        self.failure: Failure | None = None
+        self.failed_at: int | None = None
+        self.explanation = ""
+        self.opened = False
+        self.stopped = False
+        self.checked = True
+
+    def fail(self, index: int, failure: Failure, explanation: str) -> None:
+        self.failure, self.failed_at, self.explanation, self.stopped = failure, index, explanation, True
+
+    def report(self) -> SessionReport:
+        p = self.parsed
+        return SessionReport(
+            self.number,
+            self.first,
+            self.last,
+            p.protocol if p else None,
+            p.kvn if p else None,
+            self.checker.i_param if self.checker else (p.i_param if p else None),
+            self.checker.level if self.checker and self.opened else None,
+            p.key_diversification_data if p else b"",
+            p.sequence_counter if p else None,
+            self.kcvs,
+            self.failure,
+            self.failed_at,
+            self.explanation,
+            self.checked,
+        )
+
+
+def _initialize_update(session: _Session, exchange: TraceExchange, options: KeyOptions) -> ExchangeReport:
+    command, response = exchange.command, exchange.response
+    base = ExchangeReport(
+        exchange.index, exchange.line, Role.INITIALIZE_UPDATE, command, response, session=session.number
+    )
+    if response is None:
+        session.fail(exchange.index, Failure.CARD_REFUSED, "the trace ends before the card answered")
+        return replace(base, failure=Failure.CARD_REFUSED, explanation=session.explanation)
+    if response.sw != 0x9000:
+        hint = {
+            0x6A88: "no key set with the KVN in P1 (or the key identifier in P2)",
+            0x6982: "security status not satisfied (card locked, or too many failed authentications?)",
+            0x6983: "authentication method blocked",
+            0x6985: "conditions of use not satisfied (sequence counter exhausted?)",
+        }.get(response.sw, "refused")
+        session.fail(exchange.index, Failure.CARD_REFUSED, f"INITIALIZE UPDATE answered {response.sw:04X}: {hint}")
+        return replace(base, failure=Failure.CARD_REFUSED, explanation=session.explanation)
+    try:
+        parsed = InitializeUpdateResponse.from_bytes(response.data)
+    except DecodeError as exc:
+        session.fail(exchange.index, Failure.MALFORMED, f"the INITIALIZE UPDATE response is malformed: {exc}")
+        return replace(base, failure=Failure.MALFORMED, explanation=session.explanation)
+    session.parsed = parsed
+    if options.keys is None:
+        session.checked, session.stopped = False, True
+        return replace(base, explanation="no keys given: not checked")
+    try:
+        session.checker = _checker(options, command.data, parsed)
+        session.kcvs = _static_keys(options, parsed).kcvs()
+        session.checker.check_card_cryptogram()
+    except Mismatch as exc:
+        detail = exc.explanation
+        if exc.failure is Failure.CARD_CRYPTOGRAM:
+            kcvs = "/".join(k.hex().upper() for k in session.kcvs)
+            detail += (
+                f": the keys tried (KCVs ENC/MAC/DEK {kcvs}, diversification {options.diversification.value}) are not "
+                f"the card's key set {parsed.kvn:02X} (key diversification data "
+                f"{parsed.key_diversification_data.hex().upper()}); try `gpchannel keys doctor` on this exchange"
+            )
+        session.fail(exchange.index, exc.failure, detail)
+        return replace(base, failure=exc.failure, explanation=session.explanation)
+    except (UnsupportedError, ValueError) as exc:
+        session.fail(exchange.index, Failure.UNSUPPORTED, str(exc))
+        return replace(base, failure=Failure.UNSUPPORTED, explanation=session.explanation)
+    return replace(base, checks=("card cryptogram",))
+
+
+def _external_authenticate(session: _Session, exchange: TraceExchange) -> ExchangeReport:
+    command, response = exchange.command, exchange.response
+    base = ExchangeReport(
+        exchange.index, exchange.line, Role.EXTERNAL_AUTHENTICATE, command, response, session=session.number
+    )
+    assert session.checker is not None
+    try:
+        session.checker.external_authenticate(command)
+    except Mismatch as exc:
+        detail = exc.explanation
+        if exc.failure is Failure.HOST_CRYPTOGRAM:
+            detail += ": the card cryptogram verified with these keys, so the host computed its cryptogram with other "
+            detail += "keys, challenges or derivation"
+        if response is not None:
+            detail += f"; the card answered {response.sw:04X}"
+        session.fail(exchange.index, exc.failure, detail)
+        return replace(base, failure=exc.failure, explanation=session.explanation)
+    checks = ("host cryptogram", "C-MAC")
+    if response is None or response.sw != 0x9000:
+        what = "the trace ends before the card answered" if response is None else f"the card answered {response.sw:04X}"
+        session.fail(
+            exchange.index,
+            Failure.CARD_REFUSED,
+            f"EXTERNAL AUTHENTICATE verifies with these keys but {what}: the card's key set may be locked, the level "
+            f"{command.p1:02X} not allowed, or the card has other keys than the ones that produced its cryptogram",
+        )
+        return replace(base, checks=checks, failure=Failure.CARD_REFUSED, explanation=session.explanation)
+    session.opened = True
+    return replace(base, checks=checks)
+
+
+def _secured(session: _Session, exchange: TraceExchange) -> ExchangeReport:
+    command, response = exchange.command, exchange.response
+    base = ExchangeReport(exchange.index, exchange.line, Role.SECURED, command, response, session=session.number)
+    checker = session.checker
+    assert checker is not None
+    checks: list[str] = []
+    try:
+        plain = checker.command(command)
+    except Mismatch as exc:
+        session.fail(exchange.index, exc.failure, exc.explanation + _status_hint(exc.failure, response))
+        return replace(base, failure=exc.failure, explanation=session.explanation)
+    if plain != command:
+        checks.append("C-MAC")
+        if SecurityLevel.C_DECRYPTION in checker.level and plain.data != command.data[: len(plain.data)]:
+            checks.append("decrypted")
+    if response is None:
+        return replace(base, plain_command=plain, checks=tuple(checks))
+    try:
+        plain_response = checker.response(response)
+    except Mismatch as exc:
+        session.fail(exchange.index, exc.failure, exc.explanation + ": a byte of the response was changed")
+        return replace(
+            base, plain_command=plain, checks=tuple(checks), failure=exc.failure, explanation=exc.explanation
+        )
+    if plain_response != response:
+        checks.append("R-MAC")
+    return replace(base, plain_command=plain, plain_response=plain_response, checks=tuple(checks))
+
+
+def decode_exchanges(
+    exchanges: Sequence[TraceExchange], keys: KeyOptions, trace_format: TraceFormat | None = None
+) -> TraceReport:
+    """Find and check the sessions in ``exchanges`` (see the module docstring)."""
+    reports: list[ExchangeReport] = []
+    sessions: list[_Session] = []
+    current: _Session | None = None
+    for exchange in exchanges:
+        command = exchange.command
+        if command.ins == INS_INITIALIZE_UPDATE and command.cla & 0x80 and not command.cla & 0x0C:
+            current = _Session(len(sessions) + 1, exchange)
+            sessions.append(current)
+            reports.append(_initialize_update(current, exchange, keys))
+            continue
+        if current is None or command.channel != current.channel:
+            reports.append(ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response))
+            continue
+        if command.ins == INS_SELECT and command.p1 == 0x04 and current.opened and not command.cla & 0x0C:
+            current = None  # SELECT by name ends the session (GP 2.3.1, 10.2.3)
+            reports.append(ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response))
+            continue
+        current.last = exchange.index
+        if current.stopped:
+            reports.append(
+                ExchangeReport(
+                    exchange.index, exchange.line, Role.UNCHECKED, command, exchange.response, session=current.number
+                )
+            )
+        elif not current.opened:
+            if command.ins == INS_EXTERNAL_AUTHENTICATE:
+                reports.append(_external_authenticate(current, exchange))
+            else:
+                current.fail(
+                    exchange.index,
+                    Failure.MALFORMED,
+                    f"expected EXTERNAL AUTHENTICATE after INITIALIZE UPDATE, found INS {command.ins:02X}",
+                )
+                reports.append(
+                    ExchangeReport(
+                        exchange.index,
+                        exchange.line,
+                        Role.UNCHECKED,
+                        command,
+                        exchange.response,
+                        session=current.number,
+                        failure=Failure.MALFORMED,
+                        explanation=current.explanation,
+                    )
+                )
+        else:
+            reports.append(_secured(current, exchange))
+    return TraceReport(trace_format, tuple(reports), tuple(s.report() for s in sessions))
+
+
+def decode_trace(text: str, keys: KeyOptions, trace_format: TraceFormat | None = None) -> TraceReport:
+    """Read a trace (format detected unless given), fold T=0 GET RESPONSEs and check every session in it.
+
+    Raises DecodeError when the text is not a trace of a known format.
+    """
+    from gpchannel.trace.formats import detect_format
+
+    fmt = trace_format or detect_format(text)
+    exchanges = join_get_response(parse_trace(text, fmt))
+    return decode_exchanges(exchanges, keys, fmt)
