@@ -268,6 +268,17 @@ def test_tampered_ciphertext_terminates() -> None:
     assert card.state is ChannelState.TERMINATED
 
 
+@pytest.mark.parametrize("i", [0x55, 0x1A, 0x0B])
+@pytest.mark.parametrize("size", [8, 264, 300])
+def test_extended_command_is_a_security_error(i: int, size: int) -> None:
+    """A C-MACed extended-length command cannot be verified (one-byte Lc, E.4.4): 6982 and TERMINATED, never a
+    ValueError out of the MAC input (which once escaped for more than 247 data bytes)."""
+    _, card = open_pair(i, 0x01)
+    with pytest.raises(SecurityNotSatisfied, match="short APDUs"):
+        card.unwrap(CommandApdu(0x84, 0xCA, 0x00, 0x66, bytes(size), extended=True))
+    assert card.state is ChannelState.TERMINATED
+
+
 @pytest.mark.parametrize("order", ["replay", "reorder", "drop"])
 def test_replayed_reordered_dropped_commands_are_refused(order: str) -> None:
     host, card = open_pair(0x15, 0x01)

@@ -278,6 +278,9 @@ class Scp02Card(CardChannel):
         assert chain is not None and keys is not None
         if len(command.data) < _MAC:
             self._fail_closed(SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"))
+        if command.is_extended:
+            # The C-MAC covers a one-byte Lc (E.4.4): an extended-length command cannot carry a valid one.
+            self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"))
         body, mac = command.data[:-_MAC], command.data[-_MAC:]
         if SecurityLevel.C_DECRYPTION in self.level and body:
             try:
