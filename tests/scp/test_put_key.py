@@ -17,7 +17,7 @@ from gpchannel.crypto.ciphers import (
     des3_ecb_encrypt,
 )
 from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.errors import DecodeError, IncorrectData, IncorrectP1P2, RemoteProtocolError
+from gpchannel.errors import DecodeError, IncorrectData, IncorrectP1P2, RemoteProtocolError, SecurityNotSatisfied
 from gpchannel.scp.common import SecurityLevel
 from gpchannel.scp.put_key import KeyComponent, PutKeyCommand, PutKeyData, put_key_command
 from gpchannel.scp.scp01 import Scp01Card, Scp01Host
@@ -81,15 +81,16 @@ def test_aes_192_key_is_padded_and_its_length_kept() -> None:
     assert PutKeyData.from_bytes(raw).decrypt(lambda c: aes_cbc_decrypt(dek, c)) == (key,)
 
 
-def test_kcv_mismatch_is_incorrect_data() -> None:
+def test_kcv_mismatch_is_6982() -> None:
+    """GP 2.3.1 Table 11-78: "Invalid key check value" is 6982 (9485 is deprecated), not 6A80 (wrong data)."""
     dek = bytes(range(16))
     data = PutKeyData.build(0x21, [bytes(range(16))], KeyType.DES3, lambda k: des3_ecb_encrypt(dek, k))
     raw = bytearray(data.to_bytes())
     raw[-1] ^= 0x01
-    with pytest.raises(IncorrectData) as info:
+    with pytest.raises(SecurityNotSatisfied) as info:
         PutKeyData.from_bytes(bytes(raw)).decrypt(lambda c: des3_ecb_decrypt(dek, c))
-    assert info.value.sw == 0x6A80
-    with pytest.raises(IncorrectData):  # the wrong DEK gives another key, hence another KCV
+    assert info.value.sw == 0x6982
+    with pytest.raises(SecurityNotSatisfied):  # the wrong DEK gives another key, hence another KCV
         data.decrypt(lambda c: des3_ecb_decrypt(bytes(16), c))
 
 

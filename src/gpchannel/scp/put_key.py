@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import KeyType, StaticKeys, kcv
-from gpchannel.errors import DecodeError, IncorrectData, IncorrectP1P2, RemoteProtocolError
+from gpchannel.errors import DecodeError, IncorrectData, IncorrectP1P2, RemoteProtocolError, SecurityNotSatisfied
 
 __all__ = [
     "INS_PUT_KEY",
@@ -166,7 +166,10 @@ class KeyComponent:
         return cls(key_type.value, encrypted, len(key) if with_length else None, kcv(key, key_type))
 
     def decrypt(self, decrypt: Callable[[bytes], bytes]) -> bytes:
-        """The clear key (card side): decrypt, drop the padding, check the KCV. IncorrectData (6A80) on mismatch.
+        """The clear key (card side): decrypt, drop the padding, check the KCV.
+
+        A KCV that does not match is SecurityNotSatisfied, 6982 "Invalid key check value" (GP 2.3.1 Table 11-78,
+        which deprecates 9485); a malformed key data field is IncorrectData (6A80).
 
         DES (80) and AES (88) keys must come with a 3-byte KCV (GP 2.3.1 11.8.2.3.3, B.6); other key types are
         refused as IncorrectData, since their check cannot be made.
@@ -184,7 +187,7 @@ class KeyComponent:
         if len(self.kcv) != _KCV_LENGTH:
             raise IncorrectData(f"a {key_type.name} key needs a {_KCV_LENGTH}-byte key check value")
         if not constant_time_equal(kcv(clear, key_type), self.kcv):
-            raise IncorrectData("the key check value does not match the decrypted key")
+            raise SecurityNotSatisfied("invalid key check value: it does not match the decrypted key")
         return clear
 
 
@@ -231,7 +234,7 @@ class PutKeyData:
         return cls.build(keys.kvn, (keys.enc, keys.mac, keys.dek), keys.key_type, encrypt)
 
     def decrypt(self, decrypt: Callable[[bytes], bytes]) -> tuple[bytes, ...]:
-        """The clear keys (card side), each KCV checked: IncorrectData (6A80) on any mismatch."""
+        """The clear keys (card side), each KCV checked: SecurityNotSatisfied (6982) on any mismatch."""
         return tuple(k.decrypt(decrypt) for k in self.keys)
 
     def response_data(self) -> bytes:
