@@ -35,13 +35,13 @@ AES_KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48
 COMMANDS = (
     CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", le=256),
     CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256),
-    CommandApdu(0x80, 0xE6, 0x0C, 0x00, bytes(range(40)), le=256),
+    CommandApdu(0x80, 0xE6, 0x0C, 0x00, bytes(range(0xA0, 0xC8)), le=256),
     CommandApdu(0x80, 0xF0, 0x80, 0x07),
     CommandApdu(0x80, 0xE4, 0x00, 0x80, bytes.fromhex("4F07A0000001510000")),
 )
 RESPONSES = (
     ResponseApdu(bytes.fromhex("E30D4F07A00000015153509F700101")),
-    ResponseApdu(bytes(range(50))),
+    ResponseApdu(bytes(range(0xC0, 0xF2))),
     ResponseApdu(b"\x00"),
     ResponseApdu(b"", 0x6A88),
     ResponseApdu(b"\x00"),

@@ -82,7 +82,7 @@ def _attempt(
             card_keys = replace(diversify(master, scheme, parsed.key_diversification_data), key_type=card_type)
         kcvs = card_keys.kcvs()
         checker = _checker(card_keys, host_challenge, parsed)
-    except (UnsupportedError, ValueError) as exc:
+    except (UnsupportedError, ValueError, Mismatch) as exc:
         return DoctorAttempt(scheme, False, note=f"does not apply: {exc}")
     try:
         checker.check_card_cryptogram()

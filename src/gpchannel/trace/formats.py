@@ -62,8 +62,8 @@ _GPSHELL_WIRE = re.compile(r"^\s*Wrapped command\s*-->\s*" + _HEX + r"\s*$")
 _GPSHELL_RESPONSE = re.compile(r"^\s*Response\s*<--\s*" + _HEX + r"\s*$")
 _GPPRO_COMMAND = re.compile(r"A>>\s*(?:T=\S+\s*)?(?:\([^)]*\)\s*)*" + _HEX + r"\s*$")
 _GPPRO_RESPONSE = re.compile(r"A<<\s*(?:\([^)]*\)\s*)*" + _HEX + r"\s*$")
-_PCSCD_COMMAND = re.compile(r"\bAPDU:\s*" + _HEX + r"\s*$")
-_PCSCD_RESPONSE = re.compile(r"\bSW:\s*" + _HEX + r"\s*$")
+_PCSCD_COMMAND = re.compile(r"(?<![\w-])APDU:\s*" + _HEX + r"\s*$")
+_PCSCD_RESPONSE = re.compile(r"(?<![\w-])SW:\s*" + _HEX + r"\s*$")
 _PLAIN_COMMAND = re.compile(r"^\s*(?:C-APDU\s*:?|>)\s*" + _HEX + r"\s*$", re.IGNORECASE)
 _PLAIN_RESPONSE = re.compile(r"^\s*(?:R-APDU\s*:?|<)\s*" + _HEX + r"\s*$", re.IGNORECASE)
 
@@ -83,7 +83,8 @@ def detect_format(text: str) -> TraceFormat:
     """
     lines = text.splitlines()
     for fmt, patterns in _MARKERS.items():
-        if any(patterns[0].search(line) for line in lines):
+        commands = patterns[:2] if fmt is TraceFormat.GPSHELL else patterns[:1]
+        if any(p.search(line) for p in commands for line in lines):
             if fmt is TraceFormat.GPCHANNEL and not any(_our_kind(line) == "C" for line in lines):
                 continue
             return fmt
