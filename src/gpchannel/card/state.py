@@ -26,6 +26,7 @@ __all__ = [
     "STATE_FORMAT",
     "Application",
     "CardState",
+    "ContentKey",
     "KeySet",
     "LoadFile",
     "MemoryStore",
@@ -139,13 +140,52 @@ class KeySet:
         return keys
 
 
+_CONTENT_KEY_KINDS = ("des3", "aes", "rsa", "ec")
+
+
+@dataclass(slots=True)
+class ContentKey:
+    """A Security Domain's token verification (KVN 70), receipt generation (71) or DAP verification (73) key
+    (GP 2.3.1, C.1; 11.1.8). ``kind`` is des3/aes (``value`` the secret key), rsa (``value`` the modulus,
+    ``exponent`` e) or ec (``value`` the uncompressed point, ``curve`` its key parameter reference)."""
+
+    kvn: int
+    kind: str
+    value: bytes = field(repr=False)
+    exponent: bytes = b""
+    curve: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kvn": self.kvn,
+            "kind": self.kind,
+            "value": _hex(self.value),
+            "exponent": _hex(self.exponent),
+            "curve": self.curve,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> ContentKey:
+        f = _Fields(raw, where)
+        kind = f.text("kind")
+        if kind not in _CONTENT_KEY_KINDS:
+            raise DecodeError(f"{where}.kind: {kind!r} is none of {_CONTENT_KEY_KINDS}")
+        return cls(f.num("kvn", hi=0x7F), kind, f.hex("value"), f.hex("exponent", ""), f.num("curve", 0, hi=0xFFFF))
+
+
 @dataclass(slots=True)
 class SdConfig:
-    """What makes an application a Security Domain: its secure channel protocol, i parameter and key sets."""
+    """What makes an application a Security Domain: its secure channel protocol, i parameter and key sets,
+    and for Delegated Management / DAP its content keys and receipt confirmation counter (GP 2.3.1, C.1, C.5)."""
 
     scp: int
     i_param: int
     keysets: list[KeySet] = field(default_factory=list)
+    content_keys: list[ContentKey] = field(default_factory=list)
+    confirmation_counter: int = 0
+
+    def content_key(self, kvn: int) -> ContentKey | None:
+        return next((k for k in self.content_keys if k.kvn == kvn), None)
 
     def keyset(self, kvn: int) -> KeySet | None:
         """The key set of version ``kvn``; 0 means the first (default) one (GP 2.3.1, 11.12.2.1)."""
@@ -154,13 +194,22 @@ class SdConfig:
         return next((k for k in self.keysets if k.kvn == kvn), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scp": self.scp, "i": self.i_param, "keysets": [k.to_dict() for k in self.keysets]}
+        out: dict[str, Any] = {"scp": self.scp, "i": self.i_param, "keysets": [k.to_dict() for k in self.keysets]}
+        if self.content_keys:
+            out["content_keys"] = [k.to_dict() for k in self.content_keys]
+        if self.confirmation_counter:
+            out["confirmation_counter"] = self.confirmation_counter
+        return out
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> SdConfig:
         f = _Fields(raw, where)
         keysets = [KeySet.from_dict(k, f"{where}.keysets[{n}]") for n, k in enumerate(f.items("keysets"))]
-        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets)
+        content_keys = [
+            ContentKey.from_dict(k, f"{where}.content_keys[{n}]") for n, k in enumerate(f.items("content_keys"))
+        ]
+        counter = f.num("confirmation_counter", 0, hi=0xFFFF)
+        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter)
 
 
 @dataclass(slots=True)
