@@ -57,6 +57,8 @@ class TraceExchange:
 
 
 _HEX = r"([0-9A-Fa-f][0-9A-Fa-f \t]*)"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+"""Terminal colour codes (pcscd --color) are removed before a line is read."""
 _GPSHELL_PLAIN = re.compile(r"^\s*Command\s*-->\s*" + _HEX + r"\s*$")
 _GPSHELL_WIRE = re.compile(r"^\s*Wrapped command\s*-->\s*" + _HEX + r"\s*$")
 _GPSHELL_RESPONSE = re.compile(r"^\s*Response\s*<--\s*" + _HEX + r"\s*$")
@@ -81,7 +83,7 @@ def detect_format(text: str) -> TraceFormat:
 
     DecodeError when no line of any known format is found.
     """
-    lines = text.splitlines()
+    lines = [_ANSI.sub("", line) for line in text.splitlines()]
     for fmt, patterns in _MARKERS.items():
         commands = patterns[:2] if fmt is TraceFormat.GPSHELL else patterns[:1]
         if any(p.search(line) for p in commands for line in lines):
@@ -160,7 +162,7 @@ def parse_trace(text: str, fmt: TraceFormat | None = None) -> list[TraceExchange
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         here = offset
         offset += len(line)
-        line = line.rstrip("\r\n")
+        line = _ANSI.sub("", line.rstrip("\r\n"))
         if fmt is TraceFormat.GPCHANNEL:
             match = LINE_PATTERN.match(line)
             if match is None:

@@ -39,6 +39,7 @@ def _session_json(s: SessionReport) -> dict[str, Any]:
         "sequence_counter": _hex(s.sequence_counter),
         "key_check_values": [v.hex().upper() for v in s.key_check_values],
         "checked": s.checked,
+        "opened": s.opened,
         "ok": s.ok,
         "failure": s.failure.value if s.failure is not None else None,
         "failed_at": s.failed_at,
@@ -88,6 +89,8 @@ def _session_title(s: SessionReport) -> str:
         parts.append(f"(keys KCV {_kcvs(s.key_check_values)})")
     if not s.checked:
         parts.append("- not checked (no keys)")
+    elif s.ok and not s.opened:
+        parts.append("- card cryptogram verified; no EXTERNAL AUTHENTICATE followed (the session never opened)")
     elif s.ok:
         parts.append("- every check passed")
     else:

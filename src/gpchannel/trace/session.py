@@ -120,6 +120,8 @@ class SessionReport:
     failed_at: int | None = None
     explanation: str = ""
     checked: bool = True
+    opened: bool = False
+    """Whether EXTERNAL AUTHENTICATE succeeded (a host that rejects the card cryptogram sends none)."""
 
     @property
     def ok(self) -> bool:
@@ -229,6 +231,7 @@ class _Session:
             self.failed_at,
             self.explanation,
             self.checked,
+            self.opened,
         )
 
 
