@@ -17,7 +17,8 @@ from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol
-from gpchannel.trace.verifiers import Checker, Mismatch, Scp01Checker, Scp02Checker, Scp03Checker
+from gpchannel.trace.scp02_checker import Scp02Checker
+from gpchannel.trace.verifiers import Checker, Mismatch, Scp01Checker, Scp03Checker
 
 __all__ = ["DoctorAttempt", "DoctorReport", "doctor"]
 

@@ -24,7 +24,8 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
 from gpchannel.trace.formats import TraceExchange, TraceFormat, join_get_response, parse_trace
-from gpchannel.trace.verifiers import Checker, Failure, Mismatch, Scp01Checker, Scp02Checker, Scp03Checker
+from gpchannel.trace.scp02_checker import Scp02Checker
+from gpchannel.trace.verifiers import Checker, Failure, Mismatch, Scp01Checker, Scp03Checker
 
 __all__ = [
     "ExchangeReport",
