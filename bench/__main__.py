@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import scp
+from bench import ota_packets, scp
 
 
 def main() -> None:
@@ -13,6 +13,9 @@ def main() -> None:
     args = parser.parse_args()
     print("== secure messaging (sans-I/O core) ==")
     for line in scp.run(args.seconds):
+        print(line.line())
+    print("== SCP80 OTA packets (sans-I/O core) ==")
+    for line in ota_packets.run(args.seconds):
         print(line.line())
 
 

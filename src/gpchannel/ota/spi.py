@@ -102,6 +102,10 @@ class Spi:
             raise DecodeError(f"SPI1 {b1:02X} has reserved bits b8..b6 set", offset=0)
         if b2 & _SPI2_RESERVED:
             raise DecodeError(f"SPI2 {b2:02X} has reserved bits b8b7 set", offset=1)
+        return _SPI_TABLE[(b1 << 8) | b2]
+
+    @classmethod
+    def _decode(cls, b1: int, b2: int) -> Spi:
         return cls(
             integrity=Integrity(b1 & 3),
             ciphered=bool(b1 & 0x04),
@@ -111,6 +115,10 @@ class Spi:
             por_ciphered=bool(b2 & 0x10),
             por_transport=PorTransport((b2 >> 5) & 1),
         )
+
+
+# Every valid SPI decoded once (32 x 64 values): decoding is then a lookup (an immutable table, not a cache).
+_SPI_TABLE: dict[int, Spi] = {(b1 << 8) | b2: Spi._decode(b1, b2) for b1 in range(0x20) for b2 in range(0x40)}
 
 
 class AlgorithmFamily(IntEnum):
