@@ -245,7 +245,7 @@ def test_reprs_hide_keys() -> None:
 # -- negative cases ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("i", [0x15, 0x1A])
+@pytest.mark.parametrize("i", [0x15, 0x55])
 def test_tampered_mac_terminates(i: int) -> None:
     host, card = open_pair(i)
     wire = host.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256))
@@ -257,6 +257,33 @@ def test_tampered_mac_terminates(i: int) -> None:
     assert card.sequence_counter == counter
     with pytest.raises(SecurityNotSatisfied):
         card.unwrap(wire)
+
+
+@pytest.mark.parametrize("i", IMPLICIT_I)
+def test_implicit_security_error_aborts_and_a_new_session_can_start(i: int) -> None:
+    """E.1.6, implicit initiation: a security error aborts the session (level NO_SECURITY_LEVEL), it does not
+    terminate it for good: plain commands pass unchecked and the next C-MACed command attempts a new session."""
+    host, card = open_pair(i)
+    wire = host.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256))
+    bad = wire.with_changes(data=wire.data[:-1] + bytes((wire.data[-1] ^ 1,)))
+    with pytest.raises(SecurityNotSatisfied, match="C-MAC"):
+        card.unwrap(bad)
+    assert card.state is ChannelState.IDLE and card.level == SecurityLevel.NONE and card.sequence_counter == 5
+    plain = CommandApdu(0x00, 0xA4, 0x04, 0x00, AID, le=256)
+    assert card.unwrap(plain) == plain and card.wrap(ResponseApdu()) == ResponseApdu()
+    # The genuine first command was never accepted: it opens the session now, and the counter moves once.
+    assert card.unwrap(wire) == CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256)
+    assert card.is_open and int(card.level) == SecurityLevel.C_MAC and card.sequence_counter == 6
+    card.wrap(ResponseApdu())
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256), ResponseApdu()) == ResponseApdu()
+    # A failure later in the session aborts too; a new host session then opens with the incremented counter.
+    with pytest.raises(SecurityNotSatisfied):
+        card.unwrap(CommandApdu(0x84, 0xCA, 0x00, 0x66, bytes(8)))
+    assert card.state is ChannelState.IDLE and card.sequence_counter == 6
+    again = make_host(i)
+    again.begin_implicit(card.sequence_counter)
+    assert exchange(again, card, CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256), ResponseApdu()) == ResponseApdu()
+    assert card.is_open and card.sequence_counter == 7
 
 
 def test_tampered_ciphertext_terminates() -> None:
@@ -276,7 +303,7 @@ def test_extended_command_is_a_security_error(i: int, size: int) -> None:
     _, card = open_pair(i, 0x01)
     with pytest.raises(SecurityNotSatisfied, match="short APDUs"):
         card.unwrap(CommandApdu(0x84, 0xCA, 0x00, 0x66, bytes(size), extended=True))
-    assert card.state is ChannelState.TERMINATED
+    assert card.state is (ChannelState.TERMINATED if is_explicit(i) else ChannelState.IDLE)
 
 
 @pytest.mark.parametrize("order", ["replay", "reorder", "drop"])
@@ -518,8 +545,8 @@ def test_card_unwrap_fuzz(data: bytes, cla: int, ins: int) -> None:
         _, card = open_pair(i, 0x03 if i == 0x55 else 0x01)
         try:
             card.unwrap(CommandApdu(cla, ins, 0, 0, data))
-        except CardError:
-            assert card.state is ChannelState.TERMINATED
+        except CardError:  # implicit initiation aborts the session instead (E.1.6)
+            assert card.state is (ChannelState.TERMINATED if is_explicit(i) else ChannelState.IDLE)
 
 
 @given(data=st.binary(max_size=64), sw=st.sampled_from(SUCCESS_SW + ERROR_SW))

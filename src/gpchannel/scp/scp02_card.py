@@ -16,9 +16,12 @@ persists ``sequence_counter`` after each call.
 E.4.5 asks that, while every response carries an R-MAC, case 1 and 3 commands be processed as case 2 and 4 with
 Le 00: that is the transport's business (a T=0 card answers 61xx); ``unwrap`` returns the command as sent.
 
-Errors are :class:`CardError` subclasses for the dispatcher to turn into status words. A security error (C-MAC,
-host cryptogram, decryption, a command without C-MAC at a C-MAC level) terminates the session: every later use is
-refused with 6982. Malformed BEGIN / END R-MAC SESSION commands are refused without ending the session.
+Errors are :class:`CardError` subclasses for the dispatcher to turn into status words. With explicit initiation a
+security error (C-MAC, host cryptogram, decryption, a command without C-MAC at a C-MAC level) terminates the
+session: every later use is refused with 6982. With implicit initiation the session for incoming commands is
+aborted instead (E.1.6, implicit rules): the level drops to NO_SECURITY_LEVEL (or R-MAC only while an R-MAC
+session runs), commands without secure messaging pass unchecked, and the next command with secure messaging
+attempts a new session. Malformed BEGIN / END R-MAC SESSION commands are refused without ending the session.
 """
 
 from __future__ import annotations
@@ -152,6 +155,14 @@ class Scp02Card(CardChannel):
         self._c_chain = self._r_chain = None
 
     def _fail_closed(self, error: SecurityNotSatisfied | ConditionsNotSatisfied) -> NoReturn:
+        if not is_explicit(self.i_param):
+            # E.1.6, implicit initiation: the session for incoming commands is aborted, the Current Security Level
+            # reset to NO_SECURITY_LEVEL or R-MAC only; the next command with secure messaging starts a new one.
+            self._c_chain, self._last = None, None
+            every = self._r_chain is not None and self._r_chain.every_response
+            self.state = ChannelState.IDLE
+            self.level = SecurityLevel.R_MAC if every else SecurityLevel.NONE
+            raise error
         self._c_chain = self._r_chain = None
         self._fail(error)
 
@@ -232,7 +243,8 @@ class Scp02Card(CardChannel):
 
     # -- secure messaging --------------------------------------------------------------------------------------
     def unwrap(self, command: CommandApdu) -> CommandApdu:
-        """Verify the C-MAC (E.4.4) and decrypt the data (E.4.6) of a command; 6982 and TERMINATED on error.
+        """Verify the C-MAC (E.4.4) and decrypt the data (E.4.6) of a command; 6982 on error, and TERMINATED
+        (explicit initiation) or aborted back to IDLE (implicit initiation, E.1.6; see the module docstring).
 
         Explicit initiation: a command without the secure messaging indication is refused when the level has
         C-MAC (E.1.6); one with it is verified whatever the level. Implicit initiation: see the module docstring.
@@ -247,7 +259,7 @@ class Scp02Card(CardChannel):
             if not has_sm:
                 if self.state is ChannelState.OPEN:
                     self.level &= ~SecurityLevel.C_MAC  # AUTHENTICATED only, R-MAC as is (E.1.6)
-                    self._last = command
+                self._last = command  # R-MACed by wrap while an R-MAC session runs (also after an abort)
                 return command
             if self.state is not ChannelState.OPEN or SecurityLevel.C_MAC not in self.level:
                 self._open_implicit()
