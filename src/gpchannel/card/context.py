@@ -81,6 +81,7 @@ class LoadContext:
     next_block: int = 0
     buffer: bytearray = field(default_factory=bytearray)
     combined: bool = False
+    token_identifier: bytes | None = None  # from the Load Token's B6 template, for the Load Receipt (11.1.6)
 
 
 @dataclass(slots=True)
