@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification
@@ -98,7 +98,7 @@ def _answer(response: ResponseApdu) -> Callable[[CommandApdu], ResponseApdu]:
     return lambda _command: response
 
 
-def as_exchanges(pairs: list[Pair]) -> list[TraceExchange]:
+def as_exchanges(pairs: Sequence[Pair]) -> list[TraceExchange]:
     return [TraceExchange(n, n + 1, command, response) for n, (command, response) in enumerate(pairs)]
 
 

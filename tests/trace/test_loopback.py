@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
+from gpchannel.scp.loopback import exchange, handshake
+from gpchannel.scp.scp02_card import Scp02Card
+from gpchannel.scp.scp02_host import Scp02Host
 from gpchannel.scp.scp03 import allowed_levels
-from gpchannel.trace import Failure, KeyOptions, Role, decode_exchanges
-from tests.trace.builders import COMMANDS, Pair, as_exchanges, loopback_trace, make_pair
+from gpchannel.scp.scp03_card import Scp03Card
+from gpchannel.scp.scp03_host import Scp03Host
+from gpchannel.trace import Failure, KeyOptions, Role, decode_exchanges, trace_text
+from tests.trace.builders import (
+    AES_KEYS,
+    AID,
+    COMMANDS,
+    DES_KEYS,
+    HOST_CHALLENGE,
+    KDD,
+    Pair,
+    as_exchanges,
+    counter_random,
+    loopback_trace,
+    make_pair,
+)
 
 CASES = (
     [(1, i, level) for i in (0x05, 0x15) for level in (0x00, 0x01, 0x03)]
@@ -39,12 +56,12 @@ def test_every_check_passes_and_plain_forms_are_recovered(case: tuple[int, int, 
         assert session.i_param == expected_i
     roles = [e.role for e in report.exchanges]
     assert roles == [Role.INITIALIZE_UPDATE, Role.EXTERNAL_AUTHENTICATE] + [Role.SECURED] * len(COMMANDS)
-    for exchange, command, response in zip(report.exchanges[2:], plain_commands, plain_responses, strict=True):
-        assert exchange.plain_command == command
-        assert exchange.plain_response == response
-        assert ("C-MAC" in exchange.checks) is (SecurityLevel.C_MAC in SecurityLevel(level))
-        protected = exchange.response is not None and (exchange.response.is_success or exchange.response.sw1 == 0x61)
-        assert ("R-MAC" in exchange.checks) is (SecurityLevel.R_MAC in SecurityLevel(level) and protected)
+    for item, command, response in zip(report.exchanges[2:], plain_commands, plain_responses, strict=True):
+        assert item.plain_command == command
+        assert item.plain_response == response
+        assert ("C-MAC" in item.checks) is (SecurityLevel.C_MAC in SecurityLevel(level))
+        protected = item.response is not None and (item.response.is_success or item.response.sw1 == 0x61)
+        assert ("R-MAC" in item.checks) is (SecurityLevel.R_MAC in SecurityLevel(level) and protected)
 
 
 def _flip(pairs: list[Pair], index: int, where: str, position: int) -> list[Pair]:
@@ -160,8 +177,6 @@ def test_wrong_chaining(protocol: int) -> None:
     AUTHENTICATE. Built with a second, identical host that wraps the second command right after the handshake."""
     pairs, _, _, keys = loopback_trace(protocol, 0x01, commands=COMMANDS[:2])
     host, card, _ = make_pair(protocol, 0x01)
-    from gpchannel.scp.loopback import handshake
-
     handshake(host, card)
     pairs[3] = (host.wrap(COMMANDS[1]), ResponseApdu(b"", 0x6982))
     report = decode_exchanges(as_exchanges(pairs), KeyOptions(keys))
@@ -238,12 +253,8 @@ def test_refused_external_authenticate_with_valid_cryptograms() -> None:
 
 
 def test_scp02_rmac_session_begin_and_end() -> None:
-    from gpchannel.scp.scp02_card import Scp02Card
-    from gpchannel.scp.scp02_host import Scp02Host
-
     host, card, keys = make_pair(2, 0x01, 0x55)
     assert isinstance(host, Scp02Host) and isinstance(card, Scp02Card)
-    from gpchannel.scp.loopback import exchange, handshake
 
     pairs: list[Pair] = list(handshake(host, card))
     begin = host.begin_rmac_session(b"\x01\x02", every_response=True)
@@ -264,3 +275,62 @@ def test_scp02_rmac_session_begin_and_end() -> None:
     tampered[-1] = (end, ResponseApdu(bytes(8)))
     failure = decode_exchanges(as_exchanges(tampered), KeyOptions(keys)).first_failure
     assert failure is not None and failure.index == len(pairs) - 1 and failure.failure is Failure.R_MAC
+
+
+def _channel_pair(channel: int) -> tuple[Scp03Host, Scp03Card]:
+    host = Scp03Host(AES_KEYS, level=SecurityLevel(0x33), host_challenge=HOST_CHALLENGE, i_param=0x70, channel=channel)
+    card = Scp03Card(
+        AES_KEYS,
+        i_param=0x70,
+        key_diversification_data=KDD,
+        sequence_counter=7 + channel,
+        random=counter_random,
+        aid=AID,
+        channel=channel,
+    )
+    return host, card
+
+
+def test_sessions_on_two_logical_channels_interleaved() -> None:
+    host0, card0 = _channel_pair(0)
+    host5, card5 = _channel_pair(5)
+    pairs: list[Pair] = [*handshake(host0, card0), *handshake(host5, card5)]
+    plain = []
+    for n, command in enumerate(COMMANDS):
+        host, card, channel = (host0, card0, 0) if n % 2 else (host5, card5, 5)
+        command = command.with_changes(cla=cla_for_channel(command.cla, channel))
+        step = exchange(host, card, command, lambda _c: ResponseApdu(b"\x01\x02"))
+        pairs.append((step.wire_command, step.wire_response))
+        plain.append(command)
+    report = decode_exchanges(as_exchanges(pairs), KeyOptions(AES_KEYS))
+    assert report.ok, report.first_failure
+    assert [(s.first, s.opened) for s in report.sessions] == [(0, True), (2, True)]
+    assert [e.session for e in report.exchanges[4:]] == [2, 1, 2, 1, 2]
+    assert [e.plain_command for e in report.exchanges[4:]] == plain
+    assert report.exchanges[5].command.cla == 0x84 and report.exchanges[4].command.cla & 0x40
+
+
+def test_abandoned_session_and_skipped_sequence_counters() -> None:
+    """Three SCP02 sessions on one card, the second missing from the trace; then one the host abandons."""
+    card = Scp02Card(
+        DES_KEYS, i_param=0x55, key_diversification_data=KDD, sequence_counter=5, random=counter_random, aid=AID
+    )
+    sessions = []
+    for _ in range(3):
+        host = Scp02Host(DES_KEYS, level=SecurityLevel(0x01), host_challenge=HOST_CHALLENGE, i_param=0x55)
+        sessions.append(list(handshake(host, card)))
+    iu = Scp02Host(DES_KEYS, level=SecurityLevel(0x01), host_challenge=HOST_CHALLENGE).initialize_update()
+    abandoned = (iu, card.initialize_update(iu))
+    get_data = (CommandApdu(0x80, 0xCA, 0x00, 0x66, le=256), ResponseApdu(b"", 0x6982))
+    pairs = [*sessions[0], *sessions[2], abandoned, get_data]
+    report = decode_exchanges(as_exchanges(pairs), KeyOptions(DES_KEYS))
+    assert report.ok
+    first, third, last = report.sessions
+    assert first.notes == ()
+    assert third.notes == (
+        "the sequence counter is 7 where 6 was expected after session 1: 1 session(s) on this card "
+        "are not in the trace",
+    )
+    assert not last.opened and last.notes == ("the host sent no EXTERNAL AUTHENTICATE: it abandoned the session",)
+    assert report.exchanges[-1].role is Role.OUTSIDE
+    assert "note: the host sent no EXTERNAL AUTHENTICATE" in trace_text(report)

@@ -40,6 +40,7 @@ def _session_json(s: SessionReport) -> dict[str, Any]:
         "key_check_values": [v.hex().upper() for v in s.key_check_values],
         "checked": s.checked,
         "opened": s.opened,
+        "notes": list(s.notes),
         "ok": s.ok,
         "failure": s.failure.value if s.failure is not None else None,
         "failed_at": s.failed_at,
@@ -108,6 +109,7 @@ def trace_text(report: TraceReport) -> str:
         if e.index in starts:
             lines.append("")
             lines.append(_session_title(starts[e.index]))
+            lines.extend(f"  note: {note}" for note in starts[e.index].notes)
         mark = "!!" if e.failure is not None else "  "
         checks = f"  [{', '.join(c + ' ok' for c in e.checks)}]" if e.checks else ""
         lines.append(f"{mark}#{e.index} (line {e.line}) {e.role.value}{checks}")

@@ -123,6 +123,8 @@ class SessionReport:
     checked: bool = True
     opened: bool = False
     """Whether EXTERNAL AUTHENTICATE succeeded (a host that rejects the card cryptogram sends none)."""
+    notes: tuple[str, ...] = ()
+    """Remarks that are not failures: an abandoned session, a sequence counter that jumped."""
 
     @property
     def ok(self) -> bool:
@@ -211,6 +213,7 @@ class _Session:
         self.opened = False
         self.stopped = False
         self.checked = True
+        self.notes: list[str] = []
 
     def fail(self, index: int, failure: Failure, explanation: str) -> None:
         self.failure, self.failed_at, self.explanation, self.stopped = failure, index, explanation, True
@@ -233,6 +236,7 @@ class _Session:
             self.explanation,
             self.checked,
             self.opened,
+            tuple(self.notes),
         )
 
 
@@ -343,57 +347,80 @@ def _secured(session: _Session, exchange: TraceExchange) -> ExchangeReport:
     return replace(base, plain_command=plain, plain_response=plain_response, checks=tuple(checks))
 
 
+def _ends_session(command: CommandApdu) -> bool:
+    """SELECT by name, or MANAGE CHANNEL close, on the session's channel ends it (GP 2.3.1, 10.2.3)."""
+    if command.cla & 0x0C:
+        return False
+    return (command.ins == INS_SELECT and command.p1 == 0x04) or (command.ins == 0x70 and command.p1 == 0x80)
+
+
+def _counter_notes(sessions: list[_Session]) -> None:
+    """Notes where a card's sequence counter jumps between two sessions of the trace (GP 2.2.1 E.1.2.1,
+    Amendment D 6.2.2.1): sessions opened on the card that the trace does not show."""
+    previous: dict[tuple[ScpProtocol, int], _Session] = {}
+    for session in sessions:
+        p = session.parsed
+        if p is None or p.sequence_counter is None:
+            continue
+        key = (p.protocol, p.kvn)
+        before = previous.get(key)
+        previous[key] = session
+        if before is None or before.parsed is None or before.parsed.sequence_counter is None:
+            continue
+        old = int.from_bytes(before.parsed.sequence_counter, "big")
+        new = int.from_bytes(p.sequence_counter, "big")
+        step = 1 if p.protocol is ScpProtocol.SCP03 or before.opened else 0
+        if new != old + step:
+            session.notes.append(
+                f"the sequence counter is {new:X} where {old + step:X} was expected after session {before.number}: "
+                + (
+                    f"{new - old - step} session(s) on this card are not in the trace"
+                    if new > old + step
+                    else "another card, or a counter that went back"
+                )
+            )
+
+
 def decode_exchanges(
     exchanges: Sequence[TraceExchange], keys: KeyOptions, trace_format: TraceFormat | None = None
 ) -> TraceReport:
-    """Find and check the sessions in ``exchanges`` (see the module docstring)."""
+    """Find and check the sessions in ``exchanges`` (see the module docstring); one per logical channel at most."""
     reports: list[ExchangeReport] = []
     sessions: list[_Session] = []
-    current: _Session | None = None
+    current: dict[int, _Session] = {}
     for exchange in exchanges:
         command = exchange.command
+        channel = command.channel
         if command.ins == INS_INITIALIZE_UPDATE and command.cla & 0x80 and not command.cla & 0x0C:
-            current = _Session(len(sessions) + 1, exchange)
-            sessions.append(current)
-            reports.append(_initialize_update(current, exchange, keys))
+            session = _Session(len(sessions) + 1, exchange)
+            sessions.append(session)
+            current[channel] = session
+            reports.append(_initialize_update(session, exchange, keys))
             continue
-        if current is None or command.channel != current.channel:
-            reports.append(ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response))
+        outside = ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response)
+        found = current.get(channel)
+        if found is None:
+            reports.append(outside)
             continue
-        if command.ins == INS_SELECT and command.p1 == 0x04 and current.opened and not command.cla & 0x0C:
-            current = None  # SELECT by name ends the session (GP 2.3.1, 10.2.3)
-            reports.append(ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response))
+        session = found
+        if _ends_session(command):
+            del current[channel]
+            reports.append(outside)
             continue
-        current.last = exchange.index
-        if current.stopped:
-            reports.append(
-                ExchangeReport(
-                    exchange.index, exchange.line, Role.UNCHECKED, command, exchange.response, session=current.number
-                )
-            )
-        elif not current.opened:
-            if command.ins == INS_EXTERNAL_AUTHENTICATE:
-                reports.append(_external_authenticate(current, exchange))
-            else:
-                current.fail(
-                    exchange.index,
-                    Failure.MALFORMED,
-                    f"expected EXTERNAL AUTHENTICATE after INITIALIZE UPDATE, found INS {command.ins:02X}",
-                )
-                reports.append(
-                    ExchangeReport(
-                        exchange.index,
-                        exchange.line,
-                        Role.UNCHECKED,
-                        command,
-                        exchange.response,
-                        session=current.number,
-                        failure=Failure.MALFORMED,
-                        explanation=current.explanation,
-                    )
-                )
+        if not session.stopped and not session.opened and command.ins != INS_EXTERNAL_AUTHENTICATE:
+            session.notes.append("the host sent no EXTERNAL AUTHENTICATE: it abandoned the session")
+            del current[channel]
+            reports.append(outside)
+            continue
+        session.last = exchange.index
+        if session.stopped:
+            role = Role.UNCHECKED
+            reports.append(replace(outside, role=role, session=session.number))
+        elif not session.opened:
+            reports.append(_external_authenticate(session, exchange))
         else:
-            reports.append(_secured(current, exchange))
+            reports.append(_secured(session, exchange))
+    _counter_notes(sessions)
     return TraceReport(trace_format, tuple(reports), tuple(s.report() for s in sessions))
 
 
