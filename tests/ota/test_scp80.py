@@ -34,6 +34,7 @@ from gpchannel.ota.scp80 import (
     unsecure_response,
 )
 from gpchannel.ota.spi import (
+    AlgorithmFamily,
     CipherAlgorithm,
     CounterMode,
     Integrity,
@@ -86,14 +87,23 @@ def test_gsm0348_response_packet(case: VectorCase) -> None:
     assert rebuilt.to_bytes() == raw
 
 
-_PRIMITIVES = {"6DD4": RcAlgorithm.CRC16, "3FCA88C5": RcAlgorithm.CRC32, "0404040C": RcAlgorithm.XOR4}
+_UNKEYED = {"6DD4": RcAlgorithm.CRC16, "3FCA88C5": RcAlgorithm.CRC32, "0404040C": RcAlgorithm.XOR4}
+_KEYED = {8: MacAlgorithm.DES_CBC_MAC, 16: MacAlgorithm.DES3_2KEY_CBC_MAC}
 
 
 @pytest.mark.parametrize("case", params(GSM, "mac_primitive"))
-def test_gsm0348_redundancy_checks(case: VectorCase) -> None:
-    mac = case.expected["mac"]
-    alg = _PRIMITIVES.get(mac, RcAlgorithm.XOR8)
-    assert compute_check(alg, KeySet(), case.hex_in("data")) == bytes.fromhex(mac)
+def test_gsm0348_checks(case: VectorCase) -> None:
+    key, data, macs = case.hex_in("key"), case.hex_in("data"), case.expected["mac"].split(" / ")
+    if not key:
+        alg = _UNKEYED.get(macs[0], RcAlgorithm.XOR8)
+        assert compute_check(alg, KeySet(), data) == bytes.fromhex(macs[0])
+    elif len(macs) == 2:  # AES-CMAC truncated to 4 and to 8 bytes
+        for mac in macs:
+            keyset = KeySet(kid_key=key, cmac_length=len(mac) // 2)
+            assert compute_check(MacAlgorithm.AES_CMAC, keyset, data) == bytes.fromhex(mac)
+    else:  # DES / 3DES CBC-MAC, zero padding (an already padded input gives the same MAC)
+        keyset = KeySet(kid_key=key, allow_single_des=True)
+        assert compute_check(_KEYED[len(key)], keyset, data) == bytes.fromhex(macs[0])
 
 
 # --------------------------------------------------------------------------------------------- vectors: pySim
@@ -172,8 +182,13 @@ _MAC_KEYS = {
 }
 
 
+def _key(draw: st.DrawFn, size: int) -> bytes:
+    return draw(st.binary(min_size=size, max_size=size))
+
+
 @st.composite
 def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, KeySet]:
+    """Every cipher (the implicit 3DES-ECB included) with every CC or RC (the implicit XOR4/XOR8 included)."""
     spi = Spi(
         integrity=draw(st.sampled_from([Integrity.NONE, Integrity.RC, Integrity.CC])),
         ciphered=draw(st.booleans()),
@@ -183,28 +198,31 @@ def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, KeySet]:
         por_ciphered=draw(st.booleans()),
         por_transport=draw(st.sampled_from(PorTransport)),
     )
-    cipher = draw(st.sampled_from(sorted(_CIPHER_KEYS, key=lambda c: c.value)))
-    mac = draw(st.sampled_from(sorted(_MAC_KEYS, key=lambda m: m.value)))
-    kvn = draw(st.integers(0, 15))
-    kic = Kic.for_cipher(cipher, kvn)
     if Integrity.RC in (spi.integrity, spi.por_integrity) and Integrity.CC in (spi.integrity, spi.por_integrity):
         spi = dataclasses.replace(spi, por_integrity=spi.integrity)  # one KID serves both directions
+    kvn = draw(st.integers(0, 15))
+    cipher = draw(st.sampled_from([*sorted(_CIPHER_KEYS, key=lambda c: c.value), CipherAlgorithm.DES3_ECB]))
+    implicit_cipher = cipher is CipherAlgorithm.DES3_ECB
+    kic = (
+        Kic(kvn, AlgorithmFamily.IMPLICIT, draw(st.integers(0, 3))) if implicit_cipher else Kic.for_cipher(cipher, kvn)
+    )
+    if cipher is CipherAlgorithm.AES_CBC:
+        kic_key = _key(draw, draw(st.sampled_from([16, 24, 32])))
+    else:
+        kic_key = _key(draw, draw(st.sampled_from([16, 24])) if implicit_cipher else _CIPHER_KEYS[cipher])
+    mac = draw(st.sampled_from(sorted(_MAC_KEYS, key=lambda m: m.value)))
+    rc = draw(st.sampled_from(sorted(RcAlgorithm, key=lambda r: r.value)))
+    implicit_rc = rc in (RcAlgorithm.XOR4, RcAlgorithm.XOR8)
     if Integrity.RC in (spi.integrity, spi.por_integrity):
-        kid = Kid.for_rc(draw(st.sampled_from([RcAlgorithm.CRC16, RcAlgorithm.CRC32])), kvn)
+        kid = Kid(kvn, AlgorithmFamily.IMPLICIT, 0) if implicit_rc else Kid.for_rc(rc, kvn)
     else:
         kid = Kid.for_mac(mac, kvn)
-    aes_key = draw(st.sampled_from([16, 24, 32]))
+    kid_len = draw(st.sampled_from([16, 24, 32])) if mac is MacAlgorithm.AES_CMAC else _MAC_KEYS[mac]
     keyset = KeySet(
-        kic_key=draw(
-            st.binary(min_size=1, max_size=32).map(
-                lambda b: (b * 32)[: aes_key if cipher is CipherAlgorithm.AES_CBC else _CIPHER_KEYS[cipher]]
-            )
-        ),
-        kid_key=draw(
-            st.binary(min_size=1, max_size=32).map(
-                lambda b: (b * 32)[: aes_key if mac is MacAlgorithm.AES_CMAC else _MAC_KEYS[mac]]
-            )
-        ),
+        kic_key=kic_key,
+        kid_key=_key(draw, kid_len),
+        cipher=CipherAlgorithm.DES3_ECB if implicit_cipher else None,
+        rc=rc if implicit_rc else None,
         cmac_length=draw(st.sampled_from([4, 8])),
         allow_single_des=True,
     )
@@ -228,6 +246,8 @@ def test_command_round_trip(
     assert (cmd.data, cmd.counter, cmd.tar, cmd.spi, cmd.kic, cmd.kid) == (data, counter, tar, spi, kic, kid)
     if spi.ciphered:
         assert len(packet.secured) % (16 if kic.cipher is CipherAlgorithm.AES_CBC else 8) == 0
+    assert len(cmd.check) == packet.check_length == (0 if spi.integrity is Integrity.NONE else len(cmd.check))
+    assert packet.check_length in ((0,) if spi.integrity is Integrity.NONE else (2, 4, 8))
 
 
 @given(
