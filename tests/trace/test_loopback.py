@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.keys import StaticKeys
+from gpchannel.errors import DecodeError
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
 from gpchannel.scp.loopback import exchange, handshake
 from gpchannel.scp.scp02_card import Scp02Card
@@ -334,3 +337,26 @@ def test_abandoned_session_and_skipped_sequence_counters() -> None:
     assert not last.opened and last.notes == ("the host sent no EXTERNAL AUTHENTICATE: it abandoned the session",)
     assert report.exchanges[-1].role is Role.OUTSIDE
     assert "note: the host sent no EXTERNAL AUTHENTICATE" in trace_text(report)
+
+
+@given(
+    case=st.sampled_from(TAMPER_CASES),
+    index=st.integers(0, 6),
+    command=st.binary(min_size=4, max_size=40),
+    response=st.one_of(st.none(), st.binary(min_size=2, max_size=40)),
+)
+def test_any_replaced_exchange_is_reported_never_raised(
+    case: tuple[int, int, int], index: int, command: bytes, response: bytes | None
+) -> None:
+    """One exchange of a good session replaced by arbitrary bytes: a report, with a failure no later than the next
+    exchange (a replacement on another channel is a command missing from the session, seen at the next one)."""
+    protocol, i, level = case
+    pairs, _, _, keys = loopback_trace(protocol, level, i)
+    try:
+        replaced = CommandApdu.from_bytes(command)
+    except DecodeError:
+        return
+    pairs[index] = (replaced, ResponseApdu.from_bytes(response) if response is not None else None)
+    report = decode_exchanges(as_exchanges(pairs), KeyOptions(keys))
+    failure = report.first_failure
+    assert failure is None or failure.index <= index + 1 or replaced.ins == 0x50

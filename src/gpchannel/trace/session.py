@@ -23,7 +23,7 @@ from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
-from gpchannel.trace.formats import TraceExchange, TraceFormat, join_get_response, parse_trace
+from gpchannel.trace.formats import TraceExchange, TraceFormat, detect_format, join_get_response, parse_trace
 from gpchannel.trace.scp02_checker import Scp02Checker
 from gpchannel.trace.verifiers import Checker, Failure, Mismatch, Scp01Checker, Scp03Checker
 
@@ -429,8 +429,6 @@ def decode_trace(text: str, keys: KeyOptions, trace_format: TraceFormat | None =
 
     Raises DecodeError when the text is not a trace of a known format.
     """
-    from gpchannel.trace.formats import detect_format
-
     fmt = trace_format or detect_format(text)
     exchanges = join_get_response(parse_trace(text, fmt))
     return decode_exchanges(exchanges, keys, fmt)
