@@ -164,7 +164,8 @@ class Scp01Checker(Checker):
 
     @property
     def i_param(self) -> int | None:
-        return self.candidates[0]
+        """05 or 15 once a C-MAC after EXTERNAL AUTHENTICATE told them apart; None before."""
+        return self.candidates[0] if len(self.candidates) == 1 else None
 
     def check_card_cryptogram(self) -> None:
         expected = scp01.card_cryptogram(self.keys.s_enc, self.host_challenge, self.parsed.card_challenge)
