@@ -20,6 +20,8 @@ Card side::
 
 On the card, every security failure raises a ``CardError`` (``SecurityNotSatisfied``, 6982, for MAC and
 cryptogram errors) after moving the session to TERMINATED; the dispatcher turns the error into the status word.
+The one exception is SCP02 with implicit initiation, whose session is aborted back to IDLE (GP 2.2.1 E.1.6): the
+next command with secure messaging attempts a new session there.
 
 Subclasses implement the protocol-specific hooks (``_process_*``, ``_wrap``, ``_unwrap``); the base classes own
 state checks and termination, so no protocol can forget them.
