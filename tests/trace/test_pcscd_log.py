@@ -14,7 +14,17 @@ import pytest
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
-from gpchannel.trace import Failure, KeyOptions, Role, TraceFormat, decode_trace, doctor, parse_trace, trace_text
+from gpchannel.trace import (
+    Failure,
+    KeyOptions,
+    Role,
+    TraceFormat,
+    decode_trace,
+    doctor,
+    doctor_exchanges,
+    parse_trace,
+    trace_text,
+)
 from tests.vectors import VECTORS
 
 KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
@@ -77,3 +87,11 @@ def test_responses_are_the_whole_sw_lines() -> None:
     (select, *_rest) = parse_trace(_log("02"))
     assert select.command == CommandApdu(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("A000000151000000"), le=256)
     assert isinstance(select.response, ResponseApdu) and select.response.data.startswith(b"\x6f")
+
+
+@pytest.mark.parametrize("scp", sorted(LOGS))
+def test_doctor_on_every_initialize_update_of_a_log(scp: str) -> None:
+    found = doctor_exchanges(parse_trace(_log(scp)), KEY)
+    assert [e.index for e, _ in found] == [1, 8]
+    assert all(r.match is not None and r.match.diversification is Diversification.NONE for _, r in found)
+    assert all(r.match is None for _, r in doctor_exchanges(parse_trace(_log(scp)), bytes(16)))

@@ -30,7 +30,7 @@ explanation); :func:`trace_json` / :func:`doctor_json` give the same as JSON typ
 """
 
 from gpchannel.crypto.diversification import Diversification
-from gpchannel.trace.doctor import DoctorAttempt, DoctorReport, doctor
+from gpchannel.trace.doctor import DoctorAttempt, DoctorReport, doctor, doctor_exchanges
 from gpchannel.trace.formats import TraceExchange, TraceFormat, detect_format, join_get_response, parse_trace
 from gpchannel.trace.report import doctor_json, doctor_text, trace_json, trace_text
 from gpchannel.trace.session import (
@@ -60,6 +60,7 @@ __all__ = [
     "decode_trace",
     "detect_format",
     "doctor",
+    "doctor_exchanges",
     "doctor_json",
     "doctor_text",
     "join_get_response",

@@ -10,6 +10,7 @@ reports hold key check values, never keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
@@ -17,10 +18,11 @@ from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol
+from gpchannel.trace.formats import TraceExchange
 from gpchannel.trace.scp02_checker import Scp02Checker
 from gpchannel.trace.verifiers import Checker, Mismatch, Scp01Checker, Scp03Checker
 
-__all__ = ["DoctorAttempt", "DoctorReport", "doctor"]
+__all__ = ["DoctorAttempt", "DoctorReport", "doctor", "doctor_exchanges"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +146,22 @@ def doctor(initialize_update: CommandApdu, response: ResponseApdu, key: bytes | 
         attempts,
         explanation,
     )
+
+
+def doctor_exchanges(
+    exchanges: Sequence[TraceExchange], key: bytes | StaticKeys
+) -> list[tuple[TraceExchange, DoctorReport]]:
+    """:func:`doctor` on every answered INITIALIZE UPDATE of a trace (``parse_trace`` output), in order.
+
+    An INITIALIZE UPDATE whose response is not one (malformed, unknown protocol) is left out.
+    """
+    out = []
+    for exchange in exchanges:
+        command, response = exchange.command, exchange.response
+        if command.ins != 0x50 or not command.cla & 0x80 or command.cla & 0x0C or response is None:
+            continue
+        try:
+            out.append((exchange, doctor(command, response, key)))
+        except (DecodeError, UnsupportedError):
+            continue
+    return out
