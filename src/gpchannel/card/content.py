@@ -1,13 +1,16 @@
 """Card content management in a Security Domain: INSTALL (GP Card Specification 2.3.1, 11.5; 9.3), DELETE
 (11.2; 9.5), SET STATUS (11.10; 5) and PUT KEY (11.8).
 
-The emulated Security Domains act with Authorized Management (the ISD, or an SSD with that privilege);
-Delegated Management tokens and receipts are not offered, so a token in a command is refused with 6A80 as
-11.5.2.3 prescribes for a card that does not expect one.
+The ISD and SSDs with Authorized Management act on their own authority; an SSD with Delegated Management
+acts with a token per command and gets receipts back (card/delegated.py, Appendix C). A token sent by a
+Security Domain without Delegated Management is refused with 6A80 (11.5.2.3).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from gpchannel.card import delegated
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.loading import begin_load
 from gpchannel.card.registry import delete_application, delete_load_file, is_under, load_file_of_module
@@ -37,6 +40,19 @@ from gpchannel.gp.install import (
 )
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege
+from gpchannel.gp.tokens import (
+    KVN_DAP_VERIFICATION,
+    KVN_RECEIPT_GENERATION,
+    KVN_TOKEN_VERIFICATION,
+    ConfirmationData,
+    delete_receipt_data,
+    extradition_receipt_data,
+    install_receipt_data,
+    registry_update_receipt_data,
+    split_delete_token,
+    split_install_token,
+    token_data,
+)
 from gpchannel.scp.common import CardChannel
 from gpchannel.scp.put_key import PutKeyCommand
 
@@ -49,12 +65,10 @@ def _owned(ctx: CardContext, sd: Application, aid: bytes) -> None:
 
 
 def _require_management(ctx: CardContext, sd: Application) -> None:
-    """Card content management is for the ISD and SDs with Authorized Management (GP 2.3.1, 9.1; 6.6.1);
-    Delegated Management needs tokens, which this card does not verify."""
-    if sd.aid == ctx.state.isd_aid or Privilege.AUTHORIZED_MANAGEMENT in sd.privileges:
+    """Card content management is for the ISD and SDs with Authorized or Delegated Management (GP 2.3.1, 9.1;
+    6.6.1); a delegated command's token is checked by :func:`delegated.authorize`."""
+    if sd.aid == ctx.state.isd_aid or Privilege.AUTHORIZED_MANAGEMENT in sd.privileges or delegated.is_delegated(sd):
         return
-    if Privilege.DELEGATED_MANAGEMENT in sd.privileges:
-        raise SecurityNotSatisfied("Delegated Management (tokens) is not supported by this card")
     raise SecurityNotSatisfied("this Security Domain has no card content management privilege")
 
 
@@ -70,25 +84,59 @@ def install(ctx: CardContext, channel: ChannelContext, sd: Application, command:
         roles, variant = parse_install(command.p1, command.p2, data)
     except DecodeError as exc:
         raise IncorrectData(f"INSTALL data: {exc}") from None
-    if not isinstance(variant, InstallForPersonalization):
-        _require_management(ctx, sd)
+    if isinstance(variant, InstallForPersonalization):
+        return _personalize(ctx, channel, sd, variant)
+    _require_management(ctx, sd)
+    if delegated.is_delegated(sd) and command.p2 in (0x01, 0x03):
+        raise ConditionsNotSatisfied("the combined load/install process is not offered under Delegated Management")
+    token = variant.token
+
+    def signed() -> bytes:
+        try:
+            return token_data(command.p1 & 0x7F, command.p2, split_install_token(data, token))
+        except (DecodeError, ValueError):
+            raise IncorrectData("the INSTALL data does not end with its token") from None
+
+    delegated.authorize(ctx, sd, token, signed)
+    identifier = delegated.token_identifier(getattr(variant, "parameters", getattr(variant, "load_parameters", b"")))
+    receipt: Callable[[ConfirmationData], bytes] | None = None
     if isinstance(variant, InstallForLoad):
         begin_load(ctx, channel, sd, variant, combined=command.p2 == 0x01)
     elif isinstance(variant, InstallForInstall):
         _install(ctx, sd, variant, make_selectable=InstallFor.MAKE_SELECTABLE in roles, combined=command.p2 == 0x03)
+        app = ctx.state.application(variant.application_aid)
+        assert app is not None
+        elf, aid = app.load_file_aid, app.aid
+        receipt = lambda cd: install_receipt_data(cd, elf, aid)  # noqa: E731
     elif isinstance(variant, InstallForMakeSelectable):
-        _make_selectable(ctx, sd, variant)
+        app = _make_selectable(ctx, sd, variant)
+        elf, aid = app.load_file_aid, app.aid
+        receipt = lambda cd: install_receipt_data(cd, elf, aid)  # noqa: E731
     elif isinstance(variant, InstallForExtradition):
-        _extradite(ctx, sd, variant.application_aid, variant.sd_aid, variant.token)
+        old = _extradite(ctx, sd, variant.application_aid, variant.sd_aid)
+        extradited = variant
+        receipt = lambda cd: extradition_receipt_data(cd, old, extradited.application_aid, extradited.sd_aid)  # noqa: E731
     elif isinstance(variant, InstallForRegistryUpdate):
-        _registry_update(ctx, sd, variant)
-    elif isinstance(variant, InstallForPersonalization):
-        target = ctx.state.application(variant.application_aid)
-        if target is None:
-            raise ReferencedDataNotFound("no such application to personalize")
-        if target.sd_aid != sd.aid:
-            raise ConditionsNotSatisfied("only the associated Security Domain personalizes an application")
-        channel.personalize_target = target.aid
+        old = _registry_update(ctx, sd, variant)
+        update = variant
+        privileges = b"" if update.privileges is None else update.privileges.to_bytes()
+        receipt = lambda cd: registry_update_receipt_data(  # noqa: E731
+            cd, old, update.application_aid, update.sd_aid, privileges, update.parameters
+        )
+    if receipt is None:
+        return ResponseApdu(b"\x00")
+    return ResponseApdu(delegated.confirm(ctx, sd, identifier, receipt))
+
+
+def _personalize(
+    ctx: CardContext, channel: ChannelContext, sd: Application, variant: InstallForPersonalization
+) -> ResponseApdu:
+    target = ctx.state.application(variant.application_aid)
+    if target is None:
+        raise ReferencedDataNotFound("no such application to personalize")
+    if target.sd_aid != sd.aid:
+        raise ConditionsNotSatisfied("only the associated Security Domain personalizes an application")
+    channel.personalize_target = target.aid
     return ResponseApdu(b"\x00")
 
 
@@ -96,8 +144,6 @@ def _install(
     ctx: CardContext, sd: Application, data: InstallForInstall, *, make_selectable: bool, combined: bool
 ) -> None:
     state = ctx.state
-    if data.token:
-        raise IncorrectData("an Install Token is only for Delegated Management")
     elf_aid = data.load_file_aid
     if not elf_aid and combined and state.load_files:
         elf_aid = state.load_files[-1].aid
@@ -150,24 +196,22 @@ def _install(
         instance.install(parameters.application_specific, privileges.to_bytes())
 
 
-def _make_selectable(ctx: CardContext, sd: Application, data: InstallForMakeSelectable) -> None:
+def _make_selectable(ctx: CardContext, sd: Application, data: InstallForMakeSelectable) -> Application:
     app = ctx.state.application(data.application_aid)
     if app is None:
         raise ReferencedDataNotFound("no such application")
     _owned(ctx, sd, app.aid)
-    if data.token:
-        raise IncorrectData("a Make Selectable Token is only for Delegated Management")
     if app.lifecycle != lc.APPLICATION_INSTALLED:
         raise ConditionsNotSatisfied("the application is not in the INSTALLED state")
     app.lifecycle = lc.APPLICATION_SELECTABLE
     if Privilege.CARD_RESET in data.privileges:
         app.privileges = app.privileges | type(app.privileges).of(Privilege.CARD_RESET)
+    return app
 
 
-def _extradite(ctx: CardContext, sd: Application, aid: bytes, target_sd: bytes, token: bytes) -> None:
+def _extradite(ctx: CardContext, sd: Application, aid: bytes, target_sd: bytes) -> bytes:
+    """Move ``aid`` to ``target_sd``; returns the Security Domain it was associated with."""
     state = ctx.state
-    if token:
-        raise IncorrectData("an Extradition Token is only for Delegated Management")
     target = state.application(target_sd)
     if target is None or target.sd is None:
         raise ReferencedDataNotFound("the destination Security Domain does not exist")
@@ -180,15 +224,16 @@ def _extradite(ctx: CardContext, sd: Application, aid: bytes, target_sd: bytes, 
     if aid == state.isd_aid or is_under(state, target_sd, aid):
         raise ConditionsNotSatisfied("extradition would make the Security Domain hierarchy circular")
     _owned(ctx, sd, aid)
+    old = app.sd_aid if app is not None else load_file.sd_aid if load_file is not None else b""
     if app is not None:
         app.sd_aid = target_sd
     if load_file is not None:
         load_file.sd_aid = target_sd
+    return old
 
 
-def _registry_update(ctx: CardContext, sd: Application, data: InstallForRegistryUpdate) -> None:
-    if data.token:
-        raise IncorrectData("a Registry Update Token is only for Delegated Management")
+def _registry_update(ctx: CardContext, sd: Application, data: InstallForRegistryUpdate) -> bytes:
+    """Returns the old Security Domain when the update extradites, else empty (Table C-14)."""
     try:
         items = parse_tlvs(data.parameters)
         system = find(items, 0xEF)
@@ -205,13 +250,15 @@ def _registry_update(ctx: CardContext, sd: Application, data: InstallForRegistry
     _owned(ctx, sd, app.aid)
     # All or nothing (11.5.2.3.5): validate before changing anything.
     implicit = [v[0] for t, v in system_items if t == 0xCF and len(v) == 1]
+    old = b""
     if data.sd_aid:
-        _extradite(ctx, sd, app.aid, data.sd_aid, b"")
+        old = _extradite(ctx, sd, app.aid, data.sd_aid)
     if data.privileges is not None:
         if Privilege.SECURITY_DOMAIN in data.privileges and app.sd is None:
             raise IncorrectData("an application cannot become a Security Domain by registry update")
         app.privileges = data.privileges if app.sd is None else data.privileges.normalized()
     app.implicit_selection.extend(implicit)
+    return old
 
 
 def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu) -> ResponseApdu:
@@ -229,10 +276,18 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
     aid = find(items, 0x4F)
     if aid is not None:
         _require_management(ctx, sd)
-        if find(items, 0x9E) is not None:
-            raise IncorrectData("a Delete Token is only for Delegated Management")
+        token = find(items, 0x9E) or b""
+
+        def signed() -> bytes:
+            try:
+                return token_data(command.p1 & 0x7F, command.p2, split_delete_token(data, token))
+            except (DecodeError, ValueError):
+                raise IncorrectData("the Delete Token (9E) must be the last data object") from None
+
+        delegated.authorize(ctx, sd, token, signed)
         _delete_content(ctx, sd, aid, related=bool(command.p2 & 0x80))
-        return ResponseApdu(b"\x00")
+        identifier = delegated.token_identifier(data)
+        return ResponseApdu(delegated.confirm(ctx, sd, identifier, lambda cd: delete_receipt_data(cd, aid)))
     kvn, key_id = find(items, 0xD2), find(items, 0xD0)
     if kvn is None:
         raise IncorrectData("DELETE needs an AID (4F) or a key version number (D2)")
@@ -337,6 +392,8 @@ def _lock_control(ctx: CardContext, sd: Application, app: Application, p2: int) 
 def put_key(sd: Application, session: CardChannel, command: CommandApdu) -> ResponseApdu:
     """PUT KEY (11.8): add (P1 = 00) or replace (P1 = old KVN) a key set of ENC, MAC, DEK (key ids 1-3)."""
     assert sd.sd is not None
+    if command.data and command.data[0] in (KVN_TOKEN_VERIFICATION, KVN_RECEIPT_GENERATION, KVN_DAP_VERIFICATION):
+        return delegated.put_content_key(sd, session, command)
     parsed = PutKeyCommand.from_apdu(command)
     if parsed.more:
         raise IncorrectP1P2("chained PUT KEY commands are not supported; send the three keys at once")

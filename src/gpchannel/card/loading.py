@@ -2,17 +2,20 @@
 C.2 for the Load File Data Block Hash).
 
 The Load File arrives in numbered LOAD blocks (P2 = 00, 01, ...; P1 b8 on the last). Once complete it is
-parsed as BER-TLV (Table 11-58): DAP blocks ``E2`` (kept, not verified), then the Load File Data Block ``C4``
-(ciphered ``D4`` is not supported). When INSTALL [for load] gave a hash, the hash of the ``C4`` value (SHA-1,
-SHA-256, SHA-384 or SHA-512 by its length) must match. The ``C4`` value is read as Java Card CAP components
-(JCVM 6.2: tag u1, size u2): the Header gives the package AID and version, the Applet component the
-Executable Module AIDs, which go into the registry with the new Executable Load File.
+parsed as BER-TLV (Table 11-58): DAP blocks ``E2``, then the Load File Data Block ``C4`` (ciphered ``D4`` is
+not supported). When INSTALL [for load] gave a hash, the hash of the ``C4`` value (SHA-1, SHA-256, SHA-384 or
+SHA-512 by its length) must match; the DAP blocks are then verified (9.3.5, C.3, card/delegated.py), and a
+load by a Delegated Management Security Domain answers its last LOAD with a Load Receipt (C.5.1). The ``C4``
+value is read as Java Card CAP components (JCVM 6.2: tag u1, size u2): the Header gives the package AID and
+version, the Applet component the Executable Module AIDs, which go into the registry with the new Executable
+Load File.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from gpchannel.card import delegated
 from gpchannel.card.context import CardContext, ChannelContext, LoadContext
 from gpchannel.card.state import Application, LoadFile
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
@@ -26,8 +29,9 @@ from gpchannel.errors import (
     NotEnoughMemory,
     ReferencedDataNotFound,
 )
-from gpchannel.gp._tlv import find, parse_tlvs
+from gpchannel.gp.dap import LoadFileParts
 from gpchannel.gp.install import InstallForLoad
+from gpchannel.gp.tokens import load_receipt_data
 
 __all__ = ["MAX_LOAD_FILE", "begin_load", "load_block", "parse_cap_components"]
 
@@ -46,11 +50,17 @@ def begin_load(
     owner = state.application(target)
     if owner is None or owner.sd is None:
         raise ReferencedDataNotFound("the Security Domain of INSTALL [for load] does not exist")
-    if data.token:
-        raise IncorrectData("a Load Token is only for Delegated Management, which this card does not offer")
+    if data.token and not data.load_file_hash:
+        raise IncorrectData("a Load Token needs the Load File Data Block Hash (11.5.2.3.1, C.2)")
     if data.load_file_hash and len(data.load_file_hash) not in _HASHES:
         raise IncorrectData(f"a {len(data.load_file_hash)}-byte Load File Data Block Hash is no SHA-1/SHA-2 digest")
-    channel.load = LoadContext(data.load_file_aid, target, data.load_file_hash, combined=combined)
+    channel.load = LoadContext(
+        data.load_file_aid,
+        target,
+        data.load_file_hash,
+        combined=combined,
+        token_identifier=delegated.token_identifier(data.load_parameters) if data.token else None,
+    )
 
 
 def parse_cap_components(block: bytes) -> tuple[bytes | None, bytes, list[bytes]]:
@@ -107,23 +117,29 @@ def load_block(ctx: CardContext, channel: ChannelContext, command: CommandApdu) 
         return ResponseApdu(b"\x00")
     channel.load = None
     _register(ctx, load)
-    return ResponseApdu(b"\x00")
+    performer = ctx.state.application(channel.selected) if channel.selected else None
+    if performer is None:
+        return ResponseApdu(b"\x00")
+    return ResponseApdu(
+        delegated.confirm(
+            ctx, performer, load.token_identifier, lambda cd: load_receipt_data(cd, load.load_file_aid, load.sd_aid)
+        )
+    )
 
 
 def _register(ctx: CardContext, load: LoadContext) -> None:
     try:
-        items = parse_tlvs(bytes(load.buffer))
+        parts = LoadFileParts.from_bytes(bytes(load.buffer))
     except DecodeError:
-        raise IncorrectData("the Load File is not BER-TLV (Table 11-58)") from None
-    if find(items, 0xD4) is not None:
+        raise IncorrectData("the Load File must be DAP blocks (E2) then one Load File Data Block (C4)") from None
+    if parts.ciphered:
         raise FunctionNotSupported("ciphered Load File Data Blocks (D4) are not supported")
-    block = find(items, 0xC4)
-    if block is None or any(tag not in (0xE2, 0xC4) for tag, _ in items):
-        raise IncorrectData("the Load File must be DAP blocks (E2) then one Load File Data Block (C4)")
+    block = parts.data_block
     if load.data_hash:
         digest = hashlib.new(_HASHES[len(load.data_hash)], block).digest()
         if not constant_time_equal(digest, load.data_hash):
             raise IncorrectData("the Load File Data Block Hash does not match the loaded data")
+    delegated.check_daps(ctx, load.sd_aid, load.data_hash, parts)
     try:
         package_aid, version, modules = parse_cap_components(block)
     except DecodeError as exc:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from gpchannel.crypto.asym import EcPublicKey, PrivateKey, RsaPublicKey
+from gpchannel.crypto.asym import EcCurve, EcPublicKey, PrivateKey, PublicKey, RsaPublicKey
 from gpchannel.crypto.asym import verify as asym_verify
 from gpchannel.crypto.ciphers import aes_cmac, constant_time_equal, retail_mac
 from gpchannel.crypto.keys import KeyType
@@ -56,6 +56,8 @@ __all__ = [
     "install_receipt_data",
     "install_token_data",
     "load_receipt_data",
+    "parse_public_key_data",
+    "public_key_data",
     "registry_update_receipt_data",
     "sign",
     "split_delete_token",
@@ -311,3 +313,40 @@ def combined_receipt_data(
 ) -> bytes:
     """Table C-16."""
     return confirmation.to_bytes() + _lv(load_file_aid) + _lv(application_aid) + _lv(sd_aid)
+
+
+_KEY_RSA_EXPONENT, _KEY_RSA_MODULUS, _KEY_EC_PUBLIC, _KEY_EC_REFERENCE = 0xA0, 0xA1, 0xB0, 0xF0
+
+
+def public_key_data(key: PublicKey) -> bytes:
+    """The PUT KEY key data field of a token / DAP public key, after the new KVN (11.8.2.3, Table 11-68):
+    RSA as ``A1`` modulus then ``A0`` exponent (Table 11-75), ECC as ``B0`` point then ``F0`` key parameter
+    reference (Table 11-73); in clear, with an empty key check value (``00``)."""
+    if isinstance(key, RsaPublicKey):
+        parts = [(_KEY_RSA_MODULUS, key.modulus), (_KEY_RSA_EXPONENT, key.exponent)]
+    else:
+        parts = [(_KEY_EC_PUBLIC, key.point), (_KEY_EC_REFERENCE, bytes((int(key.curve),)))]
+    return b"".join(bytes((t,)) + encode_length(len(v)) + v for t, v in parts) + b"\x00"
+
+
+def parse_public_key_data(raw: bytes) -> PublicKey:
+    """Parse :func:`public_key_data` (the components in any order); raises DecodeError."""
+    components: dict[int, bytes] = {}
+    offset = 0
+    while offset < len(raw) and raw[offset] >= 0x80:
+        key_type = raw[offset]
+        size, start = decode_length(raw, offset + 1, lenient_80=True)
+        if start + size > len(raw) or key_type in components:
+            raise DecodeError(f"key component {key_type:02X} is truncated or repeated", offset)
+        components[key_type] = bytes(raw[start : start + size])
+        offset = start + size
+    if offset >= len(raw) or offset + 1 + raw[offset] != len(raw):
+        raise DecodeError("the key data field must end with the key check value length and value", offset)
+    try:
+        if set(components) == {_KEY_RSA_MODULUS, _KEY_RSA_EXPONENT}:
+            return RsaPublicKey(components[_KEY_RSA_MODULUS], components[_KEY_RSA_EXPONENT])
+        if set(components) == {_KEY_EC_PUBLIC, _KEY_EC_REFERENCE} and len(components[_KEY_EC_REFERENCE]) == 1:
+            return EcPublicKey(EcCurve(components[_KEY_EC_REFERENCE][0]), components[_KEY_EC_PUBLIC])
+    except ValueError as exc:
+        raise DecodeError(f"the public key is not usable: {exc}", 0) from None
+    raise DecodeError("a public key is A1 + A0 (RSA) or B0 + F0 (ECC with a preloaded curve)", 0)

@@ -1,0 +1,342 @@
+"""Delegated Management, tokens, receipts and DAP verification on the emulated card, through bytes inside SCP03
+sessions (GP 2.3.1, 9.1.3, 9.2, 9.3.5, Appendix C)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gpchannel.card.dispatcher import Card
+from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.asym import PrivateKey, load_private_key_pem
+from gpchannel.crypto.keys import KeyType
+from gpchannel.gp import lifecycle as lc
+from gpchannel.gp._tlv import encode_tlv
+from gpchannel.gp.dap import DapBlock, build_load_file, dap_block
+from gpchannel.gp.install import (
+    InstallForExtradition,
+    InstallForInstall,
+    InstallForLoad,
+    InstallParameters,
+)
+from gpchannel.gp.privileges import Privilege, Privileges
+from gpchannel.gp.tokens import (
+    Confirmation,
+    SymmetricKey,
+    delete_receipt_data,
+    delete_token_data,
+    extradition_receipt_data,
+    install_receipt_data,
+    install_token_data,
+    load_receipt_data,
+    public_key_data,
+    sign,
+    verify,
+    with_delete_token,
+)
+from gpchannel.scp.common import HostChannel
+from gpchannel.scp.put_key import KeyComponent, PutKeyData, put_key_command
+from tests.card.harness import DEFAULT_KEY, ISD_AID, make_card, open_session, secure, send
+from tests.vectors import cases
+
+PACKAGE = bytes.fromhex("A0000000620301")
+MODULE = bytes.fromhex("A000000062030101")
+INSTANCE = bytes.fromhex("A00000006203010101")
+SSD = bytes.fromhex("A000000151535344")  # the Application Provider's SD, Delegated Management
+DAP_SD = bytes.fromhex("A000000151444150")  # a Verification Authority / DAP SD
+RECEIPT_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+
+
+def _issuer_key() -> PrivateKey:
+    """The NIST CAVS 1024-bit RSA key (tokens/asym.json): tokens are RSA Scheme 1."""
+    case = next(c for c in cases("tokens/asym.json", "rsa-pkcs1-sha1") if c.expected["valid"])
+    n, e, d = (int.from_bytes(case.hex_in(x), "big") for x in ("n", "e", "d"))
+    p, q = int.from_bytes(case.hex_in("p"), "big"), int.from_bytes(case.hex_in("q"), "big")
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, n)
+    )
+    return load_private_key_pem(
+        numbers.private_key().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+ISSUER = _issuer_key()
+RECEIPTS = SymmetricKey(KeyType.AES, RECEIPT_KEY)
+
+
+def _cap(aid: bytes = PACKAGE, module: bytes = MODULE) -> bytes:
+    header = b"\xde\xca\xff\xed" + bytes((1, 2, 0, 0, 1, len(aid))) + aid
+    applet = bytes((1, len(module))) + module + b"\x00\x10"
+    return b"\x01" + len(header).to_bytes(2, "big") + header + b"\x03" + len(applet).to_bytes(2, "big") + applet
+
+
+def _cmd(ins: int, p1: int, p2: int, data: bytes = b"") -> CommandApdu:
+    return CommandApdu(0x80, ins, p1, p2, data, le=256)
+
+
+def _add_sd(card: Card, aid: bytes, *privileges: Privilege) -> None:
+    keys = KeySet(0x30, KeyType.AES, DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY)
+    card.state.applications.append(
+        Application(
+            aid,
+            lc.SD_PERSONALIZED,
+            Privileges.of(Privilege.SECURITY_DOMAIN, *privileges),
+            ISD_AID,
+            sd=SdConfig(3, 0x70, [keys]),
+        )
+    )
+    card.save()
+
+
+def _session(card: Card, aid: bytes) -> HostChannel:
+    assert send(card, CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, le=256)).sw == 0x9000
+    return open_session(card, "03", 0x03)
+
+
+def _put_public(card: Card, host: HostChannel, kvn: int, key: PrivateKey) -> ResponseApdu:
+    return secure(card, host, _cmd(0xD8, 0x00, 0x81, bytes((kvn,)) + public_key_data(key.public_key())))
+
+
+def _put_symmetric(card: Card, host: HostChannel, kvn: int, key: bytes, key_type: KeyType) -> ResponseApdu:
+    data = PutKeyData(kvn, (KeyComponent.build(key, key_type, host.encrypt_key),))
+    return secure(card, host, put_key_command(data, key_id=1))
+
+
+def _dm_card() -> Card:
+    """The ISD verifies tokens (key 70, RSA-1024) and generates receipts (key 71, AES); SSD has Delegated
+    Management. The keys go in through PUT KEY inside the ISD's session."""
+    card, _ = make_card()
+    isd = card.state.isd
+    isd.privileges = isd.privileges | Privileges.of(Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION)
+    card.save()
+    host = _session(card, ISD_AID)
+    assert _put_public(card, host, 0x70, ISSUER).data == b"\x70"
+    response = _put_symmetric(card, host, 0x71, RECEIPT_KEY, KeyType.AES)
+    assert response.sw == 0x9000 and response.data[0] == 0x71 and len(response.data) == 4
+    _add_sd(card, SSD, Privilege.DELEGATED_MANAGEMENT)
+    card.state.load_files.append(LoadFile(PACKAGE, SSD, [MODULE]))
+    card.save()
+    return card
+
+
+def _install_variant(instance: bytes = INSTANCE) -> InstallForInstall:
+    params = InstallParameters(application_specific=b"\x01").to_bytes()
+    return InstallForInstall(PACKAGE, MODULE, instance, Privileges(), params)
+
+
+def _with_token(variant: InstallForInstall, token: bytes) -> InstallForInstall:
+    return InstallForInstall(
+        variant.load_file_aid,
+        variant.module_aid,
+        variant.application_aid,
+        variant.privileges,
+        variant.parameters,
+        token,
+    )
+
+
+def _receipt_ok(response: ResponseApdu, data_of: object) -> Confirmation:
+    confirmation = Confirmation.from_response(response.data)
+    assert confirmation is not None
+    assert callable(data_of)
+    assert verify(RECEIPTS, data_of(confirmation.data), confirmation.receipt)
+    return confirmation
+
+
+def test_put_key_stores_token_receipt_and_dap_keys() -> None:
+    card = _dm_card()
+    isd = card.state.isd.sd
+    assert isd is not None
+    token_key, receipt_key = isd.content_key(0x70), isd.content_key(0x71)
+    assert token_key is not None and token_key.kind == "rsa" and token_key.exponent == b"\x03"
+    assert receipt_key is not None and receipt_key.kind == "aes" and receipt_key.value == RECEIPT_KEY
+    assert RECEIPT_KEY.hex() not in repr(receipt_key).lower()
+    host = _session(card, ISD_AID)
+    assert _put_public(card, host, 0x70, ISSUER).sw == 0x6A80  # exists: P1 must name it to replace
+    ecc = load_private_key_pem(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    assert _put_public(card, host, 0x73, ecc).sw == 0x9000
+    assert card.state.isd.sd is not None and (card.state.isd.sd.content_key(0x73) or token_key).kind == "ec"
+    assert _put_public(card, host, 0x71, ISSUER).sw == 0x6A80  # receipts are symmetric here
+    restored = card.store.load()
+    assert restored is not None and restored.isd.sd is not None and len(restored.isd.sd.content_keys) == 3
+
+
+def test_delegated_install_with_a_valid_token_returns_a_verifiable_receipt() -> None:
+    card = _dm_card()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    response = secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes()))
+    assert response.sw == 0x9000
+    app = card.state.application(INSTANCE)
+    assert app is not None and app.lifecycle == lc.APPLICATION_SELECTABLE and app.sd_aid == SSD
+    confirmation = _receipt_ok(response, lambda cd: install_receipt_data(cd, PACKAGE, INSTANCE))
+    assert confirmation.data.counter == 0 and confirmation.data.sd_unique_data
+    tampered = bytearray(confirmation.receipt)
+    tampered[0] ^= 0x01
+    receipt_data = install_receipt_data(confirmation.data, PACKAGE, INSTANCE)
+    assert not verify(RECEIPTS, receipt_data, bytes(tampered))
+    assert not verify(RECEIPTS, install_receipt_data(confirmation.data, PACKAGE, SSD), confirmation.receipt)
+    assert card.state.isd.sd is not None and card.state.isd.sd.confirmation_counter == 1
+
+
+@pytest.mark.parametrize("case", ["missing", "other-instance", "other-p1", "garbage"])
+def test_delegated_install_is_refused_without_a_valid_token(case: str) -> None:
+    card = _dm_card()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    signed = {
+        "missing": None,
+        "other-instance": install_token_data(0x0C, 0x00, _install_variant(INSTANCE + b"\x02")),
+        "other-p1": install_token_data(0x04, 0x00, variant),
+        "garbage": b"",
+    }[case]
+    token = b"" if signed is None else ISSUER.sign(signed) if signed else bytes(128)
+    before = card.state.to_json()
+    response = secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes()))
+    assert response.sw == 0x6982
+    assert card.state.application(INSTANCE) is None and card.state.to_json() == before
+
+
+def test_a_token_where_none_is_expected_is_6a80() -> None:
+    card = _dm_card()
+    card.state.load_files[-1].sd_aid = ISD_AID
+    card.save()
+    host = _session(card, ISD_AID)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())).sw == 0x6A80
+    response = secure(card, host, _cmd(0xE6, 0x0C, 0x00, variant.to_bytes()))  # the ISD: no token, no receipt
+    assert response.sw == 0x9000 and response.data == b"\x00"
+
+
+def test_delegated_load_with_a_load_token_and_a_load_receipt() -> None:
+    card = _dm_card()
+    card.state.load_files.clear()
+    card.save()
+    host = _session(card, SSD)
+    block = _cap()
+    install = InstallForLoad(PACKAGE, b"", hashlib.sha1(block).digest())
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, install.to_bytes())).sw == 0x6982  # no Load Token
+    token = ISSUER.sign(install_token_data(0x02, 0x00, install))
+    with_token = InstallForLoad(install.load_file_aid, b"", install.load_file_hash, token=token)
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, with_token.to_bytes())).sw == 0x9000
+    response = secure(card, host, _cmd(0xE8, 0x80, 0x00, build_load_file(block)))
+    assert response.sw == 0x9000
+    loaded = card.state.load_file(PACKAGE)
+    assert loaded is not None and loaded.sd_aid == SSD
+    _receipt_ok(response, lambda cd: load_receipt_data(cd, PACKAGE, SSD))
+
+
+def test_delegated_delete_and_extradition_with_tokens() -> None:
+    card = _dm_card()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    first = _receipt_ok(
+        secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())),
+        lambda cd: install_receipt_data(cd, PACKAGE, INSTANCE),
+    )
+    body = encode_tlv(0x4F, INSTANCE)
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, body)).sw == 0x6982  # no Delete Token
+    wrong = with_delete_token(body, ISSUER.sign(delete_token_data(0x00, 0x80, body)))  # signed for P2 = 80
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, wrong)).sw == 0x6982
+    assert card.state.application(INSTANCE) is not None
+    data = with_delete_token(body, ISSUER.sign(delete_token_data(0x00, 0x00, body)))
+    response = secure(card, host, _cmd(0xE4, 0x00, 0x00, data))
+    assert response.sw == 0x9000 and card.state.application(INSTANCE) is None
+    second = _receipt_ok(response, lambda cd: delete_receipt_data(cd, INSTANCE))
+    assert second.data.counter == first.data.counter + 1
+    # Extradition of the load file to the ISD (Table C-7 token, Table C-13 receipt).
+    extradition = InstallForExtradition(ISD_AID, PACKAGE)
+    token = ISSUER.sign(install_token_data(0x10, 0x00, extradition))
+    signed = InstallForExtradition(ISD_AID, PACKAGE, token=token)
+    response = secure(card, host, _cmd(0xE6, 0x10, 0x00, signed.to_bytes()))
+    assert response.sw == 0x9000 and (card.state.load_file(PACKAGE) or LoadFile(b"", b"")).sd_aid == ISD_AID
+    _receipt_ok(response, lambda cd: extradition_receipt_data(cd, SSD, PACKAGE, ISD_AID))
+
+
+def test_delegated_install_fails_without_the_token_verification_key() -> None:
+    card = _dm_card()
+    assert card.state.isd.sd is not None
+    card.state.isd.sd.content_keys = [k for k in card.state.isd.sd.content_keys if k.kvn != 0x70]
+    card.save()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())).sw == 0x6982
+
+
+def _dap_card(*privileges: Privilege) -> tuple[Card, HostChannel, SymmetricKey]:
+    card, _ = make_card()
+    _add_sd(card, DAP_SD, *privileges)
+    dap_key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    host = _session(card, DAP_SD)
+    assert _put_symmetric(card, host, 0x73, dap_key, KeyType.AES).sw == 0x9000
+    return card, _session(card, ISD_AID), SymmetricKey(KeyType.AES, dap_key)
+
+
+def _load(card: Card, host: HostChannel, block: bytes, blocks: tuple[DapBlock, ...], sd: bytes = b"") -> int:
+    digest = hashlib.sha256(block).digest()
+    install = InstallForLoad(PACKAGE, sd, digest)
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, install.to_bytes())).sw == 0x9000
+    load_file = build_load_file(block, blocks)
+    pieces = [load_file[i : i + 100] for i in range(0, len(load_file), 100)]
+    sw = 0
+    for n, piece in enumerate(pieces):
+        sw = secure(card, host, _cmd(0xE8, 0x80 if n == len(pieces) - 1 else 0x00, n, piece)).sw
+    return sw
+
+
+def test_dap_verification_of_the_associated_security_domain() -> None:
+    card, host, key = _dap_card(Privilege.DAP_VERIFICATION)
+    block = _cap()
+    digest = hashlib.sha256(block).digest()
+    wrong = DapBlock(DAP_SD, sign(key, hashlib.sha256(block + b"x").digest()))
+    assert _load(card, host, block, (wrong,), DAP_SD) == 0x6982
+    assert card.state.load_file(PACKAGE) is None and all(a.load_file_aid != PACKAGE for a in card.state.applications)
+    assert _load(card, host, block, (), DAP_SD) == 0x6982  # the associated SD requires its DAP
+    assert card.state.load_file(PACKAGE) is None
+    assert _load(card, host, block, (dap_block(key, DAP_SD, digest),), DAP_SD) == 0x9000
+    loaded = card.state.load_file(PACKAGE)
+    assert loaded is not None and loaded.sd_aid == DAP_SD
+
+
+def test_mandated_dap_is_enforced_for_every_load() -> None:
+    card, host, key = _dap_card(Privilege.DAP_VERIFICATION, Privilege.MANDATED_DAP_VERIFICATION)
+    for package, module in ((PACKAGE, MODULE), (bytes.fromhex("A0000000620302"), bytes.fromhex("A000000062030201"))):
+        block = _cap(package, module)
+        digest = hashlib.sha256(block).digest()
+        install = InstallForLoad(package, b"", digest)
+        for blocks, expected in (((), 0x6982), ((dap_block(key, DAP_SD, digest),), 0x9000)):
+            assert secure(card, host, _cmd(0xE6, 0x02, 0x00, install.to_bytes())).sw == 0x9000
+            sw = secure(card, host, _cmd(0xE8, 0x80, 0x00, build_load_file(block, blocks))).sw
+            assert sw == expected
+            assert (card.state.load_file(package) is not None) is (expected == 0x9000)
+
+
+def test_mandated_dap_only_when_personalized_and_dap_needs_the_hash() -> None:
+    card, host, key = _dap_card(Privilege.MANDATED_DAP_VERIFICATION)
+    dap_sd = card.state.application(DAP_SD)
+    assert dap_sd is not None
+    dap_sd.lifecycle = lc.SD_SELECTABLE
+    card.save()
+    block = _cap()
+    assert _load(card, host, block, ()) == 0x9000  # not PERSONALIZED: not (yet) enforced
+    card.state.load_files.clear()
+    card.save()
+    install = InstallForLoad(PACKAGE)
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x00, install.to_bytes())).sw == 0x9000
+    blocks = (dap_block(key, DAP_SD, hashlib.sha256(block).digest()),)
+    assert secure(card, host, _cmd(0xE8, 0x80, 0x00, build_load_file(block, blocks))).sw == 0x6A80
+    assert card.state.load_file(PACKAGE) is None
