@@ -22,6 +22,7 @@ import click
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.card_commands import card as card_group
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -443,6 +444,9 @@ def create_ssd(
         key_type = KeyType.AES if init is not None and init.protocol is ScpProtocol.SCP03 else KeyType.DES3
         card.put_key(StaticKeys.single(key, kvn, key_type))
         settings.out.print(f"SSD key set {kvn:02X} written", highlight=False)
+
+
+cli.add_command(card_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,150 @@
+"""``gpchannel card init|show|serve``: create, inspect and run an emulated card (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gpchannel.card.state import CardState
+from gpchannel.errors import GPChannelError, ProfileError
+from gpchannel.gp.lifecycle import CardLifeCycle
+from gpchannel.io.store import DirectoryStore
+
+__all__ = ["card"]
+
+_STATE_DIR = click.Path(file_okay=False, path_type=Path)
+_PROFILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def card() -> None:
+    """The card emulator: a GlobalPlatform card kept in a state directory."""
+
+
+@card.command()
+@click.option("--profile", type=_PROFILE, required=True, help="Card profile (TOML) to build the card from.")
+@click.option("--state", "state_dir", type=_STATE_DIR, required=True, help="State directory to create.")
+@click.option("--force", is_flag=True, help="Rebuild the card even if the directory already holds one.")
+def init(profile: Path, state_dir: Path, force: bool) -> None:
+    """Create a state directory from a card profile."""
+    from gpchannel.emulator.app import init_state
+
+    try:
+        state = init_state(state_dir, profile, force=force)
+    except GPChannelError as exc:
+        _fail(str(exc), 2 if isinstance(exc, ProfileError) else 1)
+        return
+    click.echo(f"created {state_dir}: ISD {state.isd_aid.hex().upper()}, {state.lifecycle.name}")
+
+
+def _summary(state: CardState) -> dict[str, Any]:
+    """What ``card show`` prints: never keys, only their check values."""
+    entries: list[dict[str, Any]] = []
+    for app in state.applications:
+        entry: dict[str, Any] = {
+            "aid": app.aid.hex().upper(),
+            "kind": "isd" if app.aid == state.isd_aid else ("ssd" if app.sd is not None else "application"),
+            "lifecycle": f"{app.lifecycle:02X}",
+            "privileges": app.privileges.to_bytes().hex().upper(),
+            "sd": app.sd_aid.hex().upper(),
+        }
+        if app.applet:
+            entry["applet"] = app.applet
+        if app.sd is not None:
+            entry["scp"] = f"{app.sd.scp:02X}"
+            entry["i"] = f"{app.sd.i_param:02X}"
+            entry["keysets"] = [
+                {
+                    "kvn": f"{k.kvn:02X}",
+                    "type": k.key_type.name,
+                    "length": len(k.enc),
+                    "kcv": [c.hex().upper() for c in k.static_keys().kcvs()],
+                    "sequence_counter": k.sequence_counter,
+                }
+                for k in app.sd.keysets
+            ]
+        entries.append(entry)
+    return {
+        "lifecycle": state.lifecycle.name,
+        "isd": state.isd_aid.hex().upper(),
+        "key_diversification_data": state.key_diversification_data.hex().upper(),
+        "applications": entries,
+        "load_files": [
+            {
+                "aid": f.aid.hex().upper(),
+                "modules": [m.hex().upper() for m in f.modules],
+                "sd": f.sd_aid.hex().upper(),
+            }
+            for f in state.load_files
+        ],
+    }
+
+
+@card.command()
+@click.option("--state", "state_dir", type=_STATE_DIR, required=True, help="State directory.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(state_dir: Path, as_json: bool) -> None:
+    """Show what a state directory holds (key check values, never keys)."""
+    try:
+        state = DirectoryStore(state_dir).load()
+    except GPChannelError as exc:
+        _fail(f"{state_dir}: {exc}")
+        return
+    if state is None:
+        _fail(f"{state_dir} holds no card (create one with `gpchannel card init --profile FILE --state DIR`)")
+        return
+    summary = _summary(state)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"card life cycle   {summary['lifecycle']}")
+    click.echo(f"ISD               {summary['isd']}")
+    click.echo(f"key div. data     {summary['key_diversification_data']}")
+    for app in summary["applications"]:
+        line = f"{app['kind']:<12} {app['aid']:<32} life cycle {app['lifecycle']}  privileges {app['privileges']}"
+        click.echo(line + (f"  applet {app['applet']}" if "applet" in app else ""))
+        if "keysets" in app:
+            click.echo(f"{'':13}SCP{app['scp']} i={app['i']}")
+            for k in app["keysets"]:
+                click.echo(
+                    f"{'':13}key set {k['kvn']} {k['type']}-{8 * k['length']} KCV {'/'.join(k['kcv'])}"
+                    f" sequence counter {k['sequence_counter']}"
+                )
+    for f in summary["load_files"]:
+        click.echo(f"load-file    {f['aid']:<32} modules {', '.join(f['modules']) or '-'}")
+
+
+@card.command()
+@click.option("--profile", type=_PROFILE, help="Card profile (TOML): builds the card the first time.")
+@click.option("--state", "state_dir", type=_STATE_DIR, required=True, help="State directory.")
+@click.option("--vpcd", "vpcd", default="127.0.0.1:35963", show_default=True, help="vpcd address HOST:PORT.")
+@click.option("--trace", is_flag=True, help="Log every APDU (and, in a secure channel, the plain one). Never keys.")
+def serve(profile: Path | None, state_dir: Path, vpcd: str, trace: bool) -> None:
+    """Run the card through pcscd's vpcd driver until SIGTERM; reconnects when pcscd restarts."""
+    from gpchannel.emulator.app import open_card, parse_vpcd_address
+    from gpchannel.emulator.app import serve as serve_card
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        host, port = parse_vpcd_address(vpcd)
+        emulated, differences = open_card(
+            state_dir, profile, trace=logging.getLogger("gpchannel.trace") if trace else None
+        )
+    except (GPChannelError, ValueError) as exc:
+        _fail(str(exc), 2)
+        return
+    for difference in differences:
+        click.echo(f"note: the state directory differs from the profile (the state wins): {difference}", err=True)
+    if emulated.state.lifecycle is CardLifeCycle.TERMINATED:
+        click.echo("note: the card is TERMINATED; it answers only as a terminated card does", err=True)
+    serve_card(emulated, host, port, trace=logging.getLogger("gpchannel.vpcd") if trace else None)

@@ -1,0 +1,118 @@
+"""The card emulator as an application: a :class:`gpchannel.card.dispatcher.Card` kept in a state directory,
+reachable through pcscd's vsmartcard ``vpcd`` driver (``gpchannel card serve``) or in-process.
+
+This module wires the sans-I/O card core to the atomic directory store (``gpchannel.io.store``) and to the vpcd
+socket loop (``gpchannel.io.vpcd``); it holds no protocol logic of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpchannel.card.dispatcher import Card
+from gpchannel.card.profile import load_profile, profile_differences
+from gpchannel.card.state import CardState
+from gpchannel.errors import ProfileError
+from gpchannel.io.store import DirectoryStore
+from gpchannel.io.vpcd import DEFAULT_HOST, DEFAULT_PORT, install_sigterm_handler, serve_vpcd
+
+__all__ = ["EmulatedCard", "init_state", "open_card", "parse_vpcd_address", "serve"]
+
+_log = logging.getLogger("gpchannel.emulator")
+
+
+def _read_profile(profile: Path) -> CardState:
+    try:
+        text = profile.read_text()
+    except OSError as exc:
+        raise ProfileError(f"cannot read the profile {profile}: {exc.strerror}") from None
+    return load_profile(text)
+
+
+def init_state(state_dir: Path, profile: Path, *, force: bool = False) -> CardState:
+    """Create ``state_dir`` from ``profile``; refuses to overwrite an existing card unless ``force``."""
+    store = DirectoryStore(state_dir)
+    if store.exists() and not force:
+        raise ProfileError(f"{state_dir} already holds a card; pass --force to rebuild it from the profile")
+    state = _read_profile(profile)
+    store.commit(state)
+    return state
+
+
+def open_card(
+    state_dir: Path,
+    profile: Path | None = None,
+    *,
+    trace: logging.Logger | None = None,
+) -> tuple[Card, list[str]]:
+    """The card in ``state_dir``, built from ``profile`` the first time.
+
+    Returns the card and what the state directory holds that differs from the profile (the state wins).
+    """
+    store = DirectoryStore(state_dir)
+    wanted = _read_profile(profile) if profile is not None else None
+
+    def initial() -> CardState:
+        if wanted is None:
+            raise ProfileError(f"{state_dir} holds no card yet: give --profile FILE to create it")
+        return wanted
+
+    sink = trace.info if trace is not None else None
+    card = Card.from_store(store, initial, random=os.urandom, trace=sink)
+    differences = profile_differences(card.state, wanted) if wanted is not None else []
+    return card, differences
+
+
+@dataclass
+class EmulatedCard:
+    """The :class:`gpchannel.io.vpcd.VirtualCard` face of a Card: power and reset end every session."""
+
+    card: Card
+
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> None:
+        self.card.reset()
+
+    def power_off(self) -> None:
+        self.card.reset()
+
+    def reset(self) -> None:
+        self.card.reset()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self.card.process(apdu)
+
+
+def parse_vpcd_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``HOST``, or ``:PORT``) with the vpcd defaults 127.0.0.1:35963."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    try:
+        number = int(port) if port else DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"vpcd address {text!r}: the port must be a number") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"vpcd address {text!r}: the port must be 1..65535")
+    return host or DEFAULT_HOST, number
+
+
+def serve(
+    card: Card,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    trace: logging.Logger | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Answer vpcd until SIGTERM / SIGINT (or ``stop``); reconnects when pcscd restarts."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        install_sigterm_handler(stop, also_sigint=True)
+    _log.info("serving the card on vpcd %s:%d", host, port)
+    serve_vpcd(EmulatedCard(card), host, port, stop=stop, reconnect=True, trace=trace)
+    _log.info("stopped")
