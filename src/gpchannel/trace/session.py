@@ -338,10 +338,9 @@ def _secured(session: _Session, exchange: TraceExchange) -> ExchangeReport:
     try:
         plain_response = checker.response(response)
     except Mismatch as exc:
-        session.fail(exchange.index, exc.failure, exc.explanation + ": a byte of the response was changed")
-        return replace(
-            base, plain_command=plain, checks=tuple(checks), failure=exc.failure, explanation=exc.explanation
-        )
+        explanation = exc.explanation + ": a byte of the response differs from what the card computed its R-MAC over"
+        session.fail(exchange.index, exc.failure, explanation)
+        return replace(base, plain_command=plain, checks=tuple(checks), failure=exc.failure, explanation=explanation)
     if plain_response != response:
         checks.append("R-MAC")
     return replace(base, plain_command=plain, plain_response=plain_response, checks=tuple(checks))
