@@ -11,11 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
+from gpchannel.cli.target import CallableTransport
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.asym import PrivateKey, load_private_key_pem
-from gpchannel.crypto.keys import KeyType
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import CardStatusError, IntegrityError
 from gpchannel.gp import lifecycle as lc
 from gpchannel.gp._tlv import encode_tlv
+from gpchannel.gp.cap import CapFile
 from gpchannel.gp.dap import DapBlock, build_load_file, dap_block
 from gpchannel.gp.install import (
     InstallForExtradition,
@@ -38,9 +41,13 @@ from gpchannel.gp.tokens import (
     verify,
     with_delete_token,
 )
-from gpchannel.scp.common import HostChannel
+from gpchannel.host.card import GpCard
+from gpchannel.host.delegated import DapSigner, Delegation
+from gpchannel.host.session import CardSession, ChannelOptions
+from gpchannel.scp.common import HostChannel, SecurityLevel
 from gpchannel.scp.put_key import KeyComponent, PutKeyData, put_key_command
 from tests.card.harness import DEFAULT_KEY, ISD_AID, make_card, open_session, secure, send
+from tests.gp.test_cap import build_cap, components
 from tests.vectors import cases
 
 PACKAGE = bytes.fromhex("A0000000620301")
@@ -340,3 +347,72 @@ def test_mandated_dap_only_when_personalized_and_dap_needs_the_hash() -> None:
     blocks = (dap_block(key, DAP_SD, hashlib.sha256(block).digest()),)
     assert secure(card, host, _cmd(0xE8, 0x80, 0x00, build_load_file(block, blocks))).sw == 0x6A80
     assert card.state.load_file(PACKAGE) is None
+
+
+# -- the host library (GpCard over the card's bytes interface) ---------------------------------------------------
+def _gp_card(card: Card, aid: bytes, *, tamper: bool = False) -> GpCard:
+    def process(raw: bytes) -> bytes:
+        answer = card.process(raw)
+        if tamper and raw[1] in (0xE4, 0xE6) and len(answer) > 8:  # flip a receipt bit in INSTALL/DELETE answers
+            answer = answer[:3] + bytes((answer[3] ^ 0x01,)) + answer[4:]
+        return answer
+
+    session = CardSession(CallableTransport(process), random=lambda n: bytes(range(n)))
+    gp = GpCard.connect(session, aid)
+    gp.open_secure_channel(ChannelOptions(StaticKeys.single(DEFAULT_KEY, 0x30, KeyType.AES), SecurityLevel.C_MAC))
+    return gp
+
+
+def _host_cap() -> CapFile:
+    return CapFile.from_bytes(build_cap(components()))
+
+
+def test_host_puts_content_keys_and_manages_content_by_delegation() -> None:
+    card, _ = make_card()
+    isd = card.state.isd
+    isd.privileges = isd.privileges | Privileges.of(Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION)
+    card.save()
+    issuer = _gp_card(card, ISD_AID)
+    assert issuer.put_content_key(0x70, ISSUER.public_key()) == b"\x70"
+    assert len(issuer.put_content_key(0x71, RECEIPTS)) == 4
+    _add_sd(card, SSD, Privilege.DELEGATED_MANAGEMENT)
+    provider = _gp_card(card, SSD)
+    cap = _host_cap()
+    delegation = Delegation(token_key=ISSUER, receipt_key=RECEIPTS)
+    with pytest.raises(CardStatusError) as refused:
+        provider.load(cap)  # no Load Token
+    assert refused.value.sw == 0x6982 and card.state.load_file(cap.package_aid) is None
+    provider.load(cap, delegation=delegation)
+    assert provider.last_confirmation is not None and provider.last_confirmation.data.counter == 0
+    loaded = card.state.load_file(cap.package_aid)
+    assert loaded is not None and loaded.sd_aid == SSD
+    module = cap.applet_aids[0]
+    with pytest.raises(CardStatusError):
+        provider.install(cap.package_aid, module, INSTANCE)
+    precomputed = ISSUER.sign(install_token_data(0x0C, 0x00, InstallForInstall(cap.package_aid, module, INSTANCE)))
+    provider.install(cap.package_aid, module, INSTANCE, delegation=Delegation(token=precomputed, receipt_key=RECEIPTS))
+    assert card.state.application(INSTANCE) is not None
+    assert provider.last_confirmation is not None and provider.last_confirmation.data.counter == 1
+    provider.delete(INSTANCE, delegation=delegation)
+    assert card.state.application(INSTANCE) is None
+    # A receipt checked with the wrong key, and a receipt altered on the way, are both detected.
+    other = Delegation(token_key=ISSUER, receipt_key=SymmetricKey(KeyType.AES, bytes(16)))
+    with pytest.raises(IntegrityError):
+        provider.install(cap.package_aid, module, INSTANCE, delegation=other)
+    tampered = _gp_card(card, SSD, tamper=True)
+    with pytest.raises(IntegrityError):
+        tampered.delete(INSTANCE, delegation=delegation)
+    assert card.state.application(INSTANCE) is None  # the card did delete: only the receipt was altered
+
+
+def test_host_load_with_dap_blocks() -> None:
+    card, host, key = _dap_card(Privilege.DAP_VERIFICATION)
+    del host
+    gp = _gp_card(card, ISD_AID)
+    cap = _host_cap()
+    with pytest.raises(CardStatusError) as wrong:
+        gp.load(cap, sd_aid=DAP_SD, daps=[DapSigner(DAP_SD, signature=bytes(16))])
+    assert wrong.value.sw == 0x6982
+    assert card.state.load_file(cap.package_aid) is None and len(card.state.load_files) == 0
+    gp.load(cap, sd_aid=DAP_SD, daps=[DapSigner(DAP_SD, key=key)])
+    assert card.state.load_file(cap.package_aid) is not None

@@ -7,13 +7,15 @@ than success raise :class:`CardStatusError` with the command's name.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.asym import EcPublicKey, RsaPublicKey
 from gpchannel.crypto.keys import StaticKeys
-from gpchannel.errors import CardStatusError, DecodeError, LocalProtocolError
+from gpchannel.errors import CardStatusError, DecodeError, LocalProtocolError, RemoteProtocolError
 from gpchannel.gp.cap import CapFile
 from gpchannel.gp.card_data import (
     TAG_CARD_CAPABILITIES,
@@ -30,15 +32,28 @@ from gpchannel.gp.card_data import (
     decode_simple,
 )
 from gpchannel.gp.cplc import CPLC_TAG, Cplc
-from gpchannel.gp.install import InstallForInstall, InstallForLoad, InstallParameters
+from gpchannel.gp.dap import build_load_file
+from gpchannel.gp.install import InstallForExtradition, InstallForInstall, InstallForLoad, InstallParameters
 from gpchannel.gp.privileges import Privilege, Privileges
 from gpchannel.gp.registry_data import RegistryEntry, StatusScope, decode_status_response
+from gpchannel.gp.tokens import (
+    Confirmation,
+    SymmetricKey,
+    delete_receipt_data,
+    delete_token_data,
+    extradition_receipt_data,
+    install_receipt_data,
+    install_token_data,
+    load_receipt_data,
+    with_delete_token,
+)
 from gpchannel.host.commands import (
     Fci,
     SetStatusScope,
     delete_command,
     get_data_command,
     get_status_command,
+    install_for_extradition_command,
     install_for_install_command,
     install_for_load_command,
     install_for_personalization_command,
@@ -47,6 +62,7 @@ from gpchannel.host.commands import (
     set_status_command,
     store_data_commands,
 )
+from gpchannel.host.delegated import DapSigner, Delegation, content_key_command
 from gpchannel.host.session import CardSession, ChannelOptions
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
 from gpchannel.scp.put_key import PutKeyData, put_key_command
@@ -107,6 +123,7 @@ class GpCard:
     """GlobalPlatform card management over a :class:`CardSession` (GP Card Specification 2.3.1, chapter 11)."""
 
     def __init__(self, session: CardSession, isd_aid: bytes, fci: Fci | None = None) -> None:
+        self.last_confirmation: Confirmation | None = None
         self.session = session
         self.isd_aid = isd_aid
         self.fci = fci
@@ -249,9 +266,33 @@ class GpCard:
         data.check_response(response.data)
         return response.data
 
-    def delete(self, aid: bytes, *, related: bool = False) -> None:
-        """DELETE an application, load file or Security Domain (and its related objects)."""
-        self.session.send(delete_command(aid, related=related, channel=self.session.channel), "DELETE")
+    def put_content_key(
+        self, kvn: int, key: RsaPublicKey | EcPublicKey | SymmetricKey, *, replace: bool = False
+    ) -> bytes:
+        """PUT KEY of a token verification (70), receipt generation (71) or DAP verification (73) key into the
+        selected Security Domain (GP 2.3.1 11.8, C.1); the card's KVN and KCV are checked."""
+        secure = self.session.secure
+        if secure is None or not secure.is_open:
+            raise LocalProtocolError("PUT KEY needs an open secure channel")
+        command = content_key_command(kvn, key, secure.encrypt_key, replace=replace, channel=self.session.channel)
+        response = self.session.send(command, "PUT KEY")
+        if response.data[:1] != bytes((kvn,)) or (
+            isinstance(key, SymmetricKey) and response.data[1:] != command.data[-3:]
+        ):
+            raise RemoteProtocolError(f"PUT KEY answered {response.data.hex().upper()}; expected KVN {kvn:02X}")
+        return response.data
+
+    def delete(self, aid: bytes, *, related: bool = False, delegation: Delegation | None = None) -> None:
+        """DELETE an application, load file or Security Domain (and its related objects); with ``delegation``,
+        the Delete Token is appended and the Delete Receipt checked (GP 2.3.1 C.4.6, C.5.5)."""
+        command = delete_command(aid, related=related, channel=self.session.channel)
+        if delegation is not None:
+            body = command.data
+            token = delegation.token_for(lambda: delete_token_data(command.p1, command.p2, body))
+            command = dataclasses.replace(command, data=with_delete_token(body, token) if token else body)
+        response = self.session.send(command, "DELETE")
+        if delegation is not None:
+            self.last_confirmation = delegation.check_receipt(response.data, lambda cd: delete_receipt_data(cd, aid))
 
     def load(
         self,
@@ -261,21 +302,35 @@ class GpCard:
         block_size: int | None = None,
         with_hash: bool = False,
         include_descriptor: bool = False,
+        delegation: Delegation | None = None,
+        daps: Sequence[DapSigner] = (),
     ) -> int:
         """INSTALL [for load] then LOAD the CAP file's Load File in blocks; returns the number of LOAD commands.
 
         The block size defaults to the card's maximum command length (FCI ``9F65``, else 255) less the secure
-        messaging overhead of the session's level.
+        messaging overhead of the session's level. ``delegation`` adds the Load Token and checks the Load
+        Receipt; ``daps`` put DAP blocks before the Load File Data Block. Both imply the SHA-256 LFDBH (C.2).
         """
+        with_hash = with_hash or delegation is not None or bool(daps)
         load_hash = cap.load_file_data_block_hash("sha256", include_descriptor=include_descriptor) if with_hash else b""
-        data = InstallForLoad(cap.package_aid, sd_aid if sd_aid is not None else self.isd_aid, load_hash)
+        target = sd_aid if sd_aid is not None else self.isd_aid
+        data = InstallForLoad(cap.package_aid, target, load_hash)
+        if delegation is not None:
+            unsigned = data
+            data = dataclasses.replace(data, token=delegation.token_for(lambda: install_token_data(2, 0, unsigned)))
         self.session.send(install_for_load_command(data, channel=self.session.channel), "INSTALL [for load]")
         size = block_size or self.default_block_size()
-        commands = load_commands(
-            cap.load_file(include_descriptor=include_descriptor), size, channel=self.session.channel
-        )
+        block = cap.load_file_data_block(include_descriptor=include_descriptor)
+        load_file = build_load_file(block, tuple(d.block(load_hash) for d in daps))
+        commands = load_commands(load_file, size, channel=self.session.channel)
+        response = None
         for n, command in enumerate(commands):
-            self.session.send(command, f"LOAD block {n}")
+            response = self.session.send(command, f"LOAD block {n}")
+        if delegation is not None and response is not None:
+            package = cap.package_aid
+            self.last_confirmation = delegation.check_receipt(
+                response.data, lambda cd: load_receipt_data(cd, package, target)
+            )
         return len(commands)
 
     def default_block_size(self) -> int:
@@ -301,13 +356,40 @@ class GpCard:
         privileges: Privileges | None = None,
         parameters: bytes = b"\xc9\x00",
         make_selectable: bool = True,
+        delegation: Delegation | None = None,
     ) -> None:
-        """INSTALL [for install (and make selectable)] an instance of ``module_aid`` (GP 2.3.1, 11.5.2.3.2)."""
+        """INSTALL [for install (and make selectable)] an instance of ``module_aid`` (GP 2.3.1, 11.5.2.3.2);
+        with ``delegation``, the Install Token is added and the Install Receipt checked (C.4.2, C.5.2)."""
         data = InstallForInstall(
             load_file_aid, module_aid, application_aid or module_aid, privileges or Privileges(), parameters
         )
+        p1 = 0x0C if make_selectable else 0x04
+        if delegation is not None:
+            unsigned = data
+            data = dataclasses.replace(data, token=delegation.token_for(lambda: install_token_data(p1, 0, unsigned)))
         command = install_for_install_command(data, make_selectable=make_selectable, channel=self.session.channel)
-        self.session.send(command, "INSTALL [for install]")
+        response = self.session.send(command, "INSTALL [for install]")
+        if delegation is not None:
+            elf, aid = load_file_aid, data.application_aid
+            self.last_confirmation = delegation.check_receipt(
+                response.data, lambda cd: install_receipt_data(cd, elf, aid)
+            )
+
+    def extradite(self, aid: bytes, sd_aid: bytes, *, delegation: Delegation | None = None) -> None:
+        """INSTALL [for extradition] of an application or load file to ``sd_aid`` (11.5.2.3.4; C.4.4, C.5.3).
+
+        With a receipt key, the receipt's old Security Domain is the selected one (the one extraditing)."""
+        data = InstallForExtradition(sd_aid, aid)
+        if delegation is not None:
+            unsigned = data
+            data = dataclasses.replace(data, token=delegation.token_for(lambda: install_token_data(0x10, 0, unsigned)))
+        command = install_for_extradition_command(data, channel=self.session.channel)
+        response = self.session.send(command, "INSTALL [for extradition]")
+        if delegation is not None:
+            old = self.isd_aid
+            self.last_confirmation = delegation.check_receipt(
+                response.data, lambda cd: extradition_receipt_data(cd, old, aid, sd_aid)
+            )
 
     def store_data(self, blocks: Sequence[bytes], *, p1: int = 0x00, application_aid: bytes | None = None) -> None:
         """STORE DATA (GP 2.3.1, 11.11), to the Security Domain or, after INSTALL [for personalization], to

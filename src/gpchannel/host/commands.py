@@ -17,7 +17,7 @@ from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.cap import split_blocks
 from gpchannel.gp.card_data import CardRecognitionData
-from gpchannel.gp.install import InstallForInstall, InstallForLoad, InstallForPersonalization
+from gpchannel.gp.install import InstallForExtradition, InstallForInstall, InstallForLoad, InstallForPersonalization
 from gpchannel.gp.registry_data import StatusScope
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "get_data_command",
     "get_response_command",
     "get_status_command",
+    "install_for_extradition_command",
     "install_for_install_command",
     "install_for_load_command",
     "install_for_personalization_command",
@@ -156,6 +157,11 @@ def install_for_install_command(
 ) -> CommandApdu:
     """INSTALL [for install] (P1 04) or [for install and make selectable] (P1 0C) (Table 11-41, 11-43)."""
     return _gp(INS_INSTALL, 0x0C if make_selectable else 0x04, 0x00, data.to_bytes(), channel=channel)
+
+
+def install_for_extradition_command(data: InstallForExtradition, *, channel: int = 0) -> CommandApdu:
+    """INSTALL [for extradition] ``80 E6 10 00`` (Table 11-41, 11-45)."""
+    return _gp(INS_INSTALL, 0x10, 0x00, data.to_bytes(), channel=channel)
 
 
 def install_for_personalization_command(application_aid: bytes, *, channel: int = 0) -> CommandApdu:
