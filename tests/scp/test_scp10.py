@@ -372,3 +372,17 @@ def test_keys_stay_out_of_reprs() -> None:
     for key in host.sm.keys.keys.values():
         assert key.value.hex() not in text.lower()
     assert str(p.card._d) not in repr(p.card) and "_d=" not in repr(p.card)
+
+
+def test_current_security_level_indicators() -> None:
+    """F.1.5.2 and 10.4.2: AUTHENTICATED for the SD's provider, ANY_AUTHENTICATED for another subject."""
+    p = pki()
+    oce_id = p.oce_chain[-1].body.subject
+    for provider, indicator in ((None, 0x80), (oce_id, 0x80), (b"PROVIDER", 0x40)):
+        card = make_card(p, provider_id=provider)
+        assert card.current_security_level == 0
+        make_host(p, Scp10Option.KEY_TRANSPORT, 0x13).run(card.process)
+        assert card.current_security_level == 0x13 | indicator
+        assert card.authenticated_subject == oce_id
+        card.terminate()
+        assert card.current_security_level == 0

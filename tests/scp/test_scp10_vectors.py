@@ -17,6 +17,7 @@ from gpchannel.crypto.rsa import (
     pkcs1_v15_sign_sha1,
     pkcs1_v15_verify_sha1,
 )
+from gpchannel.errors import AuthenticationError
 from gpchannel.scp.scp10 import (
     Crt,
     KeyUsage,
@@ -53,7 +54,7 @@ def _keys(**values: tuple[bytes, int]) -> SessionKeys:
 
 def test_every_vector_names_openssl() -> None:
     all_cases = cases(FILE)
-    assert len(all_cases) == 11
+    assert len(all_cases) == 13
     assert all(c.source.startswith("openssl ") for c in all_cases)
 
 
@@ -174,3 +175,34 @@ def test_certificate_self_descriptive() -> None:
         case.hex_out("certificate"), issuer.public, self_descriptive=True, now=datetime.date(2026, 6, 1)
     )
     assert cert.body == body
+
+
+def test_certificate_with_recovery_non_self_descriptive() -> None:
+    case = one("certificate_recovery_values")
+    issuer, subject = key(case, "issuer_key"), key(case, "subject_key")
+    body = CertificateBody(
+        case.hex_in("issuer"),
+        case.hex_in("subject"),
+        subject.public,
+        datetime.date.fromisoformat(case.inputs["effective"]),
+        datetime.date.fromisoformat(case.inputs["expiry"]),
+    )
+    made = issue_certificate(issuer, body, self_descriptive=False, recovery=True)
+    assert made.to_bytes() == case.hex_out("certificate")
+    cert = verify_certificate(
+        case.hex_out("certificate"), issuer.public, self_descriptive=False, now=datetime.date(2026, 6, 1)
+    )
+    assert cert.body == body and cert.recovery
+    with pytest.raises(AuthenticationError):
+        verify_certificate(case.hex_out("certificate"), subject.public, self_descriptive=False, now=cert.body.expiry)
+
+
+def test_sensitive_data() -> None:
+    case = one("sensitive_data")
+    for key_type, name in ((None, "ecb"), (0x82, "cbc")):
+        keys = SessionKeys()
+        keys.add(KeyUsage.DEK_COMMAND, case.hex_in("dek"), key_type=key_type)
+        keys.add(KeyUsage.DEK_RESPONSE, case.hex_in("dek"), key_type=key_type)
+        sm = SecureMessaging(0, keys)
+        assert sm.crypt_sensitive(KeyUsage.DEK_COMMAND, case.hex_in("data"), encrypt=True) == case.hex_out(name)
+        assert sm.crypt_sensitive(KeyUsage.DEK_RESPONSE, case.hex_out(name), encrypt=False) == case.hex_in("data")

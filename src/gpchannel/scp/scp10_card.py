@@ -107,6 +107,7 @@ class Scp10CardConfig:
     validated_keys: Mapping[bytes, RsaPublicKey] = field(default_factory=dict)
     certificates: Mapping[int, bytes] = field(default_factory=dict)
     ef_od: bytes = b""
+    provider_id: bytes | None = None
 
 
 class Scp10Card(CardChannel):
@@ -153,6 +154,19 @@ class Scp10Card(CardChannel):
         self.state = ChannelState.INITIALIZED
         self.level = SecurityLevel.NONE
         self.phase = Scp10Phase.SETUP
+
+    @property
+    def authenticated_subject(self) -> bytes | None:
+        """The subject id of the authenticated off-card entity (10.4.2), once EXTERNAL AUTHENTICATE succeeded."""
+        return self._oce_id if self.phase in (Scp10Phase.EXTERNAL_DONE, Scp10Phase.OPEN) else None
+
+    @property
+    def current_security_level(self) -> int:
+        """Table 10-1: the level with AUTHENTICATED (80) or ANY_AUTHENTICATED (40); 00 without a session (F.1.5.2)."""
+        if self.state is not ChannelState.OPEN:
+            return 0
+        provider = self.config.provider_id
+        return int(self.level) | (0x80 if provider is None or provider == self._oce_id else 0x40)
 
     # -- the CardChannel contract ---------------------------------------------------------------------------------
     @property

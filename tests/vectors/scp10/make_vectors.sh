@@ -159,5 +159,24 @@ case_ certificate_self_descriptive \
   "{\"issuer_key\": \"$(pem tpex)\", \"subject_key\": \"$(pem oce)\", \"issuer\": \"5450455800000001\", \"subject\": \"4F43450000000001\", \"effective\": \"2026-01-12\", \"expiry\": \"2027-01-12\"}" \
   "{\"certificate\": \"7F2182$(printf '%04X' $(( ${#CVAL} / 2 )))${CVAL}\"}" \
   "7F21 { 42 issuer, 5F20 subject, 7F49 {81 n, 82 e}, 5F25 / 5F24 YYMMDD, 9E PKCS#1 v1.5 SHA-1 signature over the preceding TLVs }"
+echo ","
+# 12. Non self descriptive certificate with message recovery (F.1.3.4.2; ISO/IEC 9796-2 DS1, SHA-1), by TP_EX.
+VALS="54504558000000014F4345000000000102060001010202070001010203010001${NO}"
+M1=${VALS:0:212}; REM=${VALS:212}
+H=$(sha1 "$VALS")
+S=$(priv_raw tpex "6A${M1}${H}BC")
+SIGMA=$(min_n "$(modulus tpex)" "$S")
+case_ certificate_recovery_values \
+  "{\"issuer_key\": \"$(pem tpex)\", \"subject_key\": \"$(pem oce)\", \"issuer\": \"5450455800000001\", \"subject\": \"4F43450000000001\", \"effective\": \"2026-01-12\", \"expiry\": \"2027-01-12\"}" \
+  "{\"certificate\": \"7F2181BC5F3836${REM}9E8180${SIGMA}\"}" \
+  "values issuer(8) subject(8) YYMMDD YYMMDD len(e) e n; first 106 bytes recovered from 6A M1 SHA1(all) BC signed raw by TP_EX, min(S, N-S) with bc; the other 54 in 5F38"
+echo ","
+# 13. Sensitive data under the DEK (F.3.2.7): 3DES ECB (key type omitted) and CBC (key type 82).
+KD=$(rnd 16); SD=$(rnd 24)
+ECB=$(printf %s "$SD" | unhex | openssl enc -des-ede -K "$KD" -nopad $P | hex)
+CBC=$(tdes_cbc "$KD" "$SD")
+case_ sensitive_data \
+  "{\"dek\": \"$KD\", \"data\": \"$SD\"}" "{\"ecb\": \"$ECB\", \"cbc\": \"$CBC\"}" \
+  "openssl des-ede (ECB) and des-ede-cbc with a zero ICV, no padding"
 echo
 echo "]"
