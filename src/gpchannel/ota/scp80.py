@@ -47,7 +47,7 @@ from gpchannel.ota.packet import (
     command_length_field,
     response_length_field,
 )
-from gpchannel.ota.spi import CounterMode, Kic, Kid, PorMode, Spi
+from gpchannel.ota.spi import CounterMode, Integrity, Kic, Kid, PorMode, Spi
 
 __all__ = [
     "MAX_COUNTER",
@@ -105,8 +105,9 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """An unsecured response packet (PoR). ``authenticated`` is False for an unsecured error PoR that arrived
-    where SPI2 asked for RC/CC/DS (such a PoR is never accepted with status 00)."""
+    """An unsecured response packet (PoR). ``authenticated`` is True only when a cryptographic checksum of the
+    command's key set verified (SPI2 asked for a CC); an RC or no check at all authenticate nothing, and an
+    unsecured error PoR that arrived where SPI2 asked for RC/CC/DS is False (it is never accepted with 00)."""
 
     tar: bytes
     counter: int
@@ -114,7 +115,7 @@ class Response:
     status: ResponseStatus
     check: bytes
     data: bytes
-    authenticated: bool = True
+    authenticated: bool = False
 
 
 def _check_counter_value(name: str, value: int) -> None:
@@ -328,7 +329,8 @@ def unsecure_response(
         raise DecodeError(f"PCNTR {pcntr} is impossible here", offset=len(length_field) + len(head) + 5)
     status = _status(fields[6], len(length_field) + len(head) + 6)
     counter = int.from_bytes(fields[:5], "big")
-    return Response(packet.tar, counter, pcntr, status, check, body[: len(body) - pcntr])
+    authenticated = spi.por_integrity is Integrity.CC
+    return Response(packet.tar, counter, pcntr, status, check, body[: len(body) - pcntr], authenticated)
 
 
 # --------------------------------------------------------------------------------------------- receiver's PoR rules
