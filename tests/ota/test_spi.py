@@ -19,6 +19,7 @@ from gpchannel.ota.spi import (
     PorTransport,
     RcAlgorithm,
     Spi,
+    meets_minimum_security,
 )
 
 spis = st.builds(
@@ -183,3 +184,25 @@ def test_key_bytes_decode_returns_or_raises_decode_error(raw: bytes) -> None:
 def test_kvn_range() -> None:
     with pytest.raises(ValueError, match="kvn"):
         Kic(16, AlgorithmFamily.AES, 0)
+
+
+@pytest.mark.parametrize(
+    ("spi1", "msl", "ok"),
+    [
+        (0x16, 0x16, True),  # CC + ciphered + counter higher: the recommended minimum
+        (0x1E, 0x16, True),  # counter "one higher" is at least "higher"
+        (0x12, 0x16, False),  # not ciphered
+        (0x0E, 0x16, False),  # counter available but unchecked
+        (0x15, 0x16, False),  # RC only
+        (0x17, 0x16, True),  # DS
+        (0x00, 0x00, True),  # MSL 00 accepts anything (an unprotected TAR: ota-notes E.3)
+        (0x00, 0x01, False),
+    ],
+)
+def test_minimum_security_level(spi1: int, msl: int, ok: bool) -> None:
+    assert meets_minimum_security(Spi.from_bytes(bytes((spi1, 0x01))), msl) is ok
+
+
+def test_minimum_security_level_range() -> None:
+    with pytest.raises(ValueError, match="MSL"):
+        meets_minimum_security(Spi(), 0x20)

@@ -53,6 +53,7 @@ from gpchannel.ota.spi import (
     PorTransport,
     RcAlgorithm,
     Spi,
+    meets_minimum_security,
 )
 from gpchannel.ota.udh import Reassembler, SecuredMessage, secured_message, split_packet
 
@@ -92,6 +93,7 @@ __all__ = [
     "encode_compact",
     "error_response",
     "may_secure_por",
+    "meets_minimum_security",
     "por_status",
     "por_wanted",
     "secure_command",

@@ -30,6 +30,7 @@ __all__ = [
     "PorTransport",
     "RcAlgorithm",
     "Spi",
+    "meets_minimum_security",
 ]
 
 
@@ -115,6 +116,23 @@ class Spi:
             por_ciphered=bool(b2 & 0x10),
             por_transport=PorTransport((b2 >> 5) & 1),
         )
+
+
+def meets_minimum_security(spi: Spi, msl: int) -> bool:
+    """Whether a command's SPI1 reaches a Minimum Security Level coded like SPI1 (the MSL parameter of a
+    TAR's install parameters, TS 102 226 8.2.1.3.2.4 [M]: ota-notes F.5).
+
+    Each field must be at least the MSL's: RC/CC/DS (none < RC < CC < DS), ciphering, and the counter mode
+    (none < available < higher; "one higher" counts as at least "higher").
+    """
+    if not 0 <= msl <= 0x1F:
+        raise ValueError(f"an MSL is an SPI1 value 00..1F, got {msl:#x}")
+    required = _SPI_TABLE[msl << 8]
+    return (
+        spi.integrity >= required.integrity
+        and (spi.ciphered or not required.ciphered)
+        and spi.counter_mode >= required.counter_mode
+    )
 
 
 # Every valid SPI decoded once (32 x 64 values): decoding is then a lookup (an immutable table, not a cache).
