@@ -23,6 +23,14 @@ import click
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
 from gpchannel.cli.card_commands import card as card_group
+from gpchannel.cli.delegated import (
+    dap_options,
+    dap_signers,
+    delegation,
+    delegation_options,
+    public_or_secret_key,
+    receipt_note,
+)
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -42,6 +50,7 @@ from gpchannel.cli.target import (
     list_readers,
     load_profile,
 )
+from gpchannel.cli.trace_commands import keys_group, trace_group
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -49,7 +58,7 @@ from gpchannel.errors import CardStatusError, DecodeError
 from gpchannel.gp.cap import CapFile
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges
-from gpchannel.host.commands import SetStatusScope
+from gpchannel.host.commands import SetStatusScope, key_set_dgis
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
 
 __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRANSPORT", "EXIT_USAGE", "cli", "main"]
@@ -71,6 +80,7 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--s16", is_flag=True, help="SCP03 S16 mode (16-byte challenges and MACs).")
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
 @click.option("--trace", is_flag=True, help="Print every APDU on the wire and, when secured, the plain one beside it.")
+@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace to FILE.")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -89,10 +99,11 @@ def cli(
     s16: bool,
     profile: Path | None,
     trace: bool,
+    trace_file: Path | None,
 ) -> None:
     """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
     base = ctx.obj if isinstance(ctx.obj, dict) else {}
-    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile)
+    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile, trace_file=trace_file)
     settings.transport_factory = base.get("transport_factory")
     settings.random = base.get("random", os.urandom)
     if "out" in base:
@@ -238,28 +249,50 @@ def _new_keys(
 
 
 @cli.command(name="put-key")
-@click.option("--new-kvn", required=True, help="KVN of the new key set (1..127).")
+@click.option("--new-kvn", help="KVN of the new key set (1..127).")
 @click.option("--replace", "replace_kvn", help="KVN of the key set to replace (default: add a new one).")
 @click.option("--new-key", help="One new key for ENC, MAC and DEK, hex.")
 @click.option("--new-key-enc")
 @click.option("--new-key-mac")
 @click.option("--new-key-dek")
 @click.option("--new-kdf", type=click.Choice([d.value for d in Diversification]), help="Diversify the new keys.")
+@click.option("--token-key", help="Token verification key (KVN 70): PEM (public or private) or hex.")
+@click.option("--receipt-key", help="Receipt generation key (KVN 71): hex AES or DES key.")
+@click.option("--dap-key", help="DAP verification key (KVN 73): PEM (public or private) or hex.")
+@click.option("--key-type", "content_key_type", type=click.Choice(["aes", "des"]), help="Type of hex keys above.")
+@click.option("--replace-content-key", is_flag=True, help="Replace existing 70/71/73 keys (P1 = KVN).")
 @pass_settings
 @handle_errors
 def put_key(
     settings: Settings,
-    new_kvn: str,
+    new_kvn: str | None,
     replace_kvn: str | None,
     new_key: str | None,
     new_key_enc: str | None,
     new_key_mac: str | None,
     new_key_dek: str | None,
     new_kdf: str | None,
+    token_key: str | None,
+    receipt_key: str | None,
+    dap_key: str | None,
+    content_key_type: str | None,
+    replace_content_key: bool,
 ) -> None:
-    """Add or replace a key set (keys given or diversified); the KCVs the card returns are checked."""
+    """Add or replace a key set (keys given or diversified), or the token (70), receipt (71) and DAP (73) keys
+    of the selected Security Domain; the KVN and KCVs the card returns are checked."""
+    content = [(0x70, token_key, "--token-key"), (0x71, receipt_key, "--receipt-key"), (0x73, dap_key, "--dap-key")]
+    if any(text for _, text, _ in content):
+        card = settings.card()
+        for content_kvn, text, option in content:
+            if text:
+                key = public_or_secret_key(settings, text, content_key_type, option)
+                card.put_content_key(content_kvn, key, replace=replace_content_key)
+                settings.out.print(f"key {content_kvn:02X} written", highlight=False)
+        if new_kvn is None:
+            return
     kvn = int_option(new_kvn, "--new-kvn")
-    assert kvn is not None
+    if kvn is None:
+        raise click.UsageError("give --new-kvn (a key set), or --token-key / --receipt-key / --dap-key")
     card = settings.card()
     keys = _new_keys(settings, new_key, new_key_enc, new_key_mac, new_key_dek, kvn, new_kdf)
     card.put_key(keys, replace_kvn=int_option(replace_kvn, "--replace") or 0)
@@ -270,15 +303,25 @@ def put_key(
 @cli.command()
 @click.argument("aids", nargs=-1, required=True)
 @click.option("--related", is_flag=True, help="Also delete related objects (P2=80).")
+@delegation_options
 @pass_settings
 @handle_errors
-def delete(settings: Settings, aids: tuple[str, ...], related: bool) -> None:
-    """Delete applications, load files or Security Domains by AID."""
+def delete(
+    settings: Settings,
+    aids: tuple[str, ...],
+    related: bool,
+    dm_key: str | None,
+    dm_token: str | None,
+    receipt_key: str | None,
+    receipt_key_type: str | None,
+) -> None:
+    """Delete applications, load files or Security Domains by AID (with a Delete Token when delegated)."""
     parsed = [aid_option(a) for a in aids]
     card = settings.card()
+    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
     for aid in parsed:
-        card.delete(aid, related=related)
-        settings.out.print(f"deleted {aid.hex().upper()}", highlight=False)
+        card.delete(aid, related=related, delegation=dm)
+        settings.out.print(f"deleted {aid.hex().upper()}{receipt_note(card.last_confirmation, dm)}", highlight=False)
 
 
 def _read_cap(path: Path) -> CapFile:
@@ -291,24 +334,43 @@ def _read_cap(path: Path) -> CapFile:
 @click.option("--hash", "with_hash", is_flag=True, help="Send the SHA-256 Load File Data Block Hash.")
 @click.option("--sd", help="Security Domain AID to load into (default: the ISD).")
 @click.option("--descriptor", is_flag=True, help="Include the Descriptor component.")
+@delegation_options
+@dap_options
 @pass_settings
 @handle_errors
 def load(
-    settings: Settings, cap: Path, block_size: str | None, with_hash: bool, sd: str | None, descriptor: bool
+    settings: Settings,
+    cap: Path,
+    block_size: str | None,
+    with_hash: bool,
+    sd: str | None,
+    descriptor: bool,
+    dm_key: str | None,
+    dm_token: str | None,
+    receipt_key: str | None,
+    receipt_key_type: str | None,
+    dap_key: str | None,
+    dap_signature: str | None,
+    dap_domain: str | None,
 ) -> None:
-    """Load a CAP file (INSTALL [for load], then LOAD blocks)."""
+    """Load a CAP file (INSTALL [for load], then LOAD blocks), with a Load Token and DAP blocks if asked."""
     parsed = _read_cap(cap)
     card = settings.card()
+    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
     n = card.load(
         parsed,
         sd_aid=aid_option(sd, "--sd") if sd else None,
         block_size=int_option(block_size, "--block-size"),
         with_hash=with_hash,
         include_descriptor=descriptor,
+        delegation=dm,
+        daps=dap_signers(settings, dap_key, dap_signature, dap_domain),
     )
     applets = ", ".join(a.hex().upper() for a in parsed.applet_aids) or "none"
     settings.out.print(
-        f"loaded package {parsed.package_aid.hex().upper()} in {n} blocks (applets: {applets})", highlight=False
+        f"loaded package {parsed.package_aid.hex().upper()} in {n} blocks (applets: {applets})"
+        + receipt_note(card.last_confirmation, dm),
+        highlight=False,
     )
 
 
@@ -333,6 +395,7 @@ def _privileges(text: str | None) -> Privileges:
 @click.option("--privileges", help="Hex (e.g. 000000) or names (CardReset,CVMManagement).")
 @click.option("--params", help="Install parameters, hex (default: C900).")
 @click.option("--no-selectable", is_flag=True, help="INSTALL [for install] only, not make selectable.")
+@delegation_options
 @pass_settings
 @handle_errors
 def install(
@@ -344,6 +407,10 @@ def install(
     privileges: str | None,
     params: str | None,
     no_selectable: bool,
+    dm_key: str | None,
+    dm_token: str | None,
+    receipt_key: str | None,
+    receipt_key_type: str | None,
 ) -> None:
     """Install (and make selectable) an application from a loaded package."""
     parsed = _read_cap(cap) if cap else None
@@ -355,15 +422,19 @@ def install(
         raise click.UsageError("give --cap, or --package and --applet")
     instance_aid = aid_option(instance, "--instance") if instance else module_aid
     parameters = parse_hex(params, "--params") if params else b"\xc9\x00"
-    settings.card().install(
+    card = settings.card()
+    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
+    card.install(
         package_aid,
         module_aid,
         instance_aid,
         privileges=_privileges(privileges),
         parameters=parameters,
         make_selectable=not no_selectable,
+        delegation=dm,
     )
-    settings.out.print(f"installed {instance_aid.hex().upper()}", highlight=False)
+    note = receipt_note(card.last_confirmation, dm)
+    settings.out.print(f"installed {instance_aid.hex().upper()}{note}", highlight=False)
 
 
 @cli.command(name="store-data")
@@ -438,15 +509,20 @@ def create_ssd(
         key = key_option(ssd_key, "--ssd-key")
         kvn = int_option(ssd_kvn, "--ssd-kvn")
         assert key is not None and kvn is not None
-        card.select(ssd)
-        card.open_secure_channel(settings.channel_options())
         init = card.session.init_response
+        secure = card.session.secure
+        if secure is None:
+            raise click.UsageError("--ssd-key needs a secure channel with the ISD (its DEK protects the keys)")
         key_type = KeyType.AES if init is not None and init.protocol is ScpProtocol.SCP03 else KeyType.DES3
-        card.put_key(StaticKeys.single(key, kvn, key_type))
+        keys = StaticKeys.single(key, kvn, key_type)
+        # The SSD's first keys go through the ISD: INSTALL [for personalization], STORE DATA key DGIs (7.3.2).
+        card.store_data([key_set_dgis(keys, secure.encrypt_key)], p1=0x68, application_aid=ssd)
         settings.out.print(f"SSD key set {kvn:02X} written", highlight=False)
 
 
 cli.add_command(card_group)
+cli.add_command(trace_group)
+cli.add_command(keys_group)
 
 
 def main(argv: list[str] | None = None) -> None:

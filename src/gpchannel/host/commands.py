@@ -9,10 +9,11 @@ sets the secure-messaging bit when it wraps it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel
+from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.cap import split_blocks
@@ -39,6 +40,7 @@ __all__ = [
     "install_for_install_command",
     "install_for_load_command",
     "install_for_personalization_command",
+    "key_set_dgis",
     "load_commands",
     "select_command",
     "set_status_command",
@@ -200,6 +202,31 @@ def store_data_commands(blocks: Sequence[bytes], p1: int = 0x00, *, channel: int
         _gp(INS_STORE_DATA, base | (0x80 if n == last else 0), n, bytes(b), channel=channel)
         for n, b in enumerate(blocks)
     ]
+
+
+def _dgi(dgi: int, value: bytes) -> bytes:
+    size = bytes((len(value),)) if len(value) < 0xFF else b"\xff" + len(value).to_bytes(2, "big")
+    return dgi.to_bytes(2, "big") + size + value
+
+
+def key_set_dgis(keys: StaticKeys, encrypt: Callable[[bytes], bytes]) -> bytes:
+    """STORE DATA content of a key set in DGI format (GP 2.3.1 11.11.4, Tables 11-91 to 11-93): one ``00B9``
+    with a control reference template ``B9`` per key (usage 95, type 80, length 81, id 82, KVN 83, KCV 84),
+    then one ``8113`` per key, enciphered with ``encrypt`` (the channel's DEK). Send with P1 b4-b5 = DGI
+    format and b6-b7 = encrypted (P1 ``68``); this is how a new SSD gets its first keys through the ISD."""
+    crts, values = b"", b""
+    for key_id, (key, check) in enumerate(zip((keys.enc, keys.mac, keys.dek), keys.kcvs(), strict=True), start=1):
+        body = (
+            encode_tlv(0x95, b"\x18")
+            + encode_tlv(0x80, bytes((keys.key_type.value,)))
+            + encode_tlv(0x81, bytes((len(key),)))
+            + encode_tlv(0x82, bytes((key_id,)))
+            + encode_tlv(0x83, bytes((keys.kvn,)))
+            + encode_tlv(0x84, check)
+        )
+        crts += encode_tlv(0xB9, body)
+        values += _dgi(0x8113, encrypt(key))
+    return _dgi(0x00B9, crts) + values
 
 
 # -- SET STATUS (11.10) ---------------------------------------------------------------------------------------------
