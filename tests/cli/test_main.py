@@ -84,10 +84,12 @@ def test_apdu_json_and_status_words() -> None:
 def test_trace_shows_wire_and_plain() -> None:
     result = run(FakeCard(), "--trace", "apdu", "80CA004200")
     assert result.exit_code == 0, result.output
-    assert ">> 8050000008" in result.stderr  # INITIALIZE UPDATE on the wire
-    assert ">> 84CA004208" in result.stderr  # wrapped: secure messaging CLA, Lc 08 = the C-MAC
-    assert "(plain 80CA004200)" in result.stderr
-    assert "<< 42031234569000" in result.stderr  # level 01: the response is not protected
+    lines = result.stderr.splitlines()  # gpchannel's trace format (gpchannel.trace.ourformat)
+    assert lines[0] == "# gpchannel trace v1"
+    assert any(line.startswith("C: 8050000008") for line in lines)  # INITIALIZE UPDATE on the wire
+    wrapped = next(n for n, line in enumerate(lines) if line.startswith("C: 84CA004208"))  # SM CLA, Lc 08 = C-MAC
+    assert lines[wrapped + 1 : wrapped + 3] == ["plain C: 80CA004200", "R: 42031234569000"]
+    assert not any(line.startswith("plain R:") for line in lines)  # level 01: the response is not protected
 
 
 def test_wrong_key_says_what_to_do() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -14,8 +14,18 @@ from gpchannel.codec.sw import describe
 from gpchannel.gp.lifecycle import CardLifeCycle, application_state_name, sd_state_name
 from gpchannel.host.card import CardInfo, RegistryItem, RegistryKind
 from gpchannel.host.session import Exchange
+from gpchannel.trace.ourformat import HEADER, format_exchange
 
-__all__ = ["info_json", "lifecycle_name", "list_json", "print_info", "print_list", "response_json", "trace_printer"]
+__all__ = [
+    "info_json",
+    "lifecycle_name",
+    "list_json",
+    "print_info",
+    "print_list",
+    "response_json",
+    "trace_printer",
+    "trace_writer",
+]
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -159,15 +169,41 @@ def response_json(command_hex: str, response: ResponseApdu) -> dict[str, str]:
     }
 
 
+def _trace_lines(exchange: Exchange) -> list[str]:
+    """One exchange in gpchannel's trace format (:mod:`gpchannel.trace.ourformat`): ``C:`` / ``R:`` as on the
+    wire, and ``plain C:`` / ``plain R:`` beside them where the secure channel changed the bytes."""
+    plain_command = exchange.plain_command if exchange.plain_command != exchange.command else None
+    plain_response = exchange.plain_response if exchange.plain_response != exchange.response else None
+    return format_exchange(exchange.command, exchange.response, plain_command, plain_response)
+
+
 def trace_printer(console: Console) -> Any:
-    """A trace hook printing each exchange: the wire bytes and, when secured, the plain ones beside them."""
+    """A trace hook printing each exchange in gpchannel's trace format (``gpchannel trace decode`` reads it back):
+    the wire bytes and, when secured, the plain ones beside them. The header line comes before the first one."""
+    started = False
 
     def show(exchange: Exchange) -> None:
-        console.print(f"[bold]>>[/bold] {exchange.command}", highlight=False)  # hex only: no markup inside
-        if exchange.plain_command is not None:
-            console.print(f"   [dim](plain {exchange.plain_command})[/dim]", highlight=False)
-        console.print(f"[bold]<<[/bold] {exchange.response}", highlight=False)
-        if exchange.plain_response is not None:
-            console.print(f"   [dim](plain {exchange.plain_response})[/dim]", highlight=False)
+        nonlocal started
+        if not started:
+            console.print(HEADER, markup=False, highlight=False, soft_wrap=True)
+            started = True
+        for line in _trace_lines(exchange):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     return show
+
+
+def trace_writer(stream: TextIO) -> Any:
+    """A trace hook writing the same lines as :func:`trace_printer` to a text file (flushed after each exchange)."""
+    started = False
+
+    def write(exchange: Exchange) -> None:
+        nonlocal started
+        lines = _trace_lines(exchange)
+        if not started:
+            lines.insert(0, HEADER)
+            started = True
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+
+    return write

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -26,7 +26,7 @@ from gpchannel.errors import (
     UnsupportedError,
 )
 from gpchannel.host.card import GpCard
-from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions
+from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
 
 __all__ = [
@@ -66,12 +66,14 @@ class Settings:
     level: SecurityLevel = SecurityLevel.C_MAC
     s16: bool = False
     trace: bool = False
+    trace_file: Path | None = None
     profile: Path | None = None
     transport_factory: Callable[[], ApduTransport] | None = None
     random: Callable[[int], bytes] = os.urandom
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
     _card: GpCard | None = None
+    _trace_stream: TextIO | None = None
 
     def channel_options(self) -> ChannelOptions:
         return ChannelOptions(key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16)
@@ -79,21 +81,44 @@ class Settings:
     def card(self, *, secure: bool = True) -> GpCard:
         """Connect (once), select the ISD and, when ``secure``, open the secure channel."""
         if self._card is None:
+            trace = self._trace_hook()
             transport = (
                 self.transport_factory()
                 if self.transport_factory
                 else open_transport(self.reader, self.emulator, self.profile)
             )
-            trace = render.trace_printer(self.err) if self.trace else None
             session = CardSession(transport, random=self.random, trace=trace)
             self._card = GpCard.connect(session, self.isd)
         if secure and not (self._card.session.secure and self._card.session.secure.is_open):
             self._card.open_secure_channel(self.channel_options())
         return self._card
 
+    def _trace_hook(self) -> TraceHook | None:
+        """``--trace`` prints to stderr and ``--trace-file`` writes to the file, both in gpchannel's trace format."""
+        hooks: list[TraceHook] = []
+        if self.trace:
+            hooks.append(render.trace_printer(self.err))
+        if self.trace_file is not None:
+            try:
+                self._trace_stream = self.trace_file.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"--trace-file {self.trace_file}: {exc.strerror or exc}") from None
+            hooks.append(render.trace_writer(self._trace_stream))
+        if not hooks:
+            return None
+
+        def trace(exchange: Exchange) -> None:
+            for hook in hooks:
+                hook(exchange)
+
+        return trace
+
     def close(self) -> None:
         if self._card is not None:
             self._card.session.close()
+        if self._trace_stream is not None:
+            self._trace_stream.close()
+            self._trace_stream = None
 
 
 def fail(settings: Settings | None, message: str, code: int) -> None:

@@ -1,0 +1,341 @@
+"""``gpchannel trace decode`` and ``gpchannel keys doctor``: the trace inspector and the key doctor (issue 9).
+
+``trace decode FILE`` reads an APDU trace (gpchannel's own ``--trace`` / ``--trace-file`` output, pcscd's debug
+log, GPShell's trace, GlobalPlatformPro's ``-d`` output or plain ``C-APDU`` / ``R-APDU`` lines; the format is
+detected), finds each SCP01/02/03 session and checks it with the keys (:func:`gpchannel.trace.decode_trace`):
+every command and response in plain form beside the wire bytes, each cryptogram and MAC checked (GP 2.3.1, 10.2
+to 10.8), the first point where anything fails to verify marked and explained.
+
+``keys doctor`` says which use of a key (static, or master under EMV CPS 1.1 / VISA2 / KDF3) reproduces the card
+cryptogram of an INITIALIZE UPDATE (GP 2.1.1 D.3.2.1, GP 2.2.1 E.4.2.1, Amendment D 6.2.2.2;
+:func:`gpchannel.trace.doctor`). On a card it sends only SELECT and INITIALIZE UPDATE: never EXTERNAL
+AUTHENTICATE, so nothing counts against the card's retry limit. Offline, it takes a saved INITIALIZE UPDATE
+command and response, or a trace file.
+
+Keys come from the command's own options, else from the global ones (``--key`` ..., ``--kdf``, a ``--profile``'s
+key set, the environment), else the GlobalPlatform test key, as for every other command. Keys are never printed:
+only their key check values.
+
+Exit codes: 0 the trace verifies / the doctor found the key's use; 3 a check failed / no use of the key
+reproduces the card cryptogram; 4 the card refused INITIALIZE UPDATE; 1 the file is not a trace; 2 usage; 5 no
+reader.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.settings import (
+    EXIT_AUTHENTICATION,
+    EXIT_CARD_STATUS,
+    EXIT_FAILURE,
+    Settings,
+    fail,
+    handle_errors,
+    key_option,
+)
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.diversification import Diversification
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import DecodeError, UnsupportedError
+from gpchannel.scp import scp02
+from gpchannel.scp.common import ScpProtocol, initialize_update_command
+from gpchannel.trace import (
+    DoctorReport,
+    KeyOptions,
+    TraceFormat,
+    decode_trace,
+    doctor,
+    doctor_exchanges,
+    doctor_json,
+    doctor_text,
+    parse_trace,
+    trace_json,
+    trace_text,
+)
+
+__all__ = ["EXIT_NOT_VERIFIED", "keys_group", "trace_group"]
+
+EXIT_NOT_VERIFIED = EXIT_AUTHENTICATION
+"""A check of the trace failed, or no use of the key reproduces the card cryptogram."""
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The keys a command uses, where they come from; kept out of reprs."""
+
+    enc: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+    dek: bytes = field(repr=False)
+    scheme: Diversification = Diversification.NONE
+    source: str = "command line"
+
+    def static_keys(self) -> StaticKeys:
+        """One key set; 3DES unless a length or KDF3 says AES (the inspector fits the type to each protocol)."""
+        aes = self.scheme is Diversification.KDF3 or 32 in {len(self.enc), len(self.mac), len(self.dek)}
+        return StaticKeys(self.enc, self.mac, self.dek, 0, KeyType.AES if aes else KeyType.DES3)
+
+    def describe(self) -> str:
+        """Where the keys come from (each session's title shows the check values of the keys it used)."""
+        return f"keys: {self.source}, diversification {self.scheme.value}"
+
+
+def _keys(settings: Settings, key: str | None, enc: str | None, mac: str | None, dek: str | None) -> _Keys | None:
+    """The command's own key options, or None to use the global ones."""
+    single = key_option(key, "--key")
+    parts = [key_option(enc, "--key-enc"), key_option(mac, "--key-mac"), key_option(dek, "--key-dek")]
+    if any(p is not None for p in parts):
+        if single is not None or any(p is None for p in parts):
+            raise click.UsageError("give --key, or all three of --key-enc, --key-mac and --key-dek")
+        e, m, d = (p for p in parts if p is not None)
+        return _Keys(e, m, d, settings.keys.scheme, "command line")
+    if single is not None:
+        return _Keys(single, single, single, settings.keys.scheme, "command line")
+    return None
+
+
+def _global_keys(settings: Settings) -> _Keys:
+    k = settings.keys
+    return _Keys(k.enc, k.mac, k.dek, k.scheme, k.source)
+
+
+def _hex_byte(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        raw = parse_hex(text, name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    if len(raw) != 1:
+        raise click.BadParameter("one hex byte, e.g. 55", param_hint=name)
+    return raw[0]
+
+
+def _i_params(settings: Settings, scp01_i: str | None, scp02_i: str | None) -> tuple[int | None, int | None]:
+    """``--scp01-i`` / ``--scp02-i``, else the global ``--scp-i`` (or the profile's i) when ``--scp`` names that
+    protocol. SCP01 and SCP02 do not put i on the wire (GP 2.1.1 D.1.1, GP 2.2.1 E.1.1); None: detected."""
+    i01 = _hex_byte(scp01_i, "--scp01-i")
+    i02 = _hex_byte(scp02_i, "--scp02-i")
+    if i01 is None and settings.scp is ScpProtocol.SCP01:
+        i01 = settings.i_param
+    if i02 is None and settings.scp is ScpProtocol.SCP02:
+        i02 = settings.i_param
+    if i01 is not None and i01 not in (0x05, 0x15):
+        raise click.BadParameter(f"SCP01 i is 05 or 15 (GP 2.1.1 D.1.1), got {i01:02X}", param_hint="--scp01-i")
+    if i02 is not None:
+        try:
+            scp02.check_i_param(i02)
+        except UnsupportedError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scp02-i") from None
+    return i01, i02
+
+
+def _print(settings: Settings, text: str) -> None:
+    """Text as it is: no markup, no highlighting, no wrapping (hex lines stay whole)."""
+    settings.out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+
+
+def _print_json(settings: Settings, data: Any) -> None:
+    _print(settings, json.dumps(data, indent=2) + "\n")
+
+
+_KEY_OPTIONS = (
+    click.option("--key", help="One key for ENC, MAC and DEK, hex (default: the global key options)."),
+    click.option("--key-enc", help="ENC key, hex."),
+    click.option("--key-mac", help="MAC key, hex."),
+    click.option("--key-dek", help="DEK key, hex."),
+)
+
+
+# -- gpchannel trace ------------------------------------------------------------------------------------------------
+@click.group(name="trace")
+def trace_group() -> None:
+    """Read APDU traces: find, check and decrypt the secure channel sessions in them."""
+
+
+@trace_group.command()
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="replace"))
+@_KEY_OPTIONS[0]
+@_KEY_OPTIONS[1]
+@_KEY_OPTIONS[2]
+@_KEY_OPTIONS[3]
+@click.option(
+    "--kdf",
+    type=click.Choice([d.value for d in Diversification]),
+    help="The keys are master keys diversified this way (default: the global --kdf, else none).",
+)
+@click.option("--scp01-i", help="SCP01 i (05 or 15; default: detected from the C-MACs).")
+@click.option("--scp02-i", help="SCP02 i, hex (default: detected from the MACs).")
+@click.option("--no-keys", is_flag=True, help="Only find and list the sessions; check nothing.")
+@click.option("--format", "trace_format", type=click.Choice([f.value for f in TraceFormat]), help="Default: detected.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@handle_errors
+def decode(
+    settings: Settings,
+    file: Any,
+    key: str | None,
+    key_enc: str | None,
+    key_mac: str | None,
+    key_dek: str | None,
+    kdf: str | None,
+    scp01_i: str | None,
+    scp02_i: str | None,
+    no_keys: bool,
+    trace_format: str | None,
+    as_json: bool,
+) -> None:
+    """Decode the APDU trace FILE ('-': standard input) and check every secure channel session in it.
+
+    Prints each command and response, the plain form beside the wire bytes, the checks that passed, and the
+    first point where anything fails to verify, with what it means. Exit code 3 when a check fails.
+    """
+    keys = _keys(settings, key, key_enc, key_mac, key_dek) or _global_keys(settings)
+    if kdf is not None:
+        keys = _Keys(keys.enc, keys.mac, keys.dek, Diversification(kdf), keys.source)
+    i01, i02 = _i_params(settings, scp01_i, scp02_i)
+    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02)
+    text = file.read()
+    try:
+        report = decode_trace(text, options, TraceFormat(trace_format) if trace_format else None)
+    except DecodeError as exc:
+        name = getattr(file, "name", "the trace")
+        fail(settings, f"{name}: {exc}", EXIT_FAILURE)
+        return
+    if as_json:
+        data = trace_json(report)
+        data["keys"] = None if no_keys else {"source": keys.source, "diversification": keys.scheme.value}
+        _print_json(settings, data)
+    else:
+        _print(settings, ("keys: none (--no-keys)" if no_keys else keys.describe()) + "\n")
+        _print(settings, trace_text(report))
+    first = report.first_failure
+    if first is not None:
+        what = first.failure.value if first.failure is not None else "failure"
+        fail(
+            settings,
+            f"the trace does not verify: exchange #{first.index} (line {first.line}), {what}: {first.explanation}",
+            EXIT_NOT_VERIFIED,
+        )
+
+
+# -- gpchannel keys -------------------------------------------------------------------------------------------------
+@click.group(name="keys")
+def keys_group() -> None:
+    """Key diagnostics."""
+
+
+def _doctor_key(settings: Settings, key: str | None) -> tuple[bytes | StaticKeys, str]:
+    chosen = _keys(settings, key, None, None, None) or _global_keys(settings)
+    if chosen.enc == chosen.mac == chosen.dek:
+        return chosen.enc, chosen.source
+    return chosen.static_keys(), chosen.source
+
+
+def _exit_code(report: DoctorReport) -> int:
+    if report.match is not None:
+        return 0
+    return EXIT_CARD_STATUS if report.protocol is None else EXIT_NOT_VERIFIED
+
+
+def _exchange_json(command: CommandApdu, response: ResponseApdu) -> dict[str, str]:
+    return {"command": str(command), "response": str(response)}
+
+
+@keys_group.command(name="doctor")
+@_KEY_OPTIONS[0]
+@click.option("--command", "command_hex", help="Offline: the INITIALIZE UPDATE command sent (hex).")
+@click.option("--response", "response_hex", help="Offline: the card's response to it, with its status word (hex).")
+@click.option(
+    "--from-trace",
+    "trace_file",
+    type=click.File("r", encoding="utf-8", errors="replace"),
+    help="Offline: every INITIALIZE UPDATE of a trace file (any format `trace decode` reads).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@handle_errors
+def doctor_command(
+    settings: Settings,
+    key: str | None,
+    command_hex: str | None,
+    response_hex: str | None,
+    trace_file: Any,
+    as_json: bool,
+) -> None:
+    """Which use of the key (static, or master under EMV, VISA2 or KDF3) reproduces the card cryptogram.
+
+    On the card (--reader / --emulator, --kvn): sends only SELECT and INITIALIZE UPDATE, never EXTERNAL
+    AUTHENTICATE, so nothing counts against the card. Offline: --command and --response of a saved INITIALIZE
+    UPDATE, or --from-trace FILE. Exit code 3 when no combination reproduces it, 4 when the card refused.
+    """
+    the_key, source = _doctor_key(settings, key)
+    if trace_file is not None:
+        if command_hex or response_hex:
+            raise click.UsageError("give --from-trace, or --command and --response, not both")
+        _doctor_trace(settings, trace_file, the_key, source, as_json)
+        return
+    if (command_hex is None) != (response_hex is None):
+        raise click.UsageError("--command and --response go together (the host challenge is in the command)")
+    if command_hex is not None and response_hex is not None:
+        try:
+            command = parse_apdu_text(command_hex)
+            response = ResponseApdu.from_bytes(parse_hex(response_hex, "--response"))
+        except (ValueError, DecodeError) as exc:
+            raise click.BadParameter(str(exc)) from None
+        where = "offline"
+    else:
+        card = settings.card(secure=False)  # SELECT of the ISD only
+        challenge = settings.random(16 if settings.s16 else 8)
+        command = initialize_update_command(challenge, settings.kvn, 0, card.session.channel)
+        response = card.session.transmit_plain(command)
+        where = "card"
+    report = doctor(command, response, the_key)
+    if as_json:
+        data = doctor_json(report)
+        data["initialize_update"] = _exchange_json(command, response)
+        data["key_source"] = source
+        _print_json(settings, data)
+    else:
+        head = f"key: {source}; INITIALIZE UPDATE ({where}"
+        head += ", no EXTERNAL AUTHENTICATE sent)" if where == "card" else ")"
+        _print(settings, f"{head}\n  C: {command}\n  R: {response}\n")
+        _print(settings, doctor_text(report))
+    code = _exit_code(report)
+    if code:
+        raise SystemExit(code)
+
+
+def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, source: str, as_json: bool) -> None:
+    name = getattr(trace_file, "name", "the trace")
+    try:
+        found = doctor_exchanges(parse_trace(trace_file.read()), key)
+    except DecodeError as exc:
+        fail(settings, f"{name}: {exc}", EXIT_FAILURE)
+        return
+    if not found:
+        fail(settings, f"{name}: no answered INITIALIZE UPDATE in the trace", EXIT_FAILURE)
+    if as_json:
+        out = []
+        for exchange, report in found:
+            data = doctor_json(report)
+            data["index"], data["line"] = exchange.index, exchange.line
+            assert exchange.response is not None
+            data["initialize_update"] = _exchange_json(exchange.command, exchange.response)
+            out.append(data)
+        _print_json(settings, {"key_source": source, "reports": out})
+    else:
+        _print(settings, f"key: {source}\n")
+        for exchange, report in found:
+            _print(settings, f"\nexchange #{exchange.index} (line {exchange.line}): INITIALIZE UPDATE\n")
+            _print(settings, doctor_text(report))
+    code = max(_exit_code(report) for _, report in found)
+    if code:
+        raise SystemExit(code)
