@@ -3,6 +3,11 @@ reachable through pcscd's vsmartcard ``vpcd`` driver (``gpchannel card serve``) 
 
 This module wires the sans-I/O card core to the atomic directory store (``gpchannel.io.store``) and to the vpcd
 socket loop (``gpchannel.io.vpcd``); it holds no protocol logic of its own.
+
+Applets: the built-in ones of :func:`gpchannel.card.applets.default_registry`, and the ``echo`` applet also as
+the Executable Module ``ECHO_MODULE_AID`` of the load file ``ECHO_LOAD_FILE_AID``, so a host can LOAD that
+load file (a CAP whose Applet component names the module) and INSTALL further echo instances, as it would
+with a real card's applet package (GP 2.3.1, 9.3.5 and 9.3.6).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpchannel.card.applets import AppletRegistry, EchoApplet, default_registry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile, profile_differences
 from gpchannel.card.state import CardState
@@ -20,9 +26,30 @@ from gpchannel.errors import ProfileError
 from gpchannel.io.store import DirectoryStore
 from gpchannel.io.vpcd import DEFAULT_HOST, DEFAULT_PORT, install_sigterm_handler, serve_vpcd
 
-__all__ = ["EmulatedCard", "init_state", "open_card", "parse_vpcd_address", "serve"]
+__all__ = [
+    "ECHO_LOAD_FILE_AID",
+    "ECHO_MODULE_AID",
+    "EmulatedCard",
+    "emulator_applets",
+    "init_state",
+    "open_card",
+    "parse_vpcd_address",
+    "serve",
+]
+
+ECHO_LOAD_FILE_AID = bytes.fromhex("F0677063680000")
+"""The Executable Load File AID of the echo applet (proprietary RID F0 'gpch', beside the examples' ...01)."""
+ECHO_MODULE_AID = ECHO_LOAD_FILE_AID + b"\x01"
+"""The Executable Module AID that INSTALL [for install] names to create an echo instance."""
 
 _log = logging.getLogger("gpchannel.emulator")
+
+
+def emulator_applets() -> AppletRegistry:
+    """The applet classes of the emulator: the default registry, plus echo under ``ECHO_MODULE_AID``."""
+    registry = default_registry()
+    registry.register(ECHO_MODULE_AID.hex().upper(), EchoApplet)
+    return registry
 
 
 def _read_profile(profile: Path) -> CardState:
@@ -62,7 +89,7 @@ def open_card(
         return wanted
 
     sink = trace.info if trace is not None else None
-    card = Card.from_store(store, initial, random=os.urandom, trace=sink)
+    card = Card.from_store(store, initial, random=os.urandom, applets=emulator_applets(), trace=sink)
     differences = profile_differences(card.state, wanted) if wanted is not None else []
     return card, differences
 

@@ -1,0 +1,177 @@
+"""What a user's pyscard script does with the emulator: ``smartcard.System.readers()``, ``createConnection()``,
+``transmit(list[int])``, with the gpchannel library used only for the secure channel host classes.
+
+Also: the emulator served in a thread (``gpchannel.emulator.app.serve``) on a free vpcd slot, and the minimal
+Java Card CAP components a LOAD needs (JCVM 3.0.5, 6.3 Header and 6.5 Applet components).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smartcard.System import readers
+
+from gpchannel.card.dispatcher import Card
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.emulator.app import open_card, serve
+from gpchannel.io.pcsc import card_present
+from gpchannel.io.vpcd import vpcd_base_port
+from gpchannel.scp.common import HostChannel, SecurityLevel
+from gpchannel.scp.scp02_host import Scp02Host
+from gpchannel.scp.scp03_host import Scp03Host
+from tests.io.conftest import free_reader
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "examples" / "profiles"
+DEFAULT_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
+ISD_AID = bytes.fromhex("A000000151000000")
+ECHO_AID = bytes.fromhex("A0000000871002FF49FF0589")
+SELECT_ISD = bytes.fromhex("00A4040008") + ISD_AID + b"\x00"
+
+
+def profile(tmp_path: Path, scp: str, i: str) -> tuple[Path, int]:
+    """An example profile (examples/profiles/scpNN.toml) with i changed to ``i``; returns it and its KVN."""
+    source = PROFILES / f"scp{scp}.toml"
+    text = source.read_text()
+    default_i = {"02": "55", "03": "70"}[scp]
+    assert f'i = "{default_i}"' in text
+    path = tmp_path / f"scp{scp}-i{i}.toml"
+    path.write_text(text.replace(f'i = "{default_i}"', f'i = "{i}"', 1))
+    return path, {"02": 0x20, "03": 0x30}[scp]
+
+
+def connect(reader_name: str) -> Any:
+    """A connected pyscard CardConnection to the reader named ``reader_name``."""
+    reader = next(r for r in readers() if str(r) == reader_name)
+    connection = reader.createConnection()
+    connection.connect()
+    return connection
+
+
+def transmit(connection: Any, apdu: bytes) -> ResponseApdu:
+    """One exchange; 61xx answered with GET RESPONSE and 6Cxx with the command again, as scripts do for T=0."""
+    data, sw1, sw2 = connection.transmit(list(apdu))
+    out = bytes(data)
+    while sw1 == 0x61:
+        more, sw1, sw2 = connection.transmit([0x00, 0xC0, 0x00, 0x00, sw2])
+        out += bytes(more)
+    if sw1 == 0x6C:
+        data, sw1, sw2 = connection.transmit([*apdu[:4], sw2] if len(apdu) == 5 else [*apdu[:-1], sw2])
+        out = bytes(data)
+    return ResponseApdu(out, (sw1 << 8) | sw2)
+
+
+def open_channel(connection: Any, scp: str, i: int, level: int, kvn: int, key: bytes = DEFAULT_KEY) -> HostChannel:
+    """SELECT the ISD, INITIALIZE UPDATE and EXTERNAL AUTHENTICATE at ``level``; returns the open host channel."""
+    assert transmit(connection, SELECT_ISD).sw == 0x9000
+    host: HostChannel
+    if scp == "03":
+        keys = StaticKeys.single(key, kvn, KeyType.AES)
+        host = Scp03Host(
+            keys, level=SecurityLevel(level), host_challenge=os.urandom(8), i_param=i, kvn=kvn, aid=ISD_AID
+        )
+    else:
+        keys = StaticKeys.single(key, kvn, KeyType.DES3)
+        host = Scp02Host(
+            keys, level=SecurityLevel(level), host_challenge=os.urandom(8), i_param=i, kvn=kvn, aid=ISD_AID
+        )
+    host.receive_initialize_update(transmit(connection, host.initialize_update().to_bytes()))
+    host.receive_external_authenticate(transmit(connection, host.external_authenticate().to_bytes()))
+    assert host.is_open
+    return host
+
+
+def secure(connection: Any, host: HostChannel, apdu: bytes) -> ResponseApdu:
+    """Wrap the plain command ``apdu`` in the channel, send it, and verify / decrypt the response."""
+    wrapped = host.wrap(CommandApdu.from_bytes(apdu))
+    return host.unwrap(transmit(connection, wrapped.to_bytes()))
+
+
+def lv(value: bytes) -> bytes:
+    return bytes([len(value)]) + value
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    assert len(value) < 0x80
+    return bytes([tag, len(value)]) + value
+
+
+def aids_in_status(data: bytes) -> list[bytes]:
+    """The AIDs (tag 4F) of the GET STATUS entries (E3 templates, P2 = 02; GP 2.3.1 Table 11-36)."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        tag, length = data[pos], data[pos + 1]
+        assert tag == 0xE3 and length < 0x80, data.hex()
+        inner, pos = data[pos + 2 : pos + 2 + length], pos + 2 + length
+        p = 0
+        while p < len(inner):
+            t, n = inner[p], inner[p + 1]
+            if t == 0x4F:
+                out.append(inner[p + 2 : p + 2 + n])
+            p += 2 + n
+    return out
+
+
+def get_status(connection: Any, host: HostChannel, p1: int) -> list[bytes]:
+    """GET STATUS (80 F2 P1 02 with 4F 00: every entry) through the channel, 6310 continuations followed;
+    no entry at all is 6A88 (GP 2.3.1 11.4.3), returned as []."""
+    aids: list[bytes] = []
+    p2 = 0x02
+    while True:
+        response = secure(connection, host, bytes([0x80, 0xF2, p1, p2, 0x02, 0x4F, 0x00, 0x00]))
+        if response.sw == 0x6A88 and p2 == 0x02:
+            return []
+        assert response.sw in (0x9000, 0x6310), f"GET STATUS {p1:02X}: {response.sw:04X}"
+        aids += aids_in_status(response.data)
+        if response.sw == 0x9000:
+            return aids
+        p2 = 0x03
+
+
+def cap_components(package_aid: bytes, module_aids: list[bytes]) -> bytes:
+    """A Load File Data Block of CAP components: a Header (tag 1, magic DECAFFED, CAP 2.2, package 1.0 with
+    its AID) and an Applet component (tag 3) naming each module with an install method offset."""
+    header = b"\xde\xca\xff\xed" + bytes([0x02, 0x02, 0x00, 0x00, 0x01]) + lv(package_aid)
+    applet = bytes([len(module_aids)]) + b"".join(lv(aid) + b"\x00\x10" for aid in module_aids)
+    return b"".join(bytes([tag]) + len(info).to_bytes(2, "big") + info for tag, info in ((1, header), (3, applet)))
+
+
+@dataclass
+class ServedCard:
+    """The emulator (``gpchannel.emulator.app.serve`` in a thread) on the vpcd slot of ``reader``."""
+
+    reader: str
+    card: Card
+    stop: threading.Event
+    thread: threading.Thread
+
+
+@contextmanager
+def served(pcscd_readers: list[str], state_dir: Path, profile_path: Path | None) -> Iterator[ServedCard]:
+    """Serve the card of ``state_dir`` (built from ``profile_path`` the first time) until the block ends."""
+    card, _ = open_card(state_dir, profile_path)
+    reader = free_reader(pcscd_readers)
+    port = vpcd_base_port() + int(reader.split()[-1], 16)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(card, "127.0.0.1", port), kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        pause = threading.Event()
+        for _ in range(200):
+            if card_present(reader):
+                break
+            pause.wait(0.05)
+        else:
+            raise AssertionError(f"the emulator never showed up in {reader!r}")
+        yield ServedCard(reader, card, stop, thread)
+    finally:
+        stop.set()
+        thread.join(10)
