@@ -50,6 +50,7 @@ from gpchannel.cli.target import (
     list_readers,
     load_profile,
 )
+from gpchannel.cli.trace_commands import keys_group, trace_group
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -79,6 +80,7 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--s16", is_flag=True, help="SCP03 S16 mode (16-byte challenges and MACs).")
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
 @click.option("--trace", is_flag=True, help="Print every APDU on the wire and, when secured, the plain one beside it.")
+@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace to FILE.")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -97,10 +99,11 @@ def cli(
     s16: bool,
     profile: Path | None,
     trace: bool,
+    trace_file: Path | None,
 ) -> None:
     """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
     base = ctx.obj if isinstance(ctx.obj, dict) else {}
-    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile)
+    settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile, trace_file=trace_file)
     settings.transport_factory = base.get("transport_factory")
     settings.random = base.get("random", os.urandom)
     if "out" in base:
@@ -518,6 +521,8 @@ def create_ssd(
 
 
 cli.add_command(card_group)
+cli.add_command(trace_group)
+cli.add_command(keys_group)
 
 
 def main(argv: list[str] | None = None) -> None:
