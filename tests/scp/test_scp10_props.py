@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey, generate_private_key
 from gpchannel.errors import AuthenticationError, DecodeError, SecurityError
 from gpchannel.scp.scp10 import (
     Crt,
@@ -21,7 +20,7 @@ from gpchannel.scp.scp10 import (
 )
 from gpchannel.scp.scp10_cert import CertificateBody, verify_certificate
 from gpchannel.scp.scp10_sm import SecureMessaging
-from tests.scp.test_scp10 import TODAY, Drbg, pki
+from tests.scp.test_scp10 import TODAY, pki
 
 crts = st.builds(
     Crt,
@@ -69,10 +68,14 @@ def test_certificate_parser_only_raises_decode_or_authentication_errors(raw: byt
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8), st.dates(), st.integers(0, 5000))
+@given(
+    st.binary(min_size=8, max_size=8),
+    st.binary(min_size=8, max_size=8),
+    st.dates(datetime.date(2000, 1, 1), datetime.date(2090, 12, 31)),
+    st.integers(0, 3000),
+)
 def test_certificate_body_round_trips(issuer: bytes, subject: bytes, start: datetime.date, days: int) -> None:
-    start = start.replace(year=2000 + start.year % 90)
-    body = CertificateBody(issuer, subject, pki().oce.public, start, start + datetime.timedelta(days=days % 3000))
+    body = CertificateBody(issuer, subject, pki().oce.public, start, start + datetime.timedelta(days=days))
     assert CertificateBody.from_tlv_bytes(body.tlv_bytes()) == body
     assert CertificateBody.from_value_bytes(body.value_bytes()) == body
 
@@ -114,17 +117,3 @@ def test_secure_messaging_round_trip(level: int, data: bytes, le: int | None, ch
     assert plain.data == command.data and plain.header() == command.header()
     response = ResponseApdu(data[::-1], 0x9000)
     assert host.unprotect_response(card.protect_response(response)) == response
-
-
-def test_rsa_keys_are_exact_and_serialise() -> None:
-    key = generate_private_key(768, Drbg(b"rsa"))
-    assert key.public.n.bit_length() == 768
-    assert RsaPrivateKey.from_pem_or_der(key.to_pem()).public == key.public
-    assert RsaPublicKey.from_pem_or_der(key.public.to_pem()) == key.public
-    assert RsaPublicKey.from_pem_or_der(key.public.to_der()) == key.public
-    block = bytes(range(1, 97))
-    assert key.public.raw(key.raw(block)) == block
-    with pytest.raises(DecodeError):
-        RsaPublicKey.from_pem_or_der(b"not a key")
-    with pytest.raises(ValueError, match="multiple of 16"):
-        generate_private_key(1000, Drbg(b"x"))
