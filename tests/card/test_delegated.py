@@ -4,13 +4,17 @@ sessions (GP 2.3.1, 9.1.3, 9.2, 9.3.5, Appendix C)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
+from gpchannel.cli.main import EXIT_CARD_STATUS, cli
 from gpchannel.cli.target import CallableTransport
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.asym import PrivateKey, load_private_key_pem
@@ -44,6 +48,7 @@ from gpchannel.gp.tokens import (
 from gpchannel.host.card import GpCard
 from gpchannel.host.delegated import DapSigner, Delegation
 from gpchannel.host.session import CardSession, ChannelOptions
+from gpchannel.io.store import DirectoryStore
 from gpchannel.scp.common import HostChannel, SecurityLevel
 from gpchannel.scp.put_key import KeyComponent, PutKeyData, put_key_command
 from tests.card.harness import DEFAULT_KEY, ISD_AID, make_card, open_session, secure, send
@@ -58,22 +63,21 @@ DAP_SD = bytes.fromhex("A000000151444150")  # a Verification Authority / DAP SD
 RECEIPT_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 
 
-def _issuer_key() -> PrivateKey:
-    """The NIST CAVS 1024-bit RSA key (tokens/asym.json): tokens are RSA Scheme 1."""
+def _issuer_pem() -> bytes:
+    """The NIST CAVS 1024-bit RSA key (tokens/asym.json) as the Card Issuer's PEM: tokens are RSA Scheme 1."""
     case = next(c for c in cases("tokens/asym.json", "rsa-pkcs1-sha1") if c.expected["valid"])
     n, e, d = (int.from_bytes(case.hex_in(x), "big") for x in ("n", "e", "d"))
     p, q = int.from_bytes(case.hex_in("p"), "big"), int.from_bytes(case.hex_in("q"), "big")
     numbers = rsa.RSAPrivateNumbers(
         p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, n)
     )
-    return load_private_key_pem(
-        numbers.private_key().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    return numbers.private_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-ISSUER = _issuer_key()
+ISSUER_PEM = _issuer_pem()
+ISSUER: PrivateKey = load_private_key_pem(ISSUER_PEM)
 RECEIPTS = SymmetricKey(KeyType.AES, RECEIPT_KEY)
 
 
@@ -416,3 +420,81 @@ def test_host_load_with_dap_blocks() -> None:
     assert card.state.load_file(cap.package_aid) is None and len(card.state.load_files) == 0
     gp.load(cap, sd_aid=DAP_SD, daps=[DapSigner(DAP_SD, key=key)])
     assert card.state.load_file(cap.package_aid) is not None
+
+
+# -- the command line against the in-process emulator (--emulator STATE_DIR) ------------------------------------
+EXAMPLE = Path(__file__).parents[2].parent / "shared" / "docs" / "example.toml"
+
+
+def _run(target: list[str], *args: str) -> Result:
+    return CliRunner(env={"COLUMNS": "200"}).invoke(cli, [*target, *args], catch_exceptions=False)
+
+
+def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example profile is not at {EXAMPLE}")
+    profile = tmp_path / "card.toml"
+    shutil.copy(EXAMPLE, profile)
+    target = ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
+    assert _run(target, "info").exit_code == 0
+    store = DirectoryStore(tmp_path / "state")
+    state = store.load()
+    assert state is not None and state.isd.sd is not None
+    # The issuer's personalization: the ISD verifies tokens and makes receipts; an Application Provider SSD with
+    # Delegated Management and a DAP SD exist with the profile's key set.
+    state.isd.privileges = state.isd.privileges | Privileges.of(
+        Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION
+    )
+    keyset = state.isd.sd.keysets[0]
+    for aid, privilege in ((SSD, Privilege.DELEGATED_MANAGEMENT), (DAP_SD, Privilege.DAP_VERIFICATION)):
+        copy = KeySet(keyset.kvn, keyset.key_type, keyset.enc, keyset.mac, keyset.dek)
+        state.applications.append(
+            Application(
+                aid,
+                lc.SD_PERSONALIZED,
+                Privileges.of(Privilege.SECURITY_DOMAIN, privilege),
+                state.isd_aid,
+                sd=SdConfig(state.isd.sd.scp, state.isd.sd.i_param, [copy]),
+            )
+        )
+    store.commit(state)
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(ISSUER_PEM)
+    receipt = RECEIPT_KEY.hex()
+    result = _run(target, "put-key", "--token-key", str(pem), "--receipt-key", receipt)
+    assert result.exit_code == 0, result.output
+    assert "key 70 written" in result.output and "key 71 written" in result.output
+    cap = tmp_path / "hello.cap"
+    cap.write_bytes(build_cap(components()))
+    parsed = CapFile.from_bytes(cap.read_bytes())
+    ssd = ["--isd", SSD.hex()]
+    assert _run(target, *ssd, "load", str(cap)).exit_code == EXIT_CARD_STATUS  # no Load Token: 6982
+    result = _run(target, *ssd, "load", str(cap), "--dm-key", str(pem), "--receipt-key", receipt)
+    assert result.exit_code == 0, result.output
+    assert "receipt 0000 verified" in result.output
+    install = ["install", "--cap", str(cap), "--instance", INSTANCE.hex()]
+    result = _run(target, *ssd, *install, "--dm-token", "00" * 128)
+    assert result.exit_code == EXIT_CARD_STATUS and "6982" in result.output
+    result = _run(target, *ssd, *install, "--dm-key", str(pem), "--receipt-key", receipt)
+    assert result.exit_code == 0, result.output
+    assert "receipt 0001 verified" in result.output
+    result = _run(target, *ssd, "delete", INSTANCE.hex(), "--dm-key", str(pem), "--receipt-key", "00" * 16)
+    assert result.exit_code != 0 and "receipt does not verify" in result.output
+    # DAP: the DAP SD gets its key 73, and a load into it needs its DAP.
+    dap_key = "0123456789ABCDEFFEDCBA9876543210"
+    assert _run(target, "--isd", DAP_SD.hex(), "put-key", "--dap-key", dap_key).exit_code == 0
+    other = tmp_path / "other.cap"
+    other.write_bytes(build_cap(components(filler=1), folder="com/example/other/javacard"))
+    dap = ["load", str(cap), "--sd", DAP_SD.hex(), "--dap-domain", DAP_SD.hex()]
+    state = store.load()
+    assert state is not None
+    state.load_files = [f for f in state.load_files if f.aid != parsed.package_aid]
+    store.commit(state)
+    result = _run(target, *dap, "--dap-signature", "00" * 16)
+    assert result.exit_code == EXIT_CARD_STATUS and "6982" in result.output
+    reloaded = store.load()
+    assert reloaded is not None and reloaded.load_file(parsed.package_aid) is None
+    result = _run(target, *dap, "--dap-key", dap_key)
+    assert result.exit_code == 0, result.output
+    reloaded = store.load()
+    assert reloaded is not None and (reloaded.load_file(parsed.package_aid) or LoadFile(b"", b"")).sd_aid == DAP_SD
