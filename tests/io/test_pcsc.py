@@ -15,7 +15,7 @@ import pytest
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import TransportError
 from gpchannel.io.pcsc import PcscTransport, list_readers
-from gpchannel.io.transport import TracingTransport
+from gpchannel.io.transport import TracingTransport, Transport
 from tests.io.cards import ATR_T0, ATR_T1, EchoCard
 from tests.io.conftest import PCSCD_SCRIPT, Serve, free_reader
 
@@ -29,12 +29,20 @@ def test_list_readers_shows_the_vpcd_slots(pcscd_readers: list[str]) -> None:
     assert len(pcscd_readers) >= 1
 
 
+def test_pcscd_script_start_is_idempotent_and_status_answers(pcscd_readers: list[str]) -> None:
+    result = subprocess.run([str(PCSCD_SCRIPT), "start"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "already running" in result.stdout, result.stdout + result.stderr
+    result = subprocess.run([str(PCSCD_SCRIPT), "status"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and all(r in result.stdout for r in pcscd_readers), result.stdout
+
+
 def test_select_and_echo_over_t1(virtual_reader: Serve) -> None:
     card = EchoCard(atr=ATR_T1)
-    with virtual_reader(card) as reader, PcscTransport(reader.name, timeout=20) as transport:
-        assert transport.reader_name == reader.name
-        assert transport.protocol == "T=1"
-        assert transport.atr == ATR_T1
+    with virtual_reader(card) as reader, PcscTransport(reader.name, timeout=20) as pcsc:
+        transport: Transport = pcsc
+        assert pcsc.reader_name == reader.name
+        assert pcsc.protocol == "T=1"
+        assert pcsc.atr == ATR_T1
         assert transport.transmit(SELECT_ISD) == ResponseApdu(b"", 0x9000)
         payload = bytes(range(200))
         assert transport.transmit(CommandApdu(0x80, 0xE2, 0x90, 0x00, payload, le=256)).data == payload
@@ -122,10 +130,18 @@ def test_reconnect_after_pcscd_restart(virtual_reader: Serve) -> None:
     with virtual_reader(card) as reader:
         old = PcscTransport(reader.name, timeout=20)
         assert old.transmit(CommandApdu(0x80, 0x50, 0, 0, b"\x01")).data == b"\x01"
-        result = subprocess.run([str(PCSCD_SCRIPT), "restart"], capture_output=True, text=True, timeout=120)
+        try:
+            result = subprocess.run([str(PCSCD_SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            result = subprocess.run([str(PCSCD_SCRIPT), "status"], capture_output=True, text=True, timeout=120)
+            assert result.returncode == 3 and "not running" in result.stdout, result.stdout
+            with pytest.raises(TransportError):
+                old.transmit(CommandApdu(0x80, 0x50, 0, 0))
+            with pytest.raises(TransportError, match=r"pcscd\.sh start"):
+                list_readers()
+        finally:
+            result = subprocess.run([str(PCSCD_SCRIPT), "start"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
-        with pytest.raises(TransportError):
-            old.transmit(CommandApdu(0x80, 0x50, 0, 0))
         old.close()
         assert reader.runner.wait_connected(2, timeout=30), "serve_vpcd did not reconnect to the new pcscd"
         with PcscTransport(reader.name, timeout=20) as transport:
