@@ -12,8 +12,8 @@ import pytest
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import AuthenticationError, CardStatusError, ChannelClosedError, IntegrityError
-from gpchannel.scp.common import ChannelState
-from gpchannel.scp.scp10 import Scp10Option, chain_command
+from gpchannel.scp.common import ChannelState, SecurityLevel
+from gpchannel.scp.scp10 import Crt, Scp10Option, chain_command
 from gpchannel.scp.scp10_card import Scp10Card, Scp10CardConfig, Scp10Phase
 from gpchannel.scp.scp10_cert import TestPki, make_test_pki
 from gpchannel.scp.scp10_host import Scp10Host
@@ -386,3 +386,36 @@ def test_current_security_level_indicators() -> None:
         assert card.authenticated_subject == oce_id
         card.terminate()
         assert card.current_security_level == 0
+
+
+def test_missing_session_key_is_a_security_error_on_the_card() -> None:
+    """F.1.6: a command needing a key that was not established is rejected and the session aborted."""
+    p = pki()
+    with pytest.raises(ValueError, match="c-enc"):
+        make_host(p, Scp10Option.KEY_TRANSPORT, 0x03, crts=(Crt(0xB4, 0x30),))
+    host, card = make_host(p, Scp10Option.KEY_TRANSPORT, 0x01, crts=(Crt(0xB4, 0x30),)), make_card(p)
+    host.run(card.process)
+    roundtrip(host, card)
+    card.level = SecurityLevel(0x03)
+    assert card.sm is not None
+    card.sm.level = 0x03
+    assert card.process(host.wrap(CommandApdu(0x80, 0xE2, 0, 0, b"data")), echo).sw == 0x6982
+    assert card.state is ChannelState.TERMINATED
+
+
+def test_protected_manage_security_environment_restarts_initiation() -> None:
+    p = pki()
+    host, card = make_host(p, Scp10Option.KEY_TRANSPORT, 0x01), make_card(p)
+    host.run(card.process)
+    mse = make_host(p, Scp10Option.KEY_AGREEMENT, 0x01).manage_security_environment()
+    assert card.process(host.wrap(mse)) == ResponseApdu(b"", 0x9000)
+    assert card.state is ChannelState.INITIALIZED and card.option is Scp10Option.KEY_AGREEMENT
+
+
+def test_overlong_chain_is_refused() -> None:
+    p = pki()
+    card = make_card(p)
+    card.process(CommandApdu(0x00, 0x22, 0xC1, 0xB6, bytes.fromhex("80021002")))
+    segment = CommandApdu(0x10, 0x2A, 0x00, 0xBE, bytes(255))
+    answers = [card.process(segment).sw for _ in range(17)]
+    assert answers[:16] == [0x9000] * 16 and answers[16] == 0x6700

@@ -51,6 +51,7 @@ from gpchannel.errors import (
     ReferencedDataNotFound,
     SecurityError,
     SecurityNotSatisfied,
+    WrongLength,
 )
 from gpchannel.scp.common import CardChannel, ChannelState, RandomSource, ScpProtocol, SecurityLevel
 from gpchannel.scp.scp10 import (
@@ -74,6 +75,7 @@ __all__ = ["Scp10Card", "Scp10CardConfig", "Scp10Phase"]
 VERIFICATION_FAILED = 0x6300
 LAST_COMMAND_EXPECTED = 0x6883
 ALGORITHM_NOT_SUPPORTED = 0x9484
+MAX_CHAINED_DATA = 4096  # a 4096-bit certificate chain element fits; anything larger is refused (6700)
 
 
 class Scp10Phase(enum.Enum):
@@ -389,6 +391,9 @@ class Scp10Card(CardChannel):
             raise CardError("the last command of the chain was expected", LAST_COMMAND_EXPECTED)
         if self.state is ChannelState.OPEN:
             plain = self.unwrap(command)
+            restart = self._initiation_handler(plain)
+            if restart is not None and plain.ins != INS_INTERNAL_AUTHENTICATE:
+                return restart(plain)  # a protected MSE / PSO: a new initiation ends this session (F.1.6)
             if self._is_get_certificate(plain):
                 try:
                     answer = self.get_data_certificate(plain)
@@ -431,6 +436,9 @@ class Scp10Card(CardChannel):
             self._chain = None
             raise CardError("the last command of the chain was expected", LAST_COMMAND_EXPECTED)
         data = (self._chain[1] if self._chain else b"") + command.data
+        if len(data) > MAX_CHAINED_DATA:
+            self._chain = None
+            raise WrongLength(f"chained command data over {MAX_CHAINED_DATA} bytes")
         if command.cla & 0x10:
             self._chain = (header, data)
             return None

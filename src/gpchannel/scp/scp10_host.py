@@ -106,6 +106,15 @@ class Scp10Host(HostChannel):
             raise ValueError("the off-card entity id is 8 bytes (Table F-24)")
         if option is Scp10Option.KEY_AGREEMENT and not mutual:
             raise ValueError("key agreement needs INTERNAL AUTHENTICATE (F.1.4.2): mutual must be True")
+        given = {u for c in crts for u in c.usages}
+        for bit, usage in (
+            (0x01, KeyUsage.C_MAC),
+            (0x02, KeyUsage.C_ENC),
+            (0x10, KeyUsage.R_MAC),
+            (0x20, KeyUsage.R_ENC),
+        ):
+            if level & bit and usage not in given:
+                raise ValueError(f"security level {level:02X} needs a CRT for the {usage.value} key (F.1.6)")
         self.option = option
         self._oce_key = oce_key
         self.oce_chain = tuple(oce_chain)
