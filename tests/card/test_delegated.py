@@ -28,6 +28,7 @@ from gpchannel.gp.install import (
     InstallForExtradition,
     InstallForInstall,
     InstallForLoad,
+    InstallForRegistryUpdate,
     InstallParameters,
 )
 from gpchannel.gp.privileges import Privilege, Privileges
@@ -41,6 +42,7 @@ from gpchannel.gp.tokens import (
     install_token_data,
     load_receipt_data,
     public_key_data,
+    registry_update_receipt_data,
     sign,
     verify,
     with_delete_token,
@@ -498,3 +500,49 @@ def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     reloaded = store.load()
     assert reloaded is not None and (reloaded.load_file(parsed.package_aid) or LoadFile(b"", b"")).sd_aid == DAP_SD
+
+
+def test_delegated_registry_update_and_the_counter_ceiling() -> None:
+    card = _dm_card()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())).sw == 0x9000
+    assert card.state.isd.sd is not None
+    card.state.isd.sd.confirmation_counter = 0xFFFF
+    card.save()
+    update = InstallForRegistryUpdate(application_aid=INSTANCE, privileges=Privileges.of(Privilege.CARD_RESET))
+    assert secure(card, host, _cmd(0xE6, 0x40, 0x00, update.to_bytes())).sw == 0x6982  # no token
+    signed = InstallForRegistryUpdate(
+        application_aid=INSTANCE,
+        privileges=update.privileges,
+        token=ISSUER.sign(install_token_data(0x40, 0x00, update)),
+    )
+    response = secure(card, host, _cmd(0xE6, 0x40, 0x00, signed.to_bytes()))
+    assert response.sw == 0x9000
+    privileges = Privileges.of(Privilege.CARD_RESET).to_bytes()
+    confirmation = _receipt_ok(
+        response, lambda cd: registry_update_receipt_data(cd, b"", INSTANCE, b"", privileges, b"")
+    )
+    assert confirmation.data.counter == 0xFFFF
+    assert card.state.isd.sd.confirmation_counter == 0xFFFF  # it does not wrap to zero (C.5)
+    app = card.state.application(INSTANCE)
+    assert app is not None and Privilege.CARD_RESET in app.privileges
+
+
+def test_des_receipt_key() -> None:
+    """A DES receipt key (Table C-1): the receipt is the retail MAC of B.1.2.2 over the padded receipt data."""
+    card = _dm_card()
+    des_key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    host = _session(card, ISD_AID)
+    data = PutKeyData(0x71, (KeyComponent.build(des_key, KeyType.DES3, host.encrypt_key),))
+    assert secure(card, host, put_key_command(data, key_id=1, old_kvn=0x71)).sw == 0x9000
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    response = secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes()))
+    confirmation = Confirmation.from_response(response.data)
+    assert confirmation is not None and len(confirmation.receipt) == 8
+    receipt_data = install_receipt_data(confirmation.data, PACKAGE, INSTANCE)
+    assert verify(SymmetricKey(KeyType.DES3, des_key), receipt_data, confirmation.receipt)
+    assert not verify(RECEIPTS, receipt_data, confirmation.receipt)

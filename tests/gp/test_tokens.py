@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpchannel.crypto.asym import load_private_key_pem
+from gpchannel.crypto.asym import EcCurve, EcPublicKey, RsaPublicKey, load_private_key_pem
 from gpchannel.crypto.keys import KeyType
 from gpchannel.errors import DecodeError
 from gpchannel.gp.install import InstallForExtradition, InstallForInstall, InstallForLoad
@@ -25,6 +25,8 @@ from gpchannel.gp.tokens import (
     install_receipt_data,
     install_token_data,
     load_receipt_data,
+    parse_public_key_data,
+    public_key_data,
     registry_update_receipt_data,
     sign,
     split_delete_token,
@@ -182,5 +184,30 @@ def test_confirmation_roundtrip(
 def test_confirmation_parser_returns_or_raises_decode_error(raw: bytes) -> None:
     try:
         Confirmation.from_response(raw)
+    except DecodeError:
+        pass
+
+
+def test_public_key_data_tables_11_73_11_75() -> None:
+    case = next(c for c in cases("tokens/asym.json", "rsa-pkcs1-sha1") if c.expected["valid"])
+    rsa_key = RsaPublicKey(case.hex_in("n"), case.hex_in("e"))
+    raw = public_key_data(rsa_key)
+    assert raw[:3] == b"\xa1\x81\x80" and raw[3:131] == rsa_key.modulus and raw[131:] == b"\xa0\x01\x03\x00"
+    assert parse_public_key_data(raw) == rsa_key
+    assert parse_public_key_data(b"\xa1\x80" + rsa_key.modulus + b"\xa0\x01\x03\x00") == rsa_key  # 80 = 128
+    ecdsa = next(iter(cases("tokens/asym.json", "ecdsa")))
+    ec_key = EcPublicKey(EcCurve.P256, b"\x04" + ecdsa.hex_in("qx") + ecdsa.hex_in("qy"))
+    raw = public_key_data(ec_key)
+    assert raw[:2] == b"\xb0\x41" and raw[-4:] == b"\xf0\x01\x00\x00"
+    assert parse_public_key_data(raw) == ec_key
+    for bad in (raw[:-1], raw + b"\x00", b"\xa0\x01\x03\x00", b"\xb0\x41" + bytes(65) + b"\xf0\x01\x00\x00"):
+        with pytest.raises(DecodeError):
+            parse_public_key_data(bad)
+
+
+@given(st.binary(max_size=200))
+def test_public_key_parser_returns_or_raises_decode_error(raw: bytes) -> None:
+    try:
+        parse_public_key_data(raw)
     except DecodeError:
         pass
