@@ -1,7 +1,7 @@
 """RSA and SHA for SCP10 (GP Card Specification 2.2.1, Appendix F.2.1 and F.2.2).
 
-Besides :mod:`gpchannel.crypto.ciphers`, this is the only module allowed to import ``cryptography``, for RSA and
-SHA only. It provides:
+Like :mod:`gpchannel.crypto.ciphers` (symmetric) and :mod:`gpchannel.crypto.asym` (GP 2.3.1 B.3/B.4 token and
+DAP signatures), this module may import ``cryptography``: here for RSA and SHA only, for SCP10. It provides:
 
 - :class:`RsaPublicKey` (n, e) and :class:`RsaPrivateKey` (whose private values never appear in a repr);
 - key generation from an *injected* random source (sans-I/O and reproducible: :func:`generate_private_key`);
