@@ -7,24 +7,48 @@ instance AID, privileges and application specific parameters are made known to t
 compatible dict, committed with the card state after each command that changes it).
 
 Built in: ``echo``, which answers any command with its own data field (and 9000), ``INS CA`` with its
-install parameters, and ``INS 6F`` with 6F00 to exercise errors.
+install parameters, and ``INS 6F`` with 6F00 to exercise errors. ``default_registry`` also registers the example
+applets of :mod:`gpchannel.card.applets_examples` (indirect and direct handling of the secure channel).
+
+Before ``select``, ``process`` and ``deselect`` the card binds an :class:`AppletEnvironment` to the applet: its
+logical channel, its install parameters, the card's random source and the GlobalPlatform SecureChannel service of
+its associated Security Domain (``get_secure_channel()``, as ``GPSystem.getSecureChannel()``; GP 2.3.1, 10.3).
+Commands with the secure messaging bit reach only applets whose ``secure_messaging`` is True (6882 otherwise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.errors import CardError, InsNotSupported
+from gpchannel.errors import CardError, ConditionsNotSatisfied, InsNotSupported
+from gpchannel.scp.common import RandomSource
 
-__all__ = ["Applet", "AppletRegistry", "EchoApplet", "default_registry"]
+if TYPE_CHECKING:
+    from gpchannel.card.secure_channel_service import SecureChannelService
+
+__all__ = ["Applet", "AppletEnvironment", "AppletRegistry", "EchoApplet", "default_registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppletEnvironment:
+    """What the card gives an applet for the command being processed (runtime only, never persisted)."""
+
+    channel: int
+    install_parameters: bytes = field(repr=False)
+    random: RandomSource = field(repr=False)
+    secure_channel: SecureChannelService | None = field(default=None, repr=False)
 
 
 class Applet:
     """Base class of Python applets. Raise a ``CardError`` to answer with its status word."""
 
     name: ClassVar[str] = ""
+    secure_messaging: ClassVar[bool] = False
+    """True for applets that take commands with the secure messaging bit (CLA b3) themselves."""
+    environment: AppletEnvironment | None = None
 
     def __init__(self, aid: bytes, data: dict[str, Any]) -> None:
         self.aid = aid
@@ -49,6 +73,17 @@ class Applet:
 
     def process(self, command: CommandApdu) -> ResponseApdu:
         raise InsNotSupported(f"{self.name or type(self).__name__} does not process INS {command.ins:02X}")
+
+    def bind(self, environment: AppletEnvironment) -> None:
+        """Called by the card before ``select`` / ``process`` / ``deselect``."""
+        self.environment = environment
+
+    def get_secure_channel(self) -> SecureChannelService:
+        """The SecureChannel service of the associated Security Domain on the current logical channel
+        (``GPSystem.getSecureChannel()``); 6985 outside a card (no environment bound)."""
+        if self.environment is None or self.environment.secure_channel is None:
+            raise ConditionsNotSatisfied("no SecureChannel service is available to this applet")
+        return self.environment.secure_channel
 
 
 class EchoApplet(Applet):
@@ -91,6 +126,9 @@ class AppletRegistry:
 
 
 def default_registry() -> AppletRegistry:
+    from gpchannel.card.applets_examples import register_examples  # the examples build on this module
+
     registry = AppletRegistry()
     registry.register(EchoApplet.name, EchoApplet)
+    register_examples(registry)
     return registry

@@ -94,6 +94,10 @@ class ChannelContext:
     session: CardChannel | None = None
     session_sd: bytes = b""
     session_kvn: int = 0
+    session_level: int = 0
+    """The Current Security Level (Table 10-1, AUTHENTICATED included) an application's session through the
+    SecureChannel service opened with (GP 2.3.1, 10.2.3): kept when the session is aborted, cleared when it is
+    terminated; 0 while no session was opened."""
     status_pending: list[bytes] | None = None
     status_scope: tuple[int, int] = (0, 0)
     load: LoadContext | None = None
@@ -108,6 +112,7 @@ class ChannelContext:
             self.session.terminate()
         self.session = None
         self.session_sd = b""
+        self.session_level = 0
 
     def reset_operations(self) -> None:
         """Forget every multi-command operation (on SELECT, channel close, reset)."""

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from gpchannel.card.applets import AppletRegistry, default_registry
+from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, default_registry
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.registry import find_for_select
 from gpchannel.card.sd_data import fci
+from gpchannel.card.secure_channel_service import SecureChannelService
 from gpchannel.card.security_domain import process_security_domain
 from gpchannel.card.state import Application, CardState, StateStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_channel, cla_has_secure_messaging
@@ -155,6 +156,8 @@ class Card:
         channel.reset_operations()
         if channel.applet is not None:
             try:
+                if channel.selected is not None:
+                    self._bind(channel, channel.selected, channel.applet)
                 channel.applet.deselect()
             except Exception:  # an applet's bug must not stop the card
                 self.log.exception("applet deselect failed")
@@ -332,14 +335,24 @@ class Card:
         channel.applet = applet
         if applet is None:
             return ResponseApdu(sw=warning)
+        self._bind(channel, target.aid, applet)
         response = applet.select(command)
         return response if warning == 0x9000 or not _is_success(response.sw) else ResponseApdu(response.data, warning)
 
+    def _bind(self, channel: ChannelContext, aid: bytes, applet: Applet) -> None:
+        """Give the applet its environment for this call: channel, install parameters, randomness and the
+        SecureChannel service of its associated Security Domain (GP 2.3.1, 10.3)."""
+        app = self.ctx.state.application(aid)
+        parameters = app.install_parameters if app is not None else b""
+        service = SecureChannelService(self.ctx, channel, aid)
+        applet.bind(AppletEnvironment(channel.number, parameters, self.ctx.random, service))
+
     def _applet(self, channel: ChannelContext, app: Application, command: CommandApdu) -> ResponseApdu:
-        if cla_has_secure_messaging(command.cla):
-            raise CardError("applets do not take secure messaging here", sw=_SW_SM_NOT_SUPPORTED)
         applet = channel.applet or self.ctx.applet(app.aid)
+        if cla_has_secure_messaging(command.cla) and (applet is None or not applet.secure_messaging):
+            raise CardError("this applet does not take secure messaging", sw=_SW_SM_NOT_SUPPORTED)
         if applet is None:
             raise InsNotSupported(f"application {app.aid.hex().upper()} has no applet class")
         channel.applet = applet
+        self._bind(channel, app.aid, applet)
         return applet.process(command)

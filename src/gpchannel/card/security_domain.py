@@ -11,6 +11,12 @@ Rules applied here, before the handlers:
   AUTHENTICATE after INITIALIZE UPDATE abandons the pending session; a terminated session is dropped and a
   later command with the secure messaging bit gets 6982.
 * CARD_LOCKED forbids card content changes (5.1.1.4); TERMINATED leaves only GET DATA (5.1.1.5).
+* SCP02 with implicit initiation (i without b3, GP 2.2.1 E.1.2.2): INITIALIZE UPDATE is not supported (6D00); a
+  command with the secure messaging bit and no session starts one with the Security Domain's default (first) key
+  set, whose sequence counter is persisted as for explicit sessions. E.1.6: a security error aborts it (6982)
+  without ending it; commands without secure messaging then pass at NO_SECURITY_LEVEL (or R-MAC only), those of
+  Table 11-2 refused, and the next C-MACed command starts a new session. BEGIN / END R-MAC SESSION (E.5.3,
+  E.5.4) are processed in an SCP02 session, explicit or implicit.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from gpchannel.errors import (
 from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.scp.common import CardChannel, ChannelState
+from gpchannel.scp.scp02 import is_explicit
+from gpchannel.scp.scp02_card import Scp02Card
 
 __all__ = ["INS_NAMES", "process_security_domain"]
 
@@ -51,8 +59,10 @@ INS_NAMES = {
     0xD8: "PUT KEY",
     0xF0: "SET STATUS",
     0xE2: "STORE DATA",
+    0x7A: "BEGIN R-MAC SESSION",
+    0x78: "END R-MAC SESSION",
 }
-_AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})
+_AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2, 0x7A, 0x78})
 _REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material, even encrypted, stays out of traces
 _CONTENT_CHANGES = frozenset({0xE4, 0xE6, 0xE8, 0xD8, 0xE2})
 _STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
@@ -70,22 +80,31 @@ def process_security_domain(
     if ctx.state.lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
     if ins == 0x50:
+        if _implicit_sd(sd):  # E.1.6 (implicit): no explicit initiation; an implicit session in progress stays
+            raise InsNotSupported("this Security Domain uses SCP02 implicit initiation: no INITIALIZE UPDATE")
         return _initialize_update(ctx, channel, sd, command)
     if ins == 0x82:
         return _external_authenticate(ctx, channel, sd, command)
     session = channel.session if channel.session_sd == sd.aid else None
-    if session is not None and session.state is not ChannelState.OPEN:
+    if session is not None and session.state is not ChannelState.OPEN and not _implicit(session):
         channel.end_session()
         session = None
+    if session is None and cla_has_secure_messaging(command.cla) and _implicit_sd(sd):
+        session = _implicit_session(ctx, channel, sd)
     if session is None:
         if cla_has_secure_messaging(command.cla):
             raise SecurityNotSatisfied("secure messaging without an open secure channel")
         if ins in _AUTHENTICATED:
             raise SecurityNotSatisfied(f"{INS_NAMES[ins]} needs an authenticated secure channel (Table 11-2)")
         return _handle(ctx, channel, sd, None, command)
-    plain = session.unwrap(command)  # 6982 and TERMINATED on a bad MAC or cryptogram
+    plain = _unwrap(channel, sd, session, command)
     try:
-        response = _handle(ctx, channel, sd, session, plain)
+        if session.state is not ChannelState.OPEN and ins in _AUTHENTICATED:  # implicit: aborted or not yet open
+            raise SecurityNotSatisfied(f"{INS_NAMES[ins]} needs an authenticated secure channel (Table 11-2)")
+        if ins in (0x7A, 0x78):
+            response = _rmac_session(session, plain)
+        else:
+            response = _handle(ctx, channel, sd, session, plain)
     except CardError as exc:
         response = ResponseApdu(sw=exc.sw)
     if ctx.trace is not None:
@@ -93,6 +112,60 @@ def process_security_domain(
         ctx.trace(f"   plain >> {shown}")
         ctx.trace(f"   plain << {response.to_bytes().hex().upper()}")
     return session.wrap(response)
+
+
+def _implicit(session: CardChannel) -> bool:
+    """An SCP02 session with implicit initiation: it outlives its aborts (E.1.6)."""
+    return isinstance(session, Scp02Card) and not is_explicit(session.i_param)
+
+
+def _implicit_sd(sd: Application) -> bool:
+    return sd.sd is not None and sd.sd.scp == 0x02 and not is_explicit(sd.sd.i_param)
+
+
+def _implicit_session(ctx: CardContext, channel: ChannelContext, sd: Application) -> CardChannel:
+    """The card side of an implicitly initiated SCP02 session (E.1.2.2), not open yet: the first C-MACed command
+    opens it. The key set is the Security Domain's default (first) one."""
+    assert sd.sd is not None
+    channel.end_session()
+    keyset = sd.sd.keyset(0)
+    if keyset is None:
+        raise SecurityNotSatisfied("secure messaging, but the Security Domain has no key set")
+    session = open_card_channel(
+        sd.sd.scp,
+        sd.sd.i_param,
+        keyset,
+        kdd=ctx.state.key_diversification_data,
+        random=ctx.random,
+        aid=sd.aid,
+        channel=channel.number,
+    )
+    channel.session, channel.session_sd, channel.session_kvn = session, sd.aid, keyset.kvn
+    return session
+
+
+def _unwrap(channel: ChannelContext, sd: Application, session: CardChannel, command: CommandApdu) -> CommandApdu:
+    """``session.unwrap``: 6982 and TERMINATED (explicit) or aborted (SCP02 implicit, E.1.6) on a bad MAC or
+    cryptogram. An implicit session counts its first verified C-MAC: the key set's counter is persisted, and taken
+    afresh before each command (another logical channel's session on the key set may have moved it)."""
+    keyset = sd.sd.keyset(channel.session_kvn) if sd.sd is not None and _implicit(session) else None
+    if keyset is None:
+        return session.unwrap(command)
+    assert isinstance(session, Scp02Card)
+    session.sync_sequence_counter(keyset.sequence_counter)
+    try:
+        return session.unwrap(command)
+    finally:
+        keyset.sequence_counter = session.sequence_counter
+
+
+def _rmac_session(session: CardChannel, command: CommandApdu) -> ResponseApdu:
+    """BEGIN R-MAC SESSION (E.5.3) and END R-MAC SESSION (E.5.4): SCP02 only."""
+    if not isinstance(session, Scp02Card):
+        raise InsNotSupported(f"{INS_NAMES[command.ins]} belongs to SCP02; this session is not")
+    if command.ins == 0x7A:
+        return session.begin_rmac_session(command)
+    return session.end_rmac_session(command)
 
 
 def _handle(
@@ -179,6 +252,9 @@ def _store_data(
         target = channel.personalize_target
         if last:
             channel.personalize_target = None
+        target_app = ctx.state.application(target)
+        if target_app is not None and target_app.sd is not None:
+            return _personalize_security_domain(target_app, session, command)
         applet = ctx.applet(target)
         if applet is None:
             raise ReferencedDataNotFound("the application to personalize has no applet class")
@@ -204,6 +280,21 @@ def _store_data(
         store_keys(sd, session, key_objects)
     for tag, value in objects:
         setattr(state, _STORE_TAGS[tag], value)
+    return ResponseApdu()
+
+
+def _personalize_security_domain(
+    target: Application, session: CardChannel | None, command: CommandApdu
+) -> ResponseApdu:
+    """STORE DATA to a Security Domain named by INSTALL [for personalization]: its key sets as DGIs 00B9 + 8113,
+    enciphered under the personalizing session's DEK. This is how an SSD, which has no keys when it is
+    installed (5.3.2.2), gets its first key set (7.3.2); later ones may come with PUT KEY in its own session."""
+    objects = _store_objects(command)
+    if command.p1 & 0x18 != 0x08 or any(t not in (DGI_KEY_CRT, DGI_SECRET_KEY) for t, _ in objects):
+        raise ReferencedDataNotFound("a Security Domain is personalized with key DGIs (00B9, 8113) only")
+    if objects:
+        assert session is not None  # STORE DATA needs an authenticated session (Table 11-2)
+        store_keys(target, session, objects)
     return ResponseApdu()
 
 
