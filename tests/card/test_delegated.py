@@ -546,3 +546,34 @@ def test_des_receipt_key() -> None:
     receipt_data = install_receipt_data(confirmation.data, PACKAGE, INSTANCE)
     assert verify(SymmetricKey(KeyType.DES3, des_key), receipt_data, confirmation.receipt)
     assert not verify(RECEIPTS, receipt_data, confirmation.receipt)
+
+
+def test_ecdsa_dap_and_the_hash_strength_rule_of_table_c3() -> None:
+    card, _ = make_card()
+    _add_sd(card, DAP_SD, Privilege.DAP_VERIFICATION)
+    signer = load_private_key_pem(
+        ec.generate_private_key(ec.SECP384R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    assert _put_public(card, _session(card, DAP_SD), 0x73, signer).sw == 0x9000
+    host = _session(card, ISD_AID)
+    block = _cap()
+    for digest, expected in ((hashlib.sha256(block).digest(), 0x6A80), (hashlib.sha384(block).digest(), 0x9000)):
+        install = InstallForLoad(PACKAGE, DAP_SD, digest)
+        assert secure(card, host, _cmd(0xE6, 0x02, 0x00, install.to_bytes())).sw == 0x9000
+        load_file = build_load_file(block, (dap_block(signer, DAP_SD, digest),))
+        assert secure(card, host, _cmd(0xE8, 0x80, 0x00, load_file)).sw == expected
+    assert card.state.load_file(PACKAGE) is not None
+
+
+def test_delegated_management_excludes_token_and_receipt_privileges() -> None:
+    card, _ = make_card()
+    card.state.load_files.append(LoadFile(PACKAGE, ISD_AID, [MODULE]))
+    card.save()
+    host = _session(card, ISD_AID)
+    for other in (Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION, Privilege.AUTHORIZED_MANAGEMENT):
+        privileges = Privileges.of(Privilege.SECURITY_DOMAIN, Privilege.DELEGATED_MANAGEMENT, other)
+        data = InstallForInstall(PACKAGE, MODULE, INSTANCE, privileges, InstallParameters().to_bytes())
+        assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, data.to_bytes())).sw == 0x6A80
+    assert card.state.application(INSTANCE) is None

@@ -161,8 +161,13 @@ def _install(
     privileges = data.privileges
     if Privilege.CARD_RESET in privileges and not make_selectable:
         raise IncorrectData("the Card Reset privilege needs [for make selectable] in the same INSTALL (11.5.2.3.2)")
-    if Privilege.AUTHORIZED_MANAGEMENT in privileges and Privilege.DELEGATED_MANAGEMENT in privileges:
-        raise IncorrectData("Authorized and Delegated Management exclude each other (6.6.1)")
+    if Privilege.DELEGATED_MANAGEMENT in privileges and any(
+        p in privileges
+        for p in (Privilege.AUTHORIZED_MANAGEMENT, Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION)
+    ):
+        raise IncorrectData(
+            "Delegated Management excludes Authorized Management, Token Verification and Receipt (6.6.1)"
+        )
     sd_config = None
     if Privilege.SECURITY_DOMAIN in privileges:
         isd_config = state.isd.sd

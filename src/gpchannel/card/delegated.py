@@ -150,6 +150,15 @@ def _requires_dap(ctx: CardContext, app: Application, associated: bytes) -> bool
     return app.aid == associated and Privilege.DAP_VERIFICATION in app.privileges
 
 
+def _minimum_hash_length(key: VerificationKey) -> int:
+    """Table C-3: the LFDBH is at least as strong as the hash the signature scheme uses (B.3, B.4.3)."""
+    if isinstance(key, RsaPublicKey):
+        return 20 if key.bits <= 1024 else 32
+    if isinstance(key, EcPublicKey):
+        return {32: 32, 48: 48}.get(key.order_length, 64)
+    return 0
+
+
 def check_daps(ctx: CardContext, associated_sd: bytes, data_hash: bytes, parts: LoadFileParts) -> None:
     """DAP verification at the end of a load (9.3.5 Load Phase / Completion; C.3)."""
     required = {a.aid for a in ctx.state.applications if _requires_dap(ctx, a, associated_sd)}
@@ -172,9 +181,12 @@ def check_daps(ctx: CardContext, associated_sd: bytes, data_hash: bytes, parts: 
         if key is None:
             raise SecurityNotSatisfied("the DAP Verification Security Domain has no key 73 (C.1.2)")
         try:
-            ok = verify_dap(signature_key(key), data_hash, block)
+            verification_key = signature_key(key)
+            ok = verify_dap(verification_key, data_hash, block)
         except ValueError:
             ok = False
+        if ok and len(data_hash) < _minimum_hash_length(verification_key):
+            raise IncorrectData("the Load File Data Block Hash is weaker than the DAP's hash (Table C-3)")
         if not ok:
             raise SecurityNotSatisfied("the DAP does not verify against the Load File Data Block Hash (C.3)")
         verified.add(block.sd_aid)
