@@ -1,0 +1,326 @@
+"""The example applets end to end: the host tool (CardSession, GpCard) over an in-process transport to the
+emulator (Card.process), both applets installed from a profile and with INSTALL, SCP03 at levels 01, 03 and 33,
+commands below the required level (6982), and Security Domain association (SSD keys, extradition).
+
+The protocol bytes themselves are checked against external vectors in test_secure_channel_service.py (service)
+and tests/scp/test_scp03.py (Scp03Card, which the direct applet uses); here both sides are ours.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gpchannel.card.applets_examples import (
+    DIRECT_MODULE_AID,
+    EXAMPLES_PACKAGE_AID,
+    SECURE_STORE_MODULE_AID,
+    DirectScp03Applet,
+)
+from gpchannel.card.dispatcher import Card
+from gpchannel.card.profile import load_profile
+from gpchannel.card.state import LoadFile, MemoryStore
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.errors import AuthenticationError, CardError, CardStatusError
+from gpchannel.gp._tlv import encode_tlv
+from gpchannel.host.card import SSD_LOAD_FILE_AID, SSD_MODULE_AID, GpCard
+from gpchannel.host.session import CardSession, ChannelOptions, Exchange
+from gpchannel.io.transport import InProcessTransport
+from gpchannel.scp.common import SecurityLevel
+from tests.card.harness import counter_random
+
+ISD_AID = bytes.fromhex("A000000151000000")
+STORE_AID = bytes.fromhex("F0677063680001010A")
+DIRECT_AID = bytes.fromhex("F0677063680001020A")
+SSD_AID = bytes.fromhex("A000000151535041AA")
+ISD_KEYS = StaticKeys.single(bytes.fromhex("404142434445464748494A4B4C4D4E4F"), 0x30, KeyType.AES)
+DIRECT_KEYS = StaticKeys(bytes([0x11]) * 16, bytes([0x22]) * 16, bytes([0x33]) * 16, 0x21, KeyType.AES)
+LEVELS = [0x01, 0x03, 0x33]
+
+
+def _direct_params(level: int, keys: StaticKeys = DIRECT_KEYS, i: int = 0x70) -> bytes:
+    return bytes((keys.kvn, i, level)) + keys.enc + keys.mac + keys.dek
+
+
+def _profile(store_level: str = "01", direct_level: int = 0x01) -> str:
+    return f"""
+[card]
+kdd = "00112233445566778899"
+
+[isd]
+aid = "{ISD_AID.hex()}"
+scp = "03"
+i = "70"
+
+[[isd.keysets]]
+kvn = 0x30
+type = "aes"
+enc = "404142434445464748494A4B4C4D4E4F"
+mac = "404142434445464748494A4B4C4D4E4F"
+dek = "404142434445464748494A4B4C4D4E4F"
+
+[[applications]]
+aid = "{STORE_AID.hex()}"
+kind = "secure-store"
+parameters = "{store_level}"
+
+[[applications]]
+aid = "{DIRECT_AID.hex()}"
+kind = "scp03-direct"
+parameters = "{_direct_params(direct_level).hex()}"
+"""
+
+
+class Wire:
+    """The card and a host session over an in-process transport; ``exchanges`` records what went over it."""
+
+    def __init__(self, text: str) -> None:
+        state = load_profile(text)
+        self.store = MemoryStore()
+        self.store.commit(state)
+        self.card = Card(state, self.store, random=counter_random())
+        self.exchanges: list[Exchange] = []
+        session = CardSession(
+            InProcessTransport(self.card.process), random=counter_random(), trace=self.exchanges.append
+        )
+        self.gp = GpCard.connect(session, ISD_AID)
+
+    def open_app(self, aid: bytes, keys: StaticKeys, level: int, kvn: int = 0) -> None:
+        """SELECT the application, then open SCP03 with it (the host computes challenges over its AID)."""
+        self.gp.select(aid)
+        self.gp.open_secure_channel(ChannelOptions(keys, SecurityLevel(level), kvn=kvn))
+
+    def send(self, ins: int, data: bytes = b"") -> ResponseApdu:
+        return self.gp.apdu(CommandApdu(0x80, ins, 0x00, 0x00, data, le=256 if ins in (0xCA, 0x10, 0x12) else None))
+
+
+def _put(key: bytes, value: bytes) -> bytes:
+    return bytes((len(key),)) + key + value
+
+
+# -- installed from a profile ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_secure_store_from_a_profile(level: int) -> None:
+    wire = Wire(_profile())
+    wire.open_app(STORE_AID, ISD_KEYS, level)
+    assert wire.send(0xDA, _put(b"pin", b"1234")).sw == 0x9000
+    got = wire.send(0xCA, b"pin")
+    assert got == ResponseApdu(b"1234")
+    on_the_wire = wire.exchanges[-1].response
+    if level & SecurityLevel.R_ENCRYPTION:
+        assert len(on_the_wire.data) == 16 + 8 and b"1234" not in on_the_wire.data  # R-ENC block + R-MAC
+    elif level & SecurityLevel.R_MAC:
+        assert on_the_wire.data[:4] == b"1234" and len(on_the_wire.data) == 12
+    else:
+        assert on_the_wire.data == b"1234"  # no response protection below R-MAC
+    if level & SecurityLevel.C_DECRYPTION:
+        assert b"1234" not in wire.exchanges[-2].command.data  # the PUT travelled enciphered
+    assert wire.send(0xE4, b"pin").sw == 0x9000
+    assert wire.send(0xCA, b"pin").sw == 0x6A88
+    app = wire.store.load()
+    assert app is not None and (app.application(STORE_AID) or app.isd).data["values"] == {}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_direct_applet_from_a_profile(level: int) -> None:
+    wire = Wire(_profile())
+    wire.open_app(DIRECT_AID, DIRECT_KEYS, level)
+    assert wire.send(0x10, b"hello") == ResponseApdu(b"hello")
+    assert wire.send(0x12) == ResponseApdu(bytes((level,)))
+    init = wire.gp.session.init_response
+    assert init is not None and init.kvn == DIRECT_KEYS.kvn
+    assert init.key_diversification_data == DIRECT_AID[:9] + b"\x00"  # its own, not the card's
+    saved = wire.store.load()
+    assert saved is not None and (saved.application(DIRECT_AID) or saved.isd).data["sequence_counter"] == 1
+
+
+def test_each_applet_refuses_the_other_keys() -> None:
+    wire = Wire(_profile())
+    with pytest.raises(AuthenticationError):
+        wire.open_app(DIRECT_AID, ISD_KEYS, 0x01)  # KVN 0: the applet's key set, and the wrong keys
+    with pytest.raises(CardStatusError) as exc:
+        wire.open_app(DIRECT_AID, ISD_KEYS, 0x01, kvn=0x30)  # the applet has key set 21 only
+    assert exc.value.sw == 0x6A88
+    with pytest.raises(CardStatusError) as exc:
+        wire.open_app(STORE_AID, DIRECT_KEYS, 0x01, kvn=0x21)  # the ISD has no key set 21
+    assert exc.value.sw == 0x6A88
+
+
+# -- below the required level ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("required", "opened"), [("03", 0x01), ("33", 0x03), ("33", 0x13), ("13", 0x03)])
+def test_secure_store_below_its_level_is_6982(required: str, opened: int) -> None:
+    wire = Wire(_profile(store_level=required))
+    wire.open_app(STORE_AID, ISD_KEYS, opened)
+    assert wire.send(0xDA, _put(b"k", b"v")).sw == 0x6982
+    wire.open_app(STORE_AID, ISD_KEYS, int(required, 16))
+    assert wire.send(0xDA, _put(b"k", b"v")).sw == 0x9000
+
+
+@pytest.mark.parametrize(("required", "opened"), [(0x03, 0x01), (0x33, 0x03)])
+def test_direct_below_its_level_is_6982(required: int, opened: int) -> None:
+    wire = Wire(_profile(direct_level=required))
+    wire.open_app(DIRECT_AID, DIRECT_KEYS, opened)
+    assert wire.send(0x10, b"x").sw == 0x6982
+    wire.open_app(DIRECT_AID, DIRECT_KEYS, required)
+    assert wire.send(0x10, b"x") == ResponseApdu(b"x")
+
+
+@pytest.mark.parametrize("aid", [STORE_AID, DIRECT_AID])
+def test_without_a_session_commands_are_6982(aid: bytes) -> None:
+    wire = Wire(_profile())
+    wire.gp.select(aid)
+    assert wire.send(0x10 if aid == DIRECT_AID else 0xCA, b"k").sw == 0x6982
+
+
+@pytest.mark.parametrize("aid", [STORE_AID, DIRECT_AID])
+def test_reselection_ends_the_applet_session(aid: bytes) -> None:
+    wire = Wire(_profile())
+    wire.open_app(aid, ISD_KEYS if aid == STORE_AID else DIRECT_KEYS, 0x01)
+    secure = wire.gp.session.secure
+    assert secure is not None
+    command = CommandApdu(0x80, 0x10 if aid == DIRECT_AID else 0xCA, 0, 0, b"k")
+    wrapped = secure.wrap(command)
+    wire.gp.session.transmit_plain(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, le=256))  # SELECT again
+    assert wire.gp.session.transmit_plain(wrapped).sw == 0x6982
+
+
+def test_a_tampered_command_aborts_the_store_session() -> None:
+    wire = Wire(_profile())
+    wire.open_app(STORE_AID, ISD_KEYS, 0x03)
+    secure = wire.gp.session.secure
+    assert secure is not None
+    wrapped = secure.wrap(CommandApdu(0x80, 0xDA, 0, 0, _put(b"k", b"v")))
+    bad = wrapped.with_changes(data=bytes((wrapped.data[0] ^ 1,)) + wrapped.data[1:])
+    assert wire.gp.session.transmit_plain(bad).sw == 0x6982
+    again = secure.wrap(CommandApdu(0x80, 0xDA, 0, 0, _put(b"k", b"v")))
+    assert wire.gp.session.transmit_plain(again).sw == 0x6982  # aborted: refused until a new session
+
+
+# -- installed with INSTALL ----------------------------------------------------------------------------------------
+
+
+def _with_examples_package(wire: Wire) -> None:
+    """The examples' Executable Load File, as if loaded (or in ROM): the INSTALL target of both modules."""
+    wire.card.state.load_files.append(
+        LoadFile(EXAMPLES_PACKAGE_AID, ISD_AID, [SECURE_STORE_MODULE_AID, DIRECT_MODULE_AID])
+    )
+    wire.card.state.load_files.append(LoadFile(SSD_LOAD_FILE_AID, ISD_AID, [SSD_MODULE_AID]))
+    wire.card.save()
+
+
+def _c9(value: bytes) -> bytes:
+    return b"\xc9" + bytes((len(value),)) + value
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_both_installed_with_install(level: int) -> None:
+    wire = Wire(_profile())
+    _with_examples_package(wire)
+    wire.gp.open_secure_channel(ChannelOptions(ISD_KEYS, SecurityLevel.C_MAC))
+    store, direct = bytes.fromhex("F067706368000101BB"), bytes.fromhex("F067706368000102BB")
+    wire.gp.install(EXAMPLES_PACKAGE_AID, SECURE_STORE_MODULE_AID, store, parameters=_c9(bytes((level,))))
+    keys = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)), 0x40, KeyType.AES)
+    wire.gp.install(EXAMPLES_PACKAGE_AID, DIRECT_MODULE_AID, direct, parameters=_c9(_direct_params(level, keys)))
+    wire.open_app(store, ISD_KEYS, level)
+    assert wire.send(0xDA, _put(b"a", b"b")).sw == 0x9000
+    assert wire.send(0xCA, b"a") == ResponseApdu(b"b")
+    wire.open_app(direct, keys, level)
+    assert wire.send(0x12) == ResponseApdu(bytes((level,)))
+
+
+@pytest.mark.parametrize(
+    ("module", "value"),
+    [
+        (DIRECT_MODULE_AID, b""),  # no key set
+        (DIRECT_MODULE_AID, _direct_params(0x01)[:-1]),  # keys of unequal length
+        (DIRECT_MODULE_AID, _direct_params(0x02)),  # C-DECRYPTION without C-MAC
+        (DIRECT_MODULE_AID, _direct_params(0x01, i=0x71)),  # S16 is not offered
+        (SECURE_STORE_MODULE_AID, b"\x21"),  # R-ENC without R-MAC
+        (SECURE_STORE_MODULE_AID, b"\x01\x01"),
+    ],
+)
+def test_install_refuses_bad_parameters(module: bytes, value: bytes) -> None:
+    wire = Wire(_profile())
+    _with_examples_package(wire)
+    wire.gp.open_secure_channel(ChannelOptions(ISD_KEYS, SecurityLevel.C_MAC))
+    with pytest.raises(CardStatusError) as exc:
+        wire.gp.install(EXAMPLES_PACKAGE_AID, module, bytes.fromhex("F0677063680001FFFF"), parameters=_c9(value))
+    assert exc.value.sw == 0x6A80
+    assert wire.card.state.application(bytes.fromhex("F0677063680001FFFF")) is None
+
+
+def test_direct_parameters_parse() -> None:
+    keys, i, level = DirectScp03Applet.parse_parameters(_direct_params(0x33))
+    assert (keys.kvn, keys.enc, keys.dek, i, level) == (0x21, DIRECT_KEYS.enc, DIRECT_KEYS.dek, 0x70, 0x33)
+    with pytest.raises(CardError):
+        DirectScp03Applet.parse_parameters(b"\x30\x70")
+
+
+# -- Security Domain association ---------------------------------------------------------------------------------
+
+
+def _key_dgis(keys: StaticKeys, encrypt: object) -> bytes:
+    """DGI 00B9 (one B9 control reference template per key) then one 8113 per key (GP 2.3.1, 11.11.4.1)."""
+    assert callable(encrypt)
+    crts, values = b"", b""
+    for key_id, (key, check) in enumerate(zip((keys.enc, keys.mac, keys.dek), keys.kcvs(), strict=True), start=1):
+        body = b"".join(
+            encode_tlv(tag, value)
+            for tag, value in (
+                (0x95, b"\x18"),
+                (0x80, bytes((keys.key_type.value,))),
+                (0x81, bytes((len(key),))),
+                (0x82, bytes((key_id,))),
+                (0x83, bytes((keys.kvn,))),
+                (0x84, check),
+            )
+        )
+        crts += encode_tlv(0xB9, body)
+        cryptogram = encrypt(key)
+        assert isinstance(cryptogram, bytes)
+        values += b"\x81\x13" + bytes((len(cryptogram),)) + cryptogram
+    return b"\x00\xb9" + bytes((len(crts),)) + crts + values
+
+
+def test_extradition_moves_the_application_to_the_ssd_keys() -> None:
+    wire = Wire(_profile())
+    _with_examples_package(wire)
+    first = StaticKeys(bytes([0xA1]) * 16, bytes([0xA2]) * 16, bytes([0xA3]) * 16, 0x30, KeyType.AES)
+    own = StaticKeys(bytes([0xB1]) * 16, bytes([0xB2]) * 16, bytes([0xB3]) * 16, 0x31, KeyType.AES)
+    # Before: the store uses its Security Domain's keys, the ISD's.
+    wire.open_app(STORE_AID, ISD_KEYS, 0x03)
+    assert wire.send(0xDA, _put(b"k", b"isd")).sw == 0x9000
+    # Create the SSD; it has no keys (GP 2.3.1 5.3.2.2) until the ISD personalizes it with a first key set.
+    wire.gp.select(ISD_AID)
+    wire.gp.open_secure_channel(ChannelOptions(ISD_KEYS, SecurityLevel(0x03)))
+    wire.gp.create_ssd(SSD_AID)
+    secure = wire.gp.session.secure
+    assert secure is not None
+    wire.gp.store_data([_key_dgis(first, secure.encrypt_key)], p1=0x68, application_aid=SSD_AID)
+    # Its own keys with PUT KEY, in its own secure channel: key set 31 replaces 30.
+    wire.gp.select(SSD_AID)
+    wire.gp.open_secure_channel(ChannelOptions(first, SecurityLevel(0x03)))
+    wire.gp.put_key(own, replace_kvn=first.kvn)
+    ssd = wire.card.state.application(SSD_AID)
+    assert ssd is not None and ssd.sd is not None and [k.kvn for k in ssd.sd.keysets] == [0x31]
+    # Extradite the store to the SSD (by the ISD, which owns it).
+    wire.gp.select(ISD_AID)
+    wire.gp.open_secure_channel(ChannelOptions(ISD_KEYS, SecurityLevel(0x03)))
+    wire.gp.extradite(STORE_AID, SSD_AID)
+    app = wire.card.state.application(STORE_AID)
+    assert app is not None and app.sd_aid == SSD_AID
+    # The ISD's keys no longer open a session with the store: KVN 30 is unknown, KVN 0 is the SSD's key set.
+    with pytest.raises(CardStatusError) as exc:
+        wire.open_app(STORE_AID, ISD_KEYS, 0x03, kvn=0x30)
+    assert exc.value.sw == 0x6A88
+    with pytest.raises(AuthenticationError):
+        wire.open_app(STORE_AID, ISD_KEYS, 0x03)
+    # The SSD's keys do, and the data stayed with the application.
+    wire.open_app(STORE_AID, own, 0x33)
+    assert wire.send(0xCA, b"k") == ResponseApdu(b"isd")
+    init = wire.gp.session.init_response
+    assert init is not None and init.kvn == 0x31
