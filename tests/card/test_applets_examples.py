@@ -9,6 +9,7 @@ and tests/scp/test_scp03.py (Scp03Card, which the direct applet uses); here both
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner, Result
 
 from gpchannel.card.applets_examples import (
     DIRECT_MODULE_AID,
@@ -19,7 +20,9 @@ from gpchannel.card.applets_examples import (
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import LoadFile, MemoryStore
+from gpchannel.cli.main import cli
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.sw import describe
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import AuthenticationError, CardError, CardStatusError
 from gpchannel.gp._tlv import encode_tlv
@@ -324,3 +327,37 @@ def test_extradition_moves_the_application_to_the_ssd_keys() -> None:
     assert wire.send(0xCA, b"k") == ResponseApdu(b"isd")
     init = wire.gp.session.init_response
     assert init is not None and init.kvn == 0x31
+
+
+# -- the command line: --app ---------------------------------------------------------------------------------------
+
+
+def _cli(wire: Wire, *args: str) -> Result:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    obj = {"transport_factory": lambda: InProcessTransport(wire.card.process), "random": counter_random()}
+    return runner.invoke(cli, list(args), obj=obj, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("level", ["01", "03", "33"])
+def test_cli_opens_the_channel_with_an_application(level: str) -> None:
+    wire = Wire(_profile())
+    keys = ["--key-enc", DIRECT_KEYS.enc.hex(), "--key-mac", DIRECT_KEYS.mac.hex(), "--key-dek", DIRECT_KEYS.dek.hex()]
+    result = _cli(
+        wire, *keys, "--security-level", level, "--app", DIRECT_AID.hex(), "apdu", "8010000002CAFE00", "80120000"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["CAFE", *_ok(), level, *_ok()]
+    isd_key = ISD_KEYS.enc.hex()
+    result = _cli(
+        wire, "--key", isd_key, "--security-level", level, "--app", STORE_AID.hex(), "apdu", "80DA000003016B76"
+    )
+    assert result.exit_code == 0, result.output
+    stored = wire.card.state.application(STORE_AID)
+    assert stored is not None and stored.data["values"] == {"6B": "76"}
+    refused = _cli(wire, "--key", isd_key, "--app", DIRECT_AID.hex(), "apdu", "8012000000")  # the ISD's keys
+    assert refused.exit_code != 0
+
+
+def _ok() -> list[str]:
+    """How ``apdu`` prints 9000 (the words of ``describe``)."""
+    return describe(0x9000).split()

@@ -68,6 +68,7 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring (env GPCHANNEL_READER).")
 @click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
 @click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
+@click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
 @click.option("--scp", type=click.Choice(["01", "02", "03"]), help="Protocol (default: detected).")
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
 @click.option("--kvn", help="Key version number, decimal or 0x-hex (default: the card's first).")
@@ -87,6 +88,7 @@ def cli(
     reader: str | None,
     emulator: Path | None,
     isd: str | None,
+    app: str | None,
     scp: str | None,
     scp_i: str | None,
     kvn: str | None,
@@ -116,6 +118,7 @@ def cli(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--profile") from None
     settings.isd = aid_option(isd, "--isd") if isd else (prof.isd_aid if prof else None)
+    settings.app = aid_option(app, "--app") if app else None
     settings.scp = ScpProtocol(int(scp, 16)) if scp else (prof.scp if prof else None)
     if scp_i is not None:
         try:

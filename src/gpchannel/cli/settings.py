@@ -59,6 +59,7 @@ class Settings:
     reader: str | None = None
     emulator: Path | None = None
     isd: bytes | None = None
+    app: bytes | None = None
     scp: ScpProtocol | None = None
     i_param: int | None = None
     kvn: int = 0
@@ -79,7 +80,8 @@ class Settings:
         return ChannelOptions(key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16)
 
     def card(self, *, secure: bool = True) -> GpCard:
-        """Connect (once), select the ISD and, when ``secure``, open the secure channel."""
+        """Connect (once), select the ISD and, when ``secure``, open the secure channel; with ``--app``, select
+        that application and open the secure channel with it instead."""
         if self._card is None:
             trace = self._trace_hook()
             transport = (
@@ -89,8 +91,13 @@ class Settings:
             )
             session = CardSession(transport, random=self.random, trace=trace)
             self._card = GpCard.connect(session, self.isd)
+            if self.app is not None and not secure:
+                self._card.select(self.app)
         if secure and not (self._card.session.secure and self._card.session.secure.is_open):
-            self._card.open_secure_channel(self.channel_options())
+            if self.app is not None:
+                self._card.open_application_channel(self.app, self.channel_options())
+            else:
+                self._card.open_secure_channel(self.channel_options())
         return self._card
 
     def _trace_hook(self) -> TraceHook | None:

@@ -157,6 +157,17 @@ class GpCard:
             hint = next((i for p, i in self.fci.card_data.scps if p == ScpProtocol.SCP02), None)
         return self.session.open_secure_channel(options, aid=self.isd_aid, scp02_i_hint=hint)
 
+    def open_application_channel(self, aid: bytes, options: ChannelOptions) -> InitializeUpdateResponse:
+        """SELECT the application ``aid`` and open a secure channel with it instead of a Security Domain.
+
+        INITIALIZE UPDATE and EXTERNAL AUTHENTICATE go to the application, which runs the protocol itself
+        (direct handling) or hands them to its Security Domain (indirect handling, GP 2.3.1 10.3); the keys are
+        the application's or its Security Domain's. SCP02 / SCP03 pseudo-random challenges are computed over
+        ``aid``. Later commands go to the application through that channel.
+        """
+        self.select(aid)
+        return self.session.open_secure_channel(options, aid=aid)
+
     @property
     def level(self) -> SecurityLevel:
         secure = self.session.secure
