@@ -131,7 +131,7 @@ def test_wrong_key_points_at_initialize_update_and_the_doctor(tmp_path: Path) ->
     assert result.exit_code == EXIT_AUTHENTICATION
     message = " ".join(result.stderr.split())
     assert "the trace does not verify: exchange #1 (line 4), card-cryptogram" in message
-    assert "gpchannel keys doctor" in message
+    assert f"gpchannel keys doctor --from-trace {trace}" in message
     assert WRONG_KEY not in result.output.upper()
 
 

@@ -47,6 +47,7 @@ from gpchannel.scp import scp02
 from gpchannel.scp.common import ScpProtocol, initialize_update_command
 from gpchannel.trace import (
     DoctorReport,
+    Failure,
     KeyOptions,
     TraceFormat,
     decode_trace,
@@ -219,11 +220,10 @@ def decode(
     first = report.first_failure
     if first is not None:
         what = first.failure.value if first.failure is not None else "failure"
-        fail(
-            settings,
-            f"the trace does not verify: exchange #{first.index} (line {first.line}), {what}: {first.explanation}",
-            EXIT_NOT_VERIFIED,
-        )
+        message = f"the trace does not verify: exchange #{first.index} (line {first.line}), {what}: {first.explanation}"
+        if first.failure is Failure.CARD_CRYPTOGRAM and file.name != "<stdin>":
+            message += f"\nhow the key fits the card: gpchannel keys doctor --from-trace {file.name}"
+        fail(settings, message, EXIT_NOT_VERIFIED)
 
 
 # -- gpchannel keys -------------------------------------------------------------------------------------------------
