@@ -8,8 +8,12 @@ and tests/scp/test_scp03.py (Scp03Card, which the direct applet uses); here both
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpchannel.card.applets_examples import (
     DIRECT_MODULE_AID,
@@ -24,13 +28,21 @@ from gpchannel.cli.main import cli
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.errors import AuthenticationError, CardError, CardStatusError
+from gpchannel.errors import (
+    AuthenticationError,
+    CardError,
+    CardStatusError,
+    DecodeError,
+    GPChannelError,
+    IncorrectData,
+)
 from gpchannel.gp._tlv import encode_tlv
 from gpchannel.host.card import SSD_LOAD_FILE_AID, SSD_MODULE_AID, GpCard
 from gpchannel.host.session import CardSession, ChannelOptions, Exchange
 from gpchannel.io.transport import InProcessTransport
 from gpchannel.scp.common import SecurityLevel
 from tests.card.harness import counter_random
+from tests.gp.test_cap import applet, build_cap, components, header
 
 ISD_AID = bytes.fromhex("A000000151000000")
 STORE_AID = bytes.fromhex("F0677063680001010A")
@@ -361,3 +373,64 @@ def test_cli_opens_the_channel_with_an_application(level: str) -> None:
 def _ok() -> list[str]:
     """How ``apdu`` prints 9000 (the words of ``describe``)."""
     return describe(0x9000).split()
+
+
+def test_cli_load_and_install_both_examples(tmp_path: Path) -> None:
+    """``gpchannel load`` of a CAP whose package and applets are the examples', then ``gpchannel install``."""
+    parts = components()
+    parts["Header"] = header(EXAMPLES_PACKAGE_AID)
+    parts["Applet"] = applet((SECURE_STORE_MODULE_AID, DIRECT_MODULE_AID))
+    cap = tmp_path / "examples.cap"
+    cap.write_bytes(build_cap(parts))
+    wire = Wire(_profile())
+    isd = ["--key", ISD_KEYS.enc.hex(), "--security-level", "03"]
+    loaded = _cli(wire, *isd, "load", str(cap))
+    assert loaded.exit_code == 0, loaded.output
+    store, direct = bytes.fromhex("F0677063680001010C"), bytes.fromhex("F0677063680001020C")
+    for module, instance, params in (
+        (SECURE_STORE_MODULE_AID, store, "C90133"),
+        (DIRECT_MODULE_AID, direct, "C9" + bytes((51,)).hex() + _direct_params(0x03).hex()),
+    ):
+        args = ["install", "--package", EXAMPLES_PACKAGE_AID.hex(), "--applet", module.hex(), "--instance"]
+        result = _cli(wire, *isd, *args, instance.hex(), "--params", params)
+        assert result.exit_code == 0, result.output
+    put = ["--app", store.hex(), "apdu", "80DA000003016B76"]
+    below = _cli(wire, *isd, *put)
+    assert below.exit_code != 0 and "6982" in below.stdout  # the store asks for 33
+    at_33 = _cli(wire, "--key", ISD_KEYS.enc.hex(), "--security-level", "33", *put)
+    assert at_33.exit_code == 0, at_33.output
+    keys = ["--key-enc", DIRECT_KEYS.enc.hex(), "--key-mac", DIRECT_KEYS.mac.hex(), "--key-dek", DIRECT_KEYS.dek.hex()]
+    echoed = _cli(wire, *keys, "--security-level", "03", "--app", direct.hex(), "apdu", "8010000001AA00")
+    assert echoed.exit_code == 0 and echoed.stdout.split()[0] == "AA"
+
+
+# -- parsers and robustness ----------------------------------------------------------------------------------------
+
+
+@given(st.binary(max_size=110))
+def test_direct_parameters_parse_or_6a80(raw: bytes) -> None:
+    try:
+        keys, i, level = DirectScp03Applet.parse_parameters(raw)
+    except IncorrectData:
+        return
+    assert len(raw) == 3 + 3 * len(keys.enc) and (keys.kvn, i, int(level)) == (raw[0], raw[1], raw[2])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(aid=st.sampled_from([STORE_AID, DIRECT_AID]), raw=st.binary(min_size=4, max_size=40), wrap=st.booleans())
+def test_arbitrary_commands_never_crash_the_applets(aid: bytes, raw: bytes, wrap: bool) -> None:
+    wire = Wire(_profile())
+    wire.open_app(aid, ISD_KEYS if aid == STORE_AID else DIRECT_KEYS, 0x33)
+    secure = wire.gp.session.secure
+    assert secure is not None
+    try:
+        command = CommandApdu.from_bytes(raw)
+    except DecodeError:
+        command = None
+    if wrap and command is not None and command.cla & 0x80 and not command.is_extended:
+        try:
+            raw = secure.wrap(command.with_changes(cla=0x80)).to_bytes()
+        except GPChannelError:
+            pass
+    answer = ResponseApdu.from_bytes(wire.card.process(raw))
+    assert answer.sw != 0x6F00
