@@ -580,3 +580,165 @@ def test_card_authentication_fuzz(cla: int, ins: int, p1: int, p2: int, data: by
         card.external_authenticate(command)
     except CardError:
         assert card.state is ChannelState.TERMINATED and card.sequence_counter == 5
+
+
+# -- R-MAC across an implicit abort (E.1.6, E.4.5) and the response size limit -----------------------------------
+
+
+def _implicit_with_rmac(i: int, every_response: bool) -> tuple[Scp02Host, Scp02Card]:
+    host, card = open_pair(i)
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66, le=256), ResponseApdu(b"\x66\x00")).sw == 0x9000
+    begin = host.begin_rmac_session(b"\x01\x02", every_response=every_response)
+    assert host.unwrap(card.wrap(card.begin_rmac_session(card.unwrap(begin)))) == ResponseApdu()
+    return host, card
+
+
+def _tampered(wire: CommandApdu) -> CommandApdu:
+    return wire.with_changes(data=wire.data[:-1] + bytes((wire.data[-1] ^ 1,)))
+
+
+def _rejected(host: Scp02Host, card: Scp02Card, bad: CommandApdu, error: type[CardError]) -> None:
+    """The card rejects ``bad``; the host unwraps the status word the dispatcher sends and mirrors the abort."""
+    with pytest.raises(error) as caught:
+        card.unwrap(bad)
+    assert card.state is ChannelState.IDLE
+    sw = caught.value.sw
+    assert host.unwrap(ResponseApdu(sw=sw)) == ResponseApdu(sw=sw)
+    host.abort()
+    assert host.level == card.level
+
+
+def _plain_exchange(host: Scp02Host, card: Scp02Card) -> ResponseApdu:
+    plain = CommandApdu(0x80, 0xCA, 0x00, 0xC1, le=256)
+    assert host.wrap(plain) == plain  # no secure messaging while aborted
+    assert card.unwrap(plain) == plain
+    return host.unwrap(card.wrap(ResponseApdu(b"\xc1\x02\x00\x06")))
+
+
+@pytest.mark.parametrize("every_response", [True, False])
+@pytest.mark.parametrize("failure", ["c-mac", "counter"])
+@pytest.mark.parametrize("i", IMPLICIT_I)
+def test_implicit_abort_keeps_the_rmac_chain_in_step(i: int, failure: str, every_response: bool) -> None:
+    """The card chains the error status that rejects a C-MACed command (it never reaches ``wrap``) as the host's
+    ``unwrap`` does: after ``abort`` plain commands and a new implicit session still verify their R-MACs, and
+    END R-MAC SESSION returns the R-MAC the host expects."""
+    host, card = _implicit_with_rmac(i, every_response)
+    command = CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256)
+    _rejected(host, card, _tampered(host.wrap(command)), SecurityNotSatisfied)
+    assert card.level == (SecurityLevel.R_MAC if every_response else SecurityLevel.NONE)
+    assert card.sequence_counter == 6 and host.sequence_counter == 6  # counted by the first session's opening
+    assert _plain_exchange(host, card) == ResponseApdu(b"\xc1\x02\x00\x06")
+    if failure == "counter":
+        # Another logical channel exhausted the key set's counter meanwhile: the next initiation answers 6985
+        # (E.1.2), chained as well.
+        card.sync_sequence_counter(MAX_SEQUENCE_COUNTER)
+        host.begin_implicit(card.sequence_counter - 1)
+        _rejected(host, card, host.wrap(command), ConditionsNotSatisfied)
+        assert host.sequence_counter is None  # the opening command was rejected: the card did not count it
+        assert _plain_exchange(host, card) == ResponseApdu(b"\xc1\x02\x00\x06")
+        card.sync_sequence_counter(6)
+    host.begin_implicit(card.sequence_counter)
+    assert exchange(host, card, command, ResponseApdu(b"\xe3\x00")) == ResponseApdu(b"\xe3\x00")
+    assert card.is_open and int(card.level) == (0x11 if every_response else 0x01) and host.level == card.level
+    assert card.sequence_counter == 7 and host.sequence_counter == 7
+    returned = card.wrap(card.end_rmac_session(card.unwrap(host.end_rmac_session())))
+    assert host.unwrap(returned) == returned  # END R-MAC SESSION's R-MAC verifies: both chains saw every error
+
+
+def test_implicit_abort_chains_what_reached_the_card() -> None:
+    """A command cut short on the way is chained as it arrived (no C-MAC to strip): the host, which chains what it
+    sent, finds the difference at the next R-MAC."""
+    host, card = _implicit_with_rmac(0x1A, True)
+    wire = host.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256))
+    _rejected(host, card, wire.with_changes(data=wire.data[:4]), SecurityNotSatisfied)
+    plain = CommandApdu(0x80, 0xCA, 0x00, 0xC1, le=256)
+    card.unwrap(host.wrap(plain))
+    with pytest.raises(IntegrityError):
+        host.unwrap(card.wrap(ResponseApdu(b"\xc1\x02\x00\x06")))
+
+
+def test_without_the_chained_error_the_host_would_refuse() -> None:
+    """Control for the test above: a card that skipped the rejected command's R-MAC would be caught."""
+    host, card = _implicit_with_rmac(0x1A, True)
+    wire = host.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x00, b"\x4f\x00", le=256))
+    chain = card._r_chain  # the chain before the failure
+    assert chain is not None
+    saved = chain.icv
+    with pytest.raises(SecurityNotSatisfied):
+        card.unwrap(wire.with_changes(data=wire.data[:-1] + bytes((wire.data[-1] ^ 1,))))
+    assert chain.icv != saved
+    chain.icv = saved  # undo the chaining
+    host.unwrap(ResponseApdu(sw=0x6982))
+    host.abort()
+    plain = CommandApdu(0x80, 0xCA, 0x00, 0xC1, le=256)
+    card.unwrap(host.wrap(plain))
+    with pytest.raises(IntegrityError):
+        host.unwrap(card.wrap(ResponseApdu(b"\xc1\x02\x00\x06")))
+
+
+def test_host_abort_rules() -> None:
+    host, _ = open_pair(0x55)
+    with pytest.raises(LocalProtocolError, match="explicit"):
+        host.abort()
+    host, card = open_pair(0x1A)
+    host.wrap(CommandApdu(0x80, 0xCA, 0, 0x66))
+    with pytest.raises(LocalProtocolError, match="unwrap"):
+        host.abort()
+    host.unwrap(ResponseApdu(sw=0x6982))
+    host.abort()  # the rejected command opened the session: the card did not count it
+    assert host.sequence_counter is None and host.level == SecurityLevel.NONE and host.is_open
+    with pytest.raises(LocalProtocolError):
+        make_host(0x1A).abort()  # no session
+    host.begin_implicit(card.sequence_counter)
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66), ResponseApdu()) == ResponseApdu()
+    with pytest.raises(LocalProtocolError):
+        host.begin_implicit(card.sequence_counter)  # a session is active: only after abort()
+
+
+@pytest.mark.parametrize(("i", "every_response"), [(0x1A, True), (0x1A, False), (0x55, True), (0x15, True)])
+def test_response_too_long_for_its_rmac_is_6700(i: int, every_response: bool) -> None:
+    """Short APDUs carry at most 256 response bytes: data + R-MAC beyond that is WrongLength (6700), as in SCP03;
+    the 6700 is chained on both sides and the session stays open. Explicit: R-MAC from EXTERNAL AUTHENTICATE
+    (level 11); implicit: BEGIN R-MAC SESSION (P1 10 or 00)."""
+    if is_explicit(i):
+        host, card = open_pair(i, 0x11)
+    else:
+        host, card = _implicit_with_rmac(i, every_response)
+    command = CommandApdu(0x80, 0xF2, 0x40, 0x02, b"\x4f\x00", le=256)
+    fits = ResponseApdu(bytes(248))
+    assert card.unwrap(host.wrap(command)) == command
+    wire = card.wrap(fits)
+    assert len(wire.data) == (256 if every_response else 248)
+    assert host.unwrap(wire) == fits
+    card.unwrap(host.wrap(command))
+    big = ResponseApdu(bytes(249), 0x6310)
+    if every_response:
+        with pytest.raises(WrongLength, match="at most 256"):
+            card.wrap(big)
+        assert host.unwrap(ResponseApdu(sw=0x6700)) == ResponseApdu(sw=0x6700)
+    else:  # only END R-MAC SESSION returns an R-MAC: nothing is added, nothing is too long
+        assert host.unwrap(card.wrap(big)) == big
+    assert card.is_open and host.is_open
+    assert exchange(host, card, command, ResponseApdu(b"\x01")) == ResponseApdu(b"\x01")  # the chains agree
+    if not is_explicit(i):
+        returned = card.wrap(card.end_rmac_session(card.unwrap(host.end_rmac_session())))
+        assert host.unwrap(returned) == returned
+
+
+def test_sync_sequence_counter_applies_only_before_an_initiation() -> None:
+    explicit = make_card(0x55)
+    explicit.sync_sequence_counter(9)
+    assert explicit.sequence_counter == 5  # explicit: the counter moves through its own sessions only
+    host, card = open_pair(0x1A)
+    card.sync_sequence_counter(7)
+    assert card.sequence_counter == 7  # no session yet: the next initiation uses the key set's value
+    card.sync_sequence_counter(5)
+    assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66), ResponseApdu()) == ResponseApdu()
+    card.sync_sequence_counter(9)
+    assert card.sequence_counter == 6  # a session for incoming commands is active: its keys are set
+    plain = CommandApdu(0x80, 0xCA, 0, 0x66)
+    assert card.unwrap(plain) == plain  # AUTHENTICATED only: the next C-MAC re-initiates
+    card.sync_sequence_counter(9)
+    assert card.sequence_counter == 9
+    with pytest.raises(ValueError, match="2 bytes"):
+        card.sync_sequence_counter(MAX_SEQUENCE_COUNTER + 1)

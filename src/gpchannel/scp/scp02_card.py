@@ -22,6 +22,14 @@ session: every later use is refused with 6982. With implicit initiation the sess
 aborted instead (E.1.6, implicit rules): the level drops to NO_SECURITY_LEVEL (or R-MAC only while an R-MAC
 session runs), commands without secure messaging pass unchecked, and the next command with secure messaging
 attempts a new session. Malformed BEGIN / END R-MAC SESSION commands are refused without ending the session.
+
+R-MAC across an implicit abort (our reading, documented choice): E.1.6 keeps an R-MAC session in progress when
+the session for incoming commands aborts (the level becomes "R-MAC only"), and E.4.5 chains every R-MAC
+"regardless of whether the APDU command completed successfully or not", error statuses included (Li 00). So the
+6982 (or 6985, counter exhausted) that rejects a C-MACed command is chained by the card, over the stripped
+command, before the error is raised (it leaves through the dispatcher, not ``wrap``); like every error status it
+goes out without R-MAC bytes. The host chains it in ``unwrap`` and, with ``Scp02Host.abort``, continues the R-MAC
+session at "R-MAC only" until ``begin_implicit`` starts a new session for incoming commands.
 """
 
 from __future__ import annotations
@@ -80,6 +88,8 @@ __all__ = ["Scp02Card"]
 _SW_HOST_CRYPTOGRAM = 0x6300
 """EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (Table E-12)."""
 _MAC = 8
+_SHORT_RESPONSE_MAX = 256
+"""Response data of a short APDU (Le 00): SCP02 secures short APDUs only (E.4.4)."""
 
 
 class Scp02Card(CardChannel):
@@ -150,15 +160,39 @@ class Scp02Card(CardChannel):
     def session_keys(self) -> Scp02SessionKeys | None:
         return self._session_keys
 
+    def sync_sequence_counter(self, sequence_counter: int) -> None:
+        """Take the key set's counter as persisted now, before a command that may start an implicit session.
+
+        With implicit initiation this object outlives its sessions (an abort keeps it, with any R-MAC session, E.1.6),
+        while a session on another logical channel with the same key set may move the counter meanwhile: the next
+        initiation must derive its keys from the key set's current value (E.1.2), never from a stale one. Ignored
+        with explicit initiation, and while a session for incoming commands is active (its keys are set).
+        """
+        if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
+            raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
+        if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and SecurityLevel.C_MAC in self.level):
+            return
+        self._counter = sequence_counter
+
     def terminate(self) -> None:
         super().terminate()
         self._c_chain = self._r_chain = None
 
-    def _fail_closed(self, error: SecurityNotSatisfied | ConditionsNotSatisfied) -> NoReturn:
+    def _fail_closed(
+        self, error: SecurityNotSatisfied | ConditionsNotSatisfied, command: CommandApdu | None = None
+    ) -> NoReturn:
         if not is_explicit(self.i_param):
             # E.1.6, implicit initiation: the session for incoming commands is aborted, the Current Security Level
             # reset to NO_SECURITY_LEVEL or R-MAC only; the next command with secure messaging starts a new one.
             self._c_chain, self._last = None, None
+            if self._r_chain is not None and command is not None:
+                # The R-MAC session outlives the abort (E.1.6) and chains every pair, failed ones included (E.4.5):
+                # the rejected command's error status, which leaves by the dispatcher and never reaches ``wrap``,
+                # is chained here over the stripped command (no C-MAC, Li 00) exactly as the host chains it.
+                stripped = CommandApdu(
+                    plain_cla(command.cla), command.ins, command.p1, command.p2, command.data[:-_MAC]
+                )
+                self._r_chain.advance(self._r_chain.compute(stripped, ResponseApdu(sw=error.sw)))
             every = self._r_chain is not None and self._r_chain.every_response
             self.state = ChannelState.IDLE
             self.level = SecurityLevel.R_MAC if every else SecurityLevel.NONE
@@ -262,7 +296,7 @@ class Scp02Card(CardChannel):
                 self._last = command  # R-MACed by wrap while an R-MAC session runs (also after an abort)
                 return command
             if self.state is not ChannelState.OPEN or SecurityLevel.C_MAC not in self.level:
-                self._open_implicit()
+                self._open_implicit(command)
         else:
             self._require(ChannelState.OPEN)
             if not has_sm:
@@ -274,10 +308,10 @@ class Scp02Card(CardChannel):
         self._last = plain
         return plain
 
-    def _open_implicit(self) -> None:
+    def _open_implicit(self, command: CommandApdu) -> None:
         """Start an implicit session for the incoming C-MACed command (E.1.2.2, E.3.3)."""
         if self._counter >= MAX_SEQUENCE_COUNTER:
-            self._fail_closed(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"))
+            self._fail_closed(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"), command)
         keys = derive_session_keys(self._keys, self.i_param, self._counter)
         self._session_keys = keys
         self._c_chain = CommandMacChain(
@@ -289,19 +323,21 @@ class Scp02Card(CardChannel):
         keys = self._session_keys
         assert chain is not None and keys is not None
         if len(command.data) < _MAC:
-            self._fail_closed(SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"))
+            self._fail_closed(
+                SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"), command
+            )
         if command.is_extended:
             # The C-MAC covers a one-byte Lc (E.4.4): an extended-length command cannot carry a valid one.
-            self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"))
+            self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"), command)
         body, mac = command.data[:-_MAC], command.data[-_MAC:]
         if SecurityLevel.C_DECRYPTION in self.level and body:
             try:
                 body = decrypt_command_data(keys.enc, body)
             except DecodeError as exc:
-                self._fail_closed(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"))
+                self._fail_closed(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"), command)
         plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, command.le)
         if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
-            self._fail_closed(SecurityNotSatisfied("the C-MAC did not verify"))
+            self._fail_closed(SecurityNotSatisfied("the C-MAC did not verify"), command)
         opening = chain.first and not is_explicit(self.i_param)
         chain.advance(mac)
         if opening:
@@ -318,6 +354,11 @@ class Scp02Card(CardChannel):
         A success or warning (9000, 61xx, 62xx, 63xx) gets ``data || R-MAC`` when each response carries one; an
         error goes out alone (no data, no R-MAC) but its R-MAC is still computed and chained. Responses of BEGIN /
         END R-MAC SESSION (built by the Security Domain methods) and responses outside a session pass unchanged.
+
+        SCP02 secures short APDUs only (E.4.4), whose response data are at most 256 bytes: a response whose data and
+        R-MAC would exceed that raises WrongLength (6700), as SCP03 does, and the R-MAC session chains that 6700
+        (Li 00, E.4.5), which is what the host sees and chains too; the session stays open, and the application
+        must send less (e.g. 6310 and GET STATUS "next").
         """
         if self.state is ChannelState.TERMINATED:
             raise SecurityNotSatisfied("the secure channel was terminated")
@@ -327,6 +368,12 @@ class Scp02Card(CardChannel):
             return response
         success = response.sw == 0x9000 or response.sw1 in (0x61, 0x62, 0x63)
         out = response if success else ResponseApdu(b"", response.sw)
+        if self._r_chain.every_response and success and len(out.data) + _MAC > _SHORT_RESPONSE_MAX:
+            error = WrongLength(
+                f"the response with its R-MAC would be {len(out.data) + _MAC} bytes; at most {_SHORT_RESPONSE_MAX} fit"
+            )
+            self._r_chain.advance(self._r_chain.compute(command, ResponseApdu(sw=error.sw)))
+            raise error
         rmac = self._r_chain.compute(command, out)
         self._r_chain.advance(rmac)
         if self._r_chain.every_response and success:

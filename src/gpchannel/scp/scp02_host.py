@@ -7,14 +7,16 @@ cryptography.
   with b7 and an AID, the pseudo-random card challenge are checked before any EXTERNAL AUTHENTICATE exists: cards
   count failed EXTERNAL AUTHENTICATEs) / ``external_authenticate`` / ``receive_external_authenticate``.
 - Implicit initiation (i without b3): ``begin_implicit(sequence_counter)`` opens the session at once (level
-  C-MAC); the first wrapped command carries the C-MAC that authenticates the host (E.1.2.2).
+  C-MAC); the first wrapped command carries the C-MAC that authenticates the host (E.1.2.2). When the card
+  rejects a command with a security error it aborts its session for incoming commands but keeps an R-MAC
+  session (E.1.6): ``unwrap`` the 6982 (it is chained, E.4.5), ``abort()``, then ``begin_implicit`` again.
 - ``wrap`` C-MACs (and with C-DECRYPTION encrypts) every command; ``unwrap`` verifies the R-MAC of the response
   to the last wrapped command when an R-MAC session runs. ``begin_rmac_session`` / ``end_rmac_session`` build
   BEGIN / END R-MAC SESSION (E.5.3, E.5.4), whose responses also go through ``unwrap``.
 
 The host tracks the card's sequence counter: the card increments it once the first C-MAC of a session verifies
-(EXTERNAL AUTHENTICATE, or the first command with implicit initiation, E.1.2). Every security failure terminates
-the session.
+(EXTERNAL AUTHENTICATE, or the first command with implicit initiation, E.1.2). Every security failure detected
+here terminates the session.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class _Session:
     pending: _Pending | None = None
     begin_every_response: bool = True
     end_closes: bool = True
+    last_opened: bool = False  # the last wrapped command was the first C-MACed one of an implicit session
 
 
 class Scp02Host(HostChannel):
@@ -279,22 +282,54 @@ class Scp02Host(HostChannel):
 
         The C-MAC key comes from ``sequence_counter``; the first ICV is the MAC over the AID (E.3.3). The card
         increments its counter when the first C-MAC verifies; the DEK session key (and a later R-MAC key) come from
-        that incremented value (E.1.2.2). The host may learn the counter with GET DATA.
+        that incremented value (E.1.2.2). The host may learn the counter with GET DATA (tag C1).
+
+        Also allowed after :meth:`abort` (the card aborted the session for incoming commands, E.1.6): a new
+        session for incoming commands starts, and an R-MAC session in progress continues, as on the card.
         """
-        self._require(ChannelState.IDLE)
+        if self.state is ChannelState.OPEN and SecurityLevel.C_MAC not in self.level:
+            previous = self._session
+        else:
+            self._require(ChannelState.IDLE)
+            previous = None
         if is_explicit(self.i_param):
             raise LocalProtocolError(f"i={self.i_param:02X} is explicit initiation; use initialize_update()")
         if not 0 <= sequence_counter < MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must be 0..{MAX_SEQUENCE_COUNTER - 1:04X}, got {sequence_counter}")
-        keys = self._static_keys(None)
+        keys = previous.keys if previous is not None else self._static_keys(None)
         session_keys = derive_session_keys(keys, self.i_param, sequence_counter)
         dek = derive_session_keys(keys, self.i_param, sequence_counter + 1).dek
         chain = CommandMacChain(
             session_keys.c_mac, aid_icv(session_keys.c_mac, self.aid), bool(self.i_param & I_ICV_ENCRYPTION)
         )
         self._session = _Session(keys, session_keys, b"", chain, dek)
+        if previous is not None and previous.r_chain is not None:
+            self._session.r_chain = previous.r_chain
         self._counter = sequence_counter
+        self.level = SecurityLevel.C_MAC | (self.level & SecurityLevel.R_MAC)
         self.state = ChannelState.OPEN
+
+    def abort(self) -> None:
+        """Mirror the card's abort of an implicit session for incoming commands (E.1.6), after ``unwrap`` of the
+        security error (6982) that rejected the last wrapped command.
+
+        The level drops to R-MAC only while an R-MAC session with an R-MAC on every response runs, else to none;
+        the R-MAC session continues (E.1.6, E.4.5: the card chained the 6982 as ``unwrap`` did). ``wrap`` then sends
+        commands without secure messaging (their responses still R-MAC verified), e.g. GET DATA C1 for the
+        counter, until :meth:`begin_implicit` starts a new session. If the rejected command was the one opening the
+        session the card did not count it, so :attr:`sequence_counter` becomes unknown (None) until then.
+        """
+        self._require(ChannelState.OPEN)
+        if is_explicit(self.i_param):
+            raise LocalProtocolError(f"i={self.i_param:02X} is explicit initiation: a rejected session is closed")
+        s = self._session
+        assert s is not None
+        if s.pending is not None:
+            raise LocalProtocolError("unwrap the card's answer to the last command first (its R-MAC chains)")
+        if s.last_opened:
+            self._counter = None
+        every = s.r_chain is not None and s.r_chain.every_response
+        self.level = SecurityLevel.R_MAC if every else SecurityLevel.NONE
 
     # -- secure messaging --------------------------------------------------------------------------------------
     def wrap(self, command: CommandApdu) -> CommandApdu:
@@ -320,7 +355,7 @@ class Scp02Host(HostChannel):
         if command.is_extended:
             raise LocalProtocolError("SCP02 secures short APDUs only (one-byte Lc, E.4.4)")
         if SecurityLevel.C_MAC not in self.level:
-            s.last, s.pending = command, kind
+            s.last, s.pending, s.last_opened = command, kind, False
             return command
         data = command.data
         if SecurityLevel.C_DECRYPTION in self.level and data:
@@ -330,8 +365,9 @@ class Scp02Host(HostChannel):
                 f"the wrapped command would carry {len(data) + _MAC} data bytes; at most {_SHORT_MAX} fit"
             )
         mac = s.c_chain.compute(command_mac_input(command, self.i_param))
+        s.last_opened = s.c_chain.first and not is_explicit(self.i_param)
         s.c_chain.advance(mac)
-        if not is_explicit(self.i_param) and s.last is None and self._counter is not None:
+        if s.last_opened and self._counter is not None:
             self._counter = min(self._counter + 1, MAX_SEQUENCE_COUNTER)  # the card counts the first C-MAC
         s.last, s.pending = command, kind
         return CommandApdu(
