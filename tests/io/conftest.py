@@ -62,12 +62,16 @@ def _slot(reader: str) -> int:
 
 
 def free_reader(readers: list[str], attempts: int = 100) -> str:
-    """A vpcd reader without a card (a slot no virtual card is connected to), waiting a little for one."""
+    """A vpcd reader without a card (a slot no virtual card is connected to), waiting a little for one.
+
+    The last slot is tried first: the emulator, the demo and the CLI default to the first one ("Virtual PCD 00
+    00", port 35963), which a developer's session may be using while these tests run.
+    """
     import threading
 
     pause = threading.Event()
     for _ in range(attempts):
-        for reader in readers:
+        for reader in reversed(readers):
             if not card_present(reader):
                 return reader
         pause.wait(0.1)

@@ -231,9 +231,12 @@ def test_reconnects_when_the_reader_side_drops(fake: FakeVpcd) -> None:
     card = EchoCard()
     with VpcdThread(card, port=fake.port) as runner:
         fake.accept()
+        assert not runner.wait_connected(1, timeout=0.2)  # connected, but vpcd has not spoken: not accepted yet
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == card.atr()
         assert runner.wait_connected(1)
         fake.drop()  # pcscd stopped
         fake.accept()  # pcscd back
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == card.atr()
         assert runner.wait_connected(2)
         assert fake.ask(Apdu(bytes.fromhex("8050000001BB"))) == bytes.fromhex("BB9000")
 
@@ -248,6 +251,9 @@ def test_reconnects_after_refused_connections() -> None:
         server.settimeout(10)
         try:
             conn, _ = server.accept()
+            conn.settimeout(10)
+            conn.sendall(VpcdFramer.encode_message(Control(VpcdControl.GET_ATR)))
+            assert conn.recv(64) == VpcdFramer.encode(ATR_T1)
             conn.close()
             assert runner.wait_connected(1)
         finally:
@@ -283,12 +289,14 @@ def test_a_malformed_stream_ends_the_session_and_reconnects(fake: FakeVpcd) -> N
         conn = fake.accept()
         conn.sendall(b"\x00\x00")
         fake.accept()
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
         assert runner.wait_connected(2)
 
 
 def test_stop_event_ends_the_loop(fake: FakeVpcd) -> None:
     runner = VpcdThread(EchoCard(), port=fake.port).start()
     fake.accept()
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
     assert runner.wait_connected(1)
     runner.close()
     assert not runner._thread.is_alive()

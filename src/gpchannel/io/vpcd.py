@@ -196,9 +196,16 @@ class _Session:
     """One connection to vpcd: frames in, card calls, frames out."""
 
     def __init__(
-        self, card: VirtualCard, sock: socket.socket, trace: logging.Logger | None, quickack: bool, poll: float
+        self,
+        card: VirtualCard,
+        sock: socket.socket,
+        trace: logging.Logger | None,
+        quickack: bool,
+        poll: float,
+        accepted: Callable[[], None] | None,
     ) -> None:
         self.card = card
+        self.accepted = accepted
         self.sock = sock
         self.trace = trace
         self.quickack = quickack
@@ -220,6 +227,11 @@ class _Session:
             if not data:
                 _log.info("vpcd closed the connection")
                 return
+            if self.accepted is not None:
+                # vpcd speaks first (a GET ATR from its presence poll) once it has accepted this connection; a
+                # TCP connect alone may only sit in the listen backlog while another card holds the slot.
+                self.accepted()
+                self.accepted = None
             for message in self.framer.feed(data):
                 answer = self.handle(message)
                 if answer is not None:
@@ -270,7 +282,7 @@ def serve_vpcd(
     quickack: bool = True,
     poll: float = 0.2,
     max_backoff: float = 2.0,
-    connected: Callable[[], None] | None = None,
+    accepted: Callable[[], None] | None = None,
 ) -> None:
     """Connect ``card`` to vpcd at ``host:port`` and answer it until ``stop`` is set.
 
@@ -278,9 +290,9 @@ def serve_vpcd(
     When vpcd is not there or drops the connection (pcscd restarted), the loop reconnects with an exponential
     backoff (50 ms up to ``max_backoff`` s) if ``reconnect``; otherwise it returns when the connection ends and
     raises TransportError when the first connection fails. ``stop`` is checked every ``poll`` seconds.
-    ``trace`` gets every C-APDU / R-APDU in hex and every control code at DEBUG level; ``connected`` is called
-    after each successful connection. An exception from ``card.transmit`` never ends the loop: it is logged and
-    answered with 6F00.
+    ``trace`` gets every C-APDU / R-APDU in hex and every control code at DEBUG level; ``accepted`` is called
+    when vpcd first speaks on a new connection (it has accepted the card: the slot is ours). An exception from
+    ``card.transmit`` never ends the loop: it is logged and answered with 6F00.
     """
     stop = stop or threading.Event()
     backoff = 0.05
@@ -299,10 +311,7 @@ def serve_vpcd(
         backoff = 0.05
         _log.info("connected to vpcd at %s:%d", host, port)
         try:
-            session = _Session(card, sock, trace, quickack, poll)
-            if connected is not None:
-                connected()
-            session.run(stop)
+            _Session(card, sock, trace, quickack, poll, accepted).run(stop)
         except (OSError, DecodeError) as exc:
             _log.warning("vpcd connection to %s:%d lost: %s", host, port, exc)
         finally:
@@ -325,11 +334,12 @@ class VpcdThread:
     ) -> None:
         self.stop = threading.Event()
         self.connections = 0
+        """How many connections vpcd has accepted so far (a reconnection after a pcscd restart adds one)."""
         self._connected = threading.Condition()
         self._thread = threading.Thread(
             target=serve_vpcd,
             args=(card, host, port),
-            kwargs={"stop": self.stop, "trace": trace, "quickack": quickack, "connected": self._on_connect},
+            kwargs={"stop": self.stop, "trace": trace, "quickack": quickack, "accepted": self._on_connect},
             name=f"vpcd-{port}",
             daemon=True,
         )
@@ -344,7 +354,7 @@ class VpcdThread:
         return self
 
     def wait_connected(self, count: int = 1, timeout: float = 10.0) -> bool:
-        """Wait until the loop has connected ``count`` times in all; False on timeout."""
+        """Wait until vpcd has accepted ``count`` connections in all (see :attr:`connections`); False on timeout."""
         with self._connected:
             return self._connected.wait_for(lambda: self.connections >= count, timeout)
 
