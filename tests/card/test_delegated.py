@@ -577,3 +577,16 @@ def test_delegated_management_excludes_token_and_receipt_privileges() -> None:
         data = InstallForInstall(PACKAGE, MODULE, INSTANCE, privileges, InstallParameters().to_bytes())
         assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, data.to_bytes())).sw == 0x6A80
     assert card.state.application(INSTANCE) is None
+
+
+def test_a_delete_token_without_delegated_management_is_6a80() -> None:
+    card = _dm_card()
+    card.state.load_files[-1].sd_aid = ISD_AID
+    card.save()
+    host = _session(card, ISD_AID)
+    body = encode_tlv(0x4F, PACKAGE)
+    for data in (body + b"\x9e\x00", with_delete_token(body, ISSUER.sign(delete_token_data(0x00, 0x00, body)))):
+        assert secure(card, host, _cmd(0xE4, 0x00, 0x00, data)).sw == 0x6A80
+    assert card.state.load_file(PACKAGE) is not None
+    response = secure(card, host, _cmd(0xE4, 0x00, 0x00, body))
+    assert response.sw == 0x9000 and response.data == b"\x00" and card.state.load_file(PACKAGE) is None

@@ -281,7 +281,10 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
     aid = find(items, 0x4F)
     if aid is not None:
         _require_management(ctx, sd)
-        token = find(items, 0x9E) or b""
+        raw_token = find(items, 0x9E)
+        if raw_token is not None and not delegated.is_delegated(sd):
+            raise IncorrectData("a Delete Token is only for Delegated Management (11.2.2.3.1)")
+        token = raw_token or b""
 
         def signed() -> bytes:
             try:
