@@ -35,6 +35,8 @@ from gpchannel.gp.privileges import Privilege, Privileges
 from gpchannel.gp.tokens import (
     Confirmation,
     SymmetricKey,
+    combined_receipt_data,
+    combined_token_data,
     delete_receipt_data,
     delete_token_data,
     extradition_receipt_data,
@@ -590,3 +592,31 @@ def test_a_delete_token_without_delegated_management_is_6a80() -> None:
     assert card.state.load_file(PACKAGE) is not None
     response = secure(card, host, _cmd(0xE4, 0x00, 0x00, body))
     assert response.sw == 0x9000 and response.data == b"\x00" and card.state.load_file(PACKAGE) is None
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_delegated_combined_load_install_and_make_selectable(valid: bool) -> None:
+    """C.4.7 / C.5.6: one token in the final INSTALL signs both INSTALL commands; the load file enters the
+    registry only when it verifies."""
+    card = _dm_card()
+    card.state.load_files.clear()
+    card.save()
+    host = _session(card, SSD)
+    block = _cap()
+    load = InstallForLoad(PACKAGE, b"", hashlib.sha256(block).digest())
+    assert secure(card, host, _cmd(0xE6, 0x02, 0x01, load.to_bytes())).sw == 0x9000
+    response = secure(card, host, _cmd(0xE8, 0x80, 0x00, build_load_file(block)))
+    assert response.sw == 0x9000 and response.data == b"\x00"
+    assert card.state.load_file(PACKAGE) is None  # kept aside until the token verifies
+    install = InstallForInstall(b"", MODULE, INSTANCE, Privileges(), InstallParameters().to_bytes())
+    signed = combined_token_data(0x02, 0x01, load, 0x0C, 0x03, install)
+    token = ISSUER.sign(signed if valid else signed[:-1] + b"\x01")
+    response = secure(card, host, _cmd(0xE6, 0x0C, 0x03, _with_token(install, token).to_bytes()))
+    if not valid:
+        assert response.sw == 0x6982
+        assert card.state.load_file(PACKAGE) is None and card.state.application(INSTANCE) is None
+        return
+    assert response.sw == 0x9000
+    app = card.state.application(INSTANCE)
+    assert app is not None and app.load_file_aid == PACKAGE and app.lifecycle == lc.APPLICATION_SELECTABLE
+    _receipt_ok(response, lambda cd: combined_receipt_data(cd, PACKAGE, INSTANCE, SSD))

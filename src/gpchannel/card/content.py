@@ -45,6 +45,7 @@ from gpchannel.gp.tokens import (
     KVN_RECEIPT_GENERATION,
     KVN_TOKEN_VERIFICATION,
     ConfirmationData,
+    combined_receipt_data,
     delete_receipt_data,
     extradition_receipt_data,
     install_receipt_data,
@@ -87,17 +88,30 @@ def install(ctx: CardContext, channel: ChannelContext, sd: Application, command:
     if isinstance(variant, InstallForPersonalization):
         return _personalize(ctx, channel, sd, variant)
     _require_management(ctx, sd)
-    if delegated.is_delegated(sd) and command.p2 in (0x01, 0x03):
-        raise ConditionsNotSatisfied("the combined load/install process is not offered under Delegated Management")
     token = variant.token
 
-    def signed() -> bytes:
+    def signed_part(p1: int, p2: int, token: bytes) -> bytes:
         try:
-            return token_data(command.p1 & 0x7F, command.p2, split_install_token(data, token))
+            return token_data(p1 & 0x7F, p2, split_install_token(data, token))
         except (DecodeError, ValueError):
             raise IncorrectData("the INSTALL data does not end with its token") from None
 
-    delegated.authorize(ctx, sd, token, signed)
+    pending = None
+    if delegated.is_delegated(sd) and command.p2 in (0x01, 0x03):
+        # The combined process (C.4.7): one token, in the final INSTALL, signs both INSTALL commands; the load
+        # file is kept aside until it verifies.
+        if command.p2 == 0x01 and isinstance(variant, InstallForLoad):
+            if token:
+                raise IncorrectData("the token of a combined load comes with its final INSTALL (C.4.7)")
+            begin_load(ctx, channel, sd, variant, True, signed_part(command.p1, command.p2, b""))
+            return ResponseApdu(b"\x00")
+        pending, channel.delegated_load = channel.delegated_load, None
+        if pending is None or not isinstance(variant, InstallForInstall):
+            raise ConditionsNotSatisfied("no combined load by this Security Domain is waiting for its INSTALL")
+    combined_part = pending[0].token_part if pending is not None else b""
+    delegated.authorize(ctx, sd, token, lambda: combined_part + signed_part(command.p1, command.p2, token))
+    if pending is not None:
+        ctx.state.load_files.append(pending[1])
     identifier = delegated.token_identifier(getattr(variant, "parameters", getattr(variant, "load_parameters", b"")))
     receipt: Callable[[ConfirmationData], bytes] | None = None
     if isinstance(variant, InstallForLoad):
@@ -107,7 +121,11 @@ def install(ctx: CardContext, channel: ChannelContext, sd: Application, command:
         app = ctx.state.application(variant.application_aid)
         assert app is not None
         elf, aid = app.load_file_aid, app.aid
-        receipt = lambda cd: install_receipt_data(cd, elf, aid)  # noqa: E731
+        if pending is not None:
+            associated = pending[1].sd_aid
+            receipt = lambda cd: combined_receipt_data(cd, elf, aid, associated)  # noqa: E731
+        else:
+            receipt = lambda cd: install_receipt_data(cd, elf, aid)  # noqa: E731
     elif isinstance(variant, InstallForMakeSelectable):
         app = _make_selectable(ctx, sd, variant)
         elf, aid = app.load_file_aid, app.aid

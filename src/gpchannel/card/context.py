@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpchannel.card.applets import Applet, AppletRegistry
-from gpchannel.card.state import CardState, KeySet
+from gpchannel.card.state import CardState, KeySet, LoadFile
 from gpchannel.errors import ConditionsNotSatisfied, FunctionNotSupported
 from gpchannel.scp.common import CardChannel, RandomSource
 
@@ -82,6 +82,7 @@ class LoadContext:
     buffer: bytearray = field(default_factory=bytearray)
     combined: bool = False
     token_identifier: bytes | None = None  # from the Load Token's B6 template, for the Load Receipt (11.1.6)
+    token_part: bytes = b""  # a delegated combined load: what its first INSTALL adds to the token (Table C-10)
 
 
 @dataclass(slots=True)
@@ -106,6 +107,9 @@ class ChannelContext:
     personalize_target: bytes | None = None
     pending_response: bytes = b""
     store_data_next_block: int = 0
+    delegated_load: tuple[LoadContext, LoadFile] | None = None
+    """A combined load by a Delegated Management SD: loaded and checked, registered only when the final INSTALL's
+    token verifies (GP 2.3.1, C.4.7)."""
 
     def end_session(self) -> None:
         if self.session is not None:
@@ -123,6 +127,7 @@ class ChannelContext:
         self.personalize_target = None
         self.pending_response = b""
         self.store_data_next_block = 0
+        self.delegated_load = None
 
 
 @dataclass(slots=True)

@@ -40,7 +40,12 @@ _HASHES = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
 
 
 def begin_load(
-    ctx: CardContext, channel: ChannelContext, sd: Application, data: InstallForLoad, combined: bool
+    ctx: CardContext,
+    channel: ChannelContext,
+    sd: Application,
+    data: InstallForLoad,
+    combined: bool,
+    token_part: bytes = b"",
 ) -> None:
     """Accept INSTALL [for load] (11.5.2.3.1): checks, then wait for LOAD blocks."""
     state = ctx.state
@@ -60,6 +65,7 @@ def begin_load(
         data.load_file_hash,
         combined=combined,
         token_identifier=delegated.token_identifier(data.load_parameters) if data.token else None,
+        token_part=token_part,
     )
 
 
@@ -116,8 +122,12 @@ def load_block(ctx: CardContext, channel: ChannelContext, command: CommandApdu) 
             raise IncorrectP1P2("more than 256 LOAD blocks")
         return ResponseApdu(b"\x00")
     channel.load = None
-    _register(ctx, load)
+    load_file = _check(ctx, load)
     performer = ctx.state.application(channel.selected) if channel.selected else None
+    if performer is not None and load.combined and delegated.is_delegated(performer):
+        channel.delegated_load = (load, load_file)  # registered by the final INSTALL, once its token verifies
+        return ResponseApdu(b"\x00")
+    ctx.state.load_files.append(load_file)
     if performer is None:
         return ResponseApdu(b"\x00")
     return ResponseApdu(
@@ -127,7 +137,8 @@ def load_block(ctx: CardContext, channel: ChannelContext, command: CommandApdu) 
     )
 
 
-def _register(ctx: CardContext, load: LoadContext) -> None:
+def _check(ctx: CardContext, load: LoadContext) -> LoadFile:
+    """Check the complete Load File (structure, LFDBH, DAPs, CAP) and return its registry entry."""
     try:
         parts = LoadFileParts.from_bytes(bytes(load.buffer))
     except DecodeError:
@@ -146,6 +157,4 @@ def _register(ctx: CardContext, load: LoadContext) -> None:
         raise IncorrectData(f"the Load File Data Block is not a CAP: {exc}") from None
     if package_aid is not None and package_aid != load.load_file_aid:
         raise IncorrectData("the package AID in the CAP Header differs from INSTALL [for load]")
-    ctx.state.load_files.append(
-        LoadFile(load.load_file_aid, load.sd_aid, modules, version, 0x01, load.data_hash, len(block))
-    )
+    return LoadFile(load.load_file_aid, load.sd_aid, modules, version, 0x01, load.data_hash, len(block))
