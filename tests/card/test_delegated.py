@@ -28,6 +28,7 @@ from gpchannel.gp.install import (
     InstallForExtradition,
     InstallForInstall,
     InstallForLoad,
+    InstallForMakeSelectable,
     InstallForRegistryUpdate,
     InstallParameters,
 )
@@ -620,3 +621,25 @@ def test_delegated_combined_load_install_and_make_selectable(valid: bool) -> Non
     app = card.state.application(INSTANCE)
     assert app is not None and app.load_file_aid == PACKAGE and app.lifecycle == lc.APPLICATION_SELECTABLE
     _receipt_ok(response, lambda cd: combined_receipt_data(cd, PACKAGE, INSTANCE, SSD))
+
+
+def test_delegated_make_selectable_and_host_extradition() -> None:
+    card = _dm_card()
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x04, 0x00, variant))
+    assert secure(card, host, _cmd(0xE6, 0x04, 0x00, _with_token(variant, token).to_bytes())).sw == 0x9000
+    app = card.state.application(INSTANCE)
+    assert app is not None and app.lifecycle == lc.APPLICATION_INSTALLED
+    selectable = InstallForMakeSelectable(INSTANCE)
+    assert secure(card, host, _cmd(0xE6, 0x08, 0x00, selectable.to_bytes())).sw == 0x6982
+    token = ISSUER.sign(install_token_data(0x08, 0x00, selectable))
+    signed = InstallForMakeSelectable(INSTANCE, token=token)
+    response = secure(card, host, _cmd(0xE6, 0x08, 0x00, signed.to_bytes()))
+    app = card.state.application(INSTANCE)
+    assert response.sw == 0x9000 and app is not None and app.lifecycle == lc.APPLICATION_SELECTABLE
+    _receipt_ok(response, lambda cd: install_receipt_data(cd, PACKAGE, INSTANCE))
+    provider = _gp_card(card, SSD)
+    provider.extradite(INSTANCE, ISD_AID, delegation=Delegation(token_key=ISSUER, receipt_key=RECEIPTS))
+    app = card.state.application(INSTANCE)
+    assert app is not None and app.sd_aid == ISD_AID and provider.last_confirmation is not None
