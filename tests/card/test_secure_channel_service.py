@@ -294,3 +294,27 @@ def test_the_session_ends_when_another_application_is_selected() -> None:
     assert send(card, CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256)).sw == 0x9000
     assert service.get_security_level() == CurrentSecurityLevel.NO_SECURITY_LEVEL
     assert channel.session is None
+
+
+def test_sessions_are_per_logical_channel() -> None:
+    state = load_profile(_profile())
+    store = MemoryStore()
+    store.commit(state)
+    card = Card(state, store, random=counter_random())
+    assert send(card, "0070000001").data == b"\x01"
+    keys = StaticKeys.single(DEFAULT_KEY, 0x30, KeyType.AES)
+    hosts = []
+    for channel, level in ((0, SecurityLevel.C_MAC), (1, SecurityLevel(0x33))):
+        assert send(card, CommandApdu(channel, 0xA4, 0x04, 0x00, APP_AID, 256)).sw == 0x9000
+        host = Scp03Host(keys, level=level, host_challenge=bytes(8), aid=APP_AID, channel=channel)
+        host.receive_initialize_update(send(card, host.initialize_update()))
+        host.receive_external_authenticate(send(card, host.external_authenticate()))
+        hosts.append(host)
+    for host in (hosts[0], hosts[1], hosts[0]):
+        put = CommandApdu(0x80 | host.channel, 0xDA, 0, 0, b"\x01k" + bytes((host.channel,)))
+        assert host.unwrap(send(card, host.wrap(put))).sw == 0x9000
+    levels = [SecureChannelService(card.ctx, card.channels[n], APP_AID).get_security_level() for n in (0, 1)]
+    assert levels == [0x81, 0xB3]
+    assert send(card, "0070800100").sw == 0x9000  # closing channel 1 ends its session only
+    get = CommandApdu(0x80, 0xCA, 0, 0, b"k", 256)
+    assert hosts[0].unwrap(send(card, hosts[0].wrap(get))).data == b"\x00"
