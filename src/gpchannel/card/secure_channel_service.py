@@ -79,7 +79,7 @@ class SecureChannelService:
 
     The object holds no session state itself (the session is the logical channel's), so an application may keep
     it or ask for it again; the associated Security Domain is looked up on every call, so after an extradition
-    (INSTALL [for extradition], GP 2.3.1 11.5.2.3.5) the application uses its new Security Domain's keys.
+    (INSTALL [for extradition], GP 2.3.1 11.5.2.3.4) the application uses its new Security Domain's keys.
     """
 
     def __init__(self, ctx: CardContext, channel: ChannelContext, application_aid: bytes) -> None:
@@ -129,9 +129,9 @@ class SecureChannelService:
 
     # -- processSecurity ------------------------------------------------------------------------------------------
     def process_security(self, command: CommandApdu) -> ResponseApdu:
-        """``processSecurity``: INITIALIZE UPDATE (GP 2.3.1 11.12) and EXTERNAL AUTHENTICATE (11.8) of the
-        Security Domain's protocol. Returns the response (data and 9000); raises CardError with the protocol's
-        status word on failure (a failed EXTERNAL AUTHENTICATE leaves no session)."""
+        """``processSecurity``: INITIALIZE UPDATE and EXTERNAL AUTHENTICATE (GP 2.3.1 D.4 and E.5; Amendment D
+        7.1) of the Security Domain's protocol. Returns the response (data and 9000); raises CardError with the
+        protocol's status word on failure (a failed EXTERNAL AUTHENTICATE leaves no session)."""
         if not command.cla & 0x80:
             raise ClaNotSupported(f"CLA {command.cla:02X} is not a GlobalPlatform class")
         if command.ins == _INS_INITIALIZE_UPDATE:
