@@ -328,6 +328,8 @@ class CardState:
     applications: list[Application] = field(default_factory=list)
     load_files: list[LoadFile] = field(default_factory=list)
     ota: dict[str, Any] = field(default_factory=dict, repr=False)  # holds OTA and PSK keys
+    files: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The UICC file system (card/filesystem.py, JSON form); empty means the default tree."""
 
     @property
     def isd(self) -> Application:
@@ -355,6 +357,7 @@ class CardState:
             "applications": [a.to_dict() for a in self.applications],
             "load_files": [f.to_dict() for f in self.load_files],
             "ota": copy.deepcopy(self.ota),
+            "files": copy.deepcopy(self.files),
         }
 
     @classmethod
@@ -380,6 +383,7 @@ class CardState:
             ],
             load_files=[LoadFile.from_dict(x, f"state.load_files[{n}]") for n, x in enumerate(f.items("load_files"))],
             ota=f.obj("ota"),
+            files=f.obj("files"),
         )
         try:
             isd = state.isd
