@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gpchannel.card.dispatcher import Card
+from gpchannel.card.profile import DEFAULT_ISD_PRIVILEGES
 from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
 from gpchannel.cli.main import EXIT_CARD_STATUS, cli
 from gpchannel.cli.target import CallableTransport
@@ -429,6 +430,7 @@ def test_host_load_with_dap_blocks() -> None:
 
 # -- the command line against the in-process emulator (--emulator STATE_DIR) ------------------------------------
 EXAMPLE = Path(__file__).parents[2].parent / "shared" / "docs" / "example.toml"
+SSD_KEY = "000102030405060708090A0B0C0D0E0F"
 
 
 def _run(target: list[str], *args: str) -> Result:
@@ -441,28 +443,25 @@ def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
     profile = tmp_path / "card.toml"
     shutil.copy(EXAMPLE, profile)
     target = ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
-    assert _run(target, "info").exit_code == 0
-    store = DirectoryStore(tmp_path / "state")
-    state = store.load()
-    assert state is not None and state.isd.sd is not None
-    # The issuer's personalization: the ISD verifies tokens and makes receipts; an Application Provider SSD with
-    # Delegated Management and a DAP SD exist with the profile's key set.
-    state.isd.privileges = state.isd.privileges | Privileges.of(
+    # The issuer's profile: the ISD verifies tokens and generates receipts (GP 2.3.1, 9.1.3.1, 9.1.3.6).
+    isd_privileges = Privileges.from_bytes(DEFAULT_ISD_PRIVILEGES) | Privileges.of(
         Privilege.TOKEN_MANAGEMENT, Privilege.RECEIPT_GENERATION
     )
-    keyset = state.isd.sd.keysets[0]
-    for aid, privilege in ((SSD, Privilege.DELEGATED_MANAGEMENT), (DAP_SD, Privilege.DAP_VERIFICATION)):
-        copy = KeySet(keyset.kvn, keyset.key_type, keyset.enc, keyset.mac, keyset.dek)
-        state.applications.append(
-            Application(
-                aid,
-                lc.SD_PERSONALIZED,
-                Privileges.of(Privilege.SECURITY_DOMAIN, privilege),
-                state.isd_aid,
-                sd=SdConfig(state.isd.sd.scp, state.isd.sd.i_param, [copy]),
-            )
-        )
+    text = profile.read_text().replace("[isd]\n", f'[isd]\nprivileges = "{isd_privileges.to_bytes().hex()}"\n', 1)
+    profile.write_text(text)
+    assert _run(target, "info").exit_code == 0
+    # The Security Domain package is in the card's ROM; the profile format has no load files, so it goes in here.
+    store = DirectoryStore(tmp_path / "state")
+    state = store.load()
+    assert state is not None
+    state.load_files.append(
+        LoadFile(bytes.fromhex("A0000001515350"), state.isd_aid, [bytes.fromhex("A000000151535041")])
+    )
     store.commit(state)
+    for aid, privilege in ((SSD, "DelegatedManagement"), (DAP_SD, "DAPVerification")):
+        result = _run(target, "create-ssd", aid.hex(), "--privileges", privilege, "--ssd-key", SSD_KEY)
+        assert result.exit_code == 0, result.output
+        assert "SSD key set 30 written" in result.output
     pem = tmp_path / "issuer.pem"
     pem.write_bytes(ISSUER_PEM)
     receipt = RECEIPT_KEY.hex()
@@ -472,7 +471,7 @@ def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
     cap = tmp_path / "hello.cap"
     cap.write_bytes(build_cap(components()))
     parsed = CapFile.from_bytes(cap.read_bytes())
-    ssd = ["--isd", SSD.hex()]
+    ssd = ["--isd", SSD.hex(), "--key", SSD_KEY]
     assert _run(target, *ssd, "load", str(cap)).exit_code == EXIT_CARD_STATUS  # no Load Token: 6982
     result = _run(target, *ssd, "load", str(cap), "--dm-key", str(pem), "--receipt-key", receipt)
     assert result.exit_code == 0, result.output
@@ -487,7 +486,7 @@ def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "receipt does not verify" in result.output
     # DAP: the DAP SD gets its key 73, and a load into it needs its DAP.
     dap_key = "0123456789ABCDEFFEDCBA9876543210"
-    assert _run(target, "--isd", DAP_SD.hex(), "put-key", "--dap-key", dap_key).exit_code == 0
+    assert _run(target, "--isd", DAP_SD.hex(), "--key", SSD_KEY, "put-key", "--dap-key", dap_key).exit_code == 0
     other = tmp_path / "other.cap"
     other.write_bytes(build_cap(components(filler=1), folder="com/example/other/javacard"))
     dap = ["load", str(cap), "--sd", DAP_SD.hex(), "--dap-domain", DAP_SD.hex()]
