@@ -434,3 +434,17 @@ def test_arbitrary_commands_never_crash_the_applets(aid: bytes, raw: bytes, wrap
             pass
     answer = ResponseApdu.from_bytes(wire.card.process(raw))
     assert answer.sw != 0x6F00
+
+
+@pytest.mark.parametrize(("i", "level"), [("55", 0x01), ("55", 0x03), ("15", 0x01), ("15", 0x03)])
+def test_secure_store_under_an_scp02_security_domain(i: str, level: int) -> None:
+    """Indirect handling is protocol independent: the same applet behind an SCP02 Security Domain."""
+    text = _profile(store_level="01").replace('scp = "03"', 'scp = "02"').replace('i = "70"', f'i = "{i}"')
+    wire = Wire(text.replace('type = "aes"', 'type = "des3"'))
+    wire.gp.select(STORE_AID)
+    keys = StaticKeys.single(ISD_KEYS.enc, 0x30, KeyType.DES3)
+    wire.gp.session.open_secure_channel(ChannelOptions(keys, SecurityLevel(level), i_param=int(i, 16)), aid=STORE_AID)
+    assert wire.send(0xDA, _put(b"k", b"v")).sw == 0x9000
+    assert wire.send(0xCA, b"k") == ResponseApdu(b"v")
+    init = wire.gp.session.init_response
+    assert init is not None and init.protocol == 0x02
