@@ -34,7 +34,7 @@ from gpchannel.trace import TraceFormat, detect_format, parse_trace
 from tests.codec.test_apdu import command_apdus
 from tests.io.conftest import Serve, pcscd_readers, virtual_reader
 from tests.trace.builders import gpshell_trace
-from tests.vectors import VectorCase, cases, params
+from tests.vectors import VECTORS, VectorCase, cases, params
 
 pytest.importorskip("gpchannel.card.dispatcher", reason="the card emulator engine is not in this build")
 
@@ -262,6 +262,21 @@ def test_gpshell_visa2_needs_kdf(tmp_path: Path) -> None:
     assert "the key works as master key with VISA2 diversification for SCP01 key set 01" in result.stdout
 
 
+@pytest.mark.parametrize("scp", ["02", "03"])
+def test_real_pcscd_logs(scp: str) -> None:
+    """pcscd's own APDU log of a session (tests/vectors/trace/SOURCES.md): the first session opens and verifies,
+    the second one (the host's key was all zeros) never opened; with the zero key, exchange #1 fails."""
+    log = str(VECTORS / "trace" / f"pcscd-emulator-scp{scp}.log")
+    code, report = decode_json(log)
+    assert code == 0 and report["format"] == "pcscd"
+    assert [(s["opened"], s["ok"]) for s in report["sessions"]] == [(True, True), (False, True)]
+    result = run("trace", "decode", "--key", "00" * 16, log)
+    assert result.exit_code == EXIT_AUTHENTICATION
+    assert "exchange #1 (line" in result.stderr and "card-cryptogram" in result.stderr
+    result = run("keys", "doctor", "--from-trace", log, "--key", "00" * 16)
+    assert result.exit_code == EXIT_AUTHENTICATION and result.stdout.count("no combination reproduces") == 2
+
+
 def test_bad_input() -> None:
     assert run("trace", "decode", "/nonexistent/trace.txt").exit_code == EXIT_USAGE
     result = run("trace", "decode", "-", stdin="hello\nworld\n")
@@ -270,6 +285,8 @@ def test_bad_input() -> None:
     assert run("trace", "decode", "--scp02-i", "99", "-", stdin="C: 00A4040000\n").exit_code == EXIT_USAGE
     assert run("trace", "decode", "--key-enc", TEST_KEY, "-", stdin="C: 00A4040000\n").exit_code == EXIT_USAGE
     assert run("keys", "doctor", "--command", "8050000008" + "11" * 8 + "00").exit_code == EXIT_USAGE
+    result = run("trace", "decode", "--format", "gpshell", "-", stdin="C: 00A4040000\nR: 9000\n")
+    assert result.exit_code == 1 and "no exchange of the gpshell format" in result.stderr
 
 
 # -- the key doctor -------------------------------------------------------------------------------------------------

@@ -138,6 +138,14 @@ def _i_params(settings: Settings, scp01_i: str | None, scp02_i: str | None) -> t
     return i01, i02
 
 
+_STDIN = "<stdin>"
+
+
+def _file_name(file: Any) -> str:
+    """The name of a click.File (standard input has none under a test runner)."""
+    return str(getattr(file, "name", _STDIN))
+
+
 def _print(settings: Settings, text: str) -> None:
     """Text as it is: no markup, no highlighting, no wrapping (hex lines stay whole)."""
     settings.out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
@@ -204,12 +212,14 @@ def decode(
     i01, i02 = _i_params(settings, scp01_i, scp02_i)
     options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02)
     text = file.read()
+    name = _file_name(file)
     try:
         report = decode_trace(text, options, TraceFormat(trace_format) if trace_format else None)
     except DecodeError as exc:
-        name = getattr(file, "name", "the trace")
         fail(settings, f"{name}: {exc}", EXIT_FAILURE)
         return
+    if not report.exchanges:
+        fail(settings, f"{name}: no exchange of the {report.format and report.format.value} format", EXIT_FAILURE)
     if as_json:
         data = trace_json(report)
         data["keys"] = None if no_keys else {"source": keys.source, "diversification": keys.scheme.value}
@@ -221,8 +231,8 @@ def decode(
     if first is not None:
         what = first.failure.value if first.failure is not None else "failure"
         message = f"the trace does not verify: exchange #{first.index} (line {first.line}), {what}: {first.explanation}"
-        if first.failure is Failure.CARD_CRYPTOGRAM and file.name != "<stdin>":
-            message += f"\nhow the key fits the card: gpchannel keys doctor --from-trace {file.name}"
+        if first.failure is Failure.CARD_CRYPTOGRAM and name != _STDIN:
+            message += f"\nhow the key fits the card: gpchannel keys doctor --from-trace {name}"
         fail(settings, message, EXIT_NOT_VERIFIED)
 
 
@@ -314,7 +324,7 @@ def doctor_command(
 
 
 def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, source: str, as_json: bool) -> None:
-    name = getattr(trace_file, "name", "the trace")
+    name = _file_name(trace_file)
     try:
         found = doctor_exchanges(parse_trace(trace_file.read()), key)
     except DecodeError as exc:
