@@ -80,8 +80,8 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--security-level", "level", help="00 01 03 11 13 33 or clr mac enc mac+rmac enc+rmac enc+renc.")
 @click.option("--s16", is_flag=True, help="SCP03 S16 mode (16-byte challenges and MACs).")
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
-@click.option("--trace", is_flag=True, help="Print every APDU on the wire and, when secured, the plain one beside it.")
-@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace to FILE.")
+@click.option("--trace", is_flag=True, help="Print every APDU to stderr (C:/R:, plain C:/R: when secured).")
+@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write that trace to FILE.")
 @click.pass_context
 def cli(
     ctx: click.Context,
