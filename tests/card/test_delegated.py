@@ -642,3 +642,17 @@ def test_delegated_make_selectable_and_host_extradition() -> None:
     provider.extradite(INSTANCE, ISD_AID, delegation=Delegation(token_key=ISSUER, receipt_key=RECEIPTS))
     app = card.state.application(INSTANCE)
     assert app is not None and app.sd_aid == ISD_AID and provider.last_confirmation is not None
+
+
+def test_delete_key_removes_a_content_key() -> None:
+    card = _dm_card()
+    host = _session(card, ISD_AID)
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x71"))).sw == 0x9000
+    assert card.state.isd.sd is not None and card.state.isd.sd.content_key(0x71) is None
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x71"))).sw == 0x6A88
+    # With the Receipt Generation SD left without its key, delegated operations fail (C.1.1.2).
+    host = _session(card, SSD)
+    variant = _install_variant()
+    token = ISSUER.sign(install_token_data(0x0C, 0x00, variant))
+    assert secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())).sw == 0x6982
+    assert card.state.application(INSTANCE) is None

@@ -320,6 +320,9 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
     if len(kvn) != 1 or (key_id is not None and len(key_id) != 1):
         raise IncorrectData("key identifier and key version number are one byte each")
     assert sd.sd is not None
+    if sd.sd.content_key(kvn[0]) is not None and key_id in (None, b"\x01"):  # a token, receipt or DAP key
+        sd.sd.content_keys = [k for k in sd.sd.content_keys if k.kvn != kvn[0]]
+        return ResponseApdu(b"\x00")
     keysets = [k for k in sd.sd.keysets if k.kvn == kvn[0]]
     if not keysets or (key_id is not None and key_id[0] not in (1, 2, 3)):
         raise ReferencedDataNotFound("no such key")

@@ -41,7 +41,11 @@ def delegation_options(fn: _F) -> _F:
             click.option("--dm-key", help="Card Issuer's token key: PEM file (RSA/ECC) or hex (AES/DES)."),
             click.option("--dm-token", help="A token computed by the Card Issuer, hex."),
             click.option("--receipt-key", help="Receipt key to verify the card's receipt, hex (AES or DES)."),
-            click.option("--receipt-key-type", type=click.Choice(["aes", "des"]), help="Default: by protocol."),
+            click.option(
+                "--receipt-key-type",
+                type=click.Choice(["aes", "des"]),
+                help="Type of hex --dm-key / --receipt-key values (default: AES under SCP03, else DES).",
+            ),
         ]
     ):
         fn = option(fn)
