@@ -436,7 +436,9 @@ def test_arbitrary_commands_never_crash_the_applets(aid: bytes, raw: bytes, wrap
     assert answer.sw != 0x6F00
 
 
-@pytest.mark.parametrize(("i", "level"), [("55", 0x01), ("55", 0x03), ("15", 0x01), ("15", 0x03)])
+@pytest.mark.parametrize(
+    ("i", "level"), [("55", 0x01), ("55", 0x03), ("55", 0x13), ("15", 0x01), ("15", 0x03), ("15", 0x11)]
+)
 def test_secure_store_under_an_scp02_security_domain(i: str, level: int) -> None:
     """Indirect handling is protocol independent: the same applet behind an SCP02 Security Domain."""
     text = _profile(store_level="01").replace('scp = "03"', 'scp = "02"').replace('i = "70"', f'i = "{i}"')
@@ -446,5 +448,11 @@ def test_secure_store_under_an_scp02_security_domain(i: str, level: int) -> None
     wire.gp.session.open_secure_channel(ChannelOptions(keys, SecurityLevel(level), i_param=int(i, 16)), aid=STORE_AID)
     assert wire.send(0xDA, _put(b"k", b"v")).sw == 0x9000
     assert wire.send(0xCA, b"k") == ResponseApdu(b"v")
+    # Errors go through wrap too: SCP02 sends them without an R-MAC but chains it (E.4.5), so the next R-MAC
+    # verifies on the host only if the card wrapped the error.
+    assert wire.send(0xCA, b"x").sw == 0x6A88
+    assert wire.send(0xCA, b"k") == ResponseApdu(b"v")
+    if level & SecurityLevel.R_MAC:
+        assert len(wire.exchanges[-1].response.data) == 1 + 8  # the value and the R-MAC the host verified
     init = wire.gp.session.init_response
     assert init is not None and init.protocol == 0x02

@@ -126,9 +126,13 @@ class SecureStoreApplet(Applet):
         plain = channel.unwrap(command)  # 6982 on a bad C-MAC / cryptogram (the session is then aborted)
         level = channel.get_security_level()
         required = CurrentSecurityLevel.AUTHENTICATED | CurrentSecurityLevel(int(self.required_level))
-        if required not in level:
-            raise SecurityNotSatisfied(f"secure-store requires level {int(required):02X}; the session is {level:02X}")
-        return channel.wrap(self._handle(plain))
+        try:
+            if required not in level:
+                raise SecurityNotSatisfied(f"secure-store requires level {int(required):02X}; it is {level:02X}")
+            response = self._handle(plain)
+        except CardError as exc:
+            response = ResponseApdu(sw=exc.sw)  # the session stays; the protocol decides what an error carries
+        return channel.wrap(response)
 
     def _values(self) -> dict[str, str]:
         values: dict[str, str] = self.data.setdefault("values", {})
@@ -231,9 +235,13 @@ class DirectScp03Applet(Applet):
             self._sessions.pop(self._channel, None)
             raise
         _, _, required = self._config()
-        if required not in session.level:
-            raise SecurityNotSatisfied(f"scp03-direct requires level {int(required):02X}")
-        return session.wrap(self._handle(plain, session))
+        try:
+            if required not in session.level:
+                raise SecurityNotSatisfied(f"scp03-direct requires level {int(required):02X}")
+            response = self._handle(plain, session)
+        except CardError as exc:
+            response = ResponseApdu(sw=exc.sw)
+        return session.wrap(response)
 
     def _initialize_update(self, command: CommandApdu) -> ResponseApdu:
         keys, i_param, _ = self._config()
