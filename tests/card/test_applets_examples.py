@@ -456,3 +456,14 @@ def test_secure_store_under_an_scp02_security_domain(i: str, level: int) -> None
         assert len(wire.exchanges[-1].response.data) == 1 + 8  # the value and the R-MAC the host verified
     init = wire.gp.session.init_response
     assert init is not None and init.protocol == 0x02
+
+
+def test_the_direct_applet_keys_stay_out_of_reprs() -> None:
+    wire = Wire(_profile())
+    wire.open_app(DIRECT_AID, DIRECT_KEYS, 0x03)
+    app = wire.card.state.application(DIRECT_AID)
+    assert app is not None
+    instance = wire.card.ctx.applet(DIRECT_AID)
+    shown = " ".join(repr(x) for x in (wire.card.state, app, instance, instance and instance.environment)).upper()
+    for key in (DIRECT_KEYS.enc, DIRECT_KEYS.mac, DIRECT_KEYS.dek):
+        assert key.hex().upper() not in shown

@@ -223,7 +223,7 @@ class Application:
     load_file_aid: bytes = b""
     module_aid: bytes = b""
     applet: str = ""
-    install_parameters: bytes = b""
+    install_parameters: bytes = field(default=b"", repr=False)  # may hold an applet's keys (scp03-direct)
     implicit_selection: list[int] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # personalization data may hold keys
     sd: SdConfig | None = None
