@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, default_registry
 from gpchannel.card.context import CardContext, ChannelContext
+from gpchannel.card.ota_handler import OtaHandler, is_ota_command
 from gpchannel.card.registry import find_for_select
 from gpchannel.card.sd_data import fci
 from gpchannel.card.secure_channel_service import SecureChannelService
@@ -139,6 +140,7 @@ class Card:
         for channel in self.channels.values():
             self._deselect(channel)
         self.channels = {0: ChannelContext(0)}
+        self.ota = OtaHandler()  # SCP80 concatenation buffers and pending PoRs live in RAM
         self.ctx.instances.clear()
         self.channels[0].selected = self._default_application(0)
         return self.atr
@@ -232,6 +234,8 @@ class Card:
 
     def _dispatch(self, command: CommandApdu) -> ResponseApdu:
         cla = command.cla
+        if is_ota_command(command):  # ENVELOPE (SMS-PP download), FETCH, TERMINAL RESPONSE: card/ota_handler.py
+            return self.ota.process(self.ctx, self.channels[0], command)
         if cla & 0x60 == 0x20 or 0xA0 <= cla <= 0xBF:
             raise ClaNotSupported(f"CLA {cla:02X} is not an ISO or GlobalPlatform class")
         if cla & 0x10:

@@ -82,11 +82,14 @@ def check_ota(raw: object) -> dict[str, Any]:
         raise _fail("ota.tars", "an array of [[ota.tars]] tables", tars)
     for n, item in enumerate(tars):
         key = f"ota.tars[{n}]"
-        table = _table(item, key, {"tar", "target", "msl"})
-        _hex(table, "tar", key, (3,))
-        _hex(table, "target", key, range(5, 17))
-        if "msl" in table:
-            _hex(table, "msl", key, (1, 2))
+        table = _table(item, key, {"tar", "target", "msl", "allow_single_des"})
+        tar = _hex(table, "tar", key, (3,))
+        if "target" in table or not (tar == b"\x00\x00\x00" or tar[0] == 0xB0):  # ISD RAM; RFM (B0xxxx)
+            _hex(table, "target", key, range(5, 17))
+        if "msl" in table and _hex(table, "msl", key, (1, 2))[0] > 0x1F:
+            raise _fail(f"{key}.msl", "a first octet coded like SPI1 (00..1F)", table["msl"])
+        if not isinstance(table.get("allow_single_des", False), bool):
+            raise _fail(f"{key}.allow_single_des", "true or false", table["allow_single_des"])
     return ota
 
 
