@@ -1,13 +1,15 @@
 """``gpchannel trace decode`` and ``gpchannel keys doctor`` end to end (issue 9).
 
 - Traces the host tool itself records (``--trace`` / ``--trace-file``) against the emulator in-process
-  (``--emulator DIR --profile examples/profiles/*.toml``) at every level of SCP02 and SCP03: decoded back, every
-  check passes and the plain commands the inspector computes are the ones the host recorded beside the wire.
+  (``--emulator DIR --profile``: examples/profiles/scp03.toml, or it with another protocol and i): SCP01 i=05/15,
+  SCP02 i=55/15 and SCP03 i=70/00/10 at their levels, decoded back; every check passes and the plain commands and
+  responses the inspector computes are the ones the host recorded beside the wire. The --trace format also round
+  trips under hypothesis.
 - GPShell's traces (tests/vectors/trace/gpshell.json, kaoh/globalplatform's cmocka tests; an independent source)
-  written out in GPShell's own format, decoded with the case's keys.
+  written out in GPShell's own format and decoded with the case's keys; pcscd's real logs.
 - Tampered traces: the exit code is 3 and the message names the exchange and the line.
-- The key doctor offline (GPShell's INITIALIZE UPDATE exchanges), on a trace file, and against the emulator, where
-  it must send only SELECT and INITIALIZE UPDATE.
+- The key doctor offline (GPShell's INITIALIZE UPDATE exchanges), on a trace file, and against the emulator (keys
+  static or diversified EMV / VISA2 / KDF3), where it must send only SELECT and INITIALIZE UPDATE.
 - One real-stack test (``pcsc``): the host tool through pcscd and vpcd to the emulator, recorded and decoded.
 """
 
@@ -28,7 +30,8 @@ from rich.console import Console
 from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_CARD_STATUS, EXIT_TRANSPORT, EXIT_USAGE, cli
 from gpchannel.cli.render import trace_printer, trace_writer
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.crypto.diversification import Diversification
+from gpchannel.crypto.diversification import Diversification, diversify
+from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.host.session import Exchange
 from gpchannel.trace import TraceFormat, detect_format, parse_trace
 from tests.codec.test_apdu import command_apdus
@@ -63,6 +66,24 @@ def emulator(tmp_path: Path, profile: str) -> list[str]:
     return ["--emulator", str(tmp_path / "state"), "--profile", str(path)]
 
 
+def variant(tmp_path: Path, scp: str, i: str, key_type: str, keys: tuple[bytes, bytes, bytes] | None = None) -> Path:
+    """examples/profiles/scp03.toml with another protocol, i, key type and (optionally) ISD keys."""
+    text = (PROFILES / "scp03.toml").read_text()
+    changes = [('scp = "03"', f'scp = "{scp}"'), ('i = "70"', f'i = "{i}"'), ('type = "aes"', f'type = "{key_type}"')]
+    if keys is not None:
+        for name, key in zip(NAMES, keys, strict=True):
+            changes.append((f'{name} = "{TEST_KEY}"', f'{name} = "{key.hex().upper()}"'))
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / f"card-{scp}-{i}.toml"
+    path.write_text(text)
+    return path
+
+
+NAMES = ("enc", "mac", "dek")
+
+
 def record(tmp_path: Path, target: list[str], *args: str) -> Path:
     """Run a host command with --trace and --trace-file; both give the same trace."""
     trace = tmp_path / "trace.txt"
@@ -77,14 +98,22 @@ def decode_json(*args: str) -> tuple[int, Any]:
     return result.exit_code, json.loads(result.stdout)
 
 
-LEVELS = [("scp03.toml", "03", level) for level in ("01", "03", "11", "13", "33")] + [
-    ("scp02.toml", "02", level) for level in ("01", "03")
+LEVELS = [("03", "70", level) for level in ("01", "03", "11", "13", "33")] + [
+    ("03", "00", "03"),
+    ("03", "10", "03"),
+    ("02", "55", "01"),
+    ("02", "55", "03"),
+    ("02", "55", "11"),
+    ("02", "15", "03"),
+    ("01", "05", "03"),
+    ("01", "15", "01"),
 ]
 
 
-@pytest.mark.parametrize(("profile", "scp", "level"), LEVELS)
-def test_host_trace_decodes(tmp_path: Path, profile: str, scp: str, level: str) -> None:
-    target = emulator(tmp_path, profile)
+@pytest.mark.parametrize(("scp", "i", "level"), LEVELS)
+def test_host_trace_decodes(tmp_path: Path, scp: str, i: str, level: str) -> None:
+    profile = variant(tmp_path, scp, i, "aes" if scp == "03" else "des3")
+    target = ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
     trace = record(tmp_path, target, "--security-level", level, "list")
     text = trace.read_text()
     assert text.startswith("# gpchannel trace v1\nC: ")
@@ -335,6 +364,35 @@ def test_doctor_against_the_emulator(tmp_path: Path, profile: str, scp: str) -> 
     lines = {line.split(":")[0].strip(): line.split(":")[1].strip() for line in result.stdout.splitlines()[1:3]}
     offline = run("keys", "doctor", "--key", TEST_KEY, "--command", lines["C"], "--response", lines["R"])
     assert offline.exit_code == 0 and "the key works as static key" in offline.stdout
+
+
+@pytest.mark.parametrize(
+    ("scp", "i", "key_type", "scheme"),
+    [
+        ("03", "70", "aes", "kdf3"),
+        ("02", "55", "des3", "emv"),
+        ("02", "15", "des3", "visa2"),
+        ("01", "05", "des3", "visa2"),
+    ],
+)
+def test_doctor_finds_the_diversification(tmp_path: Path, scp: str, i: str, key_type: str, scheme: str) -> None:
+    """A card whose keys are diversified from the test key: the doctor says so, and the trace decodes with --kdf."""
+    probe = ["--emulator", str(tmp_path / "probe"), "--profile", str(variant(tmp_path, scp, i, key_type))]
+    info = run(*probe, "info", "--json")
+    kdd = bytes.fromhex(json.loads(info.stdout)["secure_channel"]["key_diversification_data"])
+    master = StaticKeys.single(bytes.fromhex(TEST_KEY), 0x30, KeyType[key_type.upper()])
+    card_keys = diversify(master, Diversification(scheme), kdd)
+    profile = variant(tmp_path, scp, i, key_type, (card_keys.enc, card_keys.mac, card_keys.dek))
+    target = ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
+    result = run(*target, "keys", "doctor", "--key", TEST_KEY, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["match"] == {"diversification": scheme, "role": "master key"}
+    assert report["key_diversification_data"] == kdd.hex().upper()
+    trace = tmp_path / "trace.txt"
+    assert run(*target, "--trace-file", str(trace), "--key", TEST_KEY, "--kdf", scheme, "list").exit_code == 0
+    assert run("trace", "decode", "--key", TEST_KEY, "--kdf", scheme, str(trace)).exit_code == 0
+    assert run("trace", "decode", "--key", TEST_KEY, str(trace)).exit_code == EXIT_AUTHENTICATION
 
 
 def test_doctor_on_a_host_trace_with_the_wrong_key(tmp_path: Path) -> None:
