@@ -16,7 +16,7 @@ from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import TransportError
 from gpchannel.io.pcsc import PcscTransport, card_present, list_readers
 from gpchannel.io.transport import InProcessTransport, Transport
-from gpchannel.io.vpcd import VpcdThread, vpcd_base_port
+from gpchannel.io.vpcd import VpcdSlotLock, VpcdThread, vpcd_base_port
 
 __all__ = ["NullCard", "in_process_rate", "pcsc_null_rate", "run"]
 
@@ -43,15 +43,20 @@ class NullCard:
         return _OK
 
 
-def _free_vpcd_reader(attempts: int = 50) -> str:
+def _claim_vpcd_slot(attempts: int = 50) -> tuple[str, VpcdSlotLock]:
+    """A vpcd reader with no card, with its slot lock held (the last slot first: the emulator uses the first)."""
     pause = threading.Event()
+    base = vpcd_base_port()
     for _ in range(attempts):
         readers = [r for r in list_readers() if "Virtual PCD" in r]
         if not readers:
             raise TransportError("pcscd lists no 'Virtual PCD' reader (is vsmartcard-vpcd installed?)")
-        for reader in readers:
-            if not card_present(reader):
-                return reader
+        for reader in reversed(readers):
+            lock = VpcdSlotLock(base + int(reader.split()[-1], 16))
+            if lock.try_acquire():
+                if not card_present(reader):
+                    return reader, lock
+                lock.release()
         pause.wait(0.1)
     raise TransportError("every vpcd slot holds a card: stop the other virtual card first")
 
@@ -67,9 +72,9 @@ def _rate(transport: Transport, n: int) -> float:
 
 def pcsc_null_rate(n: int = 2000, *, quickack: bool = True) -> float:
     """APDUs/s of ``n`` exchanges with a null card through pcscd + vpcd (TCP_QUICKACK on the card side or not)."""
-    reader = _free_vpcd_reader()
-    port = vpcd_base_port() + int(reader.split()[-1], 16)
-    with VpcdThread(NullCard(), port=port, quickack=quickack) as runner:
+    reader, lock = _claim_vpcd_slot()
+    port = lock.port
+    with lock, VpcdThread(NullCard(), port=port, quickack=quickack) as runner:
         if not runner.wait_connected(1, timeout=20):
             raise TransportError(f"the null card could not reach vpcd on port {port}")
         with PcscTransport(reader, timeout=20) as transport:

@@ -7,6 +7,7 @@ cannot run (not installed, no vpcd driver, pyscard missing).
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pytest
 
 from gpchannel.errors import TransportError
 from gpchannel.io.pcsc import card_present, list_readers
-from gpchannel.io.vpcd import VirtualCard, VpcdThread, vpcd_base_port
+from gpchannel.io.vpcd import VirtualCard, VpcdSlotLock, VpcdThread, vpcd_base_port
 
 REPO = Path(__file__).resolve().parents[2]
 PCSCD_SCRIPT = REPO / "scripts" / "pcscd.sh"
@@ -62,18 +63,27 @@ def _slot(reader: str) -> int:
 
 
 def free_reader(readers: list[str], attempts: int = 100) -> str:
-    """A vpcd reader without a card (a slot no virtual card is connected to), waiting a little for one.
+    """A vpcd reader without a card (no virtual card connected to its slot), waiting a little for one."""
+    return _claim(readers, attempts, lock=False)[0]
+
+
+def _claim(readers: list[str], attempts: int, lock: bool) -> tuple[str, VpcdSlotLock | None]:
+    """A free vpcd reader, with its slot lock held when ``lock`` (see VpcdSlotLock).
 
     The last slot is tried first: the emulator, the demo and the CLI default to the first one ("Virtual PCD 00
     00", port 35963), which a developer's session may be using while these tests run.
     """
-    import threading
-
     pause = threading.Event()
+    base = vpcd_base_port()
     for _ in range(attempts):
         for reader in reversed(readers):
+            slot_lock = VpcdSlotLock(base + _slot(reader)) if lock else None
+            if slot_lock is not None and not slot_lock.try_acquire():
+                continue
             if not card_present(reader):
-                return reader
+                return reader, slot_lock
+            if slot_lock is not None:
+                slot_lock.release()
         pause.wait(0.1)
     raise AssertionError(f"every vpcd slot holds a card: {readers}; another virtual card is connected")
 
@@ -88,10 +98,10 @@ def virtual_reader(pcscd_readers: list[str]) -> Iterator[Serve]:
 
     @contextmanager
     def serve(card: VirtualCard) -> Iterator[VirtualReader]:
-        name = free_reader(pcscd_readers)
-        port = vpcd_base_port() + _slot(name)
-        with VpcdThread(card, port=port) as runner:
-            assert runner.wait_connected(1, timeout=20), f"the virtual card never reached vpcd on port {port}"
-            yield VirtualReader(name, port, runner)
+        name, slot_lock = _claim(pcscd_readers, 100, lock=True)
+        assert slot_lock is not None
+        with slot_lock, VpcdThread(card, port=slot_lock.port) as runner:
+            assert runner.wait_connected(1, timeout=20), f"the virtual card never reached vpcd on {slot_lock.port}"
+            yield VirtualReader(name, slot_lock.port, runner)
 
     yield serve

@@ -89,6 +89,26 @@ def test_card_failure_is_6f00_and_the_card_goes_on(virtual_reader: Serve) -> Non
         assert transport.transmit(CommandApdu(0x80, 0x50, 0, 0, b"\x99")).data == b"\x99"
 
 
+def test_reset_by_another_application(virtual_reader: Serve) -> None:
+    from smartcard import scard
+
+    card = EchoCard()
+    with virtual_reader(card) as reader, PcscTransport(reader.name, timeout=20) as transport:
+        assert transport.transmit(CommandApdu(0x80, 0x50, 0, 0, b"\x01")).data == b"\x01"
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        assert hresult == scard.SCARD_S_SUCCESS
+        hresult, other, _ = scard.SCardConnect(
+            context, reader.name, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        )
+        assert hresult == scard.SCARD_S_SUCCESS
+        scard.SCardDisconnect(other, scard.SCARD_RESET_CARD)
+        scard.SCardReleaseContext(context)
+        with pytest.raises(TransportError, match="was reset by another application"):
+            transport.transmit(CommandApdu(0x80, 0x50, 0, 0, b"\x02"))
+        assert transport.transmit(CommandApdu(0x80, 0x50, 0, 0, b"\x03")).data == b"\x03"
+    assert "reset" in card.controls
+
+
 def test_tracing_over_pcsc(virtual_reader: Serve) -> None:
     lines: list[str] = []
     with virtual_reader(EchoCard()) as reader:

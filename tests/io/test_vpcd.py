@@ -22,6 +22,7 @@ from gpchannel.io.vpcd import (
     VpcdControl,
     VpcdFramer,
     VpcdMessage,
+    VpcdSlotLock,
     VpcdThread,
     install_sigterm_handler,
     serve_vpcd,
@@ -315,3 +316,20 @@ def test_sigterm_handler_sets_the_event() -> None:
         assert stop.wait(10)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_slot_lock_is_exclusive(tmp_path: pytest.TempPathFactory) -> None:
+    first = VpcdSlotLock(35999, directory=str(tmp_path))
+    second = VpcdSlotLock(35999, directory=str(tmp_path))
+    other_slot = VpcdSlotLock(36000, directory=str(tmp_path))
+    assert first.try_acquire() and first.try_acquire()
+    assert not second.try_acquire()
+    assert other_slot.try_acquire()
+    with pytest.raises(TransportError, match="in use by another process"), second:
+        pass
+    first.release()
+    with second:
+        assert not first.try_acquire()
+    assert first.try_acquire()
+    first.release()
+    other_slot.release()

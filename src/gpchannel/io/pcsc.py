@@ -180,6 +180,7 @@ class PcscTransport:
                 "T=1": scard.SCARD_PROTOCOL_T1,
                 "any": scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
             }[protocol]
+            self._protocols: int = protocols
             hresult, card, active = scard.SCardConnect(
                 self._context, self.reader_name, scard.SCARD_SHARE_SHARED, protocols
             )
@@ -205,18 +206,20 @@ class PcscTransport:
         while True:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             hresult, states = scard.SCardGetStatusChange(self._context, remaining, [(self.reader_name, known)])
-            if hresult == scard.SCARD_E_TIMEOUT:
-                raise TransportError(
-                    f"no card in reader {self.reader_name!r} after {timeout:g}s "
-                    "(is the card emulator running and connected to vpcd?)"
-                )
-            _check(scard, hresult, f"cannot watch reader {self.reader_name!r}", self.reader_name)
-            _name, event, _atr = states[0]
-            if event & scard.SCARD_STATE_PRESENT and not event & scard.SCARD_STATE_MUTE:
-                return
-            known = event & ~scard.SCARD_STATE_CHANGED
-            if remaining == 0:
-                raise TransportError(f"no card in reader {self.reader_name!r} after {timeout:g}s")
+            if hresult != scard.SCARD_E_TIMEOUT:
+                _check(scard, hresult, f"cannot watch reader {self.reader_name!r}", self.reader_name)
+                _name, event, _atr = states[0]
+                if event & scard.SCARD_STATE_PRESENT and not event & scard.SCARD_STATE_MUTE:
+                    return
+                known = event & ~scard.SCARD_STATE_CHANGED
+                if remaining > 0:
+                    continue
+            if known & scard.SCARD_STATE_MUTE:
+                raise TransportError(f"the card in reader {self.reader_name!r} is mute: no ATR after {timeout:g}s")
+            raise TransportError(
+                f"no card in reader {self.reader_name!r} after {timeout:g}s "
+                "(is the card emulator running and connected to vpcd?)"
+            )
 
     def transmit_raw(self, apdu: bytes) -> bytes:
         """One C-APDU out, one R-APDU back, nothing added."""
@@ -224,8 +227,24 @@ class PcscTransport:
             raise TransportError("the PC/SC transport is closed")
         scard = self._scard
         hresult, response = scard.SCardTransmit(self._card, self._active, list(apdu))
+        if hresult == scard.SCARD_W_RESET_CARD:
+            self._after_reset()
         _check(scard, hresult, f"cannot exchange an APDU with {self.reader_name!r}", self.reader_name)
         return bytes(response)
+
+    def _after_reset(self) -> None:
+        """Another application reset the card: take the new session (so this transport stays usable), and
+        report the reset, since what the card held in RAM (selected application, secure channel) is gone."""
+        scard = self._scard
+        hresult, active = scard.SCardReconnect(
+            self._card, scard.SCARD_SHARE_SHARED, self._protocols, scard.SCARD_LEAVE_CARD
+        )
+        _check(scard, hresult, f"cannot reconnect to the card in {self.reader_name!r} after a reset", self.reader_name)
+        self._active = int(active)
+        raise TransportError(
+            f"the card in {self.reader_name!r} was reset by another application: the transport reconnected, "
+            "but the card's selected application and secure channel are gone; start the session again"
+        )
 
     def transmit(self, command: CommandApdu) -> ResponseApdu:
         """Send ``command``; the R-APDU is completed with GET RESPONSE / 6Cxx handling (ISO 7816-4, 5.6)."""
