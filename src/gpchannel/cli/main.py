@@ -31,6 +31,7 @@ from gpchannel.cli.delegated import (
     public_or_secret_key,
     receipt_note,
 )
+from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -526,6 +527,7 @@ def create_ssd(
 cli.add_command(card_group)
 cli.add_command(trace_group)
 cli.add_command(keys_group)
+cli.add_command(ota_group)
 
 
 def main(argv: list[str] | None = None) -> None:

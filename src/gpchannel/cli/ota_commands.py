@@ -1,0 +1,486 @@
+"""``gpchannel ota build|parse|send``: the OTA server side of SCP80 (ETSI TS 102 225 / 226, 3GPP TS 31.115).
+
+* ``build``: APDUs -> a remote command script (compact, or expanded with ``--expanded``) -> a secured command
+  packet -> the packet, its SMS-DELIVER TPDUs or the SMS-PP DOWNLOAD ENVELOPEs (``--format``), hex or JSON;
+* ``parse``: a PoR (SMS user data ``02 71 00 ...``, a response packet, or an SMS-SUBMIT TPDU) -> status,
+  counter and the remote APDU responses, verified with the command's SPI, KIc, KID and key set;
+* ``send``: the ENVELOPEs through PC/SC (``--reader``) or the in-process emulator (``--emulator DIR``); the
+  PoR is fetched with GET RESPONSE on ``61 xx`` / ``9F xx``, or with FETCH on ``91 xx`` (SEND SHORT MESSAGE),
+  and verified.
+
+Keys come from ``--profile FILE`` (its ``[[ota.keysets]]``, by ``--kvn``) or from ``--kic`` / ``--kid`` with
+their algorithms. The counter of each (card, KVN) is kept in a local JSON store (``--counter-store PATH``,
+default ``$XDG_DATA_HOME/gpchannel/ota-counters.json`` or ``~/.local/share/gpchannel/...``), written
+atomically *before* the packet leaves, so the next packet is always higher than any the card accepted
+(ota-notes E.5). Keys are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gpchannel.card.profile_ota import check_ota
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
+from gpchannel.ota import (
+    Address,
+    CipherAlgorithm,
+    CommandScript,
+    CompactResponse,
+    KeySet,
+    Kic,
+    Kid,
+    MacAlgorithm,
+    Response,
+    ResponseScript,
+    SmsDeliver,
+    SmsPpDownload,
+    SmsSubmit,
+    Spi,
+    encode_compact,
+    secure_command,
+    secured_message,
+    split_packet,
+    unsecure_response,
+)
+
+__all__ = ["CounterStore", "OtaKeys", "default_counter_store", "ota", "parse_por", "proactive_submit"]
+
+_KIC = {
+    "des-cbc": CipherAlgorithm.DES_CBC,
+    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
+    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
+    "aes-cbc": CipherAlgorithm.AES_CBC,
+}
+_KID = {
+    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
+    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
+    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
+    "aes-cmac": MacAlgorithm.AES_CMAC,
+}
+DEFAULT_SPI = "1619"
+"""CC, ciphering, counter strictly higher; PoR required, with CC and ciphered, in the SMS-DELIVER-REPORT."""
+DEFAULT_TAR = "B00001"
+
+
+# --------------------------------------------------------------------------------------------- counter store
+
+
+def default_counter_store() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "gpchannel" / "ota-counters.json"
+
+
+class CounterStore:
+    """The last counter sent per card and KVN, in a JSON file replaced atomically (write, fsync, rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, int]]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise DecodeError(f"the counter store {self.path} is not valid JSON") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise DecodeError(f"the counter store {self.path} is not a {{card: {{kvn: counter}}}} object")
+        return raw
+
+    def last(self, card: str, kvn: int) -> int:
+        return int(self._load().get(card, {}).get(str(kvn), 0))
+
+    def record(self, card: str, kvn: int, counter: int) -> None:
+        """Keep ``counter`` as the last one sent (never lowers what is stored)."""
+        data = self._load()
+        entry = data.setdefault(card, {})
+        entry[str(kvn)] = max(counter, int(entry.get(str(kvn), 0)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+
+# --------------------------------------------------------------------------------------------- keys and options
+
+
+@dataclass(frozen=True)
+class OtaKeys:
+    """A key set with its KVN, the KIc / KID bytes naming its algorithms, the card id and its last counter."""
+
+    keyset: KeySet
+    kic: Kic
+    kid: Kid
+    kvn: int
+    card: str
+    profile_counter: int = 0
+
+
+def _hex(text: str, name: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise click.BadParameter("hex digits expected", param_hint=name) from None
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--profile") from None
+    return raw
+
+
+def resolve_keys(
+    profile: Path | None,
+    kvn: int | None,
+    kic_key: str | None,
+    kid_key: str | None,
+    kic_algorithm: str,
+    kid_algorithm: str,
+    card_id: str | None,
+) -> OtaKeys:
+    """The key set from the options, else from the profile's ``[[ota.keysets]]`` (``kvn``, or the first)."""
+    card = card_id or "default"
+    counter = 0
+    if kic_key is not None or kid_key is not None:
+        if kic_key is None or kid_key is None:
+            raise click.UsageError("give both --kic and --kid (or a --profile)")
+        cipher, mac = _KIC[kic_algorithm], _KID[kid_algorithm]
+        keyset = KeySet(_hex(kic_key, "--kic"), _hex(kid_key, "--kid"), cipher=cipher, mac=mac)
+        number = 1 if kvn is None else kvn
+    elif profile is not None:
+        raw = _read_profile(profile)
+        try:
+            section = check_ota(raw.get("ota", {}))
+        except ProfileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--profile") from None
+        keysets = section.get("keysets", [])
+        chosen = next((k for k in keysets if kvn is None or k["kvn"] == kvn), None)
+        if chosen is None:
+            raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
+        number = int(chosen["kvn"])
+        cipher, mac = _KIC[chosen["kic_algorithm"]], _KID[chosen["kid_algorithm"]]
+        keyset = KeySet(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher=cipher, mac=mac)
+        counter = int(chosen.get("counter", 0))
+        card = card_id or str(raw.get("card", {}).get("iccid") or "default")
+    else:
+        raise click.UsageError("give --profile FILE or --kic/--kid keys")
+    if not 1 <= number <= 15:
+        raise click.BadParameter("an OTA key version is 1..15", param_hint="--kvn")
+    if cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC:  # a legacy card's own choice
+        keyset = KeySet(keyset.kic_key, keyset.kid_key, cipher=cipher, mac=mac, allow_single_des=True)
+    return OtaKeys(keyset, Kic.for_cipher(cipher, number), Kid.for_mac(mac, number), number, card, counter)
+
+
+def _packet_options(fn: Any) -> Any:
+    options = [
+        click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile."),
+        click.option("--kvn", type=int, help="OTA key set version (1..15; default: the profile's first)."),
+        click.option("--kic", "kic_key", help="Ciphering key, hex (instead of a profile)."),
+        click.option("--kid", "kid_key", help="RC/CC key, hex (instead of a profile)."),
+        click.option("--kic-algorithm", type=click.Choice(list(_KIC)), default="aes-cbc", show_default=True),
+        click.option("--kid-algorithm", type=click.Choice(list(_KID)), default="aes-cmac", show_default=True),
+        click.option("--spi", default=DEFAULT_SPI, show_default=True, help="SPI, 2 bytes hex (TS 102 225 5.1.1)."),
+        click.option("--card-id", help="Counter store key (default: the profile's ICCID)."),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _spi(text: str) -> Spi:
+    raw = _hex(text, "--spi")
+    try:
+        return Spi.from_bytes(raw)
+    except (DecodeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--spi") from None
+
+
+def _script(apdus: tuple[str, ...], expanded: bool) -> bytes:
+    try:
+        commands = [CommandApdu.from_bytes(_hex(a, "APDU")) for a in apdus]
+    except DecodeError as exc:
+        raise click.BadParameter(str(exc), param_hint="APDUS") from None
+    return CommandScript.of(commands).to_bytes() if expanded else encode_compact(commands)
+
+
+@dataclass(frozen=True)
+class Built:
+    packet: bytes
+    counter: int
+    user_data: list[bytes]
+    envelopes: list[CommandApdu]
+
+
+def _build(
+    keys: OtaKeys,
+    spi: Spi,
+    tar: bytes,
+    data: bytes,
+    counter: int | None,
+    store: CounterStore,
+    originator: str,
+    sim: bool,
+) -> Built:
+    """Secure the script with the next counter (recorded before anything is sent) and wrap it for SMS-PP."""
+    if len(tar) != 3:
+        raise click.BadParameter("a TAR is 3 bytes", param_hint="--tar")
+    value = counter if counter is not None else max(store.last(keys.card, keys.kvn), keys.profile_counter) + 1
+    packet = secure_command(
+        data, spi=spi, kic=keys.kic, kid=keys.kid, tar=tar, counter=value, keyset=keys.keyset
+    ).to_bytes()
+    store.record(keys.card, keys.kvn, value)
+    uds = split_packet(packet, reference=value & 0xFF)
+    address = Address(originator)
+    envelopes = [SmsPpDownload(SmsDeliver(address, ud).to_bytes()).to_apdu(0xA0 if sim else 0x80) for ud in uds]
+    return Built(packet, value, uds, envelopes)
+
+
+# --------------------------------------------------------------------------------------------- PoR
+
+
+def proactive_submit(proactive: bytes) -> SmsSubmit:
+    """The SMS-SUBMIT of a proactive SEND SHORT MESSAGE (TS 102 223 6.6.9: D0 { 81 .. 13 .., 82, [05,] 8B })."""
+    if len(proactive) < 2 or proactive[0] != 0xD0:
+        raise DecodeError("not a proactive command (D0)", offset=0)
+    at = 3 if proactive[1] == 0x81 else 2
+    while at + 2 <= len(proactive):
+        tag, length = proactive[at] & 0x7F, proactive[at + 1]
+        start = at + 2
+        if length == 0x81 and start < len(proactive):
+            length, start = proactive[start], start + 1
+        if tag == 0x0B:
+            return SmsSubmit.from_bytes(proactive[start : start + length])
+        at = start + length
+    raise DecodeError("the proactive command has no SMS TPDU (8B)", offset=len(proactive))
+
+
+def parse_por(raw: bytes, spi: Spi, keys: OtaKeys) -> tuple[Response, dict[str, Any]]:
+    """Verify a PoR (TP-UD with UDH ``02 71 00``, a bare response packet, or an SMS-SUBMIT TPDU) and describe it."""
+    if raw[:3] == b"\x02\x71\x00":
+        packet = secured_message(raw).packet
+    elif raw[:1] and raw[0] & 0x03 == 0x01 and len(raw) > 3 and raw[0] & 0x40:
+        packet = secured_message(SmsSubmit.from_bytes(raw).user_data).packet
+    else:
+        packet = raw
+    por = unsecure_response(packet, spi=spi, kic=keys.kic, kid=keys.kid, keyset=keys.keyset)
+    out: dict[str, Any] = {
+        "status": f"{por.status:02X}",
+        "status_name": por.status.name,
+        "counter": por.counter,
+        "tar": por.tar.hex().upper(),
+        "authenticated": por.authenticated,
+    }
+    if por.data[:1] in (b"\xab", b"\xaf"):
+        script = ResponseScript.from_bytes(por.data)
+        out["executed"] = script.executed
+        out["responses"] = [_response(r) for r in script.responses]
+    elif por.data:
+        compact = CompactResponse.from_bytes(por.data)
+        out["executed"] = compact.executed
+        out["responses"] = [_response(compact.last)]
+    return por, out
+
+
+def _response(r: ResponseApdu) -> dict[str, str]:
+    return {"sw": f"{r.sw:04X}", "data": r.data.hex().upper()}
+
+
+def _print_por(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    trust = "verified" if info["authenticated"] else "NOT authenticated (no CC on this PoR)"
+    click.echo(f"PoR status {info['status']} ({info['status_name']}), counter {info['counter']}, {trust}")
+    if "executed" in info:
+        click.echo(f"executed commands: {info['executed']}")
+    for r in info.get("responses", []):
+        click.echo(f"  {r['data']} {r['sw']}".replace("   ", "  "))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+@click.group()
+def ota() -> None:
+    """SCP80 over-the-air packets: build, parse, send (the OTA server side)."""
+
+
+_store_option = click.option(
+    "--counter-store", type=click.Path(dir_okay=False, path_type=Path), help="Counter store (JSON) path."
+)
+
+
+@ota.command()
+@click.argument("apdus", nargs=-1, required=True)
+@_packet_options
+@click.option("--tar", default=DEFAULT_TAR, show_default=True, help="Receiving entity, 3 bytes hex.")
+@click.option("--counter", type=int, help="CNTR to use (default: the store's last + 1).")
+@_store_option
+@click.option("--expanded", is_flag=True, help="Expanded remote APDU format (AA) instead of compact.")
+@click.option("--format", "fmt", type=click.Choice(["packet", "sms", "envelope"]), default="envelope")
+@click.option("--originator", default="12345678", show_default=True, help="TP-OA digits of the SMS-DELIVER.")
+@click.option("--sim", is_flag=True, help="GSM SIM class (A0) ENVELOPEs.")
+def build(
+    apdus: tuple[str, ...],
+    profile: Path | None,
+    kvn: int | None,
+    kic_key: str | None,
+    kid_key: str | None,
+    kic_algorithm: str,
+    kid_algorithm: str,
+    spi: str,
+    card_id: str | None,
+    as_json: bool,
+    tar: str,
+    counter: int | None,
+    counter_store: Path | None,
+    expanded: bool,
+    fmt: str,
+    originator: str,
+    sim: bool,
+) -> None:
+    """Secure APDUS (hex) into a command packet, SMS-DELIVER TPDUs or ENVELOPEs."""
+    keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
+    store = CounterStore(counter_store or default_counter_store())
+    try:
+        built = _build(keys, _spi(spi), _hex(tar, "--tar"), _script(apdus, expanded), counter, store, originator, sim)
+    except GPChannelError as exc:
+        _fail(str(exc))
+        return
+    if fmt == "packet":
+        items = [built.packet]
+    elif fmt == "sms":
+        items = [SmsDeliver(Address(originator), ud).to_bytes() for ud in built.user_data]
+    else:
+        items = [e.to_bytes() for e in built.envelopes]
+    if as_json:
+        click.echo(json.dumps({"counter": built.counter, "kvn": keys.kvn, fmt: [i.hex().upper() for i in items]}))
+    else:
+        for item in items:
+            click.echo(item.hex().upper())
+
+
+@ota.command()
+@click.argument("por")
+@_packet_options
+def parse(
+    por: str,
+    profile: Path | None,
+    kvn: int | None,
+    kic_key: str | None,
+    kid_key: str | None,
+    kic_algorithm: str,
+    kid_algorithm: str,
+    spi: str,
+    card_id: str | None,
+    as_json: bool,
+) -> None:
+    """Verify and decode a PoR (hex) with the command's SPI and key set."""
+    keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
+    try:
+        _, info = parse_por(_hex(por, "POR"), _spi(spi), keys)
+    except GPChannelError as exc:
+        _fail(f"the PoR does not verify or decode: {exc}")
+        return
+    _print_por(info, as_json)
+
+
+@ota.command()
+@click.argument("apdus", nargs=-1, required=True)
+@_packet_options
+@click.option("--tar", default=DEFAULT_TAR, show_default=True, help="Receiving entity, 3 bytes hex.")
+@click.option("--counter", type=int, help="CNTR to use (default: the store's last + 1).")
+@_store_option
+@click.option("--expanded", is_flag=True, help="Expanded remote APDU format (AA) instead of compact.")
+@click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring.")
+@click.option("--emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state directory.")
+@click.option("--sim", is_flag=True, help="GSM SIM class (A0): 9F xx and A0 C0.")
+def send(
+    apdus: tuple[str, ...],
+    profile: Path | None,
+    kvn: int | None,
+    kic_key: str | None,
+    kid_key: str | None,
+    kic_algorithm: str,
+    kid_algorithm: str,
+    spi: str,
+    card_id: str | None,
+    as_json: bool,
+    tar: str,
+    counter: int | None,
+    counter_store: Path | None,
+    expanded: bool,
+    reader: str | None,
+    emulator: Path | None,
+    sim: bool,
+) -> None:
+    """Send APDUS (hex) over the air: ENVELOPEs to the card, then the PoR fetched and verified."""
+    from gpchannel.cli.target import open_transport
+
+    if card_id is None and emulator is not None and profile is None:
+        card_id = str(emulator.resolve())
+    keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
+    store = CounterStore(counter_store or default_counter_store())
+    the_spi = _spi(spi)
+    try:
+        transport = open_transport(reader, emulator, profile)
+    except (TransportError, GPChannelError) as exc:
+        _fail(str(exc), 5)
+        return
+    try:
+        built = _build(keys, the_spi, _hex(tar, "--tar"), _script(apdus, expanded), counter, store, "12345678", sim)
+        por_ud = _exchange(transport, built.envelopes, sim)
+        if not por_ud:
+            click.echo(json.dumps({"counter": built.counter, "por": None}) if as_json else "no PoR (per the SPI)")
+            return
+        _, info = parse_por(por_ud, the_spi, keys)
+    except GPChannelError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        transport.close()
+    _print_por(info, as_json)
+
+
+def _exchange(transport: Any, envelopes: list[CommandApdu], sim: bool) -> bytes:
+    """Send the ENVELOPEs; return the PoR's user data (DELIVER-REPORT) or the SMS-SUBMIT's (FETCH)."""
+    por = b""
+    cla = 0xA0 if sim else 0x80
+    for envelope in envelopes:
+        response: ResponseApdu = transport.transmit(envelope)
+        sw1 = response.sw >> 8
+        if sw1 in (0x61, 0x9F):
+            get = CommandApdu(cla if sim else 0x00, 0xC0, 0, 0, le=(response.sw & 0xFF) or 256)
+            response = transport.transmit(get)
+            por = response.data
+        elif sw1 == 0x91:
+            proactive = transport.transmit(CommandApdu(cla, 0x12, 0, 0, le=(response.sw & 0xFF) or 256))
+            submit = proactive_submit(proactive.data)
+            transport.transmit(CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100")))
+            return submit.user_data
+        elif response.data:
+            por = response.data
+        if response.sw != 0x9000:
+            raise TransportError(f"the card answered the ENVELOPE with {response.sw:04X}")
+    return por
