@@ -635,8 +635,8 @@ def test_implicit_abort_keeps_the_rmac_chain_in_step(i: int, failure: str, every
         host.begin_implicit(card.sequence_counter - 1)
         _rejected(host, card, host.wrap(command), ConditionsNotSatisfied)
         assert host.sequence_counter is None  # the opening command was rejected: the card did not count it
-        assert _plain_exchange(host, card) == ResponseApdu(b"\xc1\x02\x00\x06")
-        card.sync_sequence_counter(6)
+        assert _plain_exchange(host, card) == ResponseApdu(b"\xc1\x02\x00\x06")  # R-MAC verified: in step
+        return
     host.begin_implicit(card.sequence_counter)
     assert exchange(host, card, command, ResponseApdu(b"\xe3\x00")) == ResponseApdu(b"\xe3\x00")
     assert card.is_open and int(card.level) == (0x11 if every_response else 0x01) and host.level == card.level
@@ -729,13 +729,15 @@ def test_sync_sequence_counter_applies_only_before_an_initiation() -> None:
     explicit = make_card(0x55)
     explicit.sync_sequence_counter(9)
     assert explicit.sequence_counter == 5  # explicit: the counter moves through its own sessions only
-    host, card = open_pair(0x1A)
-    card.sync_sequence_counter(7)
-    assert card.sequence_counter == 7  # no session yet: the next initiation uses the key set's value
-    card.sync_sequence_counter(5)
+    host, card = make_host(0x1A), make_card(0x1A)
+    card.sync_sequence_counter(4)
+    assert card.sequence_counter == 5  # never back
+    card.sync_sequence_counter(6)
+    assert card.sequence_counter == 6  # no session yet: the next initiation uses the key set's value
+    host.begin_implicit(6)
     assert exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66), ResponseApdu()) == ResponseApdu()
     card.sync_sequence_counter(9)
-    assert card.sequence_counter == 6  # a session for incoming commands is active: its keys are set
+    assert card.sequence_counter == 7  # a session for incoming commands is active: its keys are set
     plain = CommandApdu(0x80, 0xCA, 0, 0x66)
     assert card.unwrap(plain) == plain  # AUTHENTICATED only: the next C-MAC re-initiates
     card.sync_sequence_counter(9)

@@ -165,14 +165,16 @@ class Scp02Card(CardChannel):
 
         With implicit initiation this object outlives its sessions (an abort keeps it, with any R-MAC session, E.1.6),
         while a session on another logical channel with the same key set may move the counter meanwhile: the next
-        initiation must derive its keys from the key set's current value (E.1.2), never from a stale one. Ignored
-        with explicit initiation, and while a session for incoming commands is active (its keys are set).
+        initiation must derive its keys from the key set's current value (E.1.2), never from a stale one. The
+        counter never goes back (a value below this session's own is ignored: a reused value would let the first
+        command of an earlier session be replayed). Ignored with explicit initiation, and while a session for
+        incoming commands is active (its keys are set).
         """
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
         if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and SecurityLevel.C_MAC in self.level):
             return
-        self._counter = sequence_counter
+        self._counter = max(self._counter, sequence_counter)  # never back: a counter value opens one session only
 
     def terminate(self) -> None:
         super().terminate()
