@@ -27,7 +27,7 @@ from gpchannel.card.ota_handler import OtaHandler, is_ota_command
 from gpchannel.card.registry import find_for_select
 from gpchannel.card.sd_data import fci
 from gpchannel.card.secure_channel_service import SecureChannelService
-from gpchannel.card.security_domain import process_security_domain
+from gpchannel.card.security_domain import keep_sequence_counters, process_security_domain, sequence_counters
 from gpchannel.card.state import Application, CardState, StateStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_channel, cla_has_secure_messaging
 from gpchannel.errors import (
@@ -202,8 +202,11 @@ class Card:
         if current == self._committed:
             return response
         if not _is_success(response.sw):
+            counters = sequence_counters(self.ctx.state)
             self._rollback()
-            return response
+            if not keep_sequence_counters(self.ctx.state, counters):
+                return response
+            current = self.ctx.state.to_json()  # a counter that moved stays moved, even with an error (E.1.2)
         try:
             self.store.commit(self.ctx.state)
         except Exception:
@@ -257,8 +260,9 @@ class Card:
         if app is None:
             raise FileNotFound("no application is selected on this logical channel")
         if app.sd is not None:
-            # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered).
-            self._may_change = command.ins not in _READ_ONLY_SD_INS
+            # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered), but with
+            # secure messaging they may open an SCP02 implicit session, whose sequence counter moves (E.1.2.2).
+            self._may_change = command.ins not in _READ_ONLY_SD_INS or cla_has_secure_messaging(command.cla)
             return process_security_domain(self.ctx, channel, app, command)
         return self._applet(channel, app, command)
 

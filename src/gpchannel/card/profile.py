@@ -23,6 +23,7 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.gp.lifecycle import APPLICATION_INSTALLED, APPLICATION_SELECTABLE, CardLifeCycle, lock
 from gpchannel.gp.privileges import Privilege, Privileges
+from gpchannel.scp.scp02 import I_PARAMS
 
 __all__ = [
     "DEFAULT_ATR",
@@ -37,7 +38,7 @@ DEFAULT_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 DEFAULT_ISD_PRIVILEGES = bytes.fromhex("9EFE80")
 _SCP_I_VALUES = {
     0x01: frozenset({0x05, 0x15}),
-    0x02: frozenset(i for i in range(256) if i & 0x04 and not i & 0x80),  # explicit initiation only
+    0x02: I_PARAMS,  # the options of GP 2.2.1 E.1.1 we implement, explicit and implicit, each with or without b6
     0x03: frozenset({0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x01, 0x11, 0x21, 0x31, 0x61, 0x71}),
 }
 _KEYS = {
@@ -192,11 +193,7 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
         raise _fail("isd.scp", '"01", "02" or "03" (SCP10 is not emulated)', isd_table["scp"])
     i_param = _byte(isd_table["i"], "isd.i")
     if i_param not in _SCP_I_VALUES[scp]:
-        allowed = (
-            "explicit initiation (b3 set)"
-            if scp == 0x02
-            else " | ".join(f"{i:02X}" for i in sorted(_SCP_I_VALUES[scp]))
-        )
+        allowed = " | ".join(f"{i:02X}" for i in sorted(_SCP_I_VALUES[scp]))
         raise _fail("isd.i", f"an i parameter of SCP{scp:02X}: {allowed}", isd_table["i"])
     counter = isd_table.get("sequence_counter", 0)
     limit = 0xFFFF if scp == 0x02 else 0xFFFFFF

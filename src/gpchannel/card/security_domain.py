@@ -25,7 +25,7 @@ from gpchannel.card import content, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
-from gpchannel.card.state import Application
+from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.errors import (
     CardError,
@@ -45,7 +45,7 @@ from gpchannel.scp.common import CardChannel, ChannelState
 from gpchannel.scp.scp02 import is_explicit
 from gpchannel.scp.scp02_card import Scp02Card
 
-__all__ = ["INS_NAMES", "process_security_domain"]
+__all__ = ["INS_NAMES", "keep_sequence_counters", "process_security_domain", "sequence_counters"]
 
 INS_NAMES = {
     0x50: "INITIALIZE UPDATE",
@@ -66,6 +66,25 @@ _AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2, 0x7A, 0x78
 _REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material, even encrypted, stays out of traces
 _CONTENT_CHANGES = frozenset({0xE4, 0xE6, 0xE8, 0xD8, 0xE2})
 _STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
+
+
+def sequence_counters(state: CardState) -> dict[tuple[bytes, int], int]:
+    """Every key set's secure channel sequence counter, by (Security Domain AID, KVN)."""
+    return {(app.aid, k.kvn): k.sequence_counter for app in state.applications if app.sd for k in app.sd.keysets}
+
+
+def keep_sequence_counters(state: CardState, counters: dict[tuple[bytes, int], int]) -> bool:
+    """After a rollback, put back the counters (from :func:`sequence_counters`) that had moved forward: a sequence
+    counter never goes back, whatever the command's outcome (GP 2.2.1 E.1.2: an SCP02 implicit session counts its
+    first verified C-MAC even if the command then fails; a reused value would let that command be replayed).
+    Returns whether anything changed."""
+    changed = False
+    for app in state.applications:
+        for keyset in app.sd.keysets if app.sd else ():
+            value = counters.get((app.aid, keyset.kvn), 0)
+            if value > keyset.sequence_counter:
+                keyset.sequence_counter, changed = value, True
+    return changed
 
 
 def process_security_domain(
