@@ -474,3 +474,61 @@ msl = "{case.inputs["spi_bytes"][:2]}"
     assert por.authenticated is (header.spi.por_integrity is Integrity.CC)
     response = CompactResponse.from_bytes(por.data)
     assert response.executed == 1 and response.last.sw >> 8 in (0x61, 0x90)
+
+
+# --------------------------------------------------------------------------------------------- application TARs
+
+ECHO = bytes.fromhex("A0000000871002FF49FF0589")
+APP_TAR = bytes.fromhex("C00001")
+# EA { 80: priority 01, timers 00, menu text 10, 0 menu entries, channels 00, MSL (1) 12, TARs (3) C00001,
+# services 00 } (ETSI TS 102 226 8.2.1.3.2.2)
+TOOLKIT = bytes.fromhex("EA0E800C01001000000112 03C00001 00".replace(" ", ""))
+
+
+def test_toolkit_parameters() -> None:
+    from gpchannel.card.ota_handler import toolkit_parameters
+
+    assert toolkit_parameters(TOOLKIT[2:]) == (b"\x12", [APP_TAR])
+    with_menu = bytes.fromhex("8012 01001002 0101 0202 00 00 06 C00001C00002 00".replace(" ", ""))
+    assert toolkit_parameters(with_menu) == (b"", [APP_TAR, bytes.fromhex("C00002")])
+    for broken in (b"", b"\x80", bytes.fromhex("80020100"), bytes.fromhex("800501001000"), TOOLKIT[2:-2]):
+        assert toolkit_parameters(broken) is None
+    assert toolkit_parameters(bytes.fromhex("8107") + TOOLKIT[4:]) is None  # not the toolkit parameters (80)
+
+
+def test_application_reached_by_the_tar_of_its_install_parameters() -> None:
+    card, store = make_card()
+    echo = card.state.application(ECHO)
+    assert echo is not None
+    echo.system_parameters = TOOLKIT[2:]  # the value of EA, as INSTALL keeps it
+    card.save()
+    por = send(card, [apdu("8010000003 414243")], 1, tar=APP_TAR)
+    assert por is not None and por.status is ResponseStatus.POR_OK
+    assert CompactResponse.from_bytes(por.data) == CompactResponse(1, ResponseApdu(b"ABC"))
+    # Its own MSL (12: CC and a higher counter) lets an unciphered packet in, where the default MSL would not.
+    por = send(card, [apdu("8010000001 44")], 2, tar=APP_TAR, spi=Spi(counter_mode=CounterMode.HIGHER, ciphered=False))
+    assert por is not None and CompactResponse.from_bytes(por.data).last.data == b"D"
+    # Counter mode "no counter" is below it: 0A.
+    por = send(card, [apdu("8010000001 45")], 3, tar=APP_TAR, spi=Spi(counter_mode=CounterMode.NO_COUNTER))
+    assert por is not None and por.status is ResponseStatus.INSUFFICIENT_SECURITY_LEVEL
+    assert restart(store).state.application(ECHO).system_parameters == TOOLKIT[2:]  # type: ignore[union-attr]
+
+
+def test_install_through_ram_keeps_the_toolkit_tar() -> None:
+    from gpchannel.card.applets_examples import EXAMPLES_PACKAGE_AID
+
+    card, _ = make_card()
+    module, instance = EXAMPLES_PACKAGE_AID + b"\x01", EXAMPLES_PACKAGE_AID + b"\x01\x77"
+    card.state.load_files.append(LoadFile(EXAMPLES_PACKAGE_AID, ISD, [module]))
+    card.save()
+    parameters = bytes.fromhex("C900") + TOOLKIT
+    install = install_for_install_command(
+        InstallForInstall(EXAMPLES_PACKAGE_AID, module, instance, parameters=parameters)
+    )
+    por = send(card, [install], 1, tar=RAM)
+    assert por is not None and CompactResponse.from_bytes(por.data).last.sw == 0x9000
+    app = card.state.application(instance)
+    assert app is not None and app.system_parameters == TOOLKIT[2:]
+    # The secure-store applet now answers its TAR itself: it wants a GP secure channel session, so 6982.
+    por = send(card, [apdu("80DA000003 014142")], 2, tar=APP_TAR)
+    assert por is not None and CompactResponse.from_bytes(por.data) == CompactResponse(1, ResponseApdu(sw=0x6982))

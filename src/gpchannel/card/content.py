@@ -212,6 +212,7 @@ def _install(
         install_parameters=parameters.application_specific,
         implicit_selection=list(parameters.implicit_selection) if make_selectable else [],
         sd=sd_config,
+        system_parameters=dict(parameters.extra).get(0xEA, b""),  # TAR values and MSL (ETSI TS 102 226)
     )
     state.applications.append(app)
     instance = ctx.applet(app.aid)

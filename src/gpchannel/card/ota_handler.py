@@ -7,9 +7,10 @@ in this order (ota-notes A.9, "suggested card-side check order"):
 1. the TPDU must be the OTA combination (TP-PID 7F, TP-DCS F6 or 16, UDHI: requirement E.7), else 6A80;
    concatenated segments are kept (RAM, per card power-up) until the packet is whole; then the command packet
    header is parsed (an undecodable header, a response packet or a bad segment: 6A80, no PoR is possible);
-2. the TAR names the receiving entity: ``[[ota.tars]]`` of the profile (target AID of a Security Domain,
-   optional ``msl``, ``allow_single_des``), the built-in ISD RAM at 000000 and RFM at B00001 (both reachable
-   only with the default MSL unless the profile says otherwise); unknown: status 09;
+2. the TAR names the receiving entity: ``[[ota.tars]]`` of the profile (target AID, optional ``msl``,
+   ``allow_single_des``), then the TAR values of the applications' install parameters (EA / 80 toolkit
+   parameters, with their MSL: TS 102 226 8.2.1.3.2.2), then the built-in ISD RAM at 000000 and RFM at B00001
+   (both reachable only with the default MSL unless the profile says otherwise); unknown: status 09;
 3. the key set named by KIc/KID (one KVN; ``[[ota.keysets]]``) is bound to its algorithms: a KIc/KID naming
    another algorithm, a missing key set, or single DES where the TAR does not allow it: status 06;
 4. :func:`gpchannel.ota.scp80.unsecure_command` deciphers and checks the RC/CC (01) and the counter against
@@ -18,7 +19,8 @@ in this order (ota-notes A.9, "suggested card-side check order"):
 5. only then the counter is stored (persisted with the rest of the state when the ENVELOPE completes), and
    the remote APDUs (compact, or expanded when the data start with AA / AE: TS 102 226 5) run through the
    same card core as everything else: the Security Domain's handlers for RAM (GET DATA, GET STATUS, INSTALL,
-   LOAD, DELETE, SET STATUS), the file system for RFM (card/filesystem.py). A failing command stops the
+   LOAD, DELETE, SET STATUS), an application's applet for its own TAR, the file system for RFM
+   (card/filesystem.py). A failing command stops the
    script and its own effects are undone;
 6. the PoR, if SPI2 asks for one, is secured per SPI2 with the same key set. An error PoR is secured only when
    the command's cryptographic checksum verified and the status allows it (``may_secure_por``): never for 01,
@@ -36,9 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpchannel.card import content, sd_data
+from gpchannel.card.applets import AppletEnvironment
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.filesystem import FileSession, FileSystem, default_filesystem, process_file_command
 from gpchannel.card.loading import load_block
+from gpchannel.card.secure_channel_service import SecureChannelService
 from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import (
@@ -52,6 +56,7 @@ from gpchannel.errors import (
     SecurityError,
     UnsupportedError,
 )
+from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.ota.algorithms import KeySet
 from gpchannel.ota.envelope import SmsPpDownload
@@ -99,6 +104,7 @@ __all__ = [
     "is_ota_command",
     "keyset_for",
     "tar_entry",
+    "toolkit_parameters",
 ]
 
 log = logging.getLogger("gpchannel.card.ota")
@@ -164,11 +170,42 @@ def tar_entry(state: CardState, tar: bytes) -> TarEntry | None:
             target = state.isd_aid if tar == RAM_ISD_TAR else b""
         msl = bytes.fromhex(str(raw["msl"]))[0] if raw.get("msl") else DEFAULT_MSL
         return TarEntry(tar, target, msl, bool(raw.get("allow_single_des", False)))
+    for app in state.applications:
+        toolkit = toolkit_parameters(app.system_parameters)
+        if toolkit is not None and tar in toolkit[1]:
+            msl = toolkit[0][0] if toolkit[0] and toolkit[0][0] <= 0x1F else DEFAULT_MSL
+            return TarEntry(tar, app.aid, msl)
     if tar == RAM_ISD_TAR:
         return TarEntry(tar, state.isd_aid)
     if tar == RFM_TAR:
         return TarEntry(tar, b"")
     return None
+
+
+def toolkit_parameters(system_parameters: bytes) -> tuple[bytes, list[bytes]] | None:
+    """The MSL and the TAR values of the UICC Toolkit Application specific parameters (tag 80 inside the EA
+    UICC System Specific Parameters, ETSI TS 102 226 8.2.1.3.2.2): priority, timers, menu text length, menu
+    entries n, n x (position, identifier), channels, MSL (length-prefixed), TAR values (length-prefixed, 3 bytes
+    each), ... None when absent or malformed (an application with unreadable parameters has no TAR)."""
+    try:
+        items = parse_tlvs(system_parameters) if system_parameters else []
+    except DecodeError:
+        return None
+    value = next((v for t, v in items if t == 0x80), None)
+    if value is None or len(value) < 4:
+        return None
+    at = 4 + 2 * value[3] + 1
+    if at >= len(value):
+        return None
+    msl_end = at + 1 + value[at]
+    if msl_end >= len(value):
+        return None
+    msl = value[at + 1 : msl_end]
+    tar_end = msl_end + 1 + value[msl_end]
+    if value[msl_end] % 3 or tar_end > len(value):
+        return None
+    tars = [value[i : i + 3] for i in range(msl_end + 1, tar_end, 3)]
+    return msl, tars
 
 
 def keyset_for(state: CardState, kvn: int, *, allow_single_des: bool = False) -> tuple[int, KeySet] | None:
@@ -254,7 +291,7 @@ class OtaHandler:
 
     def _secured_packet(self, ctx: CardContext, packet: CommandPacket) -> ResponsePacket | None:
         entry = tar_entry(ctx.state, packet.tar)
-        if entry is None or (not entry.rfm and _security_domain(ctx.state, entry.target) is None):
+        if entry is None or (not entry.rfm and ctx.state.application(entry.target) is None):
             return _error(packet, ResponseStatus.TAR_UNKNOWN)
         spi = packet.spi
         needs_keys = spi.ciphered or spi.integrity is not Integrity.NONE or spi.counter_mode >= CounterMode.HIGHER
@@ -318,11 +355,6 @@ def _error(packet: CommandPacket, status: ResponseStatus, verified: KeySet | Non
     return error_response(packet, status)
 
 
-def _security_domain(state: CardState, aid: bytes) -> Application | None:
-    app = state.application(aid)
-    return app if app is not None and app.sd is not None else None
-
-
 def _stored_counter(state: CardState, index: int) -> int | None:
     if index < 0:
         return 0
@@ -372,12 +404,25 @@ class _Executor:
                 self.files = FileSystem.from_dict(raw) if raw else default_filesystem(_iccid_digits(self.ctx.state))
         return response
 
+    def _application(self, app: Application, apdu: CommandApdu) -> ResponseApdu:
+        """An application reached by a TAR of its install parameters: its applet processes the APDU, with the
+        environment the dispatcher gives it (TS 102 226 5: the remote APDUs are for the receiving entity)."""
+        applet = self.ctx.applet(app.aid)
+        if applet is None:
+            raise InsNotSupported(f"application {app.aid.hex().upper()} has no applet class")
+        service = SecureChannelService(self.ctx, self.channel, app.aid)
+        applet.bind(AppletEnvironment(self.channel.number, app.install_parameters, self.ctx.random, service))
+        return applet.process(apdu)
+
     def _ram(self, apdu: CommandApdu) -> ResponseApdu:
         """The Security Domain's commands (GP 2.3.1, Table 11-1) without a GP secure channel: the command packet's
         CC, counter and the TAR's MSL stand for it. PUT KEY and STORE DATA need a session's keys here: 6D00."""
-        sd = _security_domain(self.ctx.state, self.entry.target)
-        if sd is None:
-            raise ConditionsNotSatisfied("the receiving Security Domain is gone")
+        target = self.ctx.state.application(self.entry.target)
+        if target is None:
+            raise ConditionsNotSatisfied("the receiving entity is gone")
+        if target.sd is None:
+            return self._application(target, apdu)
+        sd = target
         ins, lifecycle = apdu.ins, self.ctx.state.lifecycle
         if lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
             raise ConditionsNotSatisfied("the card is TERMINATED")

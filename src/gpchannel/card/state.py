@@ -227,6 +227,9 @@ class Application:
     implicit_selection: list[int] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # personalization data may hold keys
     sd: SdConfig | None = None
+    system_parameters: bytes = b""
+    """The UICC System Specific Parameters (install parameters tag EA, ETSI TS 102 226 8.2.1.3.2): the toolkit
+    parameters with the application's TAR values and MSL, read by the OTA side."""
 
     @property
     def is_security_domain(self) -> bool:
@@ -247,6 +250,8 @@ class Application:
         }
         if self.sd is not None:
             out["sd"] = self.sd.to_dict()
+        if self.system_parameters:
+            out["system_parameters"] = _hex(self.system_parameters)
         return out
 
     @classmethod
@@ -271,6 +276,7 @@ class Application:
             implicit_selection=list(implicit),
             data=f.obj("data"),
             sd=SdConfig.from_dict(f.raw["sd"], f"{where}.sd") if "sd" in f.raw else None,
+            system_parameters=f.hex("system_parameters", ""),
         )
 
 
