@@ -744,3 +744,19 @@ def test_sync_sequence_counter_applies_only_before_an_initiation() -> None:
     assert card.sequence_counter == 9
     with pytest.raises(ValueError, match="2 bytes"):
         card.sync_sequence_counter(MAX_SEQUENCE_COUNTER + 1)
+
+
+@pytest.mark.parametrize("i", [0x15, 0x55, *IMPLICIT_I])
+def test_card_encrypts_sensitive_data_as_the_host_does(i: int) -> None:
+    """The card's encrypt_key uses the session DEK the host uses (implicit: from the incremented counter, E.1.2.2;
+    the host's DEK is checked against the self-made vectors' key cryptograms in test_scp02.py)."""
+    host, card = open_pair(i)
+    exchange(host, card, CommandApdu(0x80, 0xCA, 0, 0x66), ResponseApdu())
+    data = bytes(range(16))
+    assert card.encrypt_key(data) == host.encrypt_key(data)
+    assert card.decrypt_key(card.encrypt_key(data)) == data
+    with pytest.raises(IncorrectData):
+        card.encrypt_key(bytes(7))
+    card.terminate()
+    with pytest.raises(SecurityNotSatisfied):
+        card.encrypt_key(data)

@@ -76,6 +76,7 @@ from gpchannel.scp.scp02 import (
     decrypt_command_data,
     decrypt_sensitive_data,
     derive_session_keys,
+    encrypt_sensitive_data,
     host_cryptogram,
     is_explicit,
     plain_cla,
@@ -441,5 +442,15 @@ class Scp02Card(CardChannel):
         self._require(ChannelState.OPEN)
         try:
             return decrypt_sensitive_data(self._dek, data, explicit=is_explicit(self.i_param))
+        except ValueError as exc:
+            raise IncorrectData(str(exc)) from None
+
+    def encrypt_key(self, data: bytes) -> bytes:
+        """Encrypt data under the DEK session key as :meth:`decrypt_key` decrypts it (E.4.7; the GP API's
+        ``encryptData``). With implicit initiation that key comes from the incremented counter (E.1.2.2), not from
+        ``session_keys.dek``. Not a multiple of 8 bytes: 6A80."""
+        self._require(ChannelState.OPEN)
+        try:
+            return encrypt_sensitive_data(self._dek, data, explicit=is_explicit(self.i_param))
         except ValueError as exc:
             raise IncorrectData(str(exc)) from None
