@@ -31,6 +31,7 @@ from gpchannel.ota import (
     MacAlgorithm,
     PorMode,
     PorTransport,
+    Reassembler,
     Response,
     ResponseScript,
     ResponseStatus,
@@ -117,17 +118,31 @@ def deliver(card: Card, packet: bytes, *, cla: int = 0x80, le: int | None = None
             assert fetched.sw == 0x9000
             por_ud = fetched.data
         elif response.sw >> 8 == 0x91:
-            fetched = exchange(card, CommandApdu(cla, 0x12, 0, 0, le=response.sw & 0xFF))
-            proactive = fetched.data
-            assert proactive[0] == 0xD0 and proactive[2:11] == bytes.fromhex("810301130082028183")
-            tpdu_at = proactive.index(b"\x8b", 11)
-            submit = SmsSubmit.from_bytes(proactive[tpdu_at + 2 :])
-            assert submit.destination == SERVER and (submit.pid, submit.dcs) == (0x7F, 0xF6)
-            por_ud = submit.user_data
-            assert exchange(card, CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100"))).sw == 0x9000
+            por_ud = _fetch_submits(card, cla, response.sw)
         else:
             por_ud = por_ud or response.data
     return Sent(sws, por_ud)
+
+
+def _fetch_submits(card: Card, cla: int, sw: int) -> bytes:
+    """FETCH each SEND SHORT MESSAGE (91 xx), answer it with TERMINAL RESPONSE; the SMS-SUBMITs' TP-UD,
+    reassembled when the PoR took several SMs (then returned as ``02 71 00`` + the packet)."""
+    reassembler = Reassembler()
+    while sw >> 8 == 0x91:
+        proactive = exchange(card, CommandApdu(cla, 0x12, 0, 0, le=sw & 0xFF)).data
+        start = 3 if proactive[1] == 0x81 else 2
+        assert proactive[0] == 0xD0 and proactive[start : start + 9] == bytes.fromhex("810301130082028183")
+        tpdu_at = start + 9
+        assert proactive[tpdu_at] == 0x8B
+        tpdu_at += 1 if proactive[tpdu_at + 1] == 0x81 else 0
+        submit = SmsSubmit.from_bytes(proactive[tpdu_at + 2 :])
+        assert submit.destination == SERVER and (submit.pid, submit.dcs) == (0x7F, 0xF6)
+        sw = exchange(card, CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100"))).sw
+        message = reassembler.feed(submit.user_data, "card")
+        if message is not None:
+            assert sw == 0x9000 and message.response
+            return b"\x02\x71\x00" + message.packet
+    raise AssertionError(f"the card stopped sending SMs with {sw:04X}")
 
 
 def send(
@@ -532,3 +547,16 @@ def test_install_through_ram_keeps_the_toolkit_tar() -> None:
     # The secure-store applet now answers its TAR itself: it wants a GP secure channel session, so 6982.
     por = send(card, [apdu("80DA000003 014142")], 2, tar=APP_TAR)
     assert por is not None and CompactResponse.from_bytes(por.data) == CompactResponse(1, ResponseApdu(sw=0x6982))
+
+
+def test_long_por_by_deliver_report_and_by_several_sms_submits() -> None:
+    card, _ = make_card()
+    record = bytes(range(176))
+    script = [apdu("00A4080C04 7F10 6F3C"), apdu("00DC0104B0" + record.hex()), apdu("00B2010400")]
+    por = send(card, script, 1)
+    assert por is not None and CompactResponse.from_bytes(por.data) == CompactResponse(3, ResponseApdu(record))
+    submit = Spi(counter_mode=CounterMode.HIGHER, por_transport=PorTransport.SUBMIT)
+    por = send(card, [script[0], script[2]], 2, spi=submit)
+    assert por is not None and por.authenticated
+    assert CompactResponse.from_bytes(por.data) == CompactResponse(2, ResponseApdu(record))
+    assert exchange(card, CommandApdu(0x80, 0x14, 0, 0, b"\x81\x03\x01\x13\x00")).sw == 0x6985

@@ -58,9 +58,16 @@ def test_send_to_the_emulator_then_counters_move_on(target: list[str], tmp_path:
     result = run("ota", "send", SELECT_SPN, "00D600000458585858", "--emulator", state, *target, "--counter", "2")
     assert result.exit_code == 0, result.output
     assert "PoR status 02 (CNTR_LOW)" in result.stdout
+    # The PoR as SMS-SUBMITs (SPI2 b6): fetched with FETCH, two SMs for a 176-byte record, reassembled.
+    record = bytes(range(176)).hex().upper()
+    script = ["00A4080C047F106F3C", "00DC0104B0" + record, "00B2010400"]
+    result = run("ota", "send", *script, "--emulator", state, *target, "--json", "--spi", "1639")
+    assert result.exit_code == 0, result.output
+    por = json.loads(result.stdout)
+    assert (por["status"], por["authenticated"], por["responses"]) == ("00", True, [{"sw": "9000", "data": record}])
     # Human-readable output of a good one.
     result = run("ota", "send", SELECT_SPN, READ_SPN, "--emulator", state, *target)
-    assert "PoR status 00 (POR_OK), counter 3, verified" in result.stdout and "41424344 9000" in result.stdout
+    assert "PoR status 00 (POR_OK), counter 4, verified" in result.stdout and "41424344 9000" in result.stdout
 
 
 def test_build_then_deliver_then_parse(target: list[str], tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.ota.algorithms import KeySet
 from gpchannel.ota.envelope import SmsPpDownload
-from gpchannel.ota.packet import CommandPacket, ResponsePacket
+from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket, ResponsePacket
 from gpchannel.ota.remote_apdu import (
     BadFormat,
     CApdu,
@@ -231,7 +231,7 @@ class OtaHandler:
     def __init__(self, max_pending: int = 8) -> None:
         self.reassembler = Reassembler(max_pending)
         self.gsm_pending = b""
-        self.proactive = b""
+        self.proactive: list[bytes] = []
 
     def process(self, ctx: CardContext, channel: ChannelContext, command: CommandApdu) -> ResponseApdu:
         """One ENVELOPE, FETCH, TERMINAL RESPONSE or GSM GET RESPONSE; raises :class:`CardError`."""
@@ -240,27 +240,29 @@ class OtaHandler:
         if command.ins == _INS_FETCH:
             if not self.proactive:
                 raise ConditionsNotSatisfied("no proactive command is pending")
-            return ResponseApdu(self.proactive)
+            return ResponseApdu(self.proactive[0])
         if command.ins == _INS_TERMINAL_RESPONSE:
-            self.proactive = b""
-            return ResponseApdu()
+            if not self.proactive:
+                raise ConditionsNotSatisfied("no proactive command is pending")
+            self.proactive.pop(0)  # one SEND SHORT MESSAGE per SM of a PoR that needs several
+            return ResponseApdu(sw=_SW_PROACTIVE | len(self.proactive[0])) if self.proactive else ResponseApdu()
         if command.p1 or command.p2:
             raise IncorrectP1P2("ENVELOPE has P1 = P2 = 00")
         self.gsm_pending = b""
         try:
-            report, submit = self.envelope(ctx, command)
+            report, submits = self.envelope(ctx, command)
         except DecodeError as exc:
             raise IncorrectData(f"not an OTA SMS-PP download: {exc}") from None
-        if submit is not None:
-            self.proactive = _send_short_message(submit)
-            return ResponseApdu(sw=_SW_PROACTIVE | len(self.proactive))
+        if submits:
+            self.proactive = [_send_short_message(s) for s in submits]
+            return ResponseApdu(sw=_SW_PROACTIVE | len(self.proactive[0]))
         if not report or command.le is not None:
             return ResponseApdu(report)
         if command.cla == 0xA0:
             self.gsm_pending = report
             return ResponseApdu(sw=0x9F00 | len(report))
         channel.pending_response = report + b"\x90\x00"
-        return ResponseApdu(sw=0x6100 | (len(report) & 0xFF))
+        return ResponseApdu(sw=0x6100 | (len(report) if len(report) < 256 else 0))
 
     def _gsm_get_response(self, command: CommandApdu) -> ResponseApdu:
         if not self.gsm_pending:
@@ -269,25 +271,28 @@ class OtaHandler:
         return ResponseApdu(data)
 
     # -- the secured packet ----------------------------------------------------------------------------------
-    def envelope(self, ctx: CardContext, command: CommandApdu) -> tuple[bytes, SmsSubmit | None]:
-        """The SMS-DELIVER-REPORT user data and/or the SMS-SUBMIT answering one ENVELOPE (either may be
-        empty). :class:`DecodeError` when no PoR can be given (not OTA, bad segment, undecodable header)."""
+    def envelope(self, ctx: CardContext, command: CommandApdu) -> tuple[bytes, list[SmsSubmit]]:
+        """The SMS-DELIVER-REPORT user data or the SMS-SUBMITs (several when the PoR needs concatenated SMs)
+        answering one ENVELOPE (either may be empty). :class:`DecodeError` when no PoR can be given (not OTA,
+        bad segment, undecodable header). The DELIVER-REPORT user data is ``02 71 00`` + the response packet,
+        whatever its length (the ME's RP-ACK limit is its concern)."""
         deliver = SmsDeliver.from_bytes(SmsPpDownload.from_apdu(command).tpdu)
         if deliver.pid != 0x7F or deliver.dcs not in (0xF6, 0x16) or not deliver.udhi:
             raise DecodeError("only TP-PID 7F, TP-DCS F6/16 with a UDH is (U)SIM data download here")
         message = self.reassembler.feed(deliver.user_data, deliver.originator.digits)
         if message is None:
-            return b"", None
+            return b"", []
         if message.response:
             raise DecodeError("a response packet (UDH IEI 71) sent to the card")
         packet = CommandPacket.from_bytes(message.packet)
         por = self._secured_packet(ctx, packet)
         if por is None:
-            return b"", None
-        (ud,) = split_packet(por.to_bytes(), response=True)
+            return b"", []
         if packet.spi.por_transport is PorTransport.SUBMIT:
-            return b"", SmsSubmit(deliver.originator, ud)
-        return ud, None
+            reference = packet.tar[2]
+            uds = split_packet(por.to_bytes(), response=True, reference=reference)
+            return b"", [SmsSubmit(deliver.originator, ud, message_reference=n) for n, ud in enumerate(uds)]
+        return SMS_RESPONSE_UDH + por.to_bytes(), []
 
     def _secured_packet(self, ctx: CardContext, packet: CommandPacket) -> ResponsePacket | None:
         entry = tar_entry(ctx.state, packet.tar)

@@ -38,6 +38,7 @@ from gpchannel.ota import (
     Kic,
     Kid,
     MacAlgorithm,
+    Reassembler,
     Response,
     ResponseScript,
     SmsDeliver,
@@ -475,12 +476,23 @@ def _exchange(transport: Any, envelopes: list[CommandApdu], sim: bool) -> bytes:
             response = transport.transmit(get)
             por = response.data
         elif sw1 == 0x91:
-            proactive = transport.transmit(CommandApdu(cla, 0x12, 0, 0, le=(response.sw & 0xFF) or 256))
-            submit = proactive_submit(proactive.data)
-            transport.transmit(CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100")))
-            return submit.user_data
+            return _fetch_submits(transport, cla, response.sw)
         elif response.data:
             por = response.data
         if response.sw != 0x9000:
             raise TransportError(f"the card answered the ENVELOPE with {response.sw:04X}")
     return por
+
+
+def _fetch_submits(transport: Any, cla: int, sw: int) -> bytes:
+    """FETCH each proactive SEND SHORT MESSAGE, confirm it with TERMINAL RESPONSE (TS 102 223 6.6.9, 6.8),
+    and reassemble the SMS-SUBMITs' user data into the PoR (``02 71 00`` + the response packet)."""
+    reassembler = Reassembler()
+    while sw >> 8 == 0x91:
+        proactive = transport.transmit(CommandApdu(cla, 0x12, 0, 0, le=(sw & 0xFF) or 256))
+        submit = proactive_submit(proactive.data)
+        sw = transport.transmit(CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100"))).sw
+        message = reassembler.feed(submit.user_data, "card")
+        if message is not None:
+            return b"\x02\x71\x00" + message.packet
+    raise TransportError(f"the card stopped its SMS-SUBMITs ({sw:04X}) before the PoR was whole")
