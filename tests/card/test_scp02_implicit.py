@@ -244,3 +244,23 @@ def test_selfmade_implicit_trace_through_the_card() -> None:
     for step in steps:
         assert send(card, CommandApdu.from_bytes(bytes.fromhex(step["wire_cmd"]))).sw != 0x6982
     assert persisted_counter(store) == int(case.expected["final_sequence_counter"], 16)
+
+
+def test_a_new_initiation_uses_the_current_key_set() -> None:
+    """PUT KEY replaces key set 30 during an implicit session: the session goes on with its session keys, and once
+    it is aborted only the new keys open the next one (the old static keys must not be kept by the session)."""
+    card, store = make_card("02", "1A")
+    host = implicit_host(card, "1A")
+    new = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)), 0x30, KeyType.DES3)
+    data = PutKeyData.from_static_keys(new, host.encrypt_key)
+    assert secure(card, host, put_key_command(data, key_id=1, old_kvn=0x30)).sw == 0x9000
+    assert secure(card, host, GET_STATUS_ISD).sw == 0x9000  # the session keeps its session keys
+    assert send(card, tampered(host.wrap(GET_STATUS_ISD))).sw == 0x6982  # aborted
+    counter = card_counter(card)
+    old_keys = make_host("1A")
+    old_keys.begin_implicit(counter)
+    assert send(card, old_keys.wrap(GET_STATUS_ISD)).sw == 0x6982
+    new_keys = Scp02Host(new, level=SecurityLevel.C_MAC, host_challenge=bytes(8), i_param=0x1A, aid=ISD_AID)
+    new_keys.begin_implicit(card_counter(card))
+    assert secure(card, new_keys, GET_STATUS_ISD).sw == 0x9000
+    assert persisted_counter(store) == card_counter(card) == counter + 1

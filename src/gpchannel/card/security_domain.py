@@ -41,7 +41,7 @@ from gpchannel.errors import (
 )
 from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.lifecycle import CardLifeCycle
-from gpchannel.scp.common import CardChannel, ChannelState
+from gpchannel.scp.common import CardChannel, ChannelState, SecurityLevel
 from gpchannel.scp.scp02 import is_explicit
 from gpchannel.scp.scp02_card import Scp02Card
 
@@ -108,6 +108,9 @@ def process_security_domain(
     if session is not None and session.state is not ChannelState.OPEN and not _implicit(session):
         channel.end_session()
         session = None
+    if session is not None and cla_has_secure_messaging(command.cla) and not _implicit_keys_current(channel, sd):
+        channel.end_session()  # the key set was replaced or deleted: a new initiation must use the current one
+        session = None
     if session is None and cla_has_secure_messaging(command.cla) and _implicit_sd(sd):
         session = _implicit_session(ctx, channel, sd)
     if session is None:
@@ -136,6 +139,18 @@ def process_security_domain(
 def _implicit(session: CardChannel) -> bool:
     """An SCP02 session with implicit initiation: it outlives its aborts (E.1.6)."""
     return isinstance(session, Scp02Card) and not is_explicit(session.i_param)
+
+
+def _implicit_keys_current(channel: ChannelContext, sd: Application) -> bool:
+    """False for an SCP02 implicit session about to re-initiate (E.1.6) with a key set that has been replaced or
+    deleted since it was made; True otherwise (an active session keeps its session keys to its end)."""
+    session = channel.session
+    if not isinstance(session, Scp02Card) or is_explicit(session.i_param):
+        return True
+    if session.state is ChannelState.OPEN and SecurityLevel.C_MAC in session.level:
+        return True
+    keyset = sd.sd.keyset(channel.session_kvn) if sd.sd is not None else None
+    return keyset is not None and session.uses_keys(keyset.static_keys())
 
 
 def _implicit_sd(sd: Application) -> bool:

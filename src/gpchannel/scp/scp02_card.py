@@ -161,6 +161,13 @@ class Scp02Card(CardChannel):
     def session_keys(self) -> Scp02SessionKeys | None:
         return self._session_keys
 
+    def uses_keys(self, keys: StaticKeys) -> bool:
+        """Whether this session was made with ``keys`` (compared in constant time): with implicit initiation the
+        Security Domain checks it before a new initiation, since the key set may have been replaced or deleted
+        (PUT KEY, DELETE) since this object was made."""
+        mine = self._keys.enc + self._keys.mac + self._keys.dek
+        return constant_time_equal(mine, keys.enc + keys.mac + keys.dek) and self._keys.kvn == keys.kvn
+
     def sync_sequence_counter(self, sequence_counter: int) -> None:
         """Take the key set's counter as persisted now, before a command that may start an implicit session.
 
