@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smartcard.Exceptions import CardConnectionException, NoCardException
 from smartcard.System import readers
 
 from gpchannel.card.dispatcher import Card
@@ -22,11 +24,10 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.emulator.app import open_card, serve
 from gpchannel.io.pcsc import card_present
-from gpchannel.io.vpcd import vpcd_base_port
+from gpchannel.io.vpcd import VpcdSlotLock, vpcd_base_port
 from gpchannel.scp.common import HostChannel, SecurityLevel
 from gpchannel.scp.scp02_host import Scp02Host
 from gpchannel.scp.scp03_host import Scp03Host
-from tests.io.conftest import free_reader
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "examples" / "profiles"
@@ -36,23 +37,49 @@ ECHO_AID = bytes.fromhex("A0000000871002FF49FF0589")
 SELECT_ISD = bytes.fromhex("00A4040008") + ISD_AID + b"\x00"
 
 
-def profile(tmp_path: Path, scp: str, i: str) -> tuple[Path, int]:
-    """An example profile (examples/profiles/scpNN.toml) with i changed to ``i``; returns it and its KVN."""
+def unique_atr() -> bytes:
+    """A T=1 ATR with 8 random historical bytes (ISO 7816-3 8.2: TS 3B, T0 88, TD1 80, TD2 01, TCK), so a test
+    knows the card in the reader is its own and not another developer's virtual card on the shared pcscd."""
+    body = bytes([0x88, 0x80, 0x01]) + os.urandom(8)
+    tck = 0
+    for byte in body:
+        tck ^= byte
+    return b"\x3b" + body + bytes([tck])
+
+
+def profile(tmp_path: Path, scp: str, i: str | None = None) -> tuple[Path, int, bytes]:
+    """An example profile (examples/profiles/scpNN.toml) with i changed to ``i`` and a unique ATR; returns it,
+    its key set's KVN and the ATR."""
     source = PROFILES / f"scp{scp}.toml"
     text = source.read_text()
     default_i = {"02": "55", "03": "70"}[scp]
-    assert f'i = "{default_i}"' in text
-    path = tmp_path / f"scp{scp}-i{i}.toml"
-    path.write_text(text.replace(f'i = "{default_i}"', f'i = "{i}"', 1))
-    return path, {"02": 0x20, "03": 0x30}[scp]
+    assert f'i = "{default_i}"' in text and "[card]\n" in text
+    atr = unique_atr()
+    text = text.replace(f'i = "{default_i}"', f'i = "{i or default_i}"', 1)
+    text = text.replace("[card]\n", f'[card]\natr = "{atr.hex().upper()}"\n', 1)
+    path = tmp_path / f"scp{scp}-i{i or default_i}.toml"
+    path.write_text(text)
+    return path, {"02": 0x20, "03": 0x30}[scp], atr
 
 
-def connect(reader_name: str) -> Any:
-    """A connected pyscard CardConnection to the reader named ``reader_name``."""
-    reader = next(r for r in readers() if str(r) == reader_name)
-    connection = reader.createConnection()
-    connection.connect()
-    return connection
+def connect(reader_name: str, atr: bytes | None = None, timeout: float = 20.0) -> Any:
+    """A connected pyscard CardConnection to the reader named ``reader_name``; with ``atr``, waits (up to
+    ``timeout`` s) until the card there is the one with that ATR."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reader = next(r for r in readers() if str(r) == reader_name)
+            connection = reader.createConnection()
+            connection.connect()
+            if atr is None or bytes(connection.getATR()) == atr:
+                return connection
+            connection.disconnect()
+        except (NoCardException, CardConnectionException, StopIteration):
+            if atr is None:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no card with ATR {atr.hex().upper()} in {reader_name!r} after {timeout}s")
+        time.sleep(0.02)
 
 
 def transmit(connection: Any, apdu: bytes) -> ResponseApdu:
@@ -144,6 +171,33 @@ def cap_components(package_aid: bytes, module_aids: list[bytes]) -> bytes:
     return b"".join(bytes([tag]) + len(info).to_bytes(2, "big") + info for tag, info in ((1, header), (3, applet)))
 
 
+def reader_port(reader: str) -> int:
+    """The vpcd TCP port of a "Virtual PCD 00 NN" reader: the base port plus the slot number."""
+    return vpcd_base_port() + int(reader.split()[-1], 16)
+
+
+@contextmanager
+def claimed_reader(pcscd_readers: list[str], attempts: int = 200) -> Iterator[str]:
+    """A vpcd reader with no card whose slot lock (gpchannel.io.vpcd.VpcdSlotLock) this process holds until the
+    block ends, so no cooperating test or benchmark serves another card there meanwhile. Last slot first."""
+    pause = threading.Event()
+    for _ in range(attempts):
+        for reader in reversed(pcscd_readers):
+            lock = VpcdSlotLock(reader_port(reader))
+            if not lock.try_acquire():
+                continue
+            if card_present(reader):
+                lock.release()
+                continue
+            try:
+                yield reader
+            finally:
+                lock.release()
+            return
+        pause.wait(0.1)
+    raise AssertionError(f"no free vpcd slot among {pcscd_readers}: other virtual cards hold them")
+
+
 @dataclass
 class ServedCard:
     """The emulator (``gpchannel.emulator.app.serve`` in a thread) on the vpcd slot of ``reader``."""
@@ -153,25 +207,23 @@ class ServedCard:
     stop: threading.Event
     thread: threading.Thread
 
+    def connect(self) -> Any:
+        """A pyscard connection to this card (not another virtual card that took the slot meanwhile)."""
+        return connect(self.reader, self.card.atr)
+
 
 @contextmanager
 def served(pcscd_readers: list[str], state_dir: Path, profile_path: Path | None) -> Iterator[ServedCard]:
     """Serve the card of ``state_dir`` (built from ``profile_path`` the first time) until the block ends."""
     card, _ = open_card(state_dir, profile_path)
-    reader = free_reader(pcscd_readers)
-    port = vpcd_base_port() + int(reader.split()[-1], 16)
-    stop = threading.Event()
-    thread = threading.Thread(target=serve, args=(card, "127.0.0.1", port), kwargs={"stop": stop}, daemon=True)
-    thread.start()
-    try:
-        pause = threading.Event()
-        for _ in range(200):
-            if card_present(reader):
-                break
-            pause.wait(0.05)
-        else:
-            raise AssertionError(f"the emulator never showed up in {reader!r}")
-        yield ServedCard(reader, card, stop, thread)
-    finally:
-        stop.set()
-        thread.join(10)
+    with claimed_reader(pcscd_readers) as reader:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=serve, args=(card, "127.0.0.1", reader_port(reader)), kwargs={"stop": stop}, daemon=True
+        )
+        thread.start()
+        try:
+            yield ServedCard(reader, card, stop, thread)
+        finally:
+            stop.set()
+            thread.join(10)

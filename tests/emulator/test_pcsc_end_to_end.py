@@ -25,7 +25,6 @@ from tests.emulator.pyscard_user import (
     ISD_AID,
     SELECT_ISD,
     cap_components,
-    connect,
     get_status,
     lv,
     open_channel,
@@ -104,10 +103,10 @@ def _tampered_mac_closes_the_channel(connection: Any, host: HostChannel) -> None
 
 @pytest.mark.parametrize(("scp", "i", "level"), CHANNELS, ids=[f"scp{s}-i{i}-level{v:02X}" for s, i, v in CHANNELS])
 def test_pyscard_script_through_pcscd(pcscd_readers: list[str], tmp_path: Path, scp: str, i: str, level: int) -> None:
-    profile_path, kvn = profile(tmp_path, scp, i)
+    profile_path, kvn, _ = profile(tmp_path, scp, i)
     state_dir = tmp_path / "state"
     with served(pcscd_readers, state_dir, profile_path) as card:
-        connection = connect(card.reader)
+        connection = card.connect()
         try:
             host = open_channel(connection, scp, int(i, 16), level, kvn)
             _manage_content(connection, host)
@@ -128,9 +127,9 @@ def test_pyscard_script_through_pcscd(pcscd_readers: list[str], tmp_path: Path, 
 
 def test_second_echo_instance_answers_through_pcscd(pcscd_readers: list[str], tmp_path: Path) -> None:
     """The installed instance runs the echo applet: SELECT it, its install parameters come back (INS CA)."""
-    profile_path, kvn = profile(tmp_path, "03", "70")
+    profile_path, kvn, _ = profile(tmp_path, "03", "70")
     with served(pcscd_readers, tmp_path / "state", profile_path) as card:
-        connection = connect(card.reader)
+        connection = card.connect()
         try:
             host = open_channel(connection, "03", 0x70, 0x33, kvn)
             for_load = lv(ECHO_LOAD_FILE_AID) + lv(b"") + lv(b"") + lv(b"") + lv(b"")
