@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import ota_packets, scp
+from bench import ota_packets, pcsc, scp
+from gpchannel.errors import TransportError
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per figure")
+    parser.add_argument("--pcsc-apdus", type=int, default=2000, help="APDUs per PC/SC figure")
     args = parser.parse_args()
     print("== secure messaging (sans-I/O core) ==")
     for line in scp.run(args.seconds):
@@ -17,6 +19,14 @@ def main() -> None:
     print("== SCP80 OTA packets (sans-I/O core) ==")
     for line in ota_packets.run(args.seconds):
         print(line.line())
+    print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")
+    try:
+        pcsc_lines = pcsc.run(args.pcsc_apdus)
+    except TransportError as exc:
+        print(f"skipped: pcscd is not available ({exc}); start it with scripts/pcscd.sh start")
+    else:
+        for line in pcsc_lines:
+            print(line.line())
 
 
 if __name__ == "__main__":
