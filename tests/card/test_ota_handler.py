@@ -501,7 +501,7 @@ TOOLKIT = bytes.fromhex("EA0E800C01001000000112 03C00001 00".replace(" ", ""))
 
 
 def test_toolkit_parameters() -> None:
-    from gpchannel.card.ota_handler import toolkit_parameters
+    from gpchannel.card.ota_targets import toolkit_parameters
 
     assert toolkit_parameters(TOOLKIT[2:]) == (b"\x12", [APP_TAR])
     with_menu = bytes.fromhex("8012 01001002 0101 0202 00 00 06 C00001C00002 00".replace(" ", ""))
