@@ -500,17 +500,6 @@ APP_TAR = bytes.fromhex("C00001")
 TOOLKIT = bytes.fromhex("EA0E800C01001000000112 03C00001 00".replace(" ", ""))
 
 
-def test_toolkit_parameters() -> None:
-    from gpchannel.card.ota_targets import toolkit_parameters
-
-    assert toolkit_parameters(TOOLKIT[2:]) == (b"\x12", [APP_TAR])
-    with_menu = bytes.fromhex("8012 01001002 0101 0202 00 00 06 C00001C00002 00".replace(" ", ""))
-    assert toolkit_parameters(with_menu) == (b"", [APP_TAR, bytes.fromhex("C00002")])
-    for broken in (b"", b"\x80", bytes.fromhex("80020100"), bytes.fromhex("800501001000"), TOOLKIT[2:-2]):
-        assert toolkit_parameters(broken) is None
-    assert toolkit_parameters(bytes.fromhex("8107") + TOOLKIT[4:]) is None  # not the toolkit parameters (80)
-
-
 def test_application_reached_by_the_tar_of_its_install_parameters() -> None:
     card, store = make_card()
     echo = card.state.application(ECHO)
