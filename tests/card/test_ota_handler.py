@@ -549,3 +549,22 @@ def test_long_por_by_deliver_report_and_by_several_sms_submits() -> None:
     assert por is not None and por.authenticated
     assert CompactResponse.from_bytes(por.data) == CompactResponse(2, ResponseApdu(record))
     assert exchange(card, CommandApdu(0x80, 0x14, 0, 0, b"\x81\x03\x01\x13\x00")).sw == 0x6985
+
+
+@pytest.mark.parametrize("cla", [0x80, 0xA0])
+@pytest.mark.parametrize("transport", list(PorTransport))
+def test_effects_persist_whatever_the_por_path(cla: int, transport: PorTransport) -> None:
+    """91xx (SEND SHORT MESSAGE pending) and 9Fxx (GSM) are normal endings: the counter and the file written
+    are committed with them, as with 61xx."""
+    card, store = make_card()
+    spi = Spi(counter_mode=CounterMode.HIGHER, por_transport=transport)
+    packet = secure_command(
+        encode_compact([SELECT_SPN, UPDATE_SPN]), spi=spi, kic=KIC, kid=KID, tar=RFM, counter=1, keyset=KEYSET
+    )
+    sent = deliver(card, packet.to_bytes(), cla=cla)
+    expected_sw1 = 0x91 if transport is PorTransport.SUBMIT else {0x80: 0x61, 0xA0: 0x9F}[cla]
+    assert sent.por_ud and sent.sws[0] >> 8 == expected_sw1
+    again = restart(store)
+    assert counter_of(again) == 1
+    por = send(again, [SELECT_SPN, READ_SPN], 2)
+    assert por is not None and CompactResponse.from_bytes(por.data).last.data == b"ABCD"

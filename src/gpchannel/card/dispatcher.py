@@ -66,7 +66,9 @@ def _shown(raw: bytes) -> str:
 
 
 def _is_success(sw: int) -> bool:
-    return sw == 0x9000 or sw >> 8 in (0x61, 0x62, 0x63)
+    """Normal processing (ISO 7816-4; ETSI TS 102 221 10.2.1.1: 91xx with a proactive command pending, and the
+    GSM 9Fxx of an ENVELOPE answered under CLA A0) or a warning."""
+    return sw == 0x9000 or sw >> 8 in (0x61, 0x62, 0x63, 0x91, 0x9F)
 
 
 class Card:
