@@ -568,3 +568,20 @@ def test_effects_persist_whatever_the_por_path(cla: int, transport: PorTransport
     assert counter_of(again) == 1
     por = send(again, [SELECT_SPN, READ_SPN], 2)
     assert por is not None and CompactResponse.from_bytes(por.data).last.data == b"ABCD"
+
+
+def test_an_undone_remote_apdu_leaves_no_stale_applet_behind() -> None:
+    """The echo applet is selected on the basic channel; an OTA script through its TAR fails (6F00) and is
+    undone. The applet selected afterwards works on the live state: its command count is persisted."""
+    card, store = make_card()
+    echo = card.state.application(ECHO)
+    assert echo is not None
+    echo.system_parameters = TOOLKIT[2:]
+    card.save()
+    select = CommandApdu(0x00, 0xA4, 0x04, 0x00, ECHO, le=256)
+    assert exchange(card, select).sw == 0x9000
+    por = send(card, [apdu("8010000001 41"), apdu("806F000000")], 1, tar=APP_TAR)
+    assert por is not None and CompactResponse.from_bytes(por.data) == CompactResponse(2, ResponseApdu(sw=0x6F00))
+    assert exchange(card, CommandApdu(0x80, 0x10, 0, 0, b"Z")).data == b"Z"
+    again = restart(store).state.application(ECHO)
+    assert again is not None and again.data["count"] == 2  # one through OTA, one through the channel

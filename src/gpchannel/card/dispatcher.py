@@ -240,7 +240,12 @@ class Card:
     def _dispatch(self, command: CommandApdu) -> ResponseApdu:
         cla = command.cla
         if is_ota_command(command):  # ENVELOPE (SMS-PP download), FETCH, TERMINAL RESPONSE: card/ota_handler.py
-            return self.ota.process(self.ctx, self.channels[0], command)
+            state = self.ctx.state
+            response = self.ota.process(self.ctx, self.channels[0], command)
+            if self.ctx.state is not state:  # a remote APDU was undone: live applets come back from the state
+                for live in self.channels.values():
+                    live.applet = None
+            return response
         if cla & 0x60 == 0x20 or 0xA0 <= cla <= 0xBF:
             raise ClaNotSupported(f"CLA {cla:02X} is not an ISO or GlobalPlatform class")
         if cla & 0x10:
