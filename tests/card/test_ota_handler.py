@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
@@ -585,3 +587,29 @@ def test_an_undone_remote_apdu_leaves_no_stale_applet_behind() -> None:
     assert exchange(card, CommandApdu(0x80, 0x10, 0, 0, b"Z")).data == b"Z"
     again = restart(store).state.application(ECHO)
     assert again is not None and again.data["count"] == 2  # one through OTA, one through the channel
+
+
+# --------------------------------------------------------------------------------------------- fuzz
+
+_CARD_AND_STORE = make_card()
+
+
+@given(st.binary(max_size=150), st.booleans())
+def test_any_sms_gets_a_status_and_changes_nothing(body: bytes, as_command: bool) -> None:
+    """Whatever the TP-UD (a command-packet UDH before random bytes, or random bytes): the ENVELOPE gets 9000,
+    61xx (an unsecured error PoR) or 6A80; no counter moves and nothing is committed."""
+    card, store = _CARD_AND_STORE
+    commits = store.commits
+    ud = (b"\x02\x70\x00" + body) if as_command else body
+    try:
+        deliver_tpdu = SmsDeliver(SERVER, ud, udhi=as_command).to_bytes()
+    except ValueError:
+        return
+    response = exchange(card, SmsPpDownload(deliver_tpdu).to_apdu())
+    assert response.sw in (0x9000, 0x6A80) or response.sw >> 8 == 0x61
+    if response.sw >> 8 == 0x61:
+        por_ud = exchange(card, CommandApdu(0x00, 0xC0, 0, 0, le=response.sw & 0xFF)).data
+        raw = secured_message(por_ud).packet
+        assert raw[2] == 0x0A and raw[11] != 0  # RHL 10 (no CC), an error status
+    assert counter_of(card) == 0 and store.commits == commits
+    card.ota.reassembler = Reassembler()  # random concatenation segments must not pile up between examples

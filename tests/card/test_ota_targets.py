@@ -3,6 +3,9 @@ toolkit parameters of install parameters (ETSI TS 102 226 8.2.1.3.2.2), key sets
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gpchannel.card.ota_targets import (
     DEFAULT_MSL,
     RAM_ISD_TAR,
@@ -84,3 +87,9 @@ def test_keysets_are_bound_and_counters_kept() -> None:
     assert stored_counter(state, index) == 41 and stored_counter(state, -1) == 0
     store_counter(state, index, 42)
     assert stored_counter(state.copy(), index) == 42
+
+
+@given(st.binary(max_size=64))
+def test_toolkit_parameters_never_raise(raw: bytes) -> None:
+    found = toolkit_parameters(raw)
+    assert found is None or all(len(tar) == 3 for tar in found[1])

@@ -182,3 +182,10 @@ def test_parse_matches_pysim(case: object) -> None:
     assert last["sw"] == case.expected["last_status_word"].upper()
     assert last["data"] == case.expected["last_response_data"].upper()
     assert secured_message(bytes.fromhex(case.inputs["encoded_resp"])).response
+
+
+def test_parse_refuses_garbage(target: list[str]) -> None:
+    for garbage in ("00", "027100", "0271000005", "zz"):
+        result = run("ota", "parse", garbage, *target[:2])
+        assert result.exit_code in (1, 2)
+        assert "Traceback" not in result.output
