@@ -189,3 +189,11 @@ def test_parse_refuses_garbage(target: list[str]) -> None:
         result = run("ota", "parse", garbage, *target[:2])
         assert result.exit_code in (1, 2)
         assert "Traceback" not in result.output
+
+
+def test_global_options_are_used(target: list[str], tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    args = ["--emulator", state, "--profile", target[1], "ota", "send", SELECT_SPN, READ_SPN, "--json"]
+    result = run(*args, "--counter-store", target[3])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["responses"] == [{"sw": "9000", "data": "FFFFFFFF"}]

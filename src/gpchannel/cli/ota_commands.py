@@ -204,6 +204,13 @@ def _packet_options(fn: Any) -> Any:
     return fn
 
 
+def _global(name: str) -> Any:
+    """A global option (``gpchannel --profile/--reader/--emulator ... ota ...``) when the command has none."""
+    ctx = click.get_current_context(silent=True)
+    settings = ctx.find_root().obj if ctx is not None else None
+    return getattr(settings, name, None)
+
+
 def _spi(text: str) -> Spi:
     raw = _hex(text, "--spi")
     try:
@@ -362,6 +369,7 @@ def build(
     sim: bool,
 ) -> None:
     """Secure APDUS (hex) into a command packet, SMS-DELIVER TPDUs or ENVELOPEs."""
+    profile = profile or _global("profile")
     keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
     store = CounterStore(counter_store or default_counter_store())
     try:
@@ -398,7 +406,7 @@ def parse(
     as_json: bool,
 ) -> None:
     """Verify and decode a PoR (hex) with the command's SPI and key set."""
-    keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
+    keys = resolve_keys(profile or _global("profile"), kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
     try:
         _, info = parse_por(_hex(por, "POR"), _spi(spi), keys)
     except GPChannelError as exc:
@@ -439,6 +447,9 @@ def send(
     """Send APDUS (hex) over the air: ENVELOPEs to the card, then the PoR fetched and verified."""
     from gpchannel.cli.target import open_transport
 
+    profile = profile or _global("profile")
+    if reader is None and emulator is None:
+        reader, emulator = _global("reader"), _global("emulator")
     if card_id is None and emulator is not None and profile is None:
         card_id = str(emulator.resolve())
     keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
