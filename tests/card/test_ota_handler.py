@@ -613,3 +613,34 @@ def test_any_sms_gets_a_status_and_changes_nothing(body: bytes, as_command: bool
         assert raw[2] == 0x0A and raw[11] != 0  # RHL 10 (no CC), an error status
     assert counter_of(card) == 0 and store.commits == commits
     card.ota.reassembler = Reassembler()  # random concatenation segments must not pile up between examples
+
+
+def test_ram_load_spans_several_packets_then_install() -> None:
+    from gpchannel.gp.cap import CapFile
+    from gpchannel.gp.install import InstallForLoad
+    from gpchannel.host.commands import install_for_load_command, load_commands
+    from tests.gp.test_cap import build_cap, components
+
+    card, _ = make_card()
+    cap = CapFile.from_bytes(build_cap(components()))
+    loads = load_commands(cap.load_file(), 100)
+    assert len(loads) >= 2
+    first = [install_for_load_command(InstallForLoad(cap.package_aid)), loads[0]]
+    por = send(card, first, 1, tar=RAM)
+    assert por is not None
+    response = CompactResponse.from_bytes(por.data)
+    assert (response.executed, response.last.sw) == (2, 0x9000)
+    for n, block in enumerate(loads[1:], start=2):
+        por = send(card, [block], n, tar=RAM)
+        assert por is not None and CompactResponse.from_bytes(por.data).last.sw == 0x9000
+    loaded = card.state.load_file(cap.package_aid)
+    assert loaded is not None and cap.applet_aids[0] in loaded.modules
+    instance = cap.applet_aids[0] + b"\x01"
+    install = install_for_install_command(InstallForInstall(cap.package_aid, cap.applet_aids[0], instance))
+    por = send(card, [install], len(loads) + 1, tar=RAM)
+    assert por is not None and CompactResponse.from_bytes(por.data).last.sw == 0x9000
+    assert card.state.application(instance) is not None
+    # A LOAD block with no INSTALL [for load] before it is refused.
+    fresh, _ = make_card()
+    por = send(fresh, [loads[0]], 1, tar=RAM)
+    assert por is not None and CompactResponse.from_bytes(por.data).last.sw in (0x6985, 0x6A86)

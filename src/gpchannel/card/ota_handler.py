@@ -97,6 +97,9 @@ class OtaHandler:
         self.reassembler = Reassembler(max_pending)
         self.gsm_pending = b""
         self.proactive: list[bytes] = []
+        self.ram_channels: dict[bytes, ChannelContext] = {}
+        """Per receiving entity: the multi-command operations (INSTALL [for load] then LOAD blocks, GET STATUS
+        next occurrence) carry over from one command packet to the next, as on a card's RAM session."""
 
     def process(self, ctx: CardContext, channel: ChannelContext, command: CommandApdu) -> ResponseApdu:
         """One ENVELOPE, FETCH, TERMINAL RESPONSE or GSM GET RESPONSE; raises :class:`CardError`."""
@@ -184,7 +187,8 @@ class OtaHandler:
             return _error(packet, ResponseStatus.INSUFFICIENT_SECURITY_LEVEL, keyset if _cc(spi) else None)
         if index >= 0:
             store_counter(ctx.state, index, counter_after(spi.counter_mode, command.counter, stored))
-        data = run_script(ctx, entry, command.data)
+        channel = None if entry.rfm else self.ram_channels.setdefault(entry.target, ChannelContext(0))
+        data = run_script(ctx, entry, command.data, channel)
         if not por_wanted(spi, ResponseStatus.POR_OK):
             return None
         return secure_response(

@@ -45,14 +45,14 @@ _OK_SW1 = frozenset({0x90, 0x91, 0x61, 0x62, 0x63, 0x9F})
 
 
 class _Executor:
-    """Runs remote APDUs against one receiving entity, with a fresh session per packet (TS 102 226: a command
-    script starts at the MF for RFM; RAM runs as through the Security Domain, the packet being the secure
-    channel)."""
+    """Runs remote APDUs against one receiving entity. RFM starts at the MF with each packet; RAM runs as through
+    the Security Domain (the packet being the secure channel) on ``channel``, which the caller keeps from one
+    packet to the next so that an INSTALL [for load] and its LOAD blocks may come in several packets."""
 
-    def __init__(self, ctx: CardContext, entry: TarEntry) -> None:
+    def __init__(self, ctx: CardContext, entry: TarEntry, channel: ChannelContext | None) -> None:
         self.ctx = ctx
         self.entry = entry
-        self.channel = ChannelContext(0)
+        self.channel = channel if channel is not None else ChannelContext(0)
         self.files: FileSystem | None = None
         self.file_session = FileSession()
         if entry.rfm:
@@ -127,9 +127,9 @@ def _iccid_digits(state: CardState) -> str:
     return digits if digits.isdigit() and 10 <= len(digits) <= 20 else "8988211000000000001"
 
 
-def run_script(ctx: CardContext, entry: TarEntry, data: bytes) -> bytes:
+def run_script(ctx: CardContext, entry: TarEntry, data: bytes, channel: ChannelContext | None = None) -> bytes:
     """Execute the remote command script and give the response data for the PoR (TS 102 226 5.1 / 5.2)."""
-    executor = _Executor(ctx, entry)
+    executor = _Executor(ctx, entry, channel)
     if data[:1] in (b"\xaa", b"\xae"):
         return _run_expanded(executor, data)
     try:
