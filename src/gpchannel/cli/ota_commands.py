@@ -191,8 +191,10 @@ def _packet_options(fn: Any) -> Any:
     options = [
         click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile."),
         click.option("--kvn", type=int, help="OTA key set version (1..15; default: the profile's first)."),
-        click.option("--kic", "kic_key", help="Ciphering key, hex (instead of a profile)."),
-        click.option("--kid", "kid_key", help="RC/CC key, hex (instead of a profile)."),
+        click.option(
+            "--kic", "kic_key", envvar="GPCHANNEL_OTA_KIC", help="Ciphering key, hex (env GPCHANNEL_OTA_KIC)."
+        ),
+        click.option("--kid", "kid_key", envvar="GPCHANNEL_OTA_KID", help="RC/CC key, hex (env GPCHANNEL_OTA_KID)."),
         click.option("--kic-algorithm", type=click.Choice(list(_KIC)), default="aes-cbc", show_default=True),
         click.option("--kid-algorithm", type=click.Choice(list(_KID)), default="aes-cmac", show_default=True),
         click.option("--spi", default=DEFAULT_SPI, show_default=True, help="SPI, 2 bytes hex (TS 102 225 5.1.1)."),
