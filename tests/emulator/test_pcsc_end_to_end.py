@@ -18,6 +18,7 @@ import pytest
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.emulator.app import ECHO_LOAD_FILE_AID, ECHO_MODULE_AID
+from gpchannel.errors import AuthenticationError
 from gpchannel.io.store import DirectoryStore
 from gpchannel.scp.common import HostChannel
 from tests.emulator.pyscard_user import (
@@ -150,5 +151,22 @@ def test_second_echo_instance_answers_through_pcscd(pcscd_readers: list[str], tm
             # GET STATUS of applications, outside the channel: 6982 (a secure channel is needed, 11.4.2).
             assert transmit(connection, SELECT_ISD).sw == 0x9000
             assert transmit(connection, bytes.fromhex("80F24002024F0000")).sw == 0x6982
+        finally:
+            connection.disconnect()
+
+
+@pytest.mark.parametrize(("i", "other"), [("15", 0x55), ("55", 0x15)])
+def test_scp02_card_runs_the_profiles_i(pcscd_readers: list[str], tmp_path: Path, i: str, other: int) -> None:
+    """The card challenge follows the profile's i (GP 2.2.1 E.4.2.3): a host expecting i=55 checks the
+    pseudo-random challenge and refuses an i=15 card's random one; a host told i=15 (random) accepts either."""
+    profile_path, kvn, _ = profile(tmp_path, "02", i)
+    with served(pcscd_readers, tmp_path / "state", profile_path) as card:
+        connection = card.connect()
+        try:
+            if other == 0x55:
+                with pytest.raises(AuthenticationError, match="challenge"):
+                    open_channel(connection, "02", other, 0x01, kvn)
+            else:
+                assert open_channel(connection, "02", other, 0x01, kvn).is_open
         finally:
             connection.disconnect()
