@@ -197,3 +197,18 @@ def test_global_options_are_used(target: list[str], tmp_path: Path) -> None:
     result = run(*args, "--counter-store", target[3])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["responses"] == [{"sw": "9000", "data": "FFFFFFFF"}]
+
+
+def test_counter_store_keeps_cards_apart(tmp_path: Path) -> None:
+    store = CounterStore(tmp_path / "sub" / "counters.json")
+    assert store.last("card-a", 1) == 0
+    store.record("card-a", 1, 5)
+    store.record("card-b", 1, 2)
+    store.record("card-a", 2, 9)
+    store.record("card-a", 1, 3)  # never lowered
+    assert (store.last("card-a", 1), store.last("card-a", 2), store.last("card-b", 1)) == (5, 9, 2)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["counters.json"]  # no temporary file left
+    assert json.loads((tmp_path / "sub" / "counters.json").read_text()) == {
+        "card-a": {"1": 5, "2": 9},
+        "card-b": {"1": 2},
+    }

@@ -113,6 +113,11 @@ class CounterStore:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself is durable
+        finally:
+            os.close(directory)
 
 
 # --------------------------------------------------------------------------------------------- keys and options
