@@ -3,6 +3,6 @@ run), shared with the emulator's end-to-end tests."""
 
 from __future__ import annotations
 
-from tests.io.conftest import pcscd_readers
+from tests.io.conftest import pcscd_readers, virtual_reader
 
-__all__ = ["pcscd_readers"]
+__all__ = ["pcscd_readers", "virtual_reader"]
