@@ -204,12 +204,12 @@ def test_trace_logs_apdus_and_never_keys(pcscd_readers: list[str], tmp_path: Pat
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (('enc = "404142434445464748494A4B4C4D4E4F"', 'enc = "40414243"'), "isd.keysets[0].enc"),
-        (('type = "aes"', 'type = "rsa"'), "isd.keysets[0].type"),
-        (('i = "70"', 'i = "7Z"'), "isd.i"),
+        (('enc = "404142434445464748494A4B4C4D4E4F"', 'enc = "40414243"'), ("isd.keysets[0].enc", "16, 24, 32 bytes")),
+        (('type = "aes"', 'type = "rsa"'), ("isd.keysets[0].type", '"aes" or "des3"')),
+        (('i = "70"', 'i = "7Z"'), ("isd.i", "a hex byte")),
     ],
 )
-def test_bad_profile_is_refused_naming_the_key(tmp_path: Path, change: tuple[str, str], named: str) -> None:
+def test_bad_profile_is_refused_naming_the_key(tmp_path: Path, change: tuple[str, str], named: tuple[str, str]) -> None:
     text = (PROFILES / "scp03.toml").read_text()
     assert change[0] in text
     profile = tmp_path / "bad.toml"
@@ -218,7 +218,8 @@ def test_bad_profile_is_refused_naming_the_key(tmp_path: Path, change: tuple[str
     args = [*_command(), "card", "serve", "--profile", str(profile), "--state", str(state_dir), "--vpcd", "127.0.0.1:9"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2, result.stderr
-    assert named in result.stderr, result.stderr
+    key, expected = named
+    assert f"profile key {key}: expected {expected}" in result.stderr, result.stderr
     assert DirectoryStore(state_dir).load() is None  # nothing half-built was left behind
 
 
