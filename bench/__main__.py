@@ -21,10 +21,11 @@ def main() -> None:
         print(line.line())
     print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")
     try:
-        pcsc_lines = pcsc.run(args.pcsc_apdus)
+        pcsc_lines, how = pcsc.run(args.pcsc_apdus)
     except TransportError as exc:
         print(f"skipped: pcscd is not available ({exc}); start it with scripts/pcscd.sh start")
     else:
+        print(f"({how})")
         for line in pcsc_lines:
             print(line.line())
 
