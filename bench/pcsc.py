@@ -33,7 +33,7 @@ from gpchannel.io.vpcd import VpcdSlotLock, vpcd_base_port
 from gpchannel.scp.common import SecurityLevel
 from gpchannel.scp.scp03_host import Scp03Host
 
-__all__ = ["emulator_rates", "run"]
+__all__ = ["emulator_rates", "null_rate", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "examples" / "profiles" / "scp03.toml"
