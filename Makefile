@@ -26,6 +26,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
+	./scripts/pcscd.sh start || echo "bench: pcscd could not be started; the PC/SC figures will be skipped"
 	$(PY) -m bench
 
 clean:
