@@ -34,6 +34,7 @@ __all__ = [
     "ReplayError",
     "SecurityError",
     "SecurityNotSatisfied",
+    "SmppStatusError",
     "TransportError",
     "UnsupportedError",
     "WrongLength",
@@ -101,6 +102,17 @@ class UnsupportedError(GPChannelError):
 
 class TransportError(GPChannelError):
     """I/O failed: reader gone, socket closed, TLS failure (raised by gpchannel.io only)."""
+
+
+class SmppStatusError(TransportError):
+    """The SMPP peer answered a request with a command_status other than ESME_ROK (SMPP 3.4 5.1.3)."""
+
+    def __init__(self, command_status: int, message: str = "") -> None:
+        self.command_status = command_status
+        text = f"SMPP command_status {command_status:#010x}"
+        if message:
+            text = f"{text}: {message}"
+        super().__init__(text)
 
 
 class CardStatusError(GPChannelError):
