@@ -1,0 +1,289 @@
+"""The handset bridge: an SMPP 3.4 server that plays SMS centre and handset in front of one card.
+
+Each submit_sm (SMPP 3.4 4.4) from a bound ESME becomes an SMS-DELIVER TPDU (3GPP TS 23.040 9.2.2.1: TP-OA =
+the submit_sm's source_addr, TP-PID = protocol_id, TP-DCS = data_coding, TP-UDHI from esm_class, TP-UD =
+short_message) and is downloaded to the card by :class:`gpchannel.smpp.handset.HandsetCard`; the PoR goes
+back to the ESME as deliver_sm (4.6.1) from the submit_sm's destination_addr (the card's number), with esm_class
+UDHI, protocol_id 7F and data_coding F6. When registered_delivery asks for it (5.2.17) a delivery receipt
+follows each submit_sm (esm_class 04, Appendix B text plus the receipted_message_id and message_state TLVs):
+DELIVRD when the card took the ENVELOPE, UNDELIV (with the status word in the text) when it refused it.
+
+In ``sink`` mode there is no card: every valid submit_sm is accepted and receipted as delivered (benchmarks).
+
+The SMPP session layer (binds, enquire_link, sequence numbers, generic_nack for unknown or malformed PDUs) is
+the smpp34 library's: it accepts any bind (its Python server has no bind hook), so the bridge checks the
+system_id at the first submit_sm and answers ESME_RINVSYSID for one that is not allowed. The card is driven
+from a worker thread, one ENVELOPE at a time, in the order the submit_sm arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import smpp34
+
+from gpchannel.errors import DecodeError, GPChannelError
+from gpchannel.ota.sms import Address, SmsDeliver, TypeOfNumber
+from gpchannel.ota.udh import MAX_USER_DATA
+from gpchannel.smpp.handset import CardOutcome, HandsetCard
+from gpchannel.smpp.receipt import (
+    DATA_CODING_OTA,
+    ESM_CLASS_DELIVERY_RECEIPT,
+    ESM_CLASS_UDHI,
+    PROTOCOL_ID_OTA,
+    TLV_MESSAGE_STATE,
+    TLV_RECEIPTED_MESSAGE_ID,
+    DeliveryReceipt,
+    MessageState,
+    receipt_wanted,
+)
+
+__all__ = [
+    "ESME_RINVDSTADR",
+    "ESME_RINVESMCLASS",
+    "ESME_RINVMSGLEN",
+    "ESME_RINVSRCADR",
+    "ESME_RINVSYSID",
+    "ESME_RMSGQFUL",
+    "BridgeStats",
+    "HandsetBridge",
+    "deliver_tpdu",
+]
+
+_log = logging.getLogger("gpchannel.smpp.bridge")
+
+# SMPP 3.4 5.1.3 command_status values the bridge answers with.
+ESME_RINVMSGLEN = 0x01
+ESME_RINVSRCADR = 0x0A
+ESME_RINVDSTADR = 0x0B
+ESME_RINVSYSID = 0x0F
+ESME_RMSGQFUL = 0x14
+ESME_RINVESMCLASS = 0x43
+
+
+def deliver_tpdu(
+    source_addr: str, source_ton: int, esm_class: int, protocol_id: int, data_coding: int, short_message: bytes
+) -> SmsDeliver:
+    """The SMS-DELIVER a handset receives for a submit_sm (TS 23.040 9.2.2.1); ValueError for an address or
+    user data the TPDU cannot carry (mapped to a command_status by the bridge)."""
+    ton = TypeOfNumber(source_ton & 7)
+    return SmsDeliver(
+        Address(source_addr, ton if ton is not TypeOfNumber.ALPHANUMERIC else TypeOfNumber.UNKNOWN),
+        short_message,
+        pid=protocol_id,
+        dcs=data_coding,
+        udhi=bool(esm_class & ESM_CLASS_UDHI),
+        no_more_messages=True,
+    )
+
+
+@dataclass
+class BridgeStats:
+    """Counters since start: submit_sm accepted / refused, ENVELOPEs the card took / refused, deliver_sm sent."""
+
+    accepted: int = 0
+    refused: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    pors: int = 0
+    receipts: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    session_id: str
+    message_id: str
+    source_addr: str
+    destination_addr: str
+    registered_delivery: int
+    deliver: SmsDeliver | None
+    submitted: str
+
+
+def _stamp(now: datetime.datetime) -> str:
+    return now.strftime("%y%m%d%H%M")
+
+
+class HandsetBridge:
+    """The SMPP server in front of ``card`` (``None``: sink mode).
+
+    ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
+    dates (UTC by default). :meth:`serve` runs until ``stop`` is set; the listening port is :attr:`port`.
+    """
+
+    def __init__(
+        self,
+        card: HandsetCard | None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2775,
+        system_id: str = "GPCHANNEL",
+        allowed_system_ids: Collection[str] | None = None,
+        queue_size: int = 1000,
+        clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        self.card = card
+        self.host = host
+        self.port = port
+        self.system_id = system_id
+        self.allowed = None if allowed_system_ids is None else frozenset(allowed_system_ids)
+        self.stats = BridgeStats()
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._server: smpp34.Server | None = None
+        self._sessions: dict[str, smpp34.Esme] = {}
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
+        self._next_id = 0
+
+    async def start(self) -> None:
+        """Listen (smpp34 raises its SmppError when the address cannot be bound)."""
+        server = smpp34.Server(self.host, self.port, system_id=self.system_id)
+        await server.start()
+        self._server = server
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Answer ESMEs until ``stop`` is set, then stop listening (queued jobs are finished first)."""
+        if self._server is None:
+            await self.start()
+        server = self._server
+        assert server is not None
+        worker = asyncio.create_task(self._work())
+        pending_next: asyncio.Future[Any] = asyncio.ensure_future(server.next())
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                done, _ = await asyncio.wait({pending_next, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if pending_next in done:
+                    self._event(pending_next.result())
+                    pending_next = asyncio.ensure_future(server.next())
+            await self._queue.join()
+        finally:
+            stopper.cancel()
+            worker.cancel()
+            pending_next.cancel()
+            await server.stop()
+            self._server = None
+
+    # -- events ---------------------------------------------------------------------------------------------
+    def _event(self, event: object) -> None:
+        if isinstance(event, smpp34.Esme):
+            self._sessions[event.session_id] = event
+            _log.info("ESME %r bound (%s)", event.system_id, event.session_id)
+        elif isinstance(event, smpp34.Unbound):
+            self._sessions.pop(event.session_id, None)
+        elif isinstance(event, smpp34.SubmitSmEvent):
+            self._submit(event)
+
+    def _refuse(self, event: smpp34.SubmitSmEvent, status: int, why: str) -> None:
+        self.stats.refused += 1
+        self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
+        _log.info("submit_sm to %r refused (%#04x): %s", event.destination_addr, status, why)
+        event.reject(status)
+
+    def _submit(self, event: smpp34.SubmitSmEvent) -> None:
+        session = self._sessions.get(event.session_id)
+        if self.allowed is not None and (session is None or session.system_id not in self.allowed):
+            return self._refuse(event, ESME_RINVSYSID, "system_id not allowed")
+        if not event.destination_addr:
+            return self._refuse(event, ESME_RINVDSTADR, "no destination_addr")
+        message = event.short_message
+        if len(message) > MAX_USER_DATA:
+            return self._refuse(event, ESME_RINVMSGLEN, f"{len(message)} octets, one SM holds {MAX_USER_DATA}")
+        if not event.esm_class & ESM_CLASS_UDHI:
+            return self._refuse(event, ESME_RINVESMCLASS, "an OTA short message has a UDH (esm_class 40)")
+        try:
+            deliver = deliver_tpdu(
+                event.source_addr or "0",
+                event.source_addr_ton,
+                event.esm_class,
+                event.protocol_id,
+                event.data_coding,
+                message,
+            )
+        except ValueError as exc:
+            return self._refuse(event, ESME_RINVSRCADR, str(exc))
+        self._next_id += 1
+        job = _Job(
+            event.session_id,
+            f"{self._next_id:08X}",
+            event.source_addr,
+            event.destination_addr,
+            event.registered_delivery,
+            deliver if self.card is not None else None,
+            _stamp(self._clock()),
+        )
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            return self._refuse(event, ESME_RMSGQFUL, "the card's queue is full")
+        self.stats.accepted += 1
+        event.accept(job.message_id)
+        return None
+
+    # -- the card -------------------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                await self._run(job)
+            except Exception:  # one broken job must not stop the bridge
+                _log.exception("job %s failed", job.message_id)
+            finally:
+                self._queue.task_done()
+
+    async def _run(self, job: _Job) -> None:
+        error, text = 0, ""
+        if job.deliver is None or self.card is None:
+            outcome = CardOutcome(0x9000)
+        else:
+            try:
+                outcome = await asyncio.to_thread(self.card.deliver, job.deliver)
+            except (GPChannelError, DecodeError) as exc:
+                _log.warning("the card did not take message %s: %s", job.message_id, exc)
+                outcome, error, text = CardOutcome(0), 2, "card unreachable"
+        if outcome.delivered:
+            self.stats.delivered += 1
+        else:
+            self.stats.undelivered += 1
+            if not text:
+                error, text = 1, f"sw {outcome.sw:04X}"
+        session = self._sessions.get(job.session_id)
+        if session is None or not session.can_receive:
+            return
+        if receipt_wanted(job.registered_delivery, outcome.delivered):
+            state = MessageState.DELIVERED if outcome.delivered else MessageState.UNDELIVERABLE
+            receipt = DeliveryReceipt(
+                job.message_id,
+                state,
+                error,
+                job.submitted,
+                _stamp(self._clock()),
+                delivered=1 if outcome.delivered else 0,
+                text=text,
+            )
+            await session.deliver_sm(
+                job.source_addr,
+                receipt.to_text(),
+                source_addr=job.destination_addr,
+                esm_class=ESM_CLASS_DELIVERY_RECEIPT,
+                tlvs=[
+                    smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, job.message_id.encode() + b"\x00"),
+                    smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,))),
+                ],
+            )
+            self.stats.receipts += 1
+        for destination, user_data in outcome.replies:
+            await session.deliver_sm(
+                destination or job.source_addr,
+                user_data,
+                source_addr=job.destination_addr,
+                esm_class=ESM_CLASS_UDHI,
+                protocol_id=PROTOCOL_ID_OTA,
+                data_coding=DATA_CODING_OTA,
+            )
+            self.stats.pors += 1
