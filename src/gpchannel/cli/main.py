@@ -22,6 +22,7 @@ import click
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.card_commands import card as card_group
 from gpchannel.cli.delegated import (
     dap_options,
@@ -528,6 +529,7 @@ cli.add_command(card_group)
 cli.add_command(trace_group)
 cli.add_command(keys_group)
 cli.add_command(ota_group)
+cli.add_command(bridge_command)
 
 
 def main(argv: list[str] | None = None) -> None:
