@@ -1,4 +1,5 @@
-"""Helpers for the SMPP tests: a loopback port, a bounded asyncio runner and a bridge serving in the background."""
+"""Helpers for the SMPP tests: a loopback port, a bounded asyncio runner, a bridge serving in the background, and
+the PC/SC fixtures of tests/io (pcscd + vpcd)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from gpchannel.smpp import HandsetBridge, OtaSmppClient
+from tests.io.conftest import pcscd_readers, virtual_reader
+
+__all__ = [
+    "CARD_NUMBER",
+    "OTA_SERVER",
+    "client",
+    "free_port",
+    "pcscd_readers",
+    "run",
+    "serving",
+    "virtual_reader",
+]
 
 T = TypeVar("T")
 TEST_TIMEOUT = 30.0
