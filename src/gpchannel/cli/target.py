@@ -130,24 +130,11 @@ class CallableTransport:
 
 
 def emulator_transport(state_dir: Path, profile: Path | None) -> ApduTransport:
-    """The emulator in-process over ``state_dir`` (``gpchannel.card.dispatcher.Card`` with the atomic directory
-    store); the first time, the card is built from ``profile``."""
-    try:
-        dispatcher = importlib.import_module("gpchannel.card.dispatcher")
-        card_profile = importlib.import_module("gpchannel.card.profile")
-        store_module = importlib.import_module("gpchannel.io.store")
-    except ImportError:
-        raise UnsupportedError("the in-process emulator is not available in this build") from None
-    store = store_module.DirectoryStore(state_dir)
+    """The emulator in-process over ``state_dir`` (the same card ``gpchannel card serve`` runs: see
+    :func:`gpchannel.emulator.app.open_card`); the first time, the card is built from ``profile``."""
+    from gpchannel.emulator.app import open_card
 
-    def initial() -> Any:
-        if profile is None:
-            raise UnsupportedError(
-                f"{state_dir} holds no card yet: pass --profile FILE to create it (or run `gpchannel card init`)"
-            )
-        return card_profile.load_profile(profile.read_text())
-
-    card = dispatcher.Card.from_store(store, initial, random=os.urandom)
+    card, _ = open_card(state_dir, profile)
     return CallableTransport(card.process)
 
 
