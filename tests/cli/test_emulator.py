@@ -1,10 +1,12 @@
-"""The gpchannel command against the emulator in-process (``--emulator STATE_DIR --profile FILE``): the card
-engine of gpchannel.card with its atomic directory store, built from the example profile the first time."""
+"""The gpchannel command against the emulator, in-process (``--emulator STATE_DIR --profile FILE``) and through
+the real PC/SC stack (``--reader``: the same card served on a vpcd slot of pcscd): the card engine of
+gpchannel.card with its atomic directory store, built from the example profile the first time."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,21 +15,26 @@ from click.testing import CliRunner, Result
 from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_CARD_STATUS, cli
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
+from tests.emulator.pyscard_user import served
 from tests.gp.test_cap import build_cap, components
 
 pytest.importorskip("gpchannel.card.dispatcher", reason="the card emulator engine is not in this build")
 
-EXAMPLE = Path(__file__).parents[2].parent / "shared" / "docs" / "example.toml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "profiles" / "scp03.toml"
 NEW_KEY = "000102030405060708090A0B0C0D0E0F"
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> list[str]:
-    if not EXAMPLE.is_file():
-        pytest.skip(f"the example profile is not at {EXAMPLE}")
+@pytest.fixture(params=["in-process", pytest.param("pcsc", marks=pytest.mark.pcsc)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """The global options that reach the card: ``--emulator`` in-process, or ``--reader`` through pcscd."""
     profile = tmp_path / "card.toml"
     shutil.copy(EXAMPLE, profile)
-    return ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
+    if request.param == "in-process":
+        yield ["--emulator", str(tmp_path / "state"), "--profile", str(profile)]
+        return
+    readers: list[str] = request.getfixturevalue("pcscd_readers")
+    with served(readers, tmp_path / "state", profile) as card:
+        yield ["--reader", card.reader]
 
 
 def run(target: list[str], *args: str) -> Result:
@@ -130,8 +137,6 @@ def _profile(
     ],
 )
 def test_protocols_detected(tmp_path: Path, scp: str, i: str, kvn: int, key_type: str, level: str) -> None:
-    if not EXAMPLE.is_file():
-        pytest.skip(f"the example profile is not at {EXAMPLE}")
     target = ["--emulator", str(tmp_path / "state"), "--profile", str(_profile(tmp_path, scp, i, kvn, key_type))]
     result = run(target, "--security-level", level, "list", "--json")
     assert result.exit_code == 0, result.output
@@ -147,8 +152,6 @@ def test_protocols_detected(tmp_path: Path, scp: str, i: str, kvn: int, key_type
     [("03", "70", "aes", "kdf3"), ("02", "55", "des3", "emv"), ("02", "15", "des3", "visa2")],
 )
 def test_diversified_card_keys(tmp_path: Path, scp: str, i: str, key_type: str, scheme: str) -> None:
-    if not EXAMPLE.is_file():
-        pytest.skip(f"the example profile is not at {EXAMPLE}")
     # The KDD is the card's (derived from its identity, the same for the same profile): read it first.
     probe = ["--emulator", str(tmp_path / "probe"), "--profile", str(_profile(tmp_path, scp, i, 0x30, key_type))]
     kdd = bytes.fromhex(json.loads(run(probe, "info", "--json").stdout)["secure_channel"]["key_diversification_data"])
