@@ -73,7 +73,9 @@ def test_load_install_lock_delete(target: list[str], tmp_path: Path) -> None:
     result = run(target, "install", "--cap", str(cap), "--instance", "A000000062030101AA")
     assert result.exit_code == 0, result.output
     items = json.loads(run(target, "list", "--json").stdout)
-    load_files = [i for i in items if i["kind"] == "load-file"]
+    # The card's ROM holds the Security Domain package besides the file just loaded.
+    assert any(i["aid"] == "A0000001515350" and i["kind"] == "load-file" for i in items)
+    load_files = [i for i in items if i["kind"] == "load-file" and i["aid"] != "A0000001515350"]
     assert load_files == [
         {
             "aid": "A0000000620301",
@@ -94,6 +96,24 @@ def test_load_install_lock_delete(target: list[str], tmp_path: Path) -> None:
     assert not any(i["aid"].startswith("A0000000620301") for i in items)
     result = run(target, "delete", "A0000000620301")
     assert result.exit_code == EXIT_CARD_STATUS and "6A88" in result.stderr
+
+
+def test_create_ssd_then_use_its_keys(target: list[str]) -> None:
+    ssd = "A00000015153504101"
+    result = run(
+        target, "--security-level", "enc", "create-ssd", ssd, "--privileges", "CardReset", "--ssd-key", NEW_KEY
+    )
+    assert result.exit_code == 0, result.output
+    items = json.loads(run(target, "list", "--json").stdout)
+    assert [i["kind"] for i in items if i["aid"] == ssd] == ["ssd"]
+    # The new SSD answers with its own keys, and not with the ISD's.
+    assert run(target, "--isd", ssd, "--key", NEW_KEY, "list").exit_code == 0
+    assert run(target, "--isd", ssd, "list").exit_code != 0
+
+
+def test_store_data_to_an_application(target: list[str]) -> None:
+    result = run(target, "--security-level", "enc", "store-data", "--to", "A0000000871002FF49FF0589", "0102", "0304")
+    assert result.exit_code == 0, result.output
 
 
 def test_apdu_through_the_channel(target: list[str]) -> None:

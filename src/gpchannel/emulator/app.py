@@ -21,7 +21,7 @@ from pathlib import Path
 from gpchannel.card.applets import AppletRegistry, EchoApplet, default_registry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile, profile_differences
-from gpchannel.card.state import CardState
+from gpchannel.card.state import CardState, LoadFile
 from gpchannel.errors import ProfileError
 from gpchannel.io.store import DirectoryStore
 from gpchannel.io.vpcd import DEFAULT_HOST, DEFAULT_PORT, install_sigterm_handler, serve_vpcd
@@ -29,6 +29,8 @@ from gpchannel.io.vpcd import DEFAULT_HOST, DEFAULT_PORT, install_sigterm_handle
 __all__ = [
     "ECHO_LOAD_FILE_AID",
     "ECHO_MODULE_AID",
+    "SD_LOAD_FILE_AID",
+    "SD_MODULE_AID",
     "EmulatedCard",
     "emulator_applets",
     "init_state",
@@ -41,6 +43,11 @@ ECHO_LOAD_FILE_AID = bytes.fromhex("F0677063680000")
 """The Executable Load File AID of the echo applet (proprietary RID F0 'gpch', beside the examples' ...01)."""
 ECHO_MODULE_AID = ECHO_LOAD_FILE_AID + b"\x01"
 """The Executable Module AID that INSTALL [for install] names to create an echo instance."""
+
+SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
+"""The Security Domain package every GlobalPlatform card holds in ROM (GP 2.3.1, its usual AID)."""
+SD_MODULE_AID = bytes.fromhex("A000000151535041")
+"""Its Executable Module: INSTALL [for install] from it creates a Supplementary Security Domain."""
 
 _log = logging.getLogger("gpchannel.emulator")
 
@@ -57,7 +64,11 @@ def _read_profile(profile: Path) -> CardState:
         text = profile.read_text()
     except OSError as exc:
         raise ProfileError(f"cannot read the profile {profile}: {exc.strerror}") from None
-    return load_profile(text)
+    state = load_profile(text)
+    if state.load_file(SD_LOAD_FILE_AID) is None:
+        # As on a real card, the Security Domain package is in ROM, so `create-ssd` works out of the box.
+        state.load_files.append(LoadFile(SD_LOAD_FILE_AID, state.isd_aid, [SD_MODULE_AID]))
+    return state
 
 
 def init_state(state_dir: Path, profile: Path, *, force: bool = False) -> CardState:

@@ -247,7 +247,14 @@ class GpCard:
 
     def list(self) -> list[RegistryItem]:
         """The ISD, the applications and Security Domains, and the load files with their modules."""
-        items = [RegistryItem(RegistryKind.ISD, e) for e in self.get_status(StatusScope.ISD)]
+        try:
+            isd = self.get_status(StatusScope.ISD)
+        except CardStatusError as exc:
+            # A Supplementary Security Domain may refuse the ISD scope (6A86 / 6A88): list what it can see.
+            if exc.sw not in (0x6A86, 0x6A88):
+                raise
+            isd = []
+        items = [RegistryItem(RegistryKind.ISD, e) for e in isd]
         for entry in self.get_status(StatusScope.APPLICATIONS):
             is_sd = entry.privileges is not None and Privilege.SECURITY_DOMAIN in entry.privileges
             items.append(RegistryItem(RegistryKind.SSD if is_sd else RegistryKind.APPLICATION, entry))
