@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+# pytest's unraisable-exception hook imports tracemalloc lazily; when a garbage-collected pyscard connection
+# (left over from a deliberate pcscd restart) raises in __del__ during that very import, the hook fails on the
+# half-imported module. Importing it up front keeps the hook working (and the warning filtered, see pyproject).
+import tracemalloc  # noqa: F401
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("default", deadline=None, max_examples=60)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.emulator.app import ECHO_LOAD_FILE_AID, ECHO_MODULE_AID
+from gpchannel.emulator.app import ECHO_LOAD_FILE_AID, ECHO_MODULE_AID, SD_LOAD_FILE_AID
 from gpchannel.errors import AuthenticationError
 from gpchannel.io.store import DirectoryStore
 from gpchannel.scp.common import HostChannel
@@ -80,7 +80,7 @@ def _manage_content(connection: Any, host: HostChannel) -> None:
     response = secure(connection, host, bytes([0x80, 0xE6, 0x0C, 0x00, len(for_install)]) + for_install + b"\x00")
     assert response.sw == 0x9000
     assert get_status(connection, host, 0x40) == [ECHO_AID, SECOND_ECHO]
-    assert get_status(connection, host, 0x20) == [ECHO_LOAD_FILE_AID]
+    assert get_status(connection, host, 0x20) == [SD_LOAD_FILE_AID, ECHO_LOAD_FILE_AID]  # the SD package is in ROM
     # Installing it twice is refused: 6985 (an application with this AID exists, 11.5.2.3.2).
     assert secure(connection, host, bytes([0x80, 0xE6, 0x0C, 0x00, len(for_install)]) + for_install).sw == 0x6985
     # DELETE the instance (P2 00), then the load file; a second DELETE finds nothing: 6A88.
@@ -88,7 +88,7 @@ def _manage_content(connection: Any, host: HostChannel) -> None:
         assert secure(connection, host, _delete(aid)).sw == 0x9000
     assert secure(connection, host, _delete(SECOND_ECHO)).sw == 0x6A88
     assert get_status(connection, host, 0x40) == [ECHO_AID]
-    assert get_status(connection, host, 0x20) == []
+    assert get_status(connection, host, 0x20) == [SD_LOAD_FILE_AID]
 
 
 def _tampered_mac_closes_the_channel(connection: Any, host: HostChannel) -> None:
@@ -123,7 +123,7 @@ def test_pyscard_script_through_pcscd(pcscd_readers: list[str], tmp_path: Path, 
             connection.disconnect()
     state = DirectoryStore(state_dir).load()
     assert state is not None and [a.aid for a in state.applications] == [ISD_AID, ECHO_AID]
-    assert state.load_files == []
+    assert [f.aid for f in state.load_files] == [SD_LOAD_FILE_AID]
 
 
 def test_second_echo_instance_answers_through_pcscd(pcscd_readers: list[str], tmp_path: Path) -> None:
