@@ -454,10 +454,11 @@ def test_cli_delegated_management_and_dap(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path / "state")
     state = store.load()
     assert state is not None
-    state.load_files.append(
-        LoadFile(bytes.fromhex("A0000001515350"), state.isd_aid, [bytes.fromhex("A000000151535041")])
-    )
-    store.commit(state)
+    if state.load_file(bytes.fromhex("A0000001515350")) is None:
+        state.load_files.append(
+            LoadFile(bytes.fromhex("A0000001515350"), state.isd_aid, [bytes.fromhex("A000000151535041")])
+        )
+        store.commit(state)
     for aid, privilege in ((SSD, "DelegatedManagement"), (DAP_SD, "DAPVerification")):
         result = _run(target, "create-ssd", aid.hex(), "--privileges", privilege, "--ssd-key", SSD_KEY)
         assert result.exit_code == 0, result.output
