@@ -194,7 +194,7 @@ def test_mandated_dap_is_enforced_for_every_load(pcscd_readers: list[str], tmp_p
         mandated = ["--isd", MANDATED_SD.hex(), "--key", SSD_KEY]
         result = run(card, *mandated, "put-key", "--dap-key", DAP_KEY)
         assert result.exit_code == 0, result.output
-        # Mandated DAP applies once the SD is PERSONALIZED (11.1.10): the SD moves itself there with SET STATUS.
+        # Mandated DAP applies to an SD in the PERSONALIZED state (GP 2.3.1, 9.3.5): it goes there with SET STATUS.
         personalize = "80F0400F" + bytes((len(MANDATED_SD),)).hex() + MANDATED_SD.hex()
         result = run(card, *mandated, "apdu", personalize)
         assert result.exit_code == 0, result.output
