@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, NoReturn
 
-from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_has_secure_messaging
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import (
     ChannelClosedError,
@@ -55,6 +55,7 @@ __all__ = [
     "ScpProtocol",
     "SecurityLevel",
     "initialize_update_command",
+    "plain_cla",
 ]
 
 RandomSource = Callable[[int], bytes]
@@ -202,6 +203,14 @@ class InitializeUpdateResponse:
 def initialize_update_command(host_challenge: bytes, kvn: int = 0, key_id: int = 0, channel: int = 0) -> CommandApdu:
     """INITIALIZE UPDATE ``80 50 kvn key_id Lc host_challenge 00`` (GP 2.3.1, 11.12)."""
     return CommandApdu(cla_for_channel(0x80, channel), INS_INITIALIZE_UPDATE, kvn, key_id, host_challenge, le=256)
+
+
+def plain_cla(cla: int) -> int:
+    """The CLA without the secure messaging indication (class and logical channel kept): the command as the
+    application sees it (GP 2.3.1, 11.1.4; ISO 7816-4, 5.4.1)."""
+    if not cla_has_secure_messaging(cla):
+        return cla
+    return cla & ~(0x20 if cla & 0x40 else 0x04)
 
 
 class HostChannel(ABC):

@@ -26,7 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_with_secure_messaging
+from gpchannel.codec.apdu import (
+    CommandApdu,
+    ResponseApdu,
+    cla_for_channel,
+    cla_has_secure_messaging,
+    cla_with_secure_messaging,
+)
 from gpchannel.crypto.ciphers import (
     constant_time_equal,
     des3_cbc_decrypt,
@@ -63,6 +69,7 @@ from gpchannel.scp.common import (
     ScpProtocol,
     SecurityLevel,
     initialize_update_command,
+    plain_cla,
 )
 
 __all__ = [
@@ -187,16 +194,6 @@ def encrypt_sensitive_data(dek: bytes, data: bytes) -> bytes:
     if not data or len(data) % 8:
         raise ValueError(f"SCP01 sensitive data must be a non-empty multiple of 8 bytes, got {len(data)}")
     return des3_ecb_encrypt(dek, data)
-
-
-def _plain_cla(cla: int) -> int:
-    """The CLA without the secure messaging indication (logical channel and class kept)."""
-    return cla & ~(0x20 if cla & 0x40 else 0x04)
-
-
-def _has_sm(cla: int) -> bool:
-    # ISO 7816-4, 5.4.1: b4-b3 of a first interindustry CLA, b6 of a further interindustry CLA.
-    return bool(cla & (0x20 if cla & 0x40 else 0x0C))
 
 
 @dataclass(slots=True)
@@ -333,7 +330,7 @@ class Scp01Host(HostChannel):
         s = self._open_session()
         if command.channel != self.channel:
             raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
-        if _has_sm(command.cla):
+        if cla_has_secure_messaging(command.cla):
             raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
         if SecurityLevel.C_MAC not in self.level:
             s.wrapped = True
@@ -464,7 +461,7 @@ class Scp01Card(CardChannel):
         keys = self._keys_or_fail()
         if command.ins != INS_EXTERNAL_AUTHENTICATE:
             self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
-        if not _has_sm(command.cla):
+        if not cla_has_secure_messaging(command.cla):
             self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
         if command.p2 != 0 or command.p1 not in LEVELS:
             self._fail(
@@ -492,7 +489,7 @@ class Scp01Card(CardChannel):
         self._require(ChannelState.OPEN)
         keys = self._keys_or_fail()
         self._unwrapped = True
-        if not _has_sm(command.cla):
+        if not cla_has_secure_messaging(command.cla):
             if SecurityLevel.C_MAC in self.level:
                 self._fail(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
             return command
@@ -508,7 +505,7 @@ class Scp01Card(CardChannel):
         if not constant_time_equal(command_mac(keys.s_mac, icv, command, data), mac):
             self._fail(SecurityNotSatisfied("the C-MAC did not verify"))
         self._last_mac = mac
-        return command.with_changes(cla=_plain_cla(command.cla), data=data)
+        return command.with_changes(cla=plain_cla(command.cla), data=data)
 
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         """SCP01 has no response protection: the response is returned as is (after the state checks)."""

@@ -36,7 +36,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_has_secure_messaging
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.ciphers import (
     des3_cbc_decrypt,
     des3_cbc_encrypt,
@@ -49,7 +49,7 @@ from gpchannel.crypto.ciphers import (
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.padding import pad80, unpad80
 from gpchannel.errors import DecodeError, UnsupportedError
-from gpchannel.scp.common import SecurityLevel
+from gpchannel.scp.common import SecurityLevel, plain_cla
 
 if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (the two modules import this one)
     from gpchannel.scp.scp02_card import Scp02Card
@@ -231,13 +231,6 @@ def aid_icv(mac_key: bytes, aid: bytes) -> bytes:
 def encrypt_icv(c_mac_key: bytes, icv: bytes) -> bytes:
     """ICV encryption: single DES-ECB with the left half of the C-MAC session key (E.3.4)."""
     return des_ecb_encrypt(c_mac_key[:8], icv)
-
-
-def plain_cla(cla: int) -> int:
-    """The CLA without the secure messaging indication (the command as the application sees it)."""
-    if not cla_has_secure_messaging(cla):
-        return cla
-    return cla & ~(0x20 if cla & 0x40 else 0x04)
 
 
 def command_mac_input(command: CommandApdu, i_param: int) -> bytes:

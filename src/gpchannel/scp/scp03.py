@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpchannel.codec.apdu import CommandApdu, cla_for_channel, cla_has_secure_messaging, cla_with_secure_messaging
+from gpchannel.codec.apdu import CommandApdu, cla_for_channel, cla_with_secure_messaging
 from gpchannel.crypto.ciphers import aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac, aes_ecb_encrypt
 from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.padding import pad80, unpad80
 from gpchannel.errors import DecodeError, LocalProtocolError, UnsupportedError
-from gpchannel.scp.common import SecurityLevel
+from gpchannel.scp.common import SecurityLevel, plain_cla
 
 __all__ = [
     "I_PSEUDO_RANDOM",
@@ -221,13 +221,6 @@ def decrypt_sensitive_data(dek: bytes, data: bytes, key_length: int | None = Non
 def mac_cla(cla: int) -> int:
     """The CLA used in the C-MAC input: secure messaging indicated, logical channel 0 (6.2.4)."""
     return cla_for_channel(cla_with_secure_messaging(cla), 0)
-
-
-def plain_cla(cla: int) -> int:
-    """The CLA with the secure messaging indication removed (the command as the application sees it)."""
-    if not cla_has_secure_messaging(cla):
-        return cla
-    return cla & ~(0x20 if cla & 0x40 else 0x04)
 
 
 def lc_field(length: int, extended: bool) -> bytes:
