@@ -48,7 +48,7 @@ _DUPLICATE_KVN = _replace("[[applications]]", _KEYSET + "\n[[applications]]")
     [
         (_replace('lifecycle = "SECURED"', 'lifecycle = "LOCKED"'), "card.lifecycle"),
         (_replace('aid = "A000000151000000"', 'aid = "A0"'), "isd.aid"),
-        (_replace('scp = "03"', 'scp = "10"'), "isd.scp"),
+        (_replace('scp = "03"', 'scp = "04"'), "isd.scp"),
         (_replace('i = "70"', 'i = "15"'), "isd.i"),
         (_replace("kvn = 0x30", "kvn = 0"), "isd.keysets[0].kvn"),
         (_replace('type = "aes"', 'type = "des3"'), "isd.keysets[0].type"),

@@ -9,6 +9,7 @@ INSTALL [for personalization] target, GET RESPONSE remainder).
 
 from __future__ import annotations
 
+import datetime
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,6 +141,9 @@ class CardContext:
     instances: dict[bytes, Applet] = field(default_factory=dict)
     trace: Callable[[str], None] | None = None
     fci_cache: dict[tuple[bytes, int, int, bytes], bytes] = field(default_factory=dict)
+    today: Callable[[], datetime.date] | None = None
+    """The date certificates are checked against (SCP10, GP 2.2.1 F.1.3.2); injected, None when the card has no
+    date source (SCP10 initiation is then refused)."""
 
     def applet(self, aid: bytes) -> Applet | None:
         """The live object of an installed applet instance (created on first use from its persisted data)."""

@@ -18,6 +18,7 @@ for a short command), the first part comes with ``61 xx`` and the rest is fetche
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, de
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.ota_handler import OtaHandler, is_ota_command
 from gpchannel.card.registry import find_for_select
+from gpchannel.card.scp10_domain import takes_chaining
 from gpchannel.card.sd_data import fci
 from gpchannel.card.secure_channel_service import SecureChannelService
 from gpchannel.card.security_domain import keep_sequence_counters, process_security_domain, sequence_counters
@@ -88,10 +90,11 @@ class Card:
         max_channels: int = 4,
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
+        today: Callable[[], datetime.date] | None = None,
     ) -> None:
         if not 1 <= max_channels <= 20:
             raise ValueError(f"max_channels must be 1..20, got {max_channels}")
-        self.ctx = CardContext(state, random, applets or default_registry(), trace=trace)
+        self.ctx = CardContext(state, random, applets or default_registry(), trace=trace, today=today)
         self.store = store
         self.max_channels = max_channels
         self.trace = trace
@@ -112,13 +115,23 @@ class Card:
         max_channels: int = 4,
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
+        today: Callable[[], datetime.date] | None = None,
     ) -> Card:
         """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) is committed first."""
         state = store.load()
         if state is None:
             state = initial()
             store.commit(state)
-        return cls(state, store, random=random, applets=applets, max_channels=max_channels, trace=trace, logger=logger)
+        return cls(
+            state,
+            store,
+            random=random,
+            applets=applets,
+            max_channels=max_channels,
+            trace=trace,
+            logger=logger,
+            today=today,
+        )
 
     def save(self) -> None:
         """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""
@@ -248,10 +261,10 @@ class Card:
             return response
         if cla & 0x60 == 0x20 or 0xA0 <= cla <= 0xBF:
             raise ClaNotSupported(f"CLA {cla:02X} is not an ISO or GlobalPlatform class")
-        if cla & 0x10:
-            raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
         number = cla_channel(cla)
         channel = self.channels.get(number)
+        if cla & 0x10 and not (channel is not None and takes_chaining(self.ctx.state, channel.selected)):
+            raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
         if channel is None:
             raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
         if command.ins == 0xC0 and not cla & 0x80:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from gpchannel.card.applets import AppletRegistry, default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
+from gpchannel.card.scp10_domain import SCP10, material_from_profile
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
@@ -40,10 +41,11 @@ _SCP_I_VALUES = {
     0x01: frozenset({0x05, 0x15}),
     0x02: I_PARAMS,  # the options of GP 2.2.1 E.1.1 we implement, explicit and implicit, each with or without b6
     0x03: frozenset({0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x01, 0x11, 0x21, 0x31, 0x61, 0x71}),
+    SCP10: frozenset({0x01, 0x02}),  # GP 2.2.1 Table F-1: the default option; [isd.scp10] options lists all
 }
 _KEYS = {
     "card": {"iccid", "atr", "cplc", "lifecycle", "iin", "cin", "kdd"},
-    "isd": {"aid", "scp", "i", "sequence_counter", "keysets", "privileges"},
+    "isd": {"aid", "scp", "i", "sequence_counter", "keysets", "privileges", "scp10"},
     "keyset": {"kvn", "type", "enc", "mac", "dek"},
     "application": {"aid", "kind", "sd", "privileges", "lifecycle", "parameters"},
 }
@@ -163,8 +165,11 @@ def _app_lifecycle(value: object, key: str) -> int:
     return state
 
 
-def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None) -> CardState:
-    """Build the initial state from a parsed profile; raises ProfileError."""
+def profile_from_dict(
+    raw: dict[str, Any], applets: AppletRegistry | None = None, resolve: Callable[[str], bytes] | None = None
+) -> CardState:
+    """Build the initial state from a parsed profile; raises ProfileError. ``resolve`` reads a file named in the
+    profile (relative to it: the SCP10 PEM files); without it only inline PEM is accepted."""
     applets = applets or default_registry()
     _only(raw, {"card", "isd", "ota", "scp81", "applications"}, "(top level)")
     card = _table(raw.get("card", {}), "card")
@@ -190,7 +195,7 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
     isd_aid = _aid(isd_table["aid"], "isd.aid")
     scp = _byte(isd_table["scp"], "isd.scp")
     if scp not in _SCP_I_VALUES:
-        raise _fail("isd.scp", '"01", "02" or "03" (SCP10 is not emulated)', isd_table["scp"])
+        raise _fail("isd.scp", '"01", "02", "03" or "10"', isd_table["scp"])
     i_param = _byte(isd_table["i"], "isd.i")
     if i_param not in _SCP_I_VALUES[scp]:
         allowed = " | ".join(f"{i:02X}" for i in sorted(_SCP_I_VALUES[scp]))
@@ -200,7 +205,7 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
     if not isinstance(counter, int) or isinstance(counter, bool) or not 0 <= counter <= limit:
         raise _fail("isd.sequence_counter", f"an integer 0..{limit}", counter)
     raw_keysets = isd_table.get("keysets", [])
-    if not isinstance(raw_keysets, list) or not raw_keysets:
+    if not isinstance(raw_keysets, list) or (not raw_keysets and scp != SCP10):
         raise _fail("isd.keysets", "at least one [[isd.keysets]] table")
     keysets = [_keyset(k, f"isd.keysets[{n}]", scp) for n, k in enumerate(raw_keysets)]
     kvns = [k.kvn for k in keysets]
@@ -215,7 +220,14 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
         raise _fail("isd.privileges", "valid privileges (GP 2.3.1 11.1.2)", str(exc)) from None
     if Privilege.SECURITY_DOMAIN not in isd_privileges:
         raise _fail("isd.privileges", "the Security Domain privilege (b8 of byte 1)", privileges_raw.hex().upper())
-    isd = Application(isd_aid, int(lifecycle), isd_privileges, isd_aid, applet="", sd=SdConfig(scp, i_param, keysets))
+    sd_config = SdConfig(scp, i_param, keysets)
+    if scp == SCP10:
+        if "scp10" not in isd_table:
+            raise _fail("isd.scp10", "an [isd.scp10] table with private_key, certificate and trust_anchor")
+        sd_config.scp10 = material_from_profile(_table(isd_table["scp10"], "isd.scp10"), i_param, resolve)
+    elif "scp10" in isd_table:
+        raise _fail("isd.scp10", 'no [isd.scp10] table unless isd.scp is "10"')
+    isd = Application(isd_aid, int(lifecycle), isd_privileges, isd_aid, applet="", sd=sd_config)
     state = CardState(lifecycle, isd_aid, atr, cplc, iin, cin, kdd, [isd])
 
     raw_apps = raw.get("applications", [])
@@ -262,13 +274,16 @@ def profile_from_dict(raw: dict[str, Any], applets: AppletRegistry | None = None
     return state
 
 
-def load_profile(text: str | bytes, applets: AppletRegistry | None = None) -> CardState:
-    """Parse TOML text and build the initial state; raises ProfileError (TOML syntax errors included)."""
+def load_profile(
+    text: str | bytes, applets: AppletRegistry | None = None, resolve: Callable[[str], bytes] | None = None
+) -> CardState:
+    """Parse TOML text and build the initial state; raises ProfileError (TOML syntax errors included).
+    ``resolve`` reads files the profile names (see :func:`profile_from_dict`)."""
     try:
         raw = tomllib.loads(text.decode() if isinstance(text, bytes) else text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"the profile is not valid TOML: {exc}") from None
-    return profile_from_dict(raw, applets)
+    return profile_from_dict(raw, applets, resolve)
 
 
 def profile_differences(state: CardState, profile: CardState) -> list[str]:

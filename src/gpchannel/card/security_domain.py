@@ -25,6 +25,7 @@ from gpchannel.card import content, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
+from gpchannel.card.scp10_domain import is_scp10, process_scp10
 from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.errors import (
@@ -91,6 +92,8 @@ def process_security_domain(
     ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu
 ) -> ResponseApdu:
     """Process one command for the Security Domain ``sd`` selected on ``channel``; raises CardError."""
+    if is_scp10(sd):  # GP 2.2.1 Appendix F: card/scp10_domain.py
+        return process_scp10(ctx, channel, sd, command, _handle)
     ins = command.ins
     if ins not in INS_NAMES:
         raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")

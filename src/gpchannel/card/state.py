@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
 from gpchannel.errors import DecodeError
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges
@@ -30,6 +31,7 @@ __all__ = [
     "KeySet",
     "LoadFile",
     "MemoryStore",
+    "Scp10Material",
     "SdConfig",
     "StateStore",
 ]
@@ -174,6 +176,54 @@ class ContentKey:
 
 
 @dataclass(slots=True)
+class Scp10Material:
+    """A Security Domain's SCP10 credentials (GP 2.2.1 F.1.3.1): SK.SD.AUT (PEM, never in a repr), CERT.SD.AUT
+    (the encoded 7F21 data object), its subject (the card id, Table F-9), PK.TP_EX.AUT (PEM) with the reference
+    MSE tag 83 may name, and the "i" options (Table F-1) the Security Domain accepts."""
+
+    private_key: str = field(repr=False)
+    certificate: bytes
+    card_id: bytes
+    trust_point: str
+    trust_point_id: bytes = b"TP_EX\x00\x00\x01"
+    options: list[int] = field(default_factory=lambda: [0x01, 0x02])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "private_key": self.private_key,
+            "certificate": _hex(self.certificate),
+            "card_id": _hex(self.card_id),
+            "trust_point": self.trust_point,
+            "trust_point_id": _hex(self.trust_point_id),
+            "options": list(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> Scp10Material:
+        f = _Fields(raw, where)
+        options = f.items("options") or [0x01, 0x02]
+        if not all(o in (0x01, 0x02) for o in options):
+            raise DecodeError(f"{where}.options: expected a list of 1 (key agreement) and 2 (key transport)")
+        material = cls(
+            f.text("private_key"),
+            f.hex("certificate"),
+            f.hex("card_id", sizes=(8,)),
+            f.text("trust_point"),
+            f.hex("trust_point_id", "54505F4558000001", sizes=tuple(range(1, 17))),
+            list(options),
+        )
+        try:
+            RsaPrivateKey.from_pem_or_der(material.private_key.encode())
+        except DecodeError as exc:
+            raise DecodeError(f"{where}.private_key: {exc}") from None
+        try:
+            RsaPublicKey.from_pem_or_der(material.trust_point.encode())
+        except DecodeError as exc:
+            raise DecodeError(f"{where}.trust_point: {exc}") from None
+        return material
+
+
+@dataclass(slots=True)
 class SdConfig:
     """What makes an application a Security Domain: its secure channel protocol, i parameter and key sets,
     and for Delegated Management / DAP its content keys and receipt confirmation counter (GP 2.3.1, C.1, C.5)."""
@@ -183,6 +233,8 @@ class SdConfig:
     keysets: list[KeySet] = field(default_factory=list)
     content_keys: list[ContentKey] = field(default_factory=list)
     confirmation_counter: int = 0
+    scp10: Scp10Material | None = None
+    """SCP10 credentials, for a Security Domain whose ``scp`` is 10 (GP 2.2.1 Appendix F)."""
 
     def content_key(self, kvn: int) -> ContentKey | None:
         return next((k for k in self.content_keys if k.kvn == kvn), None)
@@ -199,6 +251,8 @@ class SdConfig:
             out["content_keys"] = [k.to_dict() for k in self.content_keys]
         if self.confirmation_counter:
             out["confirmation_counter"] = self.confirmation_counter
+        if self.scp10 is not None:
+            out["scp10"] = self.scp10.to_dict()
         return out
 
     @classmethod
@@ -209,7 +263,8 @@ class SdConfig:
             ContentKey.from_dict(k, f"{where}.content_keys[{n}]") for n, k in enumerate(f.items("content_keys"))
         ]
         counter = f.num("confirmation_counter", 0, hi=0xFFFF)
-        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter)
+        scp10 = Scp10Material.from_dict(f.raw["scp10"], f"{where}.scp10") if "scp10" in f.raw else None
+        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter, scp10)
 
 
 @dataclass(slots=True)

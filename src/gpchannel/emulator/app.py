@@ -12,6 +12,7 @@ with a real card's applet package (GP 2.3.1, 9.3.5 and 9.3.6).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -64,7 +65,11 @@ def _read_profile(profile: Path) -> CardState:
         text = profile.read_text()
     except OSError as exc:
         raise ProfileError(f"cannot read the profile {profile}: {exc.strerror}") from None
-    state = load_profile(text)
+
+    def resolve(name: str) -> bytes:  # files a profile names (SCP10 keys, certificates) are relative to it
+        return (profile.parent / name).read_bytes()
+
+    state = load_profile(text, resolve=resolve)
     if state.load_file(SD_LOAD_FILE_AID) is None:
         # As on a real card, the Security Domain package is in ROM, so `create-ssd` works out of the box.
         state.load_files.append(LoadFile(SD_LOAD_FILE_AID, state.isd_aid, [SD_MODULE_AID]))
@@ -100,9 +105,14 @@ def open_card(
         return wanted
 
     sink = trace.info if trace is not None else None
-    card = Card.from_store(store, initial, random=os.urandom, applets=emulator_applets(), trace=sink)
+    card = Card.from_store(store, initial, random=os.urandom, applets=emulator_applets(), trace=sink, today=_today_utc)
     differences = profile_differences(card.state, wanted) if wanted is not None else []
     return card, differences
+
+
+def _today_utc() -> datetime.date:
+    """The date SCP10 certificates are checked against (GP 2.2.1 F.1.3.2)."""
+    return datetime.datetime.now(datetime.UTC).date()
 
 
 @dataclass

@@ -157,6 +157,11 @@ class GpCard:
             hint = next((i for p, i in self.fci.card_data.scps if p == ScpProtocol.SCP02), None)
         return self.session.open_secure_channel(options, aid=self.isd_aid, scp02_i_hint=hint)
 
+    def open_scp10_channel(self, options: ChannelOptions) -> None:
+        """Open an SCP10 secure channel with the selected Security Domain (see
+        :meth:`CardSession.open_scp10_channel`; GP 2.2.1 Appendix F)."""
+        self.session.open_scp10_channel(options)
+
     def open_application_channel(self, aid: bytes, options: ChannelOptions) -> InitializeUpdateResponse:
         """SELECT the application ``aid`` and open a secure channel with it instead of a Security Domain.
 

@@ -35,6 +35,7 @@ from gpchannel.scp.common import (
     SecurityLevel,
     initialize_update_command,
 )
+from gpchannel.scp.scp10_host import Scp10Host
 
 __all__ = [
     "ApduTransport",
@@ -91,6 +92,9 @@ class ChannelOptions:
     i_param: int | None = None
     kvn: int = 0
     s16: bool = False
+    scp10: Callable[[SecurityLevel, int], Scp10Host] | None = None
+    """SCP10 (``scp`` SCP10): builds the off-card entity's host channel for (level, logical channel) with its key
+    and certificate chain; see :meth:`CardSession.open_scp10_channel`."""
 
 
 def host_class(protocol: ScpProtocol) -> type[HostChannel]:
@@ -197,6 +201,8 @@ class CardSession:
         not fix one. Raises CardStatusError, RemoteProtocolError, DecodeError, AuthenticationError or
         UnsupportedError; the session then has no open channel.
         """
+        if options.scp is ScpProtocol.SCP10:
+            raise LocalProtocolError("SCP10 has no INITIALIZE UPDATE: use open_scp10_channel")
         self.end_secure_channel()
         self.init_response = None
         challenge = self.random(16 if options.s16 else 8)
@@ -233,6 +239,20 @@ class CardSession:
         host.receive_external_authenticate(auth_response)
         self.secure = host
         return result
+
+    def open_scp10_channel(self, options: ChannelOptions) -> None:
+        """Open an SCP10 secure channel (GP 2.2.1 Appendix F): GET DATA [certificate], MANAGE SECURITY
+        ENVIRONMENT, PERFORM SECURITY OPERATION, GET CHALLENGE, EXTERNAL and INTERNAL AUTHENTICATE, driven by
+        :meth:`gpchannel.scp.scp10_host.Scp10Host.run` with the host ``options.scp10`` builds. Raises
+        CardStatusError (the card's status word), AuthenticationError or LocalProtocolError; the session then has
+        no open channel."""
+        if options.scp10 is None:
+            raise LocalProtocolError("SCP10 needs the off-card entity's key and certificate chain (options.scp10)")
+        self.end_secure_channel()
+        self.init_response = None
+        host = options.scp10(options.level, self.channel)
+        host.run(self.transmit_plain)
+        self.secure = host
 
     def _make_host(
         self,
