@@ -27,7 +27,7 @@ Theory of operation (E.1 to E.5; GP 2.3.1 Appendix E for the card behaviour):
 - Sensitive data (E.4.7): 3DES-ECB (explicit) or 3DES-CBC with IV zero (implicit) under the DEK session key.
 
 This module has the pure functions; :mod:`gpchannel.scp.scp02_host` and :mod:`gpchannel.scp.scp02_card` hold the
-two state machines.
+two state machines (``Scp02Host`` and ``Scp02Card`` are importable from here too).
 """
 
 from __future__ import annotations
