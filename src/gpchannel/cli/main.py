@@ -33,6 +33,8 @@ from gpchannel.cli.delegated import (
     receipt_note,
 )
 from gpchannel.cli.ota_commands import ota as ota_group
+from gpchannel.cli.scp10_commands import load_credentials, scp10_level
+from gpchannel.cli.scp10_commands import scp10 as scp10_group
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -71,7 +73,7 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
 @click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
 @click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
-@click.option("--scp", type=click.Choice(["01", "02", "03"]), help="Protocol (default: detected).")
+@click.option("--scp", type=click.Choice(["01", "02", "03", "10"]), help="Protocol (default: detected; 10 never is).")
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
 @click.option("--kvn", help="Key version number, decimal or 0x-hex (default: the card's first).")
 @click.option("--key", envvar="GPCHANNEL_KEY", help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY).")
@@ -84,6 +86,17 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
 @click.option("--trace", is_flag=True, help="Print every APDU to stderr (C:/R:, plain C:/R: when secured).")
 @click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write that trace to FILE.")
+@click.option("--scp10-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP10: our key (PEM).")
+@click.option(
+    "--scp10-chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="SCP10: our certificate chain, from the one TP_EX signed to ours (repeat; PEM or binary 7F21).",
+)
+@click.option(
+    "--scp10-trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP10: card CA key (PEM)."
+)
+@click.option("--scp10-option", type=click.Choice(["agreement", "transport"]), help="SCP10 i: 01 or 02 (default 02).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -104,6 +117,10 @@ def cli(
     profile: Path | None,
     trace: bool,
     trace_file: Path | None,
+    scp10_key: Path | None,
+    scp10_chain: tuple[Path, ...],
+    scp10_trust: Path | None,
+    scp10_option: str | None,
 ) -> None:
     """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
     base = ctx.obj if isinstance(ctx.obj, dict) else {}
@@ -154,7 +171,14 @@ def cli(
         try:
             settings.level = SecurityLevel.parse(level)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--security-level") from None
+            if settings.scp is not ScpProtocol.SCP10:
+                raise click.BadParameter(str(exc), param_hint="--security-level") from None
+            settings.level = scp10_level(level)  # GP 2.2.1 F.1.6: any combination of the four bits
+    if settings.scp is ScpProtocol.SCP10:
+        try:
+            settings.scp10 = load_credentials(scp10_key, scp10_chain, scp10_trust, scp10_option)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     ctx.obj = settings
 
 
@@ -530,6 +554,7 @@ cli.add_command(trace_group)
 cli.add_command(keys_group)
 cli.add_command(ota_group)
 cli.add_command(bridge_command)
+cli.add_command(scp10_group)
 
 
 def main(argv: list[str] | None = None) -> None:

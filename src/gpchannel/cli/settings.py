@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_hex, parse_int
+from gpchannel.cli.scp10_commands import Scp10Credentials, today_utc
 from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
 from gpchannel.codec.sw import describe
 from gpchannel.errors import (
@@ -73,11 +74,15 @@ class Settings:
     random: Callable[[int], bytes] = os.urandom
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
+    scp10: Scp10Credentials | None = None
     _card: GpCard | None = None
     _trace_stream: TextIO | None = None
 
     def channel_options(self) -> ChannelOptions:
-        return ChannelOptions(key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16)
+        factory = self.scp10.host_factory(self.random, today_utc()) if self.scp10 is not None else None
+        return ChannelOptions(
+            key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16, factory
+        )
 
     def card(self, *, secure: bool = True) -> GpCard:
         """Connect (once), select the ISD and, when ``secure``, open the secure channel; with ``--app``, select
@@ -94,7 +99,11 @@ class Settings:
             if self.app is not None and not secure:
                 self._card.select(self.app)
         if secure and not (self._card.session.secure and self._card.session.secure.is_open):
-            if self.app is not None:
+            if self.scp is ScpProtocol.SCP10:
+                if self.app is not None:
+                    raise UnsupportedError("--app with --scp 10: SCP10 runs with a Security Domain only")
+                self._card.open_scp10_channel(self.channel_options())
+            elif self.app is not None:
                 self._card.open_application_channel(self.app, self.channel_options())
             else:
                 self._card.open_secure_channel(self.channel_options())
