@@ -15,28 +15,21 @@ from gpchannel.codec.apdu import (
     CommandApdu,
     ResponseApdu,
     cla_for_channel,
-    cla_has_secure_messaging,
     cla_with_secure_messaging,
 )
-from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import (
-    AuthenticationError,
-    CardStatusError,
-    DecodeError,
     LocalProtocolError,
-    RemoteProtocolError,
     UnsupportedError,
 )
+from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
-    HostChannel,
     InitializeUpdateResponse,
     KeyResolver,
     ScpProtocol,
     SecurityLevel,
-    initialize_update_command,
 )
 from gpchannel.scp.scp01 import (
     LEVELS,
@@ -66,17 +59,21 @@ class _HostSession:
     wrapped: bool = False
 
 
-class Scp01Host(HostChannel):
+class Scp01Host(SymmetricHostChannel):
     """The off-card side of an SCP01 session (GP 2.1.1, Appendix D).
 
     ``keys`` is a key set or a :data:`KeyResolver` called with the parsed INITIALIZE UPDATE response (key
     diversification). ``i_param`` says whether ICVs are encrypted (15) or not (05); the card does not announce it
     in SCP01, so ``None`` means 05, what most tools (GPPro among them) assume. ``kvn`` 0 lets the card choose;
     otherwise the card's KVN must match. P2 of INITIALIZE UPDATE (the key identifier, D.4.1.4) is 00. ``aid`` is
-    accepted for symmetry with the other protocols and unused.
+    accepted for symmetry with the other protocols and unused (nor checked).
+
+    INITIALIZE UPDATE ``80 50 kvn 00 08 host_challenge 00`` (D.4.1) and the EXTERNAL AUTHENTICATE response (9000
+    opens the session, anything else terminates it, D.4.2.7) are those of :class:`SymmetricHostChannel`.
     """
 
     protocol = ScpProtocol.SCP01
+    _validates_aid = False
 
     def __init__(
         self,
@@ -98,16 +95,8 @@ class Scp01Host(HostChannel):
         check_i_param(i_param)
         if isinstance(keys, StaticKeys):
             check_keys(keys)
-        if not 0 <= kvn <= 0xFF:
-            raise ValueError(f"kvn must be a byte, got {kvn}")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
-        super().__init__(level, channel)
-        self._keys = keys
-        self.host_challenge = host_challenge
+        super().__init__(keys, level=level, host_challenge=host_challenge, kvn=kvn, aid=aid, channel=channel)
         self.i_param = i_param
-        self.kvn = kvn
-        self.aid = aid
         self._session: _HostSession | None = None
 
     def __repr__(self) -> str:
@@ -122,44 +111,17 @@ class Scp01Host(HostChannel):
         assert self._session is not None
         return self._session
 
-    def initialize_update(self) -> CommandApdu:
-        """``80 50 kvn 00 08 host_challenge 00`` on the session's logical channel (D.4.1)."""
-        self._require(ChannelState.IDLE)
-        return initialize_update_command(self.host_challenge, self.kvn, 0, self.channel)
-
-    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
-        """Parse the response (Table D-5), derive the session keys and verify the card cryptogram (D.3.2.1)."""
-        self._require(ChannelState.IDLE)
-        if response.sw != 0x9000:
-            hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
-            self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
+    def _authenticate_card(self, parsed: InitializeUpdateResponse) -> None:
+        """Derive the session keys (D.3.1) and verify the card cryptogram (D.3.2.1) of the response (Table D-5)."""
         try:
-            parsed = InitializeUpdateResponse.from_bytes(response.data)
-        except DecodeError as exc:
-            self._fail(exc)
-        if parsed.protocol is not ScpProtocol.SCP01:
-            self._fail(RemoteProtocolError(f"the card answered with SCP{parsed.protocol:02X}, expected SCP01"))
-        if self.kvn and parsed.kvn != self.kvn:
-            self._fail(RemoteProtocolError(f"the card answered with KVN {parsed.kvn:02X}, expected {self.kvn:02X}"))
-        try:
-            keys = self._keys if isinstance(self._keys, StaticKeys) else self._keys(parsed)
+            keys = self._resolve_keys(parsed)
             check_keys(keys)
         except (UnsupportedError, ValueError) as exc:
             self._fail(UnsupportedError(f"no usable SCP01 keys for this card: {exc}"))
         session_keys = derive_session_keys(keys, self.host_challenge, parsed.card_challenge)
         expected = card_cryptogram(session_keys.s_enc, self.host_challenge, parsed.card_challenge)
-        if not constant_time_equal(expected, parsed.card_cryptogram):
-            kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
-            self._fail(
-                AuthenticationError(
-                    "the card cryptogram did not verify: wrong keys or not the expected card (key diversification "
-                    f"data {parsed.key_diversification_data.hex().upper()}, KVN {parsed.kvn:02X}, KCVs ENC/MAC/DEK "
-                    f"tried {kcvs}); do not retry blindly, cards block after failed authentications"
-                )
-            )
+        self._verify_card_cryptogram(expected, parsed, keys)
         self._session = _HostSession(keys, session_keys, parsed.card_challenge)
-        self.state = ChannelState.CARD_AUTHENTICATED
-        return parsed
 
     def external_authenticate(self) -> CommandApdu:
         """``84 82 level 00 10 host_cryptogram C-MAC``, the C-MAC with a zero ICV (D.4.2, D.3.3)."""
@@ -172,15 +134,6 @@ class Scp01Host(HostChannel):
         self.state = ChannelState.EXTERNAL_AUTHENTICATE_SENT
         return header.with_changes(cla=cla_for_channel(0x84, self.channel), data=cryptogram + mac)
 
-    def receive_external_authenticate(self, response: ResponseApdu) -> None:
-        """9000 opens the session; anything else terminates it (D.4.2.7)."""
-        self._require(ChannelState.EXTERNAL_AUTHENTICATE_SENT)
-        if response.sw != 0x9000:
-            self._fail(CardStatusError(response.sw, "EXTERNAL AUTHENTICATE refused", response.data))
-        if response.data:
-            self._fail(RemoteProtocolError(f"EXTERNAL AUTHENTICATE answered {len(response.data)} data bytes"))
-        self.state = ChannelState.OPEN
-
     def wrap(self, command: CommandApdu) -> CommandApdu:
         """Protect ``command`` at the session's level (D.3.3, D.3.4); LocalProtocolError if it cannot be.
 
@@ -189,10 +142,7 @@ class Scp01Host(HostChannel):
         """
         self._require(ChannelState.OPEN)
         s = self._open_session()
-        if command.channel != self.channel:
-            raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
-        if cla_has_secure_messaging(command.cla):
-            raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
+        self._check_plain_command(command)
         if SecurityLevel.C_MAC not in self.level:
             s.wrapped = True
             return command

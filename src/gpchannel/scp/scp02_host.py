@@ -28,23 +28,19 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import (
-    AuthenticationError,
-    CardStatusError,
-    DecodeError,
     IntegrityError,
     LocalProtocolError,
     RemoteProtocolError,
     UnsupportedError,
 )
+from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
-    HostChannel,
     InitializeUpdateResponse,
     KeyResolver,
     ScpProtocol,
     SecurityLevel,
-    initialize_update_command,
 )
 from gpchannel.scp.scp02 import (
     DEFAULT_I_PARAM,
@@ -101,7 +97,7 @@ class _Session:
     last_opened: bool = False  # the last wrapped command was the first C-MACed one of an implicit session
 
 
-class Scp02Host(HostChannel):
+class Scp02Host(SymmetricHostChannel):
     """The host side of an SCP02 session (GP 2.2.1 Appendix E).
 
     ``keys`` is a DES3 key set of 16-byte keys (with one base key, i b1 clear, ``keys.enc`` is the base key) or a
@@ -112,6 +108,9 @@ class Scp02Host(HostChannel):
     ``aid`` is the AID of the selected application: needed for implicit initiation (the first C-MAC and R-MAC
     ICVs, E.3.3), and used to check a pseudo-random card challenge (E.4.2.3) when the caller named an i with
     b7 (a defaulted i is an assumption, so a card with a random challenge is not refused for it).
+
+    INITIALIZE UPDATE ``80 50 kvn 00 08 host_challenge 00`` (E.5.1), the checks of its response and the EXTERNAL
+    AUTHENTICATE response (9000 opens the session) are those of :class:`SymmetricHostChannel`.
     """
 
     protocol = ScpProtocol.SCP02
@@ -138,23 +137,13 @@ class Scp02Host(HostChannel):
             raise ValueError(f"implicit initiation (i={i:02X}) runs at level 01 (C-MAC) only (E.1.5), got {level:02X}")
         if len(host_challenge) != 8:
             raise ValueError(f"the SCP02 host challenge is 8 bytes, got {len(host_challenge)}")
-        if not 0 <= kvn <= 0xFF:
-            raise ValueError(f"kvn must be a byte, got {kvn}")
-        if aid and not 5 <= len(aid) <= 16:
-            raise ValueError(f"the AID must be 5 to 16 bytes, got {len(aid)}")
+        super().__init__(keys, level=level, host_challenge=host_challenge, kvn=kvn, aid=aid, channel=channel)
         if not is_explicit(i) and not aid:
             raise ValueError(f"implicit initiation (i={i:02X}) needs the AID of the selected application (E.3.3)")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
         if isinstance(keys, StaticKeys):
             check_keys(keys)
-        super().__init__(level, channel)
-        self._keys = keys
-        self.host_challenge = host_challenge
         self.i_param = i
         self._i_given = i_param is not None
-        self.kvn = kvn
-        self.aid = aid
         self._counter: int | None = None
         self._session: _Session | None = None
 
@@ -188,60 +177,27 @@ class Scp02Host(HostChannel):
         return keys
 
     # -- explicit initiation -----------------------------------------------------------------------------------
-    def initialize_update(self) -> CommandApdu:
-        """``80 50 kvn 00 08 host_challenge 00`` on the session's logical channel (E.5.1)."""
-        self._require(ChannelState.IDLE)
+    def _check_initiation(self) -> None:
+        """INITIALIZE UPDATE is for explicit initiation only (i b3, E.1.2.1)."""
         if not is_explicit(self.i_param):
             raise LocalProtocolError(f"i={self.i_param:02X} is implicit initiation; use begin_implicit()")
-        return initialize_update_command(self.host_challenge, self.kvn, 0, self.channel)
 
-    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
-        """Parse the response (Table E-8), derive the session keys (E.4.1), verify the card cryptogram (E.4.2.1).
-
-        With an i the caller named with b7, and an AID, the pseudo-random card challenge (E.4.2.3) is verified too.
-        """
-        self._require(ChannelState.IDLE)
-        if not is_explicit(self.i_param):
-            raise LocalProtocolError(f"i={self.i_param:02X} is implicit initiation; use begin_implicit()")
-        if response.sw != 0x9000:
-            hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
-            self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
-        try:
-            parsed = InitializeUpdateResponse.from_bytes(response.data)
-        except DecodeError as exc:
-            self._fail(exc)
-        if parsed.protocol is not ScpProtocol.SCP02 or parsed.sequence_counter is None:
-            self._fail(RemoteProtocolError(f"the card answered with SCP{parsed.protocol:02X}, expected SCP02"))
-        if self.kvn and parsed.kvn != self.kvn:
-            self._fail(RemoteProtocolError(f"the card answered with KVN {parsed.kvn:02X}, expected {self.kvn:02X}"))
+    def _authenticate_card(self, parsed: InitializeUpdateResponse) -> None:
+        """Derive the session keys from the card's sequence counter (E.4.1) and verify the card cryptogram
+        (E.4.2.1) of the response (Table E-8). With an i the caller named with b7, and an AID, the pseudo-random
+        card challenge (E.4.2.3) is verified too."""
+        assert parsed.sequence_counter is not None  # always there in an SCP02 response (InitializeUpdateResponse)
         keys = self._static_keys(parsed)
         seq = int.from_bytes(parsed.sequence_counter, "big")
         session_keys = derive_session_keys(keys, self.i_param, seq)
-        kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
-        kdd = parsed.key_diversification_data.hex().upper()
         if self.aid and self._i_given and self.i_param & I_PSEUDO_RANDOM:
             expected_challenge = pseudo_random_card_challenge(session_keys.c_mac, self.aid)
-            if not constant_time_equal(expected_challenge, parsed.card_challenge):
-                self._fail(
-                    AuthenticationError(
-                        f"the pseudo-random card challenge did not verify (sequence counter {seq:04X}, AID "
-                        f"{self.aid.hex().upper()}, key diversification data {kdd}, KCVs ENC/MAC/DEK {kcvs})"
-                    )
-                )
+            self._verify_pseudo_random_challenge(expected_challenge, parsed, keys)
         expected = card_cryptogram(session_keys.enc, self.host_challenge, seq, parsed.card_challenge)
-        if not constant_time_equal(expected, parsed.card_cryptogram):
-            self._fail(
-                AuthenticationError(
-                    "the card cryptogram did not verify: wrong keys or not the expected card "
-                    f"(key diversification data {kdd}, KVN {parsed.kvn:02X}, KCVs ENC/MAC/DEK tried {kcvs}); "
-                    "do not retry blindly, cards block after failed authentications"
-                )
-            )
+        self._verify_card_cryptogram(expected, parsed, keys)
         chain = CommandMacChain(session_keys.c_mac, encrypt=bool(self.i_param & I_ICV_ENCRYPTION))
         self._session = _Session(keys, session_keys, parsed.card_challenge, chain, session_keys.dek)
         self._counter = seq
-        self.state = ChannelState.CARD_AUTHENTICATED
-        return parsed
 
     def external_authenticate(self) -> CommandApdu:
         """``84 82 level 00 10 host_cryptogram C-MAC`` with a zero ICV (E.3.2, E.4.2.2, E.5.2)."""
@@ -258,23 +214,17 @@ class Scp02Host(HostChannel):
             cla_for_channel(0x84, self.channel), INS_EXTERNAL_AUTHENTICATE, int(self.level), 0x00, cryptogram + mac
         )
 
-    def receive_external_authenticate(self, response: ResponseApdu) -> None:
-        """9000 opens the session; the card has now incremented its sequence counter (E.1.2.1).
+    def _on_open(self) -> None:
+        """The card has now incremented its sequence counter (E.1.2.1).
 
         With an R-MAC level, the R-MAC session starts with the same counter and the EXTERNAL AUTHENTICATE C-MAC as
         its ICV (E.3.2, E.4.1); the EXTERNAL AUTHENTICATE pair itself is not R-MACed (E.4.5).
         """
-        self._require(ChannelState.EXTERNAL_AUTHENTICATE_SENT)
-        if response.sw != 0x9000:
-            self._fail(CardStatusError(response.sw, "EXTERNAL AUTHENTICATE refused", response.data))
-        if response.data:
-            self._fail(RemoteProtocolError(f"EXTERNAL AUTHENTICATE answered {len(response.data)} data bytes"))
         s = self._session
         assert s is not None and self._counter is not None
         if SecurityLevel.R_MAC in self.level:
             s.r_chain = ResponseMacChain(s.session_keys.r_mac, s.ea_mac)
         self._counter = min(self._counter + 1, MAX_SEQUENCE_COUNTER)
-        self.state = ChannelState.OPEN
 
     # -- implicit initiation -----------------------------------------------------------------------------------
     def begin_implicit(self, sequence_counter: int) -> None:
@@ -348,10 +298,7 @@ class Scp02Host(HostChannel):
         self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
-        if command.channel != self.channel:
-            raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
-        if command.cla & (0x20 if command.cla & 0x40 else 0x0C):
-            raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
+        self._check_plain_command(command)
         if command.is_extended:
             raise LocalProtocolError("SCP02 secures short APDUs only (one-byte Lc, E.4.4)")
         if SecurityLevel.C_MAC not in self.level:

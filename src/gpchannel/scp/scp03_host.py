@@ -15,23 +15,20 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import (
-    AuthenticationError,
-    CardStatusError,
     DecodeError,
     IntegrityError,
     LocalProtocolError,
     RemoteProtocolError,
     UnsupportedError,
 )
+from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
-    HostChannel,
     InitializeUpdateResponse,
     KeyResolver,
     ScpProtocol,
     SecurityLevel,
-    initialize_update_command,
 )
 from gpchannel.scp.scp03 import (
     I_PSEUDO_RANDOM,
@@ -73,13 +70,17 @@ class _Session:
     wrapped: bool = False
 
 
-class Scp03Host(HostChannel):
+class Scp03Host(SymmetricHostChannel):
     """The host side of an SCP03 session (Amendment D v1.1.1; S16 when ``i_param`` has b1 set).
 
     ``keys`` is a key set or a :data:`KeyResolver` called with the parsed INITIALIZE UPDATE response (key
     diversification). ``host_challenge`` is 8 bytes (16 in S16 mode). ``i_param`` (optional) is the i the card
     must announce. ``kvn`` 0 lets the card choose; otherwise the card's KVN must match. ``aid``, when given, lets
     the host verify a pseudo-random card challenge (6.2.2.1).
+
+    INITIALIZE UPDATE ``80 50 kvn 00 Lc host_challenge 00`` (GP 2.3.1 D.4.1, Amendment D 7.1.1), the checks of its
+    response and the EXTERNAL AUTHENTICATE response (9000 opens the session) are those of
+    :class:`SymmetricHostChannel`.
     """
 
     protocol = ScpProtocol.SCP03
@@ -106,18 +107,8 @@ class Scp03Host(HostChannel):
                 raise ValueError(f"i={i_param:02X} needs a {mac_length(i_param)}-byte host challenge")
             if level not in allowed_levels(i_param):
                 raise UnsupportedError(f"security level {level:02X} is not available with i={i_param:02X}")
-        if not 0 <= kvn <= 0xFF:
-            raise ValueError(f"kvn must be a byte, got {kvn}")
-        if aid and not 5 <= len(aid) <= 16:
-            raise ValueError(f"the AID must be 5 to 16 bytes, got {len(aid)}")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
-        super().__init__(level, channel)
-        self._keys = keys
-        self.host_challenge = host_challenge
+        super().__init__(keys, level=level, host_challenge=host_challenge, kvn=kvn, aid=aid, channel=channel)
         self.i_param = i_param
-        self.kvn = kvn
-        self.aid = aid
         self._session: _Session | None = None
 
     def __repr__(self) -> str:
@@ -129,23 +120,10 @@ class Scp03Host(HostChannel):
         return self._session.session_keys if self._session else None
 
     # -- mutual authentication ---------------------------------------------------------------------------------
-    def initialize_update(self) -> CommandApdu:
-        """``80 50 kvn 00 Lc host_challenge 00`` on the session's logical channel (GP 2.3.1, D.4.1)."""
-        self._require(ChannelState.IDLE)
-        return initialize_update_command(self.host_challenge, self.kvn, 0, self.channel)
-
-    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
-        """Parse the response (Table 7-2), derive the session keys and verify the card cryptogram (6.2.2.2)."""
-        self._require(ChannelState.IDLE)
-        if response.sw != 0x9000:
-            hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
-            self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
-        try:
-            parsed = InitializeUpdateResponse.from_bytes(response.data)
-        except DecodeError as exc:
-            self._fail(exc)
-        if parsed.protocol is not ScpProtocol.SCP03 or parsed.i_param is None:
-            self._fail(RemoteProtocolError(f"the card answered with SCP{parsed.protocol:02X}, expected SCP03"))
+    def _check_card_parameters(self, parsed: InitializeUpdateResponse) -> None:
+        """The i parameter the card announced (Table 7-2): supported, the expected one if the caller named one,
+        matching the host challenge's length, and offering the session's security level (Table 5-1)."""
+        assert parsed.i_param is not None  # always there in an SCP03 response (InitializeUpdateResponse)
         i = parsed.i_param
         try:
             check_i_param(i)
@@ -162,37 +140,24 @@ class Scp03Host(HostChannel):
             )
         if self.level not in allowed_levels(i):
             self._fail(UnsupportedError(f"security level {self.level:02X} is not available with i={i:02X}"))
-        if self.kvn and parsed.kvn != self.kvn:
-            self._fail(RemoteProtocolError(f"the card answered with KVN {parsed.kvn:02X}, expected {self.kvn:02X}"))
-        keys = self._keys if isinstance(self._keys, StaticKeys) else self._keys(parsed)
+
+    def _authenticate_card(self, parsed: InitializeUpdateResponse) -> None:
+        """Derive the session keys (6.2.1), verify the pseudo-random card challenge when the AID is known
+        (6.2.2.1) and the card cryptogram (6.2.2.2)."""
+        assert parsed.i_param is not None
+        i = parsed.i_param
+        keys = self._resolve_keys(parsed)
         try:
             session_keys = derive_session_keys(keys, self.host_challenge + parsed.card_challenge)
         except UnsupportedError as exc:
             self._fail(exc)
-        kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
-        kdd = parsed.key_diversification_data.hex().upper()
         if self.aid and i & I_PSEUDO_RANDOM and parsed.sequence_counter is not None:
             seq = int.from_bytes(parsed.sequence_counter, "big")
             expected_challenge = card_challenge(keys.enc, seq, self.aid, mac_length(i))
-            if not constant_time_equal(expected_challenge, parsed.card_challenge):
-                self._fail(
-                    AuthenticationError(
-                        f"the pseudo-random card challenge did not verify (sequence counter {seq:06X}, AID "
-                        f"{self.aid.hex().upper()}, key diversification data {kdd}, KCVs ENC/MAC/DEK {kcvs})"
-                    )
-                )
+            self._verify_pseudo_random_challenge(expected_challenge, parsed, keys)
         expected = card_cryptogram(session_keys.s_mac, self.host_challenge, parsed.card_challenge)
-        if not constant_time_equal(expected, parsed.card_cryptogram):
-            self._fail(
-                AuthenticationError(
-                    "the card cryptogram did not verify: wrong keys or not the expected card "
-                    f"(key diversification data {kdd}, KVN {parsed.kvn:02X}, KCVs ENC/MAC/DEK tried {kcvs}); "
-                    "do not retry blindly, cards block after failed authentications"
-                )
-            )
+        self._verify_card_cryptogram(expected, parsed, keys)
         self._session = _Session(keys, session_keys, i, parsed.card_challenge)
-        self.state = ChannelState.CARD_AUTHENTICATED
-        return parsed
 
     def external_authenticate(self) -> CommandApdu:
         """``84 82 level 00 Lc host_cryptogram C-MAC``, MACed with a zero chaining value (6.2.3, 7.1.2)."""
@@ -213,16 +178,10 @@ class Scp03Host(HostChannel):
             cryptogram + full[:n],
         )
 
-    def receive_external_authenticate(self, response: ResponseApdu) -> None:
-        """9000 opens the session; the encryption counter starts (6.2.6). No R-MAC on this response (6.2.5)."""
-        self._require(ChannelState.EXTERNAL_AUTHENTICATE_SENT)
-        if response.sw != 0x9000:
-            self._fail(CardStatusError(response.sw, "EXTERNAL AUTHENTICATE refused", response.data))
-        if response.data:
-            self._fail(RemoteProtocolError(f"EXTERNAL AUTHENTICATE answered {len(response.data)} data bytes"))
+    def _on_open(self) -> None:
+        """The encryption counter starts (6.2.6). No R-MAC on the EXTERNAL AUTHENTICATE response (6.2.5)."""
         assert self._session is not None
         self._session.counter = 0
-        self.state = ChannelState.OPEN
 
     # -- secure messaging --------------------------------------------------------------------------------------
     def wrap(self, command: CommandApdu) -> CommandApdu:
@@ -236,10 +195,7 @@ class Scp03Host(HostChannel):
         self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
-        if command.channel != self.channel:
-            raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
-        if command.cla & (0x20 if command.cla & 0x40 else 0x0C):  # ISO 7816-4, 5.4.1: b4-b3 or b6
-            raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
+        self._check_plain_command(command)
         counter = s.counter + 1
         if SecurityLevel.C_MAC not in self.level:
             s.counter, s.wrapped = counter, True
