@@ -8,6 +8,11 @@ messages of a failed card authentication, the EXTERNAL AUTHENTICATE response (GP
 ``wrap`` makes before protecting a command. Each protocol keeps its cryptography in ``_authenticate_card``,
 ``external_authenticate``, ``wrap``, ``unwrap`` and ``encrypt_key``.
 
+Card side (:class:`SymmetricCardChannel`): the session attributes, the restart of a session by INITIALIZE UPDATE,
+the checks of the INITIALIZE UPDATE command (INS, KVN in P1: 6A88, P2, host challenge length: 6700), the card
+challenge from the injected random source, the first checks of EXTERNAL AUTHENTICATE (INS, secure messaging bit)
+and the verification of its C-MAC (6982) and host cryptogram (6300).
+
 The checks raise what the protocol modules raised before they shared them (the same error classes, status words
 and information in the messages) and terminate the session the same way (``_fail``).
 """
@@ -15,7 +20,7 @@ and information in the messages) and terminate the session the same way (``_fail
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.crypto.ciphers import constant_time_equal
@@ -24,25 +29,52 @@ from gpchannel.errors import (
     AuthenticationError,
     CardStatusError,
     DecodeError,
+    IncorrectP1P2,
+    InsNotSupported,
     LocalProtocolError,
+    ReferencedDataNotFound,
     RemoteProtocolError,
+    SecurityNotSatisfied,
+    WrongLength,
 )
 from gpchannel.scp.common import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_INITIALIZE_UPDATE,
+    CardChannel,
     ChannelState,
     HostChannel,
     InitializeUpdateResponse,
     KeyResolver,
+    RandomSource,
     SecurityLevel,
     initialize_update_command,
 )
 
-__all__ = ["SymmetricHostChannel", "check_logical_channel"]
+__all__ = [
+    "SW_HOST_CRYPTOGRAM",
+    "SymmetricCardChannel",
+    "SymmetricHostChannel",
+    "check_key_diversification_data",
+    "check_logical_channel",
+]
+
+SW_HOST_CRYPTOGRAM = 0x6300
+"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (GP 2.1.1 Table D-9, GP 2.2.1 Table E-12;
+Amendment D 7.1.2 refers to GP 2.3.1 Table D-9)."""
+
+SessionKeysT = TypeVar("SessionKeysT")
 
 
 def check_logical_channel(channel: int) -> None:
     """ValueError unless ``channel`` is a logical channel number, 0 to 19 (ISO 7816-4, 5.4.1)."""
     if not 0 <= channel <= 19:
         raise ValueError(f"logical channel must be 0..19, got {channel}")
+
+
+def check_key_diversification_data(key_diversification_data: bytes) -> None:
+    """ValueError unless the key diversification data are the 10 bytes INITIALIZE UPDATE answers first."""
+    if len(key_diversification_data) != 10:
+        raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
 
 
 def _hex(data: bytes) -> str:
@@ -181,3 +213,122 @@ class SymmetricHostChannel(HostChannel):
             raise LocalProtocolError(f"command for logical channel {command.channel}; the session is on {self.channel}")
         if cla_has_secure_messaging(command.cla):
             raise LocalProtocolError(f"CLA {command.cla:02X} already indicates secure messaging")
+
+
+class SymmetricCardChannel(CardChannel, Generic[SessionKeysT]):
+    """The card side that SCP01, SCP02 and SCP03 share (see the module docstring), with the session keys of
+    type ``SessionKeysT`` once INITIALIZE UPDATE has been answered.
+
+    Subclasses check their own arguments (i parameter, keys, key diversification data with
+    :func:`check_key_diversification_data`, sequence counter, AID) before calling this constructor, which checks
+    the logical channel last, as they always did.
+    """
+
+    def __init__(
+        self,
+        keys: StaticKeys,
+        *,
+        i_param: int,
+        key_diversification_data: bytes,
+        sequence_counter: int,
+        random: RandomSource,
+        aid: bytes,
+        channel: int,
+    ) -> None:
+        check_logical_channel(channel)
+        super().__init__(channel)
+        self._keys = keys
+        self.i_param = i_param
+        self.key_diversification_data = key_diversification_data
+        self._sequence_counter = sequence_counter
+        self._random = random
+        self.aid = aid
+        self._session_keys: SessionKeysT | None = None
+        self._host_challenge = b""
+        self._card_challenge = b""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
+
+    @property
+    def sequence_counter(self) -> int:
+        """The key set's sequence counter as the Security Domain must now persist it (see the class docstring)."""
+        return self._sequence_counter
+
+    def _keys_or_fail(self) -> SessionKeysT:
+        if self._session_keys is None:
+            self._fail(SecurityNotSatisfied("no session keys"))
+        return self._session_keys
+
+    # -- INITIALIZE UPDATE ------------------------------------------------------------------------------------
+    def _restart(self) -> None:
+        """A new INITIALIZE UPDATE ends any session in progress (GP 2.3.1, 10.2.3); refused (6982) once the
+        session was terminated."""
+        if self.state is ChannelState.TERMINATED:
+            raise SecurityNotSatisfied("the secure channel was terminated")
+        self.state, self.level, self._session_keys = ChannelState.IDLE, SecurityLevel.NONE, None
+
+    def _check_initialize_update(self, command: CommandApdu, challenge_length: int) -> None:
+        """INS 50 (else 6D00), P1 and P2 (:meth:`_check_key_reference`), a host challenge of
+        ``challenge_length`` bytes (else 6700); every failure terminates the session."""
+        if command.ins != INS_INITIALIZE_UPDATE:
+            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
+        self._check_key_reference(command)
+        if len(command.data) != challenge_length:
+            self._fail(WrongLength(f"the host challenge must be {challenge_length} bytes, got {len(command.data)}"))
+
+    def _check_key_reference(self, command: CommandApdu) -> None:
+        """KVN (P1) 00 or the key set's, else 6A88; P2 00, else 6A86 (GP 2.2.1 E.5.1, Amendment D 7.1.1)."""
+        if command.p1 not in (0, self._keys.kvn):
+            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
+        if command.p2 != 0:
+            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00 for {self.protocol.name}, got {command.p2:02X}"))
+
+    def _random_challenge(self, length: int) -> bytes:
+        """A card challenge of ``length`` bytes from the injected random source (ValueError if it gives less)."""
+        challenge = self._random(length)
+        if len(challenge) != length:
+            raise ValueError(f"the random source returned {len(challenge)} bytes, expected {length}")
+        return challenge
+
+    def _initialized(self, session_keys: SessionKeysT, host_challenge: bytes, card_challenge: bytes) -> bytes:
+        """Keep the session's keys and challenges, move to INITIALIZED and return the start of the response:
+        key diversification data, KVN and protocol (GP 2.3.1, 11.12.3)."""
+        self._session_keys = session_keys
+        self._host_challenge, self._card_challenge = host_challenge, card_challenge
+        self.state = ChannelState.INITIALIZED
+        return self.key_diversification_data + bytes((self._keys.kvn, self.protocol))
+
+    # -- EXTERNAL AUTHENTICATE --------------------------------------------------------------------------------
+    def _check_external_authenticate(self, command: CommandApdu, data_length: int | None = None) -> SessionKeysT:
+        """The session keys, after checking the state (INITIALIZED), INS 82 (else 6D00) and the secure messaging
+        bit (C-MAC required: else 6982); with ``data_length``, P2 00 (else 6A86) and data of that length (else
+        6700) too. Every failure terminates the session."""
+        self._require(ChannelState.INITIALIZED)
+        keys = self._keys_or_fail()
+        if command.ins != INS_EXTERNAL_AUTHENTICATE:
+            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
+        if not cla_has_secure_messaging(command.cla):
+            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
+        if data_length is not None:
+            if command.p2 != 0:
+                self._fail(IncorrectP1P2(f"EXTERNAL AUTHENTICATE P2 must be 00, got {command.p2:02X}"))
+            if len(command.data) != data_length:
+                self._fail(
+                    WrongLength(f"EXTERNAL AUTHENTICATE data must be {data_length} bytes, got {len(command.data)}")
+                )
+        return keys
+
+    def _verify_host(self, expected_mac: bytes, mac: bytes, expected_cryptogram: bytes, cryptogram: bytes) -> None:
+        """The C-MAC of EXTERNAL AUTHENTICATE (6982), then the host cryptogram (6300, :data:`SW_HOST_CRYPTOGRAM`),
+        both compared in constant time; either failure terminates the session."""
+        if not constant_time_equal(expected_mac, mac):
+            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
+        if not constant_time_equal(expected_cryptogram, cryptogram):
+            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=SW_HOST_CRYPTOGRAM))
+
+    def _open(self, level: SecurityLevel) -> ResponseApdu:
+        """EXTERNAL AUTHENTICATE succeeded: the session is OPEN at ``level``; the (empty) 9000 response."""
+        self.level = level
+        self.state = ChannelState.OPEN
+        return ResponseApdu()

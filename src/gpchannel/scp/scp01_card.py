@@ -16,15 +16,12 @@ from gpchannel.errors import (
     DecodeError,
     IncorrectData,
     IncorrectP1P2,
-    InsNotSupported,
     ReferencedDataNotFound,
     SecurityNotSatisfied,
     WrongLength,
 )
+from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
-    INS_EXTERNAL_AUTHENTICATE,
-    INS_INITIALIZE_UPDATE,
-    CardChannel,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -47,16 +44,15 @@ from gpchannel.scp.scp01 import (
 
 __all__ = ["Scp01Card"]
 
-_SW_HOST_CRYPTOGRAM = 0x6300
-"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (Table D-9)."""
 
-
-class Scp01Card(CardChannel):
+class Scp01Card(SymmetricCardChannel[Scp01SessionKeys]):
     """The card side of an SCP01 session (GP 2.1.1, Appendix D), created by the Security Domain per session.
 
     ``keys`` is the key set (16-byte 3DES keys), ``i_param`` 05 or 15, ``key_diversification_data`` the 10 bytes
     returned first in INITIALIZE UPDATE, ``random`` gives the 8-byte card challenge. SCP01 has no sequence
     counter: ``sequence_counter`` is kept unchanged for the Security Domain. ``aid`` is unused by SCP01.
+
+    A bad host cryptogram in EXTERNAL AUTHENTICATE is 6300 (Table D-9); see :class:`SymmetricCardChannel`.
     """
 
     protocol = ScpProtocol.SCP01
@@ -74,57 +70,33 @@ class Scp01Card(CardChannel):
     ) -> None:
         check_i_param(i_param)
         check_keys(keys)
-        if len(key_diversification_data) != 10:
-            raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
-        super().__init__(channel)
-        self._keys = keys
-        self.i_param = i_param
-        self.key_diversification_data = key_diversification_data
-        self._sequence_counter = sequence_counter
-        self._random = random
-        self.aid = aid
-        self._session_keys: Scp01SessionKeys | None = None
-        self._host_challenge = b""
-        self._card_challenge = b""
+        check_key_diversification_data(key_diversification_data)
+        super().__init__(
+            keys,
+            i_param=i_param,
+            key_diversification_data=key_diversification_data,
+            sequence_counter=sequence_counter,
+            random=random,
+            aid=aid,
+            channel=channel,
+        )
         self._last_mac = bytes(8)
         self._unwrapped = False
 
-    def __repr__(self) -> str:
-        return f"Scp01Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
-
-    @property
-    def sequence_counter(self) -> int:
-        """SCP01 has no sequence counter; the value given is returned unchanged."""
-        return self._sequence_counter
-
-    def _keys_or_fail(self) -> Scp01SessionKeys:
-        if self._session_keys is None:
-            self._fail(SecurityNotSatisfied("no session keys"))
-        return self._session_keys
+    def _check_key_reference(self, command: CommandApdu) -> None:
+        """KVN (P1) 00 or the key set's and key identifier (P2) 00 or 01, else 6A88 (D.4.1)."""
+        if command.p1 not in (0, self._keys.kvn) or command.p2 not in (0, 1):
+            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}, key identifier {command.p2:02X}"))
 
     def initialize_update(self, command: CommandApdu) -> ResponseApdu:
         """Answer INITIALIZE UPDATE (D.4.1): KVN (P1) 00 or the key set's and key identifier (P2) 00 or 01, else
         6A88; an 8-byte host challenge, else 6700. A new INITIALIZE UPDATE ends any session in progress."""
-        if self.state is ChannelState.TERMINATED:
-            raise SecurityNotSatisfied("the secure channel was terminated")
-        self.state, self.level, self._session_keys = ChannelState.IDLE, SecurityLevel.NONE, None
-        if command.ins != INS_INITIALIZE_UPDATE:
-            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
-        if command.p1 not in (0, self._keys.kvn) or command.p2 not in (0, 1):
-            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}, key identifier {command.p2:02X}"))
-        if len(command.data) != 8:
-            self._fail(WrongLength(f"the host challenge must be 8 bytes, got {len(command.data)}"))
-        challenge = self._random(8)
-        if len(challenge) != 8:
-            raise ValueError(f"the random source returned {len(challenge)} bytes, expected 8")
+        self._restart()
+        self._check_initialize_update(command, 8)
+        challenge = self._random_challenge(8)
         keys = derive_session_keys(self._keys, command.data, challenge)
         cryptogram = card_cryptogram(keys.s_enc, command.data, challenge)
-        self._session_keys = keys
-        self._host_challenge, self._card_challenge = command.data, challenge
-        self.state = ChannelState.INITIALIZED
-        head = self.key_diversification_data + bytes((self._keys.kvn, ScpProtocol.SCP01))
+        head = self._initialized(keys, command.data, challenge)
         return ResponseApdu(head + challenge + cryptogram)
 
     def external_authenticate(self, command: CommandApdu) -> ResponseApdu:
@@ -133,12 +105,7 @@ class Scp01Card(CardChannel):
         P1 must be 00, 01 or 03 and P2 00 (6A86 otherwise); data 16 bytes (6700); no secure messaging bit or a bad
         C-MAC is 6982; a bad host cryptogram is 6300 (Table D-9). Every failure terminates the session (D.1.2).
         """
-        self._require(ChannelState.INITIALIZED)
-        keys = self._keys_or_fail()
-        if command.ins != INS_EXTERNAL_AUTHENTICATE:
-            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
-        if not cla_has_secure_messaging(command.cla):
-            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
+        keys = self._check_external_authenticate(command)
         if command.p2 != 0 or command.p1 not in LEVELS:
             self._fail(
                 IncorrectP1P2(f"EXTERNAL AUTHENTICATE P1 P2 {command.p1:02X}{command.p2:02X}: P1 00/01/03, P2 00")
@@ -146,15 +113,14 @@ class Scp01Card(CardChannel):
         if len(command.data) != 16 or command.is_extended:
             self._fail(WrongLength(f"EXTERNAL AUTHENTICATE data must be 16 bytes, got {len(command.data)}"))
         cryptogram, mac = command.data[:8], command.data[8:]
-        if not constant_time_equal(command_mac(keys.s_mac, bytes(8), command, cryptogram), mac):
-            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
-        expected = host_cryptogram(keys.s_enc, self._host_challenge, self._card_challenge)
-        if not constant_time_equal(expected, cryptogram):
-            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
+        self._verify_host(
+            command_mac(keys.s_mac, bytes(8), command, cryptogram),
+            mac,
+            host_cryptogram(keys.s_enc, self._host_challenge, self._card_challenge),
+            cryptogram,
+        )
         self._last_mac, self._unwrapped = mac, False
-        self.level = SecurityLevel(command.p1)
-        self.state = ChannelState.OPEN
-        return ResponseApdu()
+        return self._open(SecurityLevel(command.p1))
 
     def unwrap(self, command: CommandApdu) -> CommandApdu:
         """Decrypt (C-DECRYPTION, D.3.4) and verify the C-MAC (D.3.3) of a command; 6982 and TERMINATED on error.

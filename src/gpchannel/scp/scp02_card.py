@@ -49,10 +49,8 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
     WrongLength,
 )
+from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
-    INS_EXTERNAL_AUTHENTICATE,
-    INS_INITIALIZE_UPDATE,
-    CardChannel,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -86,20 +84,23 @@ from gpchannel.scp.scp02 import (
 
 __all__ = ["Scp02Card"]
 
-_SW_HOST_CRYPTOGRAM = 0x6300
-"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (Table E-12)."""
 _MAC = 8
 _SHORT_RESPONSE_MAX = 256
 """Response data of a short APDU (Le 00): SCP02 secures short APDUs only (E.4.4)."""
 
 
-class Scp02Card(CardChannel):
+class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
     """The card side of an SCP02 session (GP 2.2.1 Appendix E).
 
     ``keys`` is a DES3 key set of 16-byte keys (with one base key, i b1 clear, ``keys.enc`` is the base key);
     ``key_diversification_data`` is the 10 bytes returned first in INITIALIZE UPDATE; ``sequence_counter`` the key
     set's persisted 2-byte counter; ``random`` gives the 6-byte card challenge unless i asks for the pseudo-random
     one (b7); ``aid`` is the AID of the selected application (pseudo-random challenge, implicit-initiation ICVs).
+
+    ``sequence_counter`` is then the value the Security Domain must persist: per E.1.2 the card increments it by one
+    when, and only when, the first C-MAC of a session verifies: EXTERNAL AUTHENTICATE (explicit) or the first
+    C-MACed command (implicit); a failed attempt leaves it. It never wraps: at FFFF the card refuses new sessions
+    with 6985. A bad host cryptogram in EXTERNAL AUTHENTICATE is 6300 (Table E-12).
     """
 
     protocol = ScpProtocol.SCP02
@@ -117,45 +118,28 @@ class Scp02Card(CardChannel):
     ) -> None:
         check_i_param(i_param)
         check_keys(keys)
-        if len(key_diversification_data) != 10:
-            raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
+        check_key_diversification_data(key_diversification_data)
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
         if aid and not 5 <= len(aid) <= 16:
             raise ValueError(f"the AID must be 5 to 16 bytes, got {len(aid)}")
         if (i_param & I_PSEUDO_RANDOM or not is_explicit(i_param)) and not aid:
             raise ValueError(f"i={i_param:02X} needs the AID of the selected application")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
-        super().__init__(channel)
-        self._keys = keys
-        self.i_param = i_param
-        self.key_diversification_data = key_diversification_data
-        self._counter = sequence_counter
-        self._random = random
-        self.aid = aid
-        self._session_keys: Scp02SessionKeys | None = None
+        super().__init__(
+            keys,
+            i_param=i_param,
+            key_diversification_data=key_diversification_data,
+            sequence_counter=sequence_counter,
+            random=random,
+            aid=aid,
+            channel=channel,
+        )
         self._dek = b""
-        self._host_challenge = b""
-        self._card_challenge = b""
         self._ea_mac = b""
         self._c_chain: CommandMacChain | None = None
         self._r_chain: ResponseMacChain | None = None
         self._last: CommandApdu | None = None
         self._answered_by_sd = False
-
-    def __repr__(self) -> str:
-        return f"Scp02Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
-
-    @property
-    def sequence_counter(self) -> int:
-        """The key set's sequence counter as the Security Domain must now persist it.
-
-        Per E.1.2 the card increments it by one when, and only when, the first C-MAC of a session verifies:
-        EXTERNAL AUTHENTICATE (explicit) or the first C-MACed command (implicit); a failed attempt leaves it. It
-        never wraps: at FFFF the card refuses new sessions with 6985.
-        """
-        return self._counter
 
     @property
     def session_keys(self) -> Scp02SessionKeys | None:
@@ -182,7 +166,8 @@ class Scp02Card(CardChannel):
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
         if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and SecurityLevel.C_MAC in self.level):
             return
-        self._counter = max(self._counter, sequence_counter)  # never back: a counter value opens one session only
+        # never back: a counter value opens one session only
+        self._sequence_counter = max(self._sequence_counter, sequence_counter)
 
     def terminate(self) -> None:
         super().terminate()
@@ -217,35 +202,22 @@ class Scp02Card(CardChannel):
         KVN (P1) 0 or the key set's, else 6A88; P2 00, else 6A86; an 8-byte host challenge, else 6700. Session
         keys come from the current sequence counter (not incremented here, E.1.2).
         """
-        if self.state is ChannelState.TERMINATED:
-            raise SecurityNotSatisfied("the secure channel was terminated")
-        self.state, self.level = ChannelState.IDLE, SecurityLevel.NONE
-        self._session_keys, self._c_chain, self._r_chain = None, None, None
+        self._restart()
+        self._c_chain, self._r_chain = None, None
         if not is_explicit(self.i_param):
             self._fail(InsNotSupported(f"i={self.i_param:02X} is implicit initiation: no INITIALIZE UPDATE"))
-        if command.ins != INS_INITIALIZE_UPDATE:
-            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
-        if command.p1 not in (0, self._keys.kvn):
-            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
-        if command.p2 != 0:
-            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00, got {command.p2:02X}"))
-        if len(command.data) != 8:
-            self._fail(WrongLength(f"the host challenge must be 8 bytes, got {len(command.data)}"))
-        if self._counter >= MAX_SEQUENCE_COUNTER:
+        self._check_initialize_update(command, 8)
+        if self._sequence_counter >= MAX_SEQUENCE_COUNTER:
             self._fail(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"))
-        keys = derive_session_keys(self._keys, self.i_param, self._counter)
+        keys = derive_session_keys(self._keys, self.i_param, self._sequence_counter)
         if self.i_param & I_PSEUDO_RANDOM:
             challenge = pseudo_random_card_challenge(keys.c_mac, self.aid)
         else:
-            challenge = self._random(6)
-            if len(challenge) != 6:
-                raise ValueError(f"the random source returned {len(challenge)} bytes, expected 6")
-        cryptogram = card_cryptogram(keys.enc, command.data, self._counter, challenge)
-        self._session_keys, self._dek = keys, keys.dek
-        self._host_challenge, self._card_challenge = command.data, challenge
-        self.state = ChannelState.INITIALIZED
-        head = self.key_diversification_data + bytes((self._keys.kvn, ScpProtocol.SCP02))
-        return ResponseApdu(head + self._counter.to_bytes(2, "big") + challenge + cryptogram)
+            challenge = self._random_challenge(6)
+        cryptogram = card_cryptogram(keys.enc, command.data, self._sequence_counter, challenge)
+        self._dek = keys.dek
+        head = self._initialized(keys, command.data, challenge)
+        return ResponseApdu(head + self._sequence_counter.to_bytes(2, "big") + challenge + cryptogram)
 
     def external_authenticate(self, command: CommandApdu) -> ResponseApdu:
         """Verify the C-MAC (zero ICV, E.3.2) and host cryptogram (E.4.2.2); open the session at level P1.
@@ -254,36 +226,21 @@ class Scp02Card(CardChannel):
         than 00. A bad C-MAC is 6982; a bad host cryptogram 6300 (Table E-12), raised as SecurityNotSatisfied
         with that status word. On success the sequence counter is incremented (E.1.2.1).
         """
-        self._require(ChannelState.INITIALIZED)
-        keys = self._session_keys
-        assert keys is not None
-        if command.ins != INS_EXTERNAL_AUTHENTICATE:
-            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
-        if not cla_has_secure_messaging(command.cla):
-            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
-        if command.p2 != 0:
-            self._fail(IncorrectP1P2(f"EXTERNAL AUTHENTICATE P2 must be 00, got {command.p2:02X}"))
-        if len(command.data) != 16:
-            self._fail(WrongLength(f"EXTERNAL AUTHENTICATE data must be 16 bytes, got {len(command.data)}"))
+        keys = self._check_external_authenticate(command, 16)
         if command.p1 not in LEVELS:
             self._fail(IncorrectP1P2(f"security level {command.p1:02X} is RFU for SCP02 (Table E-11)"))
         level = SecurityLevel(command.p1)
         cryptogram, mac = command.data[:8], command.data[8:]
         chain = CommandMacChain(keys.c_mac, encrypt=bool(self.i_param & I_ICV_ENCRYPTION))
         plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, cryptogram)
-        if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
-            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
-        expected = host_cryptogram(keys.enc, self._host_challenge, self._counter, self._card_challenge)
-        if not constant_time_equal(expected, cryptogram):
-            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
+        expected = host_cryptogram(keys.enc, self._host_challenge, self._sequence_counter, self._card_challenge)
+        self._verify_host(chain.compute(command_mac_input(plain, self.i_param)), mac, expected, cryptogram)
         chain.advance(mac)
         self._c_chain, self._ea_mac = chain, mac
         self._r_chain = ResponseMacChain(keys.r_mac, mac) if SecurityLevel.R_MAC in level else None
-        self._counter += 1
+        self._sequence_counter += 1
         self._last, self._answered_by_sd = None, False
-        self.level = level
-        self.state = ChannelState.OPEN
-        return ResponseApdu()
+        return self._open(level)
 
     # -- secure messaging --------------------------------------------------------------------------------------
     def unwrap(self, command: CommandApdu) -> CommandApdu:
@@ -320,9 +277,9 @@ class Scp02Card(CardChannel):
 
     def _open_implicit(self, command: CommandApdu) -> None:
         """Start an implicit session for the incoming C-MACed command (E.1.2.2, E.3.3)."""
-        if self._counter >= MAX_SEQUENCE_COUNTER:
+        if self._sequence_counter >= MAX_SEQUENCE_COUNTER:
             self._fail_closed(ConditionsNotSatisfied("the sequence counter of this key set is exhausted"), command)
-        keys = derive_session_keys(self._keys, self.i_param, self._counter)
+        keys = derive_session_keys(self._keys, self.i_param, self._sequence_counter)
         self._session_keys = keys
         self._c_chain = CommandMacChain(
             keys.c_mac, aid_icv(keys.c_mac, self.aid), bool(self.i_param & I_ICV_ENCRYPTION)
@@ -352,8 +309,8 @@ class Scp02Card(CardChannel):
         chain.advance(mac)
         if opening:
             # The first C-MAC of an implicit session verified: count it; DEK from the new value (E.1.2.2).
-            self._counter += 1
-            self._dek = derive_session_keys(self._keys, self.i_param, self._counter).dek
+            self._sequence_counter += 1
+            self._dek = derive_session_keys(self._keys, self.i_param, self._sequence_counter).dek
             self.state = ChannelState.OPEN
             self.level = SecurityLevel.C_MAC | (self.level & SecurityLevel.R_MAC)
         return plain
@@ -411,7 +368,7 @@ class Scp02Card(CardChannel):
             raise IncorrectData("BEGIN R-MAC SESSION data must be one length byte and 0 to 24 bytes (Table E-16)")
         if self._r_chain is not None:
             raise ConditionsNotSatisfied("an R-MAC session is already running")
-        key = r_mac_key(self._keys, self.i_param, self._counter)
+        key = r_mac_key(self._keys, self.i_param, self._sequence_counter)
         icv = self._ea_mac if is_explicit(self.i_param) else aid_icv(key, self.aid)
         chain = ResponseMacChain(key, icv, command.p1 == 0x10)
         response = ResponseApdu()

@@ -20,16 +20,12 @@ from gpchannel.errors import (
     DecodeError,
     IncorrectData,
     IncorrectP1P2,
-    InsNotSupported,
-    ReferencedDataNotFound,
     SecurityNotSatisfied,
     UnsupportedError,
     WrongLength,
 )
+from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
-    INS_EXTERNAL_AUTHENTICATE,
-    INS_INITIALIZE_UPDATE,
-    CardChannel,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -59,12 +55,8 @@ from gpchannel.scp.scp03 import (
 
 __all__ = ["Scp03Card"]
 
-_SW_HOST_CRYPTOGRAM = 0x6300
-"""EXTERNAL AUTHENTICATE: "Authentication of host cryptogram failed" (GP 2.3.1, Table D-9, which Amd D 7.1.2
-refers to)."""
 
-
-class Scp03Card(CardChannel):
+class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
     """The card side of an SCP03 session (Amendment D v1.1.1; S16 when ``i_param`` has b1 set).
 
     ``key_diversification_data`` is the 10 bytes returned first in INITIALIZE UPDATE; ``sequence_counter`` is the
@@ -89,45 +81,28 @@ class Scp03Card(CardChannel):
         check_i_param(i_param)
         if keys.key_type is not KeyType.AES:
             raise UnsupportedError(f"SCP03 needs an AES key set, got {keys.key_type.name}")
-        if len(key_diversification_data) != 10:
-            raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
+        check_key_diversification_data(key_diversification_data)
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 3 bytes, got {sequence_counter}")
         if i_param & I_PSEUDO_RANDOM and not 5 <= len(aid) <= 16:
             raise ValueError(f"the pseudo-random card challenge needs a 5 to 16-byte AID, got {len(aid)} bytes")
-        if not 0 <= channel <= 19:
-            raise ValueError(f"logical channel must be 0..19, got {channel}")
-        super().__init__(channel)
-        self._keys = keys
-        self.i_param = i_param
-        self.key_diversification_data = key_diversification_data
-        self._sequence_counter = sequence_counter
-        self._random = random
-        self.aid = aid
-        self._session_keys: Scp03SessionKeys | None = None
-        self._host_challenge = b""
-        self._card_challenge = b""
+        super().__init__(
+            keys,
+            i_param=i_param,
+            key_diversification_data=key_diversification_data,
+            sequence_counter=sequence_counter,
+            random=random,
+            aid=aid,
+            channel=channel,
+        )
         self._chain = bytes(16)
         self._counter = 0
         self._unwrapped = False
         self._last_extended = False
 
-    def __repr__(self) -> str:
-        return f"Scp03Card(state={self.state.value}, i={self.i_param:02X}, level={self.level:02X})"
-
-    @property
-    def sequence_counter(self) -> int:
-        """The key set's sequence counter as the Security Domain must now persist it (6.2.2.1)."""
-        return self._sequence_counter
-
     @property
     def _mac_len(self) -> int:
         return mac_length(self.i_param)
-
-    def _keys_or_fail(self) -> Scp03SessionKeys:
-        if self._session_keys is None:
-            self._fail(SecurityNotSatisfied("no session keys"))
-        return self._session_keys
 
     # -- mutual authentication ---------------------------------------------------------------------------------
     def initialize_update(self, command: CommandApdu) -> ResponseApdu:
@@ -136,18 +111,9 @@ class Scp03Card(CardChannel):
         A new INITIALIZE UPDATE ends any session in progress (5.6). KVN (P1) 0 or the key set's; P2 00; the host
         challenge is 8 bytes (16 in S16 mode). Sequence counter at its maximum: 6985 (6.2.2.1).
         """
-        if self.state is ChannelState.TERMINATED:
-            raise SecurityNotSatisfied("the secure channel was terminated")
-        self.state, self.level, self._session_keys = ChannelState.IDLE, SecurityLevel.NONE, None
-        if command.ins != INS_INITIALIZE_UPDATE:
-            self._fail(InsNotSupported(f"expected INITIALIZE UPDATE (50), got INS {command.ins:02X}"))
-        if command.p1 not in (0, self._keys.kvn):
-            self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
-        if command.p2 != 0:
-            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00 for SCP03, got {command.p2:02X}"))
+        self._restart()
         n = self._mac_len
-        if len(command.data) != n:
-            self._fail(WrongLength(f"the host challenge must be {n} bytes, got {len(command.data)}"))
+        self._check_initialize_update(command, n)
         counter_field = b""
         if self.i_param & I_PSEUDO_RANDOM:
             if self._sequence_counter >= MAX_SEQUENCE_COUNTER:
@@ -156,15 +122,10 @@ class Scp03Card(CardChannel):
             challenge = card_challenge(self._keys.enc, self._sequence_counter, self.aid, n)
             counter_field = self._sequence_counter.to_bytes(3, "big")
         else:
-            challenge = self._random(n)
-            if len(challenge) != n:
-                raise ValueError(f"the random source returned {len(challenge)} bytes, expected {n}")
+            challenge = self._random_challenge(n)
         keys = derive_session_keys(self._keys, command.data + challenge)
         cryptogram = card_cryptogram(keys.s_mac, command.data, challenge)
-        self._session_keys = keys
-        self._host_challenge, self._card_challenge = command.data, challenge
-        self.state = ChannelState.INITIALIZED
-        head = self.key_diversification_data + bytes((self._keys.kvn, ScpProtocol.SCP03, self.i_param))
+        head = self._initialized(keys, command.data, challenge) + bytes((self.i_param,))
         return ResponseApdu(head + challenge + cryptogram + counter_field)
 
     def external_authenticate(self, command: CommandApdu) -> ResponseApdu:
@@ -174,17 +135,8 @@ class Scp03Card(CardChannel):
         33 needs b7): 6A86 otherwise, as for a P2 other than 00. A bad C-MAC is 6982; a bad host cryptogram is
         6300 (GP 2.3.1 Table D-9), raised as SecurityNotSatisfied with that status word.
         """
-        self._require(ChannelState.INITIALIZED)
-        keys = self._keys_or_fail()
         n = self._mac_len
-        if command.ins != INS_EXTERNAL_AUTHENTICATE:
-            self._fail(InsNotSupported(f"expected EXTERNAL AUTHENTICATE (82), got INS {command.ins:02X}"))
-        if not cla_has_secure_messaging(command.cla):
-            self._fail(SecurityNotSatisfied("EXTERNAL AUTHENTICATE must be C-MACed (CLA 84..87)"))
-        if command.p2 != 0:
-            self._fail(IncorrectP1P2(f"EXTERNAL AUTHENTICATE P2 must be 00, got {command.p2:02X}"))
-        if len(command.data) != 2 * n:
-            self._fail(WrongLength(f"EXTERNAL AUTHENTICATE data must be {2 * n} bytes, got {len(command.data)}"))
+        keys = self._check_external_authenticate(command, 2 * n)
         try:
             level = SecurityLevel.from_byte(command.p1)
         except ValueError as exc:
@@ -193,15 +145,10 @@ class Scp03Card(CardChannel):
             self._fail(IncorrectP1P2(f"security level {command.p1:02X} is not available with i={self.i_param:02X}"))
         cryptogram, mac = command.data[:n], command.data[n:]
         full = compute_cmac(keys.s_mac, command_mac_input(bytes(16), command, cryptogram, 2 * n, command.is_extended))
-        if not constant_time_equal(full[:n], mac):
-            self._fail(SecurityNotSatisfied("the C-MAC of EXTERNAL AUTHENTICATE did not verify"))
         expected = host_cryptogram(keys.s_mac, self._host_challenge, self._card_challenge)
-        if not constant_time_equal(expected, cryptogram):
-            self._fail(SecurityNotSatisfied("the host cryptogram did not verify", sw=_SW_HOST_CRYPTOGRAM))
+        self._verify_host(full[:n], mac, expected, cryptogram)
         self._chain, self._counter, self._unwrapped = full, 0, False
-        self.level = level
-        self.state = ChannelState.OPEN
-        return ResponseApdu()
+        return self._open(level)
 
     # -- secure messaging --------------------------------------------------------------------------------------
     def unwrap(self, command: CommandApdu) -> CommandApdu:
