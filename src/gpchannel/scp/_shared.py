@@ -2,16 +2,16 @@
 :mod:`gpchannel.scp.common` (which SCP10 uses too).
 
 Host side (:class:`SymmetricHostChannel`): the constructor arguments (key set or :data:`KeyResolver`, host
-challenge, KVN, AID, logical channel), INITIALIZE UPDATE (GP 2.3.1, 11.12; GP 2.1.1 D.4.1, GP 2.2.1 E.5.1,
-Amendment D 7.1.1) and the checks of its response (status word, parsing, protocol, KVN), the key resolution, the
-messages of a failed card authentication, the EXTERNAL AUTHENTICATE response (GP 2.3.1, 11.8) and the checks
-``wrap`` makes before protecting a command. Each protocol keeps its cryptography in ``_authenticate_card``,
-``external_authenticate``, ``wrap``, ``unwrap`` and ``encrypt_key``.
+challenge, KVN, AID, logical channel), INITIALIZE UPDATE (GP 2.1.1 D.4.1, GP 2.2.1 E.5.1, Amendment D 7.1.1) and
+the checks of its response (status word, parsing, protocol, KVN), the key resolution, the messages of a failed
+card authentication, the EXTERNAL AUTHENTICATE response (GP 2.1.1 D.4.2, GP 2.2.1 E.5.2, Amendment D 7.1.2) and
+the checks ``wrap`` makes before protecting a command. Each protocol keeps its cryptography in
+``_authenticate_card``, ``external_authenticate``, ``wrap``, ``unwrap`` and ``encrypt_key``.
 
 Card side (:class:`SymmetricCardChannel`): the session attributes, the restart of a session by INITIALIZE UPDATE,
 the checks of the INITIALIZE UPDATE command (INS, KVN in P1: 6A88, P2, host challenge length: 6700), the card
-challenge from the injected random source, the first checks of EXTERNAL AUTHENTICATE (INS, secure messaging bit)
-and the verification of its C-MAC (6982) and host cryptogram (6300).
+challenge from the injected random source, the checks of EXTERNAL AUTHENTICATE (INS, secure messaging bit and,
+for SCP02 and SCP03, P2 and data length) and the verification of its C-MAC (6982) and host cryptogram (6300).
 
 The checks raise what the protocol modules raised before they shared them (the same error classes, status words
 and information in the messages) and terminate the session the same way (``_fail``).
@@ -130,8 +130,8 @@ class SymmetricHostChannel(HostChannel):
 
     # -- the protocol steps -----------------------------------------------------------------------------------
     def initialize_update(self) -> CommandApdu:
-        """``80 50 kvn 00 Lc host_challenge 00`` on the session's logical channel (GP 2.3.1, 11.12; the key
-        identifier in P2 is 00)."""
+        """``80 50 kvn 00 Lc host_challenge 00`` on the session's logical channel (GP 2.1.1 D.4.1, GP 2.2.1
+        E.5.1, Amendment D 7.1.1; the key identifier in P2 is 00)."""
         self._require(ChannelState.IDLE)
         self._check_initiation()
         return initialize_update_command(self.host_challenge, self.kvn, 0, self.channel)
@@ -161,7 +161,8 @@ class SymmetricHostChannel(HostChannel):
         return parsed
 
     def receive_external_authenticate(self, response: ResponseApdu) -> None:
-        """9000 with no data opens the session (GP 2.3.1, 11.8); anything else terminates it."""
+        """9000 with no data opens the session (GP 2.1.1 D.4.2, GP 2.2.1 E.5.2, Amendment D 7.1.2); anything else
+        terminates it."""
         self._require(ChannelState.EXTERNAL_AUTHENTICATE_SENT)
         if response.sw != 0x9000:
             self._fail(CardStatusError(response.sw, "EXTERNAL AUTHENTICATE refused", response.data))
@@ -293,7 +294,8 @@ class SymmetricCardChannel(CardChannel, Generic[SessionKeysT]):
 
     def _initialized(self, session_keys: SessionKeysT, host_challenge: bytes, card_challenge: bytes) -> bytes:
         """Keep the session's keys and challenges, move to INITIALIZED and return the start of the response:
-        key diversification data, KVN and protocol (GP 2.3.1, 11.12.3)."""
+        key diversification data, KVN and protocol (GP 2.1.1 Table D-5, GP 2.2.1 Table E-8, Amendment D
+        Table 7-2)."""
         self._session_keys = session_keys
         self._host_challenge, self._card_challenge = host_challenge, card_challenge
         self.state = ChannelState.INITIALIZED

@@ -201,7 +201,7 @@ class InitializeUpdateResponse:
 
 
 def initialize_update_command(host_challenge: bytes, kvn: int = 0, key_id: int = 0, channel: int = 0) -> CommandApdu:
-    """INITIALIZE UPDATE ``80 50 kvn key_id Lc host_challenge 00`` (GP 2.3.1, 11.12)."""
+    """INITIALIZE UPDATE ``80 50 kvn key_id Lc host_challenge 00`` (GP 2.1.1 D.4.1, GP 2.2.1 E.5.1, Amd D 7.1.1)."""
     return CommandApdu(cla_for_channel(0x80, channel), INS_INITIALIZE_UPDATE, kvn, key_id, host_challenge, le=256)
 
 
