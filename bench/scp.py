@@ -78,7 +78,7 @@ def _scp03_baseline() -> Callable[[], object]:
 
 
 def _scp02_pair() -> tuple[HostChannel, CardChannel]:
-    from gpchannel.scp.scp02 import Scp02Card, Scp02Host  # type: ignore[attr-defined,unused-ignore]
+    from gpchannel.scp.scp02 import Scp02Card, Scp02Host
 
     keys = StaticKeys.single(bytes.fromhex("404142434445464748494A4B4C4D4E4F"), kvn=0x20, key_type=KeyType.DES3)
     host: HostChannel = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=bytes(8), i_param=0x55)

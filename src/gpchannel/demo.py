@@ -69,12 +69,10 @@ def _scp02(random: Callable[[int], bytes]) -> None:
     from gpchannel.scp import scp02
 
     keys = StaticKeys.single(DEFAULT_KEY, kvn=0x20, key_type=KeyType.DES3)
-    card: CardChannel = scp02.Scp02Card(  # type: ignore[attr-defined,unused-ignore]
+    card: CardChannel = scp02.Scp02Card(
         keys, i_param=0x55, key_diversification_data=KDD, sequence_counter=1, random=random, aid=ISD_AID
     )
-    host: HostChannel = scp02.Scp02Host(  # type: ignore[attr-defined,unused-ignore]
-        keys, level=SecurityLevel(0x03), host_challenge=random(8), i_param=0x55
-    )
+    host: HostChannel = scp02.Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=random(8), i_param=0x55)
     commands = [CommandApdu(0x80, 0xCA, 0x9F, 0x7F, le=256), CommandApdu(0x80, 0xE2, 0x90, 0x00, b"hello, card")]
     _session("SCP02 i=55, 3DES, security level 03 (C-MAC, C-DEC)", host, card, commands)
 
