@@ -10,6 +10,7 @@ dispatcher turns them into an R-APDU at one boundary (design.md, section 2).
 from __future__ import annotations
 
 __all__ = [
+    "AdminProtocolError",
     "AuthenticationError",
     "CardError",
     "CardStatusError",
@@ -53,6 +54,15 @@ class DecodeError(GPChannelError, ValueError):
         if offset is not None:
             message = f"{message} (at offset {offset})"
         super().__init__(message)
+
+
+class AdminProtocolError(DecodeError):
+    """A GP Amendment B admin HTTP exchange (RAM over HTTP) is malformed or refused. ``status`` is the HTTP status
+    to answer with (400, 404, 405, 411, 413, 415); on the card side, the status the server answered."""
+
+    def __init__(self, message: str, status: int = 400, offset: int | None = None) -> None:
+        self.status = status
+        super().__init__(message, offset)
 
 
 class ProfileError(GPChannelError, ValueError):
