@@ -25,6 +25,7 @@ __all__ = [
     "IncorrectP1P2",
     "InsNotSupported",
     "IntegrityError",
+    "LeaseLost",
     "LocalProtocolError",
     "MemoryFailure",
     "NotEnoughMemory",
@@ -33,6 +34,7 @@ __all__ = [
     "ReferencedDataNotFound",
     "RemoteProtocolError",
     "ReplayError",
+    "RepositoryError",
     "SecurityError",
     "SecurityNotSatisfied",
     "SmppStatusError",
@@ -123,6 +125,15 @@ class SmppStatusError(TransportError):
         if message:
             text = f"{text}: {message}"
         super().__init__(text)
+
+
+class RepositoryError(GPChannelError):
+    """The OTA server's storage refused an operation (unknown row, constraint, database unreachable)."""
+
+
+class LeaseLost(GPChannelError):
+    """A worker acted on a job whose lease it no longer holds (expired and taken over, or the job left the queue);
+    it must drop the job without sending anything."""
 
 
 class CardStatusError(GPChannelError):
