@@ -25,6 +25,7 @@ __all__ = [
     "IncorrectP1P2",
     "InsNotSupported",
     "IntegrityError",
+    "InventoryError",
     "LeaseLost",
     "LocalProtocolError",
     "MemoryFailure",
@@ -65,6 +66,17 @@ class AdminProtocolError(DecodeError):
     def __init__(self, message: str, status: int = 400, offset: int | None = None) -> None:
         self.status = status
         super().__init__(message, offset)
+
+
+class InventoryError(DecodeError):
+    """A card inventory (CSV or JSON) cannot be imported. ``line`` is the CSV line or JSON array index (1-based)
+    and ``field`` the column or key at fault, when known; the message never carries a key's value."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        self.line = line
+        self.field = field
+        where = ", ".join(p for p in (f"line {line}" if line is not None else "", field or "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class ProfileError(GPChannelError, ValueError):
