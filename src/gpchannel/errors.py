@@ -39,6 +39,7 @@ __all__ = [
     "SecurityError",
     "SecurityNotSatisfied",
     "SmppStatusError",
+    "TlsError",
     "TransportError",
     "UnsupportedError",
     "WrongLength",
@@ -146,6 +147,15 @@ class RepositoryError(GPChannelError):
 class LeaseLost(GPChannelError):
     """A worker acted on a job whose lease it no longer holds (expired and taken over, or the job left the queue);
     it must drop the job without sending anything."""
+
+
+class TlsError(TransportError):
+    """A TLS connection failed (handshake, record protection, truncation). ``alert`` is the RFC name of the TLS
+    alert sent or received (e.g. "unknown_psk_identity", "bad_record_mac", "handshake_failure"), None if none."""
+
+    def __init__(self, message: str, alert: str | None = None) -> None:
+        self.alert = alert
+        super().__init__(message)
 
 
 class CardStatusError(GPChannelError):
