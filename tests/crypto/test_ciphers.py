@@ -18,6 +18,8 @@ from gpchannel.crypto.ciphers import (
     aes_cmac,
     aes_ecb_decrypt,
     aes_ecb_encrypt,
+    aes_gcm_decrypt,
+    aes_gcm_encrypt,
     constant_time_equal,
     des3_cbc_decrypt,
     des3_cbc_encrypt,
@@ -30,6 +32,7 @@ from gpchannel.crypto.ciphers import (
     retail_mac,
 )
 from gpchannel.crypto.padding import pad80
+from gpchannel.errors import IntegrityError
 from tests.vectors import VectorCase, params
 
 STD = "crypto/standards.json"
@@ -206,3 +209,30 @@ def test_constant_time_equal() -> None:
     assert not constant_time_equal(b"\x01\x02", b"\x01\x03")
     assert not constant_time_equal(b"\x01\x02", b"\x01\x02\x03")
     assert constant_time_equal(b"", b"")
+
+
+# --------------------------------------------------------------------------------------------- AES-GCM
+
+GCM = "crypto/gcm.json"
+
+
+@pytest.mark.parametrize("case", params(GCM, "aes-gcm"))
+def test_aes_gcm(case: VectorCase) -> None:
+    """McGrew-Viega GCM test cases 13-16 (AES-256), the last with associated data."""
+    key, nonce, aad = case.hex_in("key"), case.hex_in("nonce"), case.hex_in("aad")
+    sealed = aes_gcm_encrypt(key, nonce, case.hex_in("plaintext"), aad)
+    assert sealed == case.hex_out("ciphertext") + case.hex_out("tag")
+    assert aes_gcm_decrypt(key, nonce, sealed, aad) == case.hex_in("plaintext")
+
+
+def test_aes_gcm_refuses_tampering() -> None:
+    key, nonce = bytes(range(32)), bytes(12)
+    sealed = aes_gcm_encrypt(key, nonce, b"card key", b"card 1|kic|1")
+    with pytest.raises(IntegrityError):
+        aes_gcm_decrypt(key, nonce, sealed, b"card 2|kic|1")  # other associated data
+    with pytest.raises(IntegrityError):
+        aes_gcm_decrypt(key, nonce, bytes([sealed[0] ^ 1]) + sealed[1:], b"card 1|kic|1")
+    with pytest.raises(IntegrityError):
+        aes_gcm_decrypt(bytes(32), nonce, sealed, b"card 1|kic|1")  # another key
+    with pytest.raises(ValueError, match="12 bytes"):
+        aes_gcm_encrypt(key, bytes(8), b"x")

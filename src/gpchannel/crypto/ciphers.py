@@ -4,7 +4,13 @@
   24 bytes here, since cryptography >= 47 warns on short TripleDES keys);
 - AES-128/192/256 in ECB and CBC;
 - the full 3DES CBC-MAC (ISO/IEC 9797-1 MAC algorithm 1 with 3DES), the retail MAC (ISO/IEC 9797-1 MAC
-  algorithm 3 with DES) and AES-CMAC (NIST SP 800-38B).
+  algorithm 3 with DES) and AES-CMAC (NIST SP 800-38B);
+- AES-GCM (NIST SP 800-38D) with associated data, for keys wrapped at rest (``gpchannel.server.keys``).
+
+A key is bytes, or a :class:`SymmetricKey`: a key held elsewhere (a PKCS#11 token, ``gpchannel.io.pkcs11``)
+that runs the block operations itself and never shows its value. The SCP80 algorithms
+(:mod:`gpchannel.ota.algorithms`) and the SCP03 KDF (:mod:`gpchannel.crypto.kdf`) accept both
+(:data:`KeyMaterial`).
 
 Inputs to the block functions must already be padded; MAC functions take unpadded data where the algorithm
 pads (CMAC) and padded data where the caller chooses the padding (the DES MACs, as GlobalPlatform specifies).
@@ -13,17 +19,26 @@ pads (CMAC) and padded data where the caller chooses the padding (the DES MACs, 
 from __future__ import annotations
 
 import hmac
+from typing import Protocol, TypeAlias, runtime_checkable
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from gpchannel.errors import IntegrityError
+
 __all__ = [
+    "KeyMaterial",
+    "SymmetricKey",
     "aes_cbc_decrypt",
     "aes_cbc_encrypt",
     "aes_cmac",
     "aes_ecb_decrypt",
     "aes_ecb_encrypt",
+    "aes_gcm_decrypt",
+    "aes_gcm_encrypt",
     "constant_time_equal",
     "des3_cbc_decrypt",
     "des3_cbc_encrypt",
@@ -33,11 +48,48 @@ __all__ = [
     "des_cbc_encrypt",
     "des_ecb_encrypt",
     "expand_des_key",
+    "key_length",
     "retail_mac",
 ]
 
 _ZERO8 = bytes(8)
 _ZERO16 = bytes(16)
+
+
+@runtime_checkable
+class SymmetricKey(Protocol):
+    """A DES/3DES or AES key that performs its own block operations (e.g. inside a PKCS#11 token).
+
+    ``block_size`` is 8 for DES and 3DES keys, 16 for AES keys; ``key_length`` is the key's length in bytes as
+    the protocols count it (8, 16 or 24 for DES keys; 16, 24 or 32 for AES). The ECB and CBC operations take
+    whole blocks and no padding; ``cmac`` is AES-CMAC (NIST SP 800-38B, full 16-byte tag) and exists for AES keys
+    only. Implementations must not expose the key value (not in ``repr`` either).
+    """
+
+    @property
+    def block_size(self) -> int: ...
+
+    @property
+    def key_length(self) -> int: ...
+
+    def encrypt_ecb(self, data: bytes) -> bytes: ...
+
+    def decrypt_ecb(self, data: bytes) -> bytes: ...
+
+    def encrypt_cbc(self, data: bytes, iv: bytes) -> bytes: ...
+
+    def decrypt_cbc(self, data: bytes, iv: bytes) -> bytes: ...
+
+    def cmac(self, data: bytes) -> bytes: ...
+
+
+KeyMaterial: TypeAlias = bytes | SymmetricKey
+"""A key's value, or a handle that runs the operations (see :class:`SymmetricKey`)."""
+
+
+def key_length(key: KeyMaterial) -> int:
+    """The length in bytes of a key value or of a :class:`SymmetricKey`."""
+    return len(key) if isinstance(key, bytes) else key.key_length
 
 
 def expand_des_key(key: bytes) -> bytes:
@@ -148,6 +200,25 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     c = CMAC(algorithms.AES(key))
     c.update(data)
     return c.finalize()
+
+
+def aes_gcm_encrypt(key: bytes, nonce: bytes, data: bytes, aad: bytes = b"") -> bytes:
+    """AES-GCM (NIST SP 800-38D): ``ciphertext || 16-byte tag``. ``nonce`` is 12 bytes and must never repeat
+    under one key (callers draw it at random)."""
+    if len(nonce) != 12:
+        raise ValueError(f"an AES-GCM nonce is 12 bytes here, got {len(nonce)}")
+    return AESGCM(key).encrypt(nonce, data, aad)
+
+
+def aes_gcm_decrypt(key: bytes, nonce: bytes, data: bytes, aad: bytes = b"") -> bytes:
+    """Inverse of :func:`aes_gcm_encrypt`; :class:`IntegrityError` when the tag does not verify (wrong key,
+    other associated data, or altered ciphertext: GCM cannot tell which)."""
+    if len(nonce) != 12:
+        raise ValueError(f"an AES-GCM nonce is 12 bytes here, got {len(nonce)}")
+    try:
+        return AESGCM(key).decrypt(nonce, data, aad)
+    except InvalidTag:
+        raise IntegrityError("AES-GCM tag did not verify") from None
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:

@@ -2,13 +2,16 @@
 
 NIST SP 800-108 in counter mode with AES-CMAC as PRF, in the data layout GlobalPlatform fixes:
 ``label (11 x 00 || derivation constant) || 00 || L (2 bytes, in bits) || i (1 byte) || context``.
+
+The key may be a :class:`gpchannel.crypto.ciphers.SymmetricKey` (a key in a PKCS#11 token): the PRF calls are
+then its own AES-CMAC, and only the derived bytes leave the token.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from gpchannel.crypto.ciphers import aes_cmac
+from gpchannel.crypto.ciphers import KeyMaterial, aes_cmac
 
 __all__ = ["DerivationConstant", "scp03_kdf"]
 
@@ -24,14 +27,15 @@ class DerivationConstant(IntEnum):
     S_RMAC = 0x07
 
 
-def scp03_kdf(key: bytes, constant: int, context: bytes, length_bits: int) -> bytes:
+def scp03_kdf(key: KeyMaterial, constant: int, context: bytes, length_bits: int) -> bytes:
     """Derive ``length_bits`` bits from ``key`` with the given derivation constant and context."""
     if length_bits <= 0 or length_bits % 8:
         raise ValueError(f"length_bits must be a positive multiple of 8, got {length_bits}")
     out = bytearray()
     counter = 1
+    prf = key.cmac if not isinstance(key, bytes) else (lambda message: aes_cmac(key, message))
     prefix = bytes(11) + bytes((constant,)) + b"\x00" + length_bits.to_bytes(2, "big")
     while len(out) * 8 < length_bits:
-        out += aes_cmac(key, prefix + bytes((counter,)) + context)
+        out += prf(prefix + bytes((counter,)) + context)
         counter += 1
     return bytes(out[: length_bits // 8])

@@ -8,6 +8,11 @@ primitives themselves come from :mod:`gpchannel.crypto.ciphers`.
 A :class:`KeySet` binds its keys to algorithms. A KIc/KID naming another algorithm than the one the key set is
 bound to is refused (an algorithm downgrade: ota-notes E.2), and single DES is refused unless the key set allows
 it (E.1). The implicit codings (b2b1 = 00) take the algorithm of the key set.
+
+KIc and KID keys are bytes, or :class:`gpchannel.crypto.ciphers.SymmetricKey` handles (keys in a PKCS#11
+token): the ciphering is then the handle's CBC (zero ICV) or ECB, the DES CC the last block of its CBC encryption
+of the zero-padded input (ISO/IEC 9797-1 MAC algorithm 1) and the AES CC its CMAC. A handle whose block size
+does not fit the algorithm (an AES key named by a 3DES KIc) is refused like a wrong key length.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from gpchannel.crypto import ciphers
+from gpchannel.crypto.ciphers import KeyMaterial, key_length
 from gpchannel.errors import UnsupportedError
 from gpchannel.ota.spi import AlgorithmFamily, CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, RcAlgorithm
 
@@ -60,8 +66,8 @@ class KeySet:
     Keys never appear in the repr.
     """
 
-    kic_key: bytes = field(default=b"", repr=False)
-    kid_key: bytes = field(default=b"", repr=False)
+    kic_key: KeyMaterial = field(default=b"", repr=False)
+    kid_key: KeyMaterial = field(default=b"", repr=False)
     cipher: CipherAlgorithm | None = None
     mac: MacAlgorithm | None = None
     rc: RcAlgorithm | None = None
@@ -94,8 +100,7 @@ def resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
     """The ciphering algorithm for ``kic`` under ``keyset``; :class:`UnsupportedError` when refused."""
     alg = _bind(kic.cipher, kic.family, keyset.cipher, "KIc")
     _refuse_single_des(alg, keyset)
-    if len(keyset.kic_key) not in _CIPHER_KEY_LENGTHS[alg]:
-        raise UnsupportedError(f"{alg.value} needs a key of {_CIPHER_KEY_LENGTHS[alg]} bytes")
+    _check_key(keyset.kic_key, _CIPHER_KEY_LENGTHS[alg], alg.block_size, alg.value)
     return alg
 
 
@@ -110,9 +115,15 @@ def resolve_check(integrity: Integrity, kid: Kid, keyset: KeySet) -> tuple[MacAl
         return rc, _RC_LENGTHS[rc]
     mac = _bind(kid.mac, kid.family, keyset.mac, "KID (CC)")
     _refuse_single_des(mac, keyset)
-    if len(keyset.kid_key) not in _MAC_KEY_LENGTHS[mac]:
-        raise UnsupportedError(f"{mac.value} needs a key of {_MAC_KEY_LENGTHS[mac]} bytes")
+    _check_key(keyset.kid_key, _MAC_KEY_LENGTHS[mac], 16 if mac is MacAlgorithm.AES_CMAC else 8, mac.value)
     return mac, (keyset.cmac_length if mac is MacAlgorithm.AES_CMAC else 8)
+
+
+def _check_key(key: KeyMaterial, lengths: tuple[int, ...], block_size: int, name: str) -> None:
+    if key_length(key) not in lengths:
+        raise UnsupportedError(f"{name} needs a key of {lengths} bytes")
+    if not isinstance(key, bytes) and key.block_size != block_size:
+        raise UnsupportedError(f"{name} needs a key of a {block_size}-byte block cipher")
 
 
 def _zero_pad(data: bytes, block: int) -> bytes:
@@ -149,14 +160,22 @@ def compute_check(alg: MacAlgorithm | RcAlgorithm | None, keyset: KeySet, data: 
         return _xor_blocks(data, 4)
     if alg is RcAlgorithm.XOR8:
         return _xor_blocks(data, 8)
+    key = keyset.kid_key
     if alg is MacAlgorithm.AES_CMAC:
-        return ciphers.aes_cmac(keyset.kid_key, data)[: keyset.cmac_length]
+        tag = ciphers.aes_cmac(key, data) if isinstance(key, bytes) else key.cmac(data)
+        return tag[: keyset.cmac_length]
     # DES / 3DES CBC-MAC: zero padding to a multiple of 8, never transmitted.
-    return ciphers.des3_cbc_mac(keyset.kid_key, _zero_pad(data, 8))
+    if isinstance(key, bytes):
+        return ciphers.des3_cbc_mac(key, _zero_pad(data, 8))
+    return key.encrypt_cbc(_zero_pad(data, 8), bytes(8))[-8:]
 
 
-def encrypt(alg: CipherAlgorithm, key: bytes, data: bytes) -> bytes:
+def encrypt(alg: CipherAlgorithm, key: KeyMaterial, data: bytes) -> bytes:
     """Cipher ``data`` (already a multiple of the block size) with a zero ICV in CBC."""
+    if not isinstance(key, bytes):
+        if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
+            return key.encrypt_ecb(data)
+        return key.encrypt_cbc(data, bytes(alg.block_size))
     if alg is CipherAlgorithm.AES_CBC:
         return ciphers.aes_cbc_encrypt(key, data)
     if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
@@ -164,8 +183,12 @@ def encrypt(alg: CipherAlgorithm, key: bytes, data: bytes) -> bytes:
     return ciphers.des3_cbc_encrypt(key, data)
 
 
-def decrypt(alg: CipherAlgorithm, key: bytes, data: bytes) -> bytes:
+def decrypt(alg: CipherAlgorithm, key: KeyMaterial, data: bytes) -> bytes:
     """Inverse of :func:`encrypt`; ``data`` must be a multiple of the block size."""
+    if not isinstance(key, bytes):
+        if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
+            return key.decrypt_ecb(data)
+        return key.decrypt_cbc(data, bytes(alg.block_size))
     if alg is CipherAlgorithm.AES_CBC:
         return ciphers.aes_cbc_decrypt(key, data)
     if alg in (CipherAlgorithm.DES_ECB, CipherAlgorithm.DES3_ECB):
