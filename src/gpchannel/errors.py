@@ -26,6 +26,8 @@ __all__ = [
     "InsNotSupported",
     "IntegrityError",
     "InventoryError",
+    "KeyNotFound",
+    "KeyProviderError",
     "LeaseLost",
     "LocalProtocolError",
     "MemoryFailure",
@@ -43,6 +45,7 @@ __all__ = [
     "TransportError",
     "UnsupportedError",
     "WrongLength",
+    "WrongMasterKey",
 ]
 
 
@@ -123,6 +126,19 @@ class ChannelClosedError(GPChannelError):
 
 class UnsupportedError(GPChannelError):
     """An option, algorithm or i-parameter that gpchannel does not implement, or the protocol forbids."""
+
+
+class KeyProviderError(GPChannelError):
+    """A key provider (gpchannel.server.keys, gpchannel.io.pkcs11) cannot give a card's key: a wrapped key that
+    does not verify (altered), a token that refuses an operation, a reference it cannot resolve."""
+
+
+class KeyNotFound(KeyProviderError):
+    """No key is stored for that card, purpose and KVN (or the token has no object with that label)."""
+
+
+class WrongMasterKey(KeyProviderError):
+    """The keys were wrapped under another master key than the one this server was given."""
 
 
 class TransportError(GPChannelError):
