@@ -1,0 +1,442 @@
+"""A fleet of emulated cards in one directory: what ``gpchannel fleet generate`` writes and what the handset
+bridge's fleet mode (:mod:`gpchannel.smpp.fleet`) serves.
+
+Layout of a fleet directory::
+
+    fleet.json          the manifest (mode 0600: it holds every card's keys, as a personalisation file does)
+    inventory.csv       the same cards as the OTA server imports them (gpchannel.server.inventory's format)
+    cards/<ICCID>/      one emulator state directory per card (io/store.py), created at the card's first use
+
+Each card is the base profile (``--profile``, or :data:`BASE_PROFILE`) with its own ICCID, MSISDN, SCP80 key
+set (KIc / KID, key version ``kvn``, counter 0) and SCP81 PSK identity and PSK. The TARs are shared
+(``[[ota.tars]]``: RAM on the ISD at ``000000``; RFM ``B00001`` is built in).
+
+Keys: random (``os.urandom``) or, with a master key, diversified per card with NIST SP 800-108 in counter mode
+over AES-CMAC (the ``cryptography`` package's KBKDFCMAC; OpenSSL's ``KBKDF`` gives the same bytes): label = the
+purpose (``KIC``, ``KID``, ``PSK``), context = the ICCID's digits as ASCII, a 32-bit counter before the fixed
+data, a 00 separator and L in 32 bits. This is our choice (the issue names no scheme): an operator holding the
+master key can rebuild any card's keys from its ICCID, and the scheme is the standard KDF, checked against the
+openssl command line (tests/vectors/emulator/).
+
+Speed: the base profile is parsed once; a card's state directory is written only when the bridge first needs
+the card (a 1,000-card fleet is generated in well under a second: one manifest, one inventory).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime
+import io
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
+
+from gpchannel.card.applets import AppletRegistry
+from gpchannel.card.dispatcher import Card
+from gpchannel.card.profile import profile_from_dict
+from gpchannel.card.state import CardState, LoadFile
+from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.io.store import DirectoryStore
+
+__all__ = [
+    "BASE_PROFILE",
+    "CARDS_DIR",
+    "FLEET_FILE",
+    "INVENTORY_FILE",
+    "Fleet",
+    "FleetCard",
+    "FleetSettings",
+    "diversify_card_key",
+    "generate_fleet",
+    "luhn_digit",
+    "write_inventory",
+]
+
+FLEET_FILE = "fleet.json"
+INVENTORY_FILE = "inventory.csv"
+CARDS_DIR = "cards"
+FLEET_FORMAT = 1
+
+BASE_PROFILE = """
+# The base of every fleet card: the GlobalPlatform test keys on the ISD (SCP03, i=70), the echo applet.
+[card]
+lifecycle = "SECURED"
+
+[isd]
+aid = "A000000151000000"
+scp = "03"
+i = "70"
+sequence_counter = 0
+
+[[isd.keysets]]
+kvn = 0x30
+type = "aes"
+enc = "404142434445464748494A4B4C4D4E4F"
+mac = "404142434445464748494A4B4C4D4E4F"
+dek = "404142434445464748494A4B4C4D4E4F"
+
+[[applications]]
+aid = "A0000000871002FF49FF0589"
+kind = "echo"
+sd = "A000000151000000"
+privileges = "00"
+lifecycle = "SELECTABLE"
+"""
+"""The default base profile (../shared/docs/profile.md); ``[ota]``, ``[scp81]`` and ``card.iccid`` are the fleet's."""
+
+_SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
+_SD_MODULE_AID = bytes.fromhex("A000000151535041")
+_KEY_LENGTHS = {"aes-cbc": 16, "aes-cmac": 16, "3des-2key": 16, "3des-3key": 24, "des-cbc": 8, "des-cbc-mac": 8}
+
+
+def luhn_digit(digits: str) -> str:
+    """The Luhn check digit of ``digits`` (ISO/IEC 7812-1 Annex B; the last digit of an ICCID, ITU-T E.118)."""
+    total = 0
+    for n, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if n % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def diversify_card_key(master: bytes, purpose: str, iccid: str, length: int = 16) -> bytes:
+    """A card key from ``master`` (16, 24 or 32 bytes): SP 800-108 counter-mode KDF with AES-CMAC, label =
+    ``purpose`` (ASCII), context = ``iccid`` (ASCII digits), ``length`` bytes (see the module docstring)."""
+    if len(master) not in (16, 24, 32):
+        raise ValueError(f"the master key is an AES key (16, 24 or 32 bytes), got {len(master)}")
+    kdf = KBKDFCMAC(
+        algorithm=algorithms.AES,
+        mode=Mode.CounterMode,
+        length=length,
+        rlen=4,
+        llen=4,
+        location=CounterLocation.BeforeFixed,
+        label=purpose.encode(),
+        context=iccid.encode(),
+        fixed=None,
+    )
+    return kdf.derive(master)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCard:
+    """One card of the fleet: identifiers and keys (never in reprs)."""
+
+    index: int
+    iccid: str
+    msisdn: str
+    kic: bytes = field(repr=False)
+    kid: bytes = field(repr=False)
+    psk_identity: str
+    psk: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iccid": self.iccid,
+            "msisdn": self.msisdn,
+            "kic": self.kic.hex().upper(),
+            "kid": self.kid.hex().upper(),
+            "psk_identity": self.psk_identity,
+            "psk": self.psk.hex().upper(),
+        }
+
+    @classmethod
+    def from_dict(cls, index: int, raw: Mapping[str, Any]) -> FleetCard:
+        try:
+            return cls(
+                index,
+                str(raw["iccid"]),
+                str(raw["msisdn"]),
+                bytes.fromhex(str(raw["kic"])),
+                bytes.fromhex(str(raw["kid"])),
+                str(raw["psk_identity"]),
+                bytes.fromhex(str(raw["psk"])),
+            )
+        except (KeyError, ValueError) as exc:
+            raise DecodeError(f"{FLEET_FILE}: card {index}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """What every card of a fleet shares: the SCP80 key version and algorithms, the TARs, the SCP81 server."""
+
+    kvn: int = 1
+    kic_algorithm: str = "aes-cbc"
+    kid_algorithm: str = "aes-cmac"
+    tars: tuple[tuple[str, str], ...] = (("000000", "A000000151000000"),)
+    """(TAR, target AID) pairs in hex; RFM at B00001 is the card's built-in."""
+    scp81_server: str = "127.0.0.1:8443"
+    scp81_uri: str = "/gp/admin"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kvn": self.kvn,
+            "kic_algorithm": self.kic_algorithm,
+            "kid_algorithm": self.kid_algorithm,
+            "tars": [{"tar": t, "target": a} for t, a in self.tars],
+            "scp81": {"server": self.scp81_server, "uri": self.scp81_uri},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FleetSettings:
+        try:
+            scp81 = raw.get("scp81", {})
+            return cls(
+                int(raw["kvn"]),
+                str(raw["kic_algorithm"]),
+                str(raw["kid_algorithm"]),
+                tuple((str(t["tar"]), str(t["target"])) for t in raw.get("tars", [])),
+                str(scp81.get("server", "127.0.0.1:8443")),
+                str(scp81.get("uri", "/gp/admin")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"{FLEET_FILE}: settings: {exc}") from None
+
+
+class Fleet:
+    """A fleet directory: the cards of its manifest and their state directories (see the module docstring)."""
+
+    def __init__(
+        self, directory: Path, settings: FleetSettings, profile: Mapping[str, Any], cards: Sequence[FleetCard]
+    ) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.profile: dict[str, Any] = copy.deepcopy(dict(profile))
+        self.cards = tuple(cards)
+        self._by_msisdn = {c.msisdn: c for c in self.cards}
+        self._by_iccid = {c.iccid: c for c in self.cards}
+        if len(self._by_msisdn) != len(self.cards) or len(self._by_iccid) != len(self.cards):
+            raise DecodeError(f"{FLEET_FILE}: ICCIDs and MSISDNs must be unique")
+
+    def __len__(self) -> int:
+        return len(self.cards)
+
+    def __iter__(self) -> Iterator[FleetCard]:
+        return iter(self.cards)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Fleet:
+        """Read ``directory``/fleet.json; :class:`DecodeError` if it is not a fleet manifest."""
+        path = Path(directory)
+        try:
+            raw = json.loads((path / FLEET_FILE).read_bytes())
+        except FileNotFoundError:
+            raise DecodeError(f"{path} holds no {FLEET_FILE}: run gpchannel fleet generate first") from None
+        except ValueError as exc:
+            raise DecodeError(f"{path / FLEET_FILE} is not JSON: {exc}") from None
+        if not isinstance(raw, dict) or raw.get("format") != FLEET_FORMAT:
+            raise DecodeError(f"{path / FLEET_FILE}: not a fleet manifest of format {FLEET_FORMAT}")
+        cards = [FleetCard.from_dict(n, c) for n, c in enumerate(raw.get("cards", []))]
+        return cls(path, FleetSettings.from_dict(raw.get("settings", {})), raw.get("profile", {}), cards)
+
+    def save(self) -> None:
+        """Write the manifest atomically (temp file + fsync + rename), readable by its owner only."""
+        raw = {
+            "format": FLEET_FORMAT,
+            "settings": self.settings.to_dict(),
+            "profile": self.profile,
+            "cards": [c.to_dict() for c in self.cards],
+        }
+        _write_private(self.directory / FLEET_FILE, json.dumps(raw, indent=0).encode())
+
+    def by_msisdn(self, msisdn: str) -> FleetCard | None:
+        return self._by_msisdn.get(msisdn)
+
+    def by_iccid(self, iccid: str) -> FleetCard | None:
+        return self._by_iccid.get(iccid)
+
+    def state_dir(self, card: FleetCard) -> Path:
+        return self.directory / CARDS_DIR / card.iccid
+
+    def profile_of(self, card: FleetCard) -> dict[str, Any]:
+        """The card's profile (a parsed TOML document): the base with the card's own fields."""
+        raw = copy.deepcopy(self.profile)
+        raw.setdefault("card", {})["iccid"] = card.iccid
+        s = self.settings
+        raw["ota"] = {
+            "keysets": [
+                {
+                    "kvn": s.kvn,
+                    "kic": card.kic.hex().upper(),
+                    "kic_algorithm": s.kic_algorithm,
+                    "kid": card.kid.hex().upper(),
+                    "kid_algorithm": s.kid_algorithm,
+                    "counter": 0,
+                }
+            ],
+            "tars": [{"tar": t, "target": a} for t, a in s.tars],
+        }
+        raw["scp81"] = {
+            "psk_identity": card.psk_identity,
+            "psk": card.psk.hex().upper(),
+            "server": s.scp81_server,
+            "uri": s.scp81_uri,
+            "agent_id": f"//se-id/iccid/{card.iccid}",
+        }
+        return raw
+
+    def initial_state(self, card: FleetCard, applets: AppletRegistry | None = None) -> CardState:
+        """The card as personalised (ProfileError if the base profile does not make a card)."""
+        state = profile_from_dict(self.profile_of(card), applets)
+        if state.load_file(_SD_LOAD_FILE_AID) is None:  # as emulator.app does: the SD package in ROM
+            state.load_files.append(LoadFile(_SD_LOAD_FILE_AID, state.isd_aid, [_SD_MODULE_AID]))
+        return state
+
+    def open_card(
+        self, card: FleetCard, *, random: Callable[[int], bytes] = os.urandom, applets: AppletRegistry | None = None
+    ) -> Card:
+        """The card's emulator core over its state directory (created, personalised, on first use)."""
+        from gpchannel.emulator.app import emulator_applets
+
+        registry = applets or emulator_applets()
+        return Card.from_store(
+            DirectoryStore(self.state_dir(card)),
+            lambda: self.initial_state(card, registry),
+            random=random,
+            applets=registry,
+            today=_today_utc,
+        )
+
+    def stored_state(self, card: FleetCard) -> CardState | None:
+        """The card's committed state, None if it was never used."""
+        return DirectoryStore(self.state_dir(card)).load()
+
+    def ota_counter(self, card: FleetCard) -> int:
+        """The SCP80 counter the card holds for the fleet's key set (0 if the card was never used)."""
+        state = self.stored_state(card)
+        if state is None:
+            return 0
+        for keyset in state.ota.get("ota", {}).get("keysets", []):
+            if keyset.get("kvn") == self.settings.kvn:
+                return int(keyset.get("counter", 0))
+        return 0
+
+
+def _today_utc() -> datetime.date:
+    """The date SCP10 certificates are checked against (GP 2.2.1 F.1.3.2), as emulator.app has it."""
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def generate_fleet(
+    directory: str | os.PathLike[str],
+    count: int,
+    *,
+    settings: FleetSettings | None = None,
+    profile: str | None = None,
+    master_key: bytes | None = None,
+    iccid_prefix: str = "89882110",
+    msisdn_prefix: str = "4915",
+    first: int = 1,
+    random: Callable[[int], bytes] = os.urandom,
+    force: bool = False,
+) -> Fleet:
+    """Create a fleet of ``count`` cards in ``directory`` (the manifest; state directories come at first use).
+
+    ICCID = ``iccid_prefix`` + the card number (``first``, ``first + 1``...) padded to 18 digits + the Luhn digit;
+    MSISDN = ``msisdn_prefix`` + the number padded to 8 digits; the PSK identity is the ICCID (as the example
+    profile). ``profile``: the base profile's TOML text (:data:`BASE_PROFILE` by default; its ``[ota]`` and
+    ``[scp81]`` are replaced). :class:`ProfileError` for a bad base profile or an existing fleet without
+    ``force``.
+    """
+    path = Path(directory)
+    if (path / FLEET_FILE).exists() and not force:
+        raise ProfileError(f"{path} already holds a fleet; pass --force to replace it")
+    if not 1 <= count <= 10_000_000:
+        raise ValueError(f"count must be 1..10000000, got {count}")
+    if not iccid_prefix.isdigit() or len(iccid_prefix) > 10 or not msisdn_prefix.isdigit():
+        raise ValueError("the ICCID and MSISDN prefixes are digits (ICCID prefix at most 10)")
+    settings = settings or FleetSettings()
+    for name in (settings.kic_algorithm, settings.kid_algorithm):
+        if name not in _KEY_LENGTHS:
+            raise ValueError(f"unknown algorithm {name!r}")
+    try:
+        base = tomllib.loads(profile if profile is not None else BASE_PROFILE)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"the base profile is not valid TOML: {exc}") from None
+    base.pop("ota", None)
+    base.pop("scp81", None)
+    kic_len, kid_len = _KEY_LENGTHS[settings.kic_algorithm], _KEY_LENGTHS[settings.kid_algorithm]
+    cards = []
+    for n in range(count):
+        number = first + n
+        body = f"{iccid_prefix}{number:0{18 - len(iccid_prefix)}d}"
+        iccid = body + luhn_digit(body)
+        if len(iccid) != 19:
+            raise ValueError(f"card number {number} does not fit the ICCID prefix {iccid_prefix}")
+        msisdn = f"{msisdn_prefix}{number:08d}"
+        if master_key is not None:
+            kic = diversify_card_key(master_key, "KIC", iccid, kic_len)
+            kid = diversify_card_key(master_key, "KID", iccid, kid_len)
+            psk = diversify_card_key(master_key, "PSK", iccid, 16)
+        else:
+            kic, kid, psk = random(kic_len), random(kid_len), random(16)
+        cards.append(FleetCard(n, iccid, msisdn, kic, kid, iccid, psk))
+    fleet = Fleet(path, settings, base, cards)
+    fleet.initial_state(cards[0])  # the base profile must make a card: fail here, not at the first SMS
+    fleet.save()
+    return fleet
+
+
+INVENTORY_COLUMNS = (
+    "iccid",
+    "msisdn",
+    "psk_identity",
+    "psk",
+    "kvn",
+    "kic",
+    "kic_algorithm",
+    "kid",
+    "kid_algorithm",
+    "counter",
+    "tar",
+)
+
+
+def write_inventory(fleet: Fleet, path: str | os.PathLike[str]) -> None:
+    """The fleet as an inventory file for the OTA server (CSV, one card a line, keys in hex; mode 0600)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(INVENTORY_COLUMNS)
+    s = fleet.settings
+    tar = s.tars[0][0] if s.tars else "000000"
+    for c in fleet.cards:
+        writer.writerow(
+            (
+                c.iccid,
+                c.msisdn,
+                c.psk_identity,
+                c.psk.hex().upper(),
+                s.kvn,
+                c.kic.hex().upper(),
+                s.kic_algorithm,
+                c.kid.hex().upper(),
+                s.kid_algorithm,
+                0,
+                tar,
+            )
+        )
+    _write_private(Path(path), out.getvalue().encode())
