@@ -10,6 +10,10 @@ DELIVRD when the card took the ENVELOPE, UNDELIV (with the status word in the te
 
 In ``sink`` mode there is no card: every valid submit_sm is accepted and receipted as delivered (benchmarks).
 
+In ``fleet`` mode (:class:`gpchannel.smpp.fleet.FleetHandsets`) there are many cards, each reached by its MSISDN:
+the submit_sm's destination_addr picks the card (ESME_RINVDSTADR for a number the fleet does not hold). Cards
+are driven by ``workers`` tasks (threads); all the messages of one card go through the same one, in order.
+
 The SMPP session layer (binds, enquire_link, sequence numbers, generic_nack for unknown or malformed PDUs) is
 the smpp34 library's: it accepts any bind (its Python server has no bind hook), so the bridge checks the
 system_id at the first submit_sm and answers ESME_RINVSYSID for one that is not allowed. The card is driven
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +35,7 @@ import smpp34
 from gpchannel.errors import DecodeError, GPChannelError
 from gpchannel.ota.sms import Address, SmsDeliver, TypeOfNumber
 from gpchannel.ota.udh import MAX_USER_DATA
+from gpchannel.smpp.fleet import FleetHandsets
 from gpchannel.smpp.handset import CardOutcome, HandsetCard
 from gpchannel.smpp.receipt import (
     DATA_CODING_OTA,
@@ -106,12 +112,18 @@ class _Job:
     submitted: str
 
 
+def _shard(destination: str, count: int) -> int:
+    """The worker of a destination: stable (CRC-32, not the salted hash), so one card's messages stay in order."""
+    return zlib.crc32(destination.encode()) % count
+
+
 def _stamp(now: datetime.datetime) -> str:
     return now.strftime("%y%m%d%H%M")
 
 
 class HandsetBridge:
-    """The SMPP server in front of ``card`` (``None``: sink mode).
+    """The SMPP server in front of ``card`` (``None``: sink mode), or of a ``fleet`` of cards (``card`` is then
+    ``None``; ``workers`` cards are driven at once, default 4).
 
     ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
     dates (UTC by default). :meth:`serve` runs until ``stop`` is set; the listening port is :attr:`port`.
@@ -127,8 +139,13 @@ class HandsetBridge:
         allowed_system_ids: Collection[str] | None = None,
         queue_size: int = 1000,
         clock: Callable[[], datetime.datetime] | None = None,
+        fleet: FleetHandsets | None = None,
+        workers: int | None = None,
     ) -> None:
+        if card is not None and fleet is not None:
+            raise ValueError("a bridge fronts one card or a fleet, not both")
         self.card = card
+        self.fleet = fleet
         self.host = host
         self.port = port
         self.system_id = system_id
@@ -137,7 +154,10 @@ class HandsetBridge:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._server: smpp34.Server | None = None
         self._sessions: dict[str, smpp34.Esme] = {}
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
+        count = workers if workers is not None else (4 if fleet is not None else 1)
+        if count < 1:
+            raise ValueError(f"workers must be at least 1, got {count}")
+        self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(queue_size) for _ in range(count)]
         self._next_id = 0
 
     async def start(self) -> None:
@@ -152,7 +172,7 @@ class HandsetBridge:
             await self.start()
         server = self._server
         assert server is not None
-        worker = asyncio.create_task(self._work())
+        workers = [asyncio.create_task(self._work(queue)) for queue in self._queues]
         pending_next: asyncio.Future[Any] = asyncio.ensure_future(server.next())
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
@@ -161,10 +181,12 @@ class HandsetBridge:
                 if pending_next in done:
                     self._event(pending_next.result())
                     pending_next = asyncio.ensure_future(server.next())
-            await self._queue.join()
+            for queue in self._queues:
+                await queue.join()
         finally:
             stopper.cancel()
-            worker.cancel()
+            for worker in workers:
+                worker.cancel()
             pending_next.cancel()
             await server.stop()
             self._server = None
@@ -191,6 +213,8 @@ class HandsetBridge:
             return self._refuse(event, ESME_RINVSYSID, "system_id not allowed")
         if not event.destination_addr:
             return self._refuse(event, ESME_RINVDSTADR, "no destination_addr")
+        if self.fleet is not None and not self.fleet.knows(event.destination_addr):
+            return self._refuse(event, ESME_RINVDSTADR, "no card of the fleet has this number")
         message = event.short_message
         if len(message) > MAX_USER_DATA:
             return self._refuse(event, ESME_RINVMSGLEN, f"{len(message)} octets, one SM holds {MAX_USER_DATA}")
@@ -214,11 +238,12 @@ class HandsetBridge:
             event.source_addr,
             event.destination_addr,
             event.registered_delivery,
-            deliver if self.card is not None else None,
+            deliver if self.card is not None or self.fleet is not None else None,
             _stamp(self._clock()),
         )
+        queue = self._queues[_shard(job.destination_addr, len(self._queues))]
         try:
-            self._queue.put_nowait(job)
+            queue.put_nowait(job)
         except asyncio.QueueFull:
             return self._refuse(event, ESME_RMSGQFUL, "the card's queue is full")
         self.stats.accepted += 1
@@ -226,23 +251,27 @@ class HandsetBridge:
         return None
 
     # -- the card -------------------------------------------------------------------------------------------
-    async def _work(self) -> None:
+    async def _work(self, queue: asyncio.Queue[_Job]) -> None:
         while True:
-            job = await self._queue.get()
+            job = await queue.get()
             try:
                 await self._run(job)
             except Exception:  # one broken job must not stop the bridge
                 _log.exception("job %s failed", job.message_id)
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def _run(self, job: _Job) -> None:
         error, text = 0, ""
-        if job.deliver is None or self.card is None:
+        if job.deliver is None or (self.card is None and self.fleet is None):
             outcome = CardOutcome(0x9000)
         else:
             try:
-                outcome = await asyncio.to_thread(self.card.deliver, job.deliver)
+                if self.fleet is not None:
+                    outcome = await asyncio.to_thread(self.fleet.deliver, job.destination_addr, job.deliver)
+                else:
+                    assert self.card is not None
+                    outcome = await asyncio.to_thread(self.card.deliver, job.deliver)
             except (GPChannelError, DecodeError) as exc:
                 _log.warning("the card did not take message %s: %s", job.message_id, exc)
                 outcome, error, text = CardOutcome(0), 2, "card unreachable"
