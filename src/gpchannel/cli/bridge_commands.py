@@ -1,9 +1,11 @@
 """``gpchannel bridge``: the handset bridge, an SMPP 3.4 server that plays SMS centre and handset in front of one
-card (a PC/SC reader or the emulator in-process), or a sink that acknowledges without a card (benchmarks).
+card (a PC/SC reader or the emulator in-process), of a fleet of emulated cards each reached by its MSISDN
+(``gpchannel fleet generate``), or a sink that acknowledges without a card (benchmarks).
 
     gpchannel bridge --smpp 127.0.0.1:2775 --emulator ./card --profile examples/profiles/scp03.toml
     gpchannel bridge --smpp 127.0.0.1:2775 --reader "Virtual PCD"
     gpchannel bridge --smpp 127.0.0.1:2775 --sink
+    gpchannel bridge --smpp 127.0.0.1:2775 --fleet ./fleet
 
 An OTA server binds to it (any system_id, or only those given with ``--system-id``) and sends SCP80 command
 packets as submit_sm; each goes to the card in an SMS-PP DOWNLOAD ENVELOPE and the PoR comes back as deliver_sm
@@ -23,6 +25,7 @@ import smpp34
 from gpchannel.errors import GPChannelError, ProfileError, TransportError
 from gpchannel.io.transport import InProcessTransport, Transport
 from gpchannel.smpp import HandsetBridge, HandsetCard
+from gpchannel.smpp.fleet import FleetHandsets
 
 __all__ = ["bridge", "parse_smpp_address"]
 
@@ -70,7 +73,10 @@ async def _serve(bridge: HandsetBridge) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await bridge.start()
-    click.echo(f"bridge: SMPP on {bridge.host}:{bridge.port}, {'sink' if bridge.card is None else 'card'}")
+    mode = "card" if bridge.card is not None else "sink"
+    if bridge.fleet is not None:
+        mode = f"fleet of {len(bridge.fleet.fleet)} cards"
+    click.echo(f"bridge: SMPP on {bridge.host}:{bridge.port}, {mode}")
     await bridge.serve(stop)
 
 
@@ -80,6 +86,13 @@ async def _serve(bridge: HandsetBridge) -> None:
 @click.option("--emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state directory.")
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile.")
 @click.option("--sink", is_flag=True, help="No card: accept and receipt every valid submit_sm.")
+@click.option(
+    "--fleet",
+    "fleet_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Fleet directory (gpchannel fleet generate): one emulated card per MSISDN.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), help="Cards driven at once (fleet: 4, else 1).")
 @click.option("--sim", is_flag=True, help="GSM SIM class (A0 C2, 9F xx) instead of a UICC's 80 C2.")
 @click.option("--system-id", "system_ids", multiple=True, help="Allowed ESME system_id (repeat; default: any).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each refused message and card failure.")
@@ -89,28 +102,43 @@ def bridge(
     emulator: Path | None,
     profile: Path | None,
     sink: bool,
+    fleet_dir: Path | None,
+    workers: int | None,
     sim: bool,
     system_ids: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """SMPP server playing SMS centre + handset: submit_sm -> ENVELOPE to the card -> PoR as deliver_sm."""
     host, port = parse_smpp_address(address)
-    if reader is None and emulator is None and not sink:
+    if reader is None and emulator is None and not sink and fleet_dir is None:
         global_reader, global_emulator, global_profile = _global("reader"), _global("emulator"), _global("profile")
         reader = str(global_reader) if global_reader is not None else None
         emulator = Path(global_emulator) if global_emulator is not None else None
         profile = profile or (Path(global_profile) if global_profile is not None else None)
-    chosen = [name for name, on in (("--reader", reader), ("--emulator", emulator), ("--sink", sink)) if on]
+    options = (("--reader", reader), ("--emulator", emulator), ("--sink", sink), ("--fleet", fleet_dir))
+    chosen = [name for name, on in options if on]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --reader SUBSTR, --emulator DIR or --sink")
+        raise click.UsageError("give exactly one of --reader SUBSTR, --emulator DIR, --fleet DIR or --sink")
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     transport = None
+    handsets = None
     try:
-        if not sink:
+        if fleet_dir is not None:
+            from gpchannel.emulator.fleet import Fleet
+
+            handsets = FleetHandsets(Fleet.load(fleet_dir), sim=sim)
+        elif not sink:
             transport = _transport(reader, emulator, profile)
         card = HandsetCard(transport, sim=sim) if transport is not None else None
-        the_bridge = HandsetBridge(card, host=host, port=port, allowed_system_ids=system_ids or None)
+        the_bridge = HandsetBridge(
+            card,
+            host=host,
+            port=port,
+            allowed_system_ids=system_ids or None,
+            fleet=handsets,
+            workers=workers,
+        )
         asyncio.run(_serve(the_bridge))
     except (ProfileError, TransportError, GPChannelError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -126,3 +154,10 @@ def bridge(
         f"bridge: stopped; submit_sm accepted {s.accepted}, refused {s.refused}; card took {s.delivered}, "
         f"refused {s.undelivered}; PoR deliver_sm {s.pors}, receipts {s.receipts}"
     )
+    if handsets is not None:
+        t = handsets.totals()
+        statuses = ", ".join(f"{status:02X}: {n}" for status, n in sorted(t.statuses.items())) or "none"
+        click.echo(
+            f"bridge: fleet: {len(handsets.activity)} cards reached, {t.packets} command packets, "
+            f"{t.accepted} taken by the cards; PoR statuses {statuses}"
+        )

@@ -1,0 +1,105 @@
+"""``gpchannel fleet``: fleets of emulated cards for campaigns (issue 10).
+
+    gpchannel fleet generate --count 1000 --dir ./fleet
+    gpchannel fleet generate --count 20 --dir ./fleet --master-key 000102...0F --inventory inventory.csv
+    gpchannel fleet show ./fleet
+
+``generate`` writes the fleet manifest (every card's ICCID, MSISDN, SCP80 KIc / KID, SCP81 PSK identity and PSK;
+mode 0600) and the inventory the OTA server imports (``gpchannel campaign``'s inventory format); the cards' state
+directories are created when the handset bridge (``gpchannel bridge --fleet DIR``) first reaches each card.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from gpchannel.emulator.fleet import INVENTORY_FILE, Fleet, FleetSettings, generate_fleet, write_inventory
+from gpchannel.errors import DecodeError, ProfileError
+
+__all__ = ["fleet"]
+
+
+@click.group("fleet")
+def fleet() -> None:
+    """Fleets of emulated cards (for campaigns against the handset bridge)."""
+
+
+@fleet.command("generate")
+@click.option("--count", type=click.IntRange(1, 10_000_000), required=True, help="How many cards.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), help=f"Default: DIR/{INVENTORY_FILE}.")
+@click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Base card profile.")
+@click.option(
+    "--master-key",
+    envvar="GPCHANNEL_FLEET_MASTER_KEY",
+    help="AES master key, hex: diversify the cards' keys from it (default: random). Env GPCHANNEL_FLEET_MASTER_KEY.",
+)
+@click.option("--iccid-prefix", default="89882110", show_default=True, help="Issuer prefix of the ICCIDs.")
+@click.option("--msisdn-prefix", default="4915", show_default=True, help="Prefix of the MSISDNs.")
+@click.option("--first", type=click.IntRange(0), default=1, show_default=True, help="Number of the first card.")
+@click.option("--kvn", type=click.IntRange(1, 15), default=1, show_default=True, help="SCP80 key version.")
+@click.option("--scp81-server", default="127.0.0.1:8443", show_default=True, help="The cards' admin server.")
+@click.option("--force", is_flag=True, help="Replace an existing fleet in DIR.")
+def generate(
+    count: int,
+    directory: Path,
+    inventory: Path | None,
+    profile: Path | None,
+    master_key: str | None,
+    iccid_prefix: str,
+    msisdn_prefix: str,
+    first: int,
+    kvn: int,
+    scp81_server: str,
+    force: bool,
+) -> None:
+    """Generate COUNT cards in DIR and the inventory to import into the OTA server."""
+    master = None
+    if master_key is not None:
+        try:
+            master = bytes.fromhex(master_key)
+        except ValueError:
+            raise click.BadParameter("hex digits expected", param_hint="--master-key") from None
+        if len(master) not in (16, 24, 32):
+            raise click.BadParameter("an AES key: 16, 24 or 32 bytes", param_hint="--master-key")
+    settings = FleetSettings(kvn=kvn, scp81_server=scp81_server)
+    try:
+        made = generate_fleet(
+            directory,
+            count,
+            settings=settings,
+            profile=profile.read_text() if profile is not None else None,
+            master_key=master,
+            iccid_prefix=iccid_prefix,
+            msisdn_prefix=msisdn_prefix,
+            first=first,
+            force=force,
+        )
+        target = inventory or directory / INVENTORY_FILE
+        write_inventory(made, target)
+    except (ProfileError, ValueError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"fleet: {len(made)} cards in {directory} (ICCID {made.cards[0].iccid}..{made.cards[-1].iccid}, "
+        f"MSISDN {made.cards[0].msisdn}..{made.cards[-1].msisdn}); inventory {target}"
+    )
+
+
+@fleet.command("show")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--cards", "limit", type=click.IntRange(0), default=10, show_default=True, help="Cards to list.")
+def show(directory: Path, limit: int) -> None:
+    """The fleet's cards (no keys) and, for those that were used, their SCP80 counter."""
+    try:
+        loaded = Fleet.load(directory)
+    except DecodeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    used = sum(1 for c in loaded if os.path.isdir(loaded.state_dir(c)))
+    click.echo(f"fleet {directory}: {len(loaded)} cards, {used} used; SCP80 kvn {loaded.settings.kvn}")
+    for card in loaded.cards[:limit]:
+        click.echo(f"  {card.iccid}  {card.msisdn}  counter {loaded.ota_counter(card)}")
