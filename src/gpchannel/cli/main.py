@@ -32,6 +32,7 @@ from gpchannel.cli.delegated import (
     public_or_secret_key,
     receipt_note,
 )
+from gpchannel.cli.fleet_commands import fleet as fleet_group
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
@@ -555,6 +556,7 @@ cli.add_command(keys_group)
 cli.add_command(ota_group)
 cli.add_command(bridge_command)
 cli.add_command(scp10_group)
+cli.add_command(fleet_group)
 
 
 def main(argv: list[str] | None = None) -> None:
