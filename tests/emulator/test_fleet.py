@@ -122,4 +122,12 @@ def test_inventory_lists_every_card_with_its_keys(tmp_path: Path) -> None:
     assert [r["iccid"] for r in rows] == [c.iccid for c in fleet]
     assert [bytes.fromhex(r["kic"]) for r in rows] == [c.kic for c in fleet]
     assert [bytes.fromhex(r["psk"]) for r in rows] == [c.psk for c in fleet]
-    assert {r["kvn"] for r in rows} == {"1"}
+    assert {(r["kvn"], r["tar"], r["spi"], r["counter"]) for r in rows} == {("1", "000000", "1619", "0")}
+
+
+def test_inventory_with_key_references_holds_no_key(tmp_path: Path) -> None:
+    fleet = generate_fleet(tmp_path, 2, master_key=bytes(16))
+    write_inventory(fleet, tmp_path / "inventory.csv", master_label="fleet")
+    text = (tmp_path / "inventory.csv").read_text()
+    assert text.count("master:fleet") == 6
+    assert fleet.cards[0].kic.hex().upper() not in text

@@ -37,6 +37,12 @@ def fleet() -> None:
     envvar="GPCHANNEL_FLEET_MASTER_KEY",
     help="AES master key, hex: diversify the cards' keys from it (default: random). Env GPCHANNEL_FLEET_MASTER_KEY.",
 )
+@click.option(
+    "--key-references",
+    "label",
+    metavar="LABEL",
+    help="With --master-key: the inventory names the keys as master:LABEL instead of holding them.",
+)
 @click.option("--iccid-prefix", default="89882110", show_default=True, help="Issuer prefix of the ICCIDs.")
 @click.option("--msisdn-prefix", default="4915", show_default=True, help="Prefix of the MSISDNs.")
 @click.option("--first", type=click.IntRange(0), default=1, show_default=True, help="Number of the first card.")
@@ -49,6 +55,7 @@ def generate(
     inventory: Path | None,
     profile: Path | None,
     master_key: str | None,
+    label: str | None,
     iccid_prefix: str,
     msisdn_prefix: str,
     first: int,
@@ -58,6 +65,8 @@ def generate(
 ) -> None:
     """Generate COUNT cards in DIR and the inventory to import into the OTA server."""
     master = None
+    if label is not None and master_key is None:
+        raise click.UsageError("--key-references needs --master-key")
     if master_key is not None:
         try:
             master = bytes.fromhex(master_key)
@@ -79,7 +88,7 @@ def generate(
             force=force,
         )
         target = inventory or directory / INVENTORY_FILE
-        write_inventory(made, target)
+        write_inventory(made, target, master_label=label)
     except (ProfileError, ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

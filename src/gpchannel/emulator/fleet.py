@@ -406,37 +406,52 @@ INVENTORY_COLUMNS = (
     "msisdn",
     "psk_identity",
     "psk",
+    "psk_kvn",
     "kvn",
     "kic",
     "kic_algorithm",
     "kid",
     "kid_algorithm",
-    "counter",
     "tar",
+    "spi",
+    "counter",
 )
+"""The columns of gpchannel.server.inventory's CSV format, in its order."""
+INVENTORY_SPI = "1619"
+"""CC, ciphered, counter higher; PoR required, with CC, ciphered, in the SMS-DELIVER-REPORT (TS 102 225 5.1.1)."""
 
 
-def write_inventory(fleet: Fleet, path: str | os.PathLike[str]) -> None:
-    """The fleet as an inventory file for the OTA server (CSV, one card a line, keys in hex; mode 0600)."""
+def write_inventory(fleet: Fleet, path: str | os.PathLike[str], *, master_label: str | None = None) -> None:
+    """The fleet as an inventory for the OTA server (gpchannel.server.inventory's CSV; one card a line; mode 0600).
+
+    Keys are written in hex, or, with ``master_label``, as ``master:LABEL`` references (for a fleet generated
+    with a master key: the server derives each card's keys itself and the file holds no key at all).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(INVENTORY_COLUMNS)
     s = fleet.settings
     tar = s.tars[0][0] if s.tars else "000000"
+
+    def key(value: bytes) -> str:
+        return f"master:{master_label}" if master_label is not None else value.hex().upper()
+
     for c in fleet.cards:
         writer.writerow(
             (
                 c.iccid,
                 c.msisdn,
                 c.psk_identity,
-                c.psk.hex().upper(),
+                key(c.psk),
+                1,
                 s.kvn,
-                c.kic.hex().upper(),
+                key(c.kic),
                 s.kic_algorithm,
-                c.kid.hex().upper(),
+                key(c.kid),
                 s.kid_algorithm,
-                0,
                 tar,
+                INVENTORY_SPI,
+                0,
             )
         )
     _write_private(Path(path), out.getvalue().encode())
