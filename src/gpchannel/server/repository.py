@@ -573,6 +573,17 @@ class Repository:
             ).one_or_none()
         return None if row is None else _job_record(row)
 
+    def note_sent_job(self, delivery_id: str, reason: str) -> bool:
+        """Record why a SENT job is still waiting (its admin session broke or stalled) without changing its state;
+        a job no longer SENT under this delivery is left alone. True if the note was stored."""
+        with self._write() as c:
+            result = c.execute(
+                update(jobs)
+                .where(jobs.c.delivery_id == delivery_id, jobs.c.state == JobState.SENT.value)
+                .values(reason=reason, updated_at=self._clock())
+            )
+            return bool(result.rowcount)
+
     def complete_job(
         self,
         delivery_id: str,
