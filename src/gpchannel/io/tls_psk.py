@@ -1,0 +1,576 @@
+"""A sans-I/O PSK-TLS engine for SCP81 (GP Amendment B 2; RFC 4279 plain PSK key exchange; TLS 1.2 RFC 5246).
+
+OpenSSL (the copy bundled with pyOpenSSL/cryptography, reached through its cffi binding ``OpenSSL._util``) runs
+the protocol over two memory BIOs: network bytes go in with :meth:`PskTlsConnection.receive` and come out with
+:meth:`PskTlsConnection.data_to_send`; no socket is touched here (``io/tls_stream.py`` adds asyncio).
+
+Server profile (ota-notes B.1 interop notes, B.2 PSK-TLS profile):
+
+- TLS 1.2 only by default; :meth:`PskTlsPolicy.legacy` adds TLS 1.0/1.1 and ``PSK-AES128-CBC-SHA`` (0x008C).
+- Cipher suites in the server's order of preference (``SSL_OP_CIPHER_SERVER_PREFERENCE``): cards may list NULL
+  suites first. NULL suites (``TLS_PSK_WITH_NULL_SHA*``) only with ``allow_null`` (they need OpenSSL's
+  security level 0).
+- No session tickets (``SSL_OP_NO_TICKET``), no session cache, no encrypt-then-MAC (RFC 7366; cards break on it),
+  no renegotiation, no compression.
+- An unknown identity (the lookup answers None) ends the handshake with the fatal ``unknown_psk_identity`` alert
+  (RFC 4279 2). A wrong PSK makes the peer's Finished undecryptable: ``bad_record_mac`` (RFC 5246 7.2.2).
+
+Failures raise :class:`~gpchannel.errors.TlsError` whose ``alert`` is the RFC name of the alert sent or received
+(e.g. ``"unknown_psk_identity"``); the alert to send is then waiting in :meth:`PskTlsConnection.data_to_send`.
+PSKs never appear in logs, reprs or messages; identities may.
+
+Thread-safety: a :class:`PskServerContext` / :class:`PskClientContext` may be shared by any number of
+connections and threads; one :class:`PskTlsConnection` must be driven by one coroutine or thread at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from OpenSSL._util import ffi, lib
+
+from gpchannel.errors import TlsError, UnsupportedError
+
+__all__ = [
+    "ALERT_NAMES",
+    "MAX_IDENTITY_LENGTH",
+    "MAX_PSK_LENGTH",
+    "PskClientContext",
+    "PskLookup",
+    "PskServerContext",
+    "PskTlsConnection",
+    "PskTlsPolicy",
+    "TlsVersion",
+]
+
+PskLookup = Callable[[bytes], bytes | None]
+"""identity -> PSK; None = unknown identity (the handshake fails with ``unknown_psk_identity``)."""
+
+MAX_IDENTITY_LENGTH = 128
+"""RFC 4279 5.3: identities up to 128 bytes MUST be supported; OpenSSL's PSK_MAX_IDENTITY_LEN."""
+MAX_PSK_LENGTH = 64
+"""RFC 4279 5.3: PSKs up to 64 bytes MUST be supported (Amendment B PSKs are 16 to 32-byte AES/3DES keys)."""
+
+# SSL_OP_NO_ENCRYPT_THEN_MAC is SSL_OP_BIT(19) in OpenSSL 1.1.1 to 4.0 ssl.h; the cffi binding does not export it.
+_SSL_OP_NO_ENCRYPT_THEN_MAC = 1 << 19
+_RECORD_READ = 16384 + 2048  # the largest TLS 1.2 ciphertext record (RFC 5246 6.2.3)
+
+ALERT_NAMES: dict[int, str] = {
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    21: "decryption_failed",
+    22: "record_overflow",
+    30: "decompression_failure",
+    40: "handshake_failure",
+    41: "no_certificate",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    44: "certificate_revoked",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    49: "access_denied",
+    50: "decode_error",
+    51: "decrypt_error",
+    60: "export_restriction",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    100: "no_renegotiation",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    112: "unrecognized_name",
+    115: "unknown_psk_identity",
+    116: "certificate_required",
+    120: "no_application_protocol",
+}
+"""TLS AlertDescription values (RFC 5246 7.2, RFC 4279 2, RFC 8446 6) -> RFC names, as used in TlsError.alert."""
+
+
+class TlsVersion(Enum):
+    """A TLS protocol version; the value is the wire version (RFC 5246 6.2.1 ProtocolVersion)."""
+
+    TLS1_0 = 0x0301
+    TLS1_1 = 0x0302
+    TLS1_2 = 0x0303
+
+    @property
+    def openssl(self) -> int:
+        """OpenSSL's TLS1_x_VERSION constant (the same number)."""
+        return self.value
+
+
+@dataclass(frozen=True)
+class PskTlsPolicy:
+    """Which PSK-TLS versions and suites a context accepts (ota-notes B.2).
+
+    ``ciphers`` are OpenSSL cipher names in the server's order of preference. ``max_record_plaintext`` caps the
+    plaintext bytes put in one TLS record we send (ota-notes B.1: some cards want records of about 256 bytes);
+    16384 is the TLS maximum (RFC 5246 6.2.1).
+    """
+
+    ciphers: tuple[str, ...] = ("PSK-AES128-CBC-SHA256", "PSK-AES128-GCM-SHA256")
+    min_version: TlsVersion = TlsVersion.TLS1_2
+    max_version: TlsVersion = TlsVersion.TLS1_2
+    allow_null: bool = False
+    max_record_plaintext: int = 16384
+
+    def __post_init__(self) -> None:
+        if not self.ciphers:
+            raise ValueError("PskTlsPolicy.ciphers: at least one cipher suite is needed")
+        for name in self.ciphers:
+            if not name or any(c in name for c in ":, !+@"):
+                raise ValueError(f"PskTlsPolicy.ciphers: {name!r} is not one OpenSSL cipher name")
+            if "PSK" not in name:
+                raise ValueError(f"PskTlsPolicy.ciphers: {name!r} is not a PSK cipher suite")
+            if "NULL" in name and not self.allow_null:
+                raise ValueError(f"PskTlsPolicy.ciphers: {name!r} is a NULL suite; set allow_null=True to offer it")
+        if self.min_version.value > self.max_version.value:
+            raise ValueError("PskTlsPolicy: min_version is above max_version")
+        if not 1 <= self.max_record_plaintext <= 16384:
+            raise ValueError("PskTlsPolicy.max_record_plaintext: expected 1..16384")
+
+    @classmethod
+    def legacy(cls, *, allow_null: bool = False) -> PskTlsPolicy:
+        """TLS 1.0 to 1.2 with ``PSK-AES128-CBC-SHA`` (0x008C) added, for older Amendment B cards; with
+        ``allow_null`` also ``PSK-NULL-SHA256`` (0x00B0) and ``PSK-NULL-SHA`` (0x002C), least preferred.
+
+        ``TLS_PSK_WITH_3DES_EDE_CBC_SHA`` (0x008B) cannot be offered: the OpenSSL builds used here (bundled 4.x,
+        system 3.0) have no PSK-3DES suite (see docs/tls.md).
+        """
+        ciphers: tuple[str, ...] = ("PSK-AES128-CBC-SHA256", "PSK-AES128-GCM-SHA256", "PSK-AES128-CBC-SHA")
+        if allow_null:
+            ciphers += ("PSK-NULL-SHA256", "PSK-NULL-SHA")
+        return cls(ciphers=ciphers, min_version=TlsVersion.TLS1_0, max_version=TlsVersion.TLS1_2, allow_null=allow_null)
+
+    @property
+    def cipher_string(self) -> str:
+        """The OpenSSL cipher string: the names in order, NULL suites excluded unless allowed; security level 0
+        when NULL suites or TLS < 1.2 are allowed (OpenSSL 3+ refuses both at level 1)."""
+        parts = list(self.ciphers)
+        if not self.allow_null:
+            parts.append("!eNULL")
+        if self.allow_null or self.min_version.value < TlsVersion.TLS1_2.value:
+            parts.append("@SECLEVEL=0")
+        return ":".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OpenSSL callbacks. They are module-level (created once, alive for the process) and find the Python connection
+# through the SSL pointer, so contexts and connections hold no reference cycles through C.
+
+_connections: dict[int, weakref.ref[PskTlsConnection]] = {}
+_connections_lock = threading.Lock()
+
+
+def _connection_of(ssl: Any) -> PskTlsConnection | None:
+    ref = _connections.get(int(ffi.cast("uintptr_t", ssl)))
+    return ref() if ref is not None else None
+
+
+def _on_info(ssl: Any, where: int, ret: int) -> None:
+    if not where & lib.SSL_CB_ALERT:
+        return
+    conn = _connection_of(ssl)
+    if conn is None:
+        return
+    name = ALERT_NAMES.get(ret & 0xFF, f"alert_{ret & 0xFF}")
+    fatal = (ret >> 8) == 2
+    if where & lib.SSL_CB_READ:
+        conn._alert_received(name, fatal)
+    else:
+        conn._alert_sent(name, fatal)
+
+
+def _on_server_psk(ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
+    conn = _connection_of(ssl)
+    if conn is None or conn._lookup is None:
+        return 0
+    ident = ffi.string(identity) if identity != ffi.NULL else b""
+    conn.identity = ident
+    try:
+        psk = conn._lookup(ident)
+    except Exception as exc:  # a lookup failure (e.g. database down) is the server's fault: internal_error
+        conn._callback_error = exc
+        return max_psk_len + 1  # OpenSSL answers a length above its maximum with internal_error
+    if psk is None:
+        return 0  # OpenSSL: unknown_psk_identity (RFC 4279 2)
+    if not 0 < len(psk) <= min(max_psk_len, MAX_PSK_LENGTH):
+        conn._callback_error = ValueError(f"the PSK of identity {ident!r} has an unusable length {len(psk)}")
+        return max_psk_len + 1
+    ffi.memmove(psk_out, psk, len(psk))
+    return len(psk)
+
+
+def _on_client_psk(ssl: Any, hint: Any, identity_out: Any, max_identity_len: int, psk_out: Any, max_psk: int) -> int:
+    conn = _connection_of(ssl)
+    if conn is None or conn._client_key is None:
+        return 0
+    identity, psk = conn._client_key
+    if len(identity) + 1 > max_identity_len or len(psk) > max_psk:
+        conn._callback_error = ValueError("PSK identity or key longer than OpenSSL accepts")
+        return 0
+    ffi.memmove(identity_out, identity + b"\x00", len(identity) + 1)
+    ffi.memmove(psk_out, psk, len(psk))
+    return len(psk)
+
+
+_INFO_CALLBACK = ffi.callback("void(SSL *, int, int)", _on_info)
+_SERVER_PSK_CALLBACK = ffi.callback("unsigned int(SSL *, char *, unsigned char *, unsigned int)", _on_server_psk)
+_CLIENT_PSK_CALLBACK = ffi.callback(
+    "unsigned int(SSL *, char *, char *, unsigned int, unsigned char *, unsigned int)", _on_client_psk
+)
+
+
+def _openssl_errors() -> list[str]:
+    """Drain this thread's OpenSSL error queue into readable reasons."""
+    reasons: list[str] = []
+    while True:
+        code = lib.ERR_get_error()
+        if not code:
+            return reasons
+        text = lib.ERR_reason_error_string(code)
+        reasons.append(ffi.string(text).decode("ascii", "replace") if text != ffi.NULL else f"error {code:#x}")
+
+
+def _unexpected_eof() -> bool:
+    """Whether OpenSSL's last error is "unexpected eof while reading" (TCP EOF inside a record / before
+    close_notify; OpenSSL 3+ also queues a decode_error alert then)."""
+    code = lib.ERR_peek_error()
+    return bool(code) and lib.ERR_GET_REASON(code) == lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
+
+
+def _make_ctx(server: bool, policy: PskTlsPolicy) -> Any:
+    method = lib.TLS_server_method() if server else lib.TLS_client_method()
+    ctx = lib.SSL_CTX_new(method)
+    if ctx == ffi.NULL:
+        raise TlsError(f"SSL_CTX_new failed: {_openssl_errors()}")
+    ctx = ffi.gc(ctx, lib.SSL_CTX_free)
+    options = (
+        lib.SSL_OP_NO_TICKET
+        | _SSL_OP_NO_ENCRYPT_THEN_MAC
+        | lib.SSL_OP_NO_RENEGOTIATION
+        | lib.SSL_OP_NO_COMPRESSION
+        | lib.SSL_OP_NO_TLSv1_3
+    )
+    if server:
+        options |= lib.SSL_OP_CIPHER_SERVER_PREFERENCE
+    lib.SSL_CTX_set_options(ctx, options)
+    lib.SSL_CTX_set_session_cache_mode(ctx, lib.SSL_SESS_CACHE_OFF)
+    lib.SSL_CTX_set_mode(ctx, lib.SSL_MODE_RELEASE_BUFFERS)
+    if lib.SSL_CTX_set_cipher_list(ctx, policy.cipher_string.encode("ascii")) != 1:
+        raise UnsupportedError(f"no cipher suite of {policy.ciphers} is available: {_openssl_errors()}")
+    if not lib.SSL_CTX_set_min_proto_version(ctx, policy.min_version.openssl) or not (
+        lib.SSL_CTX_set_max_proto_version(ctx, policy.max_version.openssl)
+    ):
+        raise TlsError(f"cannot set the TLS versions of {policy}: {_openssl_errors()}")
+    lib.SSL_CTX_set_info_callback(ctx, _INFO_CALLBACK)
+    if server:
+        lib.SSL_CTX_set_psk_server_callback(ctx, _SERVER_PSK_CALLBACK)
+    else:
+        lib.SSL_CTX_set_psk_client_callback(ctx, _CLIENT_PSK_CALLBACK)
+    _check_ciphers(ctx, policy)
+    _openssl_errors()
+    return ctx
+
+
+def _check_ciphers(ctx: Any, policy: PskTlsPolicy) -> None:
+    """Every named suite must be one this OpenSSL knows and enables (set_cipher_list ignores unknown names)."""
+    ssl = lib.SSL_new(ctx)
+    if ssl == ffi.NULL:
+        raise TlsError(f"SSL_new failed: {_openssl_errors()}")
+    try:
+        enabled: set[str] = set()
+        index = 0
+        while True:
+            name = lib.SSL_get_cipher_list(ssl, index)
+            if name == ffi.NULL:
+                break
+            enabled.add(ffi.string(name).decode("ascii"))
+            index += 1
+    finally:
+        lib.SSL_free(ssl)
+    missing = [name for name in policy.ciphers if name not in enabled]
+    if missing:
+        version = ffi.string(lib.OpenSSL_version(0)).decode()
+        raise UnsupportedError(f"cipher suites not available in {version} (or not with this policy): {missing}")
+
+
+class PskServerContext:
+    """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake (called on the thread that
+    drives the connection; it must not block for long)."""
+
+    def __init__(self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
+        self.policy = policy
+        self._lookup = lookup
+        self._ctx = _make_ctx(True, policy)
+
+    def connection(self) -> PskTlsConnection:
+        return PskTlsConnection(
+            self._ctx, server=True, lookup=self._lookup, max_record=self.policy.max_record_plaintext
+        )
+
+    def __repr__(self) -> str:
+        return f"PskServerContext(policy={self.policy!r})"
+
+
+@dataclass(frozen=True)
+class _ClientKey:
+    identity: bytes
+    psk: bytes = field(repr=False)
+
+
+class PskClientContext:
+    """The card side (or a test client): always offers ``identity`` with ``psk``."""
+
+    def __init__(self, identity: bytes, psk: bytes, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
+        if not 0 < len(identity) <= MAX_IDENTITY_LENGTH or b"\x00" in identity:
+            raise ValueError(f"PSK identity: expected 1..{MAX_IDENTITY_LENGTH} bytes without NUL")
+        if not 0 < len(psk) <= MAX_PSK_LENGTH:
+            raise ValueError(f"PSK: expected 1..{MAX_PSK_LENGTH} bytes")
+        self.policy = policy
+        self._key = _ClientKey(bytes(identity), bytes(psk))
+        self._ctx = _make_ctx(False, policy)
+
+    @property
+    def identity(self) -> bytes:
+        return self._key.identity
+
+    def connection(self) -> PskTlsConnection:
+        return PskTlsConnection(
+            self._ctx,
+            server=False,
+            client_key=(self._key.identity, self._key.psk),
+            max_record=self.policy.max_record_plaintext,
+        )
+
+    def __repr__(self) -> str:
+        return f"PskClientContext(identity={self._key.identity!r}, policy={self.policy!r})"
+
+
+def _free_ssl(key: int, ssl: Any) -> None:
+    with _connections_lock:
+        _connections.pop(key, None)
+    lib.SSL_free(ssl)
+
+
+class PskTlsConnection:
+    """One PSK-TLS connection over memory BIOs (made by a context's ``connection()``).
+
+    Feed network bytes with :meth:`receive` (``b""`` = TCP EOF), send what :meth:`data_to_send` returns, get
+    plaintext with :meth:`read`, queue plaintext with :meth:`write` (held until the handshake completes) and end
+    with :meth:`close` (close_notify). Any failure raises TlsError and leaves the alert in data_to_send().
+
+    A TCP EOF without the peer's close_notify after the handshake raises TlsError (truncation, RFC 5246 7.2.1);
+    after the peer's close_notify, ``peer_closed`` is True and :meth:`write` still works until :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        ctx: Any,
+        *,
+        server: bool,
+        lookup: PskLookup | None = None,
+        client_key: tuple[bytes, bytes] | None = None,
+        max_record: int = 16384,
+    ) -> None:
+        self.server = server
+        self.handshake_complete = False
+        self.peer_closed = False
+        self.identity: bytes | None = client_key[0] if client_key is not None else None
+        self.cipher_name: str | None = None
+        self.version: str | None = None
+        self.alert_sent: str | None = None
+        self.alert_received: str | None = None
+        self._lookup = lookup
+        self._client_key = client_key
+        self._callback_error: Exception | None = None
+        self._max_record = max_record
+        self._pending_writes: list[bytes] = []
+        self._plaintext = bytearray()
+        self._error: TlsError | None = None
+        self._closed = False
+        self._eof = False
+        ssl = lib.SSL_new(ctx)
+        if ssl == ffi.NULL:
+            raise TlsError(f"SSL_new failed: {_openssl_errors()}")
+        self._ssl = ssl
+        self._key = int(ffi.cast("uintptr_t", ssl))
+        with _connections_lock:
+            _connections[self._key] = weakref.ref(self)
+        self._finalizer = weakref.finalize(self, _free_ssl, self._key, ssl)
+        self._rbio = lib.BIO_new(lib.BIO_s_mem())
+        self._wbio = lib.BIO_new(lib.BIO_s_mem())
+        if self._rbio == ffi.NULL or self._wbio == ffi.NULL:
+            raise TlsError("BIO_new failed")
+        lib.BIO_set_mem_eof_return(self._rbio, -1)  # empty input = "want more", not EOF
+        lib.SSL_set_bio(ssl, self._rbio, self._wbio)  # the SSL object owns both BIOs now
+        if server:
+            lib.SSL_set_accept_state(ssl)
+        else:
+            lib.SSL_set_connect_state(ssl)
+        self._buffer = ffi.new("unsigned char[]", _RECORD_READ)
+
+    def __repr__(self) -> str:
+        role = "server" if self.server else "client"
+        return (
+            f"PskTlsConnection({role}, identity={self.identity!r}, handshake_complete={self.handshake_complete}, "
+            f"cipher={self.cipher_name!r}, version={self.version!r})"
+        )
+
+    # -- callbacks from OpenSSL -------------------------------------------------------------------------------------
+
+    def _alert_sent(self, name: str, fatal: bool) -> None:
+        if fatal or self.alert_sent is None or name != "close_notify":
+            self.alert_sent = name
+
+    def _alert_received(self, name: str, fatal: bool) -> None:
+        self.alert_received = name
+
+    # -- public API -------------------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called or the connection failed."""
+        return self._closed or self._error is not None
+
+    def start(self) -> None:
+        """Client: produce the ClientHello now (data_to_send() then holds it). receive() also starts it."""
+        self._check_usable()
+        if not self.handshake_complete:
+            self._advance()
+
+    def receive(self, data: bytes) -> None:
+        """Network bytes from the peer; ``b""`` means the TCP connection reached EOF."""
+        self._check_usable()
+        if data:
+            if self._eof:
+                raise TlsError("bytes received after TCP EOF")
+            view = memoryview(data)
+            while view:
+                written = lib.BIO_write(self._rbio, bytes(view[:65536]), min(len(view), 65536))
+                if written <= 0:
+                    raise TlsError("BIO_write failed")
+                view = view[written:]
+        else:
+            self._eof = True
+            lib.BIO_set_mem_eof_return(self._rbio, 0)
+        self._advance()
+
+    def data_to_send(self) -> bytes:
+        """Network bytes to send to the peer now (b"" if none)."""
+        chunks: list[bytes] = []
+        while True:
+            n = lib.BIO_read(self._wbio, self._buffer, _RECORD_READ)
+            if n <= 0:
+                return b"".join(chunks)
+            chunks.append(ffi.buffer(self._buffer, n)[:])
+
+    def read(self) -> bytes:
+        """The application data decrypted so far (b"" if none)."""
+        data = bytes(self._plaintext)
+        self._plaintext.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Queue application data (encrypted at once if the handshake is complete)."""
+        self._check_usable()
+        if self._closed:
+            raise TlsError("write after close")
+        if data:
+            self._pending_writes.append(bytes(data))
+        if self.handshake_complete:
+            self._flush_writes()
+
+    def close(self) -> None:
+        """Send close_notify (RFC 5246 7.2.1); no more writes. Before the handshake completed, just gives up."""
+        if self._closed or self._error is not None:
+            self._closed = True
+            return
+        self._closed = True
+        if not self.handshake_complete:
+            return
+        lib.ERR_clear_error()
+        lib.SSL_shutdown(self._ssl)
+        _openssl_errors()
+
+    # -- internals --------------------------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise TlsError(f"connection already failed: {self._error}", alert=self._error.alert)
+
+    def _fail(self, message: str) -> TlsError:
+        reasons = _openssl_errors()
+        alert = self.alert_sent if self.alert_sent not in (None, "close_notify") else self.alert_received
+        if alert == "close_notify":
+            alert = None
+        direction = ""
+        if alert is not None:
+            direction = " (alert sent)" if alert == self.alert_sent else " (alert received)"
+        detail = f": {'; '.join(reasons)}" if reasons else ""
+        who = f" [identity {self.identity!r}]" if self.identity is not None else ""
+        error = TlsError(f"{message}{detail}{who}; alert {alert or 'none'}{direction}", alert=alert)
+        if self._callback_error is not None:
+            error.__cause__ = self._callback_error
+        self._error = error
+        return error
+
+    def _ssl_error(self, ret: int) -> int:
+        return int(lib.SSL_get_error(self._ssl, ret))
+
+    def _advance(self) -> None:
+        lib.ERR_clear_error()
+        if not self.handshake_complete:
+            ret = lib.SSL_do_handshake(self._ssl)
+            if ret != 1:
+                err = self._ssl_error(ret)
+                if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+                    return
+                if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or _unexpected_eof()):
+                    raise self._fail("the peer closed the connection during the handshake")
+                raise self._fail("TLS handshake failed")
+            self.handshake_complete = True
+            cipher = lib.SSL_get_current_cipher(self._ssl)
+            if cipher != ffi.NULL:
+                self.cipher_name = ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode("ascii")
+            self.version = ffi.string(lib.SSL_get_version(self._ssl)).decode("ascii")
+            self._flush_writes()
+        self._read_records()
+
+    def _read_records(self) -> None:
+        while not self.peer_closed:
+            n = lib.SSL_read(self._ssl, self._buffer, _RECORD_READ)
+            if n > 0:
+                self._plaintext += ffi.buffer(self._buffer, n)[:]
+                continue
+            err = self._ssl_error(n)
+            if err == lib.SSL_ERROR_ZERO_RETURN:
+                self.peer_closed = True
+                return
+            if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+                return
+            if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or _unexpected_eof()):
+                raise self._fail("the peer closed the TCP connection without close_notify (truncation)")
+            raise self._fail("TLS record processing failed")
+
+    def _flush_writes(self) -> None:
+        pending, self._pending_writes = self._pending_writes, []
+        for data in pending:
+            view = memoryview(data)
+            while view:
+                chunk = bytes(view[: self._max_record])
+                lib.ERR_clear_error()
+                n = lib.SSL_write(self._ssl, chunk, len(chunk))
+                if n <= 0:
+                    raise self._fail("TLS write failed")
+                view = view[n:]
