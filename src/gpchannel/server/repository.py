@@ -445,6 +445,21 @@ class Repository:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
+    def next_counter(self, card_id: int, kvn: int) -> int:
+        """Advance the card's OTA counter for key set ``kvn`` by one in one transaction (a missing counter starts
+        at 0, so the first is 1) and return it: a packet that is not a job's script (the SCP80 trigger of an
+        scp81+sms job, which stays QUEUED for the admin session) gets a counter never used before."""
+        stmt = self._insert(ota_counters).values(card_id=card_id, kvn=kvn, value=1)
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=["card_id", "kvn"], set_={"value": ota_counters.c.value + 1}
+        ).returning(ota_counters.c.value)
+        with self._write() as c:
+            self._require_card(c, card_id)
+            counter = int(c.execute(stmt).scalar_one())
+            if counter > MAX_OTA_COUNTER:
+                raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
+            return counter
+
     @staticmethod
     def _require_card(c: Connection, card_id: int) -> None:
         if c.execute(select(cards.c.id).where(cards.c.id == card_id)).one_or_none() is None:
