@@ -1,0 +1,615 @@
+"""Key providers of the OTA server: where each card's keys live and how the secure channels get to use them.
+
+A card's keys are rows of ``card_keys`` (card, purpose, KVN, blob, algorithm; :mod:`gpchannel.server.repository`).
+What the blob holds depends on the provider:
+
+- :class:`DbKeyProvider` (the default): the key wrapped under the server's master key with AES-256-GCM (NIST
+  SP 800-38D). The associated data binds the wrapped key to its row (card id, purpose, KVN, algorithm) so that a
+  blob copied to another card or relabelled does not unwrap, and a key identifier of the master key travels in
+  the clear beside it, so that a server started with another master key says so (:class:`WrongMasterKey`)
+  rather than failing on every tag. The master key is 32 bytes, from ``GPCHANNEL_MASTER_KEY`` (hex) or the file
+  ``master.key`` in the data directory, created on first start (:func:`load_master_key`).
+- :class:`gpchannel.io.pkcs11.Pkcs11KeyProvider`: the label of a key object in a PKCS#11 token; the key never
+  leaves the token, which runs the SCP80 ciphering and CC and the SCP03 KDF's CMACs itself.
+
+A row may also hold a *reference* instead of a key (:class:`DerivedKey`): the card key is diversified from the
+key of the same purpose of a master "card" (a card record that only holds master keys) with the card's key
+diversification data, by one of the schemes of :mod:`gpchannel.crypto.diversification` (EMV CPS 1.1 and VISA2
+for 3DES masters, KDF3 for AES masters). Both providers resolve references; the PKCS#11 one derives inside the
+token.
+
+The algorithm column names the key's family (``aes``, ``des3``, ``des`` for single DES, ``psk``) or, for SCP80
+keys, the algorithm the key set is bound to (a :class:`~gpchannel.ota.spi.CipherAlgorithm` value such as
+``AES-CBC`` for a KIc key, a :class:`~gpchannel.ota.spi.MacAlgorithm` value such as ``AES-CMAC`` for a KID key):
+a bound key set refuses a KIc/KID naming another algorithm (ota-notes E.2). Single DES is allowed only for keys
+whose algorithm says so (TS 102 225 keeps it for legacy cards).
+
+The SCP81 PSK has to reach the TLS stack as bytes (OpenSSL's PSK callback copies it into the handshake), so
+:meth:`KeyProvider.psk` returns bytes with either provider; with PKCS#11 the PSK is an extractable secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gpchannel.crypto import ciphers
+from gpchannel.crypto.ciphers import KeyMaterial, key_length
+from gpchannel.crypto.diversification import Diversification, diversify_key
+from gpchannel.crypto.diversification import KeyPurpose as DiversificationPurpose
+from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
+from gpchannel.errors import (
+    IntegrityError,
+    KeyNotFound,
+    KeyProviderError,
+    UnsupportedError,
+    WrongMasterKey,
+)
+from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
+from gpchannel.scp.scp03 import Scp03SessionKeys
+
+if TYPE_CHECKING:
+    from gpchannel.server.config import ServerConfig
+
+__all__ = [
+    "MASTER_KEY_ENV",
+    "MASTER_KEY_FILE",
+    "PIN_ENV",
+    "BaseKeyProvider",
+    "CardRef",
+    "DbKeyProvider",
+    "DerivedKey",
+    "KeyFamily",
+    "KeyProvider",
+    "KeyPurpose",
+    "KeyRepository",
+    "check_key",
+    "decode_blob",
+    "diversification_purpose",
+    "load_master_key",
+    "master_key_id",
+    "open_key_provider",
+    "parse_algorithm",
+]
+
+MASTER_KEY_ENV = "GPCHANNEL_MASTER_KEY"
+"""Environment variable holding the master key in hex (64 hex digits)."""
+MASTER_KEY_FILE = "master.key"
+"""File of the master key (hex, mode 0600) in the server's data directory, created on first start."""
+
+PIN_ENV = "GPCHANNEL_PKCS11_PIN"
+"""Environment variable read for the token's user PIN when the configuration gives none."""
+
+_MASTER_KEY_LENGTH = 32
+_BLOB_VERSION = 1
+_WRAP = "A256GCM"
+
+
+class KeyPurpose(StrEnum):
+    """The ``purpose`` column of ``card_keys``."""
+
+    PSK = "psk"
+    KIC = "kic"
+    KID = "kid"
+    ENC = "enc"
+    MAC = "mac"
+    DEK = "dek"
+
+
+class KeyFamily(StrEnum):
+    """What kind of key a row holds: the cipher its handle or bytes belong to."""
+
+    AES = "aes"
+    DES3 = "des3"
+    DES = "des"
+    PSK = "psk"
+
+
+_LENGTHS = {KeyFamily.AES: (16, 24, 32), KeyFamily.DES3: (16, 24), KeyFamily.DES: (8,)}
+_DIVERSIFICATION_PURPOSE = {
+    KeyPurpose.KIC: DiversificationPurpose.ENC,
+    KeyPurpose.ENC: DiversificationPurpose.ENC,
+    KeyPurpose.KID: DiversificationPurpose.MAC,
+    KeyPurpose.MAC: DiversificationPurpose.MAC,
+    KeyPurpose.DEK: DiversificationPurpose.DEK,
+}
+_CIPHER_FAMILY = {
+    CipherAlgorithm.DES_CBC: KeyFamily.DES,
+    CipherAlgorithm.DES_ECB: KeyFamily.DES,
+    CipherAlgorithm.DES3_2KEY_CBC: KeyFamily.DES3,
+    CipherAlgorithm.DES3_3KEY_CBC: KeyFamily.DES3,
+    CipherAlgorithm.DES3_ECB: KeyFamily.DES3,
+    CipherAlgorithm.AES_CBC: KeyFamily.AES,
+}
+_MAC_FAMILY = {
+    MacAlgorithm.DES_CBC_MAC: KeyFamily.DES,
+    MacAlgorithm.DES3_2KEY_CBC_MAC: KeyFamily.DES3,
+    MacAlgorithm.DES3_3KEY_CBC_MAC: KeyFamily.DES3,
+    MacAlgorithm.AES_CMAC: KeyFamily.AES,
+}
+
+
+def diversification_purpose(purpose: KeyPurpose) -> DiversificationPurpose:
+    """The diversification key type byte of a purpose: 01 for ENC and KIc, 02 for MAC and KID, 03 for DEK."""
+    try:
+        return _DIVERSIFICATION_PURPOSE[purpose]
+    except KeyError:
+        raise UnsupportedError(f"a {purpose.value} key cannot be diversified") from None
+
+
+_KIC_NAMES = {
+    "des-cbc": CipherAlgorithm.DES_CBC,
+    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
+    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
+    "aes-cbc": CipherAlgorithm.AES_CBC,
+}
+_KID_NAMES = {
+    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
+    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
+    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
+    "aes-cmac": MacAlgorithm.AES_CMAC,
+}
+
+
+def parse_algorithm(
+    algorithm: str, purpose: KeyPurpose | None = None
+) -> tuple[KeyFamily, CipherAlgorithm | MacAlgorithm | None]:
+    """The family of a ``card_keys.algorithm`` value and the SCP80 algorithm it binds the key to, if any.
+
+    Accepted: the families ``aes``, ``des3``, ``des``, ``psk`` (also ``tls-psk``); the profile and inventory
+    names of KIc algorithms (``des-cbc``, ``3des-2key``, ``3des-3key``, ``aes-cbc``) and KID algorithms
+    (``des-cbc-mac``, ``3des-2key``, ``3des-3key``, ``aes-cmac``; ``3des-2key``/``3des-3key`` are read by the
+    row's purpose); the :class:`CipherAlgorithm` / :class:`MacAlgorithm` values (``AES-CBC``, ``AES-CMAC``, ...).
+    """
+    name = algorithm.strip().lower()
+    if name == "tls-psk":
+        return KeyFamily.PSK, None
+    try:
+        return KeyFamily(name), None
+    except ValueError:
+        pass
+    bound: CipherAlgorithm | MacAlgorithm | None = None
+    if purpose is not KeyPurpose.KID:
+        bound = _KIC_NAMES.get(name)
+    if bound is None and purpose is not KeyPurpose.KIC:
+        bound = _KID_NAMES.get(name)
+    if bound is None:
+        bound = next((c for c in CipherAlgorithm if c.value.lower() == name), None)
+    if bound is None:
+        bound = next((m for m in MacAlgorithm if m.value.lower() == name), None)
+    if isinstance(bound, CipherAlgorithm):
+        return _CIPHER_FAMILY[bound], bound
+    if isinstance(bound, MacAlgorithm):
+        return _MAC_FAMILY[bound], bound
+    raise UnsupportedError(
+        f"unknown key algorithm {algorithm!r}: one of aes, des3, des, psk (tls-psk), a KIc cipher "
+        f"({', '.join(_KIC_NAMES)}) or a KID MAC ({', '.join(_KID_NAMES)})"
+    )
+
+
+def check_key(purpose: KeyPurpose, family: KeyFamily, key: bytes) -> None:
+    """UnsupportedError unless ``key`` has a length its family allows and the family fits the purpose."""
+    if purpose is KeyPurpose.PSK:
+        if family is not KeyFamily.PSK:
+            raise UnsupportedError(f"a PSK is stored with the algorithm 'psk', not {family.value!r}")
+        if not 1 <= len(key) <= 64:
+            raise UnsupportedError(f"a TLS PSK is 1 to 64 bytes here, got {len(key)}")
+        return
+    if family is KeyFamily.PSK:
+        raise UnsupportedError(f"a {purpose.value} key cannot have the algorithm 'psk'")
+    if len(key) not in _LENGTHS[family]:
+        raise UnsupportedError(f"a {family.value} key is {_LENGTHS[family]} bytes, got {len(key)}")
+
+
+class CardRef(Protocol):
+    """What the providers read of a card record (:class:`gpchannel.server.repository.CardRecord` fits)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def ota(self) -> Mapping[str, Any]: ...
+
+
+class KeyRepository(Protocol):
+    """The part of :class:`gpchannel.server.repository.Repository` the providers use."""
+
+    def set_card_key(self, card_id: int, purpose: str, kvn: int, blob: bytes, algorithm: str) -> None: ...
+
+    def card_key(self, card_id: int, purpose: str, kvn: int | None = None) -> tuple[int, bytes, str] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedKey:
+    """A card key that is not stored but diversified from a master key (a reference in ``card_keys.blob``).
+
+    The master is the key of the same purpose, KVN ``master_kvn`` (by default the card row's own KVN), of the
+    card record ``master_card``. ``kdd`` is the 10-byte key diversification data: for SCP02/SCP03 card keys, the
+    first 10 bytes of the card's INITIALIZE UPDATE response; for SCP80 keys, whatever the card issuer used (often
+    the 10-byte ICCID). The diversification purpose byte is 01 for ENC and KIc, 02 for MAC and KID, 03 for DEK
+    (see :mod:`gpchannel.crypto.diversification`).
+    """
+
+    master_card: int
+    scheme: Diversification
+    kdd: bytes
+    master_kvn: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.kdd) != 10:
+            raise ValueError(f"key diversification data is 10 bytes, got {len(self.kdd)}")
+        if self.scheme is Diversification.NONE:
+            raise ValueError("a derived key needs a diversification scheme (emv, visa2 or kdf3)")
+
+    def to_blob(self) -> bytes:
+        doc: dict[str, Any] = {
+            "v": _BLOB_VERSION,
+            "derive": self.scheme.value,
+            "master_card": self.master_card,
+            "kdd": self.kdd.hex(),
+        }
+        if self.master_kvn is not None:
+            doc["master_kvn"] = self.master_kvn
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> DerivedKey:
+        try:
+            return cls(
+                int(doc["master_card"]),
+                Diversification(doc["derive"]),
+                bytes.fromhex(doc["kdd"]),
+                None if doc.get("master_kvn") is None else int(doc["master_kvn"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyProviderError(f"malformed derived-key reference: {exc}") from None
+
+
+def decode_blob(blob: bytes) -> dict[str, Any]:
+    """The JSON document of a ``card_keys`` blob (every provider writes one)."""
+    try:
+        doc = json.loads(blob)
+    except (ValueError, UnicodeDecodeError):
+        raise KeyProviderError("a card_keys blob is not a gpchannel key document") from None
+    if not isinstance(doc, dict) or doc.get("v") != _BLOB_VERSION:
+        raise KeyProviderError("a card_keys blob is not a version-1 gpchannel key document")
+    return doc
+
+
+class KeyProvider(Protocol):
+    """Where the OTA server gets each card's keys (contract F)."""
+
+    def psk(self, card: CardRef) -> bytes | None:
+        """The card's SCP81 PSK (KVN ``ota["psk_kvn"]``, else the highest stored), or None if it has none."""
+        ...
+
+    def scp80_keyset(self, card: CardRef, kvn: int) -> KeySet:
+        """The card's SCP80 key set ``kvn`` (KIc and KID keys; token handles with PKCS#11); KeyNotFound."""
+        ...
+
+    def store_card_keys(self, card_id: int, keys: Mapping[tuple[str, int], tuple[bytes, str]]) -> None:
+        """Import keys: (purpose, KVN) -> (key value, algorithm)."""
+        ...
+
+    def store_derived_keys(self, card_id: int, refs: Mapping[tuple[str, int], tuple[DerivedKey, str]]) -> None:
+        """Store references to master keys: (purpose, KVN) -> (reference, algorithm of the card key)."""
+        ...
+
+    def scp03_session_keys(self, card: CardRef, kvn: int, context: bytes) -> Scp03SessionKeys:
+        """S-ENC, S-MAC, S-RMAC of the card's SCP03 key set ``kvn`` (Amendment D 6.2.1) for ``context`` =
+        host challenge || card challenge."""
+        ...
+
+    def key_check_value(self, card_id: int, purpose: str, kvn: int) -> bytes:
+        """The 3-byte KCV (3DES over 8 x 00, AES over 16 x 01): what may be shown of a key."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BaseKeyProvider(ABC):
+    """What both providers share: the ``card_keys`` look-ups, key sets, SCP03 KDF, KCVs and references."""
+
+    def __init__(self, repository: KeyRepository) -> None:
+        self.repository = repository
+
+    # -- the provider-specific part ------------------------------------------------------------------------------
+    @abstractmethod
+    def _store_key(self, card_id: int, purpose: KeyPurpose, kvn: int, key: bytes, algorithm: str) -> bytes:
+        """Protect ``key`` and return the blob to store in its row."""
+
+    @abstractmethod
+    def _open_key(
+        self, card_id: int, purpose: KeyPurpose, kvn: int, algorithm: str, doc: dict[str, Any]
+    ) -> KeyMaterial:
+        """The key of a stored (non-reference) row: bytes, or a handle that runs the operations."""
+
+    @abstractmethod
+    def _derive(
+        self, master: KeyMaterial, scheme: Diversification, purpose: KeyPurpose, kdd: bytes, family: KeyFamily
+    ) -> KeyMaterial:
+        """The card key diversified from ``master``."""
+
+    @abstractmethod
+    def _psk_value(self, key: KeyMaterial) -> bytes:
+        """The PSK's bytes for the TLS stack."""
+
+    def close(self) -> None:
+        """Release what the provider holds (token sessions); the repository stays open."""
+        return None
+
+    # -- shared -------------------------------------------------------------------------------------------------
+    def store_card_keys(self, card_id: int, keys: Mapping[tuple[str, int], tuple[bytes, str]]) -> None:
+        for (purpose_name, kvn), (key, algorithm) in keys.items():
+            purpose = KeyPurpose(purpose_name)
+            _check_kvn(kvn)
+            family, _ = parse_algorithm(algorithm, purpose)
+            check_key(purpose, family, key)
+            blob = self._store_key(card_id, purpose, kvn, key, algorithm)
+            self.repository.set_card_key(card_id, purpose.value, kvn, blob, algorithm)
+
+    def store_derived_keys(self, card_id: int, refs: Mapping[tuple[str, int], tuple[DerivedKey, str]]) -> None:
+        for (purpose_name, kvn), (ref, algorithm) in refs.items():
+            purpose = KeyPurpose(purpose_name)
+            _check_kvn(kvn)
+            family, _ = parse_algorithm(algorithm, purpose)
+            _check_scheme(purpose, ref.scheme, family)
+            self.repository.set_card_key(card_id, purpose.value, kvn, ref.to_blob(), algorithm)
+
+    def key(self, card_id: int, purpose: str, kvn: int | None = None) -> tuple[int, KeyMaterial, str]:
+        """(KVN, key, algorithm) of a row, references resolved; KeyNotFound when there is none."""
+        p = KeyPurpose(purpose)
+        row = self.repository.card_key(card_id, p.value, kvn)
+        if row is None:
+            at = "any KVN" if kvn is None else f"KVN {kvn}"
+            raise KeyNotFound(f"card {card_id} has no {p.value} key at {at}")
+        found_kvn, blob, algorithm = row
+        doc = decode_blob(blob)
+        if "derive" not in doc:
+            return found_kvn, self._open_key(card_id, p, found_kvn, algorithm, doc), algorithm
+        ref = DerivedKey.from_document(doc)
+        family, _ = parse_algorithm(algorithm, p)
+        _check_scheme(p, ref.scheme, family)
+        master_kvn = found_kvn if ref.master_kvn is None else ref.master_kvn
+        _, master, _ = self.key(ref.master_card, p.value, master_kvn)
+        return found_kvn, self._derive(master, ref.scheme, p, ref.kdd, family), algorithm
+
+    def psk(self, card: CardRef) -> bytes | None:
+        wanted = card.ota.get("psk_kvn")
+        try:
+            _, key, _ = self.key(card.id, KeyPurpose.PSK, None if wanted is None else int(wanted))
+        except KeyNotFound:
+            return None
+        return self._psk_value(key)
+
+    def scp80_keyset(self, card: CardRef, kvn: int) -> KeySet:
+        """KIc and KID of key set ``kvn`` bound to their algorithm columns' SCP80 algorithms (when they name
+        one); ``ota["cmac_length"]`` (4 or 8, default 8) is the AES-CMAC truncation (TS 102 225 5.1.3)."""
+        _, kic, kic_alg = self.key(card.id, KeyPurpose.KIC, kvn)
+        _, kid, kid_alg = self.key(card.id, KeyPurpose.KID, kvn)
+        kic_family, cipher = parse_algorithm(kic_alg, KeyPurpose.KIC)
+        kid_family, mac = parse_algorithm(kid_alg, KeyPurpose.KID)
+        return KeySet(
+            kic,
+            kid,
+            cipher=cipher if isinstance(cipher, CipherAlgorithm) else None,
+            mac=mac if isinstance(mac, MacAlgorithm) else None,
+            cmac_length=int(card.ota.get("cmac_length", 8)),
+            allow_single_des=KeyFamily.DES in (kic_family, kid_family),
+        )
+
+    def scp03_session_keys(self, card: CardRef, kvn: int, context: bytes) -> Scp03SessionKeys:
+        _, enc, enc_alg = self.key(card.id, KeyPurpose.ENC, kvn)
+        _, mac, mac_alg = self.key(card.id, KeyPurpose.MAC, kvn)
+        if parse_algorithm(enc_alg, KeyPurpose.ENC)[0] is not KeyFamily.AES or (
+            parse_algorithm(mac_alg, KeyPurpose.MAC)[0] is not KeyFamily.AES
+        ):
+            raise UnsupportedError(f"SCP03 needs AES keys; card {card.id} KVN {kvn} has {enc_alg}/{mac_alg}")
+        return Scp03SessionKeys(
+            s_enc=scp03_kdf(enc, DerivationConstant.S_ENC, context, 8 * key_length(enc)),
+            s_mac=scp03_kdf(mac, DerivationConstant.S_MAC, context, 8 * key_length(mac)),
+            s_rmac=scp03_kdf(mac, DerivationConstant.S_RMAC, context, 8 * key_length(mac)),
+        )
+
+    def key_check_value(self, card_id: int, purpose: str, kvn: int) -> bytes:
+        _, key, algorithm = self.key(card_id, purpose, kvn)
+        family, _ = parse_algorithm(algorithm, KeyPurpose(purpose))
+        if family is KeyFamily.PSK:
+            raise UnsupportedError("a PSK has no key check value")
+        block = bytes(8) if family is not KeyFamily.AES else b"\x01" * 16
+        if isinstance(key, bytes):
+            if family is KeyFamily.AES:
+                return ciphers.aes_ecb_encrypt(key, block)[:3]
+            return ciphers.des3_ecb_encrypt(key, block)[:3]
+        return key.encrypt_ecb(block)[:3]
+
+
+def _check_kvn(kvn: int) -> None:
+    if not 0 <= kvn <= 0xFF:
+        raise ValueError(f"kvn must be a byte, got {kvn}")
+
+
+def _check_scheme(purpose: KeyPurpose, scheme: Diversification, family: KeyFamily) -> None:
+    if purpose is KeyPurpose.PSK:
+        raise UnsupportedError("a PSK cannot be diversified here (store each card's PSK)")
+    wanted = KeyFamily.AES if scheme is Diversification.KDF3 else KeyFamily.DES3
+    if family is not wanted:
+        raise UnsupportedError(f"{scheme.name} diversification gives {wanted.value} keys, the row says {family.value}")
+
+
+# --------------------------------------------------------------------------------------------- the master key
+
+
+def master_key_id(master_key: bytes) -> bytes:
+    """8 bytes naming a master key without revealing it: HMAC-SHA-256(master, "gpchannel master key id")."""
+    return hmac.new(master_key, b"gpchannel master key id", hashlib.sha256).digest()[:8]
+
+
+def load_master_key(
+    data_dir: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The 32-byte master key: ``GPCHANNEL_MASTER_KEY`` (64 hex digits) if set, else the file ``path`` (by
+    default ``<data_dir>/master.key``).
+
+    On first start (no variable, no file) a random key is written to ``master.key`` with mode 0600, atomically:
+    a temporary file is written and fsynced, then hard-linked to its final name (which fails if another process
+    won the race; its key is then used) and the directory fsynced. A file readable by group or others is refused,
+    as ssh refuses such private keys. Back this file up: without it the wrapped keys are lost.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(MASTER_KEY_ENV)
+    if value:
+        return _parse_master_key(value, MASTER_KEY_ENV)
+    if path is not None:
+        file = Path(path)
+    elif data_dir is not None:
+        file = Path(data_dir) / MASTER_KEY_FILE
+    else:
+        raise KeyProviderError(f"no master key: set {MASTER_KEY_ENV} or give the server a data directory")
+    if not file.exists():
+        _create_master_key(file.parent, file)
+    mode = file.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyProviderError(f"{file} is readable by others (mode {mode:04o}); chmod 600 it")
+    return _parse_master_key(file.read_text(), str(file))
+
+
+def _parse_master_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise KeyProviderError(f"the master key in {where} is not hex") from None
+    if len(key) != _MASTER_KEY_LENGTH:
+        raise KeyProviderError(f"the master key in {where} is {len(key)} bytes; it must be {_MASTER_KEY_LENGTH}")
+    return key
+
+
+def _create_master_key(directory: Path, path: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{MASTER_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_bytes(_MASTER_KEY_LENGTH).hex() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it first: use that one
+    finally:
+        tmp.unlink()
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------------------------- DbKeyProvider
+
+
+class DbKeyProvider(BaseKeyProvider):
+    """Keys in the database, each wrapped under the master key with AES-256-GCM (see the module docstring).
+
+    Blob: ``{"v": 1, "wrap": "A256GCM", "mk": <master key id>, "n": <12-byte random nonce>, "ct": <ciphertext
+    and tag>}`` (hex), associated data ``"gpchannel card key v1" || card id (8 bytes) || purpose || 00 || KVN ||
+    algorithm``. A wrong master key raises :class:`WrongMasterKey`; an altered blob (or one moved to another
+    row) :class:`KeyProviderError`. Never a garbage key.
+    """
+
+    def __init__(self, repository: KeyRepository, master_key: bytes) -> None:
+        if len(master_key) != _MASTER_KEY_LENGTH:
+            raise ValueError(f"the master key is {_MASTER_KEY_LENGTH} bytes, got {len(master_key)}")
+        super().__init__(repository)
+        self._master = master_key
+        self._master_id = master_key_id(master_key)
+
+    def __repr__(self) -> str:
+        return f"DbKeyProvider(master key id {self._master_id.hex()})"
+
+    @staticmethod
+    def _aad(card_id: int, purpose: KeyPurpose, kvn: int, algorithm: str) -> bytes:
+        return (
+            b"gpchannel card key v1"
+            + card_id.to_bytes(8, "big", signed=True)
+            + purpose.value.encode()
+            + b"\x00"
+            + bytes((kvn,))
+            + algorithm.encode()
+        )
+
+    def _store_key(self, card_id: int, purpose: KeyPurpose, kvn: int, key: bytes, algorithm: str) -> bytes:
+        nonce = secrets.token_bytes(12)
+        sealed = ciphers.aes_gcm_encrypt(self._master, nonce, key, self._aad(card_id, purpose, kvn, algorithm))
+        doc = {"v": _BLOB_VERSION, "wrap": _WRAP, "mk": self._master_id.hex(), "n": nonce.hex(), "ct": sealed.hex()}
+        return json.dumps(doc, sort_keys=True).encode()
+
+    def _open_key(self, card_id: int, purpose: KeyPurpose, kvn: int, algorithm: str, doc: dict[str, Any]) -> bytes:
+        where = f"card {card_id}'s {purpose.value} key (KVN {kvn})"
+        if "pkcs11" in doc:
+            raise KeyProviderError(f"{where} is in a PKCS#11 token: start the server with --keys pkcs11")
+        if doc.get("wrap") != _WRAP:
+            raise KeyProviderError(f"{where} is wrapped with {doc.get('wrap')!r}, not {_WRAP}")
+        try:
+            mk, nonce, sealed = bytes.fromhex(doc["mk"]), bytes.fromhex(doc["n"]), bytes.fromhex(doc["ct"])
+        except (KeyError, TypeError, ValueError):
+            raise KeyProviderError(f"{where}: malformed wrapped-key document") from None
+        if not hmac.compare_digest(mk, self._master_id):
+            raise WrongMasterKey(
+                f"{where} was wrapped under master key {mk.hex()}, this server's master key is "
+                f"{self._master_id.hex()}: start it with the {MASTER_KEY_ENV} or {MASTER_KEY_FILE} the keys were "
+                "imported with"
+            )
+        try:
+            return ciphers.aes_gcm_decrypt(self._master, nonce, sealed, self._aad(card_id, purpose, kvn, algorithm))
+        except (IntegrityError, ValueError):
+            raise KeyProviderError(
+                f"{where} does not verify (GCM tag): the blob was altered or moved to another row"
+            ) from None
+
+    def _derive(
+        self, master: KeyMaterial, scheme: Diversification, purpose: KeyPurpose, kdd: bytes, family: KeyFamily
+    ) -> bytes:
+        assert isinstance(master, bytes)
+        return diversify_key(master, scheme, diversification_purpose(purpose), kdd)
+
+    def _psk_value(self, key: KeyMaterial) -> bytes:
+        assert isinstance(key, bytes)
+        return key
+
+
+def open_key_provider(
+    config: ServerConfig, repository: KeyRepository, environ: Mapping[str, str] | None = None
+) -> BaseKeyProvider:
+    """The provider ``config.key_provider`` names: ``db`` (:class:`DbKeyProvider` with :func:`load_master_key`
+    from ``config.master_key_file`` or ``config.data_dir``) or ``pkcs11``
+    (:class:`gpchannel.io.pkcs11.Pkcs11KeyProvider` on ``config.pkcs11_lib`` / ``pkcs11_token``, the PIN from
+    ``config.pkcs11_pin`` or the environment variable ``GPCHANNEL_PKCS11_PIN``)."""
+    env = os.environ if environ is None else environ
+    if config.key_provider == "db":
+        master = load_master_key(config.data_dir, env, path=config.master_key_file)
+        return DbKeyProvider(repository, master)
+    if config.key_provider == "pkcs11":
+        from gpchannel.io.pkcs11 import Pkcs11KeyProvider  # lazily: loads the PKCS#11 library
+
+        if not config.pkcs11_lib or not config.pkcs11_token:
+            raise KeyProviderError("--keys pkcs11 needs --pkcs11-lib (the module .so) and --token (its label)")
+        pin = config.pkcs11_pin if config.pkcs11_pin is not None else env.get(PIN_ENV)
+        if pin is None:
+            raise KeyProviderError(f"--keys pkcs11 needs the token's user PIN (--pin-env VAR, or {PIN_ENV})")
+        return Pkcs11KeyProvider(repository, config.pkcs11_lib, config.pkcs11_token, pin)
+    raise KeyProviderError(f"unknown key provider {config.key_provider!r} (db or pkcs11)")
