@@ -277,6 +277,38 @@ def test_engine_to_engine_over_tcp_half_close_and_a_large_transfer() -> None:
     assert got == [payload]
 
 
+def test_lookup_in_thread_keeps_the_event_loop_free() -> None:
+    """A lookup that blocks (a database) runs off the event loop with lookup_in_thread=True: another coroutine
+    keeps running while it blocks, and the lookup ran on another thread."""
+    import threading
+
+    release = threading.Event()
+    lookup_threads: list[int] = []
+
+    def slow_lookup(identity: bytes) -> bytes | None:
+        lookup_threads.append(threading.get_ident())
+        release.wait(10)
+        return KEYS.get(identity)
+
+    async def main() -> None:
+        server = await serve_psk(echo_once, "127.0.0.1", 0, PskServerContext(slow_lookup), lookup_in_thread=True)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            client = asyncio.create_task(
+                open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK), timeout=20)
+            )
+            while not lookup_threads:  # the loop is free while the lookup blocks
+                await asyncio.sleep(0.01)
+            release.set()
+            stream = await client
+            await stream.write(b"hi")
+            assert await stream.read() == b"echo:hi"
+            await stream.close()
+        assert lookup_threads[0] != threading.get_ident()
+
+    run(main())
+
+
 def test_handshake_timeout_drops_a_stalling_client(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         server, port = await serving(echo_once, handshake_timeout=0.5)

@@ -133,8 +133,12 @@ class PskStream:
             await self._writer.wait_closed()
 
 
-async def _handshake(conn: PskTlsConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Drive the handshake to completion (TlsError on failure; the alert is sent before raising)."""
+async def _handshake(
+    conn: PskTlsConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, in_thread: bool = False
+) -> None:
+    """Drive the handshake to completion (TlsError on failure; the alert is sent before raising). With
+    ``in_thread`` the engine processes the peer's flights in a worker thread, so a blocking PSK lookup does not
+    stall the event loop."""
     try:
         if not conn.server:
             conn.start()
@@ -144,7 +148,10 @@ async def _handshake(conn: PskTlsConnection, reader: asyncio.StreamReader, write
                 writer.write(data)
                 await writer.drain()
             network = await reader.read(_READ_CHUNK)
-            conn.receive(network)
+            if in_thread and network:
+                await asyncio.to_thread(conn.receive, network)
+            else:
+                conn.receive(network)
         data = conn.data_to_send()
         if data:
             writer.write(data)
@@ -195,17 +202,27 @@ async def serve_psk(
     context: PskServerContext,
     *,
     handshake_timeout: float = 30.0,
+    lookup_in_thread: bool = False,
 ) -> asyncio.Server:
     """Listen on ``host:port`` (port 0 = any free port: see ``server.sockets``) and run ``handler`` on each
     connection whose handshake completed. The stream is closed when the handler returns or raises; handler
-    exceptions are logged (ERROR, with traceback) and do not stop the server."""
+    exceptions are logged (ERROR, with traceback) and do not stop the server.
+
+    A client that has not completed the handshake within ``handshake_timeout`` seconds is dropped (logged at
+    INFO). ``lookup_in_thread=True`` runs the handshake's record processing, and so the context's PSK lookup, in
+    a worker thread (asyncio.to_thread): use it when the lookup blocks (database, HSM); it costs a thread hop
+    per client flight. (Addition to the contract; the default keeps everything on the event loop.)
+    """
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         conn = context.connection()
         try:
             async with asyncio.timeout(handshake_timeout):
-                await _handshake(conn, reader, writer)
+                await _handshake(conn, reader, writer, in_thread=lookup_in_thread)
+        except asyncio.CancelledError:
+            writer.close()
+            raise
         except TimeoutError:
             logger.info(
                 "PSK-TLS handshake from %s timed out after %s s (identity %r); connection dropped",
