@@ -1,0 +1,403 @@
+"""The job API of ``gpchannel server``: JSON over HTTP on a local port (issue 7 deliverable 2), aiohttp.
+
+Routes, all under ``/api/v1`` (docs/server.md has an example of each):
+
+- ``GET /health`` -> ``{"status": "ok"}``.
+- ``POST /cards`` ``{"iccid"?, "psk_identity"?, "psk"? (hex), "psk_kvn"?, "msisdn"?}`` registers (upserts) a card;
+  the PSK goes to the key provider, never back out. 201 ``{"id", ...}`` for a new card, 200 for a known one.
+- ``GET /cards?iccid=|psk_identity=`` -> ``{"cards": [...]}``; ``GET /cards/{id}``.
+- ``POST /jobs`` ``{"card": {"iccid"|"psk_identity"|"id": ...}, "apdus": [hex, ...], "target"?: hex,
+  "transport"?: "scp81"}`` -> 201 ``{"id", "state": "queued", ...}``. Every APDU must parse as an ISO 7816-4
+  command (RAM and RFM commands are APDUs too); 1 to 255 of them (the executed-commands count of a response
+  script is one byte, ETSI TS 102 226 5.2.2).
+- ``GET /jobs?state=&card=&iccid=&psk_identity=&campaign=&after=&limit=`` -> ``{"jobs": [...], "next_after"}``.
+- ``GET /jobs/{id}`` -> the job: state (queued, sent, done, failed, cancelled), reason, and its results, every
+  R-APDU with its status word.
+- ``POST /jobs/{id}/cancel`` -> 200 with the job; 409 when it was already sent or is final.
+
+Errors are JSON ``{"error": message, "status": code}``: 400 bad JSON / hex / APDU / field, 404 unknown card, job or
+route, 405 wrong method (with ``Allow``), 409 conflict, 413 body too large. The campaign routes of G are added by
+``gpchannel.server.api_campaigns.add_campaign_routes`` when that module is present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from gpchannel.codec.apdu import CommandApdu
+from gpchannel.errors import DecodeError
+from gpchannel.server.config import ServerServices
+from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
+
+__all__ = [
+    "API_PREFIX",
+    "MAX_SCRIPT_APDUS",
+    "SERVICES",
+    "build_api",
+    "card_json",
+    "job_json",
+    "parse_target",
+]
+
+API_PREFIX = "/api/v1"
+MAX_SCRIPT_APDUS = 255
+MAX_REQUEST_BYTES = 1 << 20
+SERVICES = web.AppKey("services", ServerServices)
+
+_log = logging.getLogger("gpchannel.server.api")
+_FINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    """Raise an HTTP error whose body is ``{"error": message, "status": status}``."""
+    body = json.dumps({"error": message, "status": status})
+    raise _exception(status, body)
+
+
+def _exception(status: int, body: str) -> web.HTTPException:
+    classes: Mapping[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+        413: web.HTTPRequestEntityTooLarge,
+        500: web.HTTPInternalServerError,
+    }
+    cls = classes.get(status, web.HTTPBadRequest)
+    if cls is web.HTTPRequestEntityTooLarge:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=MAX_REQUEST_BYTES, actual_size=0, text=body, content_type="application/json"
+        )
+    return cls(text=body, content_type="application/json")
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Every error leaves as JSON, aiohttp's own (404 no route, 405 wrong method, 413) included."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status, headers=headers)
+
+
+# ------------------------------------------------------------------------------------------------------ rendering
+
+
+def card_json(card: CardRecord) -> dict[str, Any]:
+    """A card as the API shows it (never a key)."""
+    return {"id": card.id, "iccid": card.iccid, "psk_identity": card.psk_identity, "msisdn": card.msisdn}
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    """A job as the API shows it: its script, state, reason and every R-APDU with its status word."""
+    return {
+        "id": job.id,
+        "card_id": job.card_id,
+        "campaign_id": job.campaign_id,
+        "transport": job.transport.value,
+        "target": job.target.hex().upper(),
+        "apdus": [apdu.hex().upper() for apdu in job.script],
+        "state": job.state.value,
+        "reason": job.reason,
+        "attempts": job.attempts,
+        "results": [
+            {"command": r.command.hex().upper(), "response": r.response.hex().upper(), "sw": f"{r.sw:04X}"}
+            for r in job.results
+        ],
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ parsing
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
+        _fail(413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        raw = await request.read()
+        value = json.loads(raw)
+    except web.HTTPRequestEntityTooLarge:
+        _fail(413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(400, f"the body is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        _fail(400, "the body must be a JSON object")
+    return value
+
+
+def _hex(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        _fail(400, f"{what}: a hex string expected")
+    text = "".join(value.split())
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        _fail(400, f"{what}: not an even number of hex digits")
+
+
+def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        _fail(400, f"{name}: a non-empty string expected")
+    return value
+
+
+def _iccid(value: str | None) -> str | None:
+    if value is not None and (not value.isdigit() or not 10 <= len(value) <= 20):
+        _fail(400, f"iccid: 10 to 20 decimal digits expected, got {value!r}")
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int, minimum: int = 0) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or int(text) < minimum:
+        _fail(400, f"{name}: an integer >= {minimum} expected, got {text!r}")
+    return int(text)
+
+
+def parse_target(value: object, transport: Transport) -> bytes:
+    """The job's target: '' for the ISD; for SCP81 an application AID (5..16 bytes, sent as
+    X-Admin-Targeted-Application); for SCP80 a TAR (3 bytes) or an AID. Raises 400."""
+    if value is None or value == "":
+        return b""
+    target = _hex(value, "target")
+    if 5 <= len(target) <= 16:
+        return target
+    if len(target) == 3 and transport is Transport.SCP80:
+        return target
+    _fail(400, "target: an AID of 5 to 16 bytes" + (" or a 3-byte TAR" if transport is Transport.SCP80 else ""))
+
+
+def _apdus(value: object) -> list[bytes]:
+    if not isinstance(value, list) or not value:
+        _fail(400, "apdus: a non-empty list of hex C-APDUs expected")
+    if len(value) > MAX_SCRIPT_APDUS:
+        _fail(400, f"apdus: at most {MAX_SCRIPT_APDUS} per script (TS 102 226 5.2.2), got {len(value)}")
+    out = []
+    for index, item in enumerate(value):
+        raw = _hex(item, f"apdus[{index}]")
+        try:
+            CommandApdu.from_bytes(raw)
+        except (DecodeError, ValueError) as exc:
+            _fail(400, f"apdus[{index}]: not a C-APDU: {exc}")
+        out.append(raw)
+    return out
+
+
+async def _find_card(services: ServerServices, selector: object) -> CardRecord:
+    """``{"iccid": ...}``, ``{"psk_identity": ...}`` or ``{"id": n}`` -> the card, or 404."""
+    repo = services.repository
+    if not isinstance(selector, dict) or len(selector) != 1:
+        _fail(400, 'card: an object with one of "iccid", "psk_identity" or "id"')
+    ((key, value),) = selector.items()
+    card: CardRecord | None
+    if key == "iccid" and isinstance(value, str):
+        card = await asyncio.to_thread(repo.card_by_iccid, value)
+    elif key == "psk_identity" and isinstance(value, str):
+        card = await asyncio.to_thread(repo.card_by_identity, value)
+    elif key == "id" and isinstance(value, int) and not isinstance(value, bool):
+        card = await asyncio.to_thread(repo.card, value)
+    else:
+        _fail(400, 'card: an object with one of "iccid" (string), "psk_identity" (string) or "id" (integer)')
+    if card is None:
+        _fail(404, f"no card with {key} {value!r}")
+    return card
+
+
+# ------------------------------------------------------------------------------------------------------ handlers
+
+
+def _services(request: web.Request) -> ServerServices:
+    return request.app[SERVICES]
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _post_card(request: web.Request) -> web.Response:
+    services = _services(request)
+    body = await _body(request)
+    unknown = set(body) - {"iccid", "psk_identity", "psk", "psk_kvn", "msisdn"}
+    if unknown:
+        _fail(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    iccid = _iccid(_optional_str(body, "iccid"))
+    identity = _optional_str(body, "psk_identity")
+    msisdn = _optional_str(body, "msisdn")
+    if iccid is None and identity is None:
+        _fail(400, "give iccid, psk_identity or both")
+    psk = None
+    if body.get("psk") is not None:
+        psk = _hex(body["psk"], "psk")
+        if not 1 <= len(psk) <= 64:
+            _fail(400, "psk: 1 to 64 bytes expected (value not shown: it is a key)")
+        if identity is None:
+            _fail(400, "psk needs psk_identity (the card presents the identity in the TLS handshake)")
+    kvn = body.get("psk_kvn", 1)
+    if not isinstance(kvn, int) or isinstance(kvn, bool) or not 0 <= kvn <= 0xFF:
+        _fail(400, "psk_kvn: an integer 0..255 expected")
+    repo = services.repository
+    existing = None
+    if iccid is not None:
+        existing = await asyncio.to_thread(repo.card_by_iccid, iccid)
+    if existing is None and identity is not None:
+        existing = await asyncio.to_thread(repo.card_by_identity, identity)
+    card_id = await asyncio.to_thread(lambda: repo.upsert_card(iccid=iccid, psk_identity=identity, msisdn=msisdn))
+    if psk is not None:
+        await asyncio.to_thread(services.keys.store_card_keys, card_id, {("psk", kvn): (psk, "psk")})
+    card = await asyncio.to_thread(repo.card, card_id)
+    assert card is not None
+    _log.info("card %d registered (iccid %s, identity %r, psk %s)", card_id, iccid, identity, "set" if psk else "-")
+    return web.json_response(card_json(card), status=200 if existing is not None else 201)
+
+
+async def _get_cards(request: web.Request) -> web.Response:
+    services = _services(request)
+    repo = services.repository
+    iccid = request.query.get("iccid")
+    identity = request.query.get("psk_identity")
+    if iccid is None and identity is None:
+        _fail(400, "give ?iccid= or ?psk_identity=")
+    card = (
+        await asyncio.to_thread(repo.card_by_iccid, iccid)
+        if iccid is not None
+        else await asyncio.to_thread(repo.card_by_identity, identity or "")
+    )
+    return web.json_response({"cards": [] if card is None else [card_json(card)]})
+
+
+async def _get_card(request: web.Request) -> web.Response:
+    card_id = _path_id(request)
+    card = await asyncio.to_thread(_services(request).repository.card, card_id)
+    if card is None:
+        _fail(404, f"no card {card_id}")
+    return web.json_response(card_json(card))
+
+
+async def _post_job(request: web.Request) -> web.Response:
+    services = _services(request)
+    body = await _body(request)
+    unknown = set(body) - {"card", "apdus", "target", "transport"}
+    if unknown:
+        _fail(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    try:
+        transport = Transport(body.get("transport", Transport.SCP81.value))
+    except ValueError:
+        _fail(400, f"transport: one of {', '.join(t.value for t in Transport)}")
+    apdus = _apdus(body.get("apdus"))
+    target = parse_target(body.get("target"), transport)
+    if "card" not in body:
+        _fail(400, 'card: required, e.g. {"iccid": "8988211000000000001"}')
+    card = await _find_card(services, body["card"])
+    repo = services.repository
+    job_id = await asyncio.to_thread(
+        lambda: repo.add_job(card_id=card.id, transport=transport, script=apdus, target=target)
+    )
+    job = await asyncio.to_thread(repo.job, job_id)
+    assert job is not None
+    _log.info("job %d queued for card %d: %d APDU(s) over %s", job_id, card.id, len(apdus), transport.value)
+    return web.json_response(job_json(job), status=201, headers={"Location": f"{API_PREFIX}/jobs/{job_id}"})
+
+
+async def _get_jobs(request: web.Request) -> web.Response:
+    services = _services(request)
+    repo = services.repository
+    state = None
+    if request.query.get("state"):
+        try:
+            state = JobState(request.query["state"])
+        except ValueError:
+            _fail(400, f"state: one of {', '.join(s.value for s in JobState)}")
+    card_id: int | None = None
+    if request.query.get("card"):
+        card_id = _int_param(request, "card", 0, 1)
+    elif request.query.get("iccid") or request.query.get("psk_identity"):
+        key = "iccid" if request.query.get("iccid") else "psk_identity"
+        card_id = (await _find_card(services, {key: request.query[key]})).id
+    campaign = _int_param(request, "campaign", 0, 1) if request.query.get("campaign") else None
+    after = _int_param(request, "after", 0)
+    limit = min(_int_param(request, "limit", 100, 1), 1000)
+    jobs = await asyncio.to_thread(
+        lambda: repo.jobs(card_id=card_id, campaign_id=campaign, state=state, after_id=after, limit=limit)
+    )
+    next_after = jobs[-1].id if len(jobs) == limit else None
+    return web.json_response({"jobs": [job_json(j) for j in jobs], "next_after": next_after})
+
+
+def _path_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit():
+        _fail(404, f"no such resource {text!r}")
+    return int(text)
+
+
+async def _get_job(request: web.Request) -> web.Response:
+    job_id = _path_id(request)
+    job = await asyncio.to_thread(_services(request).repository.job, job_id)
+    if job is None:
+        _fail(404, f"no job {job_id}")
+    return web.json_response(job_json(job))
+
+
+async def _cancel_job(request: web.Request) -> web.Response:
+    job_id = _path_id(request)
+    repo = _services(request).repository
+    job = await asyncio.to_thread(repo.job, job_id)
+    if job is None:
+        _fail(404, f"no job {job_id}")
+    if job.state is not JobState.QUEUED or not await asyncio.to_thread(repo.cancel_job, job_id):
+        job = await asyncio.to_thread(repo.job, job_id) or job
+        if job.state is JobState.CANCELLED:
+            return web.json_response(job_json(job))
+        why = "it is final" if job.state in _FINAL else "it was sent: the card may be running it"
+        _fail(409, f"job {job_id} is {job.state.value}; {why}, so it cannot be cancelled")
+    job = await asyncio.to_thread(repo.job, job_id)
+    assert job is not None
+    _log.info("job %d cancelled", job_id)
+    return web.json_response(job_json(job))
+
+
+def _add_campaign_routes(app: web.Application, services: ServerServices) -> None:
+    """G's campaign routes, when gpchannel.server.api_campaigns exists (imported lazily)."""
+    name = "gpchannel.server.api_campaigns"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return
+    add: Callable[[web.Application, ServerServices], None] = module.add_campaign_routes
+    add(app, services)
+
+
+def build_api(services: ServerServices) -> web.Application:
+    """The job API application (mount nothing else on it: every route is under /api/v1)."""
+    app = web.Application(middlewares=[_json_errors], client_max_size=MAX_REQUEST_BYTES)
+    app[SERVICES] = services
+    p = API_PREFIX
+    app.router.add_get(f"{p}/health", _health)
+    app.router.add_post(f"{p}/cards", _post_card)
+    app.router.add_get(f"{p}/cards", _get_cards)
+    app.router.add_get(f"{p}/cards/{{id}}", _get_card)
+    app.router.add_post(f"{p}/jobs", _post_job)
+    app.router.add_get(f"{p}/jobs", _get_jobs)
+    app.router.add_get(f"{p}/jobs/{{id}}", _get_job)
+    app.router.add_post(f"{p}/jobs/{{id}}/cancel", _cancel_job)
+    _add_campaign_routes(app, services)
+    return app

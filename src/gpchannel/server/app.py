@@ -1,0 +1,173 @@
+"""``gpchannel server``: one asyncio process with the PSK-TLS admin listener (ras.py) and the JSON job API (api.py).
+
+:func:`run_server` opens the Repository (migrations run on open), builds the key provider, registers the card
+profiles given with ``--profile`` (their ``[card] iccid`` and ``[scp81]`` identity and PSK; profile.md), starts both
+listeners and runs until ``stop`` is set; then it stops listening, ends the running admin sessions (their
+outstanding jobs stay ``sent``: ras.py's resumption rule decides when the card comes back) and closes the store.
+Signals are the caller's business (the CLI turns SIGTERM / SIGINT into ``stop.set()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gpchannel.card.profile import load_profile
+from gpchannel.card.profile_ota import check_scp81
+from gpchannel.errors import ProfileError
+from gpchannel.io.tls_stream import serve_psk
+from gpchannel.server.api import build_api
+from gpchannel.server.config import ServerConfig, ServerServices
+from gpchannel.server.keys import KeyProvider, open_key_provider
+from gpchannel.server.ras import AdminSessions
+from gpchannel.server.repository import Repository
+
+__all__ = [
+    "PSK_KVN",
+    "ProfileCard",
+    "ServerAddresses",
+    "card_from_profile",
+    "open_services",
+    "register_profile",
+    "run_server",
+]
+
+_log = logging.getLogger("gpchannel.server")
+
+PSK_KVN = 1
+"""The key version under which a profile's ``[scp81] psk`` is stored (the profile names no KVN for it)."""
+
+
+@dataclass(frozen=True)
+class ServerAddresses:
+    """Where the listeners are bound (port 0 in the config resolved), None for a listener not started."""
+
+    admin: tuple[str, int] | None
+    api: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class ProfileCard:
+    """What a card profile says about the card for the server: ICCID, PSK identity and PSK (never in the repr)."""
+
+    iccid: str | None
+    psk_identity: str
+    psk: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"ProfileCard(iccid={self.iccid!r}, psk_identity={self.psk_identity!r})"
+
+
+def card_from_profile(path: Path) -> ProfileCard:
+    """Read and validate a card profile (the whole profile, as the emulator would; profile.md) -> its SCP81 card.
+    Raises ProfileError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        load_profile(text, resolve=lambda name: (path.parent / name).read_bytes())
+        raw: Mapping[str, Any] = tomllib.loads(text)
+        if "scp81" not in raw:
+            raise ProfileError("no [scp81] section: the server needs the card's psk_identity and psk")
+        scp81 = check_scp81(raw["scp81"])
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    if "psk" not in scp81:
+        raise ProfileError(f"{path}: [scp81] has no psk")
+    card = raw.get("card", {})
+    iccid = card.get("iccid") if isinstance(card, Mapping) else None
+    return ProfileCard(iccid or None, str(scp81["psk_identity"]), bytes.fromhex(str(scp81["psk"])))
+
+
+def register_profile(services: ServerServices, path: Path) -> int:
+    """Upsert the card a profile describes and store its PSK through the key provider; returns the card id."""
+    card = card_from_profile(path)
+    repo = services.repository
+    card_id = repo.upsert_card(iccid=card.iccid, psk_identity=card.psk_identity)
+    services.keys.store_card_keys(card_id, {("psk", PSK_KVN): (card.psk, "psk")})
+    _log.info("profile %s: card %d (iccid %s, identity %r) registered", path, card_id, card.iccid, card.psk_identity)
+    return card_id
+
+
+def open_services(config: ServerConfig) -> ServerServices:
+    """Open the store (migrating it) and the key provider (synchronous; call it through a thread)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    repository = Repository(config.database_url)
+    try:
+        keys: KeyProvider = open_key_provider(config, repository)
+    except BaseException:
+        repository.close()
+        raise
+    return ServerServices(repository=repository, keys=keys, config=config)
+
+
+async def run_server(
+    config: ServerConfig,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[ServerAddresses], None] | None = None,
+    services: ServerServices | None = None,
+) -> None:
+    """Run the server until ``stop`` is set. ``on_ready`` is called once both listeners are bound. ``services``
+    (tests) replaces the ones built from ``config``; the caller then keeps the Repository open."""
+    own = services is None
+    if services is None:
+        services = await asyncio.to_thread(open_services, config)
+    admin_server: asyncio.Server | None = None
+    runner: web.AppRunner | None = None
+    sessions = AdminSessions(services)
+    try:
+        for path in config.profiles:
+            await asyncio.to_thread(register_profile, services, path)
+        admin: tuple[str, int] | None = None
+        api: tuple[str, int] | None = None
+        if not config.worker_only:
+            admin_server = await serve_psk(
+                sessions.handle,
+                config.admin_host,
+                config.admin_port,
+                sessions.server_context(),
+                handshake_timeout=config.handshake_timeout,
+            )
+            admin = _bound(admin_server)
+            runner = web.AppRunner(build_api(services), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, config.api_host, config.api_port)
+            await site.start()
+            api = _bound_site(runner)
+            _log.info("admin (PSK-TLS) on %s:%d, job API on http://%s:%d", *admin, *api)
+        if on_ready is not None:
+            on_ready(ServerAddresses(admin, api))
+        await stop.wait()
+    finally:
+        if admin_server is not None:
+            admin_server.close()
+        await sessions.close()
+        if admin_server is not None:
+            await admin_server.wait_closed()
+        if runner is not None:
+            await runner.cleanup()
+        if own:
+            await asyncio.to_thread(services.repository.close)
+        _log.info("server stopped (pid %d)", os.getpid())
+
+
+def _bound(server: asyncio.Server) -> tuple[str, int]:
+    sockname = server.sockets[0].getsockname()
+    return str(sockname[0]), int(sockname[1])
+
+
+def _bound_site(runner: web.AppRunner) -> tuple[str, int]:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return str(address[0]), int(address[1])
+    raise RuntimeError("the job API is not bound to a TCP address")

@@ -1,0 +1,419 @@
+"""The Remote Administration Server: one GP Amendment B admin session per PSK-TLS connection (issue 7).
+
+Flow (GP Amendment B "RAM over HTTP" section 3, ETSI TS 102 226 Annex B; ota-notes B.1): the card, TLS client and
+HTTP client, opens PSK-TLS (ETSI TS 102 225; io/tls_psk.py) and POSTs with no body; the server answers 200 with
+the next job's expanded command script (TS 102 226 5.2.1, ``AA ...``), ``X-Admin-Next-URI: <admin_path>/<delivery
+id>`` and, when the job targets an application, ``X-Admin-Targeted-Application``; the card POSTs the response
+script (``AB ...``) to that URI; the server stores the results and answers with the next script, or 204 to end.
+
+**Who is who.** The PSK identity that the TLS layer verified (the handshake only completes with the PSK stored for
+that identity) is the only thing that selects the card; ``X-Admin-From`` is logged and never used to authorize.
+A delivery URI names a job of *this* card only: another card's delivery id is answered 404.
+
+**Resumption without running a script twice.** A job is moved to ``sent`` with a fresh random delivery id in one
+transaction before its script leaves (Repository.deliver_next_job); it stays ``sent`` until the card's response
+to that delivery arrives, whatever happens to the connection. Then:
+
+1. a response POST to ``<admin_path>/<delivery id>`` of a ``sent`` job of this card completes it, on the same
+   connection or on a later one (the card agent persists "script received" before running a script and keeps its
+   results until they are acknowledged, and re-POSTs them with ``X-Admin-Resume: true``);
+2. a response POST for a delivery that is already final (the server answered it before, the acknowledgement was
+   lost) is not stored again: the session goes on with the next job;
+3. a first POST with ``X-Admin-Resume: true`` while the card has a ``sent`` job means the card never received (or
+   never started) that script: the SAME delivery (same id, same script) is sent again;
+4. a first POST without ``X-Admin-Resume`` while the card has a ``sent`` job: the card does not know the script,
+   but nobody can tell whether it ran it; the job is failed "outcome unknown: session broken after the script was
+   sent" and never re-run blindly (an operator queues it again after checking the card).
+
+**Bad input** (issue 7 deliverable 5): malformed HTTP -> the status :class:`AdminProtocolError` carries (400, 404,
+405, 411, 413, 415) and the connection closes; when a script was outstanding its job is failed with the reason. A
+response that is not a valid response script TLV -> the job is failed with the decoding error and the card gets
+400. ``X-Admin-Script-Status`` other than ``ok`` -> the job is failed with that status, the session goes on. A card
+silent for ``read_timeout`` seconds, or a connection that breaks, while a script is outstanding -> the job stays
+``sent`` (rule 1 or 3 or 4 decides when the card comes back) and its reason records what happened. Every event is
+logged with the identity, card, job and delivery ids, never a key and never script contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpchannel.codec.apdu import CommandApdu
+from gpchannel.errors import AdminProtocolError, DecodeError, TransportError
+from gpchannel.io.tls_psk import PskServerContext
+from gpchannel.io.tls_stream import PskStream
+from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
+from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
+from gpchannel.ram.server import AdminRequest, AdminServerConnection
+from gpchannel.server.config import ServerServices
+from gpchannel.server.repository import ApduResult, CardRecord, JobRecord, JobState
+
+__all__ = ["OUTCOME_UNKNOWN", "AdminSessions", "results_of"]
+
+_log = logging.getLogger("gpchannel.server.ras")
+
+OUTCOME_UNKNOWN = "outcome unknown: session broken after the script was sent"
+_RESPONSE_TYPES = frozenset({ContentType.GP_RESPONSE, ContentType.ETSI_RESPONSE})
+
+
+def results_of(job: JobRecord, script: ResponseScript) -> tuple[tuple[ApduResult, ...], JobState, str | None]:
+    """Pair the job's C-APDUs with the card's R-APDUs (TS 102 226 5.2.2) -> (results, state, reason).
+
+    ``done`` when the card answered every command (whatever their status words: they are the results); ``failed``
+    with the reason when it stopped early (an error action, or a failing command), reported a bad format TLV, or
+    answered more commands than the script had. The results that were answered are kept in every case.
+    """
+    responses = script.responses
+    total = len(job.script)
+    results = tuple(ApduResult(job.script[i], r.data, r.sw) for i, r in enumerate(responses[:total]))
+    bad = [item for item in script.items if isinstance(item, BadFormat)]
+    if bad:
+        return results, JobState.FAILED, f"the card reported a bad format TLV (90 {bad[0].value.hex().upper()})"
+    if len(responses) > total:
+        return results, JobState.FAILED, f"the response script holds {len(responses)} R-APDUs for {total} commands"
+    executed = script.executed if script.executed is not None else len(responses)
+    if executed < total or len(responses) < total:
+        done = min(executed, len(responses))
+        last = f" (last status {responses[done - 1].sw:04X})" if 0 < done <= len(responses) else ""
+        return results, JobState.FAILED, f"the card stopped after {done} of {total} commands{last}"
+    return results, JobState.DONE, None
+
+
+@dataclass
+class _Lost:
+    """Why a session ended without a clean 204 (for the outstanding job's reason)."""
+
+    reason: str
+
+
+class AdminSessions:
+    """The admin side of ``gpchannel server``: the PSK lookup for the TLS engine and one session per connection.
+
+    ``psk_lookup`` runs inside the TLS handshake (synchronously, in the event loop): one indexed query and the key
+    provider; an unknown identity or a card without a PSK returns None, and the engine sends the
+    ``unknown_psk_identity`` alert.
+    """
+
+    def __init__(self, services: ServerServices) -> None:
+        self.services = services
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------------------------------------ TLS side
+
+    def psk_lookup(self, identity: bytes) -> bytes | None:
+        """identity -> PSK through the key provider, None when unknown (never raises, never logs the key)."""
+        try:
+            text = identity.decode("utf-8")
+        except UnicodeDecodeError:
+            _log.info("PSK identity %r is not UTF-8: refused", identity)
+            return None
+        try:
+            card = self.services.repository.card_by_identity(text)
+            if card is None:
+                _log.info("unknown PSK identity %r", text)
+                return None
+            psk = self.services.keys.psk(card)
+        except Exception:
+            _log.exception("PSK lookup for identity %r failed", text)
+            return None
+        if psk is None:
+            _log.info("card %d (identity %r) has no PSK", card.id, text)
+        return psk
+
+    def server_context(self) -> PskServerContext:
+        """The TLS engine context of the admin listener (the configured policy, our lookup)."""
+        return PskServerContext(self.psk_lookup, self.services.config.tls_policy())
+
+    # ------------------------------------------------------------------------------------------------ sessions
+
+    async def handle(self, stream: PskStream) -> None:
+        """Run one admin session over an authenticated PSK-TLS stream (the handler given to serve_psk)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            identity = stream.identity
+            text = identity.decode("utf-8") if identity else ""
+            card = await asyncio.to_thread(self.services.repository.card_by_identity, text) if text else None
+            if card is None:
+                _log.warning("session from %s: identity %r has no card any more; closing", stream.peername, text)
+                return
+            await _Session(self.services, stream, card).run()
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # our own close(): the session noted its outstanding job; end the connection task quietly
+        except Exception:
+            _log.exception("admin session from %s failed", stream.peername)
+        finally:
+            try:
+                await stream.close()
+            except (TransportError, OSError):
+                pass
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def close(self) -> None:
+        """Stop the running sessions (server shutdown); outstanding jobs stay ``sent`` with the reason noted."""
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Session:
+    """One admin session: the HTTP exchange (ram.server, sans-I/O) driven over one PskStream."""
+
+    def __init__(self, services: ServerServices, stream: PskStream, card: CardRecord) -> None:
+        self.services = services
+        self.config = services.config
+        self.repo = services.repository
+        self.stream = stream
+        self.card = card
+        self.http = AdminServerConnection(max_body=self.config.max_body)
+        self.pending: JobRecord | None = None
+        """The job whose script went out on this connection and whose response has not come back."""
+        self.agent_from: str | None = None
+        self.scripts = 0
+        etsi = str(card.ota.get("admin_content", "gp")).lower() == "etsi"
+        self.command_type = ContentType.ETSI_COMMAND if etsi else ContentType.GP_COMMAND
+
+    def _where(self) -> str:
+        return f"card {self.card.id} (identity {self.card.psk_identity!r}, peer {self.stream.peername})"
+
+    async def run(self) -> None:
+        _log.info("admin session opened: %s, %s", self._where(), self.stream.cipher_name)
+        try:
+            while True:
+                outcome = await self._next_request()
+                if isinstance(outcome, _Lost):
+                    await self._lost(outcome.reason)
+                    return
+                reply = await self._answer(outcome)
+                await self.stream.write(reply)
+                if self.http.closed:
+                    return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._lost("the server shut down"))
+            raise
+        except (TransportError, OSError) as exc:
+            await self._lost(f"the connection failed: {exc}")
+
+    async def _next_request(self) -> AdminRequest | _Lost:
+        received = 0
+        while True:
+            try:
+                request = self.http.next_request()
+            except AdminProtocolError as exc:
+                return await self._protocol_error(exc)
+            if request is not None:
+                return request
+            if self.http.closed:
+                return _Lost("the card closed the connection")
+            try:
+                data = await asyncio.wait_for(self.stream.read(), self.config.read_timeout)
+            except TimeoutError:
+                part = f" after {received} bytes of a request" if received else ""
+                return _Lost(f"the card was silent for {self.config.read_timeout:g} s{part}")
+            except (TransportError, OSError) as exc:
+                return _Lost(f"the connection failed: {exc}")
+            if not data:
+                try:
+                    self.http.receive_data(b"")
+                    request = self.http.next_request()
+                except AdminProtocolError:
+                    request = None
+                if request is not None:
+                    return request
+                part = f" in the middle of a request ({received} bytes received)" if received else ""
+                return _Lost(f"the card closed the connection{part}")
+            received += len(data)
+            self.http.receive_data(data)
+
+    async def _answer(self, request: AdminRequest) -> bytes:
+        if request.agent_from != self.agent_from:
+            if self.agent_from is not None:
+                _log.warning(
+                    "%s: X-Admin-From changed from %r to %r", self._where(), self.agent_from, request.agent_from
+                )
+            self.agent_from = request.agent_from
+            _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self._where(), request.agent_from)
+        if request.first:
+            return await self._first_post(request)
+        return await self._response_post(request)
+
+    # ---------------------------------------------------------------------------------------------- first POST
+
+    async def _first_post(self, request: AdminRequest) -> bytes:
+        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        if sent is not None and sent.delivery_id is not None:
+            if request.resume:
+                _log.info(
+                    "%s: resumed session without results: delivery %s (job %d) sent again",
+                    self._where(),
+                    sent.delivery_id,
+                    sent.id,
+                )
+                return await self._deliver(sent)
+            _log.warning(
+                "%s: first POST without X-Admin-Resume while job %d (delivery %s) was sent: %s",
+                self._where(),
+                sent.id,
+                sent.delivery_id,
+                OUTCOME_UNKNOWN,
+            )
+            await self._complete(sent, (), JobState.FAILED, OUTCOME_UNKNOWN)
+        return await self._next_job()
+
+    async def _after_duplicate(self) -> bytes:
+        """The card re-POSTed a response that was stored already: it never saw our answer to it, so a job that
+        answer delivered (``sent``, not acknowledged) never reached the card: send that same delivery again."""
+        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        if sent is not None and sent.delivery_id is not None:
+            _log.info(
+                "%s: delivery %s (job %d) was in the lost answer: sent again", self._where(), sent.delivery_id, sent.id
+            )
+            return await self._deliver(sent)
+        return await self._next_job()
+
+    async def _next_job(self) -> bytes:
+        while True:
+            now = self.services.clock()
+            job = await asyncio.to_thread(
+                functools.partial(self.repo.deliver_next_job, self.card.id, owner=self.config.owner, now=now)
+            )
+            if job is None:
+                self.pending = None
+                _log.info("%s: no more jobs, 204 after %d script(s)", self._where(), self.scripts)
+                return self.http.send_end()
+            try:
+                return await self._deliver(job)
+            except (DecodeError, ValueError) as exc:  # a stored script that cannot be sent: say so, go on
+                _log.error("%s: job %d cannot be sent: %s", self._where(), job.id, exc)
+                await self._complete(job, (), JobState.FAILED, f"the script cannot be sent: {exc}")
+
+    async def _deliver(self, job: JobRecord) -> bytes:
+        assert job.delivery_id is not None
+        script = CommandScript.of([CommandApdu.from_bytes(apdu) for apdu in job.script]).to_bytes()
+        target = TargetedApplication(job.target) if job.target else None
+        uri = f"{self.config.admin_path}/{job.delivery_id}"
+        reply = self.http.send_script(script, next_uri=uri, content_type=self.command_type, targeted_application=target)
+        self.pending = job
+        self.scripts += 1
+        _log.info(
+            "%s: job %d sent as delivery %s (%d APDUs%s)",
+            self._where(),
+            job.id,
+            job.delivery_id,
+            len(job.script),
+            f", target {job.target.hex().upper()}" if job.target else "",
+        )
+        return reply
+
+    # ---------------------------------------------------------------------------------------------- responses
+
+    def _delivery_id(self, uri: str) -> str | None:
+        path = uri.split("?", 1)[0]
+        prefix = self.config.admin_path + "/"
+        if not path.startswith(prefix) or "/" in path[len(prefix) :] or len(path) == len(prefix):
+            return None
+        return path[len(prefix) :]
+
+    async def _job_for(self, delivery_id: str) -> JobRecord | None:
+        """This card's job of that delivery (``sent`` or already final), None if it is not this card's."""
+        if self.pending is not None and self.pending.delivery_id == delivery_id:
+            return self.pending
+        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        if sent is not None and sent.delivery_id == delivery_id:
+            return sent
+        job = await asyncio.to_thread(self.repo.job_by_delivery, delivery_id)
+        return job if job is not None and job.card_id == self.card.id else None
+
+    async def _response_post(self, request: AdminRequest) -> bytes:
+        delivery_id = self._delivery_id(request.uri)
+        job = await self._job_for(delivery_id) if delivery_id is not None else None
+        if job is None:
+            _log.warning("%s: response POST to %r, not a delivery of this card: 404", self._where(), request.uri)
+            return self.http.send_error(404, "no such delivery for this card")
+        if job.state.final:
+            _log.info(
+                "%s: response for delivery %s again (job %d is %s already): not stored twice",
+                self._where(),
+                delivery_id,
+                job.id,
+                job.state.value,
+            )
+            return await self._after_duplicate()
+        resumed = " (resumed session)" if request.resume else ""
+        status = request.script_status or ScriptStatus.OK
+        if status is not ScriptStatus.OK:
+            _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self._where(), job.id, status.value, resumed)
+            await self._complete(job, (), JobState.FAILED, f"X-Admin-Script-Status: {status.value}")
+            return await self._next_job()
+        if request.content_type not in _RESPONSE_TYPES:
+            ctype = request.content_type.value if request.content_type else "none"
+            await self._complete(job, (), JobState.FAILED, f"the card answered with content type {ctype}")
+            return self.http.send_error(415, "a response script content type is expected")
+        try:
+            script = ResponseScript.from_bytes(request.body)
+        except DecodeError as exc:
+            _log.warning("%s: job %d: the response is not a response script: %s", self._where(), job.id, exc)
+            await self._complete(job, (), JobState.FAILED, f"the response script is not valid TLV: {exc}")
+            return self.http.send_error(400, "the body is not a response script (TS 102 226 5.2.2)")
+        results, state, reason = results_of(job, script)
+        await self._complete(job, results, state, reason)
+        sws = " ".join(f"{r.sw:04X}" for r in results)
+        _log.info(
+            "%s: job %d %s%s: %s%s",
+            self._where(),
+            job.id,
+            state.value,
+            resumed,
+            sws or "no R-APDU",
+            f" ({reason})" if reason else "",
+        )
+        return await self._next_job()
+
+    async def _complete(
+        self, job: JobRecord, results: Sequence[ApduResult], state: JobState, reason: str | None
+    ) -> None:
+        assert job.delivery_id is not None
+        delivery_id = job.delivery_id
+        await asyncio.to_thread(lambda: self.repo.complete_job(delivery_id, results, state=state, reason=reason))
+        if self.pending is not None and self.pending.id == job.id:
+            self.pending = None
+
+    # ---------------------------------------------------------------------------------------------- failures
+
+    async def _protocol_error(self, exc: AdminProtocolError) -> _Lost:
+        _log.warning("%s: malformed admin request: HTTP %d %s", self._where(), exc.status, exc)
+        if self.pending is not None:
+            await self._complete(
+                self.pending,
+                (),
+                JobState.FAILED,
+                f"malformed HTTP from the card after the script was sent (HTTP {exc.status}: {exc})",
+            )
+        try:
+            await self.stream.write(self.http.send_error(exc.status, str(exc)))
+        except (TransportError, OSError) as write_error:
+            _log.info("%s: the error response could not be sent: %s", self._where(), write_error)
+        return _Lost(f"HTTP {exc.status}")
+
+    async def _lost(self, reason: str) -> None:
+        job = self.pending
+        if job is None:
+            _log.info("%s: session ended: %s", self._where(), reason)
+            return
+        self.pending = None
+        note = f"{reason} after delivery {job.delivery_id} was sent; the job stays sent until the card resumes"
+        _log.warning("%s: job %d: %s", self._where(), job.id, note)
+        assert job.delivery_id is not None
+        await asyncio.to_thread(self.repo.note_sent_job, job.delivery_id, note)
