@@ -7,6 +7,7 @@ from __future__ import annotations
 from gpchannel.ram.admin import ADMIN_PROTOCOL, ContentFamily, ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.client import AdminClientConnection, AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
+from gpchannel.ram.trigger import RetryPolicy, TimerCoding, TriggerParameters
 
 __all__ = [
     "ADMIN_PROTOCOL",
@@ -16,8 +17,11 @@ __all__ = [
     "AdminServerError",
     "ContentFamily",
     "ContentType",
+    "RetryPolicy",
     "ScriptDelivery",
     "ScriptStatus",
     "SessionEnd",
     "TargetedApplication",
+    "TimerCoding",
+    "TriggerParameters",
 ]
