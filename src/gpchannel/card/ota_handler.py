@@ -24,7 +24,8 @@ in this order (ota-notes A.9, "suggested card-side check order"):
    same card core as everything else: the Security Domain's handlers for RAM (GET DATA, GET STATUS, INSTALL,
    LOAD, DELETE, SET STATUS), an application's applet for its own TAR, the file system for RFM
    (card/filesystem.py). A failing command stops the
-   script and its own effects are undone;
+   script and its own effects are undone. Secured data that is one tag-81 TLV is instead the SCP81
+   Administration Session Triggering Parameters: recorded for the emulator's agent (card/admin_trigger.py);
 6. the PoR, if SPI2 asks for one, is secured per SPI2 with the same key set. An error PoR is secured only when
    the command's cryptographic checksum verified and the status allows it (``may_secure_por``): never for 01,
    05, 06, 09, nor for a packet without a CC (the 2013 SIM-rooting oracle). It goes back in the ENVELOPE
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import logging
 
+from gpchannel.card.admin_trigger import is_trigger, receive_trigger
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.ota_script import run_script
 from gpchannel.card.ota_targets import keyset_for, store_counter, stored_counter, tar_entry
@@ -188,7 +190,10 @@ class OtaHandler:
         if index >= 0:
             store_counter(ctx.state, index, counter_after(spi.counter_mode, command.counter, stored))
         channel = None if entry.rfm else self.ram_channels.setdefault(entry.target, ChannelContext(0))
-        data = run_script(ctx, entry, command.data, channel)
+        if is_trigger(command.data):  # SCP81 Administration Session Triggering Parameters: card/admin_trigger.py
+            data = receive_trigger(ctx.state, entry, command.data)
+        else:
+            data = run_script(ctx, entry, command.data, channel)
         if not por_wanted(spi, ResponseStatus.POR_OK):
             return None
         return secure_response(
