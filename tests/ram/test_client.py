@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpchannel.errors import AdminProtocolError, LocalProtocolError
 from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
@@ -196,3 +198,34 @@ def test_response_body_limit() -> None:
     with pytest.raises(AdminProtocolError) as info:
         conn.next_event()
     assert info.value.status == 413
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400), st.booleans())
+def test_any_answer_bytes_raise_only_admin_protocol_errors(data: bytes, eof: bool) -> None:
+    conn = client()
+    conn.first_post("/ras")
+    try:
+        conn.receive_data(data)
+        if eof:
+            conn.receive_data(b"")
+        while conn.next_event() is not None:
+            if conn.closed:
+                break
+            conn.post_response("/ras/n", RESPONSE)
+    except AdminProtocolError:
+        pass
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200))
+def test_valid_answer_then_any_bytes(tail: bytes) -> None:
+    conn = client()
+    conn.first_post("/ras")
+    conn.receive_data(OK_200 + tail)
+    try:
+        assert isinstance(conn.next_event(), ScriptDelivery)
+        conn.post_response("/ras/1", RESPONSE)
+        conn.next_event()
+    except AdminProtocolError:
+        pass

@@ -106,6 +106,21 @@ def test_pipelined_requests_wait_for_the_answer() -> None:
     assert second is not None and second.uri == "/b"
 
 
+def test_http_1_0_closes_after_the_answer() -> None:
+    conn = AdminServerConnection()
+    req = feed(conn, b"POST /ras HTTP/1.0\r\n" + PROTO.encode() + b"Content-Length: 0\r\n\r\n")
+    assert req is not None and req.first and req.host is None
+    conn.send_script(SCRIPT, next_uri="/n")
+    assert conn.closed
+
+
+def test_repeated_equal_content_length_is_one() -> None:
+    conn = AdminServerConnection()
+    raw = request(headers=OK + f"Content-Length: {len(RESPONSE)}\r\n", body=RESPONSE)
+    req = feed(conn, raw)
+    assert req is not None and req.body == RESPONSE
+
+
 def test_connection_close_from_client_closes_after_the_answer() -> None:
     conn = AdminServerConnection()
     assert feed(conn, request(headers=PROTO + "Connection: close\r\n")) is not None
@@ -162,6 +177,12 @@ ERRORS = [
     ("not HTTP", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(20) + b"\r\n\r\n", 400),
     ("missing Host", b"POST / HTTP/1.1\r\n" + PROTO.encode() + b"\r\n", 400),
     ("bad chunk size", request(headers=OK + "Transfer-Encoding: chunked\r\n", length=False) + b"zz\r\n", 400),
+    (
+        "Content-Length and chunked",
+        request(headers=OK + "Transfer-Encoding: chunked\r\n", body=chunked(RESPONSE, 4)),
+        400,
+    ),
+    ("body type without framing", request(headers=OK, body=RESPONSE, length=False), 411),
     ("GET", request(method="GET"), 405),
     ("PUT", request(method="PUT", headers=OK, body=RESPONSE), 405),
     ("no X-Admin-Protocol", request(headers=""), 400),

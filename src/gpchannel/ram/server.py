@@ -8,7 +8,9 @@ take requests with :meth:`~AdminServerConnection.next_request`, and write out wh
 What the server refuses, and with which status (raised as :class:`~gpchannel.errors.AdminProtocolError`; answer
 it with :meth:`~AdminServerConnection.send_error`, which closes the connection):
 
-- malformed HTTP (request line, headers, chunk framing, missing ``Host``): 400;
+- malformed HTTP (request line, headers, chunk framing, missing ``Host``): 400; both Content-Length and
+  Transfer-Encoding (a request-smuggling shape, RFC 9112 6.3): 400;
+- a Content-Type (a body is meant) with neither Content-Length nor Transfer-Encoding: 411;
 - a request line and header block over ``max_header_bytes``: 431 (RFC 6585 5);
 - a method other than POST: 405 (with ``Allow: POST``);
 - ``X-Admin-Protocol`` missing, or a version not in ``supported_protocols``: 400. The admin protocol version is a
@@ -189,6 +191,10 @@ class AdminServerConnection:
         headers = _headers(list(request.headers))
         protocol = parse_protocol(headers.get(HEADER_PROTOCOL.lower()), self._supported)
         length = headers.get("content-length")
+        if length is not None and "transfer-encoding" in headers:
+            raise AdminProtocolError("both Content-Length and Transfer-Encoding (RFC 9112 6.3)", status=400)
+        if "content-type" in headers and length is None and "transfer-encoding" not in headers:
+            raise AdminProtocolError("a Content-Type without Content-Length or Transfer-Encoding", status=411)
         if length is not None and int(length) > self._max_body:
             raise AdminProtocolError(f"request body of {int(length)} bytes, at most {self._max_body}", status=413)
         content_type: ContentType | None = None
