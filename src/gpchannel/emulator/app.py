@@ -16,13 +16,14 @@ import datetime
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpchannel.card.applets import AppletRegistry, EchoApplet, default_registry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile, profile_differences
 from gpchannel.card.state import CardState, LoadFile
+from gpchannel.emulator.agent import AgentRunner
 from gpchannel.errors import ProfileError
 from gpchannel.io.store import DirectoryStore
 from gpchannel.io.vpcd import DEFAULT_HOST, DEFAULT_PORT, install_sigterm_handler, serve_vpcd
@@ -117,24 +118,36 @@ def _today_utc() -> datetime.date:
 
 @dataclass
 class EmulatedCard:
-    """The :class:`gpchannel.io.vpcd.VirtualCard` face of a Card: power and reset end every session."""
+    """The :class:`gpchannel.io.vpcd.VirtualCard` face of a Card: power and reset end every session.
+
+    ``lock`` serialises the card between the reader and the SCP81 agent (emulator/agent.py), which runs an
+    administration session in a background thread when a command left a trigger pending (``agents.poll``)."""
 
     card: Card
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    agents: AgentRunner | None = None
 
     def atr(self) -> bytes:
         return self.card.atr
 
     def power_on(self) -> None:
-        self.card.reset()
+        with self.lock:
+            self.card.reset()
 
     def power_off(self) -> None:
-        self.card.reset()
+        with self.lock:
+            self.card.reset()
 
     def reset(self) -> None:
-        self.card.reset()
+        with self.lock:
+            self.card.reset()
 
     def transmit(self, apdu: bytes) -> bytes:
-        return self.card.process(apdu)
+        with self.lock:
+            response = self.card.process(apdu)
+        if self.agents is not None:
+            self.agents.poll()
+        return response
 
 
 def parse_vpcd_address(text: str) -> tuple[str, int]:
@@ -162,5 +175,8 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         install_sigterm_handler(stop, also_sigint=True)
     _log.info("serving the card on vpcd %s:%d", host, port)
-    serve_vpcd(EmulatedCard(card), host, port, stop=stop, reconnect=True, trace=trace)
+    emulated = EmulatedCard(card)
+    emulated.agents = AgentRunner(card, emulated.lock)
+    emulated.agents.poll()  # a trigger received before a restart still starts its session
+    serve_vpcd(emulated, host, port, stop=stop, reconnect=True, trace=trace)
     _log.info("stopped")
