@@ -148,3 +148,27 @@ def serve(profile: Path | None, state_dir: Path, vpcd: str, trace: bool) -> None
     if emulated.state.lifecycle is CardLifeCycle.TERMINATED:
         click.echo("note: the card is TERMINATED; it answers only as a terminated card does", err=True)
     serve_card(emulated, host, port, trace=logging.getLogger("gpchannel.vpcd") if trace else None)
+
+
+@card.command("admin-session")
+@click.option("--state", "state_dir", type=_STATE_DIR, required=True, help="State directory.")
+@click.option("--server", default=None, help="Administration server HOST:PORT (default: the profile's [scp81] server).")
+@click.option("--uri", default=None, help="Path of the first POST (default: the profile's [scp81] uri).")
+@click.option("--retries", type=click.IntRange(0, 100), default=None, help="Retries after a connection failure.")
+@click.option("--delay", type=click.IntRange(0, 3600), default=None, help="Seconds between retries.")
+def admin_session(state_dir: Path, server: str | None, uri: str | None, retries: int | None, delay: int | None) -> None:
+    """Run one SCP81 administration session (GP Amendment B) of the card with its server, over PSK-TLS."""
+    from gpchannel.emulator.agent import CardAgent, SessionStatus
+    from gpchannel.emulator.app import open_card
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        emulated, _ = open_card(state_dir)
+        agent = CardAgent(emulated, server=server, uri=uri, retries=retries, delay_seconds=delay)
+    except GPChannelError as exc:
+        _fail(str(exc), 2)
+        return
+    summary = agent.run_sync()
+    click.echo(summary.describe())
+    if summary.status is not SessionStatus.COMPLETED:
+        sys.exit(1)
