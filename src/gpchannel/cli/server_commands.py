@@ -1,0 +1,419 @@
+"""``gpchannel server`` (the Remote Administration Server and its job API, issue 7) and ``gpchannel ram
+push|status|results|cancel`` (clients of that job API).
+
+``gpchannel server`` runs until SIGTERM or SIGINT, then stops listening, lets the admin sessions end (a job whose
+script is out stays ``sent``; docs/server.md has the resumption rule) and closes its store. It prints the bound
+addresses (``admin 127.0.0.1:8443`` and ``api http://127.0.0.1:8080``) on stdout once both listen.
+
+``gpchannel ram ...`` talk to the job API at ``--api URL`` (env ``GPCHANNEL_API``, default
+``http://127.0.0.1:8080``). Exit codes as the rest of the CLI: 0 success, 1 failure (unknown card or job, failed
+job, no results yet), 2 usage error (the API refused the request as malformed), 4 a command of the job answered a
+status word other than success, 5 the API cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gpchannel.cli.apdu_text import parse_apdu_text
+from gpchannel.cli.settings import EXIT_CARD_STATUS, EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE, Settings, fail
+from gpchannel.codec.sw import describe
+from gpchannel.codec.sw import is_success as sw_success
+from gpchannel.errors import GPChannelError
+from gpchannel.server.config import DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, ServerConfig, parse_address
+
+__all__ = ["ApiClient", "ApiError", "ram", "server"]
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+_FINAL = ("done", "failed", "cancelled")
+
+
+def _settings() -> Settings | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(Settings) if ctx is not None else None
+
+
+def _out() -> Console:
+    settings = _settings()
+    return settings.out if settings is not None else Console()
+
+
+def _fail(message: str, code: int) -> None:
+    fail(_settings(), message, code)
+
+
+# ------------------------------------------------------------------------------------------------ gpchannel server
+
+
+@click.command(name="server")
+@click.option(
+    "--admin",
+    "admin",
+    default=f"127.0.0.1:{DEFAULT_ADMIN_PORT}",
+    show_default=True,
+    help="PSK-TLS admin listener host:port (port 0: any free port).",
+)
+@click.option(
+    "--api",
+    "api",
+    default=f"127.0.0.1:{DEFAULT_API_PORT}",
+    show_default=True,
+    help="JSON job API host:port (keep it local).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="GPCHANNEL_DB",
+    help="SQLAlchemy URL (default: SQLite gpchannel-server.db in --data; env GPCHANNEL_DB).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    help="Data directory (the SQLite store, master.key).",
+)
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Register the card a profile describes ([card] iccid, [scp81] identity and PSK); repeatable.",
+)
+@click.option("--legacy-tls", is_flag=True, help="Also TLS 1.0/1.1 and PSK-AES128-CBC-SHA for old cards.")
+@click.option("--allow-null-tls", is_flag=True, help="Allow the NULL (no encryption) PSK suites. Never in the field.")
+@click.option(
+    "--read-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds an admin session may stay silent before the server gives up on it.",
+)
+@click.option("--admin-path", default="/gp/admin", show_default=True, help="Base of the X-Admin-Next-URI values.")
+@click.option(
+    "--keys",
+    "key_provider",
+    type=click.Choice(["db", "pkcs11"]),
+    default="db",
+    show_default=True,
+    help="Where the cards' keys live: wrapped in the database, or in a PKCS#11 token.",
+)
+@click.option("--pkcs11-lib", help="PKCS#11 module path (--keys pkcs11).")
+@click.option("--pkcs11-token", help="PKCS#11 token label (--keys pkcs11).")
+@click.option("--pkcs11-pin", envvar="GPCHANNEL_PKCS11_PIN", help="User PIN (env GPCHANNEL_PKCS11_PIN).")
+@click.option("--smpp", multiple=True, help="SMSC host:port for the SCP80 / SMS campaign workers; repeatable.")
+@click.option("--worker-only", is_flag=True, help="Run the campaign workers only (no listeners).")
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def server(
+    admin: str,
+    api: str,
+    db_url: str | None,
+    data_dir: Path,
+    profiles: tuple[Path, ...],
+    legacy_tls: bool,
+    allow_null_tls: bool,
+    read_timeout: float,
+    admin_path: str,
+    key_provider: str,
+    pkcs11_lib: str | None,
+    pkcs11_token: str | None,
+    pkcs11_pin: str | None,
+    smpp: tuple[str, ...],
+    worker_only: bool,
+    log_level: str,
+) -> None:
+    """Run the Remote Administration Server (GP Amendment B over PSK-TLS) and its JSON job API."""
+    try:
+        admin_host, admin_port = parse_address(admin, DEFAULT_ADMIN_PORT)
+        api_host, api_port = parse_address(api, DEFAULT_API_PORT)
+        config = ServerConfig(
+            admin_host=admin_host,
+            admin_port=admin_port,
+            api_host=api_host,
+            api_port=api_port,
+            data_dir=data_dir,
+            db_url=db_url,
+            legacy_tls=legacy_tls,
+            allow_null_tls=allow_null_tls,
+            read_timeout=read_timeout,
+            admin_path=admin_path,
+            profiles=profiles,
+            key_provider=key_provider,
+            pkcs11_lib=pkcs11_lib,
+            pkcs11_token=pkcs11_token,
+            pkcs11_pin=pkcs11_pin,
+            smpp=smpp,
+            worker_only=worker_only,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter at every start
+    try:
+        asyncio.run(_serve(config))
+    except GPChannelError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}", EXIT_TRANSPORT)
+
+
+async def _serve(config: ServerConfig) -> None:
+    from gpchannel.server.app import ServerAddresses, run_server  # lazily: OpenSSL, SQLAlchemy, aiohttp
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(addresses: ServerAddresses) -> None:
+        if addresses.admin is not None:
+            click.echo(f"admin {addresses.admin[0]}:{addresses.admin[1]}")
+        if addresses.api is not None:
+            click.echo(f"api http://{addresses.api[0]}:{addresses.api[1]}")
+        click.echo("ready", nl=True)
+
+    await run_server(config, stop, on_ready=ready)
+
+
+# ------------------------------------------------------------------------------------------------ API client
+
+
+class ApiError(Exception):
+    """The job API answered an error (``status``) or could not be reached (``status`` 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ApiClient:
+    """A small synchronous client of the job API (urllib; JSON in, JSON out)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise click.BadParameter(f"{base_url!r}: an http:// or https:// URL expected", param_hint="--api")
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+        url = f"{self.base}/api/v1{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except (ValueError, AttributeError):
+                message = exc.reason
+            raise ApiError(exc.code, f"HTTP {exc.code}: {message}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(0, f"the job API at {self.base} cannot be reached: {reason}") from None
+
+
+def _call(client: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    try:
+        return client.request(method, path, body, query)
+    except ApiError as exc:
+        code = EXIT_TRANSPORT if exc.status == 0 else EXIT_USAGE if exc.status == 400 else EXIT_FAILURE
+        _fail(str(exc), code)
+
+
+api_option = click.option(
+    "--api",
+    "api_url",
+    envvar="GPCHANNEL_API",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="Job API base URL (env GPCHANNEL_API).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _print_jobs(jobs: list[dict[str, Any]]) -> None:
+    table = Table(title="Jobs")
+    for column in ("id", "card", "transport", "target", "APDUs", "state", "reason", "updated"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            str(job["id"]),
+            str(job["card_id"]),
+            job["transport"],
+            job["target"] or "ISD",
+            str(len(job["apdus"])),
+            job["state"],
+            job["reason"] or "",
+            job["updated_at"],
+        )
+    _out().print(table)
+
+
+def _print_results(job: dict[str, Any]) -> None:
+    table = Table(title=f"Job {job['id']}: {job['state']}" + (f" ({job['reason']})" if job["reason"] else ""))
+    for column in ("#", "command", "response", "SW", "meaning"):
+        table.add_column(column)
+    for index, result in enumerate(job["results"], 1):
+        table.add_row(str(index), result["command"], result["response"], result["sw"], describe(int(result["sw"], 16)))
+    _out().print(table)
+
+
+def _wait(client: ApiClient, job_id: int, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        job: dict[str, Any] = _call(client, "GET", f"/jobs/{job_id}")
+        if job["state"] in _FINAL or time.monotonic() >= deadline:
+            return job
+        time.sleep(0.2)
+
+
+def _exit_for(job: dict[str, Any]) -> None:
+    if job["state"] in ("failed", "cancelled"):
+        raise SystemExit(EXIT_FAILURE)
+    if job["state"] != "done":
+        raise SystemExit(EXIT_FAILURE)
+    if not all(sw_success(int(r["sw"], 16)) for r in job["results"]):
+        raise SystemExit(EXIT_CARD_STATUS)
+
+
+# ------------------------------------------------------------------------------------------------ gpchannel ram
+
+
+@click.group(name="ram")
+def ram() -> None:
+    """Queue scripts for cards and read their results through the server's job API."""
+
+
+@ram.command()
+@click.argument("apdus", nargs=-1, required=True)
+@click.option("--card", "iccid", help="The card's ICCID.")
+@click.option("--identity", help="The card's PSK identity.")
+@click.option("--target", help="Application AID the script is for (X-Admin-Targeted-Application); default the ISD.")
+@click.option("--transport", type=click.Choice(["scp81", "scp80", "scp81+sms"]), default="scp81", show_default=True)
+@click.option("--wait", "wait_seconds", type=float, help="Wait up to SECONDS for the job to finish; show results.")
+@api_option
+@json_option
+def push(
+    apdus: tuple[str, ...],
+    iccid: str | None,
+    identity: str | None,
+    target: str | None,
+    transport: str,
+    wait_seconds: float | None,
+    api_url: str,
+    as_json: bool,
+) -> None:
+    """Queue a script (APDUs in hex; RAM and RFM commands are APDUs too) for one card; print the job id."""
+    if (iccid is None) == (identity is None):
+        raise click.UsageError("give --card ICCID or --identity ID (one of them)")
+    try:
+        commands = [parse_apdu_text(text).to_bytes().hex().upper() for text in apdus]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="APDU") from None
+    card = {"iccid": iccid} if iccid is not None else {"psk_identity": identity}
+    body: dict[str, Any] = {"card": card, "apdus": commands, "transport": transport}
+    if target:
+        body["target"] = target
+    client = ApiClient(api_url)
+    job: dict[str, Any] = _call(client, "POST", "/jobs", body)
+    if wait_seconds is not None:
+        job = _wait(client, int(job["id"]), wait_seconds)
+    if as_json:
+        click.echo(json.dumps(job))
+    elif wait_seconds is not None and job["results"]:
+        _print_results(job)
+    else:
+        _out().print(
+            f"job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else ""), highlight=False
+        )
+    if wait_seconds is not None:
+        _exit_for(job)
+
+
+@ram.command()
+@click.argument("job_id", type=int, required=False)
+@click.option("--state", type=click.Choice(["queued", "sent", "done", "failed", "cancelled"]))
+@click.option("--card", "iccid", help="Only this card's jobs (ICCID).")
+@click.option("--identity", help="Only this card's jobs (PSK identity).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@api_option
+@json_option
+def status(
+    job_id: int | None,
+    state: str | None,
+    iccid: str | None,
+    identity: str | None,
+    limit: int,
+    api_url: str,
+    as_json: bool,
+) -> None:
+    """One job's state (and reason), or a table of jobs."""
+    client = ApiClient(api_url)
+    if job_id is not None:
+        job: dict[str, Any] = _call(client, "GET", f"/jobs/{job_id}")
+        if as_json:
+            click.echo(json.dumps(job))
+            return
+        _out().print(
+            f"job {job['id']} (card {job['card_id']}, {len(job['apdus'])} APDUs): {job['state']}"
+            + (f": {job['reason']}" if job["reason"] else ""),
+            highlight=False,
+        )
+        return
+    query = {"state": state or "", "iccid": iccid or "", "psk_identity": identity or "", "limit": str(limit)}
+    listing: dict[str, Any] = _call(client, "GET", "/jobs", query=query)
+    if as_json:
+        click.echo(json.dumps(listing["jobs"]))
+    else:
+        _print_jobs(listing["jobs"])
+
+
+@ram.command()
+@click.argument("job_id", type=int)
+@api_option
+@json_option
+def results(job_id: int, api_url: str, as_json: bool) -> None:
+    """A job's results: every command with its response data and status word."""
+    job: dict[str, Any] = _call(ApiClient(api_url), "GET", f"/jobs/{job_id}")
+    if as_json:
+        click.echo(json.dumps({k: job[k] for k in ("id", "state", "reason", "results")}))
+    elif job["state"] not in _FINAL:
+        _out().print(f"job {job_id} is {job['state']}: no results yet", highlight=False)
+    else:
+        _print_results(job)
+    _exit_for(job)
+
+
+@ram.command()
+@click.argument("job_id", type=int)
+@api_option
+@json_option
+def cancel(job_id: int, api_url: str, as_json: bool) -> None:
+    """Cancel a queued job (a job already sent to the card cannot be: exit 1)."""
+    job: dict[str, Any] = _call(ApiClient(api_url), "POST", f"/jobs/{job_id}/cancel")
+    if as_json:
+        click.echo(json.dumps(job))
+    else:
+        _out().print(f"job {job_id} {job['state']}", highlight=False)
