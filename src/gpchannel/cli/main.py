@@ -36,6 +36,8 @@ from gpchannel.cli.fleet_commands import fleet as fleet_group
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
+from gpchannel.cli.server_commands import ram as ram_group
+from gpchannel.cli.server_commands import server as server_command
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -557,6 +559,8 @@ cli.add_command(ota_group)
 cli.add_command(bridge_command)
 cli.add_command(scp10_group)
 cli.add_command(fleet_group)
+cli.add_command(server_command)
+cli.add_command(ram_group)
 
 
 def main(argv: list[str] | None = None) -> None:
