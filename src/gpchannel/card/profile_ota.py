@@ -96,7 +96,7 @@ def check_ota(raw: object) -> dict[str, Any]:
 def check_scp81(raw: object) -> dict[str, Any]:
     """Validate the ``[scp81]`` section; returns it unchanged."""
     key = "scp81"
-    table = _table(raw, key, {"psk_identity", "psk", "server", "uri", "agent_id"})
+    table = _table(raw, key, {"psk_identity", "psk", "server", "uri", "agent_id", "retries", "retry_delay"})
     identity = table.get("psk_identity")
     if not isinstance(identity, str) or not identity:
         raise _fail(f"{key}.psk_identity", "a non-empty string", identity)
@@ -111,4 +111,8 @@ def check_scp81(raw: object) -> dict[str, Any]:
     agent = table.get("agent_id", "")
     if not isinstance(agent, str):
         raise _fail(f"{key}.agent_id", "a string", agent)
+    if "retries" in table:  # the card agent's retry policy when the trigger gives none (emulator/agent.py)
+        _int(table, "retries", key, 0, 0xFFFF)
+    if "retry_delay" in table:
+        _int(table, "retry_delay", key, 0, 86400)
     return table
