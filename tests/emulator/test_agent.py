@@ -513,3 +513,47 @@ def test_cli_admin_session(tmp_path: Path) -> None:
     assert failed.exit_code == 1 and "session connection-failed" in failed.output
     missing = CliRunner().invoke(cli, ["card", "admin-session", "--state", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "holds no card" in missing.output
+
+
+def test_retry_policy_from_the_profile_then_the_trigger(tmp_path: Path) -> None:
+    from gpchannel.card.profile import load_profile
+    from gpchannel.emulator.agent import DEFAULT_RETRY, SessionParameters
+    from gpchannel.errors import ProfileError
+    from gpchannel.ram.trigger import RetryPolicy, TriggerParameters
+
+    state = load_profile(profile_text() + scp81_section() + "retries = 1\nretry_delay = 3\n")
+    assert SessionParameters.resolve(state).retry == RetryPolicy(counter=1, delay_seconds=3)
+    from_trigger = TriggerParameters(retry=RetryPolicy(counter=4, delay_seconds=9))
+    assert SessionParameters.resolve(state, from_trigger).retry.counter == 4
+    assert SessionParameters.resolve(state, from_trigger, retries=0).retry == RetryPolicy(counter=0, delay_seconds=9)
+    plain = load_profile(profile_text() + scp81_section())
+    assert SessionParameters.resolve(plain).retry == DEFAULT_RETRY
+    with pytest.raises(ProfileError, match=r"scp81\.retries"):
+        load_profile(profile_text() + scp81_section() + "retries = -1\n")
+    with pytest.raises(ProfileError, match=r"scp81\.retry_delay"):
+        load_profile(profile_text() + scp81_section() + 'retry_delay = "5"\n')
+
+
+def test_parameters_from_the_trigger_override_the_profile() -> None:
+    from gpchannel.card.profile import load_profile
+    from gpchannel.emulator.agent import SessionParameters
+    from gpchannel.errors import ProfileError
+    from gpchannel.ram.trigger import TriggerParameters
+
+    state = load_profile(profile_text() + scp81_section("127.0.0.1:8443"))
+    plain = SessionParameters.resolve(state)
+    assert (plain.host, plain.port, plain.http_host, plain.uri) == ("127.0.0.1", 8443, "127.0.0.1:8443", "/gp/admin")
+    assert plain.psk_identity == IDENTITY and plain.agent_id == "//se-id/iccid/8988211000000000001"
+    assert "0102" not in repr(plain)  # the PSK stays out of the repr
+    connection = bytes.fromhex("3C0302 1F90 3E0521 0A000001".replace(" ", ""))
+    trigger = TriggerParameters(
+        psk_identity=b"id-2", kvn=1, key_id=1, host="ras.example", agent_id="agent-2", uri="/x", connection=connection
+    )
+    p = SessionParameters.resolve(state, trigger)
+    assert (p.host, p.port, p.http_host, p.uri, p.psk_identity, p.agent_id) == (
+        "10.0.0.1", 8080, "ras.example", "/x", b"id-2", "agent-2"
+    )  # fmt: skip
+    p = SessionParameters.resolve(state, trigger, server="127.0.0.2:9", uri="/y")
+    assert (p.host, p.port, p.uri) == ("127.0.0.2", 9, "/y")
+    with pytest.raises(ProfileError, match="psk"):
+        SessionParameters.resolve(load_profile(profile_text()))

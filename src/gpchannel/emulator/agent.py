@@ -4,7 +4,8 @@ ETSI TS 102 225; ota-notes B.1-B.3).
 
 A session (:class:`CardAgent`):
 
-1. parameters: the profile's ``[scp81]`` (``psk_identity``, ``psk``, ``server``, ``uri``, ``agent_id``),
+1. parameters: the profile's ``[scp81]`` (``psk_identity``, ``psk``, ``server``, ``uri``, ``agent_id``,
+   ``retries``, ``retry_delay``),
    overridden by the trigger's :class:`~gpchannel.ram.trigger.TriggerParameters` (identity from tag 85, the
    address from the tag-84 OPEN CHANNEL TLVs, ``Host`` from 8A, agent ID from 8B, URI from 8C, retry policy from
    86) and then by explicit arguments (the CLI's ``--server``, ``--uri``, ``--retries``);
@@ -85,7 +86,7 @@ __all__ = [
 log = logging.getLogger("gpchannel.emulator.agent")
 
 DEFAULT_RETRY = RetryPolicy(counter=2, delay_seconds=5)
-"""When neither the trigger nor the caller gives a retry policy: two more tries, five seconds apart [M]."""
+"""When neither the profile, the trigger nor the caller gives a retry policy: two more tries, 5 s apart [M]."""
 
 _EXPANDED_TAGS = (0xAA, 0xAE)
 _RESPONSE_TYPE = {
@@ -156,7 +157,13 @@ class SessionParameters:
         if host is None or port is None:
             raise ProfileError("no administration server address: give [scp81] server or --server HOST:PORT")
         agent = trigger.agent_id if trigger.agent_id is not None else profile.get("agent_id")
-        retry = trigger.retry or DEFAULT_RETRY
+        retry = DEFAULT_RETRY
+        if "retries" in profile or "retry_delay" in profile:
+            retry = RetryPolicy(
+                counter=int(profile.get("retries", DEFAULT_RETRY.counter)),
+                delay_seconds=int(profile.get("retry_delay", DEFAULT_RETRY.delay_seconds)),
+            )
+        retry = trigger.retry or retry
         if retries is not None or delay_seconds is not None:
             retry = RetryPolicy(
                 counter=retry.counter if retries is None else retries,
