@@ -1,0 +1,286 @@
+"""The campaign routes of the job API (issue 10, deliverable 1), added to D's application by
+:func:`add_campaign_routes`; JSON in and out, errors as ``{"error": message, "status": code}`` like the rest.
+
+- ``POST /api/v1/inventory`` ``{"format"?: "csv"|"json", "data": text}`` (or the file itself with Content-Type
+  ``text/csv`` / ``application/json`` + ``?raw=1``) -> 200 ``{"cards": n, "created", "updated", "keysets",
+  "card_ids"}``; 400 naming the line and field of a bad row (never a key's value).
+- ``POST /api/v1/campaigns`` ``{"name"?, "transport": "scp80"|"scp81"|"scp81+sms", "apdus": [hex, ...],
+  "target"?: hex, "cards": [ICCID or PSK identity, ...] | "inventory": {"format"?, "data"}, "settings"?: {...}}``
+  -> 201 the campaign (``settings``: :class:`gpchannel.server.campaigns.CampaignSettings`).
+- ``GET /api/v1/campaigns`` -> ``{"campaigns": [...]}``, each with its progress counts.
+- ``GET /api/v1/campaigns/{id}`` -> the campaign: state, settings, progress ``{"queued", "sent", "done",
+  "failed", "cancelled", "total"}``.
+- ``GET /api/v1/campaigns/{id}/results?state=&after=&limit=`` -> ``{"results": [{card, job}...], "next_after"}``:
+  per card its ICCID / MSISDN, the job's state, reason, attempts and every R-APDU with its SW.
+- ``POST /api/v1/campaigns/{id}/cancel`` -> the campaign with ``"cancelled_jobs"``: QUEUED jobs become
+  CANCELLED; SENT ones finish (a packet that left cannot be called back).
+- ``GET /`` -> the read-only HTML page of :mod:`gpchannel.server.web`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from gpchannel.errors import InventoryError, RepositoryError
+from gpchannel.server.campaigns import (
+    CampaignSettings,
+    create_campaign,
+    finish_if_done,
+    parse_script,
+    parse_target,
+    resolve_cards,
+)
+from gpchannel.server.config import ServerServices
+from gpchannel.server.inventory import import_inventory, parse_inventory
+from gpchannel.server.repository import JobRecord, JobState, Transport
+
+__all__ = ["add_campaign_routes", "campaign_json", "progress_json"]
+
+_PREFIX = "/api/v1"
+_MAX_APDUS = 255
+_SERVICES = web.AppKey("campaign_services", ServerServices)
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    body = json.dumps({"error": message, "status": status})
+    classes: Mapping[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+    }
+    raise classes.get(status, web.HTTPBadRequest)(text=body, content_type="application/json")
+
+
+def progress_json(progress: Mapping[Any, int]) -> dict[str, int]:
+    """Counts per state (every state present) and the total."""
+    out = {state.value: int(progress.get(state, 0)) for state in JobState}
+    out["total"] = sum(out.values())
+    return out
+
+
+def campaign_json(record: Any, progress: Mapping[Any, int]) -> dict[str, Any]:
+    """A campaign as the API shows it."""
+    script = getattr(record, "script", ())
+    target = getattr(record, "target", b"")
+    created, updated = getattr(record, "created_at", None), getattr(record, "updated_at", None)
+    transport = getattr(record, "transport", "")
+    return {
+        "id": record.id,
+        "name": record.name,
+        "transport": getattr(transport, "value", str(transport)),
+        "target": target.hex().upper() if isinstance(target, bytes) else str(target or ""),
+        "apdus": [a.hex().upper() if isinstance(a, bytes) else str(a) for a in script],
+        "state": str(getattr(record.state, "value", record.state)),
+        "settings": dict(getattr(record, "settings", {}) or {}),
+        "progress": progress_json(progress),
+        "created_at": created.isoformat() if created is not None else None,
+        "updated_at": updated.isoformat() if updated is not None else None,
+    }
+
+
+def _job_result(job: JobRecord, card: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "card_id": job.card_id,
+        "iccid": getattr(card, "iccid", None),
+        "msisdn": getattr(card, "msisdn", None),
+        "state": job.state.value,
+        "reason": job.reason,
+        "attempts": job.attempts,
+        "counter": job.counter_used,
+        "results": [
+            {"command": r.command.hex().upper(), "response": r.response.hex().upper(), "sw": f"{r.sw:04X}"}
+            for r in job.results
+        ],
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        value = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(400, f"the body is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        _fail(400, "the body must be a JSON object")
+    return value
+
+
+def _inventory_text(value: object) -> tuple[str, str | None]:
+    if not isinstance(value, dict) or not isinstance(value.get("data"), str):
+        _fail(400, 'inventory: an object {"format"?: "csv"|"json", "data": text}')
+    fmt = value.get("format")
+    if fmt is not None and fmt not in ("csv", "json"):
+        _fail(400, "inventory.format: csv or json")
+    return value["data"], fmt
+
+
+async def _import(services: ServerServices, text: str, fmt: str | None) -> Any:
+    try:
+        cards = parse_inventory(text, format=fmt)
+        return await asyncio.to_thread(import_inventory, services.repository, services.keys, cards)
+    except InventoryError as exc:
+        _fail(400, f"inventory: {exc}")
+
+
+def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
+    """Add the campaign and inventory routes (and the HTML page at ``/``) to the API application."""
+    from gpchannel.server.web import campaigns_page
+
+    app[_SERVICES] = services
+    repo = services.repository
+
+    async def post_inventory(request: web.Request) -> web.Response:
+        fmt: str | None
+        if request.content_type in ("text/csv", "text/plain") or request.query.get("raw"):
+            text = (await request.read()).decode("utf-8-sig", errors="replace")
+            fmt = "json" if request.content_type == "application/json" else "csv"
+        else:
+            text, fmt = _inventory_text(await _json_body(request))
+        result = await _import(services, text, fmt)
+        return web.json_response(
+            {
+                "cards": len(result.card_ids),
+                "created": result.created,
+                "updated": result.updated,
+                "keysets": result.keysets,
+                "card_ids": list(result.card_ids),
+            }
+        )
+
+    async def post_campaign(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        known = {"name", "transport", "apdus", "script", "target", "cards", "inventory", "settings"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            _fail(400, f"unknown field(s): {', '.join(unknown)}")
+        try:
+            transport = Transport(str(body.get("transport", "scp80")))
+        except ValueError:
+            _fail(400, "transport: scp80, scp81 or scp81+sms")
+        apdus = body.get("apdus", body.get("script"))
+        if not isinstance(apdus, list) or not all(isinstance(a, str) for a in apdus):
+            _fail(400, "apdus: an array of hex C-APDUs")
+        if len(apdus) > _MAX_APDUS:
+            _fail(400, f"apdus: at most {_MAX_APDUS} commands")
+        try:
+            script = parse_script(apdus)
+            target = parse_target(transport, body.get("target") if isinstance(body.get("target"), str) else None)
+            settings = CampaignSettings.from_dict(body.get("settings"))
+        except ValueError as exc:
+            _fail(400, str(exc))
+        if ("cards" in body) == ("inventory" in body):
+            _fail(400, 'give "cards" (ICCIDs or PSK identities) or "inventory", not both')
+        if "inventory" in body:
+            text, fmt = _inventory_text(body["inventory"])
+            card_ids = list((await _import(services, text, fmt)).card_ids)
+        else:
+            cards = body["cards"]
+            if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
+                _fail(400, "cards: an array of ICCIDs or PSK identities")
+            try:
+                card_ids = await asyncio.to_thread(resolve_cards, repo, cards)
+            except InventoryError as exc:
+                _fail(404 if exc.line is not None else 400, str(exc))
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            _fail(400, "name: a string")
+        label = name or f"{transport.value} campaign, {len(card_ids)} card(s)"
+        try:
+            campaign_id = await asyncio.to_thread(
+                lambda: create_campaign(
+                    repo,
+                    name=label,
+                    transport=transport,
+                    script=script,
+                    card_ids=card_ids,
+                    target=target,
+                    settings=settings,
+                )
+            )
+        except ValueError as exc:
+            _fail(400, str(exc))
+        except RepositoryError as exc:
+            _fail(409, str(exc))
+        return web.json_response(await _campaign(campaign_id), status=201)
+
+    def _load(campaign_id: int) -> tuple[Any, Mapping[JobState, int]] | None:
+        finish_if_done(repo, campaign_id)  # SCP81 campaigns have no worker to notice their end
+        record = repo.campaign(campaign_id)
+        return None if record is None else (record, repo.campaign_progress(campaign_id))
+
+    async def _campaign(campaign_id: int) -> dict[str, Any]:
+        loaded = await asyncio.to_thread(_load, campaign_id)
+        if loaded is None:
+            _fail(404, f"no campaign {campaign_id}")
+        return campaign_json(*loaded)
+
+    def _id(request: web.Request) -> int:
+        text = request.match_info["id"]
+        if not text.isdigit():
+            _fail(404, f"no campaign {text!r}")
+        return int(text)
+
+    async def get_campaigns(request: web.Request) -> web.Response:
+        records = await asyncio.to_thread(repo.campaigns)
+        out = []
+        for record in records:
+            loaded = await asyncio.to_thread(_load, record.id)
+            if loaded is not None:
+                out.append(campaign_json(*loaded))
+        return web.json_response({"campaigns": out})
+
+    async def get_campaign(request: web.Request) -> web.Response:
+        return web.json_response(await _campaign(_id(request)))
+
+    async def get_results(request: web.Request) -> web.Response:
+        campaign_id = _id(request)
+        await _campaign(campaign_id)
+        state: JobState | None = None
+        if request.query.get("state"):
+            try:
+                state = JobState(request.query["state"])
+            except ValueError:
+                _fail(400, "state: queued, sent, done, failed or cancelled")
+        try:
+            after = int(request.query.get("after", "0"))
+            limit = min(10000, max(1, int(request.query.get("limit", "1000"))))
+        except ValueError:
+            _fail(400, "after and limit are integers")
+
+        def load() -> list[dict[str, Any]]:
+            jobs = repo.jobs(campaign_id=campaign_id, state=state, after_id=after, limit=limit)
+            return [_job_result(job, repo.card(job.card_id)) for job in jobs]
+
+        rows = await asyncio.to_thread(load)
+        next_after = rows[-1]["job_id"] if len(rows) == limit else None
+        return web.json_response({"campaign_id": campaign_id, "results": rows, "next_after": next_after})
+
+    async def cancel(request: web.Request) -> web.Response:
+        campaign_id = _id(request)
+        await _campaign(campaign_id)
+        count = await asyncio.to_thread(repo.cancel_campaign, campaign_id)
+        out = await _campaign(campaign_id)
+        out["cancelled_jobs"] = count
+        return web.json_response(out)
+
+    async def page(request: web.Request) -> web.Response:
+        def load() -> list[tuple[Any, Mapping[Any, int]]]:
+            return [(r, repo.campaign_progress(r.id)) for r in repo.campaigns()]
+
+        rows = await asyncio.to_thread(load)
+        return web.Response(text=campaigns_page(rows), content_type="text/html", charset="utf-8")
+
+    p = _PREFIX
+    app.router.add_post(f"{p}/inventory", post_inventory)
+    app.router.add_post(f"{p}/campaigns", post_campaign)
+    app.router.add_get(f"{p}/campaigns", get_campaigns)
+    app.router.add_get(f"{p}/campaigns/{{id}}", get_campaign)
+    app.router.add_get(f"{p}/campaigns/{{id}}/results", get_results)
+    app.router.add_post(f"{p}/campaigns/{{id}}/cancel", cancel)
+    app.router.add_get("/", page)
