@@ -28,6 +28,13 @@ def main() -> None:
         print(f"({how})")
         for line in pcsc_lines:
             print(line.line())
+    print("== SCP81: card agents -> gpchannel server over PSK-TLS (bench/scp81.py) ==")
+    from bench import scp81
+
+    try:
+        print("\n".join(scp81.run().lines()))
+    except TransportError as exc:
+        print(f"skipped: {exc}")
 
 
 if __name__ == "__main__":
