@@ -101,6 +101,17 @@ class ServerConfig:
     pkcs11_pin: str | None = field(default=None, repr=False)
     smpp: tuple[str, ...] = ()
     """SMSC addresses (``host:port``) for the SCP80 / SMS campaign workers (G); empty = no SMS workers."""
+    smpp_system_id: str = "gpchannel"
+    """The ESME system_id of the SMPP bind (transceiver)."""
+    smpp_password: str = field(default="", repr=False)
+    source_addr: str = "0"
+    """The OTA server's number: the TP-OA the cards see, where their PoRs go."""
+    campaign_rate: float = 10.0
+    """Default SMS per second of a campaign (its settings may say otherwise)."""
+    campaign_max_attempts: int = 3
+    """Default sends per card, the first included."""
+    campaign_por_timeout: float = 120.0
+    """Default seconds to wait for a PoR before a retry."""
     worker_only: bool = False
     """Run the campaign workers only, no listeners (H: several worker processes on one PostgreSQL)."""
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
