@@ -25,8 +25,10 @@ The SCP81 PSK is the exception: OpenSSL's PSK callback must hand the key's bytes
 is a ``CKK_GENERIC_SECRET`` with ``CKA_SENSITIVE`` false and ``CKA_EXTRACTABLE`` true, read when a card connects.
 (Keeping PSKs in a token therefore protects them at rest only; the DB provider gives the same protection.)
 
-Threads: PKCS#11 login state belongs to the application, operations to a session. The provider logs in once
-and opens one more session per thread that uses it (the asyncio server calls it through ``asyncio.to_thread``).
+Threads: python-pkcs11 initialises the module without OS locking (``C_Initialize(NULL)``), so the provider
+serialises its calls into the module with one process-wide lock and uses one logged-in session; it may be
+called from any thread (the asyncio server calls it through ``asyncio.to_thread``). A token operation is a few
+microseconds in SoftHSM; a network HSM would want a session pool and a module initialised for threads.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchKey, PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import NoSuchKey, NoSuchToken, PKCS11Error, UserAlreadyLoggedIn
 
 from gpchannel.crypto.ciphers import KeyMaterial
 from gpchannel.crypto.diversification import Diversification
@@ -64,9 +66,11 @@ _DERIVED_CACHE = 256
 _LABEL_PREFIX = "gpchannel"
 
 # PKCS#11 login is per application and token: providers on the same token share one login session, closed (which
-# logs out) when the last of them closes.
+# logs out) when the last of them closes. python-pkcs11 initialises the module with C_Initialize(NULL), which
+# tells it that the application does not call it from several threads at once (PKCS#11 v2.40 5.4): every call
+# into the module holds this lock.
 _LOGINS: dict[tuple[str, str], list[Any]] = {}
-_LOGINS_LOCK = threading.Lock()
+_TOKEN_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +162,6 @@ class Pkcs11Key:
         return self._provider._run(self._ref, lambda k: bytes(k.sign(data, mechanism=Mechanism.AES_CMAC)))
 
 
-class _ThreadState(threading.local):
-    session: Any = None
-    objects: dict[_Stored, Any]
-    derived: OrderedDict[_Derived, Any]
-
-    def __init__(self) -> None:
-        self.objects = {}
-        self.derived = OrderedDict()
-
-
 class Pkcs11KeyProvider(BaseKeyProvider):
     """Keys in the PKCS#11 token labelled ``token_label`` of the module ``lib_path`` (see the module docstring).
 
@@ -181,7 +175,7 @@ class Pkcs11KeyProvider(BaseKeyProvider):
         try:
             self._lib = pkcs11.lib(lib_path)
             self._token = self._lib.get_token(token_label=token_label)
-            with _LOGINS_LOCK:
+            with _TOKEN_LOCK:
                 entry = _LOGINS.get(self._login_key)
                 if entry is None:
                     try:
@@ -191,31 +185,23 @@ class Pkcs11KeyProvider(BaseKeyProvider):
                     _LOGINS[self._login_key] = entry
                 entry[1] += 1
                 self._login = entry[0]
-        except NoSuchKey:
+        except NoSuchToken:
             raise KeyProviderError(f"no PKCS#11 token labelled {token_label!r} in {lib_path}") from None
         except (PKCS11Error, RuntimeError, OSError) as exc:
             raise KeyProviderError(f"cannot open the PKCS#11 token {token_label!r} ({lib_path}): {exc!r}") from None
         self.token_label = token_label
-        self._lock = threading.Lock()
-        self._sessions: list[Any] = []
-        self._local = _ThreadState()
-        self._main_thread = threading.get_ident()
-        self._local.session = self._login
+        self._objects: dict[_Stored, Any] = {}
+        self._derived: OrderedDict[_Derived, Any] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Pkcs11KeyProvider(token {self.token_label!r})"
 
     def close(self) -> None:
-        """Close the per-thread sessions, then (if no other provider on this token is open) the login session,
-        which logs out. Idempotent."""
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            try:
-                session.close()
-            except PKCS11Error:
-                pass
-        with _LOGINS_LOCK:
+        """Forget the objects and (if no other provider on this token is open) close the login session, which
+        logs out. Idempotent."""
+        with _TOKEN_LOCK:
+            self._objects.clear()
+            self._derived.clear()
             entry = _LOGINS.get(self._login_key)
             if entry is None or entry[0] is not self._login:
                 return  # closed already
@@ -223,48 +209,38 @@ class Pkcs11KeyProvider(BaseKeyProvider):
             if entry[1] > 0:
                 return
             del _LOGINS[self._login_key]
-        try:
-            self._login.close()
-        except PKCS11Error:
-            pass
+            try:
+                self._login.close()
+            except PKCS11Error:
+                pass
 
-    # -- sessions and objects -------------------------------------------------------------------------------------
-    def _session(self) -> Any:
-        state = self._local
-        if state.session is None:
-            session = self._token.open(rw=True)  # the application is logged in: no PIN again
-            with self._lock:
-                self._sessions.append(session)
-            state.session = session
-        return state.session
-
+    # -- objects ------------------------------------------------------------------------------------------------
     def _object(self, ref: _Ref) -> Any:
-        state = self._local
-        session = self._session()
+        """The token object of ``ref`` (found by label, or derived and kept in a small cache); under the lock."""
         if isinstance(ref, _Stored):
-            obj = state.objects.get(ref)
+            obj = self._objects.get(ref)
             if obj is None:
                 try:
-                    obj = session.get_key(object_class=ObjectClass.SECRET_KEY, label=ref.label)
+                    obj = self._login.get_key(object_class=ObjectClass.SECRET_KEY, label=ref.label)
                 except NoSuchKey:
                     raise KeyNotFound(f"the token {self.token_label!r} has no key labelled {ref.label!r}") from None
-                state.objects[ref] = obj
+                self._objects[ref] = obj
             return obj
-        obj = state.derived.get(ref)
+        obj = self._derived.get(ref)
         if obj is not None:
-            state.derived.move_to_end(ref)
+            self._derived.move_to_end(ref)
             return obj
-        master = self._object(ref.master)
-        obj = _derive(master, ref)
-        state.derived[ref] = obj
-        if len(state.derived) > _DERIVED_CACHE:
-            _, old = state.derived.popitem(last=False)
+        obj = _derive(self._object(ref.master), ref)
+        self._derived[ref] = obj
+        if len(self._derived) > _DERIVED_CACHE:
+            _, old = self._derived.popitem(last=False)
             old.destroy()
         return obj
 
     def _run(self, ref: _Ref, operation: Callable[[Any], _T]) -> _T:
         try:
-            return operation(self._object(ref))
+            with _TOKEN_LOCK:
+                return operation(self._object(ref))
         except PKCS11Error as exc:
             raise KeyProviderError(f"the token refused the operation: {type(exc).__name__}") from None
 
@@ -285,13 +261,13 @@ class Pkcs11KeyProvider(BaseKeyProvider):
             return
         if not isinstance(label, str):
             return
-        session = self._session()
-        try:
-            for obj in session.get_objects({Attribute.LABEL: label}):
-                obj.destroy()
-        except PKCS11Error:
-            pass
-        self._local.objects.pop(_Stored(label), None)
+        with _TOKEN_LOCK:
+            try:
+                for obj in self._login.get_objects({Attribute.LABEL: label}):
+                    obj.destroy()
+            except PKCS11Error:
+                pass
+            self._objects.pop(_Stored(label), None)
 
     def _store_key(self, card_id: int, purpose: KeyPurpose, kvn: int, key: bytes, algorithm: str) -> bytes:
         family, _ = parse_algorithm(algorithm, purpose)
@@ -327,7 +303,8 @@ class Pkcs11KeyProvider(BaseKeyProvider):
                 Attribute.UNWRAP: False,
             }
         try:
-            self._session().create_object(template)
+            with _TOKEN_LOCK:
+                self._login.create_object(template)
         except PKCS11Error as exc:
             raise KeyProviderError(f"the token refused to import a {family.value} key: {type(exc).__name__}") from None
         doc = {"v": 1, "pkcs11": label, "type": family.value, "len": len(key)}
