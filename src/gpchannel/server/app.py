@@ -124,6 +124,7 @@ async def run_server(
         services = await asyncio.to_thread(open_services, config)
     admin_server: asyncio.Server | None = None
     runner: web.AppRunner | None = None
+    worker: asyncio.Task[Any] | None = None
     sessions = AdminSessions(services)
     try:
         for path in config.profiles:
@@ -145,10 +146,22 @@ async def run_server(
             await site.start()
             api = _bound_site(runner)
             _log.info("admin (PSK-TLS) on %s:%d, job API on http://%s:%d", *admin, *api)
+        worker = _start_worker(services, stop)
         if on_ready is not None:
             on_ready(ServerAddresses(admin, api))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({stopping, *([worker] if worker else [])}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if worker is not None and worker.done() and not stop.is_set():
+            worker.result()  # the worker failed (raises) or returned on its own
+            if config.worker_only:
+                return
+            _log.warning("the SCP80 worker ended on its own; the admin listener and the API go on")
+            await stop.wait()
     finally:
+        stop.set()
         if admin_server is not None:
             admin_server.close()
         await sessions.close()
@@ -156,9 +169,42 @@ async def run_server(
             await admin_server.wait_closed()
         if runner is not None:
             await runner.cleanup()
+        if worker is not None:
+            await _settle(worker)
         if own:
             await asyncio.to_thread(services.repository.close)
         _log.info("server stopped (pid %d)", os.getpid())
+
+
+def _start_worker(services: ServerServices, stop: asyncio.Event) -> asyncio.Task[Any] | None:
+    """The campaign workers this process runs: with ``worker_only``, the scale-out worker (server/worker.py, H;
+    it needs an SMSC); else, with ``--smpp``, the SCP80 worker of the campaigns (server/scp80_worker.py, G)."""
+    config = services.config
+    if config.worker_only:
+        from gpchannel.server.worker import run_worker  # lazily: SMPP and the campaign code
+
+        return asyncio.create_task(run_worker(services, stop=stop), name="gpchannel-worker")
+    if config.smpp:
+        from gpchannel.server.scp80_worker import run_scp80_worker
+
+        return asyncio.create_task(
+            run_scp80_worker(services, owner=config.owner, stop=stop), name="gpchannel-scp80-worker"
+        )
+    return None
+
+
+async def _settle(worker: asyncio.Task[Any]) -> None:
+    """Wait for the worker to see ``stop``; its failure was raised already or is logged here."""
+    if worker.done():
+        if not worker.cancelled():
+            worker.exception()  # raised by run_server already; marks it retrieved
+        return
+    try:
+        await worker
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _log.exception("the campaign worker failed")
 
 
 def _bound(server: asyncio.Server) -> tuple[str, int]:
