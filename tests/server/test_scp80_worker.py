@@ -4,6 +4,7 @@ check refusing a reused counter (status 02); receipts; expanded and compact scri
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -238,3 +239,51 @@ def test_undelivered_sms_is_retried_with_a_new_counter(tmp_path: Path) -> None:
 
     run(scenario(), timeout=60)
     assert repo.counter(record.id, 1) == 2  # two packets built, two counters: none reused
+
+
+def test_campaign_through_the_api_of_a_server_with_an_smsc(tmp_path: Path) -> None:
+    """`gpchannel server --smpp`: the inventory and the campaign go in through the JSON API, the server's own
+    SCP80 worker sends through the bridge, the progress and the results come back through the API."""
+    from gpchannel.emulator.fleet import generate_fleet, write_inventory
+    from tests.server.campaign_support import store
+
+    fleet = generate_fleet(tmp_path / "fleet", 3)
+    write_inventory(fleet, tmp_path / "inventory.csv")
+    services = store(tmp_path)
+    inventory = (tmp_path / "inventory.csv").read_text()
+
+    async def scenario() -> None:
+        async with bridge_for(fleet) as bridge:
+            smsc = (f"127.0.0.1:{bridge.port}",)
+            async with running(services, smpp=smsc, source_addr="4912345") as server, aiohttp.ClientSession() as http:
+                api = f"{server.api_url}/api/v1"
+                body = {
+                    "name": "rfm <spn>",
+                    "transport": "scp80",
+                    "apdus": [SELECT_SPN, UPDATE_SPN, READ_SPN],
+                    "target": RFM_TAR,
+                    "inventory": {"format": "csv", "data": inventory},
+                    "settings": {"rate": 50, "burst": 5},
+                }
+                async with http.post(f"{api}/campaigns", json=body) as reply:
+                    assert reply.status == 201, await reply.text()
+                    created = await reply.json()
+                assert created["progress"]["total"] == 3 and created["settings"]["rate"] == 50
+                for _ in range(600):
+                    async with http.get(f"{api}/campaigns/{created['id']}") as reply:
+                        state = await reply.json()
+                    if state["state"] == "finished":
+                        break
+                    await asyncio.sleep(0.05)
+                assert state["progress"]["done"] == 3, state
+                async with http.get(f"{api}/campaigns/{created['id']}/results?state=done") as reply:
+                    rows = (await reply.json())["results"]
+                assert {r["msisdn"] for r in rows} == {c.msisdn for c in fleet}
+                assert all(
+                    r["results"][-1] == {"command": READ_SPN, "response": "41424344", "sw": "9000"} for r in rows
+                )
+                async with http.get(f"{server.api_url}/") as reply:
+                    page = await reply.text()
+                assert "rfm &lt;spn&gt;" in page and "<spn>" not in page  # escaped
+
+    run(scenario(), timeout=120)

@@ -783,33 +783,32 @@ class Scp80Worker:
 async def run_scp80_worker(services: ServerServices, *, owner: str, stop: asyncio.Event) -> None:
     """The SCP80 worker of a server process, bound to the SMSC of ``services.config`` until ``stop`` is set.
 
-    Configuration (ServerConfig): ``smpp`` (first ``host:port``), ``smpp_system_id``, ``smpp_password``,
-    ``source_addr`` and the campaign defaults (``campaign_defaults``: a :class:`CampaignSettings` mapping);
-    missing attributes take the defaults here. Does nothing when no SMSC is configured.
+    ServerConfig: ``smpp`` (the first ``host:port``), ``smpp_system_id``, ``smpp_password``, ``source_addr``, and
+    the campaign defaults ``campaign_rate``, ``campaign_max_attempts``, ``campaign_por_timeout`` (for jobs without
+    a campaign and the keys a campaign's settings leave out). Returns at once when no SMSC is configured. The bind
+    is made at the first send and again whenever it is lost.
     """
     from gpchannel.server.config import parse_address
     from gpchannel.smpp.client import OtaSmppClient
 
     config = services.config
-    addresses = tuple(getattr(config, "smpp", ()) or ())
-    if not addresses:
+    if not config.smpp:
         _log.info("no SMSC configured (--smpp): no SCP80 worker")
         return
-    host, port = parse_address(addresses[0], 2775)
-    system_id = str(getattr(config, "smpp_system_id", "gpchannel") or "gpchannel")
-    password = str(getattr(config, "smpp_password", "") or "")
-    source = str(getattr(config, "source_addr", "") or "0")
-    raw_defaults = getattr(config, "campaign_defaults", None)
-    defaults = CampaignSettings.from_dict(raw_defaults) if isinstance(raw_defaults, Mapping) else CampaignSettings()
-    settings = WorkerSettings(
-        defaults=defaults,
-        link_rate=float(getattr(config, "smpp_rate", 100.0) or 100.0),
+    host, port = parse_address(config.smpp[0], 2775)
+    defaults = CampaignSettings(
+        rate=config.campaign_rate,
+        max_attempts=config.campaign_max_attempts,
+        por_timeout=config.campaign_por_timeout,
     )
 
     async def connect() -> SmsLink:
-        return await OtaSmppClient.connect(host, port, system_id, password, source_addr=source)
+        return await OtaSmppClient.connect(
+            host, port, config.smpp_system_id, config.smpp_password, source_addr=config.source_addr
+        )
 
-    worker = Scp80Worker(services, None, owner=owner, settings=settings, connect=connect)
+    worker = Scp80Worker(services, None, owner=owner, settings=WorkerSettings(defaults=defaults), connect=connect)
+    _log.info("SCP80 worker %s: SMSC %s:%d as %r", owner, host, port, config.smpp_system_id)
     try:
         await worker.run(stop)
     finally:
