@@ -398,25 +398,42 @@ def envelopes(trigger: bytes, counter: int) -> list[bytes]:
     return out
 
 
-def test_trigger_in_an_sms_starts_a_background_session(tmp_path: Path) -> None:
+def _tlv(tag: int, value: bytes) -> bytes:
+    assert len(value) < 0x80
+    return bytes((tag, len(value))) + value
+
+
+def full_trigger(port: int) -> bytes:
+    """Table 3-3 written by hand: 84 (3C TCP + port, 3E IPv4 127.0.0.1), 89 (8B agent ID, 8C URI)."""
+    connection = _tlv(0x3C, b"\x02" + port.to_bytes(2, "big")) + _tlv(0x3E, bytes.fromhex("217F000001"))
+    http = _tlv(0x8B, b"agent-from-sms") + _tlv(0x8C, b"/from/sms")
+    return _tlv(0x81, _tlv(0x83, _tlv(0x84, connection) + _tlv(0x89, http)))
+
+
+@pytest.mark.parametrize("kind", ["defaults-81-00", "address-in-trigger"])
+def test_trigger_in_an_sms_starts_a_background_session(tmp_path: Path, kind: str) -> None:
     async def scenario() -> tuple[SessionSummary, MiniRas]:
         ras = MiniRas([Script(CommandScript.of([install_ssd()]).to_bytes())])
         context = PskServerContext(lambda identity: PSK if identity == IDENTITY else None)
         server = await serve_psk(ras.handle, "127.0.0.1", 0, context)
         port = server.sockets[0].getsockname()[1]
-        state = make_state(tmp_path, f"127.0.0.1:{port}")
+        if kind == "defaults-81-00":
+            state, trigger = make_state(tmp_path, f"127.0.0.1:{port}"), bytes.fromhex("8100")
+        else:  # the profile's server is wrong: only the trigger's tag 84 leads to the RAS
+            state, trigger = make_state(tmp_path, "127.0.0.1:1"), full_trigger(port)
         card = load_card(state)
         emulated = EmulatedCard(card)
         runner = AgentRunner(card, emulated.lock, sleep=no_sleep, timeout=10.0)
         emulated.agents = runner
         assert not runner.poll()  # nothing pending yet
-        for apdu in envelopes(bytes.fromhex("8100"), 1):
+        for apdu in envelopes(trigger, 1):
             response = ResponseApdu.from_bytes(emulated.transmit(apdu))
             assert response.sw >> 8 in (0x90, 0x61, 0x91)
         assert runner.thread is not None  # the transmit that completed the trigger started the session
         # The card keeps answering while the session runs in its thread.
         assert emulated.transmit(bytes.fromhex("00A4040008A000000151000000"))[-2:] == b"\x90\x00"
         await asyncio.to_thread(runner.join, 30)
+        await ras.idle()
         server.close()
         await server.wait_closed()
         assert pending_trigger(card.state) is None
@@ -426,6 +443,10 @@ def test_trigger_in_an_sms_starts_a_background_session(tmp_path: Path) -> None:
     summary, ras = asyncio.run(scenario())
     assert summary.status is SessionStatus.COMPLETED and summary.scripts == 1
     assert [r.sw for r in ras.results(0).responses] == [0x9000]
+    if kind == "address-in-trigger":
+        assert (ras.requests[0].uri, ras.requests[0].agent_from) == ("/from/sms", "agent-from-sms")
+    else:
+        assert (ras.requests[0].uri, ras.requests[0].agent_from) == ("/gp/admin", "//se-id/iccid/8988211000000000001")
 
 
 # --------------------------------------------------------------------------------------------- openssl
