@@ -209,6 +209,16 @@ def test_protocol_level_errors_are_json(services: ServerServices) -> None:
     run(services, scenario)
 
 
+def test_identity_and_iccid_of_two_cards_is_409(services: ServerServices) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        await add_card(client)
+        await post(client, "/cards", {"iccid": "8988211000000000002", "psk_identity": "card-two"}, 201)
+        error = await post(client, "/cards", {"iccid": "8988211000000000002", "psk_identity": IDENTITY}, 409)
+        assert "two cards" in error["error"]
+
+    run(services, scenario)
+
+
 def test_other_psk_key_version(services: ServerServices) -> None:
     async def scenario(client: TestClient[Any, Any]) -> None:
         body = {"psk_identity": "kvn-card", "psk": os.urandom(32).hex(), "psk_kvn": 0x40}

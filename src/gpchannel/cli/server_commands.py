@@ -162,6 +162,8 @@ def server(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if worker_only and not smpp:
+        raise click.UsageError("--worker-only needs --smpp HOST:PORT (the SMSC its SCP80 worker sends through)")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter at every start

@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.errors import DecodeError
+from gpchannel.errors import DecodeError, RepositoryError
 from gpchannel.server.config import ServerServices
 from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
 
@@ -258,7 +258,10 @@ async def _post_card(request: web.Request) -> web.Response:
         existing = await asyncio.to_thread(repo.card_by_iccid, iccid)
     if existing is None and identity is not None:
         existing = await asyncio.to_thread(repo.card_by_identity, identity)
-    card_id = await asyncio.to_thread(lambda: repo.upsert_card(iccid=iccid, psk_identity=identity, msisdn=msisdn))
+    try:
+        card_id = await asyncio.to_thread(lambda: repo.upsert_card(iccid=iccid, psk_identity=identity, msisdn=msisdn))
+    except RepositoryError as exc:  # the ICCID and the identity belong to two different cards
+        _fail(409, str(exc))
     if psk is not None:
         await asyncio.to_thread(services.keys.store_card_keys, card_id, {("psk", kvn): (psk, "psk")})
     card = await asyncio.to_thread(repo.card, card_id)
