@@ -453,8 +453,9 @@ def test_trigger_in_an_sms_starts_a_background_session(tmp_path: Path, kind: str
 
 
 @pytest.mark.openssl
-def test_handshake_with_openssl_s_server(tmp_path: Path) -> None:
-    """Our agent against ``openssl s_server -psk ... -nocert -tls1_2 -cipher PSK-AES128-CBC-SHA256``: the
+@pytest.mark.parametrize("cipher", ["PSK-AES128-CBC-SHA256", "PSK-AES128-GCM-SHA256"])
+def test_handshake_with_openssl_s_server(tmp_path: Path, cipher: str) -> None:
+    """Our agent against ``openssl s_server -psk ... -nocert -tls1_2 -cipher <suite>`` (both default suites): the
     handshake completes with the card's PSK and identity and the first POST reaches s_server (which prints
     what it receives); s_server then quits, the agent sees the connection end and stops (no retry)."""
     openssl = shutil.which("openssl")
@@ -462,7 +463,7 @@ def test_handshake_with_openssl_s_server(tmp_path: Path) -> None:
         pytest.fail("openssl is not installed (apt package openssl)")
     proc = subprocess.Popen(
         [openssl, "s_server", "-accept", "127.0.0.1:0", "-psk", PSK.hex(), "-psk_identity", IDENTITY.decode(),
-         "-nocert", "-tls1_2", "-cipher", "PSK-AES128-CBC-SHA256", "-naccept", "1", "-ign_eof"],
+         "-nocert", "-tls1_2", "-cipher", cipher, "-naccept", "1", "-ign_eof"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -494,6 +495,7 @@ def test_handshake_with_openssl_s_server(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     text = "".join(received)
+    assert f"CIPHER is {cipher}" in text  # s_server runs -tls1_2 only
     assert "POST /gp/admin HTTP/1.1" in text
     assert "X-Admin-Protocol: globalplatform-remote-admin/1.0" in text
     assert "X-Admin-From: //se-id/iccid/8988211000000000001" in text
