@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import ota_packets, pcsc, scp
+from bench import ota_packets, pcsc, scp, tls
 from gpchannel.errors import TransportError
 
 
@@ -19,6 +19,12 @@ def main() -> None:
     print("== SCP80 OTA packets (sans-I/O core) ==")
     for line in ota_packets.run(args.seconds):
         print(line.line())
+    print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential) ==")
+    try:
+        for line in tls.run(args.seconds):
+            print(line.line())
+    except TransportError as exc:
+        print(f"skipped: {exc}")
     print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")
     try:
         pcsc_lines, how = pcsc.run(args.pcsc_apdus)
