@@ -21,6 +21,7 @@ from gpchannel.ram.admin import (
 def test_protocol_value() -> None:
     assert ADMIN_PROTOCOL == "globalplatform-remote-admin/1.0"
     assert parse_protocol(" globalplatform-remote-admin/1.0 ") == ADMIN_PROTOCOL
+    assert parse_protocol("GlobalPlatform-Remote-Admin/1.0") == ADMIN_PROTOCOL
 
 
 @pytest.mark.parametrize("value", [None, "", "globalplatform-remote-admin/2.0", "globalplatform-remote-admin/1.1.1"])

@@ -11,6 +11,7 @@ from gpchannel.ota.remote_apdu import CommandScript, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.client import AdminClientConnection, AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
+from tests.ram.test_server import ERRORS
 
 ISD = TargetedApplication(bytes.fromhex("A000000151000000"))
 
@@ -97,4 +98,18 @@ def test_wrong_family_answer_gets_415_and_the_card_sees_it() -> None:
         server.next_request()
     event = to_card(card, server.send_error(info.value.status, str(info.value)))
     assert isinstance(event, AdminServerError) and event.status == 415 and event.reason == "Unsupported Media Type"
+    assert card.closed and server.closed
+
+
+@pytest.mark.parametrize(("raw", "status"), [(raw, status) for _, raw, status in ERRORS], ids=[e[0] for e in ERRORS])
+def test_every_error_status_reaches_the_card(raw: bytes, status: int) -> None:
+    server = AdminServerConnection()
+    server.receive_data(raw)
+    with pytest.raises(AdminProtocolError) as info:
+        server.next_request()
+    card = AdminClientConnection(host="ras", agent_from=None)
+    card.first_post("/ras")  # the card's side of the exchange: it waits for an answer
+    event = to_card(card, server.send_error(info.value.status, str(info.value)))
+    assert isinstance(event, AdminServerError)
+    assert event.status == status and event.reason and event.detail
     assert card.closed and server.closed

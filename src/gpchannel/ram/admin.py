@@ -136,14 +136,15 @@ class ScriptStatus(Enum):
 def parse_protocol(header: str | None, supported: tuple[str, ...] = (ADMIN_PROTOCOL,)) -> str:
     """Check an ``X-Admin-Protocol`` value; missing or not in ``supported`` raises AdminProtocolError(400).
 
-    The comparison is exact after trimming spaces (the value is a token/version pair, not free text).
+    The comparison ignores case and surrounding spaces; the supported spelling is returned.
     """
     if header is None:
         raise AdminProtocolError(f"missing {HEADER_PROTOCOL} header", status=400)
-    value = header.strip()
-    if value not in supported:
-        raise AdminProtocolError(f"unsupported {HEADER_PROTOCOL} {value!r} (supported: {', '.join(supported)})")
-    return value
+    value = header.strip().lower()
+    for candidate in supported:
+        if candidate.lower() == value:
+            return candidate
+    raise AdminProtocolError(f"unsupported {HEADER_PROTOCOL} {header.strip()!r} (supported: {', '.join(supported)})")
 
 
 def parse_resume(header: str | None) -> bool:

@@ -19,7 +19,8 @@ Choices on the points no available source settles (ota-notes F.8):
   citing Amendment B 3.7.3. An optional last byte is kept as ``sha_type``; anything else is refused.
 - Tag 86: the retry waiting delay is a TS 102 223 8.38 Timer value TLV (tag A5, or 25 without the CR bit; length
   03; hour, minute, second). TS 102 223 codes each byte in semi-octets like the TS 23.040 SCTS (``30`` minutes is
-  ``03``): that is what :meth:`RetryPolicy.to_bytes` writes by default. njiwa writes plain binary bytes instead;
+  ``03``; from memory of the spec, whose text was not available here): that is what :meth:`RetryPolicy.to_bytes`
+  writes by default. njiwa writes plain binary bytes instead; pySim keeps the five bytes opaque;
   on decoding, bytes that are not valid semi-octets (a nibble over 9, or a minute/second over 59) are read as
   binary, and :attr:`RetryPolicy.timer_coding` records which coding was read so that encoding gives the same
   bytes back. Bytes valid in both codings are read as semi-octets (njiwa's 65 s, ``00 01 05``, reads as 10 min
