@@ -580,3 +580,22 @@ def test_parameters_from_the_trigger_override_the_profile() -> None:
     assert (p.host, p.port, p.uri) == ("127.0.0.2", 9, "/y")
     with pytest.raises(ProfileError, match="psk"):
         SessionParameters.resolve(load_profile(profile_text()))
+
+
+def test_etsi_content_type_reaches_an_application_or_a_tar(tmp_path: Path) -> None:
+    """TS 102 226 Annex B: the ETSI media types may target any application (here the echo applet, which
+    answers with the command data) or an AID whose bytes 13-15 are a TAR; an AID that is neither is unknown."""
+    card = load_card(make_state(tmp_path))
+    echo = bytes.fromhex("A0000000871002FF49FF0589")
+    unknown_tar = bytes.fromhex("A0000000090003FFFFFFFF89B0FFFFFF")
+    echo_apdu = CommandApdu(0x80, 0x10, 0, 0, b"hello")
+    ras = MiniRas(
+        [
+            Script(CommandScript.of([echo_apdu]).to_bytes(), ContentType.ETSI_COMMAND, TargetedApplication(echo)),
+            Script(CommandScript.of([READ_SPN]).to_bytes(), ContentType.ETSI_COMMAND, TargetedApplication(unknown_tar)),
+        ]
+    )
+    summary = run_agent(card, ras)
+    assert summary.status is SessionStatus.COMPLETED
+    assert ras.results(0).responses[0] == ResponseApdu(b"hello", 0x9000)
+    assert ras.responses[1][0].script_status is ScriptStatus.UNKNOWN_APPLICATION
