@@ -63,6 +63,7 @@ __all__ = ["Pkcs11Key", "Pkcs11KeyProvider"]
 
 _T = TypeVar("_T")
 _DERIVED_CACHE = 256
+_OBJECT_CACHE = 4096
 _LABEL_PREFIX = "gpchannel"
 
 # PKCS#11 login is per application and token: providers on the same token share one login session, closed (which
@@ -190,7 +191,7 @@ class Pkcs11KeyProvider(BaseKeyProvider):
         except (PKCS11Error, RuntimeError, OSError) as exc:
             raise KeyProviderError(f"cannot open the PKCS#11 token {token_label!r} ({lib_path}): {exc!r}") from None
         self.token_label = token_label
-        self._objects: dict[_Stored, Any] = {}
+        self._objects: OrderedDict[_Stored, Any] = OrderedDict()
         self._derived: OrderedDict[_Derived, Any] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -216,15 +217,20 @@ class Pkcs11KeyProvider(BaseKeyProvider):
 
     # -- objects ------------------------------------------------------------------------------------------------
     def _object(self, ref: _Ref) -> Any:
-        """The token object of ``ref`` (found by label, or derived and kept in a small cache); under the lock."""
+        """The token object of ``ref``: found by label (handles kept in an LRU of 4096) or derived (session
+        objects, an LRU of 256, destroyed when they leave it); under the lock."""
         if isinstance(ref, _Stored):
             obj = self._objects.get(ref)
-            if obj is None:
-                try:
-                    obj = self._login.get_key(object_class=ObjectClass.SECRET_KEY, label=ref.label)
-                except NoSuchKey:
-                    raise KeyNotFound(f"the token {self.token_label!r} has no key labelled {ref.label!r}") from None
-                self._objects[ref] = obj
+            if obj is not None:
+                self._objects.move_to_end(ref)
+                return obj
+            try:
+                obj = self._login.get_key(object_class=ObjectClass.SECRET_KEY, label=ref.label)
+            except NoSuchKey:
+                raise KeyNotFound(f"the token {self.token_label!r} has no key labelled {ref.label!r}") from None
+            self._objects[ref] = obj
+            if len(self._objects) > _OBJECT_CACHE:
+                self._objects.popitem(last=False)  # a handle only: the token object stays
             return obj
         obj = self._derived.get(ref)
         if obj is not None:
