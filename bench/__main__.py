@@ -34,6 +34,13 @@ def main() -> None:
         print(f"({how})")
         for line in pcsc_lines:
             print(line.line())
+    print("== SCP80 packets: keys in the DB vs in a PKCS#11 token (bench/keys.py) ==")
+    from bench import keys
+
+    try:
+        print("\n".join(line.line() for line in keys.run(args.seconds)))
+    except TransportError as exc:
+        print(f"skipped: {exc}")
     print("== SCP81: card agents -> gpchannel server over PSK-TLS (bench/scp81.py) ==")
     from bench import scp81
 
