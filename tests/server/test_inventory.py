@@ -245,3 +245,20 @@ def test_the_fleet_inventory_imports(tmp_path: Path, store: tuple[Repository, Db
         assert card is not None
         keyset = keys.scp80_keyset(card, fleet.settings.kvn)
         assert (keyset.kic_key, keyset.kid_key, keys.psk(card)) == (fleet_card.kic, fleet_card.kid, fleet_card.psk)
+
+
+def test_resolved_json_carries_the_derived_keys(store: tuple[Repository, DbKeyProvider]) -> None:
+    from gpchannel.server.inventory import has_references, resolved_json
+
+    repo, keys = store
+    master = bytes.fromhex(K16)
+    cards = parse_inventory(f"{HEADER}\n{_row(kic='master:Fleet', kid='master:Fleet', counter='3')}\n")
+    assert has_references(cards) and not has_references(parse_inventory(GOOD_CSV))
+    text = resolved_json(cards, {"FLEET": master})  # labels match whatever their case
+    assert "master:" not in text
+    plain = parse_inventory(text)
+    assert not has_references(plain)
+    import_inventory(repo, keys, plain)
+    card = repo.card_by_iccid("8988211000000000001")
+    assert card is not None and repo.counter(card.id, 1) == 3
+    assert keys.scp80_keyset(card, 1).kic_key == bytes.fromhex("7A7879E6A8882869957CA7B03A9AF45E")

@@ -64,9 +64,11 @@ __all__ = [
     "InventoryCard",
     "InventoryKeySet",
     "diversify_card_key",
+    "has_references",
     "import_inventory",
     "parse_inventory",
     "read_inventory",
+    "resolved_json",
 ]
 
 CARD_COLUMNS = ("iccid", "msisdn", "psk_identity", "psk", "psk_kvn")
@@ -115,6 +117,8 @@ class KeyValue:
             return self.key
         assert self.master is not None
         secret = masters.get(self.master)
+        if secret is None:  # labels match case-insensitively (environment variable names are upper case)
+            secret = {k.lower(): v for k, v in masters.items()}.get(self.master.lower())
         if secret is None:
             raise InventoryError(f"no master key named {self.master!r} was given", field=purpose.lower())
         if iccid is None:
@@ -397,6 +401,44 @@ def read_inventory(path: str | Path) -> list[InventoryCard]:
     except OSError as exc:
         raise InventoryError(f"cannot read {file}: {exc.strerror}") from None
     return parse_inventory(raw, format="json" if file.suffix.lower() == ".json" else None)
+
+
+def has_references(cards: Sequence[InventoryCard]) -> bool:
+    """Whether any key of ``cards`` is a ``master:LABEL`` reference."""
+    values = [c.psk for c in cards] + [k for c in cards for ks in c.keysets for k in (ks.kic, ks.kid)]
+    return any(v is not None and v.master is not None for v in values)
+
+
+def resolved_json(cards: Sequence[InventoryCard], masters: Mapping[str, bytes]) -> str:
+    """``cards`` as a JSON inventory with every ``master:LABEL`` reference replaced by the derived key (what the
+    command line sends to a server that does not hold the master keys). The text holds keys: send it over the
+    local API only, never log it."""
+    out: list[dict[str, Any]] = []
+    for card in cards:
+        keys = _resolve(card, masters)
+        item: dict[str, Any] = {
+            k: v
+            for k, v in (("iccid", card.iccid), ("msisdn", card.msisdn), ("psk_identity", card.psk_identity))
+            if v is not None
+        }
+        if card.psk is not None:
+            item["psk"] = keys[("psk", card.psk_kvn)][0].hex().upper()
+            item["psk_kvn"] = card.psk_kvn
+        item["keysets"] = [
+            {
+                "kvn": ks.kvn,
+                "kic": keys[("kic", ks.kvn)][0].hex().upper(),
+                "kic_algorithm": ks.kic_algorithm,
+                "kid": keys[("kid", ks.kvn)][0].hex().upper(),
+                "kid_algorithm": ks.kid_algorithm,
+                "tar": ks.tar.hex().upper(),
+                "spi": ks.spi.hex().upper(),
+                **({"counter": ks.counter} if ks.counter is not None else {}),
+            }
+            for ks in card.keysets
+        ]
+        out.append(item)
+    return json.dumps({"cards": out})
 
 
 # --------------------------------------------------------------------------------------------- import
