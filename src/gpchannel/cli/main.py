@@ -23,6 +23,8 @@ import click
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
 from gpchannel.cli.bridge_commands import bridge as bridge_command
+from gpchannel.cli.campaign_commands import campaign as campaign_group
+from gpchannel.cli.campaign_commands import inventory as inventory_group
 from gpchannel.cli.card_commands import card as card_group
 from gpchannel.cli.delegated import (
     dap_options,
@@ -561,6 +563,8 @@ cli.add_command(scp10_group)
 cli.add_command(fleet_group)
 cli.add_command(server_command)
 cli.add_command(ram_group)
+cli.add_command(campaign_group)
+cli.add_command(inventory_group)
 
 
 def main(argv: list[str] | None = None) -> None:
