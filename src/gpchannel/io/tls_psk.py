@@ -48,6 +48,18 @@ __all__ = [
     "TlsVersion",
 ]
 
+_NEEDED = (
+    "SSL_CTX_set_psk_server_callback",
+    "SSL_CTX_set_psk_client_callback",
+    "SSL_CTX_set_info_callback",
+    "BIO_s_mem",
+    "BIO_set_mem_eof_return",
+    "SSL_get_cipher_list",
+)
+_missing = [name for name in _NEEDED if not hasattr(lib, name)]
+if _missing:  # pragma: no cover - depends on the installed cryptography build
+    raise ImportError(f"gpchannel.io.tls_psk: cryptography's OpenSSL binding lacks {_missing} (pyOpenSSL too old?)")
+
 PskLookup = Callable[[bytes], bytes | None]
 """identity -> PSK; None = unknown identity (the handshake fails with ``unknown_psk_identity``)."""
 
