@@ -35,7 +35,7 @@ to log (there is nobody left to answer).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 
 import h11
@@ -118,10 +118,8 @@ class AdminServerConnection:
         self._supported = supported_protocols
         self._max_header_bytes = max_header_bytes
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
-        self._request: h11.Request | None = None
         self._body = bytearray()
-        self._meta: tuple[str, str | None, bool, ContentType | None, ScriptStatus | None, str, str | None] | None
-        self._meta = None
+        self._head: AdminRequest | None = None  # the request being read, without its body yet
         self._family: ContentFamily | None = None
         self._awaiting_response = False
         self._error: AdminProtocolError | None = None
@@ -180,7 +178,6 @@ class AdminServerConnection:
         return error
 
     def _start(self, request: h11.Request) -> None:
-        self._request = request
         self._body.clear()
         method = request.method.decode("ascii", "replace")
         if method != "POST":
@@ -209,29 +206,29 @@ class AdminServerConnection:
         status_header = headers.get(HEADER_SCRIPT_STATUS.lower())
         script_status = None if status_header is None else ScriptStatus.parse(status_header)
         resume = parse_resume(headers.get(HEADER_RESUME.lower()))
-        uri = request.target.decode("ascii", "replace")
-        self._meta = (
-            uri,
-            headers.get(HEADER_FROM.lower()),
-            resume,
-            content_type,
-            script_status,
-            protocol,
-            headers.get("host"),
+        self._head = AdminRequest(
+            uri=request.target.decode("ascii", "replace"),
+            agent_from=headers.get(HEADER_FROM.lower()),
+            resume=resume,
+            content_type=content_type,
+            script_status=script_status,
+            body=b"",
+            protocol=protocol,
+            host=headers.get("host"),
         )
 
     def _complete(self) -> AdminRequest:
-        assert self._meta is not None
-        uri, agent, resume, content_type, script_status, protocol, host = self._meta
+        head = self._head
+        assert head is not None
         body = bytes(self._body)
-        if body and content_type is None:
+        if body and head.content_type is None:
             raise AdminProtocolError("a request body without a Content-Type", status=415)
-        if script_status is ScriptStatus.OK and not body:
+        if head.script_status is ScriptStatus.OK and not body:
             raise AdminProtocolError(f"{HEADER_SCRIPT_STATUS}: ok without a response script", status=400)
-        self._meta = None
+        self._head = None
         self._body.clear()
         self._awaiting_response = True
-        return AdminRequest(uri, agent, resume, content_type, script_status, body, protocol, host)
+        return replace(head, body=body)
 
     # ------------------------------------------------------------------ output
     def _require_request(self) -> None:
