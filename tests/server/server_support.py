@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpchannel.codec.apdu import ResponseApdu
-from gpchannel.io.tls_psk import PskClientContext
+from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
 from gpchannel.ota.remote_apdu import CommandScript, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
@@ -88,8 +88,16 @@ class AdminCard:
         self.http = AdminClientConnection(host="127.0.0.1", agent_from=agent_from)
 
     @classmethod
-    async def connect(cls, port: int, identity: str, psk: bytes, agent_from: str | None = "//test") -> AdminCard:
-        stream = await open_psk_stream("127.0.0.1", port, PskClientContext(identity.encode(), psk), timeout=10)
+    async def connect(
+        cls,
+        port: int,
+        identity: str,
+        psk: bytes,
+        agent_from: str | None = "//test",
+        policy: PskTlsPolicy = PskTlsPolicy(),  # noqa: B008 - frozen
+    ) -> AdminCard:
+        context = PskClientContext(identity.encode(), psk, policy)
+        stream = await open_psk_stream("127.0.0.1", port, context, timeout=10)
         return cls(stream, agent_from)
 
     async def event(self) -> AdminEvent:

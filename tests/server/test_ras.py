@@ -19,6 +19,7 @@ import pytest
 
 from gpchannel.codec.apdu import ResponseApdu
 from gpchannel.errors import TlsError
+from gpchannel.io.tls_psk import PskTlsPolicy, TlsVersion
 from gpchannel.ota.remote_apdu import BadFormat, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
 from gpchannel.ram.client import AdminServerError, ScriptDelivery, SessionEnd
@@ -437,3 +438,51 @@ async def _until(predicate: Callable[[], bool]) -> None:
     """Poll the store until ``predicate`` holds (bounded by the scenario's overall timeout)."""
     while not await asyncio.to_thread(predicate):
         await asyncio.sleep(0.02)
+
+
+def test_a_job_sent_by_sms_is_left_to_its_por(services: ServerServices) -> None:
+    """A scp81+sms job the SMS fallback sent as SCP80 (delivery id ``sms-...``) is not an admin delivery: a fresh
+    admin session neither fails it nor resends it, and a POST to its id is 404."""
+    repo = services.repository
+    sms_job = repo.add_job(card_id=card_id(services), transport=Transport.SCP81_SMS, script=[SELECT_ISD])
+    now = datetime.now(UTC)
+    assert [
+        j.id for j in repo.claim_jobs(transports=[Transport.SCP81_SMS], owner="w", limit=1, lease_seconds=60, now=now)
+    ] == [sms_job]
+    repo.mark_sent(sms_job, owner="w", kvn=1, delivery_id=f"sms-{sms_job}-1-w", now=now)
+    admin_job = queue(services, GET_DATA)
+
+    async def scenario() -> None:
+        async with running(services) as server:
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            delivery = await card.first()
+            assert isinstance(delivery, ScriptDelivery) and apdus_of(delivery.script) == [GET_DATA]
+            assert isinstance(await card.run(delivery), SessionEnd)
+            await card.close()
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            error = await card.respond(f"/gp/admin/sms-{sms_job}-1-w", answer(delivery.script), resume=True)
+            assert isinstance(error, AdminServerError) and error.status == 404
+            await card.close()
+
+    run(scenario)
+    record = repo.job(sms_job)
+    assert record is not None and record.state is JobState.SENT and record.reason is None
+    assert repo.job(admin_job).state is JobState.DONE  # type: ignore[union-attr]
+
+
+def test_legacy_tls_only_when_configured(services: ServerServices) -> None:
+    old_card = PskTlsPolicy(
+        ciphers=("PSK-AES128-CBC-SHA",), min_version=TlsVersion.TLS1_1, max_version=TlsVersion.TLS1_1
+    )
+
+    async def scenario() -> None:
+        async with running(services) as server:
+            with pytest.raises(TlsError):
+                await AdminCard.connect(server.admin_port, IDENTITY, PSK, policy=old_card)
+        async with running(services, legacy_tls=True) as server:
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK, policy=old_card)
+            assert card.stream.cipher_name == "PSK-AES128-CBC-SHA" and card.stream.version == "TLSv1.1"
+            assert isinstance(await card.first(), SessionEnd)
+            await card.close()
+
+    run(scenario)

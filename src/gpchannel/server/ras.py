@@ -50,13 +50,15 @@ from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
 from gpchannel.server.config import ServerServices
-from gpchannel.server.repository import ApduResult, CardRecord, JobRecord, JobState
+from gpchannel.server.repository import SCP81_TRANSPORTS, ApduResult, CardRecord, JobRecord, JobState
 
 __all__ = ["OUTCOME_UNKNOWN", "AdminSessions", "results_of"]
 
 _log = logging.getLogger("gpchannel.server.ras")
 
 OUTCOME_UNKNOWN = "outcome unknown: session broken after the script was sent"
+SMS_DELIVERY_PREFIX = "sms-"
+"""Delivery ids of jobs sent by SMS (SCP80; the scp81+sms fallback), which admin sessions leave alone."""
 _RESPONSE_TYPES = frozenset({ContentType.GP_RESPONSE, ContentType.ETSI_RESPONSE})
 
 
@@ -81,6 +83,11 @@ def results_of(job: JobRecord, script: ResponseScript) -> tuple[tuple[ApduResult
         last = f" (last status {responses[done - 1].sw:04X})" if 0 < done <= len(responses) else ""
         return results, JobState.FAILED, f"the card stopped after {done} of {total} commands{last}"
     return results, JobState.DONE, None
+
+
+def _admin_delivery(job: JobRecord) -> bool:
+    """Whether the job's delivery is an admin session's (not an SMS one: scp80_worker's ids start ``sms-``)."""
+    return job.transport in SCP81_TRANSPORTS and not (job.delivery_id or "sms-").startswith(SMS_DELIVERY_PREFIX)
 
 
 @dataclass
@@ -251,8 +258,19 @@ class _Session:
 
     # ---------------------------------------------------------------------------------------------- first POST
 
-    async def _first_post(self, request: AdminRequest) -> bytes:
+    async def _admin_sent_job(self) -> JobRecord | None:
+        """The card's oldest job whose script went out in an admin session and was not acknowledged (a job the
+        SMS fallback of a scp81+sms campaign sent as SCP80 is not one: its PoR settles it)."""
         sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        if sent is None or _admin_delivery(sent):
+            return sent
+        listed = await asyncio.to_thread(
+            functools.partial(self.repo.jobs, card_id=self.card.id, state=JobState.SENT, limit=1000)
+        )
+        return next((job for job in listed if job.transport in SCP81_TRANSPORTS and _admin_delivery(job)), None)
+
+    async def _first_post(self, request: AdminRequest) -> bytes:
+        sent = await self._admin_sent_job()
         if sent is not None and sent.delivery_id is not None:
             if request.resume:
                 _log.info(
@@ -275,7 +293,7 @@ class _Session:
     async def _after_duplicate(self) -> bytes:
         """The card re-POSTed a response that was stored already: it never saw our answer to it, so a job that
         answer delivered (``sent``, not acknowledged) never reached the card: send that same delivery again."""
-        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        sent = await self._admin_sent_job()
         if sent is not None and sent.delivery_id is not None:
             _log.info(
                 "%s: delivery %s (job %d) was in the lost answer: sent again", self._where(), sent.delivery_id, sent.id
@@ -330,11 +348,10 @@ class _Session:
         """This card's job of that delivery (``sent`` or already final), None if it is not this card's."""
         if self.pending is not None and self.pending.delivery_id == delivery_id:
             return self.pending
-        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
-        if sent is not None and sent.delivery_id == delivery_id:
-            return sent
         job = await asyncio.to_thread(self.repo.job_by_delivery, delivery_id)
-        return job if job is not None and job.card_id == self.card.id else None
+        if job is None or job.card_id != self.card.id or not _admin_delivery(job):
+            return None
+        return job
 
     async def _response_post(self, request: AdminRequest) -> bytes:
         delivery_id = self._delivery_id(request.uri)
