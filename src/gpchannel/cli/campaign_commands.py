@@ -280,12 +280,13 @@ def status(campaign_id: int | None, watch: bool, interval: float, api_url: str, 
             console=console,
         ) as bar:
             p = row["progress"]
-            task = bar.add_task("", total=p["total"], completed=_final_count(p), cid=row["id"], **p)
+            counts = {s: p[s] for s in _STATES}
+            task = bar.add_task("", total=p["total"], completed=_final_count(p), cid=row["id"], **counts)
             while row["state"] not in _FINAL_CAMPAIGN:
                 time.sleep(interval)
                 row = _call(client, "GET", f"/campaigns/{campaign_id}")
                 p = row["progress"]
-                bar.update(task, total=p["total"], completed=_final_count(p), **p)
+                bar.update(task, total=p["total"], completed=_final_count(p), **{s: p[s] for s in _STATES})
     elif watch:
         while row["state"] not in _FINAL_CAMPAIGN:
             time.sleep(interval)
