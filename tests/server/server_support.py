@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import h11
+
 from gpchannel.codec.apdu import ResponseApdu
 from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
@@ -138,6 +140,27 @@ class AdminCard:
         while isinstance(delivery, ScriptDelivery):
             delivery = await self.respond(delivery.next_uri, answer(delivery.script))
         return delivery
+
+    async def raw(self, request: bytes) -> tuple[int, bytes]:
+        """Send a hand-written request (what our card side would refuse to write) and read the answer with a fresh
+        h11 client parser; returns (status, body). Use it for the connection's last exchange."""
+        parser = h11.Connection(h11.CLIENT)
+        parser.send(h11.Request(method="POST", target="/", headers=[("Host", "x"), ("Content-Length", "0")]))
+        parser.send(h11.EndOfMessage())
+        await self.stream.write(request)
+        status, body = 0, b""
+        while True:
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                parser.receive_data(await self.stream.read())
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, body
+            else:
+                raise EOFError(f"unexpected {event!r}")
 
     async def wait_closed(self) -> None:
         """Read until the server closes its side."""

@@ -20,7 +20,7 @@ import pytest
 from gpchannel.codec.apdu import ResponseApdu
 from gpchannel.errors import TlsError
 from gpchannel.io.tls_psk import PskTlsPolicy, TlsVersion
-from gpchannel.ota.remote_apdu import BadFormat, RApdu, ResponseScript
+from gpchannel.ota.remote_apdu import BadFormat, CommandScript, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
 from gpchannel.ram.client import AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.server.config import ServerServices
@@ -131,7 +131,7 @@ def test_targeted_application_and_etsi_content_types(services: ServerServices) -
 
 def test_script_status_not_ok_fails_the_job_and_the_session_goes_on(services: ServerServices) -> None:
     first = queue(services, SELECT_ISD)
-    second = queue(services, GET_DATA)
+    second = queue(services, GET_DATA, SELECT_ISD)
 
     async def scenario() -> None:
         async with running(services) as server:
@@ -140,14 +140,24 @@ def test_script_status_not_ok_fails_the_job_and_the_session_goes_on(services: Se
             assert isinstance(delivery, ScriptDelivery)
             nxt = await card.respond(delivery.next_uri, b"", status=ScriptStatus.UNKNOWN_APPLICATION)
             assert isinstance(nxt, ScriptDelivery)
-            assert isinstance(await card.run(nxt), SessionEnd)
+            # a security error with the results of the commands run before it (SE admin agent variant)
+            partial = answer(CommandScript.of(CommandScript.from_bytes(nxt.script).apdus[:1]).to_bytes(), [0x6982])
+            request = (
+                f"POST {nxt.next_uri} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "X-Admin-Protocol: globalplatform-remote-admin/1.0\r\nX-Admin-Script-Status: security-error\r\n"
+                f"Content-Type: {ContentType.GP_RESPONSE.value}\r\nContent-Length: {len(partial)}\r\n\r\n"
+            ).encode() + partial
+            assert await card.raw(request) == (204, b"")
             await card.close()
 
     run(scenario)
     job1 = services.repository.job(first)
     assert job1 is not None and job1.state is JobState.FAILED
-    assert job1.reason == "X-Admin-Script-Status: unknown-application"
-    assert services.repository.job(second).state is JobState.DONE  # type: ignore[union-attr]
+    assert job1.reason == "X-Admin-Script-Status: unknown-application" and job1.results == ()
+    job2 = services.repository.job(second)
+    assert job2 is not None and job2.state is JobState.FAILED
+    assert job2.reason == "X-Admin-Script-Status: security-error"
+    assert [(r.command, r.sw) for r in job2.results] == [(GET_DATA, 0x6982)]
 
 
 def test_response_not_tlv_fails_the_job_with_400(services: ServerServices) -> None:

@@ -85,6 +85,17 @@ def results_of(job: JobRecord, script: ResponseScript) -> tuple[tuple[ApduResult
     return results, JobState.DONE, None
 
 
+def _partial(job: JobRecord, body: bytes) -> tuple[ApduResult, ...]:
+    """The results a non-``ok`` POST may carry (the SE admin agent variant sends those of the commands it ran
+    before the failure; Amendment B's card sends no body): kept when they parse, else none."""
+    if not body:
+        return ()
+    try:
+        return results_of(job, ResponseScript.from_bytes(body))[0]
+    except DecodeError:
+        return ()
+
+
 def _admin_delivery(job: JobRecord) -> bool:
     """Whether the job's delivery is an admin session's (not an SMS one: scp80_worker's ids start ``sms-``)."""
     return job.transport in SCP81_TRANSPORTS and not (job.delivery_id or "sms-").startswith(SMS_DELIVERY_PREFIX)
@@ -372,7 +383,9 @@ class _Session:
         status = request.script_status or ScriptStatus.OK
         if status is not ScriptStatus.OK:
             _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self._where(), job.id, status.value, resumed)
-            await self._complete(job, (), JobState.FAILED, f"X-Admin-Script-Status: {status.value}")
+            await self._complete(
+                job, _partial(job, request.body), JobState.FAILED, f"X-Admin-Script-Status: {status.value}"
+            )
             return await self._next_job()
         if request.content_type not in _RESPONSE_TYPES:
             ctype = request.content_type.value if request.content_type else "none"
