@@ -22,7 +22,7 @@ from types import TracebackType
 
 import pytest
 
-__all__ = ["OpensslResult", "SServer", "openssl_version", "require_openssl", "s_client"]
+__all__ = ["OpensslResult", "SServer", "openssl_version", "require_openssl", "s_client", "spawn_s_client"]
 
 
 def require_openssl() -> str:
@@ -72,6 +72,36 @@ async def _collect(proc: asyncio.subprocess.Process, timeout: float) -> OpensslR
     return OpensslResult(code, stdout, stderr)
 
 
+def _s_client_args(port: int, psk: bytes, identity: str, cipher: str, version: str, extra: Sequence[str]) -> list[str]:
+    return [
+        require_openssl(),
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-psk",
+        psk.hex(),
+        "-psk_identity",
+        identity,
+        version,
+        "-cipher",
+        cipher,
+        *extra,
+    ]
+
+
+async def spawn_s_client(
+    port: int, *, psk: bytes, identity: str, cipher: str, version: str = "-tls1_2", extra: Sequence[str] = ()
+) -> asyncio.subprocess.Process:
+    """An interactive ``openssl s_client`` (stdin, stdout and stderr piped; stderr merged into stdout). Without
+    -quiet / -ign_eof, a line "R" on stdin asks for a renegotiation and "Q" quits."""
+    return await asyncio.create_subprocess_exec(
+        *_s_client_args(port, psk, identity, cipher, version, extra),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
 async def s_client(
     port: int,
     *,
@@ -86,22 +116,11 @@ async def s_client(
     """``openssl s_client -connect 127.0.0.1:PORT -psk HEX -psk_identity ID VERSION -cipher CIPHER EXTRA...``,
     fed ``stdin`` (then EOF, which s_client ignores with -quiet / -ign_eof: it keeps reading until the server
     closes)."""
-    args = [
-        require_openssl(),
-        "s_client",
-        "-connect",
-        f"127.0.0.1:{port}",
-        "-psk",
-        psk.hex(),
-        "-psk_identity",
-        identity,
-        version,
-        "-cipher",
-        cipher,
-        *extra,
-    ]
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *_s_client_args(port, psk, identity, cipher, version, extra),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None
     with contextlib.suppress(ConnectionError):

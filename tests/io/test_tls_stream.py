@@ -13,7 +13,7 @@ import pytest
 from gpchannel.errors import TlsError, TransportError
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
-from tests.io.openssl_peer import SServer, s_client
+from tests.io.openssl_peer import SServer, s_client, spawn_s_client
 
 PSK = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 WRONG_PSK = bytes.fromhex("404142434445464748494A4B4C4D4E40")
@@ -207,6 +207,48 @@ def test_no_session_ticket_and_no_encrypt_then_mac() -> None:
         assert "NewSessionTicket" in theirs.output
 
     run(main())
+
+
+@pytest.mark.openssl
+def test_renegotiation_refused() -> None:
+    """openssl s_client's "R" command asks for a renegotiation: the server answers no_renegotiation and the
+    client gives up with handshake_failure; no second handshake ever happens (ota-notes B.1 profile)."""
+    failures: list[TlsError] = []
+    received: list[bytes] = []
+
+    async def handler(stream: PskStream) -> None:
+        try:
+            while chunk := await stream.read():
+                received.append(chunk)
+                await stream.write(b"echo:" + chunk)
+        except TlsError as exc:
+            failures.append(exc)
+            assert stream.connection.alert_sent == "no_renegotiation"
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:
+            proc = await spawn_s_client(port, psk=PSK, identity=IDENTITY, cipher=SUITES[0])
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"hello\n")
+            output = b""
+            async with asyncio.timeout(20):
+                while b"echo:hello" not in output:
+                    line = await proc.stdout.readline()
+                    assert line, output
+                    output += line
+                proc.stdin.write(b"R\n")
+                output += await proc.stdout.read()
+                await proc.wait()
+            text = output.decode(errors="replace")
+            assert "RENEGOTIATING" in text
+            assert "no renegotiation" in text or "handshake failure" in text, text
+            while not failures:
+                await asyncio.sleep(0.01)
+
+    run(main())
+    assert received == [b"hello\n"]
+    assert failures[0].alert == "handshake_failure"
 
 
 # -- our client -> openssl s_server --------------------------------------------------------------------------------

@@ -403,6 +403,7 @@ class PskTlsConnection:
         self.version: str | None = None
         self.alert_sent: str | None = None
         self.alert_received: str | None = None
+        self._fatal_alert: tuple[str, str] | None = None
         self._lookup = lookup
         self._client_key = client_key
         self._callback_error: Exception | None = None
@@ -442,11 +443,14 @@ class PskTlsConnection:
     # -- callbacks from OpenSSL -------------------------------------------------------------------------------------
 
     def _alert_sent(self, name: str, fatal: bool) -> None:
-        if fatal or self.alert_sent is None or name != "close_notify":
-            self.alert_sent = name
+        self.alert_sent = name
+        if fatal and self._fatal_alert is None:
+            self._fatal_alert = (name, "sent")
 
     def _alert_received(self, name: str, fatal: bool) -> None:
         self.alert_received = name
+        if fatal and self._fatal_alert is None:
+            self._fatal_alert = (name, "received")
 
     # -- public API -------------------------------------------------------------------------------------------------
 
@@ -523,12 +527,17 @@ class PskTlsConnection:
 
     def _fail(self, message: str) -> TlsError:
         reasons = _openssl_errors()
-        alert = self.alert_sent if self.alert_sent not in (None, "close_notify") else self.alert_received
-        if alert == "close_notify":
-            alert = None
+        # The first fatal alert (sent or received) says why; else the last warning alert other than close_notify.
+        alert: str | None = None
         direction = ""
-        if alert is not None:
-            direction = " (alert sent)" if alert == self.alert_sent else " (alert received)"
+        if self._fatal_alert is not None:
+            alert, way = self._fatal_alert
+            direction = f" (fatal, {way})"
+        else:
+            for name, way in ((self.alert_sent, "sent"), (self.alert_received, "received")):
+                if name is not None and name != "close_notify":
+                    alert, direction = name, f" (warning, {way})"
+                    break
         detail = f": {'; '.join(reasons)}" if reasons else ""
         who = f" [identity {self.identity!r}]" if self.identity is not None else ""
         error = TlsError(f"{message}{detail}{who}; alert {alert or 'none'}{direction}", alert=alert)
