@@ -349,3 +349,57 @@ def _label(blob: bytes) -> str:
     label = json.loads(blob)["pkcs11"]
     assert isinstance(label, str)
     return label
+
+
+# --------------------------------------------------------------------------------------------- through the server
+
+
+def test_scp81_session_with_the_psk_in_the_token(hsm: SoftHsm, tmp_path: Path) -> None:
+    """gpchannel server with --keys pkcs11: a card's PSK-TLS session gets its job with the PSK read from the
+    token; a wrong PSK is refused with a TLS alert (issue 7 + 10 through the real listener)."""
+    import asyncio
+
+    from gpchannel.errors import TlsError
+    from gpchannel.ram.client import ScriptDelivery, SessionEnd
+    from gpchannel.server.config import ServerServices
+    from gpchannel.server.repository import JobState, Transport
+    from tests.server.server_support import AdminCard, apdus_of, running
+
+    url = f"sqlite:///{tmp_path / 'ras.db'}"
+    repository = Repository(url)
+    config = ServerConfig(
+        admin_port=0,
+        api_port=0,
+        data_dir=tmp_path,
+        db_url=url,
+        key_provider="pkcs11",
+        pkcs11_lib=hsm.lib,
+        pkcs11_token=hsm.token,
+        pkcs11_pin=hsm.pin,
+    )
+    keys = open_key_provider(config, repository, {})
+    services = ServerServices(repository=repository, keys=keys, config=config)
+    psk, identity = bytes(range(16)), "8988211000000004242"
+    card_id = repository.upsert_card(iccid=identity, psk_identity=identity)
+    keys.store_card_keys(card_id, {("psk", 1): (psk, "tls-psk")})
+    job = repository.add_job(card_id=card_id, transport=Transport.SCP81, script=[bytes.fromhex("80CA006600")])
+
+    async def scenario() -> None:
+        async with running(services) as server:
+            with pytest.raises(TlsError) as caught:
+                await AdminCard.connect(server.admin_port, identity, b"\x00" * 16)
+            assert caught.value.alert in ("decrypt_error", "bad_record_mac")  # which one depends on the suite
+            card = await AdminCard.connect(server.admin_port, identity, psk)
+            delivery = await card.first()
+            assert isinstance(delivery, ScriptDelivery)
+            assert apdus_of(delivery.script) == [bytes.fromhex("80CA006600")]
+            assert isinstance(await card.run(delivery), SessionEnd)
+            await card.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+        record = repository.job(job)
+        assert record is not None and record.state is JobState.DONE
+    finally:
+        keys.close()
+        repository.close()
