@@ -268,6 +268,9 @@ def test_legacy_policy() -> None:
     client.write(b"x")
     records_ = records(client.data_to_send())
     assert {version for _, version, _ in records_} == {0x0301}
+    assert len(records_) == 1  # no empty record first (OpenSSL's TLS 1.0 CBC default; cards mishandle it)
+    server.write(b"y")
+    assert len(records(server.data_to_send())) == 1
     server.receive(b"".join(bytes([k]) + v.to_bytes(2, "big") + len(f).to_bytes(2, "big") + f for k, v, f in records_))
     assert server.read() == b"x"
     # TLS 1.1 card with the same suite.

@@ -11,7 +11,7 @@ Server profile (ota-notes B.1 interop notes, B.2 PSK-TLS profile):
   suites first. NULL suites (``TLS_PSK_WITH_NULL_SHA*``) only with ``allow_null`` (they need OpenSSL's
   security level 0).
 - No session tickets (``SSL_OP_NO_TICKET``), no session cache, no encrypt-then-MAC (RFC 7366; cards break on it),
-  no renegotiation, no compression.
+  no renegotiation, no compression; in TLS 1.0 no empty records before CBC records (``DONT_INSERT_EMPTY_FRAGMENTS``).
 - An unknown identity (the lookup answers None) ends the handshake with the fatal ``unknown_psk_identity`` alert
   (RFC 4279 2). A wrong PSK makes the peer's Finished undecryptable: ``bad_record_mac`` (RFC 5246 7.2.2).
 
@@ -273,6 +273,9 @@ def _make_ctx(server: bool, policy: PskTlsPolicy) -> Any:
         | lib.SSL_OP_NO_RENEGOTIATION
         | lib.SSL_OP_NO_COMPRESSION
         | lib.SSL_OP_NO_TLSv1_3
+        # TLS 1.0 CBC (legacy policy only): no empty record before each record (OpenSSL's BEAST counter-measure,
+        # off in SSL_OP_ALL as in most servers); small card TLS stacks mishandle zero-length records.
+        | lib.SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS
     )
     if server:
         options |= lib.SSL_OP_CIPHER_SERVER_PREFERENCE
