@@ -42,7 +42,7 @@ def test_settings_round_trip_and_validation() -> None:
     assert CampaignSettings.from_dict(settings.to_dict()) == settings
     assert CampaignSettings.from_dict(None) == CampaignSettings()
     assert CampaignSettings.from_dict({"rate": 1}, defaults=settings).kvn == 2
-    for bad, words in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"rate": 0}, "rate"),
         ({"rate": float("nan")}, "rate"),
         ({"burst": 0}, "burst"),
@@ -55,7 +55,8 @@ def test_settings_round_trip_and_validation() -> None:
         ({"script_format": "xml"}, "xml"),
         ({"colour": "red"}, "unknown setting"),
         ({"burst": True}, "burst"),
-    ]:
+    ]
+    for bad, words in cases:
         with pytest.raises(ValueError, match=words):
             CampaignSettings.from_dict(bad)
 
