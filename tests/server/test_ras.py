@@ -359,12 +359,14 @@ def test_stalled_client_is_dropped_and_the_job_says_so(services: ServerServices)
         # the server cannot decrypt the client's Finished under the wrong key (RFC 5246 7.2.2)
         (IDENTITY, bytes(16), "bad_record_mac"),
         ("no-such-card", PSK, "unknown_psk_identity"),
+        ("card-without-psk", PSK, "unknown_psk_identity"),
     ],
 )
 def test_wrong_psk_or_unknown_identity_gets_an_alert_and_runs_nothing(
     services: ServerServices, identity: str, psk: bytes, alert: str
 ) -> None:
     job = queue(services, SELECT_ISD)
+    services.repository.upsert_card(iccid=None, psk_identity="card-without-psk")
 
     async def scenario() -> None:
         async with running(services) as server:
