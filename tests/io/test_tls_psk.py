@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpchannel.errors import TlsError, UnsupportedError
 from gpchannel.io import tls_psk
@@ -47,6 +49,7 @@ def pump(client: PskTlsConnection, server: PskTlsConnection) -> None:
 
 
 DEFAULT = PskTlsPolicy()
+SERVER_CONTEXT = PskServerContext(KEYS.get)
 
 
 def pair(
@@ -336,3 +339,33 @@ def test_connections_are_freed() -> None:
     del client, server
     gc.collect()
     assert len(tls_psk._connections) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=600), cut=st.integers(min_value=0, max_value=400))
+def test_arbitrary_bytes_only_ever_raise_tls_error(garbage: bytes, cut: int) -> None:
+    """Whatever arrives (garbage, or a real ClientHello cut short and followed by garbage), the server either
+    waits for more or raises TlsError with an alert to send; nothing else escapes and nothing crashes."""
+    client = PskClientContext(IDENTITY, PSK).connection()
+    client.start()
+    hello = client.data_to_send()
+    server = SERVER_CONTEXT.connection()
+    try:
+        server.receive(hello[:cut] + garbage)
+        server.receive(b"")
+    except TlsError:
+        pass
+    else:
+        raise AssertionError("TCP EOF before the handshake completed must fail")
+    assert not server.handshake_complete
+
+
+@settings(max_examples=100, deadline=None)
+@given(garbage=st.binary(min_size=1, max_size=600))
+def test_forged_records_after_the_handshake_never_yield_plaintext(garbage: bytes) -> None:
+    client, server = pair()
+    pump(client, server)
+    with pytest.raises(TlsError):
+        server.receive(garbage)
+        server.receive(b"")
+    assert server.read() == b""
