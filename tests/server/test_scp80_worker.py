@@ -287,3 +287,56 @@ def test_campaign_through_the_api_of_a_server_with_an_smsc(tmp_path: Path) -> No
                 assert "rfm &lt;spn&gt;" in page and "<spn>" not in page  # escaped
 
     run(scenario(), timeout=120)
+
+
+def test_scp81_with_sms_trigger_and_sms_fallback(tmp_path: Path) -> None:
+    """scp81+sms: the worker sends each card the SCP80 trigger (81 00 to the ISD's TAR); the card records it
+    (PoR 00, 9000). Card A then opens its admin session (E's card agent, PSK-TLS to D's server) and its job is
+    done there; card B never calls: after trigger_timeout the script goes by SMS to the ISD instead."""
+    from gpchannel.emulator.agent import CardAgent, SessionStatus
+
+    clock = Clock()
+    services, fleet = fleet_services(tmp_path, 2, clock)
+    repo = services.repository
+    card_a, card_b = fleet.cards
+    ids = [c.id for c in (repo.card_by_iccid(card.iccid) for card in fleet) if c is not None]
+    get_data = bytes.fromhex("80CA006600")
+    settings = CampaignSettings(trigger_timeout=30)
+    campaign = create_campaign(
+        repo, name="ram", transport=Transport.SCP81_SMS, script=[get_data], card_ids=ids, settings=settings
+    )
+
+    async def scenario() -> None:
+        async with (
+            bridge_for(fleet) as bridge,
+            worker_on(services, bridge) as worker,
+            running(services) as server,
+        ):
+            await worker.tick()
+            await worker.drain(0.3)
+            assert (worker.stats.triggers, worker.stats.sent, worker.stats.pors) == (2, 0, 2)
+            jobs = {j.card_id: j for j in repo.jobs(campaign_id=campaign)}
+            assert all(j.state is JobState.QUEUED for j in jobs.values())  # waiting for the sessions
+            core = fleet.open_card(card_a)
+            agent = CardAgent(core, server=f"127.0.0.1:{server.admin_port}", retries=0)
+            summary = await agent.run()
+            assert summary.status is SessionStatus.COMPLETED and summary.scripts == 1, summary
+            done = repo.jobs(campaign_id=campaign, state=JobState.DONE)
+            assert [j.card_id for j in done] == [ids[0]]
+            await worker.tick()  # card A's job left the queue: the worker lets it go
+            clock.advance(30)
+            await worker.tick()  # card B: no session in time -> SMS fallback
+            await settle(worker, lambda: _final(services, campaign))
+            assert worker.stats.sent == 1
+        jobs = {j.card_id: j for j in repo.jobs(campaign_id=campaign)}
+        by_session, by_sms = jobs[ids[0]], jobs[ids[1]]
+        assert by_session.state is JobState.DONE and not (by_session.delivery_id or "").startswith("sms-")
+        assert by_sms.state is JobState.DONE and (by_sms.delivery_id or "").startswith("sms-")
+        for job in (by_session, by_sms):
+            ((command, response, sw),) = [(r.command, r.response, r.sw) for r in job.results]
+            assert (command, sw) == (get_data, 0x9000) and response[:1] == b"\x66"
+        # Counters: B took the trigger (1) and the fallback (2); A the trigger only. Each once, in order.
+        assert (repo.counter(ids[0], 1), repo.counter(ids[1], 1)) == (1, 2)
+
+    run(scenario(), timeout=120)
+    assert fleet.ota_counter(card_b) == 2
