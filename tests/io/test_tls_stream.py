@@ -409,7 +409,8 @@ def test_truncation_is_reported_to_the_reader() -> None:
         server, port = await serving(handler)
         async with server:
             stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
-            assert await stream.read() == b"partial answer"
+            assert await stream.read(7) == b"partial"  # max_bytes honoured, the rest kept
+            assert await stream.read() == b" answer"
             with pytest.raises(TlsError, match="truncation"):
                 await stream.read()
             await stream.close()
