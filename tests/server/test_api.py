@@ -77,6 +77,11 @@ def test_register_card_stores_the_psk_through_the_key_provider(services: ServerS
         assert await get(client, f"/cards/{card_id}") == again
         assert (await get(client, f"/cards?psk_identity={IDENTITY}"))["cards"] == [again]
         assert (await get(client, "/cards?iccid=8988211000000000009"))["cards"] == []
+        await post(client, "/cards", {"psk_identity": "card-two"}, 201)
+        listed = await get(client, "/cards?limit=1")
+        assert [c["id"] for c in listed["cards"]] == [card_id] and listed["next_after"] == card_id
+        rest = await get(client, f"/cards?after={card_id}")
+        assert [c["psk_identity"] for c in rest["cards"]] == ["card-two"] and rest["next_after"] is None
         assert "psk" not in json.dumps(again).lower().replace("psk_identity", "")
 
     run(services, scenario)

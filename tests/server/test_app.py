@@ -102,5 +102,8 @@ def test_config_checks_and_addresses(tmp_path: Path) -> None:
     assert default.ciphers == ("PSK-AES128-CBC-SHA256", "PSK-AES128-GCM-SHA256") and not default.allow_null
     legacy = ServerConfig(legacy_tls=True).tls_policy()
     assert "PSK-AES128-CBC-SHA" in legacy.ciphers and not any("NULL" in c for c in legacy.ciphers)
+    assert ServerConfig(max_record=256).tls_policy().max_record_plaintext == 256
+    with pytest.raises(ValueError, match="max_record"):
+        ServerConfig(max_record=10)
     null = ServerConfig(allow_null_tls=True).tls_policy()
     assert null.allow_null and null.ciphers[-1] == "PSK-NULL-SHA256"

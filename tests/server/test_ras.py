@@ -97,6 +97,27 @@ def test_two_jobs_then_204(services: ServerServices) -> None:
     assert [(r.command, r.sw) for r in job2.results] == [(GET_DATA, 0x9000)]
 
 
+def test_large_script_in_small_records(services: ServerServices) -> None:
+    """A 40-command script (over 4 KiB) in TLS records of at most 256 plaintext bytes (cards with small buffers,
+    ota-notes B.1), and its response POSTed chunked."""
+    store = [bytes.fromhex("80E2000064") + bytes(range(100)) for _ in range(40)]
+    job = queue(services, *store)
+
+    async def scenario() -> None:
+        async with running(services, max_record=256) as server:
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            delivery = await card.first()
+            assert isinstance(delivery, ScriptDelivery) and apdus_of(delivery.script) == store
+            assert len(delivery.script) > 4096
+            end = await card.respond(delivery.next_uri, answer(delivery.script), chunked=True)
+            assert isinstance(end, SessionEnd)
+            await card.close()
+
+    run(scenario)
+    record = services.repository.job(job)
+    assert record is not None and record.state is JobState.DONE and len(record.results) == 40
+
+
 def test_no_job_gives_204_at_once(services: ServerServices) -> None:
     async def scenario() -> None:
         async with running(services) as server:

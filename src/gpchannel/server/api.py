@@ -5,7 +5,8 @@ Routes, all under ``/api/v1`` (docs/server.md has an example of each):
 - ``GET /health`` -> ``{"status": "ok"}``.
 - ``POST /cards`` ``{"iccid"?, "psk_identity"?, "psk"? (hex), "psk_kvn"?, "msisdn"?}`` registers (upserts) a card;
   the PSK goes to the key provider, never back out. 201 ``{"id", ...}`` for a new card, 200 for a known one.
-- ``GET /cards?iccid=|psk_identity=`` -> ``{"cards": [...]}``; ``GET /cards/{id}``.
+- ``GET /cards?iccid=|psk_identity=`` -> ``{"cards": [...]}`` (without them: all, ``after``/``limit`` paging);
+  ``GET /cards/{id}``.
 - ``POST /jobs`` ``{"card": {"iccid"|"psk_identity"|"id": ...}, "apdus": [hex, ...], "target"?: hex,
   "transport"?: "scp81"}`` -> 201 ``{"id", "state": "queued", ...}``. Every APDU must parse as an ISO 7816-4
   command (RAM and RFM commands are APDUs too); 1 to 255 of them (the executed-commands count of a response
@@ -23,6 +24,7 @@ route, 405 wrong method (with ``Allow``), 409 conflict, 413 body too large. The 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
@@ -276,7 +278,11 @@ async def _get_cards(request: web.Request) -> web.Response:
     iccid = request.query.get("iccid")
     identity = request.query.get("psk_identity")
     if iccid is None and identity is None:
-        _fail(400, "give ?iccid= or ?psk_identity=")
+        after = _int_param(request, "after", 0)
+        limit = min(_int_param(request, "limit", 100, 1), 1000)
+        listed = await asyncio.to_thread(functools.partial(repo.cards, after_id=after, limit=limit))
+        next_after = listed[-1].id if len(listed) == limit else None
+        return web.json_response({"cards": [card_json(c) for c in listed], "next_after": next_after})
     card = (
         await asyncio.to_thread(repo.card_by_iccid, iccid)
         if iccid is not None

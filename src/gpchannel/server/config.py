@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +84,8 @@ class ServerConfig:
     """Also TLS 1.0/1.1 and TLS_PSK_WITH_AES_128_CBC_SHA for old cards (PskTlsPolicy.legacy)."""
     allow_null_tls: bool = False
     """NULL (integrity-only) PSK suites: never unless explicitly enabled (issue 7 deliverable 1)."""
+    max_record: int = 16384
+    """Largest plaintext in one TLS record the server sends (ota-notes B.1: some cards want about 256 bytes)."""
     handshake_timeout: float = 30.0
     read_timeout: float = 60.0
     """How long an admin session may stay silent (seconds) before the server gives up on it (issue 7 del. 5)."""
@@ -126,6 +128,8 @@ class ServerConfig:
             raise ValueError("timeouts must be positive")
         if not self.admin_path.startswith("/") or self.admin_path.endswith("/"):
             raise ValueError(f"admin_path must start with / and not end with one, got {self.admin_path!r}")
+        if not 64 <= self.max_record <= 16384:
+            raise ValueError(f"max_record must be 64..16384, got {self.max_record}")
         if self.key_provider not in ("db", "pkcs11"):
             raise ValueError(f"key_provider must be 'db' or 'pkcs11', got {self.key_provider!r}")
 
@@ -142,10 +146,12 @@ class ServerConfig:
         from gpchannel.io.tls_psk import PskTlsPolicy  # lazily: the TLS engine loads OpenSSL
 
         if self.legacy_tls:
-            return PskTlsPolicy.legacy(allow_null=self.allow_null_tls)
-        if self.allow_null_tls:  # TLS_PSK_WITH_NULL_SHA256 (0x00B0), least preferred
-            return PskTlsPolicy(ciphers=(*PskTlsPolicy().ciphers, "PSK-NULL-SHA256"), allow_null=True)
-        return PskTlsPolicy()
+            policy = PskTlsPolicy.legacy(allow_null=self.allow_null_tls)
+        elif self.allow_null_tls:  # TLS_PSK_WITH_NULL_SHA256 (0x00B0), least preferred
+            policy = PskTlsPolicy(ciphers=(*PskTlsPolicy().ciphers, "PSK-NULL-SHA256"), allow_null=True)
+        else:
+            policy = PskTlsPolicy()
+        return replace(policy, max_record_plaintext=self.max_record)
 
 
 @dataclass
