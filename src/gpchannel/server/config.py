@@ -130,6 +130,8 @@ class ServerConfig:
             raise ValueError(f"admin_path must start with / and not end with one, got {self.admin_path!r}")
         if not 64 <= self.max_record <= 16384:
             raise ValueError(f"max_record must be 64..16384, got {self.max_record}")
+        if not (self.campaign_rate > 0 and self.campaign_max_attempts >= 1 and self.campaign_por_timeout > 0):
+            raise ValueError("campaign_rate and campaign_por_timeout must be positive, campaign_max_attempts >= 1")
         if self.key_provider not in ("db", "pkcs11"):
             raise ValueError(f"key_provider must be 'db' or 'pkcs11', got {self.key_provider!r}")
 
