@@ -115,6 +115,12 @@ def _fail(message: str, code: int) -> None:
 @click.option("--pkcs11-token", help="PKCS#11 token label (--keys pkcs11).")
 @click.option("--pkcs11-pin", envvar="GPCHANNEL_PKCS11_PIN", help="User PIN (env GPCHANNEL_PKCS11_PIN).")
 @click.option("--smpp", multiple=True, help="SMSC host:port for the SCP80 / SMS campaign workers; repeatable.")
+@click.option("--smpp-system-id", default="gpchannel", show_default=True, help="SMPP bind system_id.")
+@click.option("--smpp-password", envvar="GPCHANNEL_SMPP_PASSWORD", default="", help="SMPP bind password (env).")
+@click.option("--source-addr", default="0", show_default=True, help="The server's number (TP-OA of the SMS).")
+@click.option("--campaign-rate", type=float, default=10.0, show_default=True, help="Default SMS/s of a campaign.")
+@click.option("--campaign-max-attempts", type=int, default=3, show_default=True, help="Default sends per card.")
+@click.option("--campaign-por-timeout", type=float, default=120.0, show_default=True, help="Default PoR wait (s).")
 @click.option("--worker-only", is_flag=True, help="Run the campaign workers only (no listeners).")
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
@@ -135,6 +141,12 @@ def server(
     pkcs11_token: str | None,
     pkcs11_pin: str | None,
     smpp: tuple[str, ...],
+    smpp_system_id: str,
+    smpp_password: str,
+    source_addr: str,
+    campaign_rate: float,
+    campaign_max_attempts: int,
+    campaign_por_timeout: float,
     worker_only: bool,
     log_level: str,
 ) -> None:
@@ -160,6 +172,12 @@ def server(
             pkcs11_token=pkcs11_token,
             pkcs11_pin=pkcs11_pin,
             smpp=smpp,
+            smpp_system_id=smpp_system_id,
+            smpp_password=smpp_password,
+            source_addr=source_addr,
+            campaign_rate=campaign_rate,
+            campaign_max_attempts=campaign_max_attempts,
+            campaign_por_timeout=campaign_por_timeout,
             worker_only=worker_only,
         )
     except ValueError as exc:
