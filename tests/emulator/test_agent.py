@@ -108,7 +108,7 @@ class MiniRas:
     responses: dict[int, list[AdminRequest]] = field(default_factory=lambda: defaultdict(list))
     identities: list[bytes | None] = field(default_factory=list)
     error: tuple[int, str] | None = None
-
+    on_request: Callable[[AdminRequest], None] | None = None
     active: int = 0
 
     def next_index(self) -> int:
@@ -134,6 +134,8 @@ class MiniRas:
             if request is None:
                 return
             self.requests.append(request)
+            if self.on_request is not None:
+                self.on_request(request)
             if self.error is not None:
                 await stream.write(conn.send_error(*self.error))
                 return
@@ -599,3 +601,40 @@ def test_etsi_content_type_reaches_an_application_or_a_tar(tmp_path: Path) -> No
     assert summary.status is SessionStatus.COMPLETED
     assert ras.results(0).responses[0] == ResponseApdu(b"hello", 0x9000)
     assert ras.responses[1][0].script_status is ScriptStatus.UNKNOWN_APPLICATION
+
+
+def test_trigger_arriving_during_a_session_runs_after_it(tmp_path: Path) -> None:
+    from gpchannel.card.admin_trigger import receive_trigger
+    from gpchannel.card.ota_targets import TarEntry
+
+    async def scenario() -> tuple[list[SessionSummary], MiniRas]:
+        ras = MiniRas([Script(CommandScript.of([GET_DATA_CPLC]).to_bytes())])
+        context = PskServerContext(lambda identity: PSK if identity == IDENTITY else None)
+        server = await serve_psk(ras.handle, "127.0.0.1", 0, context)
+        port = server.sockets[0].getsockname()[1]
+        card = load_card(make_state(tmp_path, f"127.0.0.1:{port}"))
+        emulated = EmulatedCard(card)
+        runner = AgentRunner(card, emulated.lock, sleep=no_sleep, timeout=10.0)
+
+        def second_trigger(request: AdminRequest) -> None:
+            if len(ras.requests) == 1:  # the first session's first POST: another SMS trigger arrives now
+                with emulated.lock:
+                    assert receive_trigger(card.state, TarEntry(RAM, ISD), b"\x81\x00") == b"\x90\x00"
+                    card.save()
+                assert not runner.poll()  # a session runs: the trigger waits for it
+
+        ras.on_request = second_trigger
+        with emulated.lock:
+            receive_trigger(card.state, TarEntry(RAM, ISD), b"\x81\x00")
+            card.save()
+        assert runner.poll()
+        await asyncio.to_thread(runner.join, 30)
+        await ras.idle()
+        server.close()
+        await server.wait_closed()
+        assert pending_trigger(card.state) is None
+        return runner.summaries, ras
+
+    summaries, ras = asyncio.run(scenario())
+    assert [(s.status, s.scripts) for s in summaries] == [(SessionStatus.COMPLETED, 1), (SessionStatus.COMPLETED, 0)]
+    assert [r.first for r in ras.requests] == [True, False, True]

@@ -465,19 +465,31 @@ class AgentRunner:
         self.summaries: list[SessionSummary] = []
 
     def poll(self) -> bool:
-        """Start a session if a trigger is pending and none runs; True when one was started."""
+        """Start a session if a trigger is pending and none runs; True when one was started. A trigger that
+        arrives while a session runs is taken by that thread when its session ends (one session at a time)."""
         if self.thread is not None and self.thread.is_alive():
             return False
-        with self.lock:
-            if pending_trigger(self.card.state) is None:
-                return False
-            trigger = take_trigger(self.card.state)
-            self.card.save()
-        self.thread = threading.Thread(target=self._session, args=(trigger,), name="scp81-agent", daemon=True)
+        trigger = self._take()
+        if trigger is None:
+            return False
+        self.thread = threading.Thread(target=self._sessions, args=(trigger,), name="scp81-agent", daemon=True)
         self.thread.start()
         return True
 
-    def _session(self, trigger: TriggerParameters | None) -> None:
+    def _take(self) -> TriggerParameters | None:
+        with self.lock:
+            if pending_trigger(self.card.state) is None:
+                return None
+            trigger = take_trigger(self.card.state)
+            self.card.save()
+            return trigger
+
+    def _sessions(self, trigger: TriggerParameters | None) -> None:
+        while trigger is not None:
+            self._session(trigger)
+            trigger = self._take()
+
+    def _session(self, trigger: TriggerParameters) -> None:
         try:
             agent = CardAgent(self.card, trigger=trigger, lock=self.lock, **self.agent_options)  # type: ignore[arg-type]
             summary = agent.run_sync()
