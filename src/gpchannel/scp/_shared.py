@@ -20,7 +20,7 @@ and information in the messages) and terminate the session the same way (``_fail
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.crypto.ciphers import constant_time_equal
@@ -63,6 +63,12 @@ SW_HOST_CRYPTOGRAM = 0x6300
 Amendment D 7.1.2 refers to GP 2.3.1 Table D-9)."""
 
 SessionKeysT = TypeVar("SessionKeysT")
+
+
+class _KeyCheckValues(Protocol):
+    """What the failure messages show of a key set (StaticKeys, or SCP03 key handles in a token)."""
+
+    def kcvs(self) -> tuple[bytes, bytes, bytes]: ...
 
 
 def check_logical_channel(channel: int) -> None:
@@ -176,7 +182,7 @@ class SymmetricHostChannel(HostChannel):
         """The key set given, or the one the resolver picks for this card (exceptions pass through)."""
         return self._keys if isinstance(self._keys, StaticKeys) else self._keys(parsed)
 
-    def _verify_card_cryptogram(self, expected: bytes, parsed: InitializeUpdateResponse, keys: StaticKeys) -> None:
+    def _verify_card_cryptogram(self, expected: bytes, parsed: InitializeUpdateResponse, keys: _KeyCheckValues) -> None:
         """AuthenticationError (and TERMINATED) unless the card cryptogram is ``expected``, naming what was tried
         (key diversification data, KVN, KCVs: never the keys)."""
         if not constant_time_equal(expected, parsed.card_cryptogram):
@@ -190,7 +196,7 @@ class SymmetricHostChannel(HostChannel):
             )
 
     def _verify_pseudo_random_challenge(
-        self, expected: bytes, parsed: InitializeUpdateResponse, keys: StaticKeys
+        self, expected: bytes, parsed: InitializeUpdateResponse, keys: _KeyCheckValues
     ) -> None:
         """AuthenticationError (and TERMINATED) unless the pseudo-random card challenge is ``expected`` (SCP02
         E.4.2.3, SCP03 6.2.2.1), naming the sequence counter, the AID and what was tried."""
@@ -204,7 +210,7 @@ class SymmetricHostChannel(HostChannel):
             )
 
     @staticmethod
-    def _kcvs(keys: StaticKeys) -> str:
+    def _kcvs(keys: _KeyCheckValues) -> str:
         return "/".join(_hex(kcv) for kcv in keys.kcvs())
 
     def _check_plain_command(self, command: CommandApdu) -> None:

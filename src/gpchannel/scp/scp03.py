@@ -15,6 +15,10 @@ Theory of operation (Amendment D, 5 and 6.2):
   block set to 80 (6.2.6, 6.2.7).
 - Sensitive data (PUT KEY) is AES-CBC encrypted with IV 0 under the static Key-DEK (6.2.8).
 
+Static keys held in a PKCS#11 token (:class:`Scp03KeyHandles`, :class:`gpchannel.crypto.ciphers.SymmetricKey`
+handles) are accepted where the static keys are used: the KDF's PRF calls (session keys, pseudo-random card
+challenge) and the DEK encryption of sensitive data then run in the token.
+
 S16 mode (the i parameter with b1 set, from Amendment D v1.2, which is not in ../specs): 16-byte challenges,
 cryptograms (L = 0080) and C-/R-MACs, as GlobalPlatformPro implements it.
 
@@ -28,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel, cla_with_secure_messaging
-from gpchannel.crypto.ciphers import aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac, aes_ecb_encrypt
+from gpchannel.crypto.ciphers import (
+    KeyMaterial,
+    SymmetricKey,
+    aes_cbc_decrypt,
+    aes_cbc_encrypt,
+    aes_cmac,
+    aes_ecb_encrypt,
+    key_length,
+)
 from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.padding import pad80, unpad80
@@ -47,6 +59,7 @@ __all__ = [
     "MAX_SEQUENCE_COUNTER",
     "Scp03Card",
     "Scp03Host",
+    "Scp03KeyHandles",
     "Scp03SessionKeys",
     "allowed_levels",
     "card_challenge",
@@ -124,12 +137,42 @@ class Scp03SessionKeys:
     s_rmac: bytes = field(repr=False)
 
 
-def _require_aes(keys: StaticKeys) -> None:
+@dataclass(frozen=True, slots=True)
+class Scp03KeyHandles:
+    """An SCP03 key set whose static keys stay where they are (a PKCS#11 token) and run the operations themselves.
+
+    What may be shown of it is its KVN and its key check values (AES over 16 x 01, Amendment D 7.2.2).
+    """
+
+    enc: SymmetricKey = field(repr=False)
+    mac: SymmetricKey = field(repr=False)
+    dek: SymmetricKey = field(repr=False)
+    kvn: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.kvn <= 0xFF:
+            raise ValueError(f"kvn must be a byte (0..255), got {self.kvn}")
+        for name in ("enc", "mac", "dek"):
+            key: SymmetricKey = getattr(self, name)
+            if key.block_size != 16 or key.key_length not in (16, 24, 32):
+                raise UnsupportedError(f"SCP03 needs AES keys; the {name} key is not one (KVN {self.kvn:02X})")
+
+    @property
+    def key_type(self) -> KeyType:
+        return KeyType.AES
+
+    def kcvs(self) -> tuple[bytes, bytes, bytes]:
+        """The key check values of ENC, MAC and DEK, computed by the keys themselves."""
+        one = b"\x01" * 16
+        return self.enc.encrypt_ecb(one)[:3], self.mac.encrypt_ecb(one)[:3], self.dek.encrypt_ecb(one)[:3]
+
+
+def _require_aes(keys: StaticKeys | Scp03KeyHandles) -> None:
     if keys.key_type is not KeyType.AES:
         raise UnsupportedError(f"SCP03 needs an AES key set, got {keys.key_type.name} (KVN {keys.kvn:02X})")
 
 
-def derive_session_keys(keys: StaticKeys, context: bytes) -> Scp03SessionKeys:
+def derive_session_keys(keys: StaticKeys | Scp03KeyHandles, context: bytes) -> Scp03SessionKeys:
     """Derive the session keys (Amendment D, 6.2.1, Table 6-2).
 
     ``context`` is ``host_challenge || card_challenge``; L is the length of the static key in bits. S-RMAC is
@@ -137,9 +180,9 @@ def derive_session_keys(keys: StaticKeys, context: bytes) -> Scp03SessionKeys:
     """
     _require_aes(keys)
     return Scp03SessionKeys(
-        s_enc=scp03_kdf(keys.enc, DerivationConstant.S_ENC, context, 8 * len(keys.enc)),
-        s_mac=scp03_kdf(keys.mac, DerivationConstant.S_MAC, context, 8 * len(keys.mac)),
-        s_rmac=scp03_kdf(keys.mac, DerivationConstant.S_RMAC, context, 8 * len(keys.mac)),
+        s_enc=scp03_kdf(keys.enc, DerivationConstant.S_ENC, context, 8 * key_length(keys.enc)),
+        s_mac=scp03_kdf(keys.mac, DerivationConstant.S_MAC, context, 8 * key_length(keys.mac)),
+        s_rmac=scp03_kdf(keys.mac, DerivationConstant.S_RMAC, context, 8 * key_length(keys.mac)),
     )
 
 
@@ -164,7 +207,7 @@ def host_cryptogram(s_mac: bytes, host_challenge: bytes, card_challenge: bytes) 
     return scp03_kdf(s_mac, DerivationConstant.HOST_CRYPTOGRAM, host_challenge + card_challenge, 8 * n)
 
 
-def card_challenge(key_enc: bytes, sequence_counter: int, aid: bytes, length: int = 8) -> bytes:
+def card_challenge(key_enc: KeyMaterial, sequence_counter: int, aid: bytes, length: int = 8) -> bytes:
     """The pseudo-random card challenge (Amendment D, 6.2.2.1).
 
     ``KDF(Key-ENC (static), constant 02, L = 8 * length, context = sequence counter (3 bytes) || AID)``, where the
@@ -193,7 +236,7 @@ def response_icv(s_enc: bytes, counter: int) -> bytes:
     return aes_ecb_encrypt(s_enc, bytes(block))
 
 
-def encrypt_sensitive_data(dek: bytes, data: bytes) -> bytes:
+def encrypt_sensitive_data(dek: KeyMaterial, data: bytes) -> bytes:
     """Encrypt key material under the static Key-DEK: AES-CBC, IV 0 (Amendment D, 6.2.8).
 
     16- and 32-byte keys (and any data that is a non-empty multiple of 16 bytes) are encrypted as they are. A
@@ -207,6 +250,8 @@ def encrypt_sensitive_data(dek: bytes, data: bytes) -> bytes:
         raise LocalProtocolError(
             f"sensitive data must be a 24-byte key or a non-empty multiple of 16 bytes, got {len(data)} bytes"
         )
+    if not isinstance(dek, bytes):
+        return dek.encrypt_cbc(data, bytes(16))
     return aes_cbc_encrypt(dek, data)
 
 

@@ -32,6 +32,7 @@ from gpchannel.scp.common import (
 )
 from gpchannel.scp.scp03 import (
     I_PSEUDO_RANDOM,
+    Scp03KeyHandles,
     Scp03SessionKeys,
     allowed_levels,
     card_challenge,
@@ -61,7 +62,7 @@ _VALID_LEVELS = frozenset(SecurityLevel(v) for v in (0x00, 0x01, 0x03, 0x11, 0x1
 class _Session:
     """What a session knows once the card cryptogram verified. Keys stay out of ``repr``."""
 
-    keys: StaticKeys = field(repr=False)
+    keys: StaticKeys | Scp03KeyHandles = field(repr=False)
     session_keys: Scp03SessionKeys = field(repr=False)
     i_param: int
     card_challenge: bytes
@@ -70,11 +71,18 @@ class _Session:
     wrapped: bool = False
 
 
+def _handles_only(parsed: InitializeUpdateResponse) -> StaticKeys:
+    """The base class's resolver when the keys are token handles: never called (``_authenticate_card`` uses the
+    handles)."""
+    raise LocalProtocolError("this SCP03 session's keys are handles, not a key set")  # pragma: no cover
+
+
 class Scp03Host(SymmetricHostChannel):
     """The host side of an SCP03 session (Amendment D v1.1.1; S16 when ``i_param`` has b1 set).
 
-    ``keys`` is a key set or a :data:`KeyResolver` called with the parsed INITIALIZE UPDATE response (key
-    diversification). ``host_challenge`` is 8 bytes (16 in S16 mode). ``i_param`` (optional) is the i the card
+    ``keys`` is a key set, a :data:`KeyResolver` called with the parsed INITIALIZE UPDATE response (key
+    diversification), or :class:`Scp03KeyHandles` (static keys in a PKCS#11 token: the session keys are derived
+    and the DEK used there). ``host_challenge`` is 8 bytes (16 in S16 mode). ``i_param`` (optional) is the i the card
     must announce. ``kvn`` 0 lets the card choose; otherwise the card's KVN must match. ``aid``, when given, lets
     the host verify a pseudo-random card challenge (6.2.2.1).
 
@@ -87,7 +95,7 @@ class Scp03Host(SymmetricHostChannel):
 
     def __init__(
         self,
-        keys: StaticKeys | KeyResolver,
+        keys: StaticKeys | KeyResolver | Scp03KeyHandles,
         *,
         level: SecurityLevel,
         host_challenge: bytes,
@@ -107,7 +115,9 @@ class Scp03Host(SymmetricHostChannel):
                 raise ValueError(f"i={i_param:02X} needs a {mac_length(i_param)}-byte host challenge")
             if level not in allowed_levels(i_param):
                 raise UnsupportedError(f"security level {level:02X} is not available with i={i_param:02X}")
-        super().__init__(keys, level=level, host_challenge=host_challenge, kvn=kvn, aid=aid, channel=channel)
+        self._handles = keys if isinstance(keys, Scp03KeyHandles) else None
+        resolver = _handles_only if isinstance(keys, Scp03KeyHandles) else keys
+        super().__init__(resolver, level=level, host_challenge=host_challenge, kvn=kvn, aid=aid, channel=channel)
         self.i_param = i_param
         self._session: _Session | None = None
 
@@ -146,7 +156,7 @@ class Scp03Host(SymmetricHostChannel):
         (6.2.2.1) and the card cryptogram (6.2.2.2)."""
         assert parsed.i_param is not None
         i = parsed.i_param
-        keys = self._resolve_keys(parsed)
+        keys = self._handles if self._handles is not None else self._resolve_keys(parsed)
         try:
             session_keys = derive_session_keys(keys, self.host_challenge + parsed.card_challenge)
         except UnsupportedError as exc:
