@@ -403,3 +403,54 @@ def test_scp81_session_with_the_psk_in_the_token(hsm: SoftHsm, tmp_path: Path) -
     finally:
         keys.close()
         repository.close()
+
+
+@pytest.mark.parametrize("case", params("scp03/gpshell.json", "scp03-trace"))
+def test_scp03_host_with_token_keys_replays_gpshell(
+    provider: Pkcs11KeyProvider, repo: Repository, case: VectorCase
+) -> None:
+    """Scp03Host driven with static keys that are token handles: session keys, pseudo-random challenge check,
+    cryptograms and every wrapped command equal GPShell's trace (tests/vectors/scp03/SOURCES.md)."""
+    from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+    from gpchannel.scp.common import SecurityLevel
+    from gpchannel.scp.scp03 import Scp03KeyHandles, encrypt_sensitive_data
+    from gpchannel.scp.scp03_host import Scp03Host
+
+    card = _card(repo)
+    provider.store_card_keys(card.id, {(p, 1): (case.hex_in(f"key_{p}"), "aes") for p in ("enc", "mac", "dek")})
+    keys = provider.scp03_keys(card, 1)
+    assert isinstance(keys, Scp03KeyHandles)
+    assert case.inputs["key_enc"].lower() not in repr(keys).lower()
+    pseudo_random = "does not match the pseudo-random formula" not in case.notes
+    host = Scp03Host(
+        keys,
+        level=SecurityLevel(int(case.inputs["security_level"], 16)),
+        host_challenge=case.hex_in("host_challenge"),
+        i_param=int(case.inputs["i"], 16),
+        aid=bytes.fromhex("A000000151000000") if pseudo_random else b"",
+    )
+    host.initialize_update()
+    host.receive_initialize_update(ResponseApdu.from_bytes(case.hex_in("initialize_update_resp")))
+    session = host.session_keys
+    assert session is not None
+    for name in ("s_enc", "s_mac", "s_rmac"):
+        if name in case.expected:
+            assert getattr(session, name) == case.hex_out(name)
+    assert host.external_authenticate().to_bytes() == case.hex_out("external_authenticate")
+    host.receive_external_authenticate(ResponseApdu())
+    plains = [bytes.fromhex(c) for c in case.inputs.get("plain_cmds", [])]
+    wires = [bytes.fromhex(c) for c in case.expected.get("wrapped_cmds", [])]
+    for plain, wire in zip(plains, wires, strict=True):
+        assert host.wrap(CommandApdu.from_bytes(plain)).to_bytes() == wire
+    # PUT KEY's DEK encryption runs in the token too (Amendment D 6.2.8: AES-CBC, IV 0).
+    new_key = bytes(range(16))
+    assert host.encrypt_key(new_key) == encrypt_sensitive_data(case.hex_in("key_dek"), new_key)
+
+
+def test_scp03_keys_from_the_db_provider_are_bytes(repo: Repository) -> None:
+    from gpchannel.crypto.keys import StaticKeys
+
+    card = _card(repo)
+    keys = DbKeyProvider(repo, bytes(32))
+    keys.store_card_keys(card.id, {(p, 1): (bytes(16), "aes") for p in ("enc", "mac", "dek")})
+    assert keys.scp03_keys(card, 1) == StaticKeys.single(bytes(16), kvn=1)

@@ -47,6 +47,7 @@ from gpchannel.crypto.ciphers import KeyMaterial, key_length
 from gpchannel.crypto.diversification import Diversification, diversify_key
 from gpchannel.crypto.diversification import KeyPurpose as DiversificationPurpose
 from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
+from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import (
     IntegrityError,
     KeyNotFound,
@@ -56,7 +57,7 @@ from gpchannel.errors import (
 )
 from gpchannel.ota.algorithms import KeySet
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
-from gpchannel.scp.scp03 import Scp03SessionKeys
+from gpchannel.scp.scp03 import Scp03KeyHandles, Scp03SessionKeys
 
 if TYPE_CHECKING:
     from gpchannel.server.config import ServerConfig
@@ -310,6 +311,11 @@ class KeyProvider(Protocol):
         host challenge || card challenge."""
         ...
 
+    def scp03_keys(self, card: CardRef, kvn: int) -> StaticKeys | Scp03KeyHandles:
+        """The card's SCP03 key set ``kvn`` for :class:`gpchannel.scp.scp03_host.Scp03Host`: bytes with the DB
+        provider, token handles (session keys and DEK encryption in the token) with PKCS#11."""
+        ...
+
     def key_check_value(self, card_id: int, purpose: str, kvn: int) -> bytes:
         """The 3-byte KCV (3DES over 8 x 00, AES over 16 x 01): what may be shown of a key."""
         ...
@@ -420,6 +426,20 @@ class BaseKeyProvider(ABC):
             s_mac=scp03_kdf(mac, DerivationConstant.S_MAC, context, 8 * key_length(mac)),
             s_rmac=scp03_kdf(mac, DerivationConstant.S_RMAC, context, 8 * key_length(mac)),
         )
+
+    def scp03_keys(self, card: CardRef, kvn: int) -> StaticKeys | Scp03KeyHandles:
+        found = []
+        for purpose in (KeyPurpose.ENC, KeyPurpose.MAC, KeyPurpose.DEK):
+            _, key, algorithm = self.key(card.id, purpose, kvn)
+            if parse_algorithm(algorithm, purpose)[0] is not KeyFamily.AES:
+                raise UnsupportedError(f"SCP03 needs AES keys; card {card.id} KVN {kvn} {purpose.value} is {algorithm}")
+            found.append(key)
+        enc, mac, dek = found
+        if isinstance(enc, bytes) and isinstance(mac, bytes) and isinstance(dek, bytes):
+            return StaticKeys(enc, mac, dek, kvn, KeyType.AES)
+        if isinstance(enc, bytes) or isinstance(mac, bytes) or isinstance(dek, bytes):
+            raise KeyProviderError(f"card {card.id} KVN {kvn}: SCP03 keys partly in a token, partly not")
+        return Scp03KeyHandles(enc, mac, dek, kvn)
 
     def key_check_value(self, card_id: int, purpose: str, kvn: int) -> bytes:
         _, key, algorithm = self.key(card_id, purpose, kvn)
