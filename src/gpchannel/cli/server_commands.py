@@ -96,6 +96,13 @@ def _fail(message: str, code: int) -> None:
 @click.option("--legacy-tls", is_flag=True, help="Also TLS 1.0/1.1 and PSK-AES128-CBC-SHA for old cards.")
 @click.option("--allow-null-tls", is_flag=True, help="Allow the NULL (no encryption) PSK suites. Never in the field.")
 @click.option(
+    "--max-record",
+    type=int,
+    default=16384,
+    show_default=True,
+    help="Largest plaintext per TLS record the server sends (some cards want 256).",
+)
+@click.option(
     "--read-timeout",
     type=float,
     default=60.0,
