@@ -491,7 +491,8 @@ class AgentRunner:
 
     def _session(self, trigger: TriggerParameters) -> None:
         try:
-            agent = CardAgent(self.card, trigger=trigger, lock=self.lock, **self.agent_options)  # type: ignore[arg-type]
+            with self.lock:  # the parameters are read from the live state
+                agent = CardAgent(self.card, trigger=trigger, lock=self.lock, **self.agent_options)  # type: ignore[arg-type]
             summary = agent.run_sync()
         except GPChannelError as exc:
             log.warning("the triggered admin session cannot start: %s", exc)
