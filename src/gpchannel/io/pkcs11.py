@@ -202,7 +202,12 @@ class Pkcs11KeyProvider(BaseKeyProvider):
         logs out. Idempotent."""
         with _TOKEN_LOCK:
             self._objects.clear()
-            self._derived.clear()
+            derived, self._derived = list(self._derived.values()), OrderedDict()
+            for obj in derived:  # session objects would live as long as the (shared) login session
+                try:
+                    obj.destroy()
+                except PKCS11Error:
+                    pass
             entry = _LOGINS.get(self._login_key)
             if entry is None or entry[0] is not self._login:
                 return  # closed already
