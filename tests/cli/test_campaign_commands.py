@@ -147,3 +147,9 @@ def test_cancel_and_errors(live: Live, tmp_path: Path) -> None:
     assert missing.exit_code == EXIT_FAILURE and "no campaign 999" in missing.output
     down = _run("campaign", "status", "--api", "http://127.0.0.1:9")
     assert down.exit_code == EXIT_TRANSPORT
+
+
+def test_server_campaign_options_are_checked(tmp_path: Path) -> None:
+    for option in ("--campaign-rate", "--campaign-por-timeout", "--campaign-max-attempts"):
+        result = _run("server", "--data", str(tmp_path), "--smpp", "127.0.0.1:2775", option, "0")
+        assert result.exit_code == EXIT_USAGE and "campaign_" in result.output, result.output
