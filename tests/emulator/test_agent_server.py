@@ -38,8 +38,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def server(tmp_path: Path) -> AsyncIterator[Running]:
-    config = ServerConfig(admin_port=0, api_port=0, data_dir=tmp_path / "server")
+async def server(tmp_path: Path, **options: Any) -> AsyncIterator[Running]:
+    config = ServerConfig(admin_port=0, api_port=0, data_dir=tmp_path / "server", **options)
     (tmp_path / "server").mkdir(exist_ok=True)
     stop = asyncio.Event()
     ready: asyncio.Future[ServerAddresses] = asyncio.get_running_loop().create_future()
@@ -151,3 +151,23 @@ def test_broken_session_completes_the_job_once(tmp_path: Path, restart: bool) ->
     assert [str(r["sw"]).upper() for r in job["results"]] == ["9000"]  # a second run would have been 6A89
     on_disk = DirectoryStore(state).load()
     assert on_disk is not None and on_disk.application(SSD) is not None and pending_delivery(on_disk) is None
+
+
+def test_long_script_in_small_records_and_a_chunked_response(tmp_path: Path) -> None:
+    """60 commands: the script crosses several 256-byte TLS records (``--max-record 256``, for cards with small
+    buffers, ota-notes B.1) and the ~3 KB response script goes back chunked; every result arrives."""
+    state = make_card(tmp_path)
+
+    async def scenario() -> dict[str, Any]:
+        async with server(tmp_path, max_record=256) as running:
+            job_id = await queue_job(running, [GET_DATA_CPLC.to_bytes()] * 60)
+            agent = CardAgent(load(state), server=running.admin, retries=0, sleep=no_sleep, timeout=20)
+            summary = await agent.run()
+            assert summary.status is SessionStatus.COMPLETED and summary.apdus == 60
+            job: dict[str, Any] = await call(running.api, "GET", f"/jobs/{job_id}")
+            return job
+
+    job = asyncio.run(scenario())
+    assert job["state"] == "done", job
+    assert [str(r["sw"]).upper() for r in job["results"]] == ["9000"] * 60
+    assert all(bytes.fromhex(r["response"]).startswith(b"\x9f\x7f") for r in job["results"])
