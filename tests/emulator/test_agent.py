@@ -638,3 +638,19 @@ def test_trigger_arriving_during_a_session_runs_after_it(tmp_path: Path) -> None
     summaries, ras = asyncio.run(scenario())
     assert [(s.status, s.scripts) for s in summaries] == [(SessionStatus.COMPLETED, 1), (SessionStatus.COMPLETED, 0)]
     assert [r.first for r in ras.requests] == [True, False, True]
+
+
+def test_definite_script_over_255_commands_runs_nothing(tmp_path: Path) -> None:
+    card = load_card(make_state(tmp_path))
+    ras = MiniRas(
+        [
+            Script(CommandScript.of([install_ssd()] + [GET_DATA_CPLC] * 255).to_bytes()),
+            Script(CommandScript.of([GET_DATA_CPLC] * 256, definite=False).to_bytes()),  # no count: runs
+        ]
+    )
+    summary = run_agent(card, ras)
+    assert summary.status is SessionStatus.COMPLETED and summary.apdus == 256
+    refused = ras.results(0)
+    assert refused.responses == () and refused.items[0].value == b"\x02"  # type: ignore[union-attr]
+    assert card.state.application(SSD) is None
+    assert len(ras.results(1).responses) == 256

@@ -23,7 +23,9 @@ Script status (Amendment B, X-Admin-Script-Status): a GP script targeted at an A
 ``unknown-application``, at an application that is not a Security Domain ``not-a-security-domain``; both POST
 no body and run nothing. A body that is not an expanded command script (``AA``/``AE`` BER-TLV) is answered
 ``ok`` with a response script holding the Bad Format TLV (TS 102 226 5.2.2, ``90 01 01``) and nothing run: the
-server learns precisely what went wrong, and ``security-error`` stays for what it says (our choice [U]).
+server learns precisely what went wrong, and ``security-error`` stays for what it says (our choice [U]). A
+definite script of more than 255 commands (whose executed count would not fit its byte) gets ``90 01 02`` and
+nothing runs.
 
 Resumption (the rule D's server follows, docs/server.md): before a script runs its Next-URI is persisted
 (``card.admin_trigger.PendingDelivery``); the script's effects and its response are committed **together**
@@ -67,7 +69,7 @@ from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
 from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
-from gpchannel.ota.remote_apdu import BadFormat, ResponseScript
+from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
 from gpchannel.ram.client import AdminClientConnection, AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.ram.trigger import RetryPolicy, TriggerParameters
@@ -261,6 +263,11 @@ def run_delivery(card: Card, delivery: ScriptDelivery, channels: dict[bytes, Cha
     if script[:1] not in (bytes((t,)) for t in _EXPANDED_TAGS):
         bad = ResponseScript((BadFormat(b"\x01"),), 0, True).to_bytes()
         return ScriptOutcome(ScriptStatus.OK, bad, response_type, 0)
+    if script[:1] == b"\xaa" and _too_many_commands(script):
+        # The definite response script counts executed commands in one byte (TS 102 226 5.2.2): refuse up front
+        # rather than run commands whose results could not be reported [our choice].
+        bad = ResponseScript((BadFormat(b"\x02"),), 0, True).to_bytes()
+        return ScriptOutcome(ScriptStatus.OK, bad, response_type, 0)
     channel = None if entry.rfm else channels.setdefault(entry.target, ChannelContext(0))
     before = card.ctx.state
     body = run_script(card.ctx, entry, script, channel)
@@ -272,6 +279,13 @@ def run_delivery(card: Card, delivery: ScriptDelivery, channels: dict[bytes, Cha
     except DecodeError:
         executed = 0
     return ScriptOutcome(ScriptStatus.OK, body, response_type, executed)
+
+
+def _too_many_commands(script: bytes) -> bool:
+    try:
+        return len(CommandScript.from_bytes(script).apdus) > 0xFF
+    except DecodeError:
+        return False  # run_script answers the Bad Format TLV itself
 
 
 class _ConnectionLost(TransportError):
