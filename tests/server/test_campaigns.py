@@ -227,7 +227,7 @@ def test_cancel_stops_what_was_not_sent(tmp_path: Path) -> None:
                     body = await reply.json()
             assert (body["state"], body["cancelled_jobs"]) == ("cancelled", 3)
             assert body["progress"] == {"queued": 0, "sent": 2, "done": 0, "failed": 0, "cancelled": 3, "total": 5}
-            clock.advance(5)
+            clock.advance(10)  # a third of the lease: the leases are renewed, the cancelled jobs' are not
             await worker.tick()  # the claimed, unsent jobs lost their lease: nothing more leaves
             assert worker.stats.sent == 2 and worker.held() == 2 and sink.stats.accepted == 2
             clock.advance(60)
@@ -273,5 +273,36 @@ def test_api_refuses_bad_campaigns(tmp_path: Path) -> None:
                 assert reply.status == 404
             async with http.get(f"{server.api_url}/") as reply:
                 assert "no campaign yet" in await reply.text()
+
+    run(scenario(), timeout=60)
+
+
+def test_two_workers_split_a_rate_limited_campaign(tmp_path: Path) -> None:
+    """A worker holds at most one batch of claimed, unsent jobs: the rest stay in the queue for the others."""
+    clock = Clock()
+    services, fleet = fleet_services(tmp_path, 6, clock)
+    repo = services.repository
+    ids = [c.id for c in (repo.card_by_iccid(card.iccid) for card in fleet) if c is not None]
+    settings = CampaignSettings(rate=1, burst=1, por_timeout=3600)
+    create_campaign(repo, name="split", transport="scp80", script=SCRIPT, card_ids=ids, target=b"", settings=settings)
+    small = WorkerSettings(batch=2)
+
+    async def scenario() -> None:
+        async with (
+            bridge_for(None) as sink,
+            worker_on(services, sink, small, owner="w1") as first,
+            worker_on(services, sink, small, owner="w2") as second,
+        ):
+            await first.tick()
+            await second.tick()
+            assert (first.stats.claimed, first.stats.sent, second.stats.claimed, second.stats.sent) == (2, 1, 2, 1)
+            await first.tick()  # no token yet; it holds one unsent job, claims one more (batch 2)
+            assert (first.stats.claimed, first.held()) == (3, 3)
+            clock.advance(1)
+            for worker in (first, second, first, second):
+                await worker.tick()
+            assert first.stats.sent + second.stats.sent == 4
+            assert first.stats.claimed + second.stats.claimed == 6  # every job claimed once: no job sent twice
+            assert sink.stats.accepted == 4
 
     run(scenario(), timeout=60)

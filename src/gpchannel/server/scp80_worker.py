@@ -130,7 +130,8 @@ class WorkerSettings:
     """The worker's own knobs (the campaign's are in :class:`CampaignSettings`)."""
 
     batch: int = 100
-    """Jobs claimed per round at most."""
+    """Jobs claimed per round at most, and claimed-but-unsent jobs held at most (the rest stay in the queue
+    for the other workers)."""
     max_in_flight: int = 5000
     """Jobs held (claimed or waiting for a PoR) at most."""
     lease_seconds: float = 60.0
@@ -263,6 +264,7 @@ class Scp80Worker:
         self._link_bucket = TokenBucket(self.settings.link_rate, self.settings.link_burst, self._seconds)
         self._reference = 0
         self._last_stale: datetime | None = None
+        self._last_renew: datetime | None = None
         self._last_finish: datetime | None = None
         self._touched: set[int] = set()
 
@@ -318,8 +320,12 @@ class Scp80Worker:
         await self._finish_campaigns(now)
 
     async def _renew(self, now: datetime) -> None:
-        """Keep the leases of the QUEUED jobs held here (claimed, or triggered and waiting for the session); a job
-        whose lease was not renewed (taken over, cancelled, or delivered to an admin session) is dropped."""
+        """Keep the leases of the QUEUED jobs held here (claimed, or triggered and waiting for the session), every
+        third of a lease; a job whose lease was not renewed (taken over, cancelled, or delivered to an admin
+        session) is dropped."""
+        if self._last_renew is not None and (now - self._last_renew).total_seconds() < self.settings.lease_seconds / 3:
+            return
+        self._last_renew = now
         queued = [f.job.id for f in self._flights.values() if f.counter is None or (f.trigger and not f.fallback)]
         if not queued:
             return
@@ -338,7 +344,9 @@ class Scp80Worker:
     async def _claim(self, now: datetime) -> None:
         from gpchannel.server.repository import Transport
 
-        room = min(self.settings.batch, self.settings.max_in_flight - len(self._flights))
+        # Hold no more unsent jobs than one batch: the rest stay claimable by the other workers.
+        unsent = sum(1 for f in self._flights.values() if f.counter is None)
+        room = min(self.settings.batch - unsent, self.settings.max_in_flight - len(self._flights))
         if room <= 0:
             return
         jobs: list[JobRecord] = await self._db(
