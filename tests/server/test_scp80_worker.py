@@ -9,11 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gpchannel.server.campaigns import CampaignSettings, ScriptFormat, create_campaign
 from gpchannel.server.config import ServerServices
 from gpchannel.server.repository import CampaignState, JobState, Transport
 from gpchannel.server.scp80_worker import ORPHAN_REASON, WorkerSettings
+from tests.io.conftest import Serve, pcscd_readers, virtual_reader  # noqa: F401 (fixtures)
 from tests.server.campaign_support import (
     READ_SPN,
     RFM_TAR,
@@ -340,3 +342,42 @@ def test_scp81_with_sms_trigger_and_sms_fallback(tmp_path: Path) -> None:
 
     run(scenario(), timeout=120)
     assert fleet.ota_counter(card_b) == 2
+
+
+@pytest.mark.pcsc
+def test_campaign_to_a_card_through_pcscd(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The same path with the card behind pcscd + vpcd (the emulator served on a virtual reader, the bridge
+    opening it as a PC/SC reader), the card's keys from an inventory in the example profile's values."""
+    serve: Serve = request.getfixturevalue("virtual_reader")  # tests/io's pcscd + vpcd fixtures
+    from gpchannel.emulator.app import EmulatedCard, open_card
+    from gpchannel.io.pcsc import PcscTransport
+    from gpchannel.server.inventory import import_inventory, parse_inventory
+    from gpchannel.smpp import HandsetBridge, HandsetCard
+    from tests.server.campaign_support import store
+    from tests.smpp.conftest import CARD_NUMBER, free_port, serving
+
+    profile = Path(__file__).resolve().parents[2] / "examples" / "profiles" / "scp03.toml"
+    card, _ = open_card(tmp_path / "state", profile)
+    services = store(tmp_path)
+    inventory = (
+        "iccid,msisdn,kvn,kic,kic_algorithm,kid,kid_algorithm,tar\n"
+        f"8988211000000000001,{CARD_NUMBER},1,000102030405060708090A0B0C0D0E0F,aes-cbc,"
+        "101112131415161718191A1B1C1D1E1F,aes-cmac,B00001\n"
+    )
+    (card_id,) = import_inventory(services.repository, services.keys, parse_inventory(inventory)).card_ids
+    campaign = create_campaign(services.repository, name="pcsc", transport="scp80", script=SCRIPT, card_ids=[card_id])
+    with serve(EmulatedCard(card)) as reader:
+        transport = PcscTransport(reader.name)
+        try:
+
+            async def scenario() -> None:
+                bridge = HandsetBridge(HandsetCard(transport), port=free_port())
+                async with serving(bridge), worker_on(services, bridge) as worker:
+                    await settle(worker, lambda: _final(services, campaign), wait=0.2)
+
+            run(scenario(), timeout=90)
+        finally:
+            transport.close()
+    (job,) = services.repository.jobs(campaign_id=campaign)
+    assert (job.state, job.counter_used) == (JobState.DONE, 1)
+    assert [(r.sw, r.response) for r in job.results] == [(0x9000, b""), (0x9000, b""), (0x9000, b"ABCD")]
