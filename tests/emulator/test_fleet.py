@@ -109,6 +109,8 @@ def test_card_state_is_created_at_first_use_with_the_cards_own_keys(tmp_path: Pa
     assert (found[1].kic_key, found[1].kid_key) == (card.kic, card.kid)
     assert core.ctx.state.ota["scp81"]["psk"] == card.psk.hex().upper()
     assert core.ctx.state.ota["scp81"]["psk_identity"] == card.iccid
+    assert fleet.stored_state(card) is None  # written at its first change only
+    core.save()
     stored = fleet.stored_state(card)
     assert stored is not None and stored.cin.hex().startswith(card.iccid[:6])
     assert fleet.stored_state(fleet.cards[0]) is None  # the others stay untouched

@@ -295,17 +295,15 @@ class Fleet:
     def open_card(
         self, card: FleetCard, *, random: Callable[[int], bytes] = os.urandom, applets: AppletRegistry | None = None
     ) -> Card:
-        """The card's emulator core over its state directory (created, personalised, on first use)."""
+        """The card's emulator core over its state directory. A card never used starts from its personalised
+        state without writing it (it can be rebuilt from the manifest at any time); its directory is written,
+        atomically, at its first change (the first OTA packet it accepts)."""
         from gpchannel.emulator.app import emulator_applets
 
         registry = applets or emulator_applets()
-        return Card.from_store(
-            DirectoryStore(self.state_dir(card)),
-            lambda: self.initial_state(card, registry),
-            random=random,
-            applets=registry,
-            today=_today_utc,
-        )
+        store = DirectoryStore(self.state_dir(card))
+        state = store.load() or self.initial_state(card, registry)
+        return Card(state, store, random=random, applets=registry, today=_today_utc)
 
     def stored_state(self, card: FleetCard) -> CardState | None:
         """The card's committed state, None if it was never used."""
