@@ -381,3 +381,50 @@ def test_campaign_to_a_card_through_pcscd(request: pytest.FixtureRequest, tmp_pa
     (job,) = services.repository.jobs(campaign_id=campaign)
     assert (job.state, job.counter_used) == (JobState.DONE, 1)
     assert [(r.sw, r.response) for r in job.results] == [(0x9000, b""), (0x9000, b""), (0x9000, b"ABCD")]
+
+
+def test_no_smsc_uses_no_attempt_and_no_counter(tmp_path: Path) -> None:
+    """While the SMSC cannot be reached nothing is marked sent (no attempt, no counter used); binds are tried
+    once per reconnect_seconds; once the SMSC is there the campaign runs."""
+    from gpchannel.server.scp80_worker import Scp80Worker, SmsLink
+    from gpchannel.smpp import OtaSmppClient
+    from tests.smpp.conftest import OTA_SERVER, free_port
+
+    clock = Clock()
+    services, fleet = fleet_services(tmp_path, 2, clock)
+    repo = services.repository
+    ids = [c.id for c in (repo.card_by_iccid(card.iccid) for card in fleet) if c is not None]
+    campaign = create_campaign(repo, name="late", transport="scp80", script=SCRIPT, card_ids=ids, target=b"")
+    port = free_port()
+    binds: list[int] = []
+
+    async def connect() -> SmsLink:
+        binds.append(1)
+        return await OtaSmppClient.connect("127.0.0.1", port, "w", "secret", source_addr=OTA_SERVER, timeout=2)
+
+    async def scenario() -> None:
+        worker = Scp80Worker(services, None, owner="w", settings=WorkerSettings(reconnect_seconds=5), connect=connect)
+        for _ in range(3):
+            await worker.tick()
+        assert len(binds) == 1 and worker.held() == 2
+        assert all((j.state, j.attempts, j.counter_used) == (JobState.QUEUED, 0, None) for j in repo.jobs())
+        from gpchannel.smpp import HandsetBridge
+        from gpchannel.smpp.fleet import FleetHandsets
+
+        bridge = HandsetBridge(None, fleet=FleetHandsets(fleet), port=port)
+        stop = asyncio.Event()
+        await bridge.start()
+        serving = asyncio.create_task(bridge.serve(stop))
+        try:
+            clock.advance(5)
+            await settle(worker, lambda: _final(services, campaign))
+        finally:
+            stop.set()
+            await serving
+            if worker.link is not None:
+                await worker.link.close()
+        assert len(binds) == 2
+
+    run(scenario(), timeout=60)
+    assert {j.state for j in repo.jobs(campaign_id=campaign)} == {JobState.DONE}
+    assert [repo.counter(i, 1) for i in ids] == [1, 1]

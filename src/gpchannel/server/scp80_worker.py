@@ -141,6 +141,8 @@ class WorkerSettings:
     """submit_sm per second on the bind (the SMSC's throughput contract)."""
     link_burst: int = 100
     submit_timeout: float = 10.0
+    reconnect_seconds: float = 5.0
+    """Seconds between two bind attempts while the SMSC cannot be reached."""
     defaults: CampaignSettings = field(default_factory=CampaignSettings)
     """Settings of jobs without a campaign (and the base of a campaign's missing keys)."""
 
@@ -265,6 +267,7 @@ class Scp80Worker:
         self._reference = 0
         self._last_stale: datetime | None = None
         self._last_renew: datetime | None = None
+        self._next_bind: datetime | None = None
         self._last_finish: datetime | None = None
         self._touched: set[int] = set()
 
@@ -375,9 +378,12 @@ class Scp80Worker:
     async def _send_ready(self) -> None:
         from gpchannel.server.repository import Transport
 
-        for flight in sorted(self._flights.values(), key=lambda f: f.job.id):
-            if flight.counter is not None or (flight.trigger and not flight.fallback):
-                continue  # sent, waiting for the PoR / the admin session
+        waiting = [f for f in self._flights.values() if f.counter is None]
+        if not waiting or await self._link() is None:
+            return  # no bind: nothing is marked sent, no attempt is used; the jobs wait under their leases
+        for flight in sorted(waiting, key=lambda f: f.job.id):
+            if flight.counter is not None or flight.job.id not in self._flights:
+                continue
             busy = self._busy_cards.get(flight.card.id)
             if busy is not None and busy != flight.job.id:
                 continue  # one job per card in flight
@@ -517,14 +523,18 @@ class Scp80Worker:
         await self._submit(flight, TRIGGER_DEFAULTS, counter)
 
     async def _link(self) -> SmsLink | None:
+        """The bound SMPP session; a new bind when it is gone (at most one try per ``reconnect_seconds``)."""
         if self.link is not None and not self.link.closed:
             return self.link
-        if self._connect is None:
+        now = self.services.clock()
+        if self._connect is None or (self._next_bind is not None and now < self._next_bind):
             return None
+        self._next_bind = now + timedelta(seconds=self.settings.reconnect_seconds)
         try:
             self.link = await self._connect()
+            _log.info("SMPP bound")
         except TransportError as exc:
-            _log.warning("SMPP bind failed: %s", exc)
+            _log.warning("SMPP bind failed (next try in %g s): %s", self.settings.reconnect_seconds, exc)
             self.link = None
         return self.link
 
