@@ -19,6 +19,7 @@ both write it.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -305,6 +306,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 # pg_advisory_xact_lock key: concurrent servers/workers starting on one empty database migrate one at a time.
 _MIGRATION_LOCK_KEY = 0x67706368  # "gpch"
+# Alembic keeps the running migration's context in module globals (alembic.context, alembic.op): two threads of
+# one process must never run commands at the same time, even on two different databases.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -332,8 +336,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` in one transaction, one process at a time."""
-    with write_transaction(engine) as connection:
+    """Migrate the database to ``revision`` in one transaction, one process (and one thread) at a time."""
+    with _ALEMBIC_LOCK, write_transaction(engine) as connection:
         if is_postgresql(connection):
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
         command.upgrade(alembic_config(connection), revision)
@@ -341,7 +345,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Migrate the database down to ``revision`` (``base``: no tables at all) in one transaction."""
-    with write_transaction(engine) as connection:
+    with _ALEMBIC_LOCK, write_transaction(engine) as connection:
         if is_postgresql(connection):
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
         command.downgrade(alembic_config(connection), revision)
