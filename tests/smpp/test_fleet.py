@@ -55,7 +55,7 @@ def test_each_card_answers_on_its_own_number_with_its_own_keys(fleet: Fleet) -> 
     chosen = fleet.cards[1], fleet.cards[4], fleet.cards[5]
 
     async def session() -> None:
-        bridge = HandsetBridge(None, port=free_port(), fleet=handsets, workers=2)
+        bridge = HandsetBridge(None, port=free_port(), fleet=handsets, workers=2, track_destinations=True)
         async with serving(bridge), client(bridge) as esme:
             for card in chosen:
                 await esme.submit_packet(card.msisdn, _packet(card, 1), receipt=False)
@@ -67,6 +67,7 @@ def test_each_card_answers_on_its_own_number_with_its_own_keys(fleet: Fleet) -> 
                 response = unsecure_response(got[card.msisdn], spi=SPI, kic=KIC, kid=KID, keyset=_keys(card))
                 assert (response.status, response.counter, response.authenticated) == (ResponseStatus.POR_OK, 1, True)
                 assert CompactResponse.from_bytes(response.data).executed == 1
+        assert bridge.destinations == {card.msisdn: 1 for card in chosen}
 
     run(session())
     for card in chosen:

@@ -126,7 +126,9 @@ class HandsetBridge:
     ``None``; ``workers`` cards are driven at once, default 4).
 
     ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
-    dates (UTC by default). :meth:`serve` runs until ``stop`` is set; the listening port is :attr:`port`.
+    dates (UTC by default). ``track_destinations``: count the accepted submit_sm per destination_addr in
+    :attr:`destinations` (benchmarks check that every card got exactly one message). :meth:`serve` runs until
+    ``stop`` is set; the listening port is :attr:`port`.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class HandsetBridge:
         clock: Callable[[], datetime.datetime] | None = None,
         fleet: FleetHandsets | None = None,
         workers: int | None = None,
+        track_destinations: bool = False,
     ) -> None:
         if card is not None and fleet is not None:
             raise ValueError("a bridge fronts one card or a fleet, not both")
@@ -151,6 +154,7 @@ class HandsetBridge:
         self.system_id = system_id
         self.allowed = None if allowed_system_ids is None else frozenset(allowed_system_ids)
         self.stats = BridgeStats()
+        self.destinations: dict[str, int] | None = {} if track_destinations else None
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._server: smpp34.Server | None = None
         self._sessions: dict[str, smpp34.Esme] = {}
@@ -247,6 +251,8 @@ class HandsetBridge:
         except asyncio.QueueFull:
             return self._refuse(event, ESME_RMSGQFUL, "the card's queue is full")
         self.stats.accepted += 1
+        if self.destinations is not None:
+            self.destinations[job.destination_addr] = self.destinations.get(job.destination_addr, 0) + 1
         event.accept(job.message_id)
         return None
 
