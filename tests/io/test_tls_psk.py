@@ -369,3 +369,33 @@ def test_forged_records_after_the_handshake_never_yield_plaintext(garbage: bytes
         server.receive(garbage)
         server.receive(b"")
     assert server.read() == b""
+
+
+def test_contexts_are_shared_across_threads() -> None:
+    """One server context and one client context used by several threads at once, a connection per thread."""
+    import threading
+
+    client_context = PskClientContext(IDENTITY, PSK)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(30):
+                client = client_context.connection()
+                server = SERVER_CONTEXT.connection()
+                client.start()
+                pump(client, server)
+                message = b"thread %d message %d" % (n, i)
+                client.write(message)
+                pump(client, server)
+                assert server.read() == message
+                assert server.identity == IDENTITY
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
