@@ -477,6 +477,72 @@ def test_renew_lease_keeps_the_job_away_from_others(repo: Repository) -> None:
     assert repo.mark_sent(mine, owner="me", kvn=1, delivery_id="d", now=later) == 1
 
 
+def test_claim_one_per_card_in_queue_order(repo: Repository) -> None:
+    x, y = _card(repo, 1), _card(repo, 2)
+    x_jobs = [repo.add_job(card_id=x, transport=Transport.SCP80, script=[APDU]) for _ in range(3)]
+    y_job = repo.add_job(card_id=y, transport=Transport.SCP80, script=[APDU])
+    repo.add_job(card_id=y, transport=Transport.SCP81, script=[APDU])  # another transport: no influence
+
+    def claim(owner: str, at: datetime = T0) -> list[int]:
+        got = repo.claim_jobs(
+            transports=[Transport.SCP80], owner=owner, limit=10, lease_seconds=10, now=at, one_per_card=True
+        )
+        return [j.id for j in got]
+
+    assert claim("a") == [x_jobs[0], y_job]
+    assert claim("b") == []  # x's first job is leased
+    assert claim("b", T0 + timedelta(seconds=11)) == [x_jobs[0], y_job]  # leases expired: taken over
+    repo.mark_sent(x_jobs[0], owner="b", kvn=1, delivery_id="x0")
+    repo.mark_sent(y_job, owner="b", kvn=1, delivery_id="y0")
+    repo.complete_job("y0", [ApduResult(APDU, b"", 0x9000)])
+    assert claim("c", T0 + timedelta(seconds=20)) == []  # x's first job is SENT
+    repo.complete_job("x0", [ApduResult(APDU, b"", 0x9000)])
+    assert claim("b", T0 + timedelta(seconds=20)) == [x_jobs[1]]
+    repo.fail_job(x_jobs[1], "no PoR", retry_at=T0 + timedelta(minutes=5))
+    # The retried job is not due; the card's next job still waits behind it.
+    assert claim("c", T0 + timedelta(seconds=40)) == []
+    assert claim("c", T0 + timedelta(minutes=5)) == [x_jobs[1]]
+    # Without the option, jobs of one card go out together.
+    assert [
+        j.id
+        for j in repo.claim_jobs(
+            transports=[Transport.SCP80], owner="d", limit=10, lease_seconds=10, now=T0 + timedelta(minutes=5)
+        )
+    ] == [x_jobs[2]]
+
+
+def test_next_counter_outside_a_job(repo: Repository) -> None:
+    card_id = _card(repo)
+    assert [repo.next_counter(card_id, 1) for _ in range(3)] == [1, 2, 3]
+    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
+    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
+    assert repo.mark_sent(job_id, owner="w", kvn=1, delivery_id="d") == 4
+    assert repo.next_counter(card_id, 2) == 1
+    with pytest.raises(RepositoryError, match="no card"):
+        repo.next_counter(card_id + 100, 1)
+    repo.set_counter(card_id, 3, MAX_OTA_COUNTER)
+    with pytest.raises(RepositoryError):
+        repo.next_counter(card_id, 3)
+    assert repo.counter(card_id, 3) == MAX_OTA_COUNTER
+
+
+def test_note_sent_job_only_while_sent(repo: Repository, clock: FixedClock) -> None:
+    card_id = _card(repo)
+    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    job = repo.deliver_next_job(card_id, owner="ras", now=T0)
+    assert job is not None and job.delivery_id is not None
+    clock.now = T0 + timedelta(seconds=5)
+    assert repo.note_sent_job(job.delivery_id, "session broke")
+    noted = repo.job(job.id)
+    assert noted is not None
+    assert (noted.state, noted.reason, noted.updated_at) == (JobState.SENT, "session broke", clock.now)
+    repo.complete_job(job.delivery_id, [ApduResult(APDU, b"", 0x9000)], reason=None)
+    assert not repo.note_sent_job(job.delivery_id, "too late")
+    assert not repo.note_sent_job("unknown", "x")
+    done = repo.job(job.id)
+    assert done is not None and (done.state, done.reason) == (JobState.DONE, None)
+
+
 # --- campaigns -----------------------------------------------------------------------------------------------------
 
 
@@ -732,6 +798,47 @@ def test_one_job_marked_sent_concurrently_is_sent_once(repo: Repository) -> None
     _run_threads(8, worker)
     assert (wins, len(losses)) == ([1], 7)
     assert repo.counter(card_id, 1) == 1
+
+
+def test_one_per_card_under_eight_threads(repo: Repository) -> None:
+    """Workers send each card's jobs one at a time, in queue order, with counters 1, 2, 3, ... per card."""
+    card_ids = [_card(repo, n) for n in range(12)]
+    for _ in range(5):
+        for card_id in card_ids:
+            repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
+    in_flight: set[int] = set()
+    sent: dict[int, list[tuple[int, int]]] = {c: [] for c in card_ids}
+    lock = threading.Lock()
+    violations: list[str] = []
+
+    def worker(n: int) -> None:
+        owner = f"w{n}"
+        idle = 0
+        while idle < 50:
+            claimed = repo.claim_jobs(
+                transports=[Transport.SCP80], owner=owner, limit=2, lease_seconds=600, now=T0, one_per_card=True
+            )
+            if not claimed:
+                idle += 1
+                threading.Event().wait(0.005)
+                continue
+            idle = 0
+            for job in claimed:
+                with lock:
+                    if job.card_id in in_flight:
+                        violations.append(f"card {job.card_id}: job {job.id} while another is in flight")
+                    in_flight.add(job.card_id)
+                counter = repo.mark_sent(job.id, owner=owner, kvn=1, delivery_id=f"d-{job.id}")
+                with lock:
+                    sent[job.card_id].append((job.id, counter))
+                    in_flight.discard(job.card_id)  # before the job is final in the database
+                repo.complete_job(f"d-{job.id}", [ApduResult(APDU, b"", 0x9000)])
+
+    _run_threads(8, worker)
+    assert violations == []
+    for card_id, order in sent.items():
+        assert [job_id for job_id, _ in order] == sorted(job_id for job_id, _ in order)
+        assert [counter for _, counter in order] == [1, 2, 3, 4, 5], card_id
 
 
 def test_takeover_under_load(repo: Repository) -> None:

@@ -667,10 +667,22 @@ class Repository:
     # --- workers ------------------------------------------------------------------------------------------------
 
     def claim_jobs(
-        self, *, transports: Collection[Transport], owner: str, limit: int, lease_seconds: float, now: datetime
+        self,
+        *,
+        transports: Collection[Transport],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        one_per_card: bool = False,
     ) -> list[JobRecord]:
         """Lease up to ``limit`` due QUEUED jobs (not leased, or whose lease expired) to ``owner`` until
-        ``now + lease_seconds``, oldest due first. Two workers never get the same job while its lease runs."""
+        ``now + lease_seconds``, oldest due first. Two workers never get the same job while its lease runs.
+
+        ``one_per_card``: a card has at most one job of these transports in flight across all workers, taken in
+        queue order. A job is skipped while its card has another one SENT or leased, or an older one QUEUED (even
+        one not yet due), so an SCP80 card sees its packets, and their counters, one after the other.
+        """
         _check_aware("now", now)
         if limit <= 0:
             return []
@@ -678,19 +690,39 @@ class Repository:
             raise RepositoryError("lease_seconds must be positive")
         kinds = [Transport(t).value for t in transports]
         until = now + timedelta(seconds=lease_seconds)
+        conditions = [
+            jobs.c.state == JobState.QUEUED.value,
+            jobs.c.transport.in_(kinds),
+            jobs.c.not_before <= now,
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
+        ]
+        if one_per_card:
+            other = jobs.alias("other")
+            busy = (
+                select(other.c.id)
+                .where(
+                    other.c.card_id == jobs.c.card_id,
+                    other.c.id != jobs.c.id,
+                    other.c.transport.in_(kinds),
+                    or_(
+                        other.c.state == JobState.SENT.value,
+                        and_(
+                            other.c.state == JobState.QUEUED.value,
+                            or_(other.c.id < jobs.c.id, other.c.lease_until >= now),
+                        ),
+                    ),
+                )
+                .exists()
+            )
+            conditions.append(~busy)
         with self._write() as c:
             ids = list(
                 c.execute(
                     select(jobs.c.id)
-                    .where(
-                        jobs.c.state == JobState.QUEUED.value,
-                        jobs.c.transport.in_(kinds),
-                        jobs.c.not_before <= now,
-                        or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
-                    )
+                    .where(*conditions)
                     .order_by(jobs.c.not_before, jobs.c.id)
                     .limit(limit)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=jobs, skip_locked=True)
                 ).scalars()
             )
             if not ids:
