@@ -184,6 +184,18 @@ _connections: dict[int, weakref.ref[PskTlsConnection]] = {}
 _connections_lock = threading.Lock()
 
 
+_thread_state = threading.local()
+
+
+def _scratch() -> Any:
+    """This thread's read buffer (one per thread, not per connection: a RAS may hold thousands of connections;
+    a buffer is only used inside one synchronous call)."""
+    buffer = getattr(_thread_state, "buffer", None)
+    if buffer is None:
+        buffer = _thread_state.buffer = ffi.new("unsigned char[]", _RECORD_READ)
+    return buffer
+
+
 def _connection_of(ssl: Any) -> PskTlsConnection | None:
     ref = _connections.get(int(ffi.cast("uintptr_t", ssl)))
     return ref() if ref is not None else None
@@ -434,7 +446,6 @@ class PskTlsConnection:
             lib.SSL_set_accept_state(ssl)
         else:
             lib.SSL_set_connect_state(ssl)
-        self._buffer = ffi.new("unsigned char[]", _RECORD_READ)
 
     def __repr__(self) -> str:
         role = "server" if self.server else "client"
@@ -489,10 +500,11 @@ class PskTlsConnection:
         """Network bytes to send to the peer now (b"" if none)."""
         chunks: list[bytes] = []
         while True:
-            n = lib.BIO_read(self._wbio, self._buffer, _RECORD_READ)
+            buffer = _scratch()
+            n = lib.BIO_read(self._wbio, buffer, _RECORD_READ)
             if n <= 0:
                 return b"".join(chunks)
-            chunks.append(ffi.buffer(self._buffer, n)[:])
+            chunks.append(ffi.buffer(buffer, n)[:])
 
     def read(self) -> bytes:
         """The application data decrypted so far (b"" if none)."""
@@ -573,9 +585,10 @@ class PskTlsConnection:
 
     def _read_records(self) -> None:
         while not self.peer_closed:
-            n = lib.SSL_read(self._ssl, self._buffer, _RECORD_READ)
+            buffer = _scratch()
+            n = lib.SSL_read(self._ssl, buffer, _RECORD_READ)
             if n > 0:
-                self._plaintext += ffi.buffer(self._buffer, n)[:]
+                self._plaintext += ffi.buffer(buffer, n)[:]
                 continue
             err = self._ssl_error(n)
             if err == lib.SSL_ERROR_ZERO_RETURN:
