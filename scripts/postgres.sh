@@ -42,7 +42,8 @@ AS_ROOT=0
 # Runs a command as the cluster's owner (the postgres user when we are root).
 as_owner() {
     if [ "$AS_ROOT" -eq 1 ]; then
-        runuser -u postgres -- "$@"
+        # From /, which the postgres user can always enter (the project may be under a private home).
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
