@@ -4,6 +4,7 @@ openssl s_server (independent peers, marker ``openssl``), and our client against
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -416,3 +417,33 @@ def test_truncation_is_reported_to_the_reader() -> None:
             await stream.close()
 
     run(main())
+
+
+def test_close_does_not_hang_on_a_peer_that_stops_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that never reads: our writes fill the socket buffers; close() aborts after CLOSE_TIMEOUT instead
+    of waiting forever for the buffer to drain."""
+    from gpchannel.io import tls_stream
+
+    monkeypatch.setattr(tls_stream, "CLOSE_TIMEOUT", 0.5)
+    done: list[str] = []
+
+    async def handler(stream: PskStream) -> None:
+        chunk = bytes(65536)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while True:  # until backpressure blocks: the client does not read
+                    await stream.write(chunk)
+        await stream.close()
+        done.append("closed")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+            async with asyncio.timeout(20):
+                while not done:
+                    await asyncio.sleep(0.05)
+            stream._writer.transport.abort()
+
+    run(main())
+    assert done == ["closed"]

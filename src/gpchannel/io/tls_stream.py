@@ -29,6 +29,8 @@ __all__ = ["PskStream", "open_psk_stream", "serve_psk"]
 logger = logging.getLogger("gpchannel.io.tls")
 
 _READ_CHUNK = 65536
+CLOSE_TIMEOUT = 10.0
+"""Seconds a closing connection may take to flush what is buffered before it is aborted."""
 
 
 class PskStream:
@@ -128,9 +130,7 @@ class PskStream:
             self._flush()
             if self._writer.can_write_eof() and not self._writer.is_closing():
                 self._writer.write_eof()
-        self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
+        await _close_writer(self._writer)
 
 
 async def _handshake(
@@ -167,10 +167,17 @@ async def _handshake(
         raise TlsError(f"connection lost during the TLS handshake: {exc}") from exc
 
 
-async def _abort(writer: asyncio.StreamWriter) -> None:
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close the TCP connection, letting buffered bytes (close_notify, an alert) go out; a peer that does not
+    read them within CLOSE_TIMEOUT seconds gets the connection aborted instead of holding us forever."""
     writer.close()
-    with contextlib.suppress(ConnectionError, OSError):
-        await writer.wait_closed()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except (ConnectionError, OSError):
+        pass
 
 
 async def open_psk_stream(host: str, port: int, context: PskClientContext, *, timeout: float = 30.0) -> PskStream:
@@ -188,7 +195,7 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
             try:
                 await _handshake(conn, reader, writer)
             except BaseException:
-                await _abort(writer)
+                await _close_writer(writer)
                 raise
     except TimeoutError as exc:
         raise TlsError(f"TLS handshake with {host}:{port} did not complete within {timeout} s") from exc
@@ -230,13 +237,13 @@ async def serve_psk(
                 handshake_timeout,
                 conn.identity,
             )
-            await _abort(writer)
+            await _close_writer(writer)
             return
         except TlsError as exc:
             logger.info(
                 "PSK-TLS handshake from %s failed (identity %r, alert %s): %s", peer, conn.identity, exc.alert, exc
             )
-            await _abort(writer)
+            await _close_writer(writer)
             return
         stream = PskStream(conn, reader, writer)
         logger.debug(
