@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from gpchannel.errors import TlsError, TransportError
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
-__all__ = ["PskStream", "open_psk_stream", "serve_psk"]
+__all__ = ["CLOSE_TIMEOUT", "PskStream", "open_psk_stream", "serve_psk"]
 
 logger = logging.getLogger("gpchannel.io.tls")
 
