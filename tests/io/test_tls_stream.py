@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -447,3 +449,58 @@ def test_close_does_not_hang_on_a_peer_that_stops_reading(monkeypatch: pytest.Mo
 
     run(main())
     assert done == ["closed"]
+
+
+@pytest.mark.openssl
+def test_small_records_to_openssl_client(tmp_path: Path) -> None:
+    """max_record_plaintext=256 (cards with small TLS buffers, ota-notes B.1): a 5000-byte answer goes out in
+    256-byte records and openssl reassembles it exactly."""
+    answer = bytes(range(33, 123)) * 55 + b"\n"  # 4951 printable bytes and a newline
+
+    async def handler(stream: PskStream) -> None:
+        await stream.read()
+        await stream.write(answer)
+
+    async def main() -> None:
+        msgfile = tmp_path / "msg.txt"
+        server, port = await serving(handler, PskTlsPolicy(max_record_plaintext=256))
+        async with server:
+            result = await s_client(
+                port,
+                psk=PSK,
+                identity=IDENTITY,
+                cipher=SUITES[1],
+                extra=("-quiet", "-msg", "-msgfile", str(msgfile)),
+                stdin=b"go\n",
+            )
+        assert result.returncode == 0, result.output
+        assert result.stdout == answer
+        # -msg prints "<<< ... RecordHeader" then the 5 header bytes for every record received
+        lines = msgfile.read_text().splitlines()
+        sizes = [
+            int(nxt.split()[3] + nxt.split()[4], 16)
+            for line, nxt in itertools.pairwise(lines)
+            if line.startswith("<<<") and "RecordHeader" in line and nxt.split()[0] == "17"
+        ]
+        assert len(sizes) == 20, sizes  # ceil(4952 / 256) application-data records
+        assert max(sizes) == 256 + 8 + 16  # GCM: explicit nonce + tag around 256 plaintext bytes
+
+    run(main())
+
+
+def test_many_concurrent_clients() -> None:
+    async def main() -> None:
+        server, port = await serving(echo_once)
+        async with server:
+
+            async def one(n: int) -> bytes:
+                stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+                await stream.write(b"client %d" % n)
+                data = await stream.read()
+                await stream.close()
+                return data
+
+            answers = await asyncio.gather(*(one(n) for n in range(40)))
+        assert answers == [b"echo:client %d" % n for n in range(40)]
+
+    run(main())
