@@ -9,7 +9,8 @@ The schema itself is created and evolved by the Alembic scripts in ``migrations/
 ``metadata.create_all``: the tables below describe what the latest migration builds, and a test checks that the
 two agree.
 
-SQLite connections run in WAL mode with a busy timeout and foreign keys on. pysqlite's own transaction handling
+SQLite connections run in WAL mode with ``synchronous=FULL`` (a committed OTA counter survives a power cut), a
+busy timeout and foreign keys on. pysqlite's own transaction handling
 is switched off (it would not put DDL in a transaction and cannot say ``BEGIN IMMEDIATE``): each transaction
 emits its own ``BEGIN``, and a connection with the execution option ``sqlite_begin="IMMEDIATE"`` takes SQLite's
 write lock at once (see :func:`write_transaction`), so two processes never read the same queue state and then
@@ -278,7 +279,9 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across application crashes
+            # FULL: a committed transaction survives a power cut too (NORMAL, in WAL mode, may lose the last
+            # ones): an OTA counter handed out must never be handed out again (ETSI TS 102 225 5.1.1).
+            cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
 
