@@ -152,7 +152,7 @@ def bridge(
     s = the_bridge.stats
     click.echo(
         f"bridge: stopped; submit_sm accepted {s.accepted}, refused {s.refused}; card took {s.delivered}, "
-        f"refused {s.undelivered}; PoR deliver_sm {s.pors}, receipts {s.receipts}"
+        f"refused {s.undelivered}; PoR deliver_sm {s.pors}, receipts {s.receipts}, lost {s.lost}"
     )
     if handsets is not None:
         t = handsets.totals()

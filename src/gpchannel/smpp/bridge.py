@@ -90,7 +90,8 @@ def deliver_tpdu(
 
 @dataclass
 class BridgeStats:
-    """Counters since start: submit_sm accepted / refused, ENVELOPEs the card took / refused, deliver_sm sent."""
+    """Counters since start: submit_sm accepted / refused, ENVELOPEs the card took / refused, deliver_sm sent, and
+    the answers (receipts, PoRs) ``lost``: their ESME session had ended, or it refused the deliver_sm."""
 
     accepted: int = 0
     refused: int = 0
@@ -98,6 +99,7 @@ class BridgeStats:
     undelivered: int = 0
     pors: int = 0
     receipts: int = 0
+    lost: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
 
 
@@ -289,7 +291,15 @@ class HandsetBridge:
                 error, text = 1, f"sw {outcome.sw:04X}"
         session = self._sessions.get(job.session_id)
         if session is None or not session.can_receive:
+            self.stats.lost += len(outcome.replies) + receipt_wanted(job.registered_delivery, outcome.delivered)
             return
+        try:
+            await self._answer(session, job, outcome, error, text)
+        except smpp34.SmppError as exc:  # the ESME went away meanwhile, or refused the deliver_sm
+            self.stats.lost += 1
+            _log.info("answer to message %s not delivered to the ESME: %s", job.message_id, exc)
+
+    async def _answer(self, session: smpp34.Esme, job: _Job, outcome: CardOutcome, error: int, text: str) -> None:
         if receipt_wanted(job.registered_delivery, outcome.delivered):
             state = MessageState.DELIVERED if outcome.delivered else MessageState.UNDELIVERABLE
             receipt = DeliveryReceipt(
