@@ -333,8 +333,9 @@ def _check_ciphers(ctx: Any, policy: PskTlsPolicy) -> None:
 
 
 class PskServerContext:
-    """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake (called on the thread that
-    drives the connection; it must not block for long)."""
+    """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake, on the thread that drives
+    the connection (``serve_psk(..., lookup_in_thread=True)`` moves that off the event loop). A lookup that
+    raises fails the handshake with internal_error (the exception is the TlsError's ``__cause__``)."""
 
     def __init__(self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
         self.policy = policy
