@@ -519,3 +519,19 @@ def test_legacy_tls_only_when_configured(services: ServerServices) -> None:
             await card.close()
 
     run(scenario)
+
+
+def test_store_failure_gets_500_and_no_script(services: ServerServices) -> None:
+    """The store fails under a session (here its jobs table is gone): the card gets 500, which its agent keeps
+    its records through (docs/scp81.md), and the error is logged; no script leaves."""
+
+    async def scenario() -> None:
+        async with running(services) as server:
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            with services.repository.engine.begin() as connection:
+                connection.exec_driver_sql("DROP TABLE jobs")
+            error = await card.first()
+            assert isinstance(error, AdminServerError) and error.status == 500
+            await card.wait_closed()
+
+    run(scenario)

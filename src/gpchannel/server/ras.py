@@ -42,8 +42,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.errors import AdminProtocolError, DecodeError, TransportError
+from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, TransportError
 from gpchannel.io.tls_psk import PskServerContext
 from gpchannel.io.tls_stream import PskStream
 from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
@@ -214,7 +216,13 @@ class _Session:
                 if isinstance(outcome, _Lost):
                     await self._lost(outcome.reason)
                     return
-                reply = await self._answer(outcome)
+                try:
+                    reply = await self._answer(outcome)
+                except (GPChannelError, SQLAlchemyError, OSError) as exc:  # the store or the key provider failed
+                    _log.error("%s: cannot answer %s: %s", self._where(), outcome.uri, exc)
+                    await self.stream.write(self.http.send_error(500, "the server cannot answer now"))
+                    await self._lost(f"HTTP 500 ({type(exc).__name__})")
+                    return
                 await self.stream.write(reply)
                 if self.http.closed:
                     return
@@ -446,4 +454,7 @@ class _Session:
         note = f"{reason} after delivery {job.delivery_id} was sent; the job stays sent until the card resumes"
         _log.warning("%s: job %d: %s", self._where(), job.id, note)
         assert job.delivery_id is not None
-        await asyncio.to_thread(self.repo.note_sent_job, job.delivery_id, note)
+        try:
+            await asyncio.to_thread(self.repo.note_sent_job, job.delivery_id, note)
+        except (GPChannelError, SQLAlchemyError) as exc:
+            _log.error("%s: job %d: the reason could not be stored: %s", self._where(), job.id, exc)
