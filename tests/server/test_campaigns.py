@@ -306,3 +306,31 @@ def test_two_workers_split_a_rate_limited_campaign(tmp_path: Path) -> None:
             assert sink.stats.accepted == 4
 
     run(scenario(), timeout=60)
+
+
+def test_cards_that_cannot_be_reached_fail_with_the_reason(tmp_path: Path) -> None:
+    from gpchannel.server.inventory import import_inventory, parse_inventory
+
+    services, _ = fleet_services(tmp_path, 1)
+    repo = services.repository
+    text = (
+        "iccid,msisdn,psk_identity,psk\n"
+        "8988211000000000091,,no-number,0102030405060708090A0B0C0D0E0F10\n"
+        "8988211000000000092,4915999,no-keys,0102030405060708090A0B0C0D0E0F10\n"
+    )
+    no_number, no_keys = import_inventory(repo, services.keys, parse_inventory(text)).card_ids
+    campaign = create_campaign(
+        repo, name="x", transport="scp80", script=SCRIPT, card_ids=[no_number, no_keys], target=b""
+    )
+
+    async def scenario() -> None:
+        async with bridge_for(None) as sink, worker_on(services, sink) as worker:
+            await worker.tick()
+            assert sink.stats.accepted == 0
+
+    run(scenario(), timeout=60)
+    jobs = {j.card_id: j for j in repo.jobs(campaign_id=campaign)}
+    assert jobs[no_number].state is JobState.FAILED and "no MSISDN" in (jobs[no_number].reason or "")
+    assert jobs[no_keys].state is JobState.FAILED and "no SCP80 key set 1" in (jobs[no_keys].reason or "")
+    assert repo.campaign(campaign).state is CampaignState.FINISHED  # type: ignore[union-attr]
+    assert repo.counter(no_keys, 1) is None  # nothing was sent, no counter used

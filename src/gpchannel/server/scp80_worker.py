@@ -367,11 +367,11 @@ class Scp80Worker:
             card = await self._db(self.repo.card, job.card_id)
             settings = await self._settings_for(job)
             if card is None:
-                await self._final(job.id, "the card is no longer in the store")
+                await self._final(job.id, "the card is no longer in the store", job.campaign_id)
                 continue
             msisdn = _msisdn(card)
             if msisdn is None:
-                await self._final(job.id, "the card has no MSISDN: it cannot be reached by SMS")
+                await self._final(job.id, "the card has no MSISDN: it cannot be reached by SMS", job.campaign_id)
                 continue
             self._flights[job.id] = _Flight(job, card, settings, msisdn)
 
@@ -766,36 +766,55 @@ class Scp80Worker:
         return handled
 
     # ---------------------------------------------------------------------------------------------- the loop
-    async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until ``stop``; between rounds, PoRs and receipts are taken as they come."""
-        loop = asyncio.get_running_loop()
+    async def _receive(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage], stop: asyncio.Event) -> None:
+        """Read every deliver_sm as it arrives (the SMPP session must never wait for us) into ``inbox``."""
         while not stop.is_set():
+            link = self.link
+            if link is None or link.closed:
+                await asyncio.sleep(0.05)
+                continue
             try:
-                await self.tick()
-            except (GPChannelError, OSError) as exc:
-                _log.error("worker round failed: %s", exc)
-            deadline = loop.time() + self.settings.poll_interval
+                event = await link.next_event(0.5)
+            except TransportError as exc:
+                _log.warning("SMPP bind lost: %s", exc)
+                continue
+            except DecodeError as exc:
+                _log.warning("undecodable deliver_sm: %s", exc)
+                continue
+            if event is not None:
+                inbox.put_nowait(event)
+
+    async def _handle_safely(self, event: DeliveryReceipt | PorMessage) -> None:
+        try:
+            await self.handle(event)
+        except (GPChannelError, OSError) as exc:
+            _log.error("event handling failed: %s", exc)
+
+    async def _handle_all(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage]) -> None:
+        while not inbox.empty():
+            await self._handle_safely(inbox.get_nowait())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until ``stop``. A reader task takes PoRs and receipts off the bind as they come; they are all
+        handled before each round, so a PoR that arrived in time is never taken for a timeout however busy the
+        round (sending a backlog) was."""
+        inbox: asyncio.Queue[DeliveryReceipt | PorMessage] = asyncio.Queue()
+        reader = asyncio.create_task(self._receive(inbox, stop))
+        try:
             while not stop.is_set():
-                left = deadline - loop.time()
-                link = self.link
-                if left <= 0 or link is None or link.closed:
-                    if link is None or link.closed:
-                        await asyncio.sleep(max(0.0, left))
-                    break
+                await self._handle_all(inbox)
                 try:
-                    event = await link.next_event(left)
-                except TransportError as exc:
-                    _log.warning("SMPP bind lost: %s", exc)
-                    continue
-                except DecodeError as exc:
-                    _log.warning("undecodable deliver_sm: %s", exc)
-                    continue
-                if event is None:
-                    break
-                try:
-                    await self.handle(event)
+                    await self.tick()
                 except (GPChannelError, OSError) as exc:
-                    _log.error("event handling failed: %s", exc)
+                    _log.error("worker round failed: %s", exc)
+                try:
+                    first = await asyncio.wait_for(inbox.get(), self.settings.poll_interval)
+                except TimeoutError:
+                    continue
+                await self._handle_safely(first)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
 
 async def run_scp80_worker(services: ServerServices, *, owner: str, stop: asyncio.Event) -> None:
