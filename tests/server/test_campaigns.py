@@ -150,6 +150,8 @@ def test_no_por_retries_with_backoff_then_gives_up(tmp_path: Path) -> None:
             await worker.tick()
             await worker.drain(0.2)
             assert job() == (JobState.SENT, 0, 1) and worker.stats.receipts == 1  # DELIVRD, but no PoR
+            (record,) = repo.jobs(campaign_id=campaign)
+            assert record.reason == "SMS delivered (receipt 00000001), waiting for the PoR"  # the receipt, recorded
             clock.advance(59)
             await worker.tick()
             assert job()[0] is JobState.SENT
@@ -157,7 +159,10 @@ def test_no_por_retries_with_backoff_then_gives_up(tmp_path: Path) -> None:
             await worker.tick()
             assert job() == (JobState.QUEUED, 1, None)
             (record,) = repo.jobs(campaign_id=campaign)
-            assert record.not_before == clock() + timedelta(seconds=30) and record.reason == "no PoR within 60 s"
+            assert (
+                record.not_before == clock() + timedelta(seconds=30)
+                and record.reason == "no PoR within 60 s (the SMS was delivered)"
+            )
             clock.advance(29)
             await worker.tick()
             assert job() == (JobState.QUEUED, 1, None)  # backoff not over

@@ -183,6 +183,8 @@ class _Flight:
     deadline: datetime | None = None
     message_ids: tuple[str, ...] = ()
     receipts: list[str] = field(default_factory=list)
+    delivery_id: str | None = None
+    """The job's delivery id once marked SENT (SMS: ``sms-<job>-<attempt>-<owner>``)."""
     fallback: bool = False
 
 
@@ -458,6 +460,7 @@ class Scp80Worker:
             self._forget(flight)
             return
         flight.counter = counter
+        flight.delivery_id = delivery_id
         flight.deadline = self.services.clock() + timedelta(seconds=flight.settings.por_timeout)
         await self._submit(flight, payload, counter)
 
@@ -615,7 +618,8 @@ class Scp80Worker:
             if flight.receipts and flight.receipts[-1] == MessageState.UNDELIVERABLE.name:
                 await self._transient(flight, "the SMS was not delivered (receipt UNDELIV)")
             else:
-                await self._transient(flight, f"no PoR within {seconds:g} s")
+                delivered = " (the SMS was delivered)" if MessageState.DELIVERED.name in flight.receipts else ""
+                await self._transient(flight, f"no PoR within {seconds:g} s{delivered}")
         await self._stale(now)
 
     async def _stale(self, now: datetime) -> None:
@@ -682,6 +686,10 @@ class Scp80Worker:
                         await self._transient(flight, f"the SMS was not delivered (receipt {event.state.name})")
                     else:
                         await self._trigger_failed(flight, f"trigger not delivered ({event.state.name})")
+                elif flight.delivery_id is not None and event.state is MessageState.DELIVERED:
+                    # recorded on the SENT job: "delivered, no PoR yet" and "never delivered" differ
+                    note = f"SMS delivered (receipt {event.message_id}), waiting for the PoR"
+                    await self._db(self.repo.note_sent_job, flight.delivery_id, note)
             return
         self.stats.pors += 1
         await self._por(event)
