@@ -48,6 +48,10 @@ def main() -> None:
         print("\n".join(scp81.run().lines()))
     except TransportError as exc:
         print(f"skipped: {exc}")
+    print("== Campaigns: SCP80 to the bridge (sink), SCP81 to agents; SQLite, PostgreSQL x 1/2/4 (bench/campaign) ==")
+    from bench import campaign
+
+    campaign.main([])
 
 
 if __name__ == "__main__":
