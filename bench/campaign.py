@@ -7,8 +7,9 @@ handset bridge in sink mode (an SMPP server that accepts and receipts every vali
 worker claims the job (FOR UPDATE SKIP LOCKED on PostgreSQL), advances the card's counter in the send's
 transaction, builds and secures the packet with the card's keys (AES-GCM-wrapped in the database), stores it as
 SENT and hands it to SMPP (submit_sm, acknowledged). Timed: from the campaign's creation (the workers are up and
-idle) until every job is SENT. Per card: from the claim to the acknowledged submit_sm (the claim time is the
-lease's start: ``lease_until - lease``). Exactly once: every job SENT once with counter 1, every card's counter
+idle) until every job is SENT. Per card: from the claim (the lease's start: ``lease_until - lease``) to the SMS's
+delivery receipt noted on the job (the sink receipts every submit_sm at once), waiting behind the other jobs of
+its claimed batch included. Exactly once: every job SENT once with counter 1, every card's counter
 1, and the bridge received exactly one submit_sm per card number.
 
 **SCP81** (default 1,000 cards, env ``GPCHANNEL_BENCH_CAMPAIGN_AGENTS``): one campaign (INSTALL [for install] of
