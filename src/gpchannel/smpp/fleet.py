@@ -4,7 +4,9 @@ cores (their own SCP80 checks: a reused counter is refused with status 02, TS 10
 
 :class:`FleetHandsets` opens a card (:meth:`gpchannel.emulator.fleet.Fleet.open_card`, state directory created
 at first use, every change committed atomically by the card core) when its first short message arrives, and
-keeps at most ``max_open`` cards in memory. It also watches what each card did, for tests and benchmarks:
+keeps at most ``max_open`` cards in memory (one evicted is reopened from its state directory at its next
+message, having lost only its RAM, as after a power cycle: the segments of a concatenated packet half received).
+It also watches what each card did, for tests and benchmarks:
 ENVELOPEs downloaded, command packets whose counter the card took (its stored counter moved), and the status of
 each PoR, which it verifies with the card's own key set (:func:`gpchannel.ota.scp80.unsecure_response` with the
 command's SPI / KIc / KID), so "no counter was reused" is checked on the card's side, not only the server's.
