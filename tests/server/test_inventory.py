@@ -262,3 +262,63 @@ def test_resolved_json_carries_the_derived_keys(store: tuple[Repository, DbKeyPr
     card = repo.card_by_iccid("8988211000000000001")
     assert card is not None and repo.counter(card.id, 1) == 3
     assert keys.scp80_keyset(card, 1).kic_key == bytes.fromhex("7A7879E6A8882869957CA7B03A9AF45E")
+
+
+def _emv_cps(master: bytes, kdd: bytes, kt: int) -> bytes:
+    """EMV CPS 1.1 A.1.2 computed here with the cryptography package's TripleDES (not gpchannel's code)."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    block = kdd[4:10] + bytes((0xF0, kt)) + kdd[4:10] + bytes((0x0F, kt))
+    encryptor = Cipher(TripleDES(master + master[:8]), modes.ECB()).encryptor()  # 2-key as 3-key K1 K2 K1
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def test_derive_references_go_to_the_key_provider(store: tuple[Repository, DbKeyProvider]) -> None:
+    from gpchannel.server.inventory import iccid_kdd
+
+    repo, keys = store
+    m_kic, m_kid = bytes.fromhex("404142434445464748494A4B4C4D4E4F"), bytes.fromhex("505152535455565758595A5B5C5D5E5F")
+    masters = (
+        "iccid,kvn,kic,kic_algorithm,kid,kid_algorithm\n"
+        f"8900000000000000000,1,{m_kic.hex()},3des-2key,{m_kid.hex()},3des-2key\n"
+    )
+    import_inventory(repo, keys, parse_inventory(masters))
+    derived = f"{HEADER}\n" + _row(
+        kic="derive:emv:8900000000000000000", kic_algorithm="3des-2key",
+        kid="derive:EMV:8900000000000000000", kid_algorithm="3des-2key",
+    ) + "\n"  # fmt: skip
+    import_inventory(repo, keys, parse_inventory(derived))
+    card = repo.card_by_iccid("8988211000000000001")
+    assert card is not None
+    row = repo.card_key(card.id, "kic", 1)
+    assert row is not None and b"derive" in row[1]  # a reference is stored, not a key
+    kdd = iccid_kdd("8988211000000000001")
+    assert kdd == bytes.fromhex("8988211000000000001F")
+    keyset = keys.scp80_keyset(card, 1)
+    assert keyset.kic_key == _emv_cps(m_kic, kdd, 0x01) and keyset.kid_key == _emv_cps(m_kid, kdd, 0x02)
+    assert (keyset.cipher, keyset.mac) == (CipherAlgorithm.DES3_2KEY_CBC, MacAlgorithm.DES3_2KEY_CBC_MAC)
+
+
+@pytest.mark.parametrize(
+    ("cells", "field", "words"),
+    [
+        ({"kic": "derive:emv:8900000000000000000"}, "kic", "not aes-cbc"),
+        ({"kid": "derive:kdf3:x", "kid_algorithm": "3des-2key"}, "kid", "AES keys"),
+        ({"kic": "derive:rot13:x"}, "kic", "SCHEME one of emv"),
+        ({"kic": "derive:kdf3:"}, "kic", "SCHEME one of emv"),
+        ({"psk": "derive:kdf3:x", "psk_identity": "p"}, "psk", "cannot be derived"),
+    ],
+)
+def test_bad_derive_cells(cells: dict[str, str], field: str, words: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(f"{HEADER}\n{_row(**cells)}\n")
+    assert (info.value.line, info.value.field) == (2, field) and words in str(info.value)
+
+
+def test_derive_from_an_unknown_master_imports_nothing(store: tuple[Repository, DbKeyProvider]) -> None:
+    repo, keys = store
+    text = f"{HEADER}\n{_row(iccid='8988211000000000002')}\n{_row(kic='derive:kdf3:nobody')}\n"
+    with pytest.raises(InventoryError, match="line 3, kic: no master card 'nobody'"):
+        import_inventory(repo, keys, parse_inventory(text))
+    assert repo.card_by_iccid("8988211000000000002") is None

@@ -24,7 +24,12 @@ key derived from the master key named ``LABEL`` (given to :func:`import_inventor
 in the file) with NIST SP 800-108 in counter mode over AES-CMAC (:func:`diversify_card_key`: label = the
 purpose ``KIC``/``KID``/``PSK``, context = the ICCID's digits, a 32-bit counter before the fixed data, a 00
 separator, L in 32 bits; OpenSSL's KBKDF gives the same bytes), the scheme of ``gpchannel fleet generate
---master-key`` for emulated cards.
+--master-key`` for emulated cards. A KIc / KID cell ``derive:SCHEME:MASTER`` stores a *reference* instead
+(:class:`gpchannel.server.keys.DerivedKey`): the key provider derives the card key from the key of the same
+purpose and KVN of the master card ``MASTER`` (its ICCID or PSK identity; import it first) with ``SCHEME``
+``emv`` / ``visa2`` (3DES 2-key masters) or ``kdf3`` (AES), the key diversification data being the card's ICCID
+as 10 bytes (:func:`iccid_kdd`); with a PKCS#11 token the derivation runs in the token and no card key exists
+outside it.
 
 Rules: every row is checked before anything is written (a bad file imports nothing); the error names the line
 (CSV: the physical line, header = 1; JSON: the card's index from 1) and the field, and never a key's value.
@@ -50,7 +55,7 @@ from gpchannel.ota.scp80 import MAX_COUNTER
 from gpchannel.ota.spi import Spi
 
 if TYPE_CHECKING:
-    from gpchannel.server.keys import KeyProvider
+    from gpchannel.server.keys import DerivedKey, KeyProvider
     from gpchannel.server.repository import Repository
 
 __all__ = [
@@ -65,6 +70,7 @@ __all__ = [
     "InventoryKeySet",
     "diversify_card_key",
     "has_references",
+    "iccid_kdd",
     "import_inventory",
     "parse_inventory",
     "read_inventory",
@@ -91,6 +97,9 @@ DEFAULT_SPI = bytes.fromhex("1619")
 ISD_TAR = bytes(3)
 """The Issuer Security Domain's RAM TAR (TS 101 220 Annex D: 00 00 00)."""
 _MASTER = "master:"
+_DERIVE = "derive:"
+_SCHEMES = ("emv", "visa2", "kdf3")
+"""Diversification schemes of gpchannel.crypto.diversification (EMV CPS 1.1, VISA2 for 3DES; KDF3 for AES)."""
 _ICCID = re.compile(r"^[0-9]{18,20}F?$", re.IGNORECASE)
 _MSISDN = re.compile(r"^\+?[0-9]{1,20}$")
 
@@ -107,10 +116,12 @@ def diversify_card_key(master: bytes, purpose: str, iccid: str, length: int = 16
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
-    """A key given in the inventory: its bytes, or a reference to a master key (``master``)."""
+    """A key given in the inventory: its bytes, a reference to a master key given at import (``master``), or a
+    reference to a master card of the key provider (``derive``: scheme and the master card's ICCID / identity)."""
 
     key: bytes | None = field(default=None, repr=False)
     master: str | None = None
+    derive: tuple[str, str] | None = None
 
     def resolve(self, masters: Mapping[str, bytes], purpose: str, iccid: str | None, length: int) -> bytes:
         if self.key is not None:
@@ -206,6 +217,17 @@ def _hex(row: Mapping[str, Any], name: str, line: int, lengths: Sequence[int], s
 
 def _key(row: Mapping[str, Any], name: str, line: int, lengths: Sequence[int]) -> KeyValue | None:
     text = _text(row, name, line)
+    if text is not None and text.lower().startswith(_DERIVE):
+        scheme, _, master = text[len(_DERIVE) :].partition(":")
+        if scheme.lower() not in _SCHEMES or not master.strip():
+            raise InventoryError(
+                f"derive:SCHEME:MASTER with SCHEME one of {', '.join(_SCHEMES)} and the master card's ICCID",
+                line=line,
+                field=name,
+            )
+        if name == "psk":
+            raise InventoryError("a PSK cannot be derived from a master card", line=line, field=name)
+        return KeyValue(derive=(scheme.lower(), master.strip()))
     if text is not None and text.lower().startswith(_MASTER):
         label = text[len(_MASTER) :].strip()
         if not label:
@@ -235,6 +257,16 @@ def _keyset(row: Mapping[str, Any], line: int) -> InventoryKeySet | None:
     kid_algorithm = _algorithm(row, "kid_algorithm", line, KID_ALGORITHMS)
     kic = _key(row, "kic", line, KIC_ALGORITHMS[kic_algorithm])
     kid = _key(row, "kid", line, KID_ALGORITHMS[kid_algorithm])
+    for name, value, algorithm in (("kic", kic, kic_algorithm), ("kid", kid, kid_algorithm)):
+        if value is not None and value.derive is not None:
+            aes = algorithm.startswith("aes")
+            if (value.derive[0] == "kdf3") != aes or (not aes and algorithm != "3des-2key"):
+                raise InventoryError(
+                    f"derive:{value.derive[0]} gives {'AES' if value.derive[0] == 'kdf3' else '3DES 2-key'} keys, "
+                    f"not {algorithm}",
+                    line=line,
+                    field=name,
+                )
     if kic is None or kid is None:
         raise InventoryError(
             "the key is required (hex, or master:LABEL)", line=line, field="kic" if kic is None else "kid"
@@ -424,12 +456,20 @@ def resolved_json(cards: Sequence[InventoryCard], masters: Mapping[str, bytes]) 
         if card.psk is not None:
             item["psk"] = keys[("psk", card.psk_kvn)][0].hex().upper()
             item["psk_kvn"] = card.psk_kvn
+
+        def cell(
+            purpose: str, kvn: int, value: KeyValue, keys: Mapping[tuple[str, int], tuple[bytes, str]] = keys
+        ) -> str:
+            if value.derive is not None:
+                return f"derive:{value.derive[0]}:{value.derive[1]}"
+            return keys[(purpose, kvn)][0].hex().upper()
+
         item["keysets"] = [
             {
                 "kvn": ks.kvn,
-                "kic": keys[("kic", ks.kvn)][0].hex().upper(),
+                "kic": cell("kic", ks.kvn, ks.kic),
                 "kic_algorithm": ks.kic_algorithm,
-                "kid": keys[("kid", ks.kvn)][0].hex().upper(),
+                "kid": cell("kid", ks.kvn, ks.kid),
                 "kid_algorithm": ks.kid_algorithm,
                 "tar": ks.tar.hex().upper(),
                 "spi": ks.spi.hex().upper(),
@@ -445,6 +485,7 @@ def resolved_json(cards: Sequence[InventoryCard], masters: Mapping[str, bytes]) 
 
 
 def _resolve(card: InventoryCard, masters: Mapping[str, bytes]) -> dict[tuple[str, int], tuple[bytes, str]]:
+    """The card's keys with ``master:`` references derived (``derive:`` ones are left to :func:`_derived`)."""
     keys: dict[tuple[str, int], tuple[bytes, str]] = {}
     try:
         if card.psk is not None:
@@ -452,11 +493,41 @@ def _resolve(card: InventoryCard, masters: Mapping[str, bytes]) -> dict[tuple[st
         for ks in card.keysets:
             kic_len = KIC_ALGORITHMS[ks.kic_algorithm][0]
             kid_len = KID_ALGORITHMS[ks.kid_algorithm][0]
-            keys[("kic", ks.kvn)] = (ks.kic.resolve(masters, "KIC", card.iccid, kic_len), ks.kic_algorithm)
-            keys[("kid", ks.kvn)] = (ks.kid.resolve(masters, "KID", card.iccid, kid_len), ks.kid_algorithm)
+            if ks.kic.derive is None:
+                keys[("kic", ks.kvn)] = (ks.kic.resolve(masters, "KIC", card.iccid, kic_len), ks.kic_algorithm)
+            if ks.kid.derive is None:
+                keys[("kid", ks.kvn)] = (ks.kid.resolve(masters, "KID", card.iccid, kid_len), ks.kid_algorithm)
     except InventoryError as exc:
         raise InventoryError(str(exc).split(": ", 1)[-1], line=card.line, field=exc.field) from None
     return keys
+
+
+def iccid_kdd(iccid: str) -> bytes:
+    """The key diversification data of a card from its ICCID: the digits padded with F to 20 nibbles, as the
+    ICCID is written in EF ICCID without the nibble swap (10 bytes; our choice, GP names no SCP80 KDD)."""
+    return bytes.fromhex(iccid.upper().ljust(20, "F")[:20])
+
+
+def _derived(repository: Repository, card: InventoryCard) -> dict[tuple[str, int], tuple[DerivedKey, str]]:
+    """The card's ``derive:`` references as key-provider references, their master cards looked up."""
+    from gpchannel.crypto.diversification import Diversification
+    from gpchannel.server.keys import DerivedKey
+
+    refs: dict[tuple[str, int], tuple[DerivedKey, str]] = {}
+    for ks in card.keysets:
+        for purpose, value, algorithm in (("kic", ks.kic, ks.kic_algorithm), ("kid", ks.kid, ks.kid_algorithm)):
+            if value.derive is None:
+                continue
+            scheme, selector = value.derive
+            if card.iccid is None:
+                raise InventoryError("a derived key needs the card's ICCID", line=card.line, field=purpose)
+            master = repository.card_by_iccid(selector.upper()) or repository.card_by_identity(selector)
+            if master is None:
+                raise InventoryError(
+                    f"no master card {selector!r} in the store (import it first)", line=card.line, field=purpose
+                )
+            refs[(purpose, ks.kvn)] = (DerivedKey(master.id, Diversification(scheme), iccid_kdd(card.iccid)), algorithm)
+    return refs
 
 
 def _ota(card: InventoryCard, existing: Mapping[str, Any]) -> dict[str, Any]:
@@ -485,11 +556,11 @@ def import_inventory(
     counters. Every key reference is resolved before the first write, so a missing master key imports nothing.
     Each card is written in its own calls (the Repository's transactions); a failure part-way leaves the cards
     before it imported, which a second import of the same file completes (imports are idempotent)."""
-    resolved = [(card, _resolve(card, masters or {})) for card in cards]
+    resolved = [(card, _resolve(card, masters or {}), _derived(repository, card)) for card in cards]
     ids: list[int] = []
     created = 0
     total_keysets = 0
-    for card, card_keys in resolved:
+    for card, card_keys, refs in resolved:
         existing = None
         if card.iccid is not None:
             existing = repository.card_by_iccid(card.iccid)
@@ -504,6 +575,8 @@ def import_inventory(
         created += existing is None
         if card_keys:
             keys.store_card_keys(card_id, card_keys)
+        if refs:
+            keys.store_derived_keys(card_id, refs)
         for ks in card.keysets:
             total_keysets += 1
             if ks.counter is not None:
