@@ -45,6 +45,15 @@ def services(tmp_path: Path) -> Iterator[ServerServices]:
     svc.repository.close()
 
 
+@pytest.fixture
+def both_services(tmp_path: Path, repo_url: str) -> Iterator[ServerServices]:
+    """As ``services``, on SQLite and on PostgreSQL (C's repo_url fixture)."""
+    svc = make_services(repo_url, tmp_path)
+    register(svc, ICCID, IDENTITY, PSK)
+    yield svc
+    svc.repository.close()
+
+
 def card_id(services: ServerServices) -> int:
     card = services.repository.card_by_identity(IDENTITY)
     assert card is not None
@@ -61,7 +70,8 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_two_jobs_then_204(services: ServerServices) -> None:
+def test_two_jobs_then_204(both_services: ServerServices) -> None:
+    services = both_services
     first = queue(services, SELECT_ISD, GET_STATUS)
     second = queue(services, GET_DATA)
 
@@ -400,8 +410,8 @@ def test_wrong_psk_or_unknown_identity_gets_an_alert_and_runs_nothing(
     assert record is not None and record.state is JobState.QUEUED and record.delivery_id is None
 
 
-def test_restart_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
+def test_restart_loses_nothing_and_runs_nothing_twice(tmp_path: Path, repo_url: str) -> None:
+    url = repo_url  # SQLite, and the scripts/postgres.sh cluster (marker postgres)
     master = os.urandom(32)
     services = make_services(url, tmp_path, master)
     register(services, ICCID, IDENTITY, PSK)
