@@ -10,6 +10,7 @@ server restart that loses nothing and runs nothing twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -545,3 +546,32 @@ def test_store_failure_gets_500_and_no_script(services: ServerServices) -> None:
             await card.wait_closed()
 
     run(scenario)
+
+
+def test_logs_hold_no_key_and_no_script(services: ServerServices, caplog: pytest.LogCaptureFixture) -> None:
+    """Everything logged at DEBUG through a session, a wrong PSK and a malformed request: no PSK (hex or bytes),
+    no script contents."""
+    secret_apdu = bytes.fromhex("80D8000110") + bytes.fromhex("DEADBEEFCAFEF00D0123456789ABCDEF")
+    queue(services, secret_apdu)
+    queue(services, GET_DATA)
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        async with running(services) as server:
+            with pytest.raises(TlsError):
+                await AdminCard.connect(server.admin_port, IDENTITY, bytes(16))
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            delivery = await card.first()
+            assert isinstance(await card.run(delivery), SessionEnd)
+            await card.close()
+            queue(services, GET_DATA)
+            card = await AdminCard.connect(server.admin_port, IDENTITY, PSK)
+            delivery = await card.first()
+            assert isinstance(delivery, ScriptDelivery)
+            assert (await card.raw(b"POST / HTTP/1.1\r\nBroken\r\n\r\n"))[0] == 400
+
+    run(scenario)
+    text = caplog.text
+    assert "admin session opened" in text and "malformed" in text  # the events are there
+    for needle in (PSK.hex(), PSK.hex().upper(), repr(PSK)[2:-1], "DEADBEEFCAFEF00D", "deadbeefcafef00d"):
+        assert needle not in text
