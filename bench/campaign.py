@@ -260,7 +260,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
         with BridgeThread(bridge):
             args = ["-m", "gpchannel.server.worker", "--db", url, "--smpp", f"127.0.0.1:{port}", "--data", str(data)]
             args += ["--lease-seconds", str(LEASE_SECONDS), "--batch", str(BATCH), "--poll-interval", "0.05"]
-            args += ["--link-rate", "1000000"]
+            args += ["--link-rate", "1000000", "--max-in-flight", str(count + 1)]  # the sink sends no PoR
             procs = [_spawn([*args, "--owner", f"bench-{n}"]) for n in range(workers)]
             try:
                 for proc in procs:

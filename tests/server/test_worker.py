@@ -31,8 +31,12 @@ MASTER_KEY = "A5" * 32
 
 
 def test_options_from_the_environment() -> None:
-    env = {"GPCHANNEL_WORKER_LEASE_SECONDS": "2.5", "GPCHANNEL_WORKER_BATCH": "7", "OTHER": "x"}
-    assert WorkerOptions.from_env(env) == WorkerOptions(lease_seconds=2.5, batch=7)
+    env = {
+        "GPCHANNEL_WORKER_LEASE_SECONDS": "2.5",
+        "GPCHANNEL_WORKER_BATCH": "7",
+        "GPCHANNEL_WORKER_MAX_IN_FLIGHT": "9",
+    }
+    assert WorkerOptions.from_env({**env, "OTHER": "x"}) == WorkerOptions(lease_seconds=2.5, batch=7, max_in_flight=9)
     assert WorkerOptions.from_env({}) == WorkerOptions()
     with pytest.raises(ValueError, match="GPCHANNEL_WORKER_BATCH"):
         WorkerOptions.from_env({"GPCHANNEL_WORKER_BATCH": "many"})

@@ -11,7 +11,8 @@ Entry points: ``gpchannel server --worker-only --db URL --smpp HOST:PORT`` (the 
 :func:`run_worker_process`), and ``python -m gpchannel.server.worker --db URL --smpp HOST:PORT`` (the same, with
 the worker's knobs as options: tests and benchmarks start it so). The knobs come from :class:`WorkerOptions`,
 whose defaults can be set in the environment (``GPCHANNEL_WORKER_LEASE_SECONDS``, ``..._BATCH``,
-``..._POLL_INTERVAL``, ``..._LINK_RATE``): a short lease is what a fault test wants, a long one what a WAN does.
+``..._POLL_INTERVAL``, ``..._LINK_RATE``, ``..._MAX_IN_FLIGHT``): a short lease is what a fault test wants, a
+long one what a WAN does.
 The process prints ``ready`` once the store is open, and stops cleanly on SIGTERM / SIGINT (its leases are
 released by expiry; nothing is half-written: every step is one transaction).
 """
@@ -50,19 +51,28 @@ class WorkerOptions:
     poll_interval: float = 0.2
     link_rate: float = 100.0
     """submit_sm per second on this process's bind."""
+    max_in_flight: int = 5000
+    """Jobs held at most (claimed, or sent and waiting for their PoR): the worker claims no more beyond."""
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > 0 or not self.poll_interval > 0 or not self.link_rate > 0:
             raise ValueError("lease_seconds, poll_interval and link_rate must be positive")
-        if self.batch < 1:
-            raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if self.batch < 1 or self.max_in_flight < 1:
+            raise ValueError(f"batch and max_in_flight must be at least 1, got {self.batch}, {self.max_in_flight}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerOptions:
         """The defaults, overridden by ``GPCHANNEL_WORKER_<FIELD>`` variables; ValueError naming a bad one."""
         env = os.environ if environ is None else environ
         values: dict[str, float | int | str] = {}
-        for name, kind in (("lease_seconds", float), ("batch", int), ("poll_interval", float), ("link_rate", float)):
+        knobs = (
+            ("lease_seconds", float),
+            ("batch", int),
+            ("poll_interval", float),
+            ("link_rate", float),
+            ("max_in_flight", int),
+        )
+        for name, kind in knobs:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw:
                 try:
@@ -90,6 +100,7 @@ async def run_worker(
     host, port = parse_address(config.smpp[0], DEFAULT_SMPP_PORT)
     settings = WorkerSettings(
         batch=options.batch,
+        max_in_flight=options.max_in_flight,
         lease_seconds=options.lease_seconds,
         poll_interval=options.poll_interval,
         link_rate=options.link_rate,
@@ -147,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help=f"jobs claimed per round (default {defaults.batch})")
     p.add_argument("--poll-interval", type=float, help=f"seconds between rounds (default {defaults.poll_interval})")
     p.add_argument("--link-rate", type=float, help=f"submit_sm per second (default {defaults.link_rate:g})")
+    p.add_argument("--max-in-flight", type=int, help=f"jobs held at most (default {defaults.max_in_flight})")
     p.add_argument("--system-id", default="gpchannel", help="SMPP system_id")
     p.add_argument("--password", default=os.environ.get("GPCHANNEL_SMPP_PASSWORD", ""), help="SMPP password")
     p.add_argument("--source-addr", default="0", help="the OTA server's address (TP-OA)")
@@ -163,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = WorkerOptions.from_env()
         changes = {
             name: getattr(args, name)
-            for name in ("lease_seconds", "batch", "poll_interval", "link_rate")
+            for name in ("lease_seconds", "batch", "poll_interval", "link_rate", "max_in_flight")
             if getattr(args, name) is not None
         }
         options = replace(options, **changes)
