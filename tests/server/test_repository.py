@@ -731,21 +731,28 @@ def test_threads_claim_each_job_once(repo: Repository) -> None:
         assert all(owners[i] == f"thread-{n}" for i in got)
 
 
-def _process_claimer(url: str, owner: str, start: Any, out: Any) -> None:
+def _process_worker(url: str, owner: str, start: Any, out: Any) -> None:
+    """Claims jobs in batches and sends each at once: (job id, card id, counter) per job."""
     repo = Repository(url)
+    sent: list[tuple[int, int, int]] = []
     try:
         start.wait()
-        out.put((owner, _claim_all(repo, owner, batch=5)))
+        while claimed := repo.claim_jobs(
+            transports=[Transport.SCP80], owner=owner, limit=5, lease_seconds=600, now=T0 + timedelta(seconds=1)
+        ):
+            for job in claimed:
+                sent.append((job.id, job.card_id, repo.mark_sent(job.id, owner=owner, kvn=1, delivery_id=f"d{job.id}")))
+        out.put((owner, sent))
     finally:
         repo.close()
 
 
-def test_processes_claim_each_job_once(repo_url: str, repo: Repository) -> None:
+def test_processes_claim_each_job_once_and_never_share_a_counter(repo_url: str, repo: Repository) -> None:
     ids = _fill_queue(repo)
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     out = ctx.Queue()
-    procs = [ctx.Process(target=_process_claimer, args=(repo_url, f"proc-{n}", start, out)) for n in range(2)]
+    procs = [ctx.Process(target=_process_worker, args=(repo_url, f"proc-{n}", start, out)) for n in range(2)]
     for p in procs:
         p.start()
     start.set()
@@ -753,9 +760,15 @@ def test_processes_claim_each_job_once(repo_url: str, repo: Repository) -> None:
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    claimed = [i for got in results.values() for i in got]
-    assert sorted(claimed) == sorted(ids)
     assert len(results) == 2
+    sent = [s for got in results.values() for s in got]
+    assert sorted(job_id for job_id, _, _ in sent) == sorted(ids)
+    per_card: dict[int, list[int]] = {}
+    for _, card_id, counter in sent:
+        per_card.setdefault(card_id, []).append(counter)
+    for card_id, counters in per_card.items():
+        assert sorted(counters) == list(range(1, len(counters) + 1)), card_id
+        assert repo.counter(card_id, 1) == len(counters)
 
 
 def test_mark_sent_from_eight_threads_hands_out_each_counter_once(repo: Repository) -> None:
