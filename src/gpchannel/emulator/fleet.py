@@ -5,7 +5,7 @@ Layout of a fleet directory::
 
     fleet.json          the manifest (mode 0600: it holds every card's keys, as a personalisation file does)
     inventory.csv       the same cards as the OTA server imports them (gpchannel.server.inventory's format)
-    cards/<ICCID>/      one emulator state directory per card (io/store.py), created at the card's first use
+    cards/<ICCID>/      one emulator state directory per card (io/store.py), written at the card's first change
 
 Each card is the base profile (``--profile``, or :data:`BASE_PROFILE`) with its own ICCID, MSISDN, SCP80 key
 set (KIc / KID, key version ``kvn``, counter 0) and SCP81 PSK identity and PSK. The TARs are shared
@@ -18,8 +18,9 @@ data, a 00 separator and L in 32 bits. This is our choice (the issue names no sc
 master key can rebuild any card's keys from its ICCID, and the scheme is the standard KDF, checked against the
 openssl command line (tests/vectors/emulator/).
 
-Speed: the base profile is parsed once; a card's state directory is written only when the bridge first needs
-the card (a 1,000-card fleet is generated in well under a second: one manifest, one inventory).
+Speed: the base profile is parsed once; a card's state directory is written only when the card first changes
+(its first accepted OTA packet; until then it is rebuilt from the manifest), so a 1,000-card fleet is generated
+in well under a second: one manifest, one inventory.
 """
 
 from __future__ import annotations
@@ -352,7 +353,7 @@ def generate_fleet(
     random: Callable[[int], bytes] = os.urandom,
     force: bool = False,
 ) -> Fleet:
-    """Create a fleet of ``count`` cards in ``directory`` (the manifest; state directories come at first use).
+    """Create a fleet of ``count`` cards in ``directory`` (the manifest; state directories come later).
 
     ICCID = ``iccid_prefix`` + the card number (``first``, ``first + 1``...) padded to 18 digits + the Luhn digit;
     MSISDN = ``msisdn_prefix`` + the number padded to 8 digits; the PSK identity is the ICCID (as the example
