@@ -96,7 +96,7 @@ def test_config_checks_and_addresses(tmp_path: Path) -> None:
         ServerConfig(admin_path="/gp/")
     with pytest.raises(ValueError, match="timeouts"):
         ServerConfig(read_timeout=0)
-    assert "1234" not in repr(ServerConfig(pkcs11_pin="1234"))
+    assert "pin-7QxZ" not in repr(ServerConfig(pkcs11_pin="pin-7QxZ"))
     assert ServerConfig(data_dir=tmp_path).database_url == f"sqlite:///{tmp_path.resolve()}/gpchannel-server.db"
     default = ServerConfig().tls_policy()
     assert default.ciphers == ("PSK-AES128-CBC-SHA256", "PSK-AES128-GCM-SHA256") and not default.allow_null
