@@ -232,3 +232,13 @@ def test_other_psk_key_version(services: ServerServices) -> None:
     run(services, scenario)
     card = services.repository.card_by_identity("kvn-card")
     assert card is not None and services.repository.card_key(card.id, "psk", 0x40) is not None
+
+
+def test_store_failure_is_a_json_500(services: ServerServices) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        with services.repository.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE jobs")
+        error = await get(client, "/jobs", 500)
+        assert error == {"error": "the server failed: RepositoryError", "status": 500}
+
+    run(services, scenario)

@@ -32,9 +32,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.errors import DecodeError, RepositoryError
+from gpchannel.errors import DecodeError, GPChannelError, RepositoryError
 from gpchannel.server.config import ServerServices
 from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
 
@@ -54,7 +55,6 @@ MAX_REQUEST_BYTES = 1 << 20
 SERVICES = web.AppKey("services", ServerServices)
 
 _log = logging.getLogger("gpchannel.server.api")
-_FINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -90,6 +90,9 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status, headers=headers)
+    except (GPChannelError, SQLAlchemyError, OSError) as exc:  # the store or the key provider failed
+        _log.error("%s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        return web.json_response({"error": f"the server failed: {type(exc).__name__}", "status": 500}, status=500)
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
@@ -374,7 +377,7 @@ async def _cancel_job(request: web.Request) -> web.Response:
         job = await asyncio.to_thread(repo.job, job_id) or job
         if job.state is JobState.CANCELLED:
             return web.json_response(job_json(job))
-        why = "it is final" if job.state in _FINAL else "it was sent: the card may be running it"
+        why = "it is final" if job.state.final else "it was sent: the card may be running it"
         _fail(409, f"job {job_id} is {job.state.value}; {why}, so it cannot be cancelled")
     job = await asyncio.to_thread(repo.job, job_id)
     assert job is not None
