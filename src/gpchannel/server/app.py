@@ -10,6 +10,7 @@ Signals are the caller's business (the CLI turns SIGTERM / SIGINT into ``stop.se
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import tomllib
@@ -145,6 +146,8 @@ async def run_server(
             site = web.TCPSite(runner, config.api_host, config.api_port)
             await site.start()
             api = _bound_site(runner)
+            if not ipaddress.ip_address(api[0].split("%")[0]).is_loopback:
+                _log.warning("the job API on %s:%d has no authentication and is not on loopback", *api)
             _log.info("admin (PSK-TLS) on %s:%d, job API on http://%s:%d", *admin, *api)
         worker = _start_worker(services, stop)
         if on_ready is not None:
