@@ -160,6 +160,11 @@ def test_api_unreachable_is_a_transport_failure() -> None:
 def test_server_options_are_checked(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["server", "--admin", "127.0.0.1:99999", "--data", str(tmp_path)])
     assert result.exit_code == EXIT_USAGE and "port must be 0..65535" in result.output
+    every = ["--legacy-tls", "--allow-null-tls", "--read-timeout", "5", "--admin-path", "/ras", "--keys", "db"]
+    result = CliRunner().invoke(cli, ["server", "--data", str(tmp_path), *every, "--max-record", "10"])
+    assert result.exit_code == EXIT_USAGE and "max_record must be 64..16384" in result.output
+    result = CliRunner().invoke(cli, ["server", "--data", str(tmp_path), "--worker-only"])
+    assert result.exit_code == EXIT_USAGE and "--worker-only needs --smpp" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text('[card]\niccid = "8988211000000000001"\n')
     result = CliRunner().invoke(
