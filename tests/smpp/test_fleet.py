@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import smpp34
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.emulator.fleet import Fleet, FleetCard, generate_fleet
@@ -24,9 +25,9 @@ from gpchannel.ota import (
     unsecure_response,
 )
 from gpchannel.ota.remote_apdu import CompactResponse
-from gpchannel.smpp import HandsetBridge
+from gpchannel.smpp import HandsetBridge, OtaSmppClient
 from gpchannel.smpp.bridge import ESME_RINVDSTADR
-from gpchannel.smpp.fleet import FleetHandsets
+from gpchannel.smpp.fleet import BridgeThread, FleetHandsets
 from tests.smpp.conftest import client, free_port, run, serving
 
 SPI = Spi.from_bytes(bytes.fromhex("1619"))  # CC, ciphered, counter higher; PoR with CC, ciphered, in the report
@@ -136,3 +137,21 @@ def test_card_and_fleet_are_exclusive(fleet: Fleet) -> None:
         HandsetBridge(object(), fleet=FleetHandsets(fleet))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="workers"):
         HandsetBridge(None, workers=0)
+
+
+def test_bridge_thread_serves_and_reports_a_taken_port(fleet: Fleet) -> None:
+    port = free_port()
+    card = fleet.cards[0]
+    with BridgeThread(HandsetBridge(None, port=port, fleet=FleetHandsets(fleet))) as first:
+
+        async def session() -> ResponseStatus:
+            esme = await OtaSmppClient.connect("127.0.0.1", port, "ota", "pw", source_addr="4912345")
+            async with esme:
+                await esme.submit_packet(card.msisdn, _packet(card, 1), receipt=False)
+                por, _ = await esme.wait_por(10)
+            return unsecure_response(por.packet, spi=SPI, kic=KIC, kid=KID, keyset=_keys(card)).status
+
+        assert run(session()) is ResponseStatus.POR_OK
+        with pytest.raises(smpp34.SmppError):
+            BridgeThread(HandsetBridge(None, port=port)).start()
+    assert first.bridge.stats.pors == 1
