@@ -3,14 +3,17 @@
     gpchannel fleet generate --count 1000 --dir ./fleet
     gpchannel fleet generate --count 20 --dir ./fleet --master-key 000102...0F --inventory inventory.csv
     gpchannel fleet show ./fleet
+    gpchannel fleet agents ./fleet --server 127.0.0.1:8443
 
 ``generate`` writes the fleet manifest (every card's ICCID, MSISDN, SCP80 KIc / KID, SCP81 PSK identity and PSK;
 mode 0600) and the inventory the OTA server imports (``gpchannel campaign``'s inventory format); the cards' state
-directories are created when the handset bridge (``gpchannel bridge --fleet DIR``) first reaches each card.
+directories are written when a card first changes (through the handset bridge, ``gpchannel bridge --fleet
+DIR``, or its own SCP81 session, ``gpchannel fleet agents DIR``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -112,3 +115,33 @@ def show(directory: Path, limit: int) -> None:
     click.echo(f"fleet {directory}: {len(loaded)} cards, {used} used; SCP80 kvn {loaded.settings.kvn}")
     for card in loaded.cards[:limit]:
         click.echo(f"  {card.iccid}  {card.msisdn}  counter {loaded.ota_counter(card)}")
+
+
+@fleet.command("agents")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--server", help="Admin server HOST:PORT (default: the cards' own, set at generation).")
+@click.option("--cards", "limit", type=click.IntRange(1), help="Only the first N cards.")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per network step.")
+def agents(directory: Path, server: str | None, limit: int | None, concurrency: int, timeout: float) -> None:
+    """Each card opens its SCP81 admin session (PSK-TLS) and runs what the server holds for it."""
+    from gpchannel.emulator.fleet_agents import run_fleet_sessions
+
+    try:
+        loaded = Fleet.load(directory)
+    except DecodeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    chosen = loaded.cards[:limit] if limit is not None else loaded.cards
+    sessions = asyncio.run(
+        run_fleet_sessions(loaded, cards=chosen, server=server, concurrency=concurrency, timeout=timeout)
+    )
+    failed = [s for s in sessions if not s.completed]
+    scripts = sum(s.summary.scripts for s in sessions)
+    click.echo(
+        f"fleet agents: {len(sessions)} sessions, {len(sessions) - len(failed)} completed, {scripts} script(s) run"
+    )
+    for session in failed[:10]:
+        click.echo(f"  {session.card.iccid}: {session.summary.describe()}", err=True)
+    if failed:
+        raise SystemExit(1)
