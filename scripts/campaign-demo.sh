@@ -9,6 +9,7 @@
 #   4. the inventory imported: cards, numbers, keys                  (gpchannel inventory import)
 #   5. a campaign: select EF SPN, update it, read it back over RFM   (gpchannel campaign create)
 #   6. its progress, then every card's results                       (gpchannel campaign status --watch / results)
+#   7. an SCP81 campaign: the cards open their PSK-TLS admin sessions (gpchannel fleet agents)
 # and everything stopped at the end (or on Ctrl-C). The work directory is removed unless --keep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,6 +117,7 @@ gp server --admin 127.0.0.1:0 --api "127.0.0.1:$API_PORT" --db "$DB_URL" --data 
 PIDS+=($!)
 wait_for "$WORK/server.log" '^ready' "${PIDS[-1]}" >/dev/null
 grep -E '^(admin|api) ' "$WORK/server.log"
+ADMIN=$(grep -m1 '^admin ' "$WORK/server.log" | cut -d' ' -f2)
 
 say "4. the inventory into the server (cards, numbers, keys)"
 gp inventory import "$WORK/fleet/inventory.csv"
@@ -131,3 +133,9 @@ gp campaign results 1 --fail-on-error >/dev/null && echo "every card: done"
 
 say "the cards' own view (their SCP80 counters, kept in each card's state directory)"
 gp fleet show "$WORK/fleet" --cards 5
+
+say "7. an SCP81 campaign (GET DATA, read-only): each card opens its PSK-TLS admin session to $ADMIN"
+gp campaign create --name "IIN over SCP81" --transport scp81 --inventory "$WORK/fleet/inventory.csv" 80CA004200
+gp fleet agents "$WORK/fleet" --server "$ADMIN"
+gp campaign status 2
+gp campaign results 2 --fail-on-error >/dev/null && echo "every card: done over SCP81"

@@ -4,6 +4,11 @@ keeps the result in its state directory, as a real card does when its session is
 
 The fleet's cards inside the handset bridge answer SMS only; this is how an ``scp81`` campaign reaches the same
 cards (``gpchannel fleet agents DIR``). A card the server has nothing for ends its session at once (204).
+
+One card, one driver at a time: a handset bridge serving the same fleet keeps the cards it opened in memory, so
+a session here that changes a card (keys, content) is not seen by the bridge's copy, whose next change would
+overwrite it. Run SCP81 sessions that change cards while no bridge serves the fleet (read-only scripts, such as
+the GET DATA of scripts/campaign-demo.sh, are harmless).
 """
 
 from __future__ import annotations
