@@ -161,6 +161,10 @@ def _kill_when_sent(services: ServerServices, campaign: int, victim: subprocess.
         if gone >= KILL_AFTER * CARDS:
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
+            # A COMMIT the victim wrote to its socket just before dying is still run by its PostgreSQL backend,
+            # a few milliseconds later: let those land before reading what it held. Its leases were renewed at
+            # most a third of LEASE_SECONDS ago, so nobody can take them over during this pause.
+            time.sleep(LEASE_SECONDS / 6)
             jobs = _all_jobs(services, campaign)
             return [j for j in jobs if j.state is JobState.QUEUED and j.lease_owner == "worker-a"]
         if victim.poll() is not None:
