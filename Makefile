@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrapped
 
-.PHONY: all demo test lint typecheck unit bench clean
+.PHONY: all demo campaign-demo test lint typecheck unit bench clean
 
 all: test
 
@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 
 demo: $(STAMP)
 	./scripts/demo.sh
+
+campaign-demo: $(STAMP)
+	./scripts/campaign-demo.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
