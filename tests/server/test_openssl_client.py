@@ -19,7 +19,7 @@ from pathlib import Path
 import h11
 import pytest
 
-from gpchannel.cli.server_commands import ApiClient
+from gpchannel.cli.api_client import ApiClient
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.ota.remote_apdu import CommandScript
 from tests.io.openssl_peer import OpensslResult, require_openssl, s_client

@@ -21,41 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpchannel.cli.server_commands import ApiClient, ApiError
-from gpchannel.cli.settings import EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE, Settings, fail
+from gpchannel.cli.api_client import DEFAULT_API_URL, ApiClient, call_api, cli_out
+from gpchannel.cli.settings import EXIT_FAILURE
 from gpchannel.errors import InventoryError
 
 __all__ = ["campaign", "inventory"]
 
-DEFAULT_API_URL = "http://127.0.0.1:8080"
 _STATES = ("queued", "sent", "done", "failed", "cancelled")
 _FINAL_CAMPAIGN = ("finished", "cancelled")
-
-
-def _settings() -> Settings | None:
-    ctx = click.get_current_context(silent=True)
-    return ctx.find_object(Settings) if ctx is not None else None
-
-
-def _out() -> Console:
-    settings = _settings()
-    return settings.out if settings is not None else Console()
-
-
-def _fail(message: str, code: int) -> None:
-    fail(_settings(), message, code)
-
-
-def _call(client: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
-    try:
-        return client.request(method, path, body, query)
-    except ApiError as exc:
-        code = EXIT_TRANSPORT if exc.status == 0 else EXIT_USAGE if exc.status == 400 else EXIT_FAILURE
-        _fail(str(exc), code)
 
 
 api_option = click.option(
@@ -119,11 +95,11 @@ def inventory() -> None:
 def inventory_import(path: Path, masters: tuple[str, ...], api_url: str, as_json: bool) -> None:
     """Import a CSV or JSON inventory into the server (keys go to its key provider, never back out)."""
     client = ApiClient(api_url)
-    result = _call(client, "POST", "/inventory", _inventory_body(path, _masters(masters)))
+    result = call_api(client, "POST", "/inventory", _inventory_body(path, _masters(masters)))
     if as_json:
-        _out().print_json(data=result)
+        cli_out().print_json(data=result)
         return
-    _out().print(
+    cli_out().print(
         f"imported {result['cards']} card(s): {result['created']} new, {result['updated']} updated, "
         f"{result['keysets']} SCP80 key set(s)",
         highlight=False,
@@ -220,11 +196,11 @@ def create(
         body["inventory"] = _inventory_body(inventory_path, _masters(masters))
     else:
         body["cards"] = selected
-    created = _call(ApiClient(api_url), "POST", "/campaigns", body)
+    created = call_api(ApiClient(api_url), "POST", "/campaigns", body)
     if as_json:
-        _out().print_json(data=created)
+        cli_out().print_json(data=created)
         return
-    _out().print(
+    cli_out().print(
         f"campaign {created['id']} created: {created['progress']['total']} card(s), {created['transport']}",
         highlight=False,
     )
@@ -239,7 +215,7 @@ def _print_campaigns(rows: list[dict[str, Any]]) -> None:
         table.add_row(
             str(row["id"]), row["name"], row["transport"], row["state"], str(p["total"]), *(str(p[s]) for s in _STATES)
         )
-    _out().print(table)
+    cli_out().print(table)
 
 
 def _final_count(progress: dict[str, int]) -> int:
@@ -262,15 +238,15 @@ def status(campaign_id: int | None, watch: bool, interval: float, api_url: str, 
     """All campaigns, or one campaign's progress (per job state)."""
     client = ApiClient(api_url)
     if campaign_id is None:
-        rows = _call(client, "GET", "/campaigns")["campaigns"]
+        rows = call_api(client, "GET", "/campaigns")["campaigns"]
         if as_json:
-            _out().print_json(data=rows)
+            cli_out().print_json(data=rows)
         else:
             _print_campaigns(rows)
         return
-    row = _call(client, "GET", f"/campaigns/{campaign_id}")
+    row = call_api(client, "GET", f"/campaigns/{campaign_id}")
     if watch and not as_json:
-        console = _out()
+        console = cli_out()
         with Progress(
             TextColumn("[bold]campaign {task.fields[cid]}"),
             BarColumn(),
@@ -284,17 +260,17 @@ def status(campaign_id: int | None, watch: bool, interval: float, api_url: str, 
             task = bar.add_task("", total=p["total"], completed=_final_count(p), cid=row["id"], **counts)
             while row["state"] not in _FINAL_CAMPAIGN:
                 time.sleep(interval)
-                row = _call(client, "GET", f"/campaigns/{campaign_id}")
+                row = call_api(client, "GET", f"/campaigns/{campaign_id}")
                 p = row["progress"]
                 bar.update(task, total=p["total"], completed=_final_count(p), **{s: p[s] for s in _STATES})
     elif watch:
         while row["state"] not in _FINAL_CAMPAIGN:
             time.sleep(interval)
-            row = _call(client, "GET", f"/campaigns/{campaign_id}")
+            row = call_api(client, "GET", f"/campaigns/{campaign_id}")
     if as_json:
-        _out().print_json(data=row)
+        cli_out().print_json(data=row)
     else:
-        _out().print(_describe(row), highlight=False)
+        cli_out().print(_describe(row), highlight=False)
 
 
 @campaign.command(name="results")
@@ -309,7 +285,7 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
     rows: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = _call(
+        page = call_api(
             client,
             "GET",
             f"/campaigns/{campaign_id}/results",
@@ -320,7 +296,7 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
             break
         after = int(page["next_after"])
     if as_json:
-        _out().print_json(data=rows)
+        cli_out().print_json(data=rows)
     else:
         table = Table(title=f"Campaign {campaign_id}: {len(rows)} card(s)")
         for column in ("card", "msisdn", "state", "attempts", "last command", "response", "SW", "reason"):
@@ -337,7 +313,7 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
                 last["sw"],
                 row["reason"] or "",
             )
-        _out().print(table)
+        cli_out().print(table)
     if fail_on_error and any(r["state"] in ("failed", "cancelled") for r in rows):
         raise SystemExit(EXIT_FAILURE)
 
@@ -348,8 +324,8 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
 @json_option
 def cancel(campaign_id: int, api_url: str, as_json: bool) -> None:
     """Cancel: cards not yet sent to are CANCELLED; those already sent finish."""
-    row = _call(ApiClient(api_url), "POST", f"/campaigns/{campaign_id}/cancel")
+    row = call_api(ApiClient(api_url), "POST", f"/campaigns/{campaign_id}/cancel")
     if as_json:
-        _out().print_json(data=row)
+        cli_out().print_json(data=row)
         return
-    _out().print(f"campaign {campaign_id} cancelled: {row['cancelled_jobs']} card(s) not sent", highlight=False)
+    cli_out().print(f"campaign {campaign_id} cancelled: {row['cancelled_jobs']} card(s) not sent", highlight=False)

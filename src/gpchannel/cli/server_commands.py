@@ -18,41 +18,23 @@ import json
 import logging
 import signal
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from gpchannel.cli.apdu_text import parse_apdu_text
-from gpchannel.cli.settings import EXIT_CARD_STATUS, EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE, Settings, fail
+from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_fail, cli_out
+from gpchannel.cli.settings import EXIT_CARD_STATUS, EXIT_FAILURE, EXIT_TRANSPORT
 from gpchannel.codec.sw import describe
 from gpchannel.codec.sw import is_success as sw_success
 from gpchannel.errors import GPChannelError
 from gpchannel.server.config import DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, ServerConfig, parse_address
 
-__all__ = ["ApiClient", "ApiError", "ram", "server"]
+__all__ = ["ram", "server"]
 
-DEFAULT_API_URL = "http://127.0.0.1:8080"
 _FINAL = ("done", "failed", "cancelled")
-
-
-def _settings() -> Settings | None:
-    ctx = click.get_current_context(silent=True)
-    return ctx.find_object(Settings) if ctx is not None else None
-
-
-def _out() -> Console:
-    settings = _settings()
-    return settings.out if settings is not None else Console()
-
-
-def _fail(message: str, code: int) -> None:
-    fail(_settings(), message, code)
 
 
 # ------------------------------------------------------------------------------------------------ gpchannel server
@@ -197,9 +179,9 @@ def server(
     try:
         asyncio.run(_serve(config))
     except GPChannelError as exc:
-        _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+        cli_fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
     except OSError as exc:
-        _fail(f"cannot listen: {exc}", EXIT_TRANSPORT)
+        cli_fail(f"cannot listen: {exc}", EXIT_TRANSPORT)
 
 
 async def _serve(config: ServerConfig) -> None:
@@ -220,65 +202,6 @@ async def _serve(config: ServerConfig) -> None:
     await run_server(config, stop, on_ready=ready)
 
 
-# ------------------------------------------------------------------------------------------------ API client
-
-
-class ApiError(Exception):
-    """The job API answered an error (``status``) or could not be reached (``status`` 0)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-class ApiClient:
-    """A small synchronous client of the job API (urllib; JSON in, JSON out)."""
-
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise click.BadParameter(f"{base_url!r}: an http:// or https:// URL expected", param_hint="--api")
-        self.base = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
-        url = f"{self.base}/api/v1{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("error", exc.reason)
-            except (ValueError, AttributeError):
-                message = exc.reason
-            raise ApiError(exc.code, f"HTTP {exc.code}: {message}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ApiError(0, f"the job API at {self.base} cannot be reached: {reason}") from None
-
-
-def _call(client: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
-    try:
-        return client.request(method, path, body, query)
-    except ApiError as exc:
-        code = EXIT_TRANSPORT if exc.status == 0 else EXIT_USAGE if exc.status == 400 else EXIT_FAILURE
-        _fail(str(exc), code)
-
-
-api_option = click.option(
-    "--api",
-    "api_url",
-    envvar="GPCHANNEL_API",
-    default=DEFAULT_API_URL,
-    show_default=True,
-    help="Job API base URL (env GPCHANNEL_API).",
-)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
@@ -297,7 +220,7 @@ def _print_jobs(jobs: list[dict[str, Any]]) -> None:
             job["reason"] or "",
             job["updated_at"],
         )
-    _out().print(table)
+    cli_out().print(table)
 
 
 def _print_results(job: dict[str, Any]) -> None:
@@ -306,13 +229,13 @@ def _print_results(job: dict[str, Any]) -> None:
         table.add_column(column)
     for index, result in enumerate(job["results"], 1):
         table.add_row(str(index), result["command"], result["response"], result["sw"], describe(int(result["sw"], 16)))
-    _out().print(table)
+    cli_out().print(table)
 
 
 def _wait(client: ApiClient, job_id: int, seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while True:
-        job: dict[str, Any] = _call(client, "GET", f"/jobs/{job_id}")
+        job: dict[str, Any] = call_api(client, "GET", f"/jobs/{job_id}")
         if job["state"] in _FINAL or time.monotonic() >= deadline:
             return job
         time.sleep(0.2)
@@ -366,7 +289,7 @@ def push(
     if target:
         body["target"] = target
     client = ApiClient(api_url)
-    job: dict[str, Any] = _call(client, "POST", "/jobs", body)
+    job: dict[str, Any] = call_api(client, "POST", "/jobs", body)
     if wait_seconds is not None:
         job = _wait(client, int(job["id"]), wait_seconds)
     if as_json:
@@ -374,7 +297,7 @@ def push(
     elif wait_seconds is not None and job["results"]:
         _print_results(job)
     else:
-        _out().print(
+        cli_out().print(
             f"job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else ""), highlight=False
         )
     if wait_seconds is not None:
@@ -401,18 +324,18 @@ def status(
     """One job's state (and reason), or a table of jobs."""
     client = ApiClient(api_url)
     if job_id is not None:
-        job: dict[str, Any] = _call(client, "GET", f"/jobs/{job_id}")
+        job: dict[str, Any] = call_api(client, "GET", f"/jobs/{job_id}")
         if as_json:
             click.echo(json.dumps(job))
             return
-        _out().print(
+        cli_out().print(
             f"job {job['id']} (card {job['card_id']}, {len(job['apdus'])} APDUs): {job['state']}"
             + (f": {job['reason']}" if job["reason"] else ""),
             highlight=False,
         )
         return
     query = {"state": state or "", "iccid": iccid or "", "psk_identity": identity or "", "limit": str(limit)}
-    listing: dict[str, Any] = _call(client, "GET", "/jobs", query=query)
+    listing: dict[str, Any] = call_api(client, "GET", "/jobs", query=query)
     if as_json:
         click.echo(json.dumps(listing["jobs"]))
     else:
@@ -425,11 +348,11 @@ def status(
 @json_option
 def results(job_id: int, api_url: str, as_json: bool) -> None:
     """A job's results: every command with its response data and status word."""
-    job: dict[str, Any] = _call(ApiClient(api_url), "GET", f"/jobs/{job_id}")
+    job: dict[str, Any] = call_api(ApiClient(api_url), "GET", f"/jobs/{job_id}")
     if as_json:
         click.echo(json.dumps({k: job[k] for k in ("id", "state", "reason", "results")}))
     elif job["state"] not in _FINAL:
-        _out().print(f"job {job_id} is {job['state']}: no results yet", highlight=False)
+        cli_out().print(f"job {job_id} is {job['state']}: no results yet", highlight=False)
     else:
         _print_results(job)
     _exit_for(job)
@@ -441,8 +364,8 @@ def results(job_id: int, api_url: str, as_json: bool) -> None:
 @json_option
 def cancel(job_id: int, api_url: str, as_json: bool) -> None:
     """Cancel a queued job (a job already sent to the card cannot be: exit 1)."""
-    job: dict[str, Any] = _call(ApiClient(api_url), "POST", f"/jobs/{job_id}/cancel")
+    job: dict[str, Any] = call_api(ApiClient(api_url), "POST", f"/jobs/{job_id}/cancel")
     if as_json:
         click.echo(json.dumps(job))
     else:
-        _out().print(f"job {job_id} {job['state']}", highlight=False)
+        cli_out().print(f"job {job_id} {job['state']}", highlight=False)

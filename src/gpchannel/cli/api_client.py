@@ -1,0 +1,94 @@
+"""The command line's client of ``gpchannel server``'s JSON API (``gpchannel ram``, ``campaign``, ``inventory``):
+the HTTP requests, the ``--api`` option, and the mapping of API errors to the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import click
+from rich.console import Console
+
+from gpchannel.cli.settings import EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE, Settings, fail
+
+__all__ = ["DEFAULT_API_URL", "ApiClient", "ApiError", "api_option", "call_api", "cli_fail", "cli_out"]
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+
+
+def _settings() -> Settings | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(Settings) if ctx is not None else None
+
+
+def cli_out() -> Console:
+    """The console of the running command (the global settings' one, or a new one outside a command)."""
+    settings = _settings()
+    return settings.out if settings is not None else Console()
+
+
+def cli_fail(message: str, code: int) -> None:
+    """Print ``message`` and exit with ``code`` (cli/settings.py's ``fail``)."""
+    fail(_settings(), message, code)
+
+
+class ApiError(Exception):
+    """The job API answered an error (``status``) or could not be reached (``status`` 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ApiClient:
+    """A small synchronous client of the job API (urllib; JSON in, JSON out)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise click.BadParameter(f"{base_url!r}: an http:// or https:// URL expected", param_hint="--api")
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+        url = f"{self.base}/api/v1{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except (ValueError, AttributeError):
+                message = exc.reason
+            raise ApiError(exc.code, f"HTTP {exc.code}: {message}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(0, f"the job API at {self.base} cannot be reached: {reason}") from None
+
+
+def call_api(client: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    """``client.request``; an error ends the command with the matching exit code."""
+    try:
+        return client.request(method, path, body, query)
+    except ApiError as exc:
+        code = EXIT_TRANSPORT if exc.status == 0 else EXIT_USAGE if exc.status == 400 else EXIT_FAILURE
+        cli_fail(str(exc), code)
+
+
+api_option = click.option(
+    "--api",
+    "api_url",
+    envvar="GPCHANNEL_API",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="Job API base URL (env GPCHANNEL_API).",
+)
