@@ -139,6 +139,9 @@ async def run_server(
                 config.admin_port,
                 sessions.server_context(),
                 handshake_timeout=config.handshake_timeout,
+                # the PSK lookup (a store query and a key unwrap; on PostgreSQL a round trip, with PKCS#11 a token
+                # call) runs off the event loop so that one slow lookup does not stall every other session
+                lookup_in_thread=True,
             )
             admin = _bound(admin_server)
             runner = web.AppRunner(build_api(services), access_log=None)

@@ -113,9 +113,9 @@ class _Lost:
 class AdminSessions:
     """The admin side of ``gpchannel server``: the PSK lookup for the TLS engine and one session per connection.
 
-    ``psk_lookup`` runs inside the TLS handshake (synchronously, in the event loop): one indexed query and the key
-    provider; an unknown identity or a card without a PSK returns None, and the engine sends the
-    ``unknown_psk_identity`` alert.
+    ``psk_lookup`` runs inside the TLS handshake, in a worker thread of the listener (``serve_psk(...,
+    lookup_in_thread=True)`` in server/app.py): one indexed query and the key provider; an unknown identity or a
+    card without a PSK returns None, and the engine sends the ``unknown_psk_identity`` alert.
     """
 
     def __init__(self, services: ServerServices) -> None:
