@@ -40,6 +40,7 @@ __all__ = [
     "RepositoryError",
     "SecurityError",
     "SecurityNotSatisfied",
+    "SmppPduError",
     "SmppStatusError",
     "TlsError",
     "TransportError",
@@ -154,6 +155,27 @@ class SmppStatusError(TransportError):
         if message:
             text = f"{text}: {message}"
         super().__init__(text)
+
+
+class SmppPduError(DecodeError):
+    """A malformed SMPP 3.4 PDU, or a command this stack does not speak. ``command_status`` is what to answer with
+    (5.1.3), ``command_id`` and ``sequence_number`` the PDU's when its header could be read (the answer goes in
+    that command's _resp, or a generic_nack); ``fatal``: the byte stream cannot be framed past it."""
+
+    def __init__(
+        self,
+        message: str,
+        command_status: int,
+        *,
+        command_id: int | None = None,
+        sequence_number: int = 0,
+        fatal: bool = False,
+    ) -> None:
+        self.command_status = command_status
+        self.command_id = command_id
+        self.sequence_number = sequence_number
+        self.fatal = fatal
+        super().__init__(f"SMPP PDU: {message}")
 
 
 class RepositoryError(GPChannelError):

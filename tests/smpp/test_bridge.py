@@ -10,7 +10,6 @@ import struct
 from pathlib import Path
 
 import pytest
-import smpp34
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.emulator.app import open_card
@@ -31,6 +30,7 @@ from gpchannel.ota import (
 from gpchannel.ota.remote_apdu import CompactResponse
 from gpchannel.smpp import DeliveryReceipt, HandsetBridge, HandsetCard, MessageState, OtaSmppClient
 from gpchannel.smpp.bridge import ESME_RINVESMCLASS, ESME_RINVMSGLEN, ESME_RINVSYSID
+from gpchannel.smpp.pdu import CommandId, Pdu, ShortMessageBody, decode
 from tests.smpp.cards import PYSIM_SESSION, ScriptedCard, pysim_card, pysim_keys
 from tests.smpp.conftest import CARD_NUMBER, OTA_SERVER, client, free_port, run, serving
 
@@ -181,19 +181,20 @@ def test_refused_submits() -> None:
     async def session() -> None:
         bridge = HandsetBridge(None, port=free_port(), allowed_system_ids={"ota-server"})
         async with serving(bridge):
-            async with client(bridge, system_id="intruder") as esme:
-                with pytest.raises(SmppStatusError) as info:
-                    await esme.submit_user_data(CARD_NUMBER, [b"\x02\x70\x00"])
-                assert info.value.command_status == ESME_RINVSYSID
+            with pytest.raises(SmppStatusError) as info:  # a system_id not allowed is refused at the bind
+                await OtaSmppClient.connect("127.0.0.1", bridge.port, "intruder", "pw", source_addr=OTA_SERVER)
+            assert info.value.command_status == ESME_RINVSYSID
             async with client(bridge) as esme:
-                smsc = esme._smsc
-                resp = await smsc.submit_sm(CARD_NUMBER, b"plain text", source_addr=OTA_SERVER)
+                smsc = esme.esme
+                resp = await smsc.submit_sm(ShortMessageBody(CARD_NUMBER, b"plain text", source_addr=OTA_SERVER))
                 assert resp.command_status == ESME_RINVESMCLASS  # no UDH: not an OTA message
-                resp = await smsc.submit_sm(CARD_NUMBER, bytes(141), source_addr=OTA_SERVER, esm_class=0x40)
+                body = ShortMessageBody(CARD_NUMBER, bytes(141), source_addr=OTA_SERVER, esm_class=0x40)
+                resp = await smsc.submit_sm(body)
                 assert resp.command_status == ESME_RINVMSGLEN
-                resp = await smsc.submit_sm(CARD_NUMBER, b"\x02\x70\x00", source_addr="ota!", esm_class=0x40)
+                body = ShortMessageBody(CARD_NUMBER, b"\x02\x70\x00", source_addr="ota!", esm_class=0x40)
+                resp = await smsc.submit_sm(body)
                 assert resp.command_status == 0x0A  # ESME_RINVSRCADR: no TP-OA can carry it
-        assert bridge.stats.refused == 4 and bridge.stats.accepted == 0
+        assert bridge.stats.refused == 3 and bridge.stats.accepted == 0
 
     run(session())
 
@@ -229,8 +230,7 @@ def _exchange(port: int, *pdus: bytes) -> list[tuple[int, int, int]]:
             body = b""
             while len(body) < length - 16:
                 body += sock.recv(length - 16 - len(body))
-            decoded = smpp34.decode(header + body)
-            assert isinstance(decoded, smpp34.RawPdu)
+            decoded = decode(header + body)
             out.append((decoded.command_id, decoded.command_status, decoded.sequence_number))
     return out
 
@@ -239,7 +239,10 @@ def _exchange(port: int, *pdus: bytes) -> list[tuple[int, int, int]]:
     ("pdus", "expected"),
     [
         # submit_sm before any bind: generic_nack ESME_RINVBNDSTS (SMPP 3.4 5.1.3, 0x04)
-        ((smpp34.SubmitSm(OTA_SERVER, CARD_NUMBER, b"x", sequence_number=7).encode(),), [(0x80000000, 0x04, 7)]),
+        (
+            (Pdu(CommandId.SUBMIT_SM, 7, 0, ShortMessageBody(CARD_NUMBER, b"x", OTA_SERVER)).encode(),),
+            [(0x80000000, 0x04, 7)],
+        ),
         # a bind whose body is cut short: bind_transceiver_resp ESME_RINVPARLEN (0xC2)
         ((_pdu(0x09, 3, b"esme"),), [(0x80000009, 0xC2, 3)]),
         # bound, then an unknown command_id: generic_nack ESME_RINVCMDID (0x03)

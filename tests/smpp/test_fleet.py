@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import smpp34
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.emulator.fleet import Fleet, FleetCard, generate_fleet
-from gpchannel.errors import SmppStatusError
+from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.ota import (
     CipherAlgorithm,
     KeySet,
@@ -152,6 +151,6 @@ def test_bridge_thread_serves_and_reports_a_taken_port(fleet: Fleet) -> None:
             return unsecure_response(por.packet, spi=SPI, kic=KIC, kid=KID, keyset=_keys(card)).status
 
         assert run(session()) is ResponseStatus.POR_OK
-        with pytest.raises(smpp34.SmppError):
+        with pytest.raises(TransportError, match="cannot listen"):
             BridgeThread(HandsetBridge(None, port=port)).start()
     assert first.bridge.stats.pors == 1

@@ -20,7 +20,6 @@ import signal
 from pathlib import Path
 
 import click
-import smpp34
 
 from gpchannel.errors import GPChannelError, ProfileError, TransportError
 from gpchannel.io.transport import InProcessTransport, Transport
@@ -67,12 +66,19 @@ def _transport(reader: str | None, emulator: Path | None, profile: Path | None) 
     return open_transport(reader, None)
 
 
+class BindFailed(Exception):
+    """The bridge could not listen (its cause says why)."""
+
+
 async def _serve(bridge: HandsetBridge) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await bridge.start()
+    try:
+        await bridge.start()
+    except TransportError as exc:
+        raise BindFailed from exc
     mode = "card" if bridge.card is not None else "sink"
     if bridge.fleet is not None:
         mode = f"fleet of {len(bridge.fleet.fleet)} cards"
@@ -140,11 +146,11 @@ def bridge(
             workers=workers,
         )
         asyncio.run(_serve(the_bridge))
+    except BindFailed as exc:  # e.g. the port is taken
+        click.echo(f"error: cannot serve SMPP on {host}:{port}: {exc.__cause__}", err=True)
+        raise SystemExit(5) from None
     except (ProfileError, TransportError, GPChannelError) as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(5) from None
-    except smpp34.SmppError as exc:  # e.g. the port is taken
-        click.echo(f"error: cannot serve SMPP on {host}:{port}: {exc}", err=True)
         raise SystemExit(5) from None
     finally:
         if transport is not None:

@@ -1,5 +1,8 @@
-"""SCP80 over SMPP 3.4: the OTA server's SMS link and the handset bridge (I/O: asyncio and the smpp34 library).
+"""SCP80 over SMPP 3.4: the OTA server's SMS link and the handset bridge (I/O: asyncio; the SMPP stack is ours).
 
+- :mod:`~gpchannel.smpp.pdu`: the SMPP 3.4 PDU codec (sans-I/O);
+- :mod:`~gpchannel.smpp.session`, :mod:`~gpchannel.smpp.esme`, :mod:`~gpchannel.smpp.smsc`: the session layer, an
+  ESME (client) and an SMSC (server) on asyncio;
 - :mod:`~gpchannel.smpp.receipt`: esm_class / protocol_id / data_coding of OTA messages, delivery receipts
   (sans-I/O);
 - :mod:`~gpchannel.smpp.client`: :class:`OtaSmppClient`, submit_sm of command packets (concatenated when

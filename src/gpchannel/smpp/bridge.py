@@ -15,9 +15,9 @@ the submit_sm's destination_addr picks the card (ESME_RINVDSTADR for a number th
 are driven by ``workers`` tasks (threads); all the messages of one card go through the same one, in order.
 
 The SMPP session layer (binds, enquire_link, sequence numbers, generic_nack for unknown or malformed PDUs) is
-the smpp34 library's: it accepts any bind (its Python server has no bind hook), so the bridge checks the
-system_id at the first submit_sm and answers ESME_RINVSYSID for one that is not allowed. The card is driven
-from a worker thread, one ENVELOPE at a time, in the order the submit_sm arrived.
+:class:`gpchannel.smpp.smsc.SmscServer`: a bind whose system_id is not allowed is refused with ESME_RINVSYSID
+(SMPP 3.4 4.1.2). The card is driven from a worker thread, one ENVELOPE at a time, in the order the submit_sm
+arrived.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-import smpp34
-
-from gpchannel.errors import DecodeError, GPChannelError
+from gpchannel.errors import DecodeError, GPChannelError, TransportError
 from gpchannel.ota.sms import Address, SmsDeliver, TypeOfNumber
 from gpchannel.ota.udh import MAX_USER_DATA
+from gpchannel.smpp.esme import BindMode
 from gpchannel.smpp.fleet import FleetHandsets
 from gpchannel.smpp.handset import CardOutcome, HandsetCard
+from gpchannel.smpp.pdu import BindBody, CommandStatus, ShortMessageBody, Tlv
 from gpchannel.smpp.receipt import (
     DATA_CODING_OTA,
     ESM_CLASS_DELIVERY_RECEIPT,
@@ -48,6 +48,7 @@ from gpchannel.smpp.receipt import (
     MessageState,
     receipt_wanted,
 )
+from gpchannel.smpp.smsc import BoundEvent, Event, SmscServer, SmscSession, SubmitSmEvent, UnboundEvent
 
 __all__ = [
     "ESME_RINVDSTADR",
@@ -158,8 +159,8 @@ class HandsetBridge:
         self.stats = BridgeStats()
         self.destinations: dict[str, int] | None = {} if track_destinations else None
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self._server: smpp34.Server | None = None
-        self._sessions: dict[str, smpp34.Esme] = {}
+        self._server: SmscServer | None = None
+        self._sessions: dict[str, SmscSession] = {}
         count = workers if workers is not None else (4 if fleet is not None else 1)
         if count < 1:
             raise ValueError(f"workers must be at least 1, got {count}")
@@ -167,10 +168,16 @@ class HandsetBridge:
         self._next_id = 0
 
     async def start(self) -> None:
-        """Listen (smpp34 raises its SmppError when the address cannot be bound)."""
-        server = smpp34.Server(self.host, self.port, system_id=self.system_id)
+        """Listen; :class:`TransportError` when the address cannot be bound (e.g. the port is taken)."""
+        server = SmscServer(self.host, self.port, system_id=self.system_id, authorize=self._authorize)
         await server.start()
+        self.port = server.port
         self._server = server
+
+    def _authorize(self, bind: BindBody, mode: BindMode) -> int:
+        if self.allowed is not None and bind.system_id not in self.allowed:
+            return CommandStatus.ESME_RINVSYSID
+        return CommandStatus.ESME_ROK
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Answer ESMEs until ``stop`` is set, then stop listening (queued jobs are finished first)."""
@@ -198,34 +205,34 @@ class HandsetBridge:
             self._server = None
 
     # -- events ---------------------------------------------------------------------------------------------
-    def _event(self, event: object) -> None:
-        if isinstance(event, smpp34.Esme):
-            self._sessions[event.session_id] = event
-            _log.info("ESME %r bound (%s)", event.system_id, event.session_id)
-        elif isinstance(event, smpp34.Unbound):
-            self._sessions.pop(event.session_id, None)
-        elif isinstance(event, smpp34.SubmitSmEvent):
+    def _event(self, event: Event) -> None:
+        if isinstance(event, BoundEvent):
+            self._sessions[event.session.session_id] = event.session
+        elif isinstance(event, UnboundEvent):
+            self._sessions.pop(event.session.session_id, None)
+        else:
             self._submit(event)
 
-    def _refuse(self, event: smpp34.SubmitSmEvent, status: int, why: str) -> None:
+    def _refuse(self, event: SubmitSmEvent, status: int, why: str) -> None:
         self.stats.refused += 1
         self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
-        _log.info("submit_sm to %r refused (%#04x): %s", event.destination_addr, status, why)
+        _log.info("submit_sm to %r refused (%#04x): %s", event.body.destination_addr, status, why)
         event.reject(status)
 
-    def _submit(self, event: smpp34.SubmitSmEvent) -> None:
-        session = self._sessions.get(event.session_id)
+    def _submit(self, submitted: SubmitSmEvent) -> None:
+        session = self._sessions.get(submitted.session.session_id)
+        event = submitted.body
         if self.allowed is not None and (session is None or session.system_id not in self.allowed):
-            return self._refuse(event, ESME_RINVSYSID, "system_id not allowed")
+            return self._refuse(submitted, ESME_RINVSYSID, "system_id not allowed")
         if not event.destination_addr:
-            return self._refuse(event, ESME_RINVDSTADR, "no destination_addr")
+            return self._refuse(submitted, ESME_RINVDSTADR, "no destination_addr")
         if self.fleet is not None and not self.fleet.knows(event.destination_addr):
-            return self._refuse(event, ESME_RINVDSTADR, "no card of the fleet has this number")
+            return self._refuse(submitted, ESME_RINVDSTADR, "no card of the fleet has this number")
         message = event.short_message
         if len(message) > MAX_USER_DATA:
-            return self._refuse(event, ESME_RINVMSGLEN, f"{len(message)} octets, one SM holds {MAX_USER_DATA}")
+            return self._refuse(submitted, ESME_RINVMSGLEN, f"{len(message)} octets, one SM holds {MAX_USER_DATA}")
         if not event.esm_class & ESM_CLASS_UDHI:
-            return self._refuse(event, ESME_RINVESMCLASS, "an OTA short message has a UDH (esm_class 40)")
+            return self._refuse(submitted, ESME_RINVESMCLASS, "an OTA short message has a UDH (esm_class 40)")
         try:
             deliver = deliver_tpdu(
                 event.source_addr or "0",
@@ -236,10 +243,10 @@ class HandsetBridge:
                 message,
             )
         except ValueError as exc:
-            return self._refuse(event, ESME_RINVSRCADR, str(exc))
+            return self._refuse(submitted, ESME_RINVSRCADR, str(exc))
         self._next_id += 1
         job = _Job(
-            event.session_id,
+            submitted.session.session_id,
             f"{self._next_id:08X}",
             event.source_addr,
             event.destination_addr,
@@ -251,11 +258,11 @@ class HandsetBridge:
         try:
             queue.put_nowait(job)
         except asyncio.QueueFull:
-            return self._refuse(event, ESME_RMSGQFUL, "the card's queue is full")
+            return self._refuse(submitted, ESME_RMSGQFUL, "the card's queue is full")
         self.stats.accepted += 1
         if self.destinations is not None:
             self.destinations[job.destination_addr] = self.destinations.get(job.destination_addr, 0) + 1
-        event.accept(job.message_id)
+        submitted.accept(job.message_id)
         return None
 
     # -- the card -------------------------------------------------------------------------------------------
@@ -295,11 +302,11 @@ class HandsetBridge:
             return
         try:
             await self._answer(session, job, outcome, error, text)
-        except smpp34.SmppError as exc:  # the ESME went away meanwhile, or refused the deliver_sm
+        except TransportError as exc:  # the ESME went away meanwhile, or refused the deliver_sm
             self.stats.lost += 1
             _log.info("answer to message %s not delivered to the ESME: %s", job.message_id, exc)
 
-    async def _answer(self, session: smpp34.Esme, job: _Job, outcome: CardOutcome, error: int, text: str) -> None:
+    async def _answer(self, session: SmscSession, job: _Job, outcome: CardOutcome, error: int, text: str) -> None:
         if receipt_wanted(job.registered_delivery, outcome.delivered):
             state = MessageState.DELIVERED if outcome.delivered else MessageState.UNDELIVERABLE
             receipt = DeliveryReceipt(
@@ -312,23 +319,27 @@ class HandsetBridge:
                 text=text,
             )
             await session.deliver_sm(
-                job.source_addr,
-                receipt.to_text(),
-                source_addr=job.destination_addr,
-                esm_class=ESM_CLASS_DELIVERY_RECEIPT,
-                tlvs=[
-                    smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, job.message_id.encode() + b"\x00"),
-                    smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,))),
-                ],
+                ShortMessageBody(
+                    job.source_addr,
+                    receipt.to_text(),
+                    source_addr=job.destination_addr,
+                    esm_class=ESM_CLASS_DELIVERY_RECEIPT,
+                    tlvs=(
+                        Tlv(TLV_RECEIPTED_MESSAGE_ID, job.message_id.encode() + b"\x00"),
+                        Tlv(TLV_MESSAGE_STATE, bytes((state,))),
+                    ),
+                )
             )
             self.stats.receipts += 1
         for destination, user_data in outcome.replies:
             await session.deliver_sm(
-                destination or job.source_addr,
-                user_data,
-                source_addr=job.destination_addr,
-                esm_class=ESM_CLASS_UDHI,
-                protocol_id=PROTOCOL_ID_OTA,
-                data_coding=DATA_CODING_OTA,
+                ShortMessageBody(
+                    destination or job.source_addr,
+                    user_data,
+                    source_addr=job.destination_addr,
+                    esm_class=ESM_CLASS_UDHI,
+                    protocol_id=PROTOCOL_ID_OTA,
+                    data_coding=DATA_CODING_OTA,
+                )
             )
             self.stats.pors += 1

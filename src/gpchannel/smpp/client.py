@@ -1,5 +1,5 @@
 """The OTA server's side of the SMS link: SCP80 packets out as submit_sm, PoRs and delivery receipts back as
-deliver_sm, over SMPP 3.4 with the smpp34 library (its asyncio client does the binding, framing and timers).
+deliver_sm, over SMPP 3.4 with :class:`gpchannel.smpp.esme.Esme` (binding, framing, window and timers).
 
 SMPP 3.4 4.4 (submit_sm) / 4.6 (deliver_sm); 5.2.12 esm_class, 5.2.14 protocol_id, 5.2.19 data_coding (see
 :mod:`gpchannel.smpp.receipt`). A command packet travels as in an SMS-DELIVER (3GPP TS 31.115 4.2): TP-UD =
@@ -16,10 +16,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import smpp34
-
 from gpchannel.errors import DecodeError, SmppStatusError, TransportError
 from gpchannel.ota.udh import Reassembler, split_packet
+from gpchannel.smpp.esme import BindMode, Esme
+from gpchannel.smpp.pdu import MessageIdBody, ShortMessageBody
 from gpchannel.smpp.receipt import (
     DATA_CODING_OTA,
     ESM_CLASS_UDHI,
@@ -59,7 +59,7 @@ class PorMessage:
     response: bool = True
 
 
-def _receipt(event: smpp34.DeliverSmEvent) -> DeliveryReceipt:
+def _receipt(event: ShortMessageBody) -> DeliveryReceipt:
     """The receipt's text, with the TLVs (receipted_message_id, message_state) winning where present."""
     receipt = DeliveryReceipt.from_text(event.short_message)
     message_id, state = receipt.message_id, receipt.state
@@ -87,8 +87,8 @@ class OtaSmppClient:
     deliver_sm that are neither receipts nor UDH-carrying secured packets are counted in :attr:`ignored`.
     """
 
-    def __init__(self, smsc: smpp34.Smsc, source_addr: str, *, max_pending: int = 8) -> None:
-        self._smsc = smsc
+    def __init__(self, esme: Esme, source_addr: str, *, max_pending: int = 8) -> None:
+        self.esme = esme
         self.source_addr = source_addr
         self._reassembler = Reassembler(max_pending)
         self.ignored = 0
@@ -107,20 +107,15 @@ class OtaSmppClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> OtaSmppClient:
         """Connect and bind as a transceiver; :class:`TransportError` if the SMSC cannot be reached or refuses."""
-        client = smpp34.Client(
-            host,
-            port,
-            system_id,
-            password,
-            bind_type="TRX",
-            system_type=system_type,
-            connect_timeout_ms=max(1, int(timeout * 1000)),
-        )
         try:
-            smsc = await asyncio.wait_for(client.connect(), timeout)
-        except (smpp34.SmppError, OSError, TimeoutError) as exc:
+            esme = await Esme.bind(
+                host, port, system_id, password, mode=BindMode.TRANSCEIVER, system_type=system_type, timeout=timeout
+            )
+        except SmppStatusError as exc:
+            raise SmppStatusError(exc.command_status, f"cannot bind to the SMSC at {host}:{port}: refused") from None
+        except TransportError as exc:
             raise TransportError(f"cannot bind to the SMSC at {host}:{port}: {exc}") from None
-        return cls(smsc, source_addr)
+        return cls(esme, source_addr)
 
     async def submit_packet(
         self,
@@ -147,24 +142,23 @@ class OtaSmppClient:
             raise TransportError("the SMPP session is closed")
         ids = []
         for segment in segments:
+            body = ShortMessageBody(
+                destination,
+                segment,
+                source_addr=self.source_addr,
+                esm_class=ESM_CLASS_UDHI,
+                protocol_id=PROTOCOL_ID_OTA,
+                data_coding=DATA_CODING_OTA,
+                registered_delivery=REGISTERED_DELIVERY_RECEIPT if receipt else 0,
+            )
             try:
-                resp = await asyncio.wait_for(
-                    self._smsc.submit_sm(
-                        destination,
-                        segment,
-                        source_addr=self.source_addr,
-                        esm_class=ESM_CLASS_UDHI,
-                        protocol_id=PROTOCOL_ID_OTA,
-                        data_coding=DATA_CODING_OTA,
-                        registered_delivery=REGISTERED_DELIVERY_RECEIPT if receipt else 0,
-                    ),
-                    timeout,
-                )
-            except (smpp34.SmppError, TimeoutError) as exc:
+                resp = await self.esme.submit_sm(body, timeout=timeout)
+            except TransportError as exc:
+                self.closed = self.esme.closed
                 raise TransportError(f"submit_sm to {destination} failed: {exc}") from None
-            if not resp.is_success:
+            if not resp.ok:
                 raise SmppStatusError(resp.command_status, f"submit_sm to {destination} refused")
-            ids.append(resp.message_id or "")
+            ids.append(resp.body.message_id if isinstance(resp.body, MessageIdBody) else "")
         return Submitted(destination, tuple(ids))
 
     async def next_event(self, timeout: float = DEFAULT_TIMEOUT) -> DeliveryReceipt | PorMessage | None:
@@ -180,12 +174,13 @@ class OtaSmppClient:
             if left <= 0:
                 return None
             try:
-                event = await asyncio.wait_for(self._smsc.next(), left)
+                pdu = await asyncio.wait_for(self.esme.next(), left)
             except TimeoutError:
                 return None
-            if isinstance(event, smpp34.Disconnected):
+            if pdu is None or not isinstance(pdu.body, ShortMessageBody):
                 self.closed = True
                 raise TransportError("the SMSC ended the SMPP session")
+            event = pdu.body
             if is_receipt(event.esm_class):
                 return _receipt(event)
             if not event.esm_class & ESM_CLASS_UDHI:
@@ -216,10 +211,7 @@ class OtaSmppClient:
         if self.closed:
             return
         self.closed = True
-        try:
-            await asyncio.wait_for(self._smsc.unbind(), DEFAULT_TIMEOUT)
-        except (smpp34.SmppError, TimeoutError):
-            pass
+        await self.esme.unbind()
 
     async def __aenter__(self) -> OtaSmppClient:
         return self
