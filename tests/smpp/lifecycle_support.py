@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from gpchannel.smpp.esme import BindMode
 from gpchannel.smpp.pdu import BindBody, CommandStatus
@@ -27,7 +26,7 @@ WAIT = 30.0
 class Proc:
     """``gpchannel ARGS`` with stdout and stderr merged; :meth:`wait_line` waits for a line holding a text."""
 
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.proc = subprocess.Popen(
             [*GPCHANNEL, *args],
@@ -35,8 +34,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: list[str] = []
         self._seen = threading.Condition()
@@ -69,7 +67,8 @@ class Proc:
                         return line
                 start = len(self.lines)
                 if self.lines and self.lines[-1] == "" and self.proc.poll() is not None:
-                    raise AssertionError(f"{self.args[0]} ended ({self.proc.returncode}) before {text!r}:\n{self.output}")
+                    ended = f"{self.args[0]} ended ({self.proc.returncode})"
+                    raise AssertionError(f"{ended} before {text!r}:\n{self.output}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"no {text!r} from {self.args[0]} within {timeout} s:\n{self.output}")

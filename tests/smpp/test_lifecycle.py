@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +65,7 @@ def test_bridge_life_cycles() -> None:
                 second = Proc("bridge", "--smpp", f"127.0.0.1:{port}", "--sink")
                 code = second.wait()
                 deaths += code < 0
+                print(f"bridge cycle {cycle} step {step}: second bridge exit {code}")
                 _alive(second, code, f"cycle {cycle}: second bridge")
                 assert code == EXIT_TRANSPORT and "cannot serve SMPP" in second.output, second.output
             else:
@@ -74,6 +74,7 @@ def test_bridge_life_cycles() -> None:
         finally:
             bridge.kill()
         deaths += code < 0
+        print(f"bridge cycle {cycle} step {step}: exit {code}")  # the long run's tally (pytest -s)
         _alive(bridge, code, f"cycle {cycle}: bridge")
         assert code == EXIT_OK and "bridge: stopped" in bridge.output, bridge.output
     assert deaths == 0
@@ -83,46 +84,50 @@ def test_bridge_life_cycles() -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A data directory whose store holds a campaign of enough cards that each start of a worker finds one job
-    to send (rate 0.2/s, burst 1: about one SMS per process life), so each binds to the SMS centre."""
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """An inventory (CSV: the header, then one card a line) of more cards than cycles."""
     from gpchannel.emulator.fleet import generate_fleet, write_inventory
 
-    base = tmp_path_factory.mktemp("lifecycle")
-    fleet = generate_fleet(base / "fleet", 2 * CYCLES + 10)
-    write_inventory(fleet, base / "inventory.csv")
-    data = base / "data"
-    data.mkdir()
-    server = Proc("server", "--data", str(data), "--admin", "127.0.0.1:0", "--api", "127.0.0.1:0")
-    try:
-        api = server.wait_line("api http://").split()[-1]
-        body = {
-            "name": "life cycles",
-            "transport": "scp80",
-            "apdus": ["00A4080C047F206F46", "00B0000004"],
-            "target": "B00001",
-            "inventory": {"format": "csv", "data": (base / "inventory.csv").read_text()},
-            "settings": {"rate": 0.2, "burst": 1, "por_timeout": 3600},
-        }
-        request = urllib.request.Request(
-            f"{api}/api/v1/campaigns",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (a local http URL)
-            assert reply.status == 201
-        assert server.stop(signal.SIGTERM) == EXIT_OK, server.output
-    finally:
-        server.kill()
-    yield data
+    base = tmp_path_factory.mktemp("fleet")
+    write_inventory(generate_fleet(base / "fleet", CYCLES + 10), base / "inventory.csv")
+    return (base / "inventory.csv").read_text().splitlines()
 
 
-def _worker_cycles(data: Path, worker_only: bool) -> None:
+def _campaign(api: str, inventory: list[str]) -> None:
+    """A campaign over ``inventory`` (rate 0.2/s, burst 1: about one SMS per life of a worker process, so that
+    each start finds a job to send and binds to the SMS centre)."""
+    body = {
+        "name": "life cycles",
+        "transport": "scp80",
+        "apdus": ["00A4080C047F206F46", "00B0000004"],
+        "target": "B00001",
+        "inventory": {"format": "csv", "data": "\n".join(inventory) + "\n"},
+        "settings": {"rate": 0.2, "burst": 1, "por_timeout": 3600},
+    }
+    request = urllib.request.Request(
+        f"{api}/api/v1/campaigns",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert reply.status == 201
+
+
+def _worker_cycles(data: Path, inventory: list[str], worker_only: bool) -> None:
+    """The server (its API gets a one-card campaign at each start) or a --worker-only worker (one job claimed
+    at a time, GPCHANNEL_WORKER_BATCH=1, from a campaign of every card made beforehand)."""
     smsc_port = free_port()
     smsc = SmscThread(smsc_port)
     deaths = 0
-    mode = ["--worker-only"] if worker_only else ["--admin", "127.0.0.1:0", "--api", "127.0.0.1:0"]
+    listeners = ["--admin", "127.0.0.1:0", "--api", "127.0.0.1:0"]
+    if worker_only:
+        server = Proc("server", "--data", str(data), *listeners)
+        try:
+            _campaign(server.wait_line("api http://").split()[-1], inventory)
+            assert server.stop(signal.SIGTERM) == EXIT_OK, server.output
+        finally:
+            server.kill()
     try:
         for cycle in range(CYCLES):
             step = cycle % 4
@@ -131,22 +136,27 @@ def _worker_cycles(data: Path, worker_only: bool) -> None:
             system_id = "refused" if worker_only and step == 2 else "ota"
             args = ["server", "--data", str(data), "--smpp", f"127.0.0.1:{smsc_port}", "--smpp-system-id", system_id]
             taken = None
-            if step == 2 and not worker_only:  # bind failure: the API's port is taken
+            if worker_only:
+                args.append("--worker-only")
+            elif step == 2:  # bind failure: the API's port is taken
                 taken = socket.create_server(("127.0.0.1", 0))
-                mode_args = ["--admin", "127.0.0.1:0", "--api", f"127.0.0.1:{taken.getsockname()[1]}"]
+                args += ["--admin", "127.0.0.1:0", "--api", f"127.0.0.1:{taken.getsockname()[1]}"]
             else:
-                mode_args = mode
+                args += listeners
             binds = smsc.binds
-            proc = Proc(*args, *mode_args, "--log-level", "info")
+            proc = Proc(*args, "--log-level", "info", env={"GPCHANNEL_WORKER_BATCH": "1"})
             try:
                 if taken is not None:
                     code = proc.wait()
                     taken.close()
                     deaths += code < 0
+                    print(f"server cycle {cycle} step {step}: exit {code}")
                     _alive(proc, code, f"cycle {cycle}: server on a taken port")
                     assert code == EXIT_TRANSPORT and "cannot listen" in proc.output, proc.output
                     smsc.down()
                     continue
+                if not worker_only:
+                    _campaign(proc.wait_line("api http://").split()[-1], [inventory[0], inventory[1 + cycle]])
                 proc.wait_line("ready")
                 if step in (2, 3):  # the SMSC refuses the bind, or is not there
                     proc.wait_line("SMPP bind failed")
@@ -159,6 +169,7 @@ def _worker_cycles(data: Path, worker_only: bool) -> None:
             finally:
                 proc.kill()
             deaths += code < 0
+            print(f"{args[-1]} cycle {cycle} step {step}: exit {code}")  # the long run's tally (pytest -s)
             _alive(proc, code, f"cycle {cycle}: server")
             assert code == EXIT_OK, proc.output
             if step != 3:
@@ -168,12 +179,12 @@ def _worker_cycles(data: Path, worker_only: bool) -> None:
     assert deaths == 0
 
 
-def test_server_with_its_scp80_worker_life_cycles(store: Path) -> None:
-    _worker_cycles(store, worker_only=False)
+def test_server_with_its_scp80_worker_life_cycles(tmp_path: Path, inventory: list[str]) -> None:
+    _worker_cycles(tmp_path, inventory, worker_only=False)
 
 
-def test_worker_only_life_cycles(store: Path) -> None:
-    _worker_cycles(store, worker_only=True)
+def test_worker_only_life_cycles(tmp_path: Path, inventory: list[str]) -> None:
+    _worker_cycles(tmp_path, inventory, worker_only=True)
 
 
 def test_refused_bind_is_a_status_error() -> None:
@@ -185,4 +196,3 @@ def test_refused_bind_is_a_status_error() -> None:
         assert info.value.command_status == 0x0F
     finally:
         smsc.close()
-
