@@ -217,7 +217,7 @@ _BIND_TRX = _pdu(0x09, 1, b"esme\x00pw\x00\x00\x34\x00\x00\x00")
 
 def _exchange(port: int, *pdus: bytes) -> list[tuple[int, int, int]]:
     """(command_id, command_status, sequence) of the answer to each PDU, on one connection."""
-    out = []
+    out: list[tuple[int, int, int]] = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         for pdu in pdus:
             sock.sendall(pdu)
