@@ -40,6 +40,8 @@ from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
 from gpchannel.cli.server_commands import ram as ram_group
 from gpchannel.cli.server_commands import server as server_command
+from gpchannel.cli.token_commands import audit as audit_group
+from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -562,6 +564,8 @@ cli.add_command(bridge_command)
 cli.add_command(scp10_group)
 cli.add_command(fleet_group)
 cli.add_command(server_command)
+cli.add_command(audit_group)
+server_command.add_command(token_group)
 cli.add_command(ram_group)
 cli.add_command(campaign_group)
 cli.add_command(inventory_group)

@@ -40,7 +40,8 @@ _FINAL = ("done", "failed", "cancelled")
 # ------------------------------------------------------------------------------------------------ gpchannel server
 
 
-@click.command(name="server")
+@click.group(name="server", invoke_without_command=True)
+@click.pass_context
 @click.option(
     "--admin",
     "admin",
@@ -115,6 +116,7 @@ _FINAL = ("done", "failed", "cancelled")
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def server(
+    ctx: click.Context,
     admin: str,
     api: str,
     db_url: str | None,
@@ -140,6 +142,8 @@ def server(
     log_level: str,
 ) -> None:
     """Run the Remote Administration Server (GP Amendment B over PSK-TLS) and its JSON job API."""
+    if ctx.invoked_subcommand is not None:
+        return  # gpchannel server token ...: the subcommand opens the store itself
     try:
         admin_host, admin_port = parse_address(admin, DEFAULT_ADMIN_PORT)
         api_host, api_port = parse_address(api, DEFAULT_API_PORT)
