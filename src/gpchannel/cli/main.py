@@ -40,8 +40,6 @@ from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
 from gpchannel.cli.server_commands import ram as ram_group
 from gpchannel.cli.server_commands import server as server_command
-from gpchannel.cli.token_commands import audit as audit_group
-from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -61,6 +59,8 @@ from gpchannel.cli.target import (
     list_readers,
     load_profile,
 )
+from gpchannel.cli.token_commands import audit as audit_group
+from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.trace_commands import keys_group, trace_group
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify

@@ -351,6 +351,13 @@ class Repository:
         with self._read() as connection:
             yield connection
 
+    def atomic_connection(self) -> Connection:
+        """The connection of this thread's atomic() block (RepositoryError outside one)."""
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is None:
+            raise RepositoryError("not inside Repository.atomic()")
+        return current
+
     @contextmanager
     def atomic(self) -> Iterator[Connection]:
         """One write transaction for everything this thread does with the Repository inside the block (its

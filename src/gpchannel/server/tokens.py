@@ -49,7 +49,7 @@ __all__ = [
     "revoke_token",
 ]
 
-TOKEN_PREFIX = "gpc1_"
+TOKEN_PREFIX = "gpc1_"  # noqa: S105 - the public prefix, not a secret
 _TOKEN = re.compile(r"^gpc1_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
