@@ -222,7 +222,7 @@ def check_api_exposure(services: ServerServices) -> ssl.SSLContext | None:
         return tls
     missing = [what for what, ok in (("TLS (--api-cert/--api-key)", tls is not None),) if not ok]
     if not has_active_tokens(services.repository, services.clock()):
-        missing.append("an API token (gpchannel server token create)")
+        missing.append("API token (gpchannel server token create)")
     if missing:
         raise SecurityError(
             f"the job API on {config.api_host} is not on loopback and has no {' and no '.join(missing)}: "
