@@ -78,7 +78,7 @@ def test_a_non_loopback_api_needs_tls_and_tokens(
             pass
 
     try:
-        with pytest.raises(SecurityError, match="no TLS .* and no API token"):
+        with pytest.raises(SecurityError, match=r"no TLS .* and no API token"):
             asyncio.run(start())
         with pytest.raises(SecurityError, match="has no API token"):
             asyncio.run(start(api_cert=cert, api_key=key))

@@ -120,8 +120,9 @@ def test_a_campaigns_audit_records_match_its_jobs(repo_url: str, tmp_path: Path)
             for n in (1, 2, 3):
                 body = {"iccid": f"898821100000000000{n}", "psk_identity": f"c{n}", "psk": PSK_HEX}
                 assert (await client.post("/api/v1/cards", json=body)).status == 201
-            body = {"transport": "scp81", "apdus": SCRIPT, "cards": [f"898821100000000000{n}" for n in (1, 2, 3)]}
-            reply = await client.post("/api/v1/campaigns", json=body)
+            cards = [f"898821100000000000{n}" for n in (1, 2, 3)]
+            campaign_body: dict[str, Any] = {"transport": "scp81", "apdus": SCRIPT, "cards": cards}
+            reply = await client.post("/api/v1/campaigns", json=campaign_body)
             assert reply.status == 201
             created: dict[str, Any] = await reply.json()
             return created
