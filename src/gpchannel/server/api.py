@@ -28,7 +28,6 @@ import functools
 import importlib
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/v1"
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_SCRIPT_APDUS = 255
 MAX_REQUEST_BYTES = 1 << 20
 SERVICES = web.AppKey("services", ServerServices)
@@ -107,14 +105,6 @@ def card_json(card: CardRecord) -> dict[str, Any]:
     out = {"id": card.id, "iccid": card.iccid, "psk_identity": card.psk_identity, "msisdn": card.msisdn}
     tags = auth.card_tags(card)
     return {**out, "tags": tags} if tags else out
-
-
-def _tags(value: object) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(t, str) and _TAG.match(t) for t in value):
-        _fail(400, "tags: an array of tags (letters, digits, '.', '_' or '-')")
-    return sorted(set(value))
 
 
 def job_json(job: JobRecord) -> dict[str, Any]:
@@ -271,7 +261,9 @@ async def _post_card(request: web.Request) -> web.Response:
     kvn = body.get("psk_kvn", 1)
     if not isinstance(kvn, int) or isinstance(kvn, bool) or not 0 <= kvn <= 0xFF:
         _fail(400, "psk_kvn: an integer 0..255 expected")
-    tags = _tags(body.get("tags"))
+    tags = auth.parse_tags(body.get("tags"))
+    if tags is False:
+        _fail(400, "tags: an array of tags (letters, digits, '.', '_' or '-')")
     repo = services.repository
     by_iccid = await asyncio.to_thread(repo.card_by_iccid, iccid) if iccid is not None else None
     by_identity = await asyncio.to_thread(repo.card_by_identity, identity) if identity is not None else None

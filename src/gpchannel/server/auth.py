@@ -21,8 +21,9 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from aiohttp import web
 
@@ -158,6 +159,18 @@ def script_scope(script: Sequence[bytes]) -> Scope:
     """``push-rfm`` when every command is a file-system one (interindustry CLA, an RFM INS), else ``push-ram``."""
     rfm = all(len(a) >= 2 and not a[0] & 0x80 and a[1] in _RFM_INS for a in script)
     return Scope.PUSH_RFM if rfm and script else Scope.PUSH_RAM
+
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def parse_tags(value: object) -> list[str] | Literal[False] | None:
+    """A request's ``tags``: None (not given), the sorted tags, or False when malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) and _TAG.match(t) for t in value):
+        return False
+    return sorted(set(value))
 
 
 def card_tags(card: Any) -> list[str]:
