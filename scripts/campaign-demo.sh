@@ -112,6 +112,9 @@ API_PORT=$(free_port)
 export GPCHANNEL_API="http://127.0.0.1:$API_PORT"
 export GPCHANNEL_MASTER_KEY=${GPCHANNEL_MASTER_KEY:-$("$PY" -c 'import os; print(os.urandom(32).hex())')}
 mkdir -p "$WORK/data"
+# the job API wants a token: one for this walk-through (admin: every scope), kept in a file, never on a command line
+gp server token create --db "$DB_URL" --data "$WORK/data" --name demo --scope admin >"$WORK/api.token"
+export GPCHANNEL_API_TOKEN=$(cat "$WORK/api.token")
 gp server --admin 127.0.0.1:0 --api "127.0.0.1:$API_PORT" --db "$DB_URL" --data "$WORK/data" \
     --smpp "127.0.0.1:$SMPP_PORT" --log-level warning >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
@@ -139,3 +142,6 @@ gp campaign create --name "IIN over SCP81" --transport scp81 --inventory "$WORK/
 gp fleet agents "$WORK/fleet" --server "$ADMIN"
 gp campaign status 2
 gp campaign results 2 --fail-on-error >/dev/null && echo "every card: done over SCP81"
+
+say "8. the audit trail: who did what (hash-chained), checked"
+gp audit verify --db "$DB_URL" --data "$WORK/data"

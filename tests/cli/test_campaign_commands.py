@@ -23,6 +23,7 @@ from gpchannel.server.config import ServerServices
 from gpchannel.smpp import HandsetBridge
 from gpchannel.smpp.fleet import FleetHandsets
 from tests.server.campaign_support import READ_SPN, RFM_TAR, SELECT_SPN, UPDATE_SPN, store
+from tests.server.server_support import admin_token
 from tests.smpp.conftest import free_port
 
 
@@ -35,7 +36,7 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
     master = os.urandom(16)
     fleet = generate_fleet(tmp_path / "fleet", 3, master_key=master)
     write_inventory(fleet, tmp_path / "inventory.csv")
@@ -43,6 +44,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     services = store(tmp_path)
     bridge = HandsetBridge(None, fleet=FleetHandsets(fleet), port=free_port())
     services = replace(services, config=replace(services.config, smpp=(f"127.0.0.1:{bridge.port}",)))
+    monkeypatch.setenv("GPCHANNEL_API_TOKEN", admin_token(services))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     ready = threading.Event()

@@ -19,7 +19,7 @@ from gpchannel.cli.settings import EXIT_CARD_STATUS, EXIT_FAILURE, EXIT_TRANSPOR
 from gpchannel.ram.client import ScriptDelivery, SessionEnd
 from gpchannel.server.app import ServerAddresses, run_server
 from gpchannel.server.config import ServerServices
-from tests.server.server_support import AdminCard, answer, make_services, register
+from tests.server.server_support import AdminCard, admin_token, answer, make_services, register
 
 ICCID = "8988211000000000001"
 IDENTITY = "cli-card"
@@ -33,12 +33,15 @@ class Live:
     services: ServerServices
     admin_port: int
     api_url: str
+    token_file: Path
 
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
     services = make_services(f"sqlite:///{tmp_path / 'cli.db'}", tmp_path)
     register(services, ICCID, IDENTITY, PSK)
+    token_file = tmp_path / "api.token"
+    token_file.write_text(admin_token(services) + "\n")
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     ready = threading.Event()
@@ -58,7 +61,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         assert ready.wait(30), "the server did not start"
         admin, api = bound[0].admin, bound[0].api
         assert admin is not None and api is not None
-        yield Live(services, admin[1], f"http://127.0.0.1:{api[1]}")
+        yield Live(services, admin[1], f"http://127.0.0.1:{api[1]}", token_file)
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
@@ -67,7 +70,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 
 def ram(live: Live, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["ram", *args, "--api", live.api_url], catch_exceptions=False)
+    command = ["ram", *args, "--api", live.api_url, "--api-token-file", str(live.token_file)]
+    return CliRunner().invoke(cli, command, catch_exceptions=False)
 
 
 def card_session(live: Live, sws: list[int]) -> None:

@@ -27,6 +27,7 @@ from gpchannel.server.app import ServerAddresses, run_server
 from gpchannel.server.config import ServerConfig
 from tests.card.harness import profile_text
 from tests.emulator.test_agent import GET_DATA_CPLC, IDENTITY, PSK, SSD, install_ssd, scp81_section
+from tests.server.server_support import bearer, token_for
 
 ICCID = "8988211000000000001"
 
@@ -41,6 +42,7 @@ class Running:
 async def server(tmp_path: Path, **options: Any) -> AsyncIterator[Running]:
     config = ServerConfig(admin_port=0, api_port=0, data_dir=tmp_path / "server", **options)
     (tmp_path / "server").mkdir(exist_ok=True)
+    token = token_for(config)
     stop = asyncio.Event()
     ready: asyncio.Future[ServerAddresses] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(run_server(config, stop, on_ready=ready.set_result))
@@ -51,7 +53,8 @@ async def server(tmp_path: Path, **options: Any) -> AsyncIterator[Running]:
     addresses = ready.result()
     assert addresses.admin is not None and addresses.api is not None
     try:
-        async with aiohttp.ClientSession(base_url=f"http://{addresses.api[0]}:{addresses.api[1]}") as api:
+        base = f"http://{addresses.api[0]}:{addresses.api[1]}"
+        async with aiohttp.ClientSession(base_url=base, headers=bearer(token)) as api:
             yield Running(f"{addresses.admin[0]}:{addresses.admin[1]}", api)
     finally:
         stop.set()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,20 @@ from gpchannel.server.app import ServerAddresses, run_server
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import Repository
+from gpchannel.server.tokens import create_token
 
-__all__ = ["AdminCard", "Running", "answer", "apdus_of", "make_services", "register", "running"]
+__all__ = [
+    "AdminCard",
+    "Running",
+    "admin_token",
+    "answer",
+    "apdus_of",
+    "bearer",
+    "make_services",
+    "register",
+    "running",
+    "token_for",
+]
 
 
 def make_services(url: str, tmp_path: Path, master_key: bytes | None = None, **config: Any) -> ServerServices:
@@ -34,6 +48,23 @@ def make_services(url: str, tmp_path: Path, master_key: bytes | None = None, **c
     keys = DbKeyProvider(repository, master_key or os.urandom(32))
     cfg = ServerConfig(admin_port=0, api_port=0, data_dir=tmp_path, db_url=url, **config)
     return ServerServices(repository=repository, keys=keys, config=cfg)
+
+
+def admin_token(services: ServerServices, name: str | None = None, scopes: Sequence[str] = ("admin",)) -> str:
+    """A token (admin by default) created in the services' store, for the API calls of a test."""
+    label = name or f"test-admin-{uuid.uuid4().hex[:8]}"
+    return create_token(services.repository, name=label, scopes=scopes, now=datetime.now(UTC))
+
+
+def token_for(config: ServerConfig, scopes: Sequence[str] = ("admin",)) -> str:
+    """A token in the store a server started from ``config`` will open (created before it starts)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with Repository(config.database_url) as repo:
+        return create_token(repo, name=f"test-{uuid.uuid4().hex[:8]}", scopes=scopes, now=datetime.now(UTC))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def register(services: ServerServices, iccid: str | None, identity: str, psk: bytes) -> int:
@@ -47,6 +78,12 @@ class Running:
     services: ServerServices
     admin_port: int
     api_port: int
+    token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of an admin token of this server."""
+        return bearer(self.token)
 
     @property
     def api_url(self) -> str:
@@ -67,7 +104,8 @@ async def running(services: ServerServices, **config: Any) -> AsyncIterator[Runn
     addresses = ready.result()
     assert addresses.admin is not None and addresses.api is not None
     try:
-        yield Running(services, addresses.admin[1], addresses.api[1])
+        token = await asyncio.to_thread(admin_token, services)
+        yield Running(services, addresses.admin[1], addresses.api[1], token)
     finally:
         stop.set()
         await task

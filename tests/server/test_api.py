@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gpchannel.server.api import MAX_REQUEST_BYTES, build_api
 from gpchannel.server.config import ServerServices
 from gpchannel.server.repository import ApduResult, JobState
-from tests.server.server_support import make_services
+from tests.server.server_support import admin_token, bearer, make_services
 
 ICCID = "8988211000000000001"
 IDENTITY = "card-one"
@@ -37,7 +37,8 @@ Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
 
 def run(services: ServerServices, scenario: Scenario) -> None:
     async def main() -> None:
-        async with TestClient(TestServer(build_api(services), host="127.0.0.1")) as client:
+        headers = bearer(admin_token(services))
+        async with TestClient(TestServer(build_api(services), host="127.0.0.1"), headers=headers) as client:
             await scenario(client)
 
     asyncio.run(main())

@@ -14,6 +14,7 @@ import pytest
 from gpchannel.errors import ProfileError
 from gpchannel.server.app import card_from_profile, open_services, register_profile, run_server
 from gpchannel.server.config import ServerConfig, parse_address
+from tests.server.server_support import bearer, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "examples" / "profiles" / "scp03.toml"
@@ -58,6 +59,7 @@ def test_run_server_with_profiles_and_an_smsc_that_is_down(tmp_path: Path) -> No
     profile = tmp_path / "card.toml"
     shutil.copy(PROFILE, profile)
     config = ServerConfig(admin_port=0, api_port=0, data_dir=tmp_path, profiles=(profile,), smpp=("127.0.0.1:1",))
+    token = token_for(config)
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -66,7 +68,8 @@ def test_run_server_with_profiles_and_an_smsc_that_is_down(tmp_path: Path) -> No
         addresses = await ready
         api = addresses.api  # type: ignore[attr-defined]
         url = f"http://127.0.0.1:{api[1]}/api/v1/cards?iccid=8988211000000000001"
-        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+        request = urllib.request.Request(url, headers=bearer(token))
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10).read())
         assert json.loads(body)["cards"][0]["psk_identity"] == "8988211000000000001"
         stop.set()
         await task  # the SCP80 worker, still trying to reach its SMSC, stops with the rest

@@ -226,7 +226,7 @@ def test_cancel_stops_what_was_not_sent(tmp_path: Path) -> None:
         async with bridge_for(None) as sink, worker_on(services, sink, WorkerSettings(lease_seconds=30)) as worker:
             await worker.tick()
             assert worker.stats.sent == 2
-            async with running(services) as server, aiohttp.ClientSession() as http:
+            async with running(services) as server, aiohttp.ClientSession(headers=server.headers) as http:
                 url = f"{server.api_url}/api/v1/campaigns/{campaign}/cancel"
                 async with http.post(url) as reply:
                     body = await reply.json()
@@ -252,7 +252,7 @@ def test_api_refuses_bad_campaigns(tmp_path: Path) -> None:
     iccid = fleet.cards[0].iccid
 
     async def scenario() -> None:
-        async with running(services) as server, aiohttp.ClientSession() as http:
+        async with running(services) as server, aiohttp.ClientSession(headers=server.headers) as http:
             api = f"{server.api_url}/api/v1"
             cases = [
                 ({"apdus": ["00A4"], "cards": [iccid]}, 400, "APDU 1"),

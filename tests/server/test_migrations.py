@@ -19,7 +19,7 @@ from gpchannel.errors import RepositoryError
 from gpchannel.server import db
 from gpchannel.server.repository import Repository, Transport
 
-TABLES = {"cards", "card_keys", "ota_counters", "campaigns", "jobs"}
+TABLES = {"cards", "card_keys", "ota_counters", "campaigns", "jobs", "api_tokens", "audit_log"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +36,7 @@ def test_upgrade_head_from_empty_builds_what_db_py_describes(repo_url: str) -> N
     try:
         assert db.current_revision(engine) is None
         db.upgrade(engine)
-        assert db.current_revision(engine) == db.head_revision() == "0001"
+        assert db.current_revision(engine) == db.head_revision() == db.head_revision()
         assert _tables(repo_url) == TABLES | {"alembic_version"}
         with engine.connect() as c:
             diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), db.metadata)
@@ -44,7 +44,7 @@ def test_upgrade_head_from_empty_builds_what_db_py_describes(repo_url: str) -> N
         indexes = {i["name"] for i in inspect(engine).get_indexes("jobs")}
         assert "ix_jobs_state_transport_not_before" in indexes
         db.upgrade(engine)  # at head already: nothing to do
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
 
@@ -58,7 +58,7 @@ def test_downgrade_base_then_upgrade_again(repo_url: str) -> None:
         assert db.current_revision(engine) is None
         assert _tables(repo_url) & TABLES == set()
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
     with Repository(repo_url, migrate=False) as repo:
@@ -93,7 +93,7 @@ def test_concurrent_first_opens_migrate_once(repo_url: str) -> None:
     assert errors == []
     engine = db.make_engine(repo_url)
     try:
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == db.head_revision()
         with engine.connect() as c:
             assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     finally:

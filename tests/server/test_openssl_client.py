@@ -22,7 +22,9 @@ import pytest
 from gpchannel.cli.api_client import ApiClient
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.ota.remote_apdu import CommandScript
+from gpchannel.server.config import ServerConfig
 from tests.io.openssl_peer import OpensslResult, require_openssl, s_client
+from tests.server.server_support import token_for
 
 pytestmark = pytest.mark.openssl
 
@@ -69,6 +71,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("GPCHANNEL_MASTER_KEY", None)
+    token = token_for(ServerConfig(data_dir=tmp_path))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -79,7 +82,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
                 break
         ports = {line.split()[0]: line.split()[1] for line in lines if " " in line}
         assert "admin" in ports and "api" in ports, f"the server did not start: {lines}"
-        yield ServerProcess(process, int(ports["admin"].rsplit(":", 1)[1]), ApiClient(ports["api"]))
+        yield ServerProcess(process, int(ports["admin"].rsplit(":", 1)[1]), ApiClient(ports["api"], token=token))
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -53,7 +53,7 @@ def test_campaign_over_scp80_to_emulated_cards_end_to_end(tmp_path: Path) -> Non
             assert worker.stats.receipts == 4  # one DELIVRD receipt per (single-segment) submit_sm
             await worker.tick()  # the campaign is noticed as finished
         # The results through the JSON API of a running server (D's app with G's routes).
-        async with running(services) as server, aiohttp.ClientSession() as http:
+        async with running(services) as server, aiohttp.ClientSession(headers=server.headers) as http:
             async with http.get(f"{server.api_url}/api/v1/campaigns/{campaign}") as reply:
                 body = await reply.json()
             assert body["state"] == "finished"
@@ -257,7 +257,10 @@ def test_campaign_through_the_api_of_a_server_with_an_smsc(tmp_path: Path) -> No
     async def scenario() -> None:
         async with bridge_for(fleet) as bridge:
             smsc = (f"127.0.0.1:{bridge.port}",)
-            async with running(services, smpp=smsc, source_addr="4912345") as server, aiohttp.ClientSession() as http:
+            async with (
+                running(services, smpp=smsc, source_addr="4912345") as server,
+                aiohttp.ClientSession(headers=server.headers) as http,
+            ):
                 api = f"{server.api_url}/api/v1"
                 body = {
                     "name": "rfm <spn>",

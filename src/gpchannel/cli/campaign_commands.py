@@ -24,7 +24,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpchannel.cli.api_client import DEFAULT_API_URL, ApiClient, call_api, cli_out
+from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_out
 from gpchannel.cli.settings import EXIT_FAILURE
 from gpchannel.errors import InventoryError
 
@@ -34,9 +34,6 @@ _STATES = ("queued", "sent", "done", "failed", "cancelled")
 _FINAL_CAMPAIGN = ("finished", "cancelled")
 
 
-api_option = click.option(
-    "--api", "api_url", envvar="GPCHANNEL_API", default=DEFAULT_API_URL, show_default=True, help="Job API URL."
-)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 master_option = click.option(
     "--master",

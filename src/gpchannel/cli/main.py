@@ -59,6 +59,8 @@ from gpchannel.cli.target import (
     list_readers,
     load_profile,
 )
+from gpchannel.cli.token_commands import audit as audit_group
+from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.trace_commands import keys_group, trace_group
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
@@ -562,6 +564,8 @@ cli.add_command(bridge_command)
 cli.add_command(scp10_group)
 cli.add_command(fleet_group)
 cli.add_command(server_command)
+cli.add_command(audit_group)
+server_command.add_command(token_group)
 cli.add_command(ram_group)
 cli.add_command(campaign_group)
 cli.add_command(inventory_group)

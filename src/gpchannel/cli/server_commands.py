@@ -40,7 +40,8 @@ _FINAL = ("done", "failed", "cancelled")
 # ------------------------------------------------------------------------------------------------ gpchannel server
 
 
-@click.command(name="server")
+@click.group(name="server", invoke_without_command=True)
+@click.pass_context
 @click.option(
     "--admin",
     "admin",
@@ -111,10 +112,17 @@ _FINAL = ("done", "failed", "cancelled")
 @click.option("--campaign-max-attempts", type=int, default=3, show_default=True, help="Default sends per card.")
 @click.option("--campaign-por-timeout", type=float, default=120.0, show_default=True, help="Default PoR wait (s).")
 @click.option("--worker-only", is_flag=True, help="Run the campaign workers only (no listeners).")
+@click.option("--api-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS: PEM cert.")
+@click.option("--api-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS: PEM key.")
+@click.option("--insecure-api", is_flag=True, help="Allow the API off loopback without TLS/tokens (lab only).")
+@click.option("--api-rate", type=float, default=50.0, show_default=True, help="API requests/s per token (0: off).")
+@click.option("--api-scripts-per-hour", type=int, default=100_000, show_default=True, help="Scripts/h per token.")
+@click.option("--api-max-campaign-cards", type=int, default=0, show_default=True, help="Cards/campaign (0: any).")
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def server(
+    ctx: click.Context,
     admin: str,
     api: str,
     db_url: str | None,
@@ -137,9 +145,17 @@ def server(
     campaign_max_attempts: int,
     campaign_por_timeout: float,
     worker_only: bool,
+    api_cert: Path | None,
+    api_key: Path | None,
+    insecure_api: bool,
+    api_rate: float,
+    api_scripts_per_hour: int,
+    api_max_campaign_cards: int,
     log_level: str,
 ) -> None:
     """Run the Remote Administration Server (GP Amendment B over PSK-TLS) and its JSON job API."""
+    if ctx.invoked_subcommand is not None:
+        return  # gpchannel server token ...: the subcommand opens the store itself
     try:
         admin_host, admin_port = parse_address(admin, DEFAULT_ADMIN_PORT)
         api_host, api_port = parse_address(api, DEFAULT_API_PORT)
@@ -168,6 +184,12 @@ def server(
             campaign_max_attempts=campaign_max_attempts,
             campaign_por_timeout=campaign_por_timeout,
             worker_only=worker_only,
+            api_cert=api_cert,
+            api_key=api_key,
+            insecure_api=insecure_api,
+            api_rate=api_rate,
+            api_scripts_per_hour=api_scripts_per_hour,
+            api_max_campaign_cards=api_max_campaign_cards,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -196,7 +218,8 @@ async def _serve(config: ServerConfig) -> None:
         if addresses.admin is not None:
             click.echo(f"admin {addresses.admin[0]}:{addresses.admin[1]}")
         if addresses.api is not None:
-            click.echo(f"api http://{addresses.api[0]}:{addresses.api[1]}")
+            scheme = "https" if config.api_cert is not None else "http"
+            click.echo(f"api {scheme}://{addresses.api[0]}:{addresses.api[1]}")
         click.echo("ready", nl=True)
 
     await run_server(config, stop, on_ready=ready)

@@ -36,7 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import DecodeError, GPChannelError, RepositoryError
+from gpchannel.server import audit, auth
 from gpchannel.server.config import ServerServices
+from gpchannel.server.limits import Limits
 from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
 
 __all__ = [
@@ -100,7 +102,9 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
 
 def card_json(card: CardRecord) -> dict[str, Any]:
     """A card as the API shows it (never a key)."""
-    return {"id": card.id, "iccid": card.iccid, "psk_identity": card.psk_identity, "msisdn": card.msisdn}
+    out = {"id": card.id, "iccid": card.iccid, "psk_identity": card.psk_identity, "msisdn": card.msisdn}
+    tags = auth.card_tags(card)
+    return {**out, "tags": tags} if tags else out
 
 
 def job_json(job: JobRecord) -> dict[str, Any]:
@@ -239,7 +243,7 @@ async def _health(request: web.Request) -> web.Response:
 async def _post_card(request: web.Request) -> web.Response:
     services = _services(request)
     body = await _body(request)
-    unknown = set(body) - {"iccid", "psk_identity", "psk", "psk_kvn", "msisdn"}
+    unknown = set(body) - {"iccid", "psk_identity", "psk", "psk_kvn", "msisdn", "tags"}
     if unknown:
         _fail(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     iccid = _iccid(_optional_str(body, "iccid"))
@@ -257,18 +261,36 @@ async def _post_card(request: web.Request) -> web.Response:
     kvn = body.get("psk_kvn", 1)
     if not isinstance(kvn, int) or isinstance(kvn, bool) or not 0 <= kvn <= 0xFF:
         _fail(400, "psk_kvn: an integer 0..255 expected")
+    tags = auth.parse_tags(body.get("tags"))
+    if tags is False:
+        _fail(400, "tags: an array of tags (letters, digits, '.', '_' or '-')")
     repo = services.repository
-    existing = None
-    if iccid is not None:
-        existing = await asyncio.to_thread(repo.card_by_iccid, iccid)
-    if existing is None and identity is not None:
-        existing = await asyncio.to_thread(repo.card_by_identity, identity)
+    by_iccid = await asyncio.to_thread(repo.card_by_iccid, iccid) if iccid is not None else None
+    by_identity = await asyncio.to_thread(repo.card_by_identity, identity) if identity is not None else None
+    existing = by_iccid or by_identity
+    principal = auth.principal_of(request)
+    auth.require_cards(request, [c for c in (by_iccid, by_identity) if c is not None])
+    if principal.cards_tag is not None and (tags is not None or existing is None):
+        tags = sorted({*(tags or ()), principal.cards_tag})  # a restricted token's cards keep its tag
+    ota = None if tags is None else {**(existing.ota if existing is not None else {}), "tags": tags}
+    now = services.clock()
+
+    def write() -> int:
+        with repo.atomic() as c:
+            card_id = repo.upsert_card(iccid=iccid, psk_identity=identity, msisdn=msisdn, ota=ota)
+            if psk is not None:
+                services.keys.store_card_keys(card_id, {("psk", kvn): (psk, "psk")})
+            what = "updated" if existing is not None else "created"
+            outcome = f"{what}{', psk set' if psk is not None else ''}{', tags set' if tags is not None else ''}"
+            audit.append(
+                c, principal=principal.name, action="card.register", at=now, card_ids=[card_id], outcome=outcome
+            )
+            return card_id
+
     try:
-        card_id = await asyncio.to_thread(lambda: repo.upsert_card(iccid=iccid, psk_identity=identity, msisdn=msisdn))
+        card_id = await asyncio.to_thread(write)
     except RepositoryError as exc:  # the ICCID and the identity belong to two different cards
         _fail(409, str(exc))
-    if psk is not None:
-        await asyncio.to_thread(services.keys.store_card_keys, card_id, {("psk", kvn): (psk, "psk")})
     card = await asyncio.to_thread(repo.card, card_id)
     assert card is not None
     _log.info("card %d registered (iccid %s, identity %r, psk %s)", card_id, iccid, identity, "set" if psk else "-")
@@ -285,12 +307,16 @@ async def _get_cards(request: web.Request) -> web.Response:
         limit = min(_int_param(request, "limit", 100, 1), 1000)
         listed = await asyncio.to_thread(functools.partial(repo.cards, after_id=after, limit=limit))
         next_after = listed[-1].id if len(listed) == limit else None
-        return web.json_response({"cards": [card_json(c) for c in listed], "next_after": next_after})
+        principal = auth.principal_of(request)
+        shown = [card_json(c) for c in listed if principal.may_touch(auth.card_tags(c))]
+        return web.json_response({"cards": shown, "next_after": next_after})
     card = (
         await asyncio.to_thread(repo.card_by_iccid, iccid)
         if iccid is not None
         else await asyncio.to_thread(repo.card_by_identity, identity or "")
     )
+    if card is not None:
+        auth.require_cards(request, [card])
     return web.json_response({"cards": [] if card is None else [card_json(card)]})
 
 
@@ -299,6 +325,7 @@ async def _get_card(request: web.Request) -> web.Response:
     card = await asyncio.to_thread(_services(request).repository.card, card_id)
     if card is None:
         _fail(404, f"no card {card_id}")
+    auth.require_cards(request, [card])
     return web.json_response(card_json(card))
 
 
@@ -317,10 +344,27 @@ async def _post_job(request: web.Request) -> web.Response:
     if "card" not in body:
         _fail(400, 'card: required, e.g. {"iccid": "8988211000000000001"}')
     card = await _find_card(services, body["card"])
+    auth.require_cards(request, [card])
+    auth.check_script(request, apdus, 1)
     repo = services.repository
-    job_id = await asyncio.to_thread(
-        lambda: repo.add_job(card_id=card.id, transport=transport, script=apdus, target=target)
-    )
+    principal, now = auth.principal_of(request).name, services.clock()
+
+    def write() -> int:
+        with repo.atomic() as c:
+            job_id = repo.add_job(card_id=card.id, transport=transport, script=apdus, target=target)
+            audit.append(
+                c,
+                principal=principal,
+                action="job.create",
+                at=now,
+                outcome="queued",
+                card_ids=[card.id],
+                job_id=job_id,
+                script_sha256=audit.script_sha256(apdus),
+            )
+            return job_id
+
+    job_id = await asyncio.to_thread(write)
     job = await asyncio.to_thread(repo.job, job_id)
     assert job is not None
     _log.info("job %d queued for card %d: %d APDU(s) over %s", job_id, card.id, len(apdus), transport.value)
@@ -342,6 +386,9 @@ async def _get_jobs(request: web.Request) -> web.Response:
     elif request.query.get("iccid") or request.query.get("psk_identity"):
         key = "iccid" if request.query.get("iccid") else "psk_identity"
         card_id = (await _find_card(services, {key: request.query[key]})).id
+    if card_id is not None and auth.principal_of(request).cards_tag is not None:
+        card = await asyncio.to_thread(repo.card, card_id)
+        auth.require_cards(request, [card] if card is not None else [])
     campaign = _int_param(request, "campaign", 0, 1) if request.query.get("campaign") else None
     after = _int_param(request, "after", 0)
     limit = min(_int_param(request, "limit", 100, 1), 1000)
@@ -349,7 +396,28 @@ async def _get_jobs(request: web.Request) -> web.Response:
         lambda: repo.jobs(card_id=card_id, campaign_id=campaign, state=state, after_id=after, limit=limit)
     )
     next_after = jobs[-1].id if len(jobs) == limit else None
-    return web.json_response({"jobs": [job_json(j) for j in jobs], "next_after": next_after})
+    shown = await _visible_jobs(request, jobs)
+    return web.json_response({"jobs": [job_json(j) for j in shown], "next_after": next_after})
+
+
+async def _visible_jobs(request: web.Request, jobs: list[JobRecord]) -> list[JobRecord]:
+    """The jobs of cards a restricted token may touch (all of them for an unrestricted one)."""
+    principal = auth.principal_of(request)
+    if principal.cards_tag is None:
+        return jobs
+    repo = _services(request).repository
+    cards = await asyncio.to_thread(lambda: {i: repo.card(i) for i in {j.card_id for j in jobs}})
+    return [j for j in jobs if principal.may_touch(auth.card_tags(cards[j.card_id]))]
+
+
+async def _job_of(request: web.Request, job_id: int) -> JobRecord:
+    """The job, 404, or 403 when its card is outside the caller's card tag."""
+    job = await asyncio.to_thread(_services(request).repository.job, job_id)
+    if job is None:
+        _fail(404, f"no job {job_id}")
+    if not await _visible_jobs(request, [job]):
+        auth.require_cards(request, [await asyncio.to_thread(_services(request).repository.card, job.card_id)])
+    return job
 
 
 def _path_id(request: web.Request) -> int:
@@ -361,28 +429,37 @@ def _path_id(request: web.Request) -> int:
 
 async def _get_job(request: web.Request) -> web.Response:
     job_id = _path_id(request)
-    job = await asyncio.to_thread(_services(request).repository.job, job_id)
-    if job is None:
-        _fail(404, f"no job {job_id}")
+    job = await _job_of(request, job_id)
     return web.json_response(job_json(job))
 
 
 async def _cancel_job(request: web.Request) -> web.Response:
     job_id = _path_id(request)
-    repo = _services(request).repository
-    job = await asyncio.to_thread(repo.job, job_id)
-    if job is None:
-        _fail(404, f"no job {job_id}")
-    if job.state is not JobState.QUEUED or not await asyncio.to_thread(repo.cancel_job, job_id):
-        job = await asyncio.to_thread(repo.job, job_id) or job
-        if job.state is JobState.CANCELLED:
-            return web.json_response(job_json(job))
-        why = "it is final" if job.state.final else "it was sent: the card may be running it"
-        _fail(409, f"job {job_id} is {job.state.value}; {why}, so it cannot be cancelled")
-    job = await asyncio.to_thread(repo.job, job_id)
-    assert job is not None
+    services = _services(request)
+    repo = services.repository
+    job = await _job_of(request, job_id)
+    principal, now = auth.principal_of(request).name, services.clock()
+
+    def cancel() -> bool:
+        with repo.atomic() as c:
+            if not repo.cancel_job(job_id):
+                return False
+            audit.append(
+                c, principal=principal, action="job.cancel", at=now, outcome="cancelled", card_ids=[job.card_id],
+                campaign_id=job.campaign_id, job_id=job_id,
+            )  # fmt: skip
+            return True
+
+    if job.state is not JobState.QUEUED or not await asyncio.to_thread(cancel):
+        now_job = await asyncio.to_thread(repo.job, job_id) or job
+        if now_job.state is JobState.CANCELLED:
+            return web.json_response(job_json(now_job))
+        why = "it is final" if now_job.state.final else "it was sent: the card may be running it"
+        _fail(409, f"job {job_id} is {now_job.state.value}; {why}, so it cannot be cancelled")
+    done = await asyncio.to_thread(repo.job, job_id)
+    assert done is not None
     _log.info("job %d cancelled", job_id)
-    return web.json_response(job_json(job))
+    return web.json_response(job_json(done))
 
 
 def _add_campaign_routes(app: web.Application, services: ServerServices) -> None:
@@ -400,8 +477,13 @@ def _add_campaign_routes(app: web.Application, services: ServerServices) -> None
 
 def build_api(services: ServerServices) -> web.Application:
     """The job API application (mount nothing else on it: every route is under /api/v1)."""
-    app = web.Application(middlewares=[_json_errors], client_max_size=MAX_REQUEST_BYTES)
+    config = services.config
+    limits = Limits(config.api_rate, config.api_scripts_per_hour, config.api_max_campaign_cards)
+    app = web.Application(
+        middlewares=[auth.auth_middleware(services, limits), _json_errors], client_max_size=MAX_REQUEST_BYTES
+    )
     app[SERVICES] = services
+    auth.install(app, services, limits)
     p = API_PREFIX
     app.router.add_get(f"{p}/health", _health)
     app.router.add_post(f"{p}/cards", _post_card)

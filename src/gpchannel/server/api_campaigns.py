@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from gpchannel.errors import InventoryError, RepositoryError
+from gpchannel.server import audit, auth
 from gpchannel.server.campaigns import (
     CampaignSettings,
     create_campaign,
@@ -36,8 +37,9 @@ from gpchannel.server.campaigns import (
     resolve_cards,
 )
 from gpchannel.server.config import ServerServices
-from gpchannel.server.inventory import import_inventory, parse_inventory
+from gpchannel.server.inventory import InventoryCard, import_inventory, parse_inventory
 from gpchannel.server.repository import JobRecord, JobState, Transport
+from gpchannel.server.tokens import Scope
 
 __all__ = ["add_campaign_routes", "campaign_json", "progress_json"]
 
@@ -120,12 +122,43 @@ def _inventory_text(value: object) -> tuple[str, str | None]:
     return value["data"], fmt
 
 
-async def _import(services: ServerServices, text: str, fmt: str | None) -> Any:
+async def _parse(request: web.Request, services: ServerServices, text: str, fmt: str | None) -> list[InventoryCard]:
+    """Parse an inventory and check that a restricted token may write every card of it (tagged with its tag in
+    the file, or already in the store and staying so) before anything is written."""
     try:
         cards = parse_inventory(text, format=fmt)
-        return await asyncio.to_thread(import_inventory, services.repository, services.keys, cards)
     except InventoryError as exc:
         _fail(400, f"inventory: {exc}")
+    tag = auth.principal_of(request).cards_tag
+    if tag is not None:
+        repo = services.repository
+
+        def stored(card: InventoryCard) -> list[Any]:
+            found = [repo.card_by_iccid(card.iccid) if card.iccid else None]
+            found.append(repo.card_by_identity(card.psk_identity) if card.psk_identity else None)
+            return [c for c in found if c is not None]
+
+        existing = await asyncio.to_thread(lambda: [c for card in cards for c in stored(card)])
+        auth.require_cards(request, existing)
+        if any(card.tags is not None and tag not in card.tags for card in cards):
+            auth.fail(403, f"the token is limited to cards tagged {tag!r}: every card of the inventory must carry it")
+        if any(card.tags is None for card in cards if not stored(card)):
+            auth.fail(403, f"new cards must carry the tag {tag!r} (a tags column)")
+    return cards
+
+
+def _import_audited(request: web.Request, services: ServerServices, cards: list[InventoryCard]) -> Any:
+    """Import (in the caller's atomic block) and audit it."""
+    result = import_inventory(services.repository, services.keys, cards)
+    audit.append(
+        services.repository.atomic_connection(),
+        principal=auth.principal_of(request).name,
+        action="inventory.import",
+        at=services.clock(),
+        outcome=f"{len(result.card_ids)} card(s), {result.created} new, {result.keysets} key set(s)",
+        card_ids=list(result.card_ids),
+    )
+    return result
 
 
 def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
@@ -142,7 +175,16 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
             fmt = "json" if request.content_type == "application/json" else "csv"
         else:
             text, fmt = _inventory_text(await _json_body(request))
-        result = await _import(services, text, fmt)
+        cards = await _parse(request, services, text, fmt)
+
+        def write() -> Any:
+            with repo.atomic():
+                return _import_audited(request, services, cards)
+
+        try:
+            result = await asyncio.to_thread(write)
+        except InventoryError as exc:
+            _fail(400, f"inventory: {exc}")
         return web.json_response(
             {
                 "cards": len(result.card_ids),
@@ -176,9 +218,13 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
             _fail(400, str(exc))
         if ("cards" in body) == ("inventory" in body):
             _fail(400, 'give "cards" (ICCIDs or PSK identities) or "inventory", not both')
+        inventory: list[InventoryCard] | None = None
         if "inventory" in body:
+            auth.require(request, Scope.KEYS)
             text, fmt = _inventory_text(body["inventory"])
-            card_ids = list((await _import(services, text, fmt)).card_ids)
+            inventory = await _parse(request, services, text, fmt)
+            card_ids: list[int] = []
+            count = len(inventory)
         else:
             cards = body["cards"]
             if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
@@ -187,22 +233,39 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
                 card_ids = await asyncio.to_thread(resolve_cards, repo, cards)
             except InventoryError as exc:
                 _fail(404 if exc.line is not None else 400, str(exc))
+            if auth.principal_of(request).cards_tag is not None:
+                auth.require_cards(request, await asyncio.to_thread(lambda: [repo.card(i) for i in card_ids]))
+            count = len(card_ids)
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             _fail(400, "name: a string")
-        label = name or f"{transport.value} campaign, {len(card_ids)} card(s)"
-        try:
-            campaign_id = await asyncio.to_thread(
-                lambda: create_campaign(
-                    repo,
-                    name=label,
-                    transport=transport,
-                    script=script,
-                    card_ids=card_ids,
-                    target=target,
-                    settings=settings,
+        auth.campaign_cards_limit(request, count)
+        auth.check_script(request, script, count)
+        label = name or f"{transport.value} campaign, {count} card(s)"
+        principal, now = auth.principal_of(request).name, services.clock()
+
+        def write() -> int:
+            with repo.atomic() as c:
+                ids = card_ids if inventory is None else list(_import_audited(request, services, inventory).card_ids)
+                campaign_id = create_campaign(
+                    repo, name=label, transport=transport, script=script, card_ids=ids, target=target, settings=settings
                 )
-            )
+                audit.append(
+                    c,
+                    principal=principal,
+                    action="campaign.create",
+                    at=now,
+                    outcome=f"{len(set(ids))} job(s) queued ({transport.value})",
+                    card_ids=list(dict.fromkeys(ids)),
+                    campaign_id=campaign_id,
+                    script_sha256=audit.script_sha256(script),
+                )
+                return campaign_id
+
+        try:
+            campaign_id = await asyncio.to_thread(write)
+        except InventoryError as exc:
+            _fail(400, f"inventory: {exc}")
         except ValueError as exc:
             _fail(400, str(exc))
         except RepositoryError as exc:
@@ -214,11 +277,25 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         record = repo.campaign(campaign_id)
         return None if record is None else (record, repo.campaign_progress(campaign_id))
 
-    async def _campaign(campaign_id: int) -> dict[str, Any]:
+    async def _campaign(campaign_id: int, request: web.Request | None = None) -> dict[str, Any]:
         loaded = await asyncio.to_thread(_load, campaign_id)
         if loaded is None:
             _fail(404, f"no campaign {campaign_id}")
+        if request is not None and not await _may_touch(request, campaign_id):
+            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
         return campaign_json(*loaded)
+
+    async def _may_touch(request: web.Request, campaign_id: int) -> bool:
+        """A restricted token touches a campaign only if every card of it carries its tag."""
+        principal = auth.principal_of(request)
+        if principal.cards_tag is None:
+            return True
+
+        def load() -> list[Any]:
+            ids = {j.card_id for j in repo.jobs(campaign_id=campaign_id, limit=1_000_000)}
+            return [repo.card(i) for i in ids]
+
+        return all(principal.may_touch(auth.card_tags(c)) for c in await asyncio.to_thread(load))
 
     def _id(request: web.Request) -> int:
         text = request.match_info["id"]
@@ -231,16 +308,16 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         out = []
         for record in records:
             loaded = await asyncio.to_thread(_load, record.id)
-            if loaded is not None:
+            if loaded is not None and await _may_touch(request, record.id):
                 out.append(campaign_json(*loaded))
         return web.json_response({"campaigns": out})
 
     async def get_campaign(request: web.Request) -> web.Response:
-        return web.json_response(await _campaign(_id(request)))
+        return web.json_response(await _campaign(_id(request), request))
 
     async def get_results(request: web.Request) -> web.Response:
         campaign_id = _id(request)
-        await _campaign(campaign_id)
+        await _campaign(campaign_id, request)
         state: JobState | None = None
         if request.query.get("state"):
             try:
@@ -263,8 +340,19 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
 
     async def cancel(request: web.Request) -> web.Response:
         campaign_id = _id(request)
-        await _campaign(campaign_id)
-        count = await asyncio.to_thread(repo.cancel_campaign, campaign_id)
+        await _campaign(campaign_id, request)
+        principal, now = auth.principal_of(request).name, services.clock()
+
+        def write() -> int:
+            with repo.atomic() as c:
+                count = repo.cancel_campaign(campaign_id)
+                audit.append(
+                    c, principal=principal, action="campaign.cancel", at=now, campaign_id=campaign_id,
+                    outcome=f"{count} queued job(s) cancelled",
+                )  # fmt: skip
+                return count
+
+        count = await asyncio.to_thread(write)
         out = await _campaign(campaign_id)
         out["cancelled_jobs"] = count
         return web.json_response(out)
@@ -273,7 +361,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         def load() -> list[tuple[Any, Mapping[Any, int]]]:
             return [(r, repo.campaign_progress(r.id)) for r in repo.campaigns()]
 
-        rows = await asyncio.to_thread(load)
+        rows = [r for r in await asyncio.to_thread(load) if await _may_touch(request, r[0].id)]
         return web.Response(text=campaigns_page(rows), content_type="text/html", charset="utf-8")
 
     p = _PREFIX

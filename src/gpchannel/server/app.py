@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from aiohttp import web
 
 from gpchannel.card.profile import load_profile
 from gpchannel.card.profile_ota import check_scp81
-from gpchannel.errors import ProfileError
+from gpchannel.errors import ProfileError, SecurityError
 from gpchannel.io.tls_stream import serve_psk
 from gpchannel.server.api import build_api
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import KeyProvider, open_key_provider
 from gpchannel.server.ras import AdminSessions
 from gpchannel.server.repository import Repository
+from gpchannel.server.tokens import has_active_tokens
 
 __all__ = [
     "PSK_KVN",
@@ -144,14 +146,14 @@ async def run_server(
                 lookup_in_thread=True,
             )
             admin = _bound(admin_server)
+            tls = await asyncio.to_thread(check_api_exposure, services)
             runner = web.AppRunner(build_api(services), access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, config.api_host, config.api_port)
+            site = web.TCPSite(runner, config.api_host, config.api_port, ssl_context=tls)
             await site.start()
             api = _bound_site(runner)
-            if not ipaddress.ip_address(api[0].split("%")[0]).is_loopback:
-                _log.warning("the job API on %s:%d has no authentication and is not on loopback", *api)
-            _log.info("admin (PSK-TLS) on %s:%d, job API on http://%s:%d", *admin, *api)
+            scheme = "https" if tls is not None else "http"
+            _log.info("admin (PSK-TLS) on %s:%d, job API on %s://%s:%d", *admin, scheme, *api)
         worker = _start_worker(services, stop)
         if on_ready is not None:
             on_ready(ServerAddresses(admin, api))
@@ -180,6 +182,53 @@ async def run_server(
         if own:
             await asyncio.to_thread(services.repository.close)
         _log.info("server stopped (pid %d)", os.getpid())
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def api_tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The job API's server TLS context (TLS 1.2 and up, the ssl module's default ciphers) from ``api_cert`` and
+    ``api_key``, or None without them. SecurityError naming the file that cannot be loaded."""
+    if config.api_cert is None or config.api_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.api_cert, config.api_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SecurityError(f"the API certificate or key cannot be loaded: {exc}") from None
+    return context
+
+
+def check_api_exposure(services: ServerServices) -> ssl.SSLContext | None:
+    """Refuse (SecurityError) to serve the job API on a non-loopback address without TLS and tokens, unless
+    ``insecure_api``, which is logged loudly at every start. Returns the API's TLS context (or None)."""
+    config = services.config
+    tls = api_tls_context(config)
+    if config.insecure_api:
+        _log.warning(
+            "INSECURE API (--insecure-api): the job API on %s:%d may run without TLS or tokens; a lab only",
+            config.api_host,
+            config.api_port,
+        )
+    if _loopback(config.api_host) or config.insecure_api:
+        return tls
+    missing = [what for what, ok in (("TLS (--api-cert/--api-key)", tls is not None),) if not ok]
+    if not has_active_tokens(services.repository, services.clock()):
+        missing.append("API token (gpchannel server token create)")
+    if missing:
+        raise SecurityError(
+            f"the job API on {config.api_host} is not on loopback and has no {' and no '.join(missing)}: "
+            "refusing to start (--insecure-api for a lab)"
+        )
+    return tls
 
 
 def _start_worker(services: ServerServices, stop: asyncio.Event) -> asyncio.Task[Any] | None:

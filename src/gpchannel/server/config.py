@@ -118,6 +118,18 @@ class ServerConfig:
     """Run the campaign workers only, no listeners (H: several worker processes on one PostgreSQL)."""
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     """This process's name in job leases and delivery logs."""
+    api_cert: Path | None = None
+    """PEM certificate (chain) of the job API's HTTPS listener; with ``api_key``."""
+    api_key: Path | None = None
+    """PEM private key of the job API's HTTPS listener."""
+    insecure_api: bool = False
+    """Allow the job API off loopback without TLS or without tokens (a lab only; logged at every start)."""
+    api_rate: float = 50.0
+    """Job API requests per second per principal (0: no limit); a token may override it."""
+    api_scripts_per_hour: int = 100_000
+    """Scripts (jobs, campaign cards) per hour per principal (0: no limit)."""
+    api_max_campaign_cards: int = 0
+    """Most cards one campaign may target (0: no limit)."""
 
     def __post_init__(self) -> None:
         for name in ("admin_port", "api_port"):
@@ -132,6 +144,10 @@ class ServerConfig:
             raise ValueError(f"max_record must be 64..16384, got {self.max_record}")
         if not (self.campaign_rate > 0 and self.campaign_max_attempts >= 1 and self.campaign_por_timeout > 0):
             raise ValueError("campaign_rate and campaign_por_timeout must be positive, campaign_max_attempts >= 1")
+        if (self.api_cert is None) != (self.api_key is None):
+            raise ValueError("--api-cert and --api-key go together")
+        if self.api_rate < 0 or self.api_scripts_per_hour < 0 or self.api_max_campaign_cards < 0:
+            raise ValueError("API limits must be >= 0 (0: no limit)")
         if self.key_provider not in ("db", "pkcs11"):
             raise ValueError(f"key_provider must be 'db' or 'pkcs11', got {self.key_provider!r}")
 

@@ -58,6 +58,7 @@ from sqlalchemy.pool import StaticPool
 from gpchannel.errors import RepositoryError
 
 __all__ = [
+    "AUDIT_LOCK_KEY",
     "CAMPAIGN_STATES",
     "JOB_STATES",
     "MIGRATIONS_DIR",
@@ -66,6 +67,8 @@ __all__ = [
     "Id",
     "UtcDateTime",
     "alembic_config",
+    "api_tokens",
+    "audit_log",
     "campaigns",
     "card_keys",
     "cards",
@@ -219,6 +222,42 @@ jobs = Table(
     Index(None, "card_id", "state"),
     Index(None, "campaign_id", "state"),
 )
+
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("key_id", Text, nullable=False, unique=True),  # the token's public lookup part (gpc1_<key_id>_...)
+    Column("salt", LargeBinary, nullable=False),
+    Column("digest", LargeBinary, nullable=False),  # HMAC-SHA256(salt, secret): never the token itself
+    Column("scopes", JSON, nullable=False),
+    Column("cards_tag", Text, nullable=True),
+    Column("limits", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("principal", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("card_ids", JSON, nullable=False),
+    Column("campaign_id", BigInteger, nullable=True),
+    Column("job_id", BigInteger, nullable=True),
+    Column("script_sha256", Text, nullable=True),
+    Column("outcome", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+)
+
+# pg_advisory_xact_lock key held while a record is appended to the audit chain (audit.py): one writer at a time.
+AUDIT_LOCK_KEY = 0x67706361  # "gpca"
 
 
 # --- engines ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ hex) with ``psk_kvn`` (default 1) is the SCP81 TLS PSK; ``kvn`` (1..15, TS 102 2
 ``kid_algorithm`` (``des-cbc-mac``, ``3des-2key``, ``3des-3key``, ``aes-cmac``) is one SCP80 key set; ``tar``
 (3 bytes hex) the TAR a campaign with no target of its own sends to with this key set (default: the ISD's RAM
 TAR ``000000``); ``spi`` (2 bytes hex, default ``1619``: CC, ciphered, counter higher, PoR with CC, ciphered);
-``counter`` the last counter the card accepted for that key set (TS 102 225 5.1.1 CNTR).
+``counter`` the last counter the card accepted for that key set (TS 102 225 5.1.1 CNTR); ``tags`` (words
+separated by spaces, ``;`` or ``,``; a JSON array) the card's inventory tags, which an API token may be limited
+to (``--cards TAG``; given, they replace the stored ones).
 
 **Key references** (keys diversified per card from a master key): a key cell ``master:LABEL`` stands for the
 key derived from the master key named ``LABEL`` (given to :func:`import_inventory` in ``masters``, never stored
@@ -77,7 +79,7 @@ __all__ = [
     "resolved_json",
 ]
 
-CARD_COLUMNS = ("iccid", "msisdn", "psk_identity", "psk", "psk_kvn")
+CARD_COLUMNS = ("iccid", "msisdn", "psk_identity", "psk", "psk_kvn", "tags")
 KEYSET_COLUMNS = ("kvn", "kic", "kic_algorithm", "kid", "kid_algorithm", "tar", "spi", "counter")
 KIC_ALGORITHMS: Mapping[str, tuple[int, ...]] = {
     "des-cbc": (8,),
@@ -102,6 +104,7 @@ _SCHEMES = ("emv", "visa2", "kdf3")
 """Diversification schemes of gpchannel.crypto.diversification (EMV CPS 1.1, VISA2 for 3DES; KDF3 for AES)."""
 _ICCID = re.compile(r"^[0-9]{18,20}F?$", re.IGNORECASE)
 _MSISDN = re.compile(r"^\+?[0-9]{1,20}$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def diversify_card_key(master: bytes, purpose: str, iccid: str, length: int = 16) -> bytes:
@@ -162,6 +165,8 @@ class InventoryCard:
     psk: KeyValue | None
     psk_kvn: int
     keysets: tuple[InventoryKeySet, ...]
+    tags: tuple[str, ...] | None = None
+    """The card's tags (None: not given, the stored ones stay); an API token may be limited to one tag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +286,22 @@ def _keyset(row: Mapping[str, Any], line: int) -> InventoryKeySet | None:
     return InventoryKeySet(kvn, kic, kic_algorithm, kid, kid_algorithm, tar, spi, counter)
 
 
+def _tags(row: Mapping[str, Any], line: int) -> tuple[str, ...] | None:
+    value = row.get("tags")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        items = re.split(r"[\s;,]+", value.strip())
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise InventoryError("tags: a string (separated by spaces, ';' or ',') or an array", line=line, field="tags")
+    for tag in items:
+        if not _TAG.match(tag):
+            raise InventoryError(f"a tag is letters, digits, '.', '_' or '-', got {tag!r}", line=line, field="tags")
+    return tuple(sorted(set(items)))
+
+
 def _card(row: Mapping[str, Any], line: int, keysets: Sequence[InventoryKeySet]) -> InventoryCard:
     iccid = _text(row, "iccid", line)
     if iccid is not None and not _ICCID.match(iccid):
@@ -301,6 +322,7 @@ def _card(row: Mapping[str, Any], line: int, keysets: Sequence[InventoryKeySet])
         psk,
         1 if psk_kvn is None else psk_kvn,
         tuple(keysets),
+        _tags(row, line),
     )
 
 
@@ -330,6 +352,9 @@ def _merge(cards: list[InventoryCard], card: InventoryCard) -> None:
             seen.psk or card.psk,
             seen.psk_kvn,
             seen.keysets + card.keysets,
+            None
+            if seen.tags is None and card.tags is None
+            else tuple(sorted({*(seen.tags or ()), *(card.tags or ())})),
         )
         return
     cards.append(card)
@@ -453,6 +478,8 @@ def resolved_json(cards: Sequence[InventoryCard], masters: Mapping[str, bytes]) 
             for k, v in (("iccid", card.iccid), ("msisdn", card.msisdn), ("psk_identity", card.psk_identity))
             if v is not None
         }
+        if card.tags is not None:
+            item["tags"] = list(card.tags)
         if card.psk is not None:
             item["psk"] = keys[("psk", card.psk_kvn)][0].hex().upper()
             item["psk_kvn"] = card.psk_kvn
@@ -542,6 +569,8 @@ def _ota(card: InventoryCard, existing: Mapping[str, Any]) -> dict[str, Any]:
         ota.setdefault("scp80_kvn", card.keysets[0].kvn if card.keysets else min(int(k) for k in scp80))
     if card.psk is not None:
         ota["psk_kvn"] = card.psk_kvn
+    if card.tags is not None:
+        ota["tags"] = list(card.tags)
     return ota
 
 

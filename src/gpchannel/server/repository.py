@@ -47,7 +47,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gpchannel.errors import LeaseLost, RepositoryError
-from gpchannel.server import db
+from gpchannel.server import audit, db
 from gpchannel.server.db import campaigns, card_keys, cards, jobs, ota_counters
 
 __all__ = [
@@ -229,6 +229,21 @@ def _campaign_record(row: Row[Any]) -> CampaignRecord:
     )
 
 
+def _audit_sent(c: Connection, job: JobRecord, owner: str, now: datetime, outcome: str) -> None:
+    """A script leaves for a card: its audit record, in the transaction that marks the job SENT (audit.py)."""
+    audit.append(
+        c,
+        principal=f"server:{owner}",
+        action="script.sent",
+        at=now,
+        outcome=outcome,
+        card_ids=[job.card_id],
+        campaign_id=job.campaign_id,
+        job_id=job.id,
+        script_sha256=audit.script_sha256(job.script),
+    )
+
+
 def _check_script(script: Sequence[bytes]) -> list[str]:
     if isinstance(script, bytes | bytearray) or not script:
         raise RepositoryError("a script is a non-empty sequence of C-APDUs")
@@ -259,6 +274,7 @@ class Repository:
         self._engine: Engine = db.make_engine(self.url)
         # An in-memory SQLite database is one shared connection: use it one thread at a time.
         self._lock: threading.RLock | None = threading.RLock() if db.shares_one_connection(self._engine) else None
+        self._local = threading.local()  # the connection of an atomic() block, per thread
         try:
             with self._guard():
                 if migrate:
@@ -313,13 +329,47 @@ class Repository:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is not None:
+            yield current
+            return
         with self._guard(), self._engine.connect() as connection, connection.begin():
             yield connection
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is not None:
+            yield current
+            return
         with self._guard(), db.write_transaction(self._engine) as connection:
             yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (the atomic() block's connection when inside one)."""
+        with self._read() as connection:
+            yield connection
+
+    def atomic_connection(self) -> Connection:
+        """The connection of this thread's atomic() block (RepositoryError outside one)."""
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is None:
+            raise RepositoryError("not inside Repository.atomic()")
+        return current
+
+    @contextmanager
+    def atomic(self) -> Iterator[Connection]:
+        """One write transaction for everything this thread does with the Repository inside the block (its
+        methods join it instead of opening their own), e.g. a change and its audit record (audit.py): both are
+        committed or neither. Nested blocks join the outer one."""
+        with self._write() as connection:
+            outer = getattr(self._local, "connection", None)
+            self._local.connection = connection
+            try:
+                yield connection
+            finally:
+                self._local.connection = outer
 
     def _insert(self, table: Any) -> Insert:
         if self.dialect == "postgresql":
@@ -580,7 +630,9 @@ class Repository:
                     updated_at=now,
                 )
             )
-            return _job_record(c.execute(select(jobs).where(jobs.c.id == row.id)).one())
+            job = _job_record(c.execute(select(jobs).where(jobs.c.id == row.id)).one())
+            _audit_sent(c, job, owner, now, f"sent ({job.transport.value} admin session)")
+            return job
 
     def sent_job(self, card_id: int, *, transports: Collection[Transport] = SCP81_TRANSPORTS) -> JobRecord | None:
         """The card's oldest job in state SENT over these transports (an admin session to resume), if any."""
@@ -772,6 +824,7 @@ class Repository:
                 .where(jobs.c.id == job_id)
                 .values(state=JobState.SENT.value, counter_used=counter, delivery_id=delivery_id, updated_at=stamp)
             )
+            _audit_sent(c, _job_record(row), owner, stamp, f"sent ({row.transport} SMS, kvn {kvn})")
             return counter
 
     def renew_lease(self, job_ids: Sequence[int], *, owner: str, lease_seconds: float, now: datetime) -> list[int]:

@@ -1,0 +1,295 @@
+"""Who may call the job API (server/auth.py, server/tokens.py), on SQLite and PostgreSQL, through aiohttp's test
+server: every route of the application (the table is built from its route list and checked against
+ROUTE_SCOPES) against no token, a malformed, wrong, revoked and expired token, a token without the route's scope
+and one limited to another card tag: each refused (401 / 403, JSON) with the whole database unchanged; and the
+same route allowed with exactly its scope."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+
+from gpchannel.server import db
+from gpchannel.server.api import build_api
+from gpchannel.server.auth import ROUTE_SCOPES, route_scope
+from gpchannel.server.campaigns import create_campaign
+from gpchannel.server.config import ServerServices
+from gpchannel.server.repository import Transport
+from gpchannel.server.tokens import Scope, create_token, revoke_token
+from tests.server.server_support import bearer, make_services
+
+ICCID_A, ICCID_B = "8988211000000000001", "8988211000000000002"
+SELECT_MF = "00A40004023F00"  # a file-system command: push-rfm is enough
+GET_DATA = "80CA006600"  # a GP command: push-ram
+
+
+@dataclass
+class World:
+    services: ServerServices
+    card_a: int
+    card_b: int
+    job_a: int
+    campaign_a: int
+    tokens: dict[str, str]
+
+
+def _token(services: ServerServices, name: str, scopes: list[str], **kw: Any) -> str:
+    return create_token(services.repository, name=name, scopes=scopes, now=datetime.now(UTC), **kw)
+
+
+@pytest.fixture
+def world(repo_url: str, tmp_path: Path) -> Iterator[World]:
+    services = make_services(repo_url, tmp_path)
+    repo = services.repository
+    card_a = repo.upsert_card(iccid=ICCID_A, psk_identity="card-a", ota={"tags": ["team-a"]})
+    card_b = repo.upsert_card(iccid=ICCID_B, psk_identity="card-b", ota={"tags": ["team-b"]})
+    job_a = repo.add_job(card_id=card_a, transport=Transport.SCP81, script=[bytes.fromhex(SELECT_MF)])
+    campaign_a = create_campaign(
+        repo, name="campaign-of-a", transport="scp81", script=[bytes.fromhex(SELECT_MF)], card_ids=[card_a]
+    )
+    tokens = {
+        "admin": _token(services, "admin", ["admin"]),
+        "read-only": _token(services, "read-only", ["read"]),
+        "rfm-only": _token(services, "rfm-only", ["push-rfm"]),
+        "team-b": _token(services, "team-b", ["admin"], cards_tag="team-b"),
+        "team-a": _token(services, "team-a", ["admin"], cards_tag="team-a"),
+        "expired": _token(services, "expired", ["admin"], expires_at=datetime.now(UTC) - timedelta(seconds=1)),
+        "revoked": _token(services, "revoked", ["admin"]),
+    }
+    for scope in Scope:
+        tokens[f"only-{scope.value}"] = _token(services, f"only-{scope.value}", [scope.value])
+    tokens["campaign-rfm"] = _token(services, "campaign-rfm", ["campaign", "push-rfm"])
+    assert revoke_token(repo, "revoked", now=datetime.now(UTC))
+    yield World(services, card_a, card_b, job_a, campaign_a, tokens)
+    repo.close()
+
+
+# (method, route) -> the request that touches card A's objects: (path, JSON body or None)
+Builder = Callable[[World], tuple[str, Any]]
+_P = "/api/v1"
+INVENTORY_A = f"iccid,psk_identity,tags\n{ICCID_A},card-a,team-a\n"
+REQUESTS: dict[tuple[str, str], Builder] = {
+    ("GET", f"{_P}/health"): lambda w: (f"{_P}/health", None),
+    ("POST", f"{_P}/cards"): lambda w: (f"{_P}/cards", {"iccid": ICCID_A, "msisdn": "4915550001"}),
+    ("GET", f"{_P}/cards"): lambda w: (f"{_P}/cards", None),
+    ("GET", f"{_P}/cards/{{id}}"): lambda w: (f"{_P}/cards/{w.card_a}", None),
+    ("POST", f"{_P}/jobs"): lambda w: (f"{_P}/jobs", {"card": {"id": w.card_a}, "apdus": [SELECT_MF]}),
+    ("GET", f"{_P}/jobs"): lambda w: (f"{_P}/jobs", None),
+    ("GET", f"{_P}/jobs/{{id}}"): lambda w: (f"{_P}/jobs/{w.job_a}", None),
+    ("POST", f"{_P}/jobs/{{id}}/cancel"): lambda w: (f"{_P}/jobs/{w.job_a}/cancel", None),
+    ("POST", f"{_P}/inventory"): lambda w: (f"{_P}/inventory", {"format": "csv", "data": INVENTORY_A}),
+    ("POST", f"{_P}/campaigns"): lambda w: (
+        f"{_P}/campaigns",
+        {"transport": "scp81", "apdus": [SELECT_MF], "cards": [ICCID_A]},
+    ),
+    ("GET", f"{_P}/campaigns"): lambda w: (f"{_P}/campaigns", None),
+    ("GET", f"{_P}/campaigns/{{id}}"): lambda w: (f"{_P}/campaigns/{w.campaign_a}", None),
+    ("GET", f"{_P}/campaigns/{{id}}/results"): lambda w: (f"{_P}/campaigns/{w.campaign_a}/results", None),
+    ("POST", f"{_P}/campaigns/{{id}}/cancel"): lambda w: (f"{_P}/campaigns/{w.campaign_a}/cancel", None),
+    ("GET", "/"): lambda w: ("/", None),
+}
+LISTS = {("GET", f"{_P}/cards"), ("GET", f"{_P}/jobs"), ("GET", f"{_P}/campaigns"), ("GET", "/")}
+"""Routes that touch no particular card: a token of another tag gets them filtered, not refused."""
+NO_CARDS = {("GET", f"{_P}/health")}
+ALLOWED = {("POST", f"{_P}/campaigns"): "campaign-rfm"}
+"""The token allowed where the route's scope is not enough alone (a campaign's script needs its push scope)."""
+
+
+def app_routes(services: ServerServices) -> set[tuple[str, str]]:
+    """Every (method, route) of the application as built (HEAD folded into GET)."""
+    app = build_api(services)
+    out = set()
+    for route in app.router.routes():
+        info = route.resource.canonical if route.resource is not None else ""
+        if route.method != "HEAD":
+            out.add((route.method, info))
+    return out
+
+
+def test_the_scope_table_covers_every_route_of_the_application(tmp_path: Path) -> None:
+    services = make_services(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    try:
+        routes = app_routes(services)
+    finally:
+        services.repository.close()
+    assert routes == set(ROUTE_SCOPES) == set(REQUESTS), "a route without a scope or without a refusal test"
+
+
+def snapshot(services: ServerServices) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table."""
+    with services.repository.engine.connect() as c:
+        return {
+            t.name: sorted((tuple(repr(v) for v in r) for r in c.execute(select(t)).all()), key=repr)
+            for t in db.metadata.sorted_tables
+        }
+
+
+async def _call(client: TestClient[Any, Any], method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    response = await client.request(method, path, json=body, headers=headers)
+    text = await response.text()
+    return response.status, text, response.headers
+
+
+def _wrong_scope_token(scope: Scope) -> str:
+    return "only-push-rfm" if scope is Scope.READ else "only-read"
+
+
+@pytest.mark.parametrize("route", sorted(ROUTE_SCOPES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_every_route_refuses_what_it_must_and_allows_its_scope(world: World, route: tuple[str, str]) -> None:
+    method, _ = route
+    scope = route_scope(*route)
+    assert scope is not None
+    path, body = REQUESTS[route](world)
+    t = world.tokens
+    wrong = t["admin"][:-4] + ("AAAA" if not t["admin"].endswith("AAAA") else "BBBB")
+    refusals: list[tuple[str, dict[str, str], int]] = [
+        ("no token", {}, 401),
+        ("malformed", {"Authorization": "Bearer not-a-token"}, 401),
+        ("not bearer", {"Authorization": f"Token {t['admin']}"}, 401),
+        ("wrong secret", bearer(wrong), 401),
+        ("unknown key id", bearer("gpc1_0000000000000000_" + "A" * 43), 401),
+        ("revoked", bearer(t["revoked"]), 401),
+        ("expired", bearer(t["expired"]), 401),
+        ("wrong scope", bearer(t[_wrong_scope_token(scope)]), 403),
+    ]
+    if route not in LISTS and route not in NO_CARDS:
+        refusals.append(("wrong card tag", bearer(t["team-b"]), 403))
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            for case, headers, status in refusals:
+                before = await asyncio.to_thread(snapshot, world.services)
+                got, text, reply_headers = await _call(client, method, path, body, headers)
+                assert got == status, (case, text)
+                assert reply_headers["Content-Type"].startswith("application/json"), case
+                if status == 401:
+                    assert reply_headers["WWW-Authenticate"].startswith("Bearer"), case
+                assert await asyncio.to_thread(snapshot, world.services) == before, f"{case} changed the store"
+            if route in LISTS:  # filtered: nothing of card A's shows to team B
+                got, text, _ = await _call(client, method, path, body, bearer(t["team-b"]))
+                assert got == 200 and ICCID_A not in text and "campaign-of-a" not in text, text
+                assert f'"card_id": {world.card_a}' not in text
+            # allowed with exactly its scope (and with the right card tag)
+            exact = ALLOWED.get(route, f"only-{scope.value}")
+            for name in (exact, "team-a"):
+                got, text, _ = await _call(client, method, path, body, bearer(t[name]))
+                assert got not in (401, 403, 429), (name, got, text)
+                assert got < 400, (name, got, text)
+
+    asyncio.run(scenario())
+
+
+def test_push_rfm_cannot_push_a_ram_script(world: World) -> None:
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            body = {"card": {"id": world.card_a}, "apdus": [SELECT_MF, GET_DATA]}
+            before = await asyncio.to_thread(snapshot, world.services)
+            got, text, _ = await _call(client, "POST", f"{_P}/jobs", body, bearer(world.tokens["rfm-only"]))
+            assert got == 403 and "push-ram" in text
+            assert await asyncio.to_thread(snapshot, world.services) == before
+            got, _, _ = await _call(client, "POST", f"{_P}/jobs", body, bearer(world.tokens["only-push-ram"]))
+            assert got == 201
+            campaign = {"transport": "scp81", "apdus": [GET_DATA], "cards": [ICCID_A]}
+            got, text, _ = await _call(
+                client, "POST", f"{_P}/campaigns", campaign, bearer(world.tokens["only-campaign"])
+            )
+            assert got == 403 and "push-ram" in text  # a campaign's script needs its push scope too
+
+    asyncio.run(scenario())
+
+
+def test_tokens_are_not_recoverable_from_the_database_nor_the_logs(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            for token in world.tokens.values():
+                await _call(client, "GET", f"{_P}/health", None, bearer(token))
+                await _call(client, "GET", f"{_P}/health", None, bearer(token + "x"))
+
+    asyncio.run(scenario())
+    dump = repr(snapshot(world.services))
+    for token in world.tokens.values():
+        secret = token[len("gpc1_") + 17 :]  # the base64url secret may hold "_" itself
+        assert len(secret) == 43
+        assert secret not in dump and secret not in caplog.text
+        assert secret.encode().hex() not in dump
+    with world.services.repository.engine.connect() as c:
+        rows = c.execute(select(db.api_tokens.c.salt, db.api_tokens.c.digest)).all()
+    assert len({r.salt for r in rows}) == len(rows)  # a salt per token
+
+
+def test_limits_answer_429_with_retry_after(world: World) -> None:
+    services = world.services
+    slow = _token(services, "slow", ["read"], limits={"rate": 1})
+    few = _token(services, "few", ["push-rfm"], limits={"scripts_per_hour": 1})
+    small = _token(services, "small", ["campaign", "push-rfm"], limits={"max_campaign_cards": 1})
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(services), host="127.0.0.1")) as client:
+            assert (await _call(client, "GET", f"{_P}/health", None, bearer(slow)))[0] == 200
+            got, _, headers = await _call(client, "GET", f"{_P}/health", None, bearer(slow))
+            assert got == 429 and int(headers["Retry-After"]) >= 1
+            job = {"card": {"id": world.card_a}, "apdus": [SELECT_MF]}
+            assert (await _call(client, "POST", f"{_P}/jobs", job, bearer(few)))[0] == 201
+            before = await asyncio.to_thread(snapshot, services)
+            got, _, headers = await _call(client, "POST", f"{_P}/jobs", job, bearer(few))
+            assert got == 429 and 1 <= int(headers["Retry-After"]) <= 3600
+            assert await asyncio.to_thread(snapshot, services) == before
+            two = {"transport": "scp81", "apdus": [SELECT_MF], "cards": [ICCID_A, ICCID_B]}
+            got, text, _ = await _call(client, "POST", f"{_P}/campaigns", two, bearer(small))
+            assert got == 403 and "at most 1" in text
+            assert await asyncio.to_thread(snapshot, services) == before
+
+    asyncio.run(scenario())
+
+
+def test_a_page_request_from_a_browser_may_use_basic_auth(world: World) -> None:
+    import base64
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            got, _, headers = await _call(client, "GET", "/", None, {})
+            assert got == 401 and "Basic" in headers["WWW-Authenticate"]
+            basic = base64.b64encode(f"me:{world.tokens['only-read']}".encode()).decode()
+            got, text, _ = await _call(client, "GET", "/", None, {"Authorization": f"Basic {basic}"})
+            assert got == 200 and "campaign-of-a" in text
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_route_needs_a_token_too(world: World) -> None:
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            assert (await _call(client, "GET", f"{_P}/nothing", None, {}))[0] == 401
+            assert (await _call(client, "GET", f"{_P}/nothing", None, bearer(world.tokens["admin"])))[0] == 404
+
+    asyncio.run(scenario())
+
+
+def test_a_route_missing_from_the_table_is_refused(world: World) -> None:
+    app = build_api(world.services)
+
+    async def secret(request: web.Request) -> web.Response:
+        return web.json_response({"leaked": True})
+
+    app.router.add_get(f"{_P}/unlisted", secret)
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            got, text, _ = await _call(client, "GET", f"{_P}/unlisted", None, bearer(world.tokens["admin"]))
+            assert got == 403 and "leaked" not in text
+
+    asyncio.run(scenario())
