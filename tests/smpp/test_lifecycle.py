@@ -93,7 +93,14 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return (base / "inventory.csv").read_text().splitlines()
 
 
-def _campaign(api: str, inventory: list[str]) -> None:
+def _token(data: Path) -> str:
+    """An admin token in the store of ``data``, made by the command operators use (printed alone on stdout)."""
+    made = Proc("server", "token", "create", "--data", str(data), "--name", "life-cycles", "--scope", "admin")
+    assert made.wait() == EXIT_OK, made.output
+    return made.output.split()[-1]
+
+
+def _campaign(api: str, token: str, inventory: list[str]) -> None:
     """A campaign over ``inventory`` (rate 0.2/s, burst 1: about one SMS per life of a worker process, so that
     each start finds a job to send and binds to the SMS centre)."""
     body = {
@@ -107,7 +114,7 @@ def _campaign(api: str, inventory: list[str]) -> None:
     request = urllib.request.Request(
         f"{api}/api/v1/campaigns",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=30) as reply:
@@ -121,10 +128,11 @@ def _worker_cycles(data: Path, inventory: list[str], worker_only: bool) -> None:
     smsc = SmscThread(smsc_port)
     deaths = 0
     listeners = ["--admin", "127.0.0.1:0", "--api", "127.0.0.1:0"]
+    token = _token(data)
     if worker_only:
         server = Proc("server", "--data", str(data), *listeners)
         try:
-            _campaign(server.wait_line("api http://").split()[-1], inventory)
+            _campaign(server.wait_line("api http://").split()[-1], token, inventory)
             assert server.stop(signal.SIGTERM) == EXIT_OK, server.output
         finally:
             server.kill()
@@ -156,7 +164,7 @@ def _worker_cycles(data: Path, inventory: list[str], worker_only: bool) -> None:
                     smsc.down()
                     continue
                 if not worker_only:
-                    _campaign(proc.wait_line("api http://").split()[-1], [inventory[0], inventory[1 + cycle]])
+                    _campaign(proc.wait_line("api http://").split()[-1], token, [inventory[0], inventory[1 + cycle]])
                 proc.wait_line("ready")
                 if step in (2, 3):  # the SMSC refuses the bind, or is not there
                     proc.wait_line("SMPP bind failed")
