@@ -584,6 +584,23 @@ def test_parameters_from_the_trigger_override_the_profile() -> None:
         SessionParameters.resolve(load_profile(profile_text()))
 
 
+@pytest.mark.parametrize("psk", ["zz", "0102030405060708090A0B0C0D0E0F1", 12, "  "])
+def test_a_stored_psk_that_is_not_hex_is_a_profile_error(psk: object) -> None:
+    """The state a card runs from may not be the checked profile (an edited state directory): a ``[scp81] psk``
+    that is not hex is a ProfileError naming the key, never a bare ValueError."""
+    from gpchannel.card.profile import load_profile
+    from gpchannel.emulator.agent import SessionParameters
+    from gpchannel.errors import ProfileError
+
+    state = load_profile(profile_text() + scp81_section("127.0.0.1:8443"))
+    state.ota["scp81"]["psk"] = psk
+    with pytest.raises(ProfileError, match="psk"):
+        SessionParameters.resolve(state)
+    state.ota["scp81"]["psk"] = PSK.hex()
+    with pytest.raises(ProfileError, match="server"):
+        SessionParameters.resolve(state, server="127.0.0.1:\u0668\u0664")
+
+
 def test_etsi_content_type_reaches_an_application_or_a_tar(tmp_path: Path) -> None:
     """TS 102 226 Annex B: the ETSI media types may target any application (here the echo applet, which
     answers with the command data) or an AID whose bytes 13-15 are a TAR; an AID that is neither is unknown."""

@@ -65,6 +65,7 @@ from gpchannel.card.context import ChannelContext
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.ota_script import run_script
 from gpchannel.card.ota_targets import TarEntry, tar_entry
+from gpchannel.card.profile_ota import scp81_psk, server_port
 from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
 from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
@@ -140,10 +141,9 @@ class SessionParameters:
         arguments. :class:`ProfileError` when the PSK, the identity or the address is missing."""
         raw = state.ota.get("scp81")
         profile = raw if isinstance(raw, dict) else {}
-        psk_hex = profile.get("psk")
-        if not isinstance(psk_hex, str) or not psk_hex:
+        if not profile.get("psk"):
             raise ProfileError("the card has no [scp81] psk: it cannot open an admin session")
-        psk = bytes.fromhex(psk_hex.replace(" ", ""))
+        psk = scp81_psk(profile)
         trigger = trigger or TriggerParameters()
         identity = trigger.psk_identity
         if identity is None:
@@ -187,10 +187,11 @@ class SessionParameters:
 def _split_address(text: object) -> tuple[str | None, int | None]:
     if not isinstance(text, str) or ":" not in text:
         return None, None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host, _, port_text = text.rpartition(":")
+    port = server_port(port_text)
+    if not host or port is None:
         raise ProfileError(f"server address {text!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 @dataclass(frozen=True)
