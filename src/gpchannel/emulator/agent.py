@@ -38,7 +38,9 @@ server to send it again.
 Retry (ota-notes B.3 [M]): on a connection failure (TCP, TLS alert, the server closing mid-session, a timeout)
 the agent waits ``delay`` and tries again, ``counter`` more times. An HTTP 4xx/5xx answer stops the session
 (a stored response is kept after a 5xx, dropped after a 4xx: the server refused it and re-posting it cannot
-help). Sleeping is injected (``sleep``) so that tests do not wait.
+help). An answer the card cannot use (an ``X-Admin-Next-URI`` it could not POST to, ram/client.py) stops the
+session as a protocol error before anything runs; a stored response whose URI breaks that rule is dropped, not
+re-posted on every session. Sleeping is injected (``sleep``) so that tests do not wait.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from gpchannel.errors import DecodeError, GPChannelError, ProfileError, Transpor
 from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
 from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
-from gpchannel.ram.admin import ContentType, ScriptStatus
+from gpchannel.ram.admin import ContentType, ScriptStatus, next_uri_ok
 from gpchannel.ram.client import AdminClientConnection, AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.ram.trigger import RetryPolicy, TriggerParameters
 
@@ -172,11 +174,14 @@ class SessionParameters:
                 delay_seconds=retry.delay_seconds if delay_seconds is None else delay_seconds,
                 failure_report=retry.failure_report,
             )
+        admin_uri = uri or trigger.uri or str(profile.get("uri") or "/")
+        if not next_uri_ok(admin_uri):
+            raise ProfileError(f"admin URI {admin_uri[:80]!r}: expected a path of visible ASCII characters")
         return cls(
             host=host,
             port=port,
             http_host=trigger.host or (host if port == 443 else f"{host}:{port}"),
-            uri=uri or trigger.uri or str(profile.get("uri") or "/"),
+            uri=admin_uri,
             psk_identity=identity,
             psk=psk,
             agent_id=agent if isinstance(agent, str) and agent else None,
@@ -388,6 +393,9 @@ class CardAgent:
         http = AdminClientConnection(host=self.parameters.http_host, agent_from=self.parameters.agent_id)
         with self.lock:
             stored = pending_delivery(self.card.state)
+        if stored is not None and stored.response is not None and not next_uri_ok(stored.uri):
+            self._drop(stored)  # never accepted now (ram/client.py); a record from before that rule: drop it
+            raise _Stop(SessionStatus.PROTOCOL_ERROR, f"the stored X-Admin-Next-URI {stored.uri[:80]!r} is not usable")
         if stored is not None and stored.response is not None:
             await stream.write(self._post(http, stored.uri, stored, resume=True))
         else:
@@ -462,6 +470,12 @@ class CardAgent:
             if pending_delivery(self.card.state) is not None:
                 clear_delivery(self.card.state)
                 self.card.save()
+
+    def _drop(self, stored: PendingDelivery) -> None:
+        log.warning("admin session: stored delivery for %r dropped: not a URI the card can POST to", stored.uri[:80])
+        with self.lock:
+            clear_delivery(self.card.state)
+            self.card.save()
 
     def _refused(self, status: int) -> None:
         if status < 500:
