@@ -128,7 +128,7 @@ def test_session_whose_handshake_completes_during_shutdown_is_refused(
     finally:
         logger.removeHandler(watch)
         logger.setLevel(previous)
-    after_close = list(statements)  # (the checks below query the store themselves)
+    late_statements = list(statements)  # (the checks below query the store themselves)
     assert isinstance(outcome[0], EOFError | AdminProtocolError | TransportError), outcome  # no answer
     assert repository.lookups == [IDENTITY]  # the PSK lookup only: the refused session did not look the card up
     record = services.repository.job(job)
@@ -136,7 +136,7 @@ def test_session_whose_handshake_completes_during_shutdown_is_refused(
     messages = [r.getMessage() for r in watch.records]
     assert any("refused: the server is shutting down" in m for m in messages), messages
     assert [m for r, m in zip(watch.records, messages, strict=True) if r.levelno >= logging.ERROR or r.exc_info] == []
-    assert after_close == []
+    assert late_statements == []
 
 
 def test_psk_lookup_and_store_calls_after_close_touch_nothing(held: tuple[ServerServices, HeldRepository]) -> None:

@@ -43,6 +43,7 @@ from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transpo
 
 __all__ = [
     "API_PREFIX",
+    "MAX_REQUEST_BYTES",
     "MAX_SCRIPT_APDUS",
     "SERVICES",
     "build_api",
