@@ -150,3 +150,26 @@ def test_ota_sections_are_kept() -> None:
     state = load_profile(EXAMPLE.read_text())
     assert state.ota["ota"]["keysets"][0]["kvn"] == 1
     assert state.ota["scp81"]["server"] == "127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('server = "127.0.0.1:8443"', 'server = "127.0.0.1:\u0668\u0664\u0664\u0663"', "scp81.server"),  # Arabic-Indic
+        ('server = "127.0.0.1:8443"', 'server = "127.0.0.1:\u00b2"', "scp81.server"),  # a superscript two
+        (
+            'iccid = "8988211000000000001"',
+            'iccid = "\u0668\u0669\u0668\u0668\u0662\u0661\u0661\u0660\u0660\u0660"',
+            "card.iccid",
+        ),
+    ],
+)
+def test_non_ascii_digits_are_a_profile_error(old: str, new: str, key: str) -> None:
+    """``str.isdigit`` takes other scripts' digits and superscripts: they must be refused with the key named,
+    not reach ``int`` / ``bytes.fromhex`` (ValueError)."""
+    if not EXAMPLE.exists():
+        pytest.skip("the example profile is not available")
+    text = EXAMPLE.read_text()
+    assert old in text
+    with pytest.raises(ProfileError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_profile(text.replace(old, new, 1))

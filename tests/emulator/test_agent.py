@@ -584,6 +584,65 @@ def test_parameters_from_the_trigger_override_the_profile() -> None:
         SessionParameters.resolve(load_profile(profile_text()))
 
 
+@pytest.mark.parametrize("psk", ["zz", "0102030405060708090A0B0C0D0E0F1", 12, "  "])
+def test_a_stored_psk_that_is_not_hex_is_a_profile_error(psk: object) -> None:
+    """The state a card runs from may not be the checked profile (an edited state directory): a ``[scp81] psk``
+    that is not hex is a ProfileError naming the key, never a bare ValueError."""
+    from gpchannel.card.profile import load_profile
+    from gpchannel.emulator.agent import SessionParameters
+    from gpchannel.errors import ProfileError
+
+    state = load_profile(profile_text() + scp81_section("127.0.0.1:8443"))
+    state.ota["scp81"]["psk"] = psk
+    with pytest.raises(ProfileError, match="psk"):
+        SessionParameters.resolve(state)
+    state.ota["scp81"]["psk"] = PSK.hex()
+    with pytest.raises(ProfileError, match="server"):
+        SessionParameters.resolve(state, server="127.0.0.1:\u0668\u0664")
+
+
+@pytest.mark.parametrize("bad", [b"/ras/0 x", b"/r\xe9s/0", b"/" + b"r" * 2049])
+def test_next_uri_the_card_cannot_post_to_stops_before_running(tmp_path: Path, bad: bytes) -> None:
+    """A 200 whose X-Admin-Next-URI the card could not POST to is refused on arrival: the session ends once, as a
+    protocol error naming the header, nothing runs and nothing is stored (it used to run the script, store the
+    response for that URI, fail to POST it with a ValueError, and do so again on every later session)."""
+    card = load_card(make_state(tmp_path))
+    ras = MiniRas([Script(CommandScript.of([SELECT_SPN, UPDATE_SPN]).to_bytes())])
+    sent: list[bytes] = []
+
+    async def handle(stream: PskStream) -> None:
+        conn = AdminServerConnection()
+        request = await _request(stream, conn)
+        assert request is not None and request.first
+        out = conn.send_script(ras.scripts[0].script, next_uri="/ras/0").replace(b"/ras/0", bad)
+        sent.append(out)
+        await stream.write(out)
+        await _request(stream, conn)  # the card closes without POSTing
+
+    ras.handle = handle  # type: ignore[method-assign]
+    summary = run_agent(card, ras, retries=3)
+    assert summary.status is SessionStatus.PROTOCOL_ERROR and summary.attempts == 1
+    assert summary.reason is not None and "X-Admin-Next-URI" in summary.reason
+    assert (summary.scripts, summary.apdus) == (0, 0) and len(sent) == 1
+    assert pending_delivery(card.state) is None and pending_delivery(load_card(tmp_path / "state").state) is None
+
+
+def test_stored_response_for_an_unusable_uri_is_dropped_once(tmp_path: Path) -> None:
+    """A response stored (by an earlier version) for a URI the card cannot POST to is dropped with a protocol
+    error, not re-posted on every session: the next session runs normally."""
+    from gpchannel.card.admin_trigger import PendingDelivery, store_delivery
+
+    card = load_card(make_state(tmp_path))
+    store_delivery(card.state, PendingDelivery("/ras/0 x", bytes.fromhex("AB07800101230290 00".replace(" ", "")), "ok"))
+    card.save()
+    ras = MiniRas([])
+    first = run_agent(card, ras, retries=3)
+    assert first.status is SessionStatus.PROTOCOL_ERROR and first.attempts == 1 and ras.requests == []
+    assert pending_delivery(load_card(tmp_path / "state").state) is None
+    second = run_agent(card, ras, retries=3)
+    assert second.status is SessionStatus.COMPLETED and len(ras.requests) == 1
+
+
 def test_etsi_content_type_reaches_an_application_or_a_tar(tmp_path: Path) -> None:
     """TS 102 226 Annex B: the ETSI media types may target any application (here the echo applet, which
     answers with the command data) or an AID whose bytes 13-15 are a TAR; an AID that is neither is unknown."""

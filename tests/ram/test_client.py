@@ -158,6 +158,11 @@ BAD_200 = [
         400,
     ),
     ("malformed", b"HTTP/1.1 abc\r\n\r\n", 400),
+    # a Next-URI is accepted only if the card can POST to it (the header value may hold what a request line may not)
+    ("Next-URI with a space", OK_200.replace(b"/ras/1", b"/ras/1 x"), 400),
+    ("Next-URI with a tab", OK_200.replace(b"/ras/1", b"/ras\t1"), 400),
+    ("Next-URI not ASCII", OK_200.replace(b"/ras/1", b"/r\xe9s/1"), 400),
+    ("Next-URI too long", OK_200.replace(b"/ras/1", b"/" + b"r" * 2048), 400),
 ]
 
 
@@ -229,3 +234,20 @@ def test_valid_answer_then_any_bytes(tail: bytes) -> None:
         conn.next_event()
     except AdminProtocolError:
         pass
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b))
+def test_an_accepted_next_uri_is_one_the_card_can_post_to(uri: bytes) -> None:
+    """Acceptance and use agree: whatever X-Admin-Next-URI a 200 carries, either the answer is refused
+    (AdminProtocolError, before the script runs) or post_response to it succeeds (it used to raise ValueError after
+    the script had run, and the agent re-posted the stored response forever)."""
+    conn = client()
+    conn.first_post("/ras")
+    conn.receive_data(OK_200.replace(b"/ras/1", uri))
+    try:
+        event = conn.next_event()
+    except AdminProtocolError:
+        return
+    assert isinstance(event, ScriptDelivery)
+    assert conn.post_response(event.next_uri, RESPONSE).startswith(b"POST " + event.next_uri.encode() + b" ")

@@ -298,6 +298,9 @@ def test_sending_rules() -> None:
         conn.send_script(SCRIPT, next_uri="/x\r\nX-Evil: 1")
     with pytest.raises(ValueError):
         conn.send_script(SCRIPT, next_uri="")
+    for unusable in ("/a b", "/caf\u00e9", "/" + "x" * 2048):  # header-safe, but no card could POST to it
+        with pytest.raises(ValueError, match="visible ASCII"):
+            conn.send_script(SCRIPT, next_uri=unusable)
     with pytest.raises(ValueError):
         conn.send_error(200, "no")
     conn.send_end()

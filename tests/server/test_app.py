@@ -55,6 +55,18 @@ def test_profile_without_scp81_or_invalid_is_refused(tmp_path: Path) -> None:
         card_from_profile(tmp_path / "missing.toml")
 
 
+def test_profile_psk_is_read_as_the_profile_check_reads_it(tmp_path: Path) -> None:
+    """Spaces anywhere in ``[scp81] psk`` pass the profile check: the server reads the same bytes (it used to
+    call bytes.fromhex on the raw text, a ValueError for a space inside a byte)."""
+    spaced = tmp_path / "spaced.toml"
+    spaced.write_text(
+        PROFILE.read_text().replace(
+            'psk = "0102030405060708090A0B0C0D0E0F10"', 'psk = "0 102 0304 05060708090A0B0C0D0E0F1 0"'
+        )
+    )
+    assert card_from_profile(spaced).psk == bytes.fromhex("0102030405060708090A0B0C0D0E0F10")
+
+
 def test_run_server_with_profiles_and_an_smsc_that_is_down(tmp_path: Path) -> None:
     profile = tmp_path / "card.toml"
     shutil.copy(PROFILE, profile)

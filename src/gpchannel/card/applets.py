@@ -28,6 +28,7 @@ from gpchannel.scp.common import RandomSource
 
 if TYPE_CHECKING:
     from gpchannel.card.secure_channel_service import SecureChannelService
+    from gpchannel.crypto.keys import StaticKeys
 
 __all__ = ["Applet", "AppletEnvironment", "AppletRegistry", "EchoApplet", "default_registry"]
 
@@ -53,6 +54,12 @@ class Applet:
     def __init__(self, aid: bytes, data: dict[str, Any]) -> None:
         self.aid = aid
         self.data = data
+
+    @classmethod
+    def own_key_set(cls, parameters: bytes) -> StaticKeys | None:
+        """The key set an instance installed with ``parameters`` runs its own secure channel with (direct handling,
+        GP 2.3.1 10.3), or None: it has none, its Security Domain's keys serve (the default)."""
+        return None
 
     def install(self, parameters: bytes, privileges: bytes) -> None:
         """Called once when the instance is created (``parameters`` is the value of tag C9)."""
@@ -116,6 +123,13 @@ class AppletRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._classes
+
+    def own_key_set(self, name: str, parameters: bytes) -> StaticKeys | None:
+        """:meth:`Applet.own_key_set` of the class registered as ``name`` (None for an unknown name)."""
+        factory = self._classes.get(name)
+        if not isinstance(factory, type) or not issubclass(factory, Applet):
+            return None
+        return factory.own_key_set(parameters)
 
     def create(self, name: str, aid: bytes, data: dict[str, Any]) -> Applet:
         try:

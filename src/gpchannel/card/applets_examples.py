@@ -190,6 +190,14 @@ class DirectScp03Applet(Applet):
         keys = [parameters[3 + n * length : 3 + (n + 1) * length] for n in range(3)]
         return StaticKeys(keys[0], keys[1], keys[2], kvn, KeyType.AES), i_param, level
 
+    @classmethod
+    def own_key_set(cls, parameters: bytes) -> StaticKeys | None:
+        """Its key set, from its install parameters (None when they are malformed: INSTALL refuses those)."""
+        try:
+            return cls.parse_parameters(parameters)[0]
+        except CardError:
+            return None
+
     def install(self, parameters: bytes, privileges: bytes) -> None:
         self.parse_parameters(parameters)
         self.data["sequence_counter"] = 0

@@ -180,7 +180,7 @@ def profile_from_dict(
     _only(isd_table, _KEYS["isd"], "isd")
 
     iccid = card.get("iccid", "")
-    if not isinstance(iccid, str) or (iccid and (not iccid.isdigit() or not 10 <= len(iccid) <= 20)):
+    if not isinstance(iccid, str) or (iccid and not (iccid.isascii() and iccid.isdigit() and 10 <= len(iccid) <= 20)):
         raise _fail("card.iccid", "10 to 20 decimal digits", iccid)
     atr = _hex(card["atr"], "card.atr", range(2, 34), "an ATR of 2 to 33") if "atr" in card else DEFAULT_ATR
     cplc = _hex(card["cplc"], "card.cplc", (42,)) if "cplc" in card else generate_cplc(iccid or "gpchannel")

@@ -10,7 +10,7 @@ from typing import Any
 
 from gpchannel.errors import ProfileError
 
-__all__ = ["KIC_ALGORITHMS", "KID_ALGORITHMS", "check_ota", "check_scp81"]
+__all__ = ["KIC_ALGORITHMS", "KID_ALGORITHMS", "check_ota", "check_scp81", "scp81_psk", "server_port"]
 
 KIC_ALGORITHMS = {"des-cbc": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cbc": (16, 24, 32)}
 KID_ALGORITHMS = {"des-cbc-mac": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cmac": (16, 24, 32)}
@@ -100,10 +100,10 @@ def check_scp81(raw: object) -> dict[str, Any]:
     identity = table.get("psk_identity")
     if not isinstance(identity, str) or not identity:
         raise _fail(f"{key}.psk_identity", "a non-empty string", identity)
-    _hex(table, "psk", key, range(1, 65))
+    scp81_psk(table)
     server = table.get("server")
     host, _, port = server.rpartition(":") if isinstance(server, str) else ("", "", "")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or server_port(port) is None:
         raise _fail(f"{key}.server", '"host:port"', server)
     uri = table.get("uri", "/")
     if not isinstance(uri, str) or not uri.startswith("/"):
@@ -116,3 +116,18 @@ def check_scp81(raw: object) -> dict[str, Any]:
     if "retry_delay" in table:
         _int(table, "retry_delay", key, 0, 86400)
     return table
+
+
+def scp81_psk(table: dict[str, Any]) -> bytes:
+    """The ``[scp81] psk`` of a profile table (hex, spaces anywhere allowed; 1 to 64 bytes): the one parser the
+    profile check, the card agent and the server's ``--profile`` use. ProfileError naming the key otherwise."""
+    return _hex(table, "psk", "scp81", range(1, 65))
+
+
+def server_port(text: str) -> int | None:
+    """A TCP port 1..65535 written in ASCII decimal digits (``str.isdigit`` also takes other scripts' digits and
+    superscripts, which ``int`` refuses or reads differently), or None."""
+    if not 1 <= len(text) <= 5 or not text.isascii() or not text.isdigit():
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None

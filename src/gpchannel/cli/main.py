@@ -82,7 +82,11 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
 @click.option("--scp", type=click.Choice(["01", "02", "03", "10"]), help="Protocol (default: detected; 10 never is).")
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
-@click.option("--kvn", help="Key version number, decimal or 0x-hex (default: the card's first).")
+@click.option(
+    "--kvn",
+    help="Key version number, decimal or 0x-hex (default: the profile's ISD key set; with --app, the application's "
+    "own key set in the profile, else the card's first).",
+)
 @click.option("--key", envvar="GPCHANNEL_KEY", help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY).")
 @click.option("--key-enc", envvar="GPCHANNEL_KEY_ENC", help="ENC key, hex.")
 @click.option("--key-mac", envvar="GPCHANNEL_KEY_MAC", help="MAC key, hex.")
@@ -145,7 +149,11 @@ def cli(
             raise click.BadParameter(str(exc), param_hint="--profile") from None
     settings.isd = aid_option(isd, "--isd") if isd else (prof.isd_aid if prof else None)
     settings.app = aid_option(app, "--app") if app else None
-    settings.scp = ScpProtocol(int(scp, 16)) if scp else (prof.scp if prof else None)
+    # --app: the application's own key set when the profile gives one (its protocol and i come from the card),
+    # else its Security Domain's keys and the card's first key set (KVN 00), never the ISD's KVN
+    own = prof.application_keys(settings.app) if prof is not None and settings.app is not None else None
+    isd_prof = prof if own is None else None
+    settings.scp = ScpProtocol(int(scp, 16)) if scp else (isd_prof.scp if isd_prof else None)
     if scp_i is not None:
         try:
             settings.i_param = parse_hex(scp_i, "--scp-i")[0] if len(parse_hex(scp_i, "--scp-i")) == 1 else None
@@ -153,10 +161,15 @@ def cli(
             raise click.BadParameter(str(exc), param_hint="--scp-i") from None
         if settings.i_param is None:
             raise click.BadParameter("one hex byte, e.g. 70", param_hint="--scp-i")
-    elif prof is not None:
-        settings.i_param = prof.i_param
+    elif isd_prof is not None:
+        settings.i_param = isd_prof.i_param
     kvn_value = int_option(kvn, "--kvn")
-    settings.kvn = kvn_value if kvn_value is not None else (prof.kvn if prof and prof.kvn is not None else 0)
+    if kvn_value is not None:
+        settings.kvn = kvn_value
+    elif settings.app is not None:
+        settings.kvn = own.kvn if own is not None else 0
+    else:
+        settings.kvn = prof.kvn if prof and prof.kvn is not None else 0
     if not 0 <= settings.kvn <= 0xFF:
         raise click.BadParameter("a key version number is 0..255", param_hint="--kvn")
     single = key_option(key, "--key")
@@ -169,6 +182,8 @@ def cli(
         settings.keys = KeyMaterial(enc, mac, dek, scheme, "command line")
     elif single is not None:
         settings.keys = KeyMaterial(single, single, single, scheme, "command line")
+    elif own is not None:
+        settings.keys = KeyMaterial(own.keys.enc, own.keys.mac, own.keys.dek, scheme, own.keys.source)
     elif prof is not None and prof.keys is not None:
         k = prof.keys
         settings.keys = KeyMaterial(k.enc, k.mac, k.dek, scheme, k.source)

@@ -20,6 +20,7 @@ from gpchannel.scp.common import InitializeUpdateResponse, KeyResolver, ScpProto
 
 __all__ = [
     "DEFAULT_KEY",
+    "AppKeySet",
     "CallableTransport",
     "KeyMaterial",
     "Profile",
@@ -60,14 +61,30 @@ def key_resolver(material: KeyMaterial, kvn: int) -> KeyResolver:
 
 
 @dataclass(frozen=True)
+class AppKeySet:
+    """The key set of an application that runs its own secure channel (direct handling, GP 2.3.1 10.3), as the
+    profile's ``[[applications]]`` entry gives it (in its install parameters)."""
+
+    kvn: int
+    keys: KeyMaterial
+
+
+@dataclass(frozen=True)
 class Profile:
-    """The parts of a card profile (../shared/docs/profile.md) the host tool uses."""
+    """The parts of a card profile (../shared/docs/profile.md) the host tool uses. ``kvn`` and ``keys`` are the
+    ISD's first key set; ``app_keys`` the key sets of applications with keys of their own, by AID."""
 
     isd_aid: bytes | None = None
     scp: ScpProtocol | None = None
     i_param: int | None = None
     kvn: int | None = None
     keys: KeyMaterial | None = None
+    app_keys: dict[bytes, AppKeySet] = field(default_factory=dict)
+
+    def application_keys(self, aid: bytes) -> AppKeySet | None:
+        """The key set the profile gives application ``aid`` (None: the application uses its Security Domain's,
+        or the profile does not describe it)."""
+        return self.app_keys.get(aid)
 
 
 def _hex_value(table: dict[str, Any], key: str, where: str) -> bytes:
@@ -113,7 +130,27 @@ def load_profile(path: Path) -> Profile:
         kvn = first.get("kvn")
         if not isinstance(kvn, int) or not 0 <= kvn <= 0xFF:
             raise ValueError("profile isd.keysets[0].kvn: expected an integer 0..255")
-    return Profile(aid, scp, i_param, kvn, keys)
+    return Profile(aid, scp, i_param, kvn, keys, _application_keys(data.get("applications", []), path))
+
+
+def _application_keys(raw: object, path: Path) -> dict[bytes, AppKeySet]:
+    """The key sets of the profile's applications that run their own secure channel: the applet class of the
+    entry's ``kind`` reads them from its install ``parameters`` (``Applet.own_key_set``)."""
+    if not isinstance(raw, list):
+        raise ValueError("profile applications: expected an array of [[applications]] tables")
+    from gpchannel.card.applets import default_registry  # the emulator's applet classes, only when needed
+
+    registry = default_registry()
+    out: dict[bytes, AppKeySet] = {}
+    for n, table in enumerate(raw):
+        if not isinstance(table, dict) or not isinstance(table.get("kind"), str) or "parameters" not in table:
+            continue
+        where = f"applications[{n}]"
+        own = registry.own_key_set(table["kind"], _hex_value(table, "parameters", where))
+        if own is not None:
+            keys = KeyMaterial(own.enc, own.mac, own.dek, source=f"profile {path.name}, {where}")
+            out[_hex_value(table, "aid", where)] = AppKeySet(own.kvn, keys)
+    return out
 
 
 class CallableTransport:

@@ -38,7 +38,9 @@ server to send it again.
 Retry (ota-notes B.3 [M]): on a connection failure (TCP, TLS alert, the server closing mid-session, a timeout)
 the agent waits ``delay`` and tries again, ``counter`` more times. An HTTP 4xx/5xx answer stops the session
 (a stored response is kept after a 5xx, dropped after a 4xx: the server refused it and re-posting it cannot
-help). Sleeping is injected (``sleep``) so that tests do not wait.
+help). An answer the card cannot use (an ``X-Admin-Next-URI`` it could not POST to, ram/client.py) stops the
+session as a protocol error before anything runs; a stored response whose URI breaks that rule is dropped, not
+re-posted on every session. Sleeping is injected (``sleep``) so that tests do not wait.
 """
 
 from __future__ import annotations
@@ -65,12 +67,13 @@ from gpchannel.card.context import ChannelContext
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.ota_script import run_script
 from gpchannel.card.ota_targets import TarEntry, tar_entry
+from gpchannel.card.profile_ota import scp81_psk, server_port
 from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
 from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
 from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
-from gpchannel.ram.admin import ContentType, ScriptStatus
+from gpchannel.ram.admin import ContentType, ScriptStatus, next_uri_ok
 from gpchannel.ram.client import AdminClientConnection, AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.ram.trigger import RetryPolicy, TriggerParameters
 
@@ -140,10 +143,9 @@ class SessionParameters:
         arguments. :class:`ProfileError` when the PSK, the identity or the address is missing."""
         raw = state.ota.get("scp81")
         profile = raw if isinstance(raw, dict) else {}
-        psk_hex = profile.get("psk")
-        if not isinstance(psk_hex, str) or not psk_hex:
+        if not profile.get("psk"):
             raise ProfileError("the card has no [scp81] psk: it cannot open an admin session")
-        psk = bytes.fromhex(psk_hex.replace(" ", ""))
+        psk = scp81_psk(profile)
         trigger = trigger or TriggerParameters()
         identity = trigger.psk_identity
         if identity is None:
@@ -172,11 +174,14 @@ class SessionParameters:
                 delay_seconds=retry.delay_seconds if delay_seconds is None else delay_seconds,
                 failure_report=retry.failure_report,
             )
+        admin_uri = uri or trigger.uri or str(profile.get("uri") or "/")
+        if not next_uri_ok(admin_uri):
+            raise ProfileError(f"admin URI {admin_uri[:80]!r}: expected a path of visible ASCII characters")
         return cls(
             host=host,
             port=port,
             http_host=trigger.host or (host if port == 443 else f"{host}:{port}"),
-            uri=uri or trigger.uri or str(profile.get("uri") or "/"),
+            uri=admin_uri,
             psk_identity=identity,
             psk=psk,
             agent_id=agent if isinstance(agent, str) and agent else None,
@@ -187,10 +192,11 @@ class SessionParameters:
 def _split_address(text: object) -> tuple[str | None, int | None]:
     if not isinstance(text, str) or ":" not in text:
         return None, None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host, _, port_text = text.rpartition(":")
+    port = server_port(port_text)
+    if not host or port is None:
         raise ProfileError(f"server address {text!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 @dataclass(frozen=True)
@@ -387,6 +393,9 @@ class CardAgent:
         http = AdminClientConnection(host=self.parameters.http_host, agent_from=self.parameters.agent_id)
         with self.lock:
             stored = pending_delivery(self.card.state)
+        if stored is not None and stored.response is not None and not next_uri_ok(stored.uri):
+            self._drop(stored)  # never accepted now (ram/client.py); a record from before that rule: drop it
+            raise _Stop(SessionStatus.PROTOCOL_ERROR, f"the stored X-Admin-Next-URI {stored.uri[:80]!r} is not usable")
         if stored is not None and stored.response is not None:
             await stream.write(self._post(http, stored.uri, stored, resume=True))
         else:
@@ -461,6 +470,12 @@ class CardAgent:
             if pending_delivery(self.card.state) is not None:
                 clear_delivery(self.card.state)
                 self.card.save()
+
+    def _drop(self, stored: PendingDelivery) -> None:
+        log.warning("admin session: stored delivery for %r dropped: not a URI the card can POST to", stored.uri[:80])
+        with self.lock:
+            clear_delivery(self.card.state)
+            self.card.save()
 
     def _refused(self, status: int) -> None:
         if status < 500:

@@ -40,6 +40,7 @@ __all__ = [
     "ContentType",
     "ScriptStatus",
     "TargetedApplication",
+    "next_uri_ok",
     "parse_protocol",
     "parse_resume",
 ]
@@ -54,6 +55,9 @@ HEADER_NEXT_URI = "X-Admin-Next-URI"
 HEADER_TARGETED_APPLICATION = "X-Admin-Targeted-Application"
 HEADER_SCRIPT_STATUS = "X-Admin-Script-Status"
 HEADER_RESUME = "X-Admin-Resume"
+
+MAX_NEXT_URI = 2048
+"""The longest ``X-Admin-Next-URI`` a card takes (our limit: a URI is a server-made path, tens of characters)."""
 
 _RID_LENGTH = 5
 _AID_MIN, _AID_MAX = 5, 16
@@ -131,6 +135,14 @@ class ScriptStatus(Enum):
             return cls(header.strip().lower())
         except ValueError:
             raise AdminProtocolError(f"unknown {HEADER_SCRIPT_STATUS} {header!r}", status=400) from None
+
+
+def next_uri_ok(uri: str) -> bool:
+    """Whether ``uri`` can be the target of the card's next POST as it is: 1 to :data:`MAX_NEXT_URI` visible ASCII
+    characters (RFC 9112 3.2's request-target; no space, control or non-ASCII character, which a header value may
+    hold but a request line may not). The one rule for the server writing ``X-Admin-Next-URI``, the card accepting
+    it and the card POSTing to it, so that a URI accepted is one the card can use."""
+    return 0 < len(uri) <= MAX_NEXT_URI and all(0x21 <= ord(c) <= 0x7E for c in uri)
 
 
 def parse_protocol(header: str | None, supported: tuple[str, ...] = (ADMIN_PROTOCOL,)) -> str:

@@ -5,7 +5,8 @@ session), receives a script (200), runs it and POSTs the response script to ``X-
 chunked transfer coding, as cards do), until the server answers 204. A non-``ok`` ``X-Admin-Script-Status`` POST
 carries no body and no Content-Type.
 
-Server answers are checked: a 200 must carry a command media type and ``X-Admin-Next-URI``; a present
+Server answers are checked: a 200 must carry a command media type and an ``X-Admin-Next-URI`` the card can POST
+to (:func:`~gpchannel.ram.admin.next_uri_ok`, the rule ``post_response`` applies); a present
 ``X-Admin-Protocol`` must be ours (a missing one is tolerated: some servers in the field omit it on 204);
 violations raise :class:`~gpchannel.errors.AdminProtocolError`. Other statuses become :class:`AdminServerError`
 events, not exceptions: the card agent decides whether to retry.
@@ -30,6 +31,7 @@ from gpchannel.ram.admin import (
     ContentType,
     ScriptStatus,
     TargetedApplication,
+    next_uri_ok,
     parse_protocol,
 )
 from gpchannel.ram.server import header_value_ok
@@ -99,8 +101,8 @@ class AdminClientConnection:
             raise LocalProtocolError("the previous POST has not been answered yet")
         if self._closed:
             raise LocalProtocolError("the connection is closed")
-        if not uri or not header_value_ok(uri) or " " in uri:
-            raise ValueError(f"uri must be a non-empty request target without spaces, got {uri!r}")
+        if not next_uri_ok(uri):
+            raise ValueError(f"uri must be a request target of visible ASCII characters, got {uri!r}")
         headers = [("Host", self._host), (HEADER_PROTOCOL, ADMIN_PROTOCOL)]
         if self._agent_from is not None:
             headers.append((HEADER_FROM, self._agent_from))
@@ -228,12 +230,14 @@ class AdminClientConnection:
             content_type = ContentType.parse(headers["content-type"])
             if content_type.is_response:
                 raise AdminProtocolError(f"a server sends command scripts, not {content_type.media_type}", 415)
-            next_uri = headers.get(HEADER_NEXT_URI.lower())
+            next_uri = headers.get(HEADER_NEXT_URI.lower(), "").strip()
             if not next_uri:
                 raise AdminProtocolError(f"a 200 without {HEADER_NEXT_URI}", status=400)
+            if not next_uri_ok(next_uri):  # refused here, before the script runs, not when POSTing its response
+                raise AdminProtocolError(f"{HEADER_NEXT_URI} {next_uri[:80]!r} is not a URI the card can POST to", 400)
             target = headers.get(HEADER_TARGETED_APPLICATION.lower())
             app = None if target is None else TargetedApplication.from_header(target)
-            return ScriptDelivery(body, content_type, next_uri.strip(), app)
+            return ScriptDelivery(body, content_type, next_uri, app)
         reason = response.reason.decode("latin-1")
         if not reason:
             try:

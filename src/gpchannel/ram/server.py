@@ -53,6 +53,7 @@ from gpchannel.ram.admin import (
     ContentType,
     ScriptStatus,
     TargetedApplication,
+    next_uri_ok,
     parse_protocol,
     parse_resume,
 )
@@ -260,8 +261,8 @@ class AdminServerConnection:
         self._require_request()
         if content_type.is_response:
             raise ValueError(f"a script is sent with a command type, not {content_type.media_type}")
-        if not next_uri or not header_value_ok(next_uri):
-            raise ValueError(f"next_uri must be a non-empty header-safe string, got {next_uri!r}")
+        if not next_uri_ok(next_uri):
+            raise ValueError(f"next_uri must be a request target of visible ASCII characters, got {next_uri!r}")
         headers = [
             (HEADER_PROTOCOL, ADMIN_PROTOCOL),
             ("Content-Type", content_type.value),

@@ -17,8 +17,9 @@ Routes, all under ``/api/v1`` (docs/server.md has an example of each):
 - ``POST /jobs/{id}/cancel`` -> 200 with the job; 409 when it was already sent or is final.
 
 Errors are JSON ``{"error": message, "status": code}``: 400 bad JSON / hex / APDU / field, 404 unknown card, job or
-route, 405 wrong method (with ``Allow``), 409 conflict, 413 body too large. The campaign routes of G are added by
-``gpchannel.server.api_campaigns.add_campaign_routes`` when that module is present.
+route, 405 wrong method (with ``Allow``), 409 conflict, 413 body too large; bodies, ids and integer parameters are
+checked in ``gpchannel.server.api_input`` (nesting depth, ASCII digits, the store's integer range). The campaign
+routes of G are added by ``gpchannel.server.api_campaigns.add_campaign_routes`` when that module is present.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import DecodeError, GPChannelError, RepositoryError
 from gpchannel.server import audit, auth
+from gpchannel.server.api_input import MAX_ID, MAX_REQUEST_BYTES, path_id, query_int, read_json_object
 from gpchannel.server.config import ServerServices
 from gpchannel.server.limits import Limits
 from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
 
 __all__ = [
     "API_PREFIX",
+    "MAX_REQUEST_BYTES",
     "MAX_SCRIPT_APDUS",
     "SERVICES",
     "build_api",
@@ -53,7 +56,6 @@ __all__ = [
 
 API_PREFIX = "/api/v1"
 MAX_SCRIPT_APDUS = 255
-MAX_REQUEST_BYTES = 1 << 20
 SERVICES = web.AppKey("services", ServerServices)
 
 _log = logging.getLogger("gpchannel.server.api")
@@ -132,18 +134,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
-        _fail(413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
-    try:
-        raw = await request.read()
-        value = json.loads(raw)
-    except web.HTTPRequestEntityTooLarge:
-        _fail(413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _fail(400, f"the body is not valid JSON: {exc}")
-    if not isinstance(value, dict):
-        _fail(400, "the body must be a JSON object")
-    return value
+    return await read_json_object(request)  # size, nesting depth and syntax checked there (server/api_input.py)
 
 
 def _hex(value: object, what: str) -> bytes:
@@ -166,18 +157,13 @@ def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
 
 
 def _iccid(value: str | None) -> str | None:
-    if value is not None and (not value.isdigit() or not 10 <= len(value) <= 20):
+    if value is not None and not (value.isascii() and value.isdigit() and 10 <= len(value) <= 20):
         _fail(400, f"iccid: 10 to 20 decimal digits expected, got {value!r}")
     return value
 
 
 def _int_param(request: web.Request, name: str, default: int, minimum: int = 0) -> int:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or int(text) < minimum:
-        _fail(400, f"{name}: an integer >= {minimum} expected, got {text!r}")
-    return int(text)
+    return query_int(request, name, default, minimum)
 
 
 def parse_target(value: object, transport: Transport) -> bytes:
@@ -221,7 +207,7 @@ async def _find_card(services: ServerServices, selector: object) -> CardRecord:
     elif key == "psk_identity" and isinstance(value, str):
         card = await asyncio.to_thread(repo.card_by_identity, value)
     elif key == "id" and isinstance(value, int) and not isinstance(value, bool):
-        card = await asyncio.to_thread(repo.card, value)
+        card = await asyncio.to_thread(repo.card, value) if 0 <= value <= MAX_ID else None
     else:
         _fail(400, 'card: an object with one of "iccid" (string), "psk_identity" (string) or "id" (integer)')
     if card is None:
@@ -421,10 +407,7 @@ async def _job_of(request: web.Request, job_id: int) -> JobRecord:
 
 
 def _path_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit():
-        _fail(404, f"no such resource {text!r}")
-    return int(text)
+    return path_id(request)
 
 
 async def _get_job(request: web.Request) -> web.Response:

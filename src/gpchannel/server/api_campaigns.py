@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gpchannel.errors import InventoryError, RepositoryError
 from gpchannel.server import audit, auth
+from gpchannel.server.api_input import path_id, query_int, read_json_object
 from gpchannel.server.campaigns import (
     CampaignSettings,
     create_campaign,
@@ -104,13 +105,7 @@ def _job_result(job: JobRecord, card: Any) -> dict[str, Any]:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        value = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _fail(400, f"the body is not valid JSON: {exc}")
-    if not isinstance(value, dict):
-        _fail(400, "the body must be a JSON object")
-    return value
+    return await read_json_object(request)
 
 
 def _inventory_text(value: object) -> tuple[str, str | None]:
@@ -298,10 +293,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         return all(principal.may_touch(auth.card_tags(c)) for c in await asyncio.to_thread(load))
 
     def _id(request: web.Request) -> int:
-        text = request.match_info["id"]
-        if not text.isdigit():
-            _fail(404, f"no campaign {text!r}")
-        return int(text)
+        return path_id(request, "campaign")
 
     async def get_campaigns(request: web.Request) -> web.Response:
         records = await asyncio.to_thread(repo.campaigns)
@@ -324,11 +316,8 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
                 state = JobState(request.query["state"])
             except ValueError:
                 _fail(400, "state: queued, sent, done, failed or cancelled")
-        try:
-            after = int(request.query.get("after", "0"))
-            limit = min(10000, max(1, int(request.query.get("limit", "1000"))))
-        except ValueError:
-            _fail(400, "after and limit are integers")
+        after = query_int(request, "after", 0)
+        limit = min(10000, query_int(request, "limit", 1000, 1))
 
         def load() -> list[dict[str, Any]]:
             jobs = repo.jobs(campaign_id=campaign_id, state=state, after_id=after, limit=limit)

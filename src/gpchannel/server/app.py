@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from gpchannel.card.profile import load_profile
-from gpchannel.card.profile_ota import check_scp81
+from gpchannel.card.profile_ota import check_scp81, scp81_psk
 from gpchannel.errors import ProfileError, SecurityError
 from gpchannel.io.tls_stream import serve_psk
 from gpchannel.server.api import build_api
@@ -88,7 +88,7 @@ def card_from_profile(path: Path) -> ProfileCard:
         raise ProfileError(f"{path}: [scp81] has no psk")
     card = raw.get("card", {})
     iccid = card.get("iccid") if isinstance(card, Mapping) else None
-    return ProfileCard(iccid or None, str(scp81["psk_identity"]), bytes.fromhex(str(scp81["psk"])))
+    return ProfileCard(iccid or None, str(scp81["psk_identity"]), scp81_psk(scp81))
 
 
 def register_profile(services: ServerServices, path: Path) -> int:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpchannel.ram.admin import next_uri_ok
+
 if TYPE_CHECKING:
     from gpchannel.io.tls_psk import PskTlsPolicy
     from gpchannel.server.keys import KeyProvider
@@ -138,8 +140,10 @@ class ServerConfig:
                 raise ValueError(f"{name} must be 0..65535, got {port}")
         if self.read_timeout <= 0 or self.handshake_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        if not self.admin_path.startswith("/") or self.admin_path.endswith("/"):
-            raise ValueError(f"admin_path must start with / and not end with one, got {self.admin_path!r}")
+        path = self.admin_path
+        if not path.startswith("/") or path.endswith("/") or not next_uri_ok(path + "/" + "0" * 32):
+            message = "start with / and not end with one, visible ASCII only (no space)"
+            raise ValueError(f"admin_path must {message}, got {path!r}")
         if not 64 <= self.max_record <= 16384:
             raise ValueError(f"max_record must be 64..16384, got {self.max_record}")
         if not (self.campaign_rate > 0 and self.campaign_max_attempts >= 1 and self.campaign_por_timeout > 0):

@@ -404,6 +404,8 @@ def _parse_json(text: str) -> list[InventoryCard]:
         raw = json.loads(text)
     except ValueError as exc:
         raise InventoryError(f"not JSON: {exc}") from None
+    except RecursionError:  # json recurses once per nesting level; an inventory is two levels deep
+        raise InventoryError("not an inventory: JSON nested too deeply") from None
     if isinstance(raw, dict):
         raw = raw.get("cards")
     if not isinstance(raw, list):

@@ -53,6 +53,7 @@ from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
 from gpchannel.server.config import ServerServices
 from gpchannel.server.repository import SCP81_TRANSPORTS, ApduResult, CardRecord, JobRecord, JobState
+from gpchannel.server.store_gate import StoreGate
 
 __all__ = ["OUTCOME_UNKNOWN", "AdminSessions", "results_of"]
 
@@ -62,6 +63,8 @@ OUTCOME_UNKNOWN = "outcome unknown: session broken after the script was sent"
 SMS_DELIVERY_PREFIX = "sms-"
 """Delivery ids of jobs sent by SMS (SCP80; the scp81+sms fallback), which admin sessions leave alone."""
 _RESPONSE_TYPES = frozenset({ContentType.GP_RESPONSE, ContentType.ETSI_RESPONSE})
+_DRAIN_SECONDS = 30.0
+"""How long shutdown waits for store calls already running in worker threads (one query each)."""
 
 
 def results_of(job: JobRecord, script: ResponseScript) -> tuple[tuple[ApduResult, ...], JobState, str | None]:
@@ -116,17 +119,32 @@ class AdminSessions:
     ``psk_lookup`` runs inside the TLS handshake, in a worker thread of the listener (``serve_psk(...,
     lookup_in_thread=True)`` in server/app.py): one indexed query and the key provider; an unknown identity or a
     card without a PSK returns None, and the engine sends the ``unknown_psk_identity`` alert.
+
+    Shutdown (:meth:`close`): from its first step on, a handshake that reaches the PSK lookup gets that alert and a
+    session whose handshake completes is closed before it reads anything (the TLS close_notify); the running
+    sessions are cancelled (their outstanding job noted), then the store calls still in worker threads finish and
+    every later one is refused, so that nothing touches the store once the server closes it.
     """
 
     def __init__(self, services: ServerServices) -> None:
         self.services = services
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._gate = StoreGate()
 
     # ------------------------------------------------------------------------------------------------ TLS side
 
     def psk_lookup(self, identity: bytes) -> bytes | None:
         """identity -> PSK through the key provider, None when unknown (never raises, never logs the key)."""
+        if self._closing or not self._gate.enter():
+            _log.info("PSK identity %r refused: the server is shutting down", identity)
+            return None
+        try:
+            return self._lookup(identity)
+        finally:
+            self._gate.leave()
+
+    def _lookup(self, identity: bytes) -> bytes | None:
         try:
             text = identity.decode("utf-8")
         except UnicodeDecodeError:
@@ -153,17 +171,25 @@ class AdminSessions:
 
     async def handle(self, stream: PskStream) -> None:
         """Run one admin session over an authenticated PSK-TLS stream (the handler given to serve_psk)."""
+        if self._closing:  # its handshake completed while the server shuts down: refused before any store access
+            _log.info("session from %s refused: the server is shutting down", stream.peername)
+            try:
+                await stream.close()
+            except (TransportError, OSError):
+                pass
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             identity = stream.identity
             text = identity.decode("utf-8") if identity else ""
-            card = await asyncio.to_thread(self.services.repository.card_by_identity, text) if text else None
+            lookup = self.services.repository.card_by_identity
+            card = await self._gate.call(functools.partial(lookup, text)) if text else None
             if card is None:
                 _log.warning("session from %s: identity %r has no card any more; closing", stream.peername, text)
                 return
-            await _Session(self.services, stream, card).run()
+            await _Session(self.services, stream, card, self._gate).run()
         except asyncio.CancelledError:
             if not self._closing:
                 raise
@@ -179,20 +205,26 @@ class AdminSessions:
                 self._tasks.discard(task)
 
     async def close(self) -> None:
-        """Stop the running sessions (server shutdown); outstanding jobs stay ``sent`` with the reason noted."""
+        """Stop the running sessions (server shutdown); outstanding jobs stay ``sent`` with the reason noted. New
+        sessions are refused from the first step; when it returns, no store call runs or will run."""
         self._closing = True
+        _log.info("admin sessions: shutting down, new sessions are refused")
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if not await asyncio.to_thread(self._gate.shut, _DRAIN_SECONDS):
+            _log.warning("admin sessions: store calls still running after %g s", _DRAIN_SECONDS)
 
 
 class _Session:
     """One admin session: the HTTP exchange (ram.server, sans-I/O) driven over one PskStream."""
 
-    def __init__(self, services: ServerServices, stream: PskStream, card: CardRecord) -> None:
+    def __init__(self, services: ServerServices, stream: PskStream, card: CardRecord, gate: StoreGate) -> None:
         self.services = services
+        self.gate = gate
+        """Every store call goes through ``gate.call`` (a worker thread, counted, refused after shutdown)."""
         self.config = services.config
         self.repo = services.repository
         self.stream = stream
@@ -280,10 +312,10 @@ class _Session:
     async def _admin_sent_job(self) -> JobRecord | None:
         """The card's oldest job whose script went out in an admin session and was not acknowledged (a job the
         SMS fallback of a scp81+sms campaign sent as SCP80 is not one: its PoR settles it)."""
-        sent = await asyncio.to_thread(self.repo.sent_job, self.card.id)
+        sent = await self.gate.call(functools.partial(self.repo.sent_job, self.card.id))
         if sent is None or _admin_delivery(sent):
             return sent
-        listed = await asyncio.to_thread(
+        listed = await self.gate.call(
             functools.partial(self.repo.jobs, card_id=self.card.id, state=JobState.SENT, limit=1000)
         )
         return next((job for job in listed if job.transport in SCP81_TRANSPORTS and _admin_delivery(job)), None)
@@ -323,7 +355,7 @@ class _Session:
     async def _next_job(self) -> bytes:
         while True:
             now = self.services.clock()
-            job = await asyncio.to_thread(
+            job = await self.gate.call(
                 functools.partial(self.repo.deliver_next_job, self.card.id, owner=self.config.owner, now=now)
             )
             if job is None:
@@ -367,7 +399,7 @@ class _Session:
         """This card's job of that delivery (``sent`` or already final), None if it is not this card's."""
         if self.pending is not None and self.pending.delivery_id == delivery_id:
             return self.pending
-        job = await asyncio.to_thread(self.repo.job_by_delivery, delivery_id)
+        job = await self.gate.call(functools.partial(self.repo.job_by_delivery, delivery_id))
         if job is None or job.card_id != self.card.id or not _admin_delivery(job):
             return None
         return job
@@ -424,7 +456,7 @@ class _Session:
     ) -> None:
         assert job.delivery_id is not None
         delivery_id = job.delivery_id
-        await asyncio.to_thread(lambda: self.repo.complete_job(delivery_id, results, state=state, reason=reason))
+        await self.gate.call(lambda: self.repo.complete_job(delivery_id, results, state=state, reason=reason))
         if self.pending is not None and self.pending.id == job.id:
             self.pending = None
 
@@ -455,6 +487,6 @@ class _Session:
         _log.warning("%s: job %d: %s", self._where(), job.id, note)
         assert job.delivery_id is not None
         try:
-            await asyncio.to_thread(self.repo.note_sent_job, job.delivery_id, note)
+            await self.gate.call(functools.partial(self.repo.note_sent_job, job.delivery_id, note))
         except (GPChannelError, SQLAlchemyError) as exc:
             _log.error("%s: job %d: the reason could not be stored: %s", self._where(), job.id, exc)
