@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gpchannel.cli.main import cli
+from gpchannel.cli.settings import EXIT_CARD_STATUS
 from gpchannel.cli.ota_commands import CounterStore, proactive_submit
 from gpchannel.cli.target import emulator_transport
 from gpchannel.codec.apdu import CommandApdu
@@ -56,8 +57,9 @@ def test_send_to_the_emulator_then_counters_move_on(target: list[str], tmp_path:
     assert CounterStore(tmp_path / "counters.json").last("8988211000000000001", 1) == 2
     # The card persisted its counter too: a packet with an old counter is refused with 02, nothing runs.
     result = run("ota", "send", SELECT_SPN, "00D600000458585858", "--emulator", state, *target, "--counter", "2")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_CARD_STATUS, result.output  # refused: exit 4, the PoR printed all the same
     assert "PoR status 02 (CNTR_LOW)" in result.stdout
+    assert result.stderr.startswith("error: the card refused the packet: PoR status 02 (CNTR_LOW); the card has")
     # The PoR as SMS-SUBMITs (SPI2 b6): fetched with FETCH, two SMs for a 176-byte record, reassembled.
     record = bytes(range(176)).hex().upper()
     script = ["00A4080C047F106F3C", "00DC0104B0" + record, "00B2010400"]

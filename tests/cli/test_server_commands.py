@@ -103,7 +103,7 @@ def test_push_status_results(live: Live) -> None:
     results = ram(live, "results", job_id)
     assert results.exit_code == EXIT_CARD_STATUS, results.output  # the second command answered 6A88
     assert "6A88" in results.output and SELECT in results.output
-    as_json = json.loads(ram(live, "results", job_id, "--json").output)
+    as_json = json.loads(ram(live, "results", job_id, "--json").stdout)
     assert as_json["state"] == "done"
     assert [r["sw"] for r in as_json["results"]] == ["9000", "6A88"]
     listed = json.loads(ram(live, "status", "--state", "done", "--identity", IDENTITY, "--json").output)
@@ -170,4 +170,4 @@ def test_server_options_are_checked(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["server", "--admin", ":0", "--api", ":0", "--data", str(tmp_path), "--profile", str(bad)]
     )
-    assert result.exit_code == EXIT_FAILURE and "bad.toml" in result.output
+    assert result.exit_code == EXIT_USAGE and "bad.toml" in result.output  # a profile error: a usage error
