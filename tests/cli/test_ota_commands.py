@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gpchannel.cli.main import cli
-from gpchannel.cli.settings import EXIT_CARD_STATUS
 from gpchannel.cli.ota_commands import CounterStore, proactive_submit
+from gpchannel.cli.settings import EXIT_CARD_STATUS
 from gpchannel.cli.target import emulator_transport
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import DecodeError

@@ -26,13 +26,13 @@ from typing import Any
 
 import click
 
-from gpchannel.card.profile_ota import check_ota
+from gpchannel.card.profile_ota import KIC_ALGORITHMS, KID_ALGORITHMS, check_ota
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
 from gpchannel.cli.settings import fail, fail_on
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.errors import DecodeError, GPChannelError, ProfileError
+from gpchannel.errors import DecodeError, GPChannelError, ProfileError, UnsupportedError
 from gpchannel.ota import (
     Address,
     CipherAlgorithm,
@@ -114,6 +114,16 @@ def _read_profile(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _keyset(kic: bytes, kid: bytes, cipher: CipherAlgorithm, mac: MacAlgorithm) -> KeySet:
+    """The key set; a key whose length does not fit its algorithm is a usage error (its value is never shown)."""
+    legacy = cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC  # a legacy card's own choice
+    try:
+        return KeySet(kic, kid, cipher=cipher, mac=mac, allow_single_des=legacy)
+    except (UnsupportedError, ValueError) as exc:
+        message = f"{exc} (check the key lengths and --kic-algorithm / --kid-algorithm)"
+        raise click.BadParameter(message, param_hint="KIc/KID") from None
+
+
 def resolve_keys(
     profile: Path | None,
     kvn: int | None,
@@ -130,7 +140,16 @@ def resolve_keys(
         if kic_key is None or kid_key is None:
             raise click.UsageError("give both --kic and --kid (or a --profile)")
         cipher, mac = _KIC[kic_algorithm], _KID[kid_algorithm]
-        keyset = KeySet(_hex(kic_key, "--kic"), _hex(kid_key, "--kid"), cipher=cipher, mac=mac)
+        kic, kid = _hex(kic_key, "--kic"), _hex(kid_key, "--kid")
+        for option, key, algorithm, sizes in (
+            ("--kic", kic, kic_algorithm, KIC_ALGORITHMS[kic_algorithm]),
+            ("--kid", kid, kid_algorithm, KID_ALGORITHMS[kid_algorithm]),
+        ):
+            if len(key) not in sizes:
+                expected = " or ".join(str(n) for n in sizes)
+                message = f"a {algorithm} key is {expected} bytes, got {len(key)} (the value is not shown)"
+                raise click.BadParameter(message, param_hint=option)
+        keyset = _keyset(kic, kid, cipher, mac)
         number = 1 if kvn is None else kvn
     elif profile is not None:
         raw = _read_profile(profile)
@@ -144,7 +163,7 @@ def resolve_keys(
             raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
         number = int(chosen["kvn"])
         cipher, mac = _KIC[chosen["kic_algorithm"]], _KID[chosen["kid_algorithm"]]
-        keyset = KeySet(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher=cipher, mac=mac)
+        keyset = _keyset(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher, mac)
         counter = int(chosen.get("counter", 0))
         card_table = raw.get("card")
         card = card_id or str((card_table.get("iccid") if isinstance(card_table, dict) else None) or "default")
@@ -152,8 +171,6 @@ def resolve_keys(
         raise click.UsageError("give --profile FILE or --kic/--kid keys")
     if not 1 <= number <= 15:
         raise click.BadParameter("an OTA key version is 1..15", param_hint="--kvn")
-    if cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC:  # a legacy card's own choice
-        keyset = KeySet(keyset.kic_key, keyset.kid_key, cipher=cipher, mac=mac, allow_single_des=True)
     return OtaKeys(keyset, Kic.for_cipher(cipher, number), Kid.for_mac(mac, number), number, card, counter)
 
 
