@@ -64,7 +64,8 @@ def test_an_unexpected_exception_is_one_line_and_code_70(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GPCHANNEL_DEBUG", raising=False)
-    assert run_guarded(lambda: _raise(RuntimeError("boom"))) == ExitCode.INTERNAL == 70
+    assert run_guarded(lambda: _raise(RuntimeError("boom"))) == ExitCode.INTERNAL
+    assert int(ExitCode.INTERNAL) == 70  # EX_SOFTWARE
     err = capsys.readouterr().err
     assert err == "error: internal error: RuntimeError: boom (set GPCHANNEL_DEBUG=1 for the traceback)\n"
     monkeypatch.setenv("GPCHANNEL_DEBUG", "1")
