@@ -82,7 +82,7 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
 @click.option("--scp", type=click.Choice(["01", "02", "03", "10"]), help="Protocol (default: detected; 10 never is).")
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
-@click.option("--kvn", help="Key version number, decimal or 0x-hex (default: the card's first).")
+@click.option("--kvn", help="Key version, decimal or 0x-hex (default: the profile ISD's; with --app the card's first).")
 @click.option("--key", envvar="GPCHANNEL_KEY", help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY).")
 @click.option("--key-enc", envvar="GPCHANNEL_KEY_ENC", help="ENC key, hex.")
 @click.option("--key-mac", envvar="GPCHANNEL_KEY_MAC", help="MAC key, hex.")
@@ -153,7 +153,9 @@ def cli(
     elif prof is not None:
         settings.i_param = prof.i_param
     kvn_value = int_option(kvn, "--kvn")
-    settings.kvn = kvn_value if kvn_value is not None else (prof.kvn if prof and prof.kvn is not None else 0)
+    # The profile's KVN is its ISD's: an application (--app) has key sets of its own, so the card's first is used.
+    isd_kvn = prof.kvn if prof is not None and prof.kvn is not None and app is None else 0
+    settings.kvn = kvn_value if kvn_value is not None else isd_kvn
     if not 0 <= settings.kvn <= 0xFF:
         raise click.BadParameter("a key version number is 0..255", param_hint="--kvn")
     single = key_option(key, "--key")
