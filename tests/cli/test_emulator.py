@@ -186,3 +186,16 @@ def test_diversified_card_keys(tmp_path: Path, scp: str, i: str, key_type: str, 
     assert result.exit_code == 0, result.output
     result = run(target, "--key", master_hex, "list")  # the master key itself is not the card's key
     assert result.exit_code == EXIT_AUTHENTICATION
+
+
+def test_app_uses_the_applications_own_key_version(tmp_path: Path) -> None:
+    """With --profile, --app opens the application's channel with the card's first key set of that application,
+    not the profile's ISD KVN (30): an SSD whose only key set is 21 answers (issue 15; before, 6A88)."""
+    options = ["--emulator", str(tmp_path / "state"), "--profile", str(EXAMPLE)]
+    ssd = "A00000015153504101"
+    made = CliRunner().invoke(cli, [*options, "create-ssd", ssd, "--ssd-key", "40" * 16, "--ssd-kvn", "0x21"])
+    assert made.exit_code == 0, made.output
+    listed = CliRunner().invoke(cli, [*options, "--key", "40" * 16, "--app", ssd, "apdu", "80CA006600"])
+    assert "6A88" not in listed.output and listed.exit_code == 0, listed.output
+    explicit = CliRunner().invoke(cli, [*options, "--key", "40" * 16, "--app", ssd, "--kvn", "0x30", "list"])
+    assert explicit.exit_code == EXIT_CARD_STATUS and "6A88" in explicit.stderr  # --kvn still wins

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from gpchannel.cli.main import cli
 from gpchannel.cli.ota_commands import CounterStore, proactive_submit
+from gpchannel.cli.settings import EXIT_CARD_STATUS
 from gpchannel.cli.target import emulator_transport
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import DecodeError
@@ -56,8 +57,9 @@ def test_send_to_the_emulator_then_counters_move_on(target: list[str], tmp_path:
     assert CounterStore(tmp_path / "counters.json").last("8988211000000000001", 1) == 2
     # The card persisted its counter too: a packet with an old counter is refused with 02, nothing runs.
     result = run("ota", "send", SELECT_SPN, "00D600000458585858", "--emulator", state, *target, "--counter", "2")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_CARD_STATUS, result.output  # refused: exit 4, the PoR printed all the same
     assert "PoR status 02 (CNTR_LOW)" in result.stdout
+    assert result.stderr.startswith("error: the card refused the packet: PoR status 02 (CNTR_LOW); the card has")
     # The PoR as SMS-SUBMITs (SPI2 b6): fetched with FETCH, two SMs for a 176-byte record, reassembled.
     record = bytes(range(176)).hex().upper()
     script = ["00A4080C047F106F3C", "00DC0104B0" + record, "00B2010400"]
@@ -212,3 +214,27 @@ def test_counter_store_keeps_cards_apart(tmp_path: Path) -> None:
         "card-a": {"1": 5, "2": 9},
         "card-b": {"1": 2},
     }
+
+
+def test_send_exits_4_when_the_card_refuses(target: list[str], tmp_path: Path) -> None:
+    """A PoR status other than 00 (09: unknown TAR) or a last status word that is not success: exit 4 with the PoR
+    printed and one error line; ``--ok-on-refusal`` keeps 0."""
+    state = str(tmp_path / "state")
+    unknown_tar = ["ota", "send", SELECT_SPN, "--emulator", state, *target, "--tar", "BADBAD"]
+    result = run(*unknown_tar)
+    assert result.exit_code == EXIT_CARD_STATUS, result.output
+    assert "PoR status 09 (TAR_UNKNOWN)" in result.stdout
+    assert result.stderr == (
+        "error: the card refused the packet: PoR status 09 (TAR_UNKNOWN); no application with this TAR on the card: "
+        "check --tar\n"
+    )
+    assert run(*unknown_tar, "--ok-on-refusal").exit_code == 0
+    # The packet is taken, the script runs, its last command is refused (6A82: no such file).
+    missing_file = ["ota", "send", "00A4080C047F206F47", "--emulator", state, *target, "--json"]
+    result = run(*missing_file)
+    assert result.exit_code == EXIT_CARD_STATUS, result.output
+    por = json.loads(result.stdout)
+    assert (por["status"], por["responses"][-1]["sw"]) == ("00", "6A82")
+    assert result.stderr.startswith("error: the card ran the script but its last command answered 6A82")
+    result = run(*missing_file, "--ok-on-refusal")
+    assert result.exit_code == 0 and result.stderr == ""

@@ -107,7 +107,9 @@ def test_push_status_results(live: Live) -> None:
     results = ram(live, "results", job_id)
     assert results.exit_code == EXIT_CARD_STATUS, results.output  # the second command answered 6A88
     assert "6A88" in results.output and SELECT in results.output
-    as_json = json.loads(ram(live, "results", job_id, "--json").output)
+    assert results.stderr == f"error: job {job_id}: the card refused 1 of 2 command(s) (status words above)\n"
+    assert ram(live, "results", job_id, "--ok-on-refusal").exit_code == 0
+    as_json = json.loads(ram(live, "results", job_id, "--json").stdout)
     assert as_json["state"] == "done"
     assert [r["sw"] for r in as_json["results"]] == ["9000", "6A88"]
     listed = json.loads(ram(live, "status", "--state", "done", "--identity", IDENTITY, "--json").output)
@@ -174,4 +176,19 @@ def test_server_options_are_checked(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["server", "--admin", ":0", "--api", ":0", "--data", str(tmp_path), "--profile", str(bad)]
     )
-    assert result.exit_code == EXIT_FAILURE and "bad.toml" in result.output
+    assert result.exit_code == EXIT_USAGE and "bad.toml" in result.output  # a profile error: a usage error
+
+
+def test_results_of_a_job_the_card_refused_by_its_por(live: Live) -> None:
+    """An SCP80 job fails on a PoR status other than 00 (the worker's reason, stored as it stores it): exit 4, or 0
+    with --ok-on-refusal; a job that failed short of the card stays 1 either way."""
+    assert ram(live, "push", "--card", ICCID, "--transport", "scp80", SELECT).exit_code == 0
+    assert ram(live, "push", "--card", ICCID, "--transport", "scp80", SELECT).exit_code == 0
+    live.services.repository.fail_job(1, "PoR status 02 (CNTR_LOW)")
+    live.services.repository.fail_job(2, "no PoR after 3 attempt(s)")
+    refused = ram(live, "results", "1")
+    assert refused.exit_code == EXIT_CARD_STATUS, refused.output
+    assert refused.stderr == "error: job 1: the card refused the packet: PoR status 02 (CNTR_LOW)\n"
+    assert ram(live, "results", "1", "--ok-on-refusal").exit_code == 0
+    lost = ram(live, "results", "2", "--ok-on-refusal")
+    assert lost.exit_code == EXIT_FAILURE and lost.stderr == "error: job 2 failed: no PoR after 3 attempt(s)\n"

@@ -15,16 +15,19 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
-from gpchannel.cli.settings import EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE, Settings, fail
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.settings import Settings, fail
 
 __all__ = ["DEFAULT_API_URL", "ApiClient", "ApiError", "api_option", "call_api", "cli_fail", "cli_out"]
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
+_API_EXIT_CODES = {0: ExitCode.TRANSPORT, 400: ExitCode.USAGE}
+"""ApiError.status -> exit code (0: the API cannot be reached; 400: the request is malformed); others: 1."""
 
 
 def _settings() -> Settings | None:
@@ -38,7 +41,7 @@ def cli_out() -> Console:
     return settings.out if settings is not None else Console()
 
 
-def cli_fail(message: str, code: int) -> None:
+def cli_fail(message: str, code: int) -> NoReturn:
     """Print ``message`` and exit with ``code`` (cli/settings.py's ``fail``)."""
     fail(_settings(), message, code)
 
@@ -98,8 +101,7 @@ def call_api(client: ApiClient, method: str, path: str, body: Any = None, query:
     try:
         return client.request(method, path, body, query)
     except ApiError as exc:
-        code = EXIT_TRANSPORT if exc.status == 0 else EXIT_USAGE if exc.status == 400 else EXIT_FAILURE
-        cli_fail(str(exc), code)
+        cli_fail(str(exc), _API_EXIT_CODES.get(exc.status, ExitCode.FAILURE))
 
 
 def _meta(key: str) -> str | None:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import click
 
-from gpchannel.errors import GPChannelError, ProfileError, TransportError
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.settings import fail_on
+from gpchannel.errors import GPChannelError, TransportError
 from gpchannel.io.transport import InProcessTransport, Transport
 from gpchannel.smpp import HandsetBridge, HandsetCard
 from gpchannel.smpp.fleet import FleetHandsets
@@ -148,10 +150,9 @@ def bridge(
         asyncio.run(_serve(the_bridge))
     except BindFailed as exc:  # e.g. the port is taken
         click.echo(f"error: cannot serve SMPP on {host}:{port}: {exc.__cause__}", err=True)
-        raise SystemExit(5) from None
-    except (ProfileError, TransportError, GPChannelError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(5) from None
+        raise SystemExit(ExitCode.TRANSPORT) from None
+    except GPChannelError as exc:  # cli/exit_codes.py: a bad profile 2, no card 5, a broken fleet 1
+        fail_on(None, exc)
     finally:
         if transport is not None:
             transport.close()

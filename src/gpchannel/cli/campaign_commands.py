@@ -24,8 +24,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_out
-from gpchannel.cli.settings import EXIT_FAILURE
+from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_fail, cli_out
+from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.errors import InventoryError
 
 __all__ = ["campaign", "inventory"]
@@ -311,8 +311,9 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
                 row["reason"] or "",
             )
         cli_out().print(table)
-    if fail_on_error and any(r["state"] in ("failed", "cancelled") for r in rows):
-        raise SystemExit(EXIT_FAILURE)
+    failed = sum(1 for r in rows if r["state"] in ("failed", "cancelled"))
+    if fail_on_error and failed:
+        cli_fail(f"{failed} of {len(rows)} card(s) failed or were cancelled (--fail-on-error)", ExitCode.FAILURE)
 
 
 @campaign.command(name="cancel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import click
 
 from gpchannel.card.state import CardState
-from gpchannel.errors import GPChannelError, ProfileError
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.settings import fail, fail_on
+from gpchannel.errors import GPChannelError
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.io.store import DirectoryStore
 
@@ -19,11 +22,6 @@ __all__ = ["card"]
 
 _STATE_DIR = click.Path(file_okay=False, path_type=Path)
 _PROFILE = click.Path(dir_okay=False, exists=True, path_type=Path)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group()
@@ -42,8 +40,7 @@ def init(profile: Path, state_dir: Path, force: bool) -> None:
     try:
         state = init_state(state_dir, profile, force=force)
     except GPChannelError as exc:
-        _fail(str(exc), 2 if isinstance(exc, ProfileError) else 1)
-        return
+        fail_on(None, exc)
     click.echo(f"created {state_dir}: ISD {state.isd_aid.hex().upper()}, {state.lifecycle.name}")
 
 
@@ -98,11 +95,10 @@ def show(state_dir: Path, as_json: bool) -> None:
     try:
         state = DirectoryStore(state_dir).load()
     except GPChannelError as exc:
-        _fail(f"{state_dir}: {exc}")
-        return
+        fail_on(None, exc, f"{state_dir}: ")
     if state is None:
-        _fail(f"{state_dir} holds no card (create one with `gpchannel card init --profile FILE --state DIR`)")
-        return
+        message = f"{state_dir} holds no card (create one with `gpchannel card init --profile FILE --state DIR`)"
+        fail(None, message, ExitCode.FAILURE)
     summary = _summary(state)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -137,12 +133,17 @@ def serve(profile: Path | None, state_dir: Path, vpcd: str, trace: bool) -> None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         host, port = parse_vpcd_address(vpcd)
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--vpcd") from None
+    except OSError as exc:  # socket.gaierror: a host name that does not resolve
+        raise click.BadParameter(f"{vpcd!r}: {exc}", param_hint="--vpcd") from None
+    try:
         emulated, differences = open_card(
             state_dir, profile, trace=logging.getLogger("gpchannel.trace") if trace else None
         )
-    except (GPChannelError, ValueError) as exc:
-        _fail(str(exc), 2)
-        return
+    except GPChannelError as exc:
+        fail_on(None, exc)
     for difference in differences:
         click.echo(f"note: the state directory differs from the profile (the state wins): {difference}", err=True)
     if emulated.state.lifecycle is CardLifeCycle.TERMINATED:
@@ -166,9 +167,8 @@ def admin_session(state_dir: Path, server: str | None, uri: str | None, retries:
         emulated, _ = open_card(state_dir)
         agent = CardAgent(emulated, server=server, uri=uri, retries=retries, delay_seconds=delay)
     except GPChannelError as exc:
-        _fail(str(exc), 2)
-        return
+        fail_on(None, exc)
     summary = agent.run_sync()
     click.echo(summary.describe())
     if summary.status is not SessionStatus.COMPLETED:
-        sys.exit(1)
+        fail(None, f"the admin session did not complete ({summary.status.name}; see above)", ExitCode.FAILURE)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import click
 
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.settings import fail, fail_on
 from gpchannel.emulator.fleet import INVENTORY_FILE, Fleet, FleetSettings, generate_fleet, write_inventory
-from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.errors import DecodeError, GPChannelError
 
 __all__ = ["fleet"]
 
@@ -92,9 +94,10 @@ def generate(
         )
         target = inventory or directory / INVENTORY_FILE
         write_inventory(made, target, master_label=label)
-    except (ProfileError, ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    except GPChannelError as exc:  # a bad --profile: a usage error
+        fail_on(None, exc)
+    except (ValueError, OSError) as exc:  # DIR already holds a fleet, cannot be written, ...
+        fail(None, str(exc), ExitCode.FAILURE)
     click.echo(
         f"fleet: {len(made)} cards in {directory} (ICCID {made.cards[0].iccid}..{made.cards[-1].iccid}, "
         f"MSISDN {made.cards[0].msisdn}..{made.cards[-1].msisdn}); inventory {target}"
@@ -109,8 +112,7 @@ def show(directory: Path, limit: int) -> None:
     try:
         loaded = Fleet.load(directory)
     except DecodeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        fail_on(None, exc)
     used = sum(1 for c in loaded if os.path.isdir(loaded.state_dir(c)))
     click.echo(f"fleet {directory}: {len(loaded)} cards, {used} used; SCP80 kvn {loaded.settings.kvn}")
     for card in loaded.cards[:limit]:
@@ -130,8 +132,7 @@ def agents(directory: Path, server: str | None, limit: int | None, concurrency: 
     try:
         loaded = Fleet.load(directory)
     except DecodeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        fail_on(None, exc)
     chosen = loaded.cards[:limit] if limit is not None else loaded.cards
     sessions = asyncio.run(
         run_fleet_sessions(loaded, cards=chosen, server=server, concurrency=concurrency, timeout=timeout)
@@ -144,4 +145,5 @@ def agents(directory: Path, server: str | None, limit: int | None, concurrency: 
     for session in failed[:10]:
         click.echo(f"  {session.card.iccid}: {session.summary.describe()}", err=True)
     if failed:
-        raise SystemExit(1)
+        message = f"{len(failed)} of {len(sessions)} admin sessions did not complete (the first ones above)"
+        fail(None, message, ExitCode.FAILURE)

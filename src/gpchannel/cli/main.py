@@ -5,8 +5,8 @@ Target and secure channel options are global and come before the command::
     gpchannel --reader "Virtual PCD" --scp 03 --kvn 0x30 --key-enc K1 --key-mac K2 --key-dek K3 \\
               --security-level 33 list --json
 
-Exit codes: 0 success, 1 other failure, 2 usage error, 3 the card cryptogram did not verify (wrong keys),
-4 the card refused a command (status word explained), 5 no reader / transport failure or unsupported option.
+Exit codes: one table, :class:`gpchannel.cli.exit_codes.ExitCode`, listed in ``gpchannel --help``; every error
+is one ``error: ...`` line on stderr (cli/guard.py is the last boundary).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from gpchannel.cli.delegated import (
     public_or_secret_key,
     receipt_note,
 )
+from gpchannel.cli.exit_codes import epilog
 from gpchannel.cli.fleet_commands import fleet as fleet_group
+from gpchannel.cli.guard import GuardedGroup
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
@@ -75,7 +77,7 @@ from gpchannel.scp.common import ScpProtocol, SecurityLevel
 __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRANSPORT", "EXIT_USAGE", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog())
 @click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring (env GPCHANNEL_READER).")
 @click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
 @click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
@@ -143,10 +145,7 @@ def cli(
         settings.err = base["err"]
     prof = None
     if profile is not None:
-        try:
-            prof = load_profile(profile)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--profile") from None
+        prof = load_profile(profile)  # ProfileError: a usage error naming the key
     settings.isd = aid_option(isd, "--isd") if isd else (prof.isd_aid if prof else None)
     settings.app = aid_option(app, "--app") if app else None
     # --app: the application's own key set when the profile gives one (its protocol and i come from the card),
@@ -265,18 +264,19 @@ def apdu(settings: Settings, apdus: tuple[str, ...], as_json: bool, plain: bool)
     commands = [parse_apdu_text(a) for a in apdus]
     card = settings.card(secure=not plain)
     results = []
-    failed = False
+    refused = 0
     for command in commands:
         response = card.apdu(command)
-        failed = failed or not response.is_success
+        refused += not response.is_success
         results.append(render.response_json(str(command), response))
         if not as_json:
             data = response.data.hex().upper()
             settings.out.print(f"{data + ' ' if data else ''}{describe(response.sw)}", highlight=False)
     if as_json:
         settings.out.print_json(json.dumps(results))
-    if failed:
-        raise SystemExit(EXIT_CARD_STATUS)
+    if refused:
+        message = f"the card refused {refused} of {len(results)} command(s) (status words above)"
+        fail(settings, message, EXIT_CARD_STATUS)
 
 
 def _new_keys(
@@ -497,9 +497,10 @@ def install(
 def store_data(settings: Settings, blocks: tuple[str, ...], p1: str, to: str | None) -> None:
     """STORE DATA blocks (hex) to the Security Domain, or to an application."""
     data = [parse_hex(b, "block") for b in blocks]
-    settings.card().store_data(
-        data, p1=parse_hex(p1, "--p1")[0], application_aid=aid_option(to, "--to") if to else None
-    )
+    p1_byte = parse_hex(p1, "--p1")
+    if len(p1_byte) != 1:
+        raise click.BadParameter("one hex byte, e.g. 00", param_hint="--p1")
+    settings.card().store_data(data, p1=p1_byte[0], application_aid=aid_option(to, "--to") if to else None)
     settings.out.print(f"stored {len(data)} block(s)", highlight=False)
 
 

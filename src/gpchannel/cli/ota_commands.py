@@ -6,7 +6,8 @@
   counter and the remote APDU responses, verified with the command's SPI, KIc, KID and key set;
 * ``send``: the ENVELOPEs through PC/SC (``--reader``) or the in-process emulator (``--emulator DIR``); the
   PoR is fetched with GET RESPONSE on ``61 xx`` / ``9F xx``, or with FETCH on ``91 xx`` (SEND SHORT MESSAGE),
-  and verified.
+  and verified. The command exits 4 when the card refused (a PoR status other than 00, or a last status word that
+  is not success) unless ``--ok-on-refusal`` is given.
 
 Keys come from ``--profile FILE`` (its ``[[ota.keysets]]``, by ``--kvn``) or from ``--kic`` / ``--kid`` with
 their algorithms. The counter of each (card, KVN) is kept in a local JSON store (``--counter-store PATH``,
@@ -18,7 +19,6 @@ atomically *before* the packet leaves, so the next packet is always higher than 
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +26,13 @@ from typing import Any
 
 import click
 
-from gpchannel.card.profile_ota import check_ota
+from gpchannel.card.profile_ota import KIC_ALGORITHMS, KID_ALGORITHMS, check_ota
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
+from gpchannel.cli.ota_store import CounterStore, default_counter_store
+from gpchannel.cli.settings import fail, fail_on
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
+from gpchannel.errors import DecodeError, GPChannelError, ProfileError, UnsupportedError
 from gpchannel.ota import (
     Address,
     CipherAlgorithm,
@@ -38,7 +42,6 @@ from gpchannel.ota import (
     Kic,
     Kid,
     MacAlgorithm,
-    Reassembler,
     Response,
     ResponseScript,
     SmsDeliver,
@@ -69,55 +72,8 @@ _KID = {
 DEFAULT_SPI = "1619"
 """CC, ciphering, counter strictly higher; PoR required, with CC and ciphered, in the SMS-DELIVER-REPORT."""
 DEFAULT_TAR = "B00001"
-
-
-# --------------------------------------------------------------------------------------------- counter store
-
-
-def default_counter_store() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "gpchannel" / "ota-counters.json"
-
-
-class CounterStore:
-    """The last counter sent per card and KVN, in a JSON file replaced atomically (write, fsync, rename)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _load(self) -> dict[str, dict[str, int]]:
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except ValueError:
-            raise DecodeError(f"the counter store {self.path} is not valid JSON") from None
-        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-            raise DecodeError(f"the counter store {self.path} is not a {{card: {{kvn: counter}}}} object")
-        return raw
-
-    def last(self, card: str, kvn: int) -> int:
-        return int(self._load().get(card, {}).get(str(kvn), 0))
-
-    def record(self, card: str, kvn: int, counter: int) -> None:
-        """Keep ``counter`` as the last one sent (never lowers what is stored)."""
-        data = self._load()
-        entry = data.setdefault(card, {})
-        entry[str(kvn)] = max(counter, int(entry.get(str(kvn), 0)))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself is durable
-        finally:
-            os.close(directory)
+MAX_COUNTER = (1 << 40) - 1
+"""CNTR is 5 bytes (TS 102 225 5.1.1)."""
 
 
 # --------------------------------------------------------------------------------------------- keys and options
@@ -135,6 +91,14 @@ class OtaKeys:
     profile_counter: int = 0
 
 
+def _address(text: str) -> Address:
+    """The TP-OA of the SMS-DELIVER: digits (and * # a b c), at most 20."""
+    try:
+        return Address(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--originator") from None
+
+
 def _hex(text: str, name: str) -> bytes:
     try:
         return bytes.fromhex(text.replace(" ", "").replace(":", ""))
@@ -145,9 +109,19 @@ def _hex(text: str, name: str) -> bytes:
 def _read_profile(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--profile") from None
     return raw
+
+
+def _keyset(kic: bytes, kid: bytes, cipher: CipherAlgorithm, mac: MacAlgorithm) -> KeySet:
+    """The key set; a key whose length does not fit its algorithm is a usage error (its value is never shown)."""
+    legacy = cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC  # a legacy card's own choice
+    try:
+        return KeySet(kic, kid, cipher=cipher, mac=mac, allow_single_des=legacy)
+    except (UnsupportedError, ValueError) as exc:
+        message = f"{exc} (check the key lengths and --kic-algorithm / --kid-algorithm)"
+        raise click.BadParameter(message, param_hint="KIc/KID") from None
 
 
 def resolve_keys(
@@ -166,7 +140,16 @@ def resolve_keys(
         if kic_key is None or kid_key is None:
             raise click.UsageError("give both --kic and --kid (or a --profile)")
         cipher, mac = _KIC[kic_algorithm], _KID[kid_algorithm]
-        keyset = KeySet(_hex(kic_key, "--kic"), _hex(kid_key, "--kid"), cipher=cipher, mac=mac)
+        kic, kid = _hex(kic_key, "--kic"), _hex(kid_key, "--kid")
+        for option, key, algorithm, sizes in (
+            ("--kic", kic, kic_algorithm, KIC_ALGORITHMS[kic_algorithm]),
+            ("--kid", kid, kid_algorithm, KID_ALGORITHMS[kid_algorithm]),
+        ):
+            if len(key) not in sizes:
+                expected = " or ".join(str(n) for n in sizes)
+                message = f"a {algorithm} key is {expected} bytes, got {len(key)} (the value is not shown)"
+                raise click.BadParameter(message, param_hint=option)
+        keyset = _keyset(kic, kid, cipher, mac)
         number = 1 if kvn is None else kvn
     elif profile is not None:
         raw = _read_profile(profile)
@@ -180,15 +163,14 @@ def resolve_keys(
             raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
         number = int(chosen["kvn"])
         cipher, mac = _KIC[chosen["kic_algorithm"]], _KID[chosen["kid_algorithm"]]
-        keyset = KeySet(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher=cipher, mac=mac)
+        keyset = _keyset(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher, mac)
         counter = int(chosen.get("counter", 0))
-        card = card_id or str(raw.get("card", {}).get("iccid") or "default")
+        card_table = raw.get("card")
+        card = card_id or str((card_table.get("iccid") if isinstance(card_table, dict) else None) or "default")
     else:
         raise click.UsageError("give --profile FILE or --kic/--kid keys")
     if not 1 <= number <= 15:
         raise click.BadParameter("an OTA key version is 1..15", param_hint="--kvn")
-    if cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC:  # a legacy card's own choice
-        keyset = KeySet(keyset.kic_key, keyset.kid_key, cipher=cipher, mac=mac, allow_single_des=True)
     return OtaKeys(keyset, Kic.for_cipher(cipher, number), Kid.for_mac(mac, number), number, card, counter)
 
 
@@ -231,6 +213,10 @@ def _script(apdus: tuple[str, ...], expanded: bool) -> bytes:
         commands = [CommandApdu.from_bytes(_hex(a, "APDU")) for a in apdus]
     except DecodeError as exc:
         raise click.BadParameter(str(exc), param_hint="APDUS") from None
+    extended = next((c for c in commands if c.is_extended), None)
+    if extended is not None and not expanded:  # TS 102 226 5.2.1: the compact format has one-byte lengths
+        message = f"{str(extended)[:24]}... has extended lengths: the compact format cannot carry it; add --expanded"
+        raise click.BadParameter(message, param_hint="APDUS")
     return CommandScript.of(commands).to_bytes() if expanded else encode_compact(commands)
 
 
@@ -261,28 +247,12 @@ def _build(
     ).to_bytes()
     store.record(keys.card, keys.kvn, value)
     uds = split_packet(packet, reference=value & 0xFF)
-    address = Address(originator)
+    address = _address(originator)
     envelopes = [SmsPpDownload(SmsDeliver(address, ud).to_bytes()).to_apdu(0xA0 if sim else 0x80) for ud in uds]
     return Built(packet, value, uds, envelopes)
 
 
 # --------------------------------------------------------------------------------------------- PoR
-
-
-def proactive_submit(proactive: bytes) -> SmsSubmit:
-    """The SMS-SUBMIT of a proactive SEND SHORT MESSAGE (TS 102 223 6.6.9: D0 { 81 .. 13 .., 82, [05,] 8B })."""
-    if len(proactive) < 2 or proactive[0] != 0xD0:
-        raise DecodeError("not a proactive command (D0)", offset=0)
-    at = 3 if proactive[1] == 0x81 else 2
-    while at + 2 <= len(proactive):
-        tag, length = proactive[at] & 0x7F, proactive[at + 1]
-        start = at + 2
-        if length == 0x81 and start < len(proactive):
-            length, start = proactive[start], start + 1
-        if tag == 0x0B:
-            return SmsSubmit.from_bytes(proactive[start : start + length])
-        at = start + length
-    raise DecodeError("the proactive command has no SMS TPDU (8B)", offset=len(proactive))
 
 
 def parse_por(raw: bytes, spi: Spi, keys: OtaKeys) -> tuple[Response, dict[str, Any]]:
@@ -328,11 +298,6 @@ def _print_por(info: dict[str, Any], as_json: bool) -> None:
         click.echo(f"  {r['data']} {r['sw']}".replace("   ", "  "))
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
-
-
 # --------------------------------------------------------------------------------------------- commands
 
 
@@ -350,7 +315,9 @@ _store_option = click.option(
 @click.argument("apdus", nargs=-1, required=True)
 @_packet_options
 @click.option("--tar", default=DEFAULT_TAR, show_default=True, help="Receiving entity, 3 bytes hex.")
-@click.option("--counter", type=int, help="CNTR to use (default: the store's last + 1).")
+@click.option(
+    "--counter", type=click.IntRange(0, MAX_COUNTER), help="CNTR to use, 0..2^40-1 (default: the store's last + 1)."
+)
 @_store_option
 @click.option("--expanded", is_flag=True, help="Expanded remote APDU format (AA) instead of compact.")
 @click.option("--format", "fmt", type=click.Choice(["packet", "sms", "envelope"]), default="envelope")
@@ -379,15 +346,11 @@ def build(
     profile = profile or _global("profile")
     keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
     store = CounterStore(counter_store or default_counter_store())
-    try:
-        built = _build(keys, _spi(spi), _hex(tar, "--tar"), _script(apdus, expanded), counter, store, originator, sim)
-    except GPChannelError as exc:
-        _fail(str(exc))
-        return
+    built = _build(keys, _spi(spi), _hex(tar, "--tar"), _script(apdus, expanded), counter, store, originator, sim)
     if fmt == "packet":
         items = [built.packet]
     elif fmt == "sms":
-        items = [SmsDeliver(Address(originator), ud).to_bytes() for ud in built.user_data]
+        items = [SmsDeliver(_address(originator), ud).to_bytes() for ud in built.user_data]
     else:
         items = [e.to_bytes() for e in built.envelopes]
     if as_json:
@@ -417,8 +380,7 @@ def parse(
     try:
         _, info = parse_por(_hex(por, "POR"), _spi(spi), keys)
     except GPChannelError as exc:
-        _fail(f"the PoR does not verify or decode: {exc}")
-        return
+        fail_on(None, exc, "the PoR does not verify or decode: ")
     _print_por(info, as_json)
 
 
@@ -426,12 +388,19 @@ def parse(
 @click.argument("apdus", nargs=-1, required=True)
 @_packet_options
 @click.option("--tar", default=DEFAULT_TAR, show_default=True, help="Receiving entity, 3 bytes hex.")
-@click.option("--counter", type=int, help="CNTR to use (default: the store's last + 1).")
+@click.option(
+    "--counter", type=click.IntRange(0, MAX_COUNTER), help="CNTR to use, 0..2^40-1 (default: the store's last + 1)."
+)
 @_store_option
 @click.option("--expanded", is_flag=True, help="Expanded remote APDU format (AA) instead of compact.")
 @click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring.")
 @click.option("--emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state directory.")
 @click.option("--sim", is_flag=True, help="GSM SIM class (A0): 9F xx and A0 C0.")
+@click.option(
+    "--ok-on-refusal",
+    is_flag=True,
+    help="Exit 0 even when the card refused (PoR status not 00, or a last status word not success; default: 4).",
+)
 def send(
     apdus: tuple[str, ...],
     profile: Path | None,
@@ -450,8 +419,12 @@ def send(
     reader: str | None,
     emulator: Path | None,
     sim: bool,
+    ok_on_refusal: bool,
 ) -> None:
-    """Send APDUS (hex) over the air: ENVELOPEs to the card, then the PoR fetched and verified."""
+    """Send APDUS (hex) over the air: ENVELOPEs to the card, then the PoR fetched and verified.
+
+    Exits 4 when the card refused (PoR status other than 00, or a last status word other than success), unless
+    --ok-on-refusal."""
     from gpchannel.cli.target import open_transport
 
     profile = profile or _global("profile")
@@ -462,55 +435,19 @@ def send(
     keys = resolve_keys(profile, kvn, kic_key, kid_key, kic_algorithm, kid_algorithm, card_id)
     store = CounterStore(counter_store or default_counter_store())
     the_spi = _spi(spi)
+    the_tar = _hex(tar, "--tar")
+    script = _script(apdus, expanded)
+    transport = open_transport(reader, emulator, profile)  # errors: cli/exit_codes.py's table
     try:
-        transport = open_transport(reader, emulator, profile)
-    except (TransportError, GPChannelError) as exc:
-        _fail(str(exc), 5)
-        return
-    try:
-        built = _build(keys, the_spi, _hex(tar, "--tar"), _script(apdus, expanded), counter, store, "12345678", sim)
-        por_ud = _exchange(transport, built.envelopes, sim)
+        built = _build(keys, the_spi, the_tar, script, counter, store, "12345678", sim)
+        por_ud = exchange(transport, built.envelopes, sim)
         if not por_ud:
             click.echo(json.dumps({"counter": built.counter, "por": None}) if as_json else "no PoR (per the SPI)")
             return
-        _, info = parse_por(por_ud, the_spi, keys)
-    except GPChannelError as exc:
-        _fail(str(exc))
-        return
+        por, info = parse_por(por_ud, the_spi, keys)
     finally:
         transport.close()
     _print_por(info, as_json)
-
-
-def _exchange(transport: Any, envelopes: list[CommandApdu], sim: bool) -> bytes:
-    """Send the ENVELOPEs; return the PoR's user data (DELIVER-REPORT) or the SMS-SUBMIT's (FETCH)."""
-    por = b""
-    cla = 0xA0 if sim else 0x80
-    for envelope in envelopes:
-        response: ResponseApdu = transport.transmit(envelope)
-        sw1 = response.sw >> 8
-        if sw1 in (0x61, 0x9F):
-            get = CommandApdu(cla if sim else 0x00, 0xC0, 0, 0, le=(response.sw & 0xFF) or 256)
-            response = transport.transmit(get)
-            por = response.data
-        elif sw1 == 0x91:
-            return _fetch_submits(transport, cla, response.sw)
-        elif response.data:
-            por = response.data
-        if response.sw != 0x9000:
-            raise TransportError(f"the card answered the ENVELOPE with {response.sw:04X}")
-    return por
-
-
-def _fetch_submits(transport: Any, cla: int, sw: int) -> bytes:
-    """FETCH each proactive SEND SHORT MESSAGE, confirm it with TERMINAL RESPONSE (TS 102 223 6.6.9, 6.8),
-    and reassemble the SMS-SUBMITs' user data into the PoR (``02 71 00`` + the response packet)."""
-    reassembler = Reassembler()
-    while sw >> 8 == 0x91:
-        proactive = transport.transmit(CommandApdu(cla, 0x12, 0, 0, le=(sw & 0xFF) or 256))
-        submit = proactive_submit(proactive.data)
-        sw = transport.transmit(CommandApdu(cla, 0x14, 0, 0, bytes.fromhex("810301130082028281830100"))).sw
-        message = reassembler.feed(submit.user_data, "card")
-        if message is not None:
-            return b"\x02\x71\x00" + message.packet
-    raise TransportError(f"the card stopped its SMS-SUBMITs ({sw:04X}) before the PoR was whole")
+    why = refusal(por, info)
+    if why is not None and not ok_on_refusal:
+        fail(None, why, ExitCode.CARD_REFUSED)

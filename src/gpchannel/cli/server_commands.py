@@ -6,9 +6,10 @@ script is out stays ``sent``; docs/server.md has the resumption rule) and closes
 addresses (``admin 127.0.0.1:8443`` and ``api http://127.0.0.1:8080``) on stdout once both listen.
 
 ``gpchannel ram ...`` talk to the job API at ``--api URL`` (env ``GPCHANNEL_API``, default
-``http://127.0.0.1:8080``). Exit codes as the rest of the CLI: 0 success, 1 failure (unknown card or job, failed
-job, no results yet), 2 usage error (the API refused the request as malformed), 4 a command of the job answered a
-status word other than success, 5 the API cannot be reached.
+``http://127.0.0.1:8080``). Exit codes as the rest of the CLI (cli/exit_codes.py): 0 success, 1 failure (unknown
+card or job, failed or cancelled job, no results yet), 2 usage error (the API refused the request as malformed),
+4 the card refused (a command of the job answered a status word other than success, or the job failed on a PoR
+status other than 00; ``--ok-on-refusal`` makes that 0), 5 the API cannot be reached.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import time
 from pathlib import Path
@@ -26,7 +28,8 @@ from rich.table import Table
 
 from gpchannel.cli.apdu_text import parse_apdu_text
 from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_fail, cli_out
-from gpchannel.cli.settings import EXIT_CARD_STATUS, EXIT_FAILURE, EXIT_TRANSPORT
+from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.settings import fail_on
 from gpchannel.codec.sw import describe
 from gpchannel.codec.sw import is_success as sw_success
 from gpchannel.errors import GPChannelError
@@ -35,6 +38,9 @@ from gpchannel.server.config import DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, Server
 __all__ = ["ram", "server"]
 
 _FINAL = ("done", "failed", "cancelled")
+_POR_REFUSAL = re.compile(r"PoR status [0-9A-F]{2} ")
+"""How the SCP80 worker words a job's failure on the card's PoR (server/scp80_worker.py, ``_outcome``)."""
+_DEFAULT_SMPP_PORT = 2775
 
 
 # ------------------------------------------------------------------------------------------------ gpchannel server
@@ -191,6 +197,8 @@ def server(
             api_scripts_per_hour=api_scripts_per_hour,
             api_max_campaign_cards=api_max_campaign_cards,
         )
+        for smsc in smpp:
+            parse_address(smsc, _DEFAULT_SMPP_PORT)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if worker_only and not smpp:
@@ -201,9 +209,9 @@ def server(
     try:
         asyncio.run(_serve(config))
     except GPChannelError as exc:
-        cli_fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+        fail_on(None, exc)
     except OSError as exc:
-        cli_fail(f"cannot listen: {exc}", EXIT_TRANSPORT)
+        cli_fail(f"cannot listen: {exc}", ExitCode.TRANSPORT)
 
 
 async def _serve(config: ServerConfig) -> None:
@@ -226,6 +234,11 @@ async def _serve(config: ServerConfig) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+refusal_option = click.option(
+    "--ok-on-refusal",
+    is_flag=True,
+    help="Exit 0 when the card refused (a status word other than success, a PoR status other than 00); default 4.",
+)
 
 
 def _print_jobs(jobs: list[dict[str, Any]]) -> None:
@@ -264,13 +277,22 @@ def _wait(client: ApiClient, job_id: int, seconds: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _exit_for(job: dict[str, Any]) -> None:
-    if job["state"] in ("failed", "cancelled"):
-        raise SystemExit(EXIT_FAILURE)
-    if job["state"] != "done":
-        raise SystemExit(EXIT_FAILURE)
-    if not all(sw_success(int(r["sw"], 16)) for r in job["results"]):
-        raise SystemExit(EXIT_CARD_STATUS)
+def _exit_for(job: dict[str, Any], ok_on_refusal: bool) -> None:
+    """Exit 1 for a job without results (not final, cancelled, failed short of the card), 4 when the card refused
+    (a status word other than success, or a PoR status other than 00) unless ``ok_on_refusal``; else return."""
+    number, state, reason = job["id"], job["state"], job["reason"] or ""
+    if state not in _FINAL:
+        cli_fail(f"job {number} is {state}: no results yet (see `gpchannel ram status {number}`)", ExitCode.FAILURE)
+    por_refusal = state == "failed" and _POR_REFUSAL.match(reason) is not None
+    if state != "done" and not por_refusal:
+        cli_fail(f"job {number} {state}" + (f": {reason}" if reason else ""), ExitCode.FAILURE)
+    refused = sum(1 for r in job["results"] if not sw_success(int(r["sw"], 16)))
+    if ok_on_refusal or not (refused or por_refusal):
+        return
+    if por_refusal:
+        cli_fail(f"job {number}: the card refused the packet: {reason}", ExitCode.CARD_REFUSED)
+    message = f"job {number}: the card refused {refused} of {len(job['results'])} command(s) (status words above)"
+    cli_fail(message, ExitCode.CARD_REFUSED)
 
 
 # ------------------------------------------------------------------------------------------------ gpchannel ram
@@ -288,6 +310,7 @@ def ram() -> None:
 @click.option("--target", help="Application AID the script is for (X-Admin-Targeted-Application); default the ISD.")
 @click.option("--transport", type=click.Choice(["scp81", "scp80", "scp81+sms"]), default="scp81", show_default=True)
 @click.option("--wait", "wait_seconds", type=float, help="Wait up to SECONDS for the job to finish; show results.")
+@refusal_option
 @api_option
 @json_option
 def push(
@@ -297,6 +320,7 @@ def push(
     target: str | None,
     transport: str,
     wait_seconds: float | None,
+    ok_on_refusal: bool,
     api_url: str,
     as_json: bool,
 ) -> None:
@@ -324,7 +348,7 @@ def push(
             f"job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else ""), highlight=False
         )
     if wait_seconds is not None:
-        _exit_for(job)
+        _exit_for(job, ok_on_refusal)
 
 
 @ram.command()
@@ -367,18 +391,20 @@ def status(
 
 @ram.command()
 @click.argument("job_id", type=int)
+@refusal_option
 @api_option
 @json_option
-def results(job_id: int, api_url: str, as_json: bool) -> None:
-    """A job's results: every command with its response data and status word."""
+def results(job_id: int, ok_on_refusal: bool, api_url: str, as_json: bool) -> None:
+    """A job's results: every command with its response data and status word.
+
+    Exits 4 when the card refused (a status word other than success, or the job failed on a PoR status other than
+    00), unless --ok-on-refusal; 1 when the job has no results (not finished, cancelled, failed before the card)."""
     job: dict[str, Any] = call_api(ApiClient(api_url), "GET", f"/jobs/{job_id}")
     if as_json:
         click.echo(json.dumps({k: job[k] for k in ("id", "state", "reason", "results")}))
-    elif job["state"] not in _FINAL:
-        cli_out().print(f"job {job_id} is {job['state']}: no results yet", highlight=False)
-    else:
+    elif job["state"] in _FINAL:
         _print_results(job)
-    _exit_for(job)
+    _exit_for(job, ok_on_refusal)
 
 
 @ram.command()

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -15,17 +15,11 @@ from rich.markup import escape
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_hex, parse_int
+from gpchannel.cli.exit_codes import ExitCode, exit_code_for
 from gpchannel.cli.scp10_commands import Scp10Credentials, today_utc
 from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
 from gpchannel.codec.sw import describe
-from gpchannel.errors import (
-    AuthenticationError,
-    CardStatusError,
-    DecodeError,
-    GPChannelError,
-    TransportError,
-    UnsupportedError,
-)
+from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
 from gpchannel.host.card import GpCard
 from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
 from gpchannel.scp.common import ScpProtocol, SecurityLevel
@@ -39,16 +33,18 @@ __all__ = [
     "Settings",
     "aid_option",
     "fail",
+    "fail_on",
     "handle_errors",
     "int_option",
     "key_option",
 ]
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_AUTHENTICATION = 3
-EXIT_CARD_STATUS = 4
-EXIT_TRANSPORT = 5
+# Short names of cli/exit_codes.py's ExitCode members (the one table), for the commands' modules.
+EXIT_FAILURE = ExitCode.FAILURE
+EXIT_USAGE = ExitCode.USAGE
+EXIT_AUTHENTICATION = ExitCode.AUTHENTICATION
+EXIT_CARD_STATUS = ExitCode.CARD_REFUSED
+EXIT_TRANSPORT = ExitCode.TRANSPORT
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -137,40 +133,51 @@ class Settings:
             self._trace_stream = None
 
 
-def fail(settings: Settings | None, message: str, code: int) -> None:
+def fail(settings: Settings | None, message: str, code: int) -> NoReturn:
+    """Print ``error: message`` on stderr (one logical line, never wrapped) and exit with ``code``."""
     console = settings.err if settings else Console(stderr=True)
-    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 
+_AUTHENTICATION_ADVICE = (
+    ".\nThe keys are not the card's: its card cryptogram could not be verified, so the session stopped right after "
+    "INITIALIZE UPDATE. No EXTERNAL AUTHENTICATE was sent: nothing counts against the card's retry limit. Check the "
+    "keys, --kvn and --kdf (diversification) before trying again."
+)
+
+
+def _message(exc: GPChannelError) -> str:
+    """What to print for a library error: its message, with the advice or explanation its class calls for."""
+    if isinstance(exc, AuthenticationError):
+        return f"{exc}{_AUTHENTICATION_ADVICE}"
+    if isinstance(exc, CardStatusError):
+        return f"{exc} ({describe(exc.sw)})"
+    return str(exc) or type(exc).__name__
+
+
+def fail_on(settings: Settings | None, exc: GPChannelError, context: str = "") -> NoReturn:
+    """Fail with ``exc``'s message (after ``context``) and the exit code its class maps to (cli/exit_codes.py)."""
+    fail(settings, f"{context}{_message(exc)}", exit_code_for(exc) or ExitCode.FAILURE)
+
+
 def handle_errors(fn: _F) -> _F:
-    """Turn library errors into a message a person can act on and a non-zero exit code."""
+    """Turn library errors into a message a person can act on and the exit code of their class; close the card.
+
+    The command's own text parsers (cli/apdu_text.py) raise a plain ValueError naming the option: a usage error."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         settings = click.get_current_context().find_object(Settings)
         try:
             return fn(*args, **kwargs)
-        except AuthenticationError as exc:
-            fail(
-                settings,
-                f"{exc}.\nThe keys are not the card's: its card cryptogram could not be verified, so the session "
-                "stopped right after INITIALIZE UPDATE. No EXTERNAL AUTHENTICATE was sent: nothing counts against "
-                "the card's retry limit. Check the keys, --kvn and --kdf (diversification) before trying again.",
-                EXIT_AUTHENTICATION,
-            )
-        except CardStatusError as exc:
-            fail(settings, f"{exc} ({describe(exc.sw)})", EXIT_CARD_STATUS)
-        except (TransportError, UnsupportedError) as exc:
-            fail(settings, str(exc), EXIT_TRANSPORT)
-        except (ValueError, DecodeError) as exc:
-            fail(settings, str(exc), EXIT_USAGE if not isinstance(exc, GPChannelError) else EXIT_FAILURE)
         except GPChannelError as exc:
-            fail(settings, f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+            fail_on(settings, exc)
+        except ValueError as exc:
+            fail(settings, str(exc), EXIT_USAGE)
         finally:
             if settings is not None:
                 settings.close()
-        return None
 
     return wrapper  # type: ignore[return-value]
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.errors import TransportError, UnsupportedError
+from gpchannel.errors import ProfileError, TransportError, UnsupportedError
 from gpchannel.host.session import ApduTransport
 from gpchannel.scp.common import InitializeUpdateResponse, KeyResolver, ScpProtocol
 
@@ -90,37 +90,57 @@ class Profile:
 def _hex_value(table: dict[str, Any], key: str, where: str) -> bytes:
     value = table.get(key)
     if not isinstance(value, str):
-        raise ValueError(f"profile {where}.{key}: expected a hex string")
+        raise ProfileError(f"{where}.{key}: expected a hex string")
     try:
         return bytes.fromhex(value.replace(" ", ""))
     except ValueError:
-        raise ValueError(f"profile {where}.{key}: {value!r} is not hex") from None
+        raise ProfileError(f"{where}.{key}: {value!r} is not hex") from None
+
+
+def _hex_byte(table: dict[str, Any], key: str, where: str, names: str) -> int:
+    """``scp = "03"`` / ``i = "70"``: one hex byte (an integer is read as its hex digits, ``scp = 3``)."""
+    try:
+        value = int(str(table[key]), 16)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFF:
+        raise ProfileError(f"{where}.{key}: {table[key]!r} is not {names}")
+    return value
 
 
 def load_profile(path: Path) -> Profile:
-    """Read the ISD part of a card profile; ValueError naming the key on a bad value."""
+    """Read the ISD part of a card profile; ProfileError naming the file and the key on a bad value."""
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"profile {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"profile {path}: {exc}") from None
+    try:
+        return _isd_part(data, path)
+    except ProfileError as exc:
+        raise ProfileError(f"profile {path}: {exc}") from None
+
+
+def _isd_part(data: dict[str, Any], path: Path) -> Profile:
     isd = data.get("isd", {})
     if not isinstance(isd, dict):
-        raise ValueError("profile isd: expected a table")
+        raise ProfileError("isd: expected a table")
     aid = _hex_value(isd, "aid", "isd") if "aid" in isd else None
     scp = None
     if "scp" in isd:
-        try:
-            scp = ScpProtocol(int(str(isd["scp"]), 16))
-        except ValueError:
-            raise ValueError(f"profile isd.scp: {isd['scp']!r} is not 01, 02, 03 or 10") from None
-    i_param = int(str(isd["i"]), 16) if "i" in isd else None
+        number = _hex_byte(isd, "scp", "isd", "01, 02, 03 or 10")
+        if number not in {p.value for p in ScpProtocol}:
+            raise ProfileError(f"isd.scp: {isd['scp']!r} is not 01, 02, 03 or 10")
+        scp = ScpProtocol(number)
+    i_param = _hex_byte(isd, "i", "isd", "one hex byte, e.g. 70") if "i" in isd else None
     keysets = isd.get("keysets", [])
+    if not isinstance(keysets, list):
+        raise ProfileError("isd.keysets: expected an array of tables ([[isd.keysets]])")
     keys = None
     kvn = None
     if keysets:
         first = keysets[0]
         if not isinstance(first, dict):
-            raise ValueError("profile isd.keysets[0]: expected a table")
+            raise ProfileError("isd.keysets[0]: expected a table")
         keys = KeyMaterial(
             _hex_value(first, "enc", "isd.keysets[0]"),
             _hex_value(first, "mac", "isd.keysets[0]"),
@@ -128,8 +148,8 @@ def load_profile(path: Path) -> Profile:
             source=f"profile {path.name}",
         )
         kvn = first.get("kvn")
-        if not isinstance(kvn, int) or not 0 <= kvn <= 0xFF:
-            raise ValueError("profile isd.keysets[0].kvn: expected an integer 0..255")
+        if not isinstance(kvn, int) or isinstance(kvn, bool) or not 0 <= kvn <= 0xFF:
+            raise ProfileError("isd.keysets[0].kvn: expected an integer 0..255")
     return Profile(aid, scp, i_param, kvn, keys, _application_keys(data.get("applications", []), path))
 
 
@@ -137,7 +157,7 @@ def _application_keys(raw: object, path: Path) -> dict[bytes, AppKeySet]:
     """The key sets of the profile's applications that run their own secure channel: the applet class of the
     entry's ``kind`` reads them from its install ``parameters`` (``Applet.own_key_set``)."""
     if not isinstance(raw, list):
-        raise ValueError("profile applications: expected an array of [[applications]] tables")
+        raise ProfileError("applications: expected an array of [[applications]] tables")
     from gpchannel.card.applets import default_registry  # the emulator's applet classes, only when needed
 
     registry = default_registry()

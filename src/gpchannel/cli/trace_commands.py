@@ -255,6 +255,17 @@ def _exit_code(report: DoctorReport) -> int:
     return EXIT_CARD_STATUS if report.protocol is None else EXIT_NOT_VERIFIED
 
 
+_DOCTOR_FAILURES: dict[int, str] = {
+    EXIT_CARD_STATUS: "the card refused INITIALIZE UPDATE (see above): check --kvn and the card's life cycle",
+    EXIT_NOT_VERIFIED: "no use of the key reproduces the card cryptogram (see above): it is not the card's key",
+}
+
+
+def _doctor_exit(settings: Settings, code: int) -> None:
+    if code:
+        fail(settings, _DOCTOR_FAILURES[code], code)
+
+
 def _exchange_json(command: CommandApdu, response: ResponseApdu) -> dict[str, str]:
     return {"command": str(command), "response": str(response)}
 
@@ -318,9 +329,7 @@ def doctor_command(
         head += ", no EXTERNAL AUTHENTICATE sent)" if where == "card" else ")"
         _print(settings, f"{head}\n  C: {command}\n  R: {response}\n")
         _print(settings, doctor_text(report))
-    code = _exit_code(report)
-    if code:
-        raise SystemExit(code)
+    _doctor_exit(settings, _exit_code(report))
 
 
 def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, source: str, as_json: bool) -> None:
@@ -346,6 +355,4 @@ def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, 
         for exchange, report in found:
             _print(settings, f"\nexchange #{exchange.index} (line {exchange.line}): INITIALIZE UPDATE\n")
             _print(settings, doctor_text(report))
-    code = max(_exit_code(report) for _, report in found)
-    if code:
-        raise SystemExit(code)
+    _doctor_exit(settings, max(_exit_code(report) for _, report in found))
