@@ -98,29 +98,6 @@ class SecurityLevel(enum.IntFlag):
     R_ENCRYPTION = 0x20
 
     @classmethod
-    def parse(cls, text: str) -> SecurityLevel:
-        """From a hex byte (``"33"``, ``"0x03"``) or a name (clr, mac, enc, mac+rmac, enc+rmac, enc+renc)."""
-        names = {
-            "clr": 0x00,
-            "mac": 0x01,
-            "enc": 0x03,
-            "mac+rmac": 0x11,
-            "enc+rmac": 0x13,
-            "enc+renc": 0x33,
-            "rmac": 0x10,
-        }
-        key = text.strip().lower()
-        if key in names:
-            return cls(names[key])
-        try:
-            value = int(key, 16)
-        except ValueError:
-            raise ValueError(
-                f"security level {text!r}: expected a hex byte (00, 01, 03, 11, 13, 33) or one of {', '.join(names)}"
-            ) from None
-        return cls.from_byte(value)
-
-    @classmethod
     def from_byte(cls, value: int) -> SecurityLevel:
         """Validate P1 of EXTERNAL AUTHENTICATE: C-DECRYPTION needs C-MAC, R-ENCRYPTION needs R-MAC and C-DEC."""
         if value & ~0x33:
