@@ -122,6 +122,13 @@ class SymmetricHostChannel(HostChannel):
         self.aid = aid
 
     # -- hooks ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def parse_initialize_update(data: bytes) -> InitializeUpdateResponse:
+        """The INITIALIZE UPDATE response in this protocol's format: GP 2.1.1 D.4.1, GP 2.2.1 E.5.1, Amendment D
+        7.1.1 (a protocol with another format overrides it, and gives the same function as its registry entry's
+        ``parse``)."""
+        return InitializeUpdateResponse.from_bytes(data)
+
     def _check_initiation(self) -> None:
         """Raise LocalProtocolError when the session cannot start with INITIALIZE UPDATE (SCP02 implicit)."""
 
@@ -159,7 +166,7 @@ class SymmetricHostChannel(HostChannel):
             hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
             self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
         try:
-            parsed = InitializeUpdateResponse.from_bytes(response.data)
+            parsed = self.parse_initialize_update(response.data)
         except DecodeError as exc:
             self._fail(exc)
         return self.accept_initialize_update(parsed)
