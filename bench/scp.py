@@ -78,10 +78,11 @@ def _scp03_baseline() -> Callable[[], object]:
 
 
 def _scp02_pair() -> tuple[HostChannel, CardChannel]:
-    from gpchannel.scp.scp02 import Scp02Card, Scp02Host
+    from gpchannel.scp.scp02_card import Scp02Card
+    from gpchannel.scp.scp02_host import Scp02Host
 
     keys = StaticKeys.single(bytes.fromhex("404142434445464748494A4B4C4D4E4F"), kvn=0x20, key_type=KeyType.DES3)
-    host: HostChannel = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=bytes(8), i_param=0x55)
+    host = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=bytes(8), i_param=0x55)
     card: CardChannel = Scp02Card(
         keys, i_param=0x55, key_diversification_data=KDD, sequence_counter=1, random=bytes, aid=AID
     )

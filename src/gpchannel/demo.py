@@ -13,8 +13,9 @@ from collections.abc import Callable
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import GPChannelError
-from gpchannel.scp.common import CardChannel, HostChannel, SecurityLevel
+from gpchannel.scp.common import CardChannel, SecurityLevel
 from gpchannel.scp.loopback import exchange, handshake
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["main"]
 
@@ -30,7 +31,7 @@ def _application(command: CommandApdu) -> ResponseApdu:
     return ResponseApdu(command.data, 0x9000)
 
 
-def _session(title: str, host: HostChannel, card: CardChannel, commands: list[CommandApdu]) -> None:
+def _session(title: str, host: SymmetricHostChannel, card: CardChannel, commands: list[CommandApdu]) -> None:
     print(f"\n=== {title} ===")
     for command, response in handshake(host, card):
         print(f"  > {command}")
@@ -66,13 +67,12 @@ def _scp03(random: Callable[[int], bytes]) -> None:
 
 
 def _scp02(random: Callable[[int], bytes]) -> None:
-    from gpchannel.scp import scp02
+    from gpchannel.scp.scp02_card import Scp02Card
+    from gpchannel.scp.scp02_host import Scp02Host
 
     keys = StaticKeys.single(DEFAULT_KEY, kvn=0x20, key_type=KeyType.DES3)
-    card: CardChannel = scp02.Scp02Card(
-        keys, i_param=0x55, key_diversification_data=KDD, sequence_counter=1, random=random, aid=ISD_AID
-    )
-    host: HostChannel = scp02.Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=random(8), i_param=0x55)
+    card = Scp02Card(keys, i_param=0x55, key_diversification_data=KDD, sequence_counter=1, random=random, aid=ISD_AID)
+    host = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=random(8), i_param=0x55)
     commands = [CommandApdu(0x80, 0xCA, 0x9F, 0x7F, le=256), CommandApdu(0x80, 0xE2, 0x90, 0x00, b"hello, card")]
     _session("SCP02 i=55, 3DES, security level 03 (C-MAC, C-DEC)", host, card, commands)
 

@@ -3,12 +3,8 @@ talks to it in bytes, exactly as a reader would."""
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Callable
-from typing import Any
-
-import pytest
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
@@ -16,6 +12,8 @@ from gpchannel.card.state import MemoryStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.scp.common import HostChannel, SecurityLevel
+from gpchannel.scp.registry import PROTOCOLS, HostFactory
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 DEFAULT_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 ISD_AID = bytes.fromhex("A000000151000000")
@@ -69,39 +67,21 @@ def send(card: Card, command: CommandApdu | str) -> ResponseApdu:
     return ResponseApdu.from_bytes(card.process(raw))
 
 
-_HOSTS = {
-    "01": ("gpchannel.scp.scp01", "Scp01Host"),
-    "02": ("gpchannel.scp.scp02_host", "Scp02Host"),
-    "03": ("gpchannel.scp.scp03_host", "Scp03Host"),
-}
+def host_class(scp: str) -> HostFactory:
+    """The host class of ``scp`` ("01", "02", "03"), from the protocol registry."""
+    entry = PROTOCOLS.explicit(int(scp, 16))
+    assert entry is not None, f"SCP{scp} is not in the protocol registry"
+    return entry.host
 
 
-def host_class(scp: str) -> type[HostChannel]:
-    """The host class of ``scp``, or skip the test with the reason while it is not importable."""
-    module_name, name = _HOSTS[scp]
-    for candidate in (module_name, f"gpchannel.scp.scp{scp}"):
-        try:
-            cls = getattr(importlib.import_module(candidate), name, None)
-        except ImportError:
-            continue
-        if cls is not None:
-            return cls  # type: ignore[no-any-return]
-    pytest.skip(f"{name} is not importable yet (SCP{scp} host is being written in parallel)")
-
-
-def open_session(card: Card, scp: str, level: int, *, kvn: int = 0x30, channel: int = 0) -> HostChannel:
+def open_session(card: Card, scp: str, level: int, *, kvn: int = 0x30, channel: int = 0) -> SymmetricHostChannel:
     """INITIALIZE UPDATE + EXTERNAL AUTHENTICATE through the card's bytes interface."""
-    from gpchannel.card.context import card_channel_class
-
-    if card_channel_class(int(scp, 16)) is None:
-        pytest.skip(f"the SCP{scp} card class is not importable yet")
     cls = host_class(scp)
     key_type = KeyType.AES if scp == "03" else KeyType.DES3
     keys = StaticKeys.single(DEFAULT_KEY, kvn, key_type)
-    factory: Any = cls  # the protocol classes' constructor contract, not HostChannel's
     sd = card.state.isd.sd
     assert sd is not None
-    host: HostChannel = factory(
+    host = cls(
         keys, level=SecurityLevel(level), host_challenge=bytes(range(8)), i_param=sd.i_param, kvn=kvn, channel=channel
     )
     host.receive_initialize_update(send(card, host.initialize_update()))

@@ -126,7 +126,7 @@ def connect(card: Card, alter: Callable[[bytes], bytes] | None = None) -> GpCard
 
 def options(p: TestPki, option: Scp10Option, level: int, **kw: object) -> ChannelOptions:
     factory = host_factory(p, option, **kw)  # type: ignore[arg-type]
-    return ChannelOptions(lambda _: None, SecurityLevel(level), ScpProtocol.SCP10, scp10=factory)  # type: ignore[arg-type, return-value]
+    return ChannelOptions(lambda _: None, SecurityLevel(level), ScpProtocol.SCP10, driver=factory)  # type: ignore[arg-type, return-value]
 
 
 # -- sessions in both modes at every level ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def options(p: TestPki, option: Scp10Option, level: int, **kw: object) -> Channe
 def test_session_at_every_level_runs_content_management(option: Scp10Option, level: int) -> None:
     card = make_card(pki())
     gp = connect(card)
-    gp.open_scp10_channel(options(pki(), option, level))
+    gp.open_channel(options(pki(), option, level))
     session = card.channels[0].session
     assert session is not None and session.state is ChannelState.OPEN
     assert int(session.level) == level and gp.level == level
@@ -150,7 +150,7 @@ def test_install_and_delete_inside_an_scp10_session() -> None:
     state.load_files.append(LoadFile(ECHO_LOAD_FILE_AID, state.isd_aid, [ECHO_MODULE_AID]))
     card = Card(state, MemoryStore(), random=Drbg(b"card"), today=lambda: TODAY, applets=emulator_applets())
     gp = connect(card)
-    gp.open_scp10_channel(options(pki(), Scp10Option.KEY_AGREEMENT, 0x33))
+    gp.open_channel(options(pki(), Scp10Option.KEY_AGREEMENT, 0x33))
     instance = ECHO_LOAD_FILE_AID + b"\x07"
     gp.install(ECHO_LOAD_FILE_AID, ECHO_MODULE_AID, instance)
     assert card.state.application(instance) is not None
@@ -171,7 +171,7 @@ def test_without_a_session_management_is_refused_and_certificate_is_served() -> 
 def test_select_ends_the_session() -> None:
     card = make_card(pki())
     gp = connect(card)
-    gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
+    gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
     gp.session.transmit_plain(CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD))
     assert card.channels[0].session is None
     wrapped = gp.session.secure.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", 256))  # type: ignore[union-attr]
@@ -182,9 +182,9 @@ def test_key_transport_is_the_only_option_when_the_profile_says_so() -> None:
     card = make_card(pki(), options='["transport"]')
     gp = connect(card)
     with pytest.raises(CardStatusError) as info:
-        gp.open_scp10_channel(options(pki(), Scp10Option.KEY_AGREEMENT, 0x01))
+        gp.open_channel(options(pki(), Scp10Option.KEY_AGREEMENT, 0x01))
     assert info.value.sw == 0x9484  # F.4.5 Table F-30: algorithm not supported
-    gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
+    gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
 
 
 # -- negative: the status words of Appendix F -----------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_certificate_from_another_ca_is_refused_6300(option: Scp10Option) -> Non
     chain = tuple(c.to_bytes() for c in stranger.oce_chain)
     gp = connect(card)
     with pytest.raises(CardStatusError) as info:
-        gp.open_scp10_channel(options(pki(), option, 0x01, chain=chain))
+        gp.open_channel(options(pki(), option, 0x01, chain=chain))
     assert info.value.sw == 0x6300  # Table F-36: verification of the certificate failed
     assert card.channels[0].session is not None and card.channels[0].session.state is not ChannelState.OPEN
 
@@ -206,7 +206,7 @@ def test_expired_certificate_is_refused_6300(option: Scp10Option) -> None:
     card = make_card(pki(), today=later)
     gp = connect(card)
     with pytest.raises(CardStatusError) as info:
-        gp.open_scp10_channel(options(pki(), option, 0x01, now=TODAY))
+        gp.open_channel(options(pki(), option, 0x01, now=TODAY))
     assert info.value.sw == 0x6300
 
 
@@ -214,7 +214,7 @@ def test_without_a_date_source_certificates_are_not_verified_6985() -> None:
     card = make_card(pki(), today=None)
     gp = connect(card)
     with pytest.raises(CardStatusError) as info:
-        gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
+        gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
     assert info.value.sw == 0x6985
 
 
@@ -227,7 +227,7 @@ def test_tampered_command_mac_is_refused_6982_and_ends_the_session(option: Scp10
 
     card = make_card(pki())
     gp = connect(card, alter)
-    gp.open_scp10_channel(options(pki(), option, 0x01))
+    gp.open_channel(options(pki(), option, 0x01))
     tamper["on"] = True
     wrapped = gp.session.secure.wrap(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00"))  # type: ignore[union-attr]
     assert gp.session.transmit_plain(wrapped).sw == 0x6982  # F.1.6: security error, session aborted
@@ -242,7 +242,7 @@ def test_tampered_response_mac_is_detected_by_the_host() -> None:
     card = make_card(pki())
     session = CardSession(Wire(card), random=Drbg(b"session"))
     gp = GpCard.connect(session, ISD)
-    gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x11))
+    gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x11))
     original = card.process
 
     def flip(raw: bytes) -> bytes:
@@ -259,7 +259,7 @@ def test_host_refuses_a_card_certificate_from_another_ca() -> None:
     card = make_card(stranger)  # the card's certificate comes from TP_IN of another PKI
     gp = connect(card)
     with pytest.raises(AuthenticationError):
-        gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
+        gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x01))
 
 
 def test_commands_longer_than_a_short_apdu_are_chained() -> None:
@@ -271,7 +271,7 @@ def test_commands_longer_than_a_short_apdu_are_chained() -> None:
 
     card = make_card(pki())
     gp = connect(card, record)
-    gp.open_scp10_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x03))
+    gp.open_channel(options(pki(), Scp10Option.KEY_TRANSPORT, 0x03))
     assert any(cla & 0x10 for cla in seen)  # 315-byte certificates go as chained PSO commands (F.4)
 
 

@@ -21,8 +21,9 @@ from gpchannel.card.state import MemoryStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import CardError
-from gpchannel.scp.common import HostChannel, SecurityLevel
+from gpchannel.scp.common import SecurityLevel
 from gpchannel.scp.scp03_host import Scp03Host
+from gpchannel.scp.symmetric import SymmetricHostChannel
 from tests.card.harness import counter_random, host_class, send
 from tests.vectors import VectorCase, cases, params
 
@@ -129,9 +130,9 @@ def test_pysim_unwrap_and_wrap(case: VectorCase) -> None:
 # -- GlobalPlatformPro: sensitive data under the DEK -------------------------------------------------------------
 
 
-def _open(service: SecureChannelService, scp: str, level: int, keys: StaticKeys, i: int) -> HostChannel:
+def _open(service: SecureChannelService, scp: str, level: int, keys: StaticKeys, i: int) -> SymmetricHostChannel:
     factory: Any = host_class(scp)
-    host: HostChannel = factory(
+    host: SymmetricHostChannel = factory(
         keys, level=SecurityLevel(level), host_challenge=bytes(range(8)), i_param=i, kvn=keys.kvn, aid=APP_AID
     )
     host.receive_initialize_update(service.process_security(host.initialize_update()))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex, parse_int
+from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex, parse_int, parse_security_level
 from gpchannel.codec.apdu import CommandApdu
+from gpchannel.scp.common import SecurityLevel
 from tests.vectors import VectorCase, params
 
 
@@ -47,3 +50,35 @@ def test_hex_and_numbers() -> None:
         parse_apdu_text("0022")
     with pytest.raises(ValueError):
         parse_int("3O")
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("clr", 0x00),
+        ("MAC", 0x01),
+        (" enc ", 0x03),
+        ("mac+rmac", 0x11),
+        ("enc+rmac", 0x13),
+        ("enc+renc", 0x33),
+        ("rmac", 0x10),
+        ("33", 0x33),
+        ("0x03", 0x03),
+    ],
+)
+def test_security_level_names_and_bytes(text: str, level: int) -> None:
+    assert parse_security_level(text) == SecurityLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max", "expected a hex byte (00, 01, 03, 11, 13, 33) or one of clr, mac, enc"),
+        ("02", "C-DECRYPTION requires C-MAC"),
+        ("23", "R-ENCRYPTION requires R-MAC and C-DECRYPTION"),
+        ("40", "RFU bits set"),
+    ],
+)
+def test_security_level_errors_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_security_level(text)

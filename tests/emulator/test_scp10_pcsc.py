@@ -86,7 +86,7 @@ def test_host_library_session_through_pcscd(card: ServedCard, pki: Path, option:
     transport = PcscTransport(card.reader)
     try:
         gp = GpCard.connect(CardSession(transport, random=os.urandom), ISD)
-        gp.open_scp10_channel(ChannelOptions(lambda _: None, SecurityLevel(0x33), ScpProtocol.SCP10, scp10=factory))  # type: ignore[arg-type, return-value]
+        gp.open_channel(ChannelOptions(lambda _: None, SecurityLevel(0x33), ScpProtocol.SCP10, driver=factory))  # type: ignore[arg-type, return-value]
         assert gp.level == 0x33
         assert any(item.entry.aid == ISD for item in gp.list())
         cplc = gp.get_data(0x9F7F)

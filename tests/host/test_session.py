@@ -252,7 +252,9 @@ def test_scp02_against_our_card(i_param: int, kvn: int, scheme: Diversification)
     keys = resolver(master, scheme) if scheme is not Diversification.NONE else master
     session = CardSession(card, random=fixed_random(bytes(8)))
     level = SecurityLevel.C_MAC | SecurityLevel.C_DECRYPTION
-    result = session.open_secure_channel(ChannelOptions(keys, level), aid=ISD, scp02_i_hint=i_param)
+    result = session.open_secure_channel(
+        ChannelOptions(keys, level), aid=ISD, recognition_i={ScpProtocol.SCP02: i_param}
+    )
     assert (result.protocol, result.kvn) == (ScpProtocol.SCP02, kvn)
     command = CommandApdu(0x80, 0xF2, 0x40, 0x02, b"\x4f\x00", le=256)
     assert session.transmit(command).data == b"\x00\x4f"

@@ -20,7 +20,8 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, IncorrectData, IncorrectP1P2, RemoteProtocolError, SecurityNotSatisfied
 from gpchannel.scp.common import SecurityLevel
 from gpchannel.scp.put_key import KeyComponent, PutKeyCommand, PutKeyData, put_key_command
-from gpchannel.scp.scp01 import Scp01Card, Scp01Host
+from gpchannel.scp.scp01_card import Scp01Card
+from gpchannel.scp.scp01_host import Scp01Host
 from tests.vectors import VectorCase, cases, params
 
 _FILE = "put_key/globalplatformpro.json"

@@ -29,14 +29,14 @@ from gpchannel.errors import (
 )
 from gpchannel.scp.common import ChannelState, KeyResolver, SecurityLevel
 from gpchannel.scp.scp01 import (
-    Scp01Card,
-    Scp01Host,
     command_mac,
     decrypt_command_data,
     derive_session_keys,
     encrypt_command_data,
     encrypt_sensitive_data,
 )
+from gpchannel.scp.scp01_card import Scp01Card
+from gpchannel.scp.scp01_host import Scp01Host
 from tests.vectors import VectorCase, cases, params
 
 _DEFAULT = bytes.fromhex("404142434445464748494A4B4C4D4E4F")

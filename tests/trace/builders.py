@@ -7,13 +7,15 @@ from collections.abc import Callable, Sequence
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.scp.common import CardChannel, HostChannel, SecurityLevel
+from gpchannel.scp.common import CardChannel, SecurityLevel
 from gpchannel.scp.loopback import exchange, handshake
-from gpchannel.scp.scp01 import Scp01Card, Scp01Host
+from gpchannel.scp.scp01_card import Scp01Card
+from gpchannel.scp.scp01_host import Scp01Host
 from gpchannel.scp.scp02_card import Scp02Card
 from gpchannel.scp.scp02_host import Scp02Host
 from gpchannel.scp.scp03_card import Scp03Card
 from gpchannel.scp.scp03_host import Scp03Host
+from gpchannel.scp.symmetric import SymmetricHostChannel
 from gpchannel.trace import KeyOptions, TraceExchange
 from tests.vectors import VectorCase
 
@@ -52,12 +54,12 @@ def counter_random(n: int) -> bytes:
     return bytes((0xA5 + k) & 0xFF for k in range(n))
 
 
-def make_pair(protocol: int, level: int, i: int | None = None) -> tuple[HostChannel, CardChannel, StaticKeys]:
+def make_pair(protocol: int, level: int, i: int | None = None) -> tuple[SymmetricHostChannel, CardChannel, StaticKeys]:
     """A host and a card of ``protocol`` (1, 2, 3) sharing the test keys, ready for the handshake."""
     sl = SecurityLevel(level)
     if protocol == 1:
         i1 = i or 0x15
-        host: HostChannel = Scp01Host(DES_KEYS, level=sl, host_challenge=HOST_CHALLENGE, i_param=i1)
+        host: SymmetricHostChannel = Scp01Host(DES_KEYS, level=sl, host_challenge=HOST_CHALLENGE, i_param=i1)
         card: CardChannel = Scp01Card(
             DES_KEYS, i_param=i1, key_diversification_data=KDD, sequence_counter=0, random=counter_random, aid=AID
         )

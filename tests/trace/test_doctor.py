@@ -13,7 +13,7 @@ from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError
 from gpchannel.scp.common import CardChannel, ScpProtocol, initialize_update_command
-from gpchannel.scp.scp01 import Scp01Card
+from gpchannel.scp.scp01_card import Scp01Card
 from gpchannel.scp.scp02_card import Scp02Card
 from gpchannel.scp.scp03_card import Scp03Card
 from gpchannel.trace import doctor, doctor_json, doctor_text

@@ -10,7 +10,6 @@ INSTALL [for personalization] target, GET RESPONSE remainder).
 from __future__ import annotations
 
 import datetime
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,27 +18,10 @@ from gpchannel.card.applets import Applet, AppletRegistry
 from gpchannel.card.state import CardState, KeySet, LoadFile
 from gpchannel.errors import ConditionsNotSatisfied, FunctionNotSupported
 from gpchannel.scp.common import CardChannel, RandomSource
+from gpchannel.scp.registry import PROTOCOLS
+from gpchannel.scp.symmetric import SymmetricCardChannel
 
-__all__ = ["CardContext", "ChannelContext", "LoadContext", "card_channel_class", "open_card_channel"]
-
-_CLASSES = {
-    0x01: (("gpchannel.scp.scp01", "Scp01Card"), ("gpchannel.scp.scp01_card", "Scp01Card")),
-    0x02: (("gpchannel.scp.scp02", "Scp02Card"), ("gpchannel.scp.scp02_card", "Scp02Card")),
-    0x03: (("gpchannel.scp.scp03", "Scp03Card"), ("gpchannel.scp.scp03_card", "Scp03Card")),
-}
-
-
-def card_channel_class(protocol: int) -> type[CardChannel] | None:
-    """The CardChannel subclass of ``protocol`` (01, 02, 03), or None while it is not importable."""
-    for module_name, class_name in _CLASSES.get(protocol, ()):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        cls = getattr(module, class_name, None)
-        if isinstance(cls, type) and issubclass(cls, CardChannel):
-            return cls
-    return None
+__all__ = ["CardContext", "ChannelContext", "LoadContext", "open_card_channel"]
 
 
 def open_card_channel(
@@ -51,14 +33,14 @@ def open_card_channel(
     random: RandomSource,
     aid: bytes,
     channel: int,
-) -> CardChannel:
-    """A new card-side session for the Security Domain's protocol (the class contract of gpchannel.scp)."""
-    cls = card_channel_class(protocol)
-    if cls is None:
+) -> SymmetricCardChannel[Any]:
+    """A new card-side session for the Security Domain's protocol, one initiated by INITIALIZE UPDATE (the
+    registry's :class:`~gpchannel.scp.registry.CardFactory`); FunctionNotSupported for any other."""
+    entry = PROTOCOLS.explicit(protocol)
+    if entry is None:
         raise FunctionNotSupported(f"SCP{protocol:02X} is not available in this build")
-    factory: Any = cls  # the subclasses' constructor is the contract of gpchannel.scp, not CardChannel's
     try:
-        channel_object: CardChannel = factory(
+        return entry.card(
             keyset.static_keys(),
             i_param=i_param,
             key_diversification_data=kdd,
@@ -69,7 +51,6 @@ def open_card_channel(
         )
     except ValueError as exc:
         raise ConditionsNotSatisfied(f"cannot open SCP{protocol:02X}: {exc}") from None
-    return channel_object
 
 
 @dataclass(slots=True)

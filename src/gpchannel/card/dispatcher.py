@@ -26,10 +26,14 @@ from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, de
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.ota_handler import OtaHandler, is_ota_command
 from gpchannel.card.registry import find_for_select
-from gpchannel.card.scp10_domain import takes_chaining
 from gpchannel.card.sd_data import fci
 from gpchannel.card.secure_channel_service import SecureChannelService
-from gpchannel.card.security_domain import keep_sequence_counters, process_security_domain, sequence_counters
+from gpchannel.card.security_domain import (
+    keep_sequence_counters,
+    process_security_domain,
+    sequence_counters,
+    takes_chaining,
+)
 from gpchannel.card.state import Application, CardState, StateStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_channel, cla_has_secure_messaging
 from gpchannel.errors import (

@@ -7,7 +7,8 @@ through the sans-I/O :class:`~gpchannel.scp.scp10_card.Scp10Card` of the logical
 * the initiation commands of F.4 (MANAGE SECURITY ENVIRONMENT, PERFORM SECURITY OPERATION [verify certificate]
   and [decipher], GET CHALLENGE, EXTERNAL AUTHENTICATE, INTERNAL AUTHENTICATE), with ISO/IEC 7816-4 command
   chaining (F.4; the dispatcher lets chained commands through to an SCP10 Security Domain, see
-  :func:`takes_chaining`), and GET DATA [certificate] 7F21 / 5031 (F.4.3), are processed by the session;
+  :func:`gpchannel.card.security_domain.takes_chaining`), and GET DATA [certificate] 7F21 / 5031 (F.4.3), are
+  processed by the session;
 * every other command (GET DATA, GET STATUS, INSTALL, LOAD, PUT KEY, ...) is unwrapped at the session's level
   (F.3.2), handled by the Security Domain's ordinary handlers and the answer wrapped. Table 11-2 of GP 2.3.1
   applies as for the other protocols: the card content management commands need an open session (6982);
@@ -30,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpchannel.card.context import CardContext, ChannelContext
-from gpchannel.card.state import Application, CardState, Scp10Material
+from gpchannel.card.state import Application, Scp10Material
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import Tlv
 from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
@@ -54,11 +55,9 @@ __all__ = [
     "Handler",
     "card_config",
     "certificate_subject",
-    "is_scp10",
     "material_from_profile",
     "pem_decode",
     "process_scp10",
-    "takes_chaining",
 ]
 
 SCP10 = 0x10
@@ -71,17 +70,6 @@ _AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})  # GP 2.3
 _REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material stays out of traces
 _PROFILE_KEYS = frozenset({"private_key", "certificate", "trust_anchor", "trust_anchor_id", "card_id", "options"})
 _OPTION_NAMES = {"agreement": 0x01, "transport": 0x02, "01": 0x01, "02": 0x02}
-
-
-def is_scp10(app: Application | None) -> bool:
-    """Whether ``app`` is a Security Domain that runs SCP10."""
-    return app is not None and app.sd is not None and app.sd.scp == SCP10
-
-
-def takes_chaining(state: CardState, selected: bytes | None) -> bool:
-    """Whether the application selected on a channel takes ISO/IEC 7816-4 command chaining: an SCP10 Security
-    Domain does (F.4: certificates, cryptograms and signatures longer than one short APDU)."""
-    return selected is not None and is_scp10(state.application(selected))
 
 
 def card_config(material: Scp10Material, default_option: int) -> Scp10CardConfig:

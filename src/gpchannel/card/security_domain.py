@@ -21,11 +21,13 @@ Rules applied here, before the handlers:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gpchannel.card import content, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
-from gpchannel.card.scp10_domain import is_scp10, process_scp10
+from gpchannel.card.scp10_domain import Handler, process_scp10
 from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.errors import (
@@ -42,11 +44,20 @@ from gpchannel.errors import (
 )
 from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.lifecycle import CardLifeCycle
-from gpchannel.scp.common import CardChannel, ChannelState, SecurityLevel
+from gpchannel.scp.common import CardChannel, ChannelState, ScpProtocol, SecurityLevel
+from gpchannel.scp.registry import PROTOCOLS, Initiation
 from gpchannel.scp.scp02 import is_explicit
 from gpchannel.scp.scp02_card import Scp02Card
 
-__all__ = ["INS_NAMES", "keep_sequence_counters", "process_security_domain", "sequence_counters"]
+__all__ = [
+    "INS_NAMES",
+    "SteppedDomain",
+    "keep_sequence_counters",
+    "process_security_domain",
+    "sequence_counters",
+    "stepped_domain",
+    "takes_chaining",
+]
 
 INS_NAMES = {
     0x50: "INITIALIZE UPDATE",
@@ -88,12 +99,37 @@ def keep_sequence_counters(state: CardState, counters: dict[tuple[bytes, int], i
     return changed
 
 
+SteppedDomain = Callable[[CardContext, ChannelContext, Application, CommandApdu, Handler], ResponseApdu]
+"""The Security Domain side of a protocol initiated by steps: every command to such a Security Domain goes to it,
+with the ordinary handler for the commands it unwraps."""
+
+_STEPPED_DOMAINS: dict[int, SteppedDomain] = {
+    ScpProtocol.SCP10: process_scp10,  # GP 2.2.1 Appendix F
+}
+"""The Security Domain side of each protocol that the registry says is initiated by steps."""
+
+
+def stepped_domain(app: Application | None) -> SteppedDomain | None:
+    """The processing of ``app`` when it is a Security Domain whose protocol is initiated by steps, else None."""
+    if app is None or app.sd is None or PROTOCOLS.initiation(app.sd.scp) is not Initiation.STEPS:
+        return None
+    return _STEPPED_DOMAINS.get(app.sd.scp)
+
+
+def takes_chaining(state: CardState, selected: bytes | None) -> bool:
+    """Whether the application selected on a channel takes ISO/IEC 7816-4 command chaining: a Security Domain whose
+    protocol is initiated by steps does (SCP10, GP 2.2.1 F.4: certificates, cryptograms and signatures longer than
+    one short APDU)."""
+    return selected is not None and stepped_domain(state.application(selected)) is not None
+
+
 def process_security_domain(
     ctx: CardContext, channel: ChannelContext, sd: Application, command: CommandApdu
 ) -> ResponseApdu:
     """Process one command for the Security Domain ``sd`` selected on ``channel``; raises CardError."""
-    if is_scp10(sd):  # GP 2.2.1 Appendix F: card/scp10_domain.py
-        return process_scp10(ctx, channel, sd, command, _handle)
+    stepped = stepped_domain(sd)
+    if stepped is not None:  # the protocol's own Security Domain side (SCP10: card/scp10_domain.py)
+        return stepped(ctx, channel, sd, command, _handle)
     ins = command.ins
     if ins not in INS_NAMES:
         raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")

@@ -1,4 +1,4 @@
-"""Reading APDUs, AIDs, keys and numbers as a person types them on the command line.
+"""Reading APDUs, AIDs, keys, numbers and security levels as a person types them on the command line.
 
 APDU text follows GlobalPlatformPro's parser for hex: whitespace, colons and ``0x`` prefixes are ignored; when
 the bytes are not a well-formed command APDU (ISO 7816-3 12.1.3) but have a header and data, Lc is inserted.
@@ -10,8 +10,37 @@ import re
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import DecodeError
+from gpchannel.scp.common import SecurityLevel
 
-__all__ = ["parse_apdu_text", "parse_hex", "parse_int"]
+__all__ = ["SECURITY_LEVEL_NAMES", "parse_apdu_text", "parse_hex", "parse_int", "parse_security_level"]
+
+SECURITY_LEVEL_NAMES = {
+    "clr": 0x00,
+    "mac": 0x01,
+    "enc": 0x03,
+    "mac+rmac": 0x11,
+    "enc+rmac": 0x13,
+    "enc+renc": 0x33,
+    "rmac": 0x10,
+}
+"""The names ``--security-level`` takes besides a hex byte (P1 of EXTERNAL AUTHENTICATE, GP 2.3.1 Table 11-68)."""
+
+
+def parse_security_level(text: str) -> SecurityLevel:
+    """From a hex byte (``"33"``, ``"0x03"``) or a name (clr, mac, enc, mac+rmac, enc+rmac, enc+renc); ValueError
+    when it is neither, or not a level of the symmetric protocols (:meth:`SecurityLevel.from_byte`)."""
+    key = text.strip().lower()
+    if key in SECURITY_LEVEL_NAMES:
+        return SecurityLevel(SECURITY_LEVEL_NAMES[key])
+    try:
+        value = int(key, 16)
+    except ValueError:
+        raise ValueError(
+            f"security level {text!r}: expected a hex byte (00, 01, 03, 11, 13, 33) or one of "
+            f"{', '.join(SECURITY_LEVEL_NAMES)}"
+        ) from None
+    return SecurityLevel.from_byte(value)
+
 
 _SEPARATORS = re.compile(r"0[xX]|[\s:]")
 

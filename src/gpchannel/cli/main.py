@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from gpchannel.cli import render
-from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex, parse_security_level
 from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.campaign_commands import campaign as campaign_group
 from gpchannel.cli.campaign_commands import inventory as inventory_group
@@ -72,7 +72,7 @@ from gpchannel.gp.cap import CapFile
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges
 from gpchannel.host.commands import SetStatusScope, key_set_dgis
-from gpchannel.scp.common import ScpProtocol, SecurityLevel
+from gpchannel.scp.common import ScpProtocol
 
 __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRANSPORT", "EXIT_USAGE", "cli", "main"]
 
@@ -190,7 +190,7 @@ def cli(
         settings.keys = KeyMaterial(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, scheme)
     if level is not None:
         try:
-            settings.level = SecurityLevel.parse(level)
+            settings.level = parse_security_level(level)
         except ValueError as exc:
             if settings.scp is not ScpProtocol.SCP10:
                 raise click.BadParameter(str(exc), param_hint="--security-level") from None

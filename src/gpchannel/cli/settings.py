@@ -22,7 +22,8 @@ from gpchannel.codec.sw import describe
 from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
 from gpchannel.host.card import GpCard
 from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
-from gpchannel.scp.common import ScpProtocol, SecurityLevel
+from gpchannel.scp.common import ScpProtocol, SecurityLevel, protocol_name
+from gpchannel.scp.registry import PROTOCOLS, Initiation
 
 __all__ = [
     "EXIT_AUTHENTICATION",
@@ -95,14 +96,13 @@ class Settings:
             if self.app is not None and not secure:
                 self._card.select(self.app)
         if secure and not (self._card.session.secure and self._card.session.secure.is_open):
-            if self.scp is ScpProtocol.SCP10:
-                if self.app is not None:
-                    raise UnsupportedError("--app with --scp 10: SCP10 runs with a Security Domain only")
-                self._card.open_scp10_channel(self.channel_options())
-            elif self.app is not None:
-                self._card.open_application_channel(self.app, self.channel_options())
+            if self.app is None:
+                self._card.open_channel(self.channel_options())
+            elif self.scp is not None and PROTOCOLS.initiation(self.scp) is Initiation.STEPS:
+                name = protocol_name(self.scp)
+                raise UnsupportedError(f"--app with --scp {self.scp:02X}: {name} runs with a Security Domain only")
             else:
-                self._card.open_secure_channel(self.channel_options())
+                self._card.open_application_channel(self.app, self.channel_options())
         return self._card
 
     def _trace_hook(self) -> TraceHook | None:

@@ -64,7 +64,7 @@ from gpchannel.host.commands import (
 )
 from gpchannel.host.delegated import DapSigner, Delegation, content_key_command
 from gpchannel.host.session import CardSession, ChannelOptions
-from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
+from gpchannel.scp.common import InitializeUpdateResponse, SecurityLevel
 from gpchannel.scp.put_key import PutKeyData, put_key_command
 
 __all__ = [
@@ -113,7 +113,7 @@ class CardInfo:
     resources: ExtendedCardResources | None = None
     key_diversification_data: bytes | None = None
     sequence_counter: bytes | None = None
-    protocol: ScpProtocol | None = None
+    protocol: int | None = None
     i_param: int | None = None
     kvn: int | None = None
     problems: tuple[str, ...] = field(default=())
@@ -151,16 +151,22 @@ class GpCard:
 
     # -- secure channel -------------------------------------------------------------------------------------------
     def open_secure_channel(self, options: ChannelOptions) -> InitializeUpdateResponse:
-        """Open a secure channel with the selected Security Domain (see :meth:`CardSession.open_secure_channel`)."""
-        hint = None
-        if self.fci and self.fci.card_data:
-            hint = next((i for p, i in self.fci.card_data.scps if p == ScpProtocol.SCP02), None)
-        return self.session.open_secure_channel(options, aid=self.isd_aid, scp02_i_hint=hint)
+        """Open a secure channel with INITIALIZE UPDATE with the selected Security Domain (see
+        :meth:`CardSession.open_secure_channel`)."""
+        return self.session.open_secure_channel(options, aid=self.isd_aid, recognition_i=self._recognition_i())
 
-    def open_scp10_channel(self, options: ChannelOptions) -> None:
-        """Open an SCP10 secure channel with the selected Security Domain (see
-        :meth:`CardSession.open_scp10_channel`; GP 2.2.1 Appendix F)."""
-        self.session.open_scp10_channel(options)
+    def open_channel(self, options: ChannelOptions) -> InitializeUpdateResponse | None:
+        """Open a secure channel with the selected Security Domain the way its protocol opens (see
+        :meth:`CardSession.open_channel`): None for a protocol initiated by a step driver (SCP10)."""
+        return self.session.open_channel(options, aid=self.isd_aid, recognition_i=self._recognition_i())
+
+    def _recognition_i(self) -> dict[int, int]:
+        """The i of each protocol the card recognition data lists (GP 2.3.1 H.2), the first when one repeats."""
+        found: dict[int, int] = {}
+        if self.fci and self.fci.card_data:
+            for protocol, i in self.fci.card_data.scps:
+                found.setdefault(protocol, i)
+        return found
 
     def open_application_channel(self, aid: bytes, options: ChannelOptions) -> InitializeUpdateResponse:
         """SELECT the application ``aid`` and open a secure channel with it instead of a Security Domain.

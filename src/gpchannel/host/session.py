@@ -1,9 +1,11 @@
 """A host session with a card: APDU exchange over a transport, and opening a secure channel on it.
 
 The session sends INITIALIZE UPDATE, detects the protocol (byte 11 of the response, GP 2.3.1 E.5.1 / Amendment D
-7.1.1, as GlobalPlatformPro does) and, for SCP03, i (byte 12), then hands the exchange to the host class of that
-protocol (:class:`gpchannel.scp.common.HostChannel`): SCP01, SCP02 or SCP03. SCP02 does not send i; it comes from
-the caller, else from the card recognition data, else 15 (the host-side checks are the same for 15 and 55).
+7.1.1, as GlobalPlatformPro does), parses the response once with that protocol's format and, for SCP03, reads i
+(byte 12), then hands the parsed response to the host class of that protocol, found in the protocol registry
+(:mod:`gpchannel.scp.registry`). Where the host's i comes from when the caller gives none is the registry's too
+(SCP02 does not send i: the card recognition data, else 15). Protocols initiated by a step driver (SCP10) open
+with :meth:`CardSession.open_stepped_channel`.
 
 A wrong card cryptogram raises :class:`AuthenticationError` before EXTERNAL AUTHENTICATE is built: only
 INITIALIZE UPDATE has gone to the card, which no card counts against its retry limit.
@@ -17,10 +19,9 @@ No I/O happens here: the transport is injected (anything with ``transmit`` and `
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.keys import StaticKeys
@@ -31,11 +32,13 @@ from gpchannel.scp.common import (
     InitializeUpdateResponse,
     KeyResolver,
     RandomSource,
-    ScpProtocol,
     SecurityLevel,
+    SteppedHostChannel,
     initialize_update_command,
+    protocol_name,
 )
-from gpchannel.scp.scp10_host import Scp10Host
+from gpchannel.scp.registry import PROTOCOLS, ExplicitProtocol, Initiation, ProtocolRegistry
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = [
     "ApduTransport",
@@ -43,18 +46,10 @@ __all__ = [
     "ChannelOptions",
     "Exchange",
     "TraceHook",
-    "host_class",
 ]
 
 _MAX_GET_RESPONSE = 32
 """More 61xx rounds than this for one command means a card that never finishes: refuse it."""
-
-_HOST_CLASSES: dict[ScpProtocol, tuple[str, str]] = {
-    ScpProtocol.SCP01: ("gpchannel.scp.scp01", "Scp01Host"),
-    ScpProtocol.SCP02: ("gpchannel.scp.scp02_host", "Scp02Host"),
-    ScpProtocol.SCP03: ("gpchannel.scp.scp03_host", "Scp03Host"),
-}
-_DEFAULT_SCP02_I = 0x15
 
 
 class ApduTransport(Protocol):
@@ -88,34 +83,30 @@ class ChannelOptions:
 
     keys: StaticKeys | KeyResolver = field(repr=False)
     level: SecurityLevel = SecurityLevel.C_MAC
-    scp: ScpProtocol | None = None
+    scp: int | None = None
     i_param: int | None = None
     kvn: int = 0
     s16: bool = False
-    scp10: Callable[[SecurityLevel, int], Scp10Host] | None = None
-    """SCP10 (``scp`` SCP10): builds the off-card entity's host channel for (level, logical channel) with its key
-    and certificate chain; see :meth:`CardSession.open_scp10_channel`."""
-
-
-def host_class(protocol: ScpProtocol) -> type[HostChannel]:
-    """The host channel class of ``protocol``; UnsupportedError when gpchannel does not implement it."""
-    where = _HOST_CLASSES.get(protocol)
-    if where is None:
-        raise UnsupportedError(f"the host tool does not implement {protocol.name}")
-    try:
-        module = importlib.import_module(where[0])
-    except ImportError:
-        raise UnsupportedError(f"{protocol.name} host support is not available in this build") from None
-    return cast("type[HostChannel]", getattr(module, where[1]))
+    driver: Callable[[SecurityLevel, int], SteppedHostChannel] | None = None
+    """A protocol initiated by a step driver (``scp`` SCP10): builds the off-card entity's host channel for (level,
+    logical channel) with its credentials (SCP10: key and certificate chain); see
+    :meth:`CardSession.open_stepped_channel`."""
 
 
 class CardSession:
     """APDUs to one card over ``transport``, optionally through a secure channel on logical ``channel``."""
 
     def __init__(
-        self, transport: ApduTransport, *, random: RandomSource, trace: TraceHook | None = None, channel: int = 0
+        self,
+        transport: ApduTransport,
+        *,
+        random: RandomSource,
+        trace: TraceHook | None = None,
+        channel: int = 0,
+        protocols: ProtocolRegistry = PROTOCOLS,
     ) -> None:
         self.transport = transport
+        self.protocols = protocols
         self.random = random
         self.trace = trace
         self.channel = channel
@@ -191,27 +182,40 @@ class CardSession:
         self.init_response = InitializeUpdateResponse.from_bytes(response.data)
         return self.init_response
 
+    def open_channel(
+        self, options: ChannelOptions, *, aid: bytes = b"", recognition_i: Mapping[int, int] | None = None
+    ) -> InitializeUpdateResponse | None:
+        """Open a secure channel the way the registry says ``options.scp`` opens: :meth:`open_stepped_channel`
+        (None returned) or :meth:`open_secure_channel` (detection when ``options.scp`` is None)."""
+        if options.scp is not None and self.protocols.initiation(options.scp) is Initiation.STEPS:
+            self.open_stepped_channel(options)
+            return None
+        return self.open_secure_channel(options, aid=aid, recognition_i=recognition_i)
+
     def open_secure_channel(
-        self, options: ChannelOptions, *, aid: bytes = b"", scp02_i_hint: int | None = None
+        self, options: ChannelOptions, *, aid: bytes = b"", recognition_i: Mapping[int, int] | None = None
     ) -> InitializeUpdateResponse:
         """INITIALIZE UPDATE, protocol detection, card cryptogram check, EXTERNAL AUTHENTICATE (GP 2.3.1, 7.3).
 
         ``aid`` is the selected Security Domain's AID (SCP02 / SCP03 pseudo-random challenges are computed over
-        it). ``scp02_i_hint`` is the i the card recognition data announces for SCP02, used when the options do
-        not fix one. Raises CardStatusError, RemoteProtocolError, DecodeError, AuthenticationError or
-        UnsupportedError; the session then has no open channel.
+        it). ``recognition_i`` is the i the card recognition data announces per protocol, used for the protocols
+        whose i is not on the wire (SCP02) when the options do not fix one. Raises CardStatusError,
+        RemoteProtocolError, DecodeError, AuthenticationError or UnsupportedError; the session then has no open
+        channel.
         """
-        if options.scp is ScpProtocol.SCP10:
-            raise LocalProtocolError("SCP10 has no INITIALIZE UPDATE: use open_scp10_channel")
+        forced = options.scp
+        if forced is not None and self.protocols.initiation(forced) is Initiation.STEPS:
+            name = protocol_name(forced)
+            raise LocalProtocolError(f"{name} has no INITIALIZE UPDATE: use open_stepped_channel")
         self.end_secure_channel()
         self.init_response = None
         challenge = self.random(16 if options.s16 else 8)
-        forced = options.scp
+        hints = recognition_i or {}
+        host: SymmetricHostChannel | None = None
         if forced is not None:
-            host = self._make_host(forced, options, challenge, aid, scp02_i_hint)
+            host = self._make_host(self._explicit(forced), options, challenge, aid, hints)
             command = host.initialize_update()
         else:
-            host = None
             command = initialize_update_command(challenge, options.kvn, 0, self.channel)
         response = self.transmit_plain(command)
         if response.sw != 0x9000:
@@ -219,20 +223,21 @@ class CardSession:
                 host.close()
             hint = " (a locked card or an unknown key version?)" if response.sw in (0x6982, 0x6983, 0x6A88) else ""
             raise CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data)
-        parsed = InitializeUpdateResponse.from_bytes(response.data)
-        if forced is not None and parsed.protocol is not forced:
+        parsed = self.protocols.parse_initialize_update(response.data)
+        if forced is not None and parsed.protocol != forced:
             if host is not None:
                 host.close()
-            raise RemoteProtocolError(f"asked for {forced.name} but the card answered with {parsed.protocol.name}")
+            raise RemoteProtocolError(
+                f"asked for {protocol_name(forced)} but the card answered with {protocol_name(parsed.protocol)}"
+            )
         if parsed.i_param is not None and bool(parsed.i_param & 0x01) != options.s16:
             mode = "S16 (16-byte challenges)" if parsed.i_param & 0x01 else "S8"
             raise RemoteProtocolError(
                 f"the card answered i={parsed.i_param:02X}, {mode}; open the channel in that mode"
             )
         if host is None:
-            host = self._make_host(parsed.protocol, options, challenge, aid, scp02_i_hint, parsed.i_param)
-            host.initialize_update()
-        result = host.receive_initialize_update(response)
+            host = self._make_host(self._explicit(parsed.protocol), options, challenge, aid, hints, parsed.i_param)
+        result = host.accept_initialize_update(parsed)
         self.init_response = result
         auth = host.external_authenticate()
         auth_response = self.transmit_plain(auth)
@@ -240,39 +245,46 @@ class CardSession:
         self.secure = host
         return result
 
-    def open_scp10_channel(self, options: ChannelOptions) -> None:
-        """Open an SCP10 secure channel (GP 2.2.1 Appendix F): GET DATA [certificate], MANAGE SECURITY
-        ENVIRONMENT, PERFORM SECURITY OPERATION, GET CHALLENGE, EXTERNAL and INTERNAL AUTHENTICATE, driven by
-        :meth:`gpchannel.scp.scp10_host.Scp10Host.run` with the host ``options.scp10`` builds. Raises
-        CardStatusError (the card's status word), AuthenticationError or LocalProtocolError; the session then has
-        no open channel."""
-        if options.scp10 is None:
-            raise LocalProtocolError("SCP10 needs the off-card entity's key and certificate chain (options.scp10)")
+    def open_stepped_channel(self, options: ChannelOptions) -> None:
+        """Open a secure channel whose initiation is a step driver (SCP10, GP 2.2.1 Appendix F: GET DATA
+        [certificate], MANAGE SECURITY ENVIRONMENT, PERFORM SECURITY OPERATION, GET CHALLENGE, EXTERNAL and
+        INTERNAL AUTHENTICATE), run by the ``run`` of the host ``options.driver`` builds. Raises CardStatusError
+        (the card's status word), AuthenticationError or LocalProtocolError; the session then has no open
+        channel."""
+        protocol = options.scp
+        if protocol is None or self.protocols.initiation(protocol) is not Initiation.STEPS:
+            which = "no protocol" if protocol is None else protocol_name(protocol)
+            raise LocalProtocolError(f"{which}: a step driver opens only a protocol the registry says it initiates")
+        if options.driver is None:
+            raise LocalProtocolError(
+                f"{protocol_name(protocol)} needs the off-card entity's key and certificate chain (options.driver)"
+            )
         self.end_secure_channel()
         self.init_response = None
-        host = options.scp10(options.level, self.channel)
+        host = options.driver(options.level, self.channel)
         host.run(self.transmit_plain)
         self.secure = host
 
+    def _explicit(self, protocol: int) -> ExplicitProtocol:
+        entry = self.protocols.explicit(protocol)
+        if entry is None:
+            raise UnsupportedError(f"the host tool does not implement {protocol_name(protocol)}")
+        return entry
+
     def _make_host(
         self,
-        protocol: ScpProtocol,
+        entry: ExplicitProtocol,
         options: ChannelOptions,
         challenge: bytes,
         aid: bytes,
-        scp02_i_hint: int | None,
+        recognition_i: Mapping[int, int],
         card_i: int | None = None,
-    ) -> HostChannel:
-        i_param = options.i_param
-        if protocol is ScpProtocol.SCP03 and i_param is None:
-            i_param = card_i
-        if protocol is ScpProtocol.SCP02 and i_param is None:
-            i_param = scp02_i_hint if scp02_i_hint is not None else _DEFAULT_SCP02_I
-        if protocol is ScpProtocol.SCP01 and options.s16:
-            raise LocalProtocolError("S16 mode exists only in SCP03")
-        cls = host_class(protocol)
-        factory = cast("Callable[..., HostChannel]", cls)
-        return factory(
+    ) -> SymmetricHostChannel:
+        i_param = entry.host_i_param(options.i_param, card_i, recognition_i.get(entry.protocol))
+        if options.s16 and not entry.s16:
+            with_s16 = ", ".join(e.name for e in self.protocols if isinstance(e, ExplicitProtocol) and e.s16)
+            raise LocalProtocolError(f"S16 mode exists only in {with_s16}")
+        return entry.host(
             options.keys,
             level=options.level,
             host_challenge=challenge,

@@ -1,7 +1,8 @@
-"""What every symmetric secure channel protocol shares: security levels, states, the INITIALIZE UPDATE response,
-and the host and card base classes that own the session life cycle.
+"""What every secure channel protocol shares: security levels, states, the INITIALIZE UPDATE response of the
+symmetric protocols, and the host and card base classes that own the session life cycle.
 
-Theory of operation (GP 2.3.1, 10.2 and 10.3; design.md, section 2):
+Theory of operation of the symmetric protocols (GP 2.3.1, 10.2 and 10.3; design.md, section 2); SCP10's steps are
+in :mod:`gpchannel.scp.scp10_host` and :mod:`gpchannel.scp.scp10_card`:
 
 Host side (the off-card entity)::
 
@@ -23,8 +24,8 @@ cryptogram errors) after moving the session to TERMINATED; the dispatcher turns 
 The one exception is SCP02 with implicit initiation, whose session is aborted back to IDLE (GP 2.2.1 E.1.6): the
 next command with secure messaging attempts a new session there.
 
-Subclasses implement the protocol-specific hooks (``_process_*``, ``_wrap``, ``_unwrap``); the base classes own
-state checks and termination, so no protocol can forget them.
+The protocol classes implement the protocol steps and ``wrap`` / ``unwrap``; the base classes here and in
+:mod:`gpchannel.scp.symmetric` own state checks and termination, so no protocol can forget them.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ __all__ = [
     "RandomSource",
     "ScpProtocol",
     "SecurityLevel",
+    "SteppedHostChannel",
+    "Transmit",
     "initialize_update_command",
     "plain_cla",
+    "protocol_name",
 ]
 
 RandomSource = Callable[[int], bytes]
@@ -69,10 +73,19 @@ INS_EXTERNAL_AUTHENTICATE = 0x82
 
 
 class ScpProtocol(enum.IntEnum):
+    """The protocols gpchannel implements, by their SCP identifier (GP 2.3.1, Table H-1 "SCP identifier"; byte 11
+    of the INITIALIZE UPDATE response). Protocols are found through :mod:`gpchannel.scp.registry`, whose keys are
+    plain identifiers (an ``int``), so that a protocol defined outside this package registers too."""
+
     SCP01 = 0x01
     SCP02 = 0x02
     SCP03 = 0x03
     SCP10 = 0x10
+
+
+def protocol_name(protocol: int) -> str:
+    """``SCP03`` for identifier 03: a protocol's name as GlobalPlatform writes it (``ScpProtocol.name`` too)."""
+    return f"SCP{protocol:02X}"
 
 
 class SecurityLevel(enum.IntFlag):
@@ -83,29 +96,6 @@ class SecurityLevel(enum.IntFlag):
     C_DECRYPTION = 0x02
     R_MAC = 0x10
     R_ENCRYPTION = 0x20
-
-    @classmethod
-    def parse(cls, text: str) -> SecurityLevel:
-        """From a hex byte (``"33"``, ``"0x03"``) or a name (clr, mac, enc, mac+rmac, enc+rmac, enc+renc)."""
-        names = {
-            "clr": 0x00,
-            "mac": 0x01,
-            "enc": 0x03,
-            "mac+rmac": 0x11,
-            "enc+rmac": 0x13,
-            "enc+renc": 0x33,
-            "rmac": 0x10,
-        }
-        key = text.strip().lower()
-        if key in names:
-            return cls(names[key])
-        try:
-            value = int(key, 16)
-        except ValueError:
-            raise ValueError(
-                f"security level {text!r}: expected a hex byte (00, 01, 03, 11, 13, 33) or one of {', '.join(names)}"
-            ) from None
-        return cls.from_byte(value)
 
     @classmethod
     def from_byte(cls, value: int) -> SecurityLevel:
@@ -142,7 +132,8 @@ class InitializeUpdateResponse:
 
     key_diversification_data: bytes
     kvn: int
-    protocol: ScpProtocol
+    protocol: int
+    """The SCP identifier (an :class:`ScpProtocol` for the protocols gpchannel implements)."""
     i_param: int | None
     card_challenge: bytes
     card_cryptogram: bytes
@@ -214,9 +205,13 @@ def plain_cla(cla: int) -> int:
 
 
 class HostChannel(ABC):
-    """The off-card side of one secure channel session. See the module docstring for the states."""
+    """The off-card side of one secure channel session: what every protocol shares, the life cycle and the secure
+    messaging of an open session (GP 2.3.1, 10.2). How the session opens is the protocol's: INITIALIZE UPDATE and
+    EXTERNAL AUTHENTICATE for the symmetric protocols (:class:`gpchannel.scp.symmetric.SymmetricHostChannel`), a
+    step driver for the asymmetric ones (:class:`SteppedHostChannel`); :mod:`gpchannel.scp.registry` says which.
+    """
 
-    protocol: ClassVar[ScpProtocol]
+    protocol: ClassVar[int]
 
     def __init__(self, level: SecurityLevel, channel: int = 0) -> None:
         self.level = level
@@ -243,23 +238,7 @@ class HostChannel(ABC):
     def is_open(self) -> bool:
         return self.state is ChannelState.OPEN
 
-    # -- the protocol steps -----------------------------------------------------------------------------------
-    @abstractmethod
-    def initialize_update(self) -> CommandApdu:
-        """The INITIALIZE UPDATE command (explicit initiation)."""
-
-    @abstractmethod
-    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
-        """Check the card's answer; raises AuthenticationError on a wrong card cryptogram."""
-
-    @abstractmethod
-    def external_authenticate(self) -> CommandApdu:
-        """The C-MACed EXTERNAL AUTHENTICATE with the host cryptogram."""
-
-    @abstractmethod
-    def receive_external_authenticate(self, response: ResponseApdu) -> None:
-        """Move to OPEN on 9000; CardStatusError (and TERMINATED) otherwise."""
-
+    # -- what every protocol does once the session is open --------------------------------------------------
     @abstractmethod
     def wrap(self, command: CommandApdu) -> CommandApdu:
         """Protect a command at the session's security level."""
@@ -273,6 +252,20 @@ class HostChannel(ABC):
         """Encrypt key material with the DEK for PUT KEY / STORE DATA (the protocol's sensitive-data rule)."""
 
 
+Transmit = Callable[[CommandApdu], ResponseApdu]
+"""Carries one command to the card and returns its answer (a session's plain transmit, or a card in memory)."""
+
+
+class SteppedHostChannel(HostChannel):
+    """A host channel whose initiation is a sequence of commands the protocol drives itself (SCP10: GP 2.2.1,
+    F.1.2 and F.4), rather than INITIALIZE UPDATE and EXTERNAL AUTHENTICATE."""
+
+    @abstractmethod
+    def run(self, transmit: Transmit) -> None:
+        """Drive the whole initiation through ``transmit``; the channel is OPEN when this returns. Raises the
+        card's CardStatusError, AuthenticationError or LocalProtocolError, the channel then TERMINATED."""
+
+
 class CardChannel(ABC):
     """The card side of one secure channel session, created by a Security Domain with the key set it chose.
 
@@ -280,7 +273,7 @@ class CardChannel(ABC):
     INITIALIZE UPDATE for SCP03, and on a successful opening for SCP02).
     """
 
-    protocol: ClassVar[ScpProtocol]
+    protocol: ClassVar[int]
 
     def __init__(self, channel: int = 0) -> None:
         self.channel = channel

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import CardError
 from gpchannel.scp.common import CardChannel, HostChannel
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Exchange", "exchange", "handshake"]
 
@@ -38,7 +39,7 @@ def _card_answer(step: Callable[[], ResponseApdu]) -> ResponseApdu:
         return ResponseApdu(b"", exc.sw)
 
 
-def handshake(host: HostChannel, card: CardChannel) -> list[tuple[CommandApdu, ResponseApdu]]:
+def handshake(host: SymmetricHostChannel, card: CardChannel) -> list[tuple[CommandApdu, ResponseApdu]]:
     """Run explicit initiation between ``host`` and ``card``; returns the two wire exchanges.
 
     Errors surface as the host raises them (AuthenticationError, CardStatusError, ...), exactly as they would

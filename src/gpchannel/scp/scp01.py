@@ -22,13 +22,12 @@ SCP01 defines a 5-byte header with a one-byte Lc (D.3.3), so only short APDUs ca
 outgrow 255 data bytes once wrapped is refused before any state changes.
 
 This module has the pure functions; :mod:`gpchannel.scp.scp01_host` and :mod:`gpchannel.scp.scp01_card` hold the
-two state machines (``Scp01Host`` and ``Scp01Card`` are importable from here too).
+two state machines, which import this module (never the reverse: no import cycle).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel, cla_with_secure_messaging
 from gpchannel.crypto.ciphers import (
@@ -42,18 +41,12 @@ from gpchannel.crypto.padding import pad80
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import SecurityLevel
 
-if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (the two modules import this one)
-    from gpchannel.scp.scp01_card import Scp01Card
-    from gpchannel.scp.scp01_host import Scp01Host
-
 __all__ = [
     "I_ICV_ENCRYPTION",
     "I_PARAMS",
     "LEVELS",
     "MAC_LENGTH",
     "SHORT_MAX",
-    "Scp01Card",
-    "Scp01Host",
     "Scp01SessionKeys",
     "card_cryptogram",
     "check_i_param",
@@ -174,16 +167,3 @@ def encrypt_sensitive_data(dek: bytes, data: bytes) -> bytes:
     if not data or len(data) % 8:
         raise ValueError(f"SCP01 sensitive data must be a non-empty multiple of 8 bytes, got {len(data)}")
     return des3_ecb_encrypt(dek, data)
-
-
-def __getattr__(name: str) -> object:
-    """``Scp01Host`` / ``Scp01Card`` from here too (they live in scp01_host / scp01_card; imported lazily)."""
-    if name == "Scp01Host":
-        from gpchannel.scp.scp01_host import Scp01Host
-
-        return Scp01Host
-    if name == "Scp01Card":
-        from gpchannel.scp.scp01_card import Scp01Card
-
-        return Scp01Card
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

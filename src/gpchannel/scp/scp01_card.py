@@ -20,7 +20,6 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
     WrongLength,
 )
-from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
     ChannelState,
     RandomSource,
@@ -41,6 +40,7 @@ from gpchannel.scp.scp01 import (
     host_cryptogram,
     next_icv,
 )
+from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversification_data
 
 __all__ = ["Scp01Card"]
 

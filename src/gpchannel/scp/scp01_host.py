@@ -22,7 +22,6 @@ from gpchannel.errors import (
     LocalProtocolError,
     UnsupportedError,
 )
-from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
@@ -46,6 +45,7 @@ from gpchannel.scp.scp01 import (
     host_cryptogram,
     next_icv,
 )
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp01Host"]
 

@@ -27,14 +27,13 @@ Theory of operation (E.1 to E.5; GP 2.3.1 Appendix E for the card behaviour):
 - Sensitive data (E.4.7): 3DES-ECB (explicit) or 3DES-CBC with IV zero (implicit) under the DEK session key.
 
 This module has the pure functions; :mod:`gpchannel.scp.scp02_host` and :mod:`gpchannel.scp.scp02_card` hold the
-two state machines (``Scp02Host`` and ``Scp02Card`` are importable from here too).
+two state machines, which import this module (never the reverse: no import cycle).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
 from gpchannel.crypto.ciphers import (
@@ -50,10 +49,6 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.padding import pad80, unpad80
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import SecurityLevel, plain_cla
-
-if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (the two modules import this one)
-    from gpchannel.scp.scp02_card import Scp02Card
-    from gpchannel.scp.scp02_host import Scp02Host
 
 __all__ = [
     "DEFAULT_I_PARAM",
@@ -71,9 +66,7 @@ __all__ = [
     "MAX_SEQUENCE_COUNTER",
     "CommandMacChain",
     "ResponseMacChain",
-    "Scp02Card",
     "Scp02Constant",
-    "Scp02Host",
     "Scp02SessionKeys",
     "aid_icv",
     "card_cryptogram",
@@ -334,16 +327,3 @@ class ResponseMacChain:
 
     def advance(self, mac: bytes) -> None:
         self.icv = mac
-
-
-def __getattr__(name: str) -> object:
-    """``Scp02Host`` / ``Scp02Card`` from here too (they live in scp02_host / scp02_card; imported lazily)."""
-    if name == "Scp02Host":
-        from gpchannel.scp.scp02_host import Scp02Host
-
-        return Scp02Host
-    if name == "Scp02Card":
-        from gpchannel.scp.scp02_card import Scp02Card
-
-        return Scp02Card
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,7 +49,6 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
     WrongLength,
 )
-from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
     ChannelState,
     RandomSource,
@@ -81,6 +80,7 @@ from gpchannel.scp.scp02 import (
     pseudo_random_card_challenge,
     r_mac_key,
 )
+from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversification_data
 
 __all__ = ["Scp02Card"]
 

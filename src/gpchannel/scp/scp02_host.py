@@ -33,7 +33,6 @@ from gpchannel.errors import (
     RemoteProtocolError,
     UnsupportedError,
 )
-from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
@@ -66,6 +65,7 @@ from gpchannel.scp.scp02 import (
     pseudo_random_card_challenge,
     r_mac_key,
 )
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp02Host"]
 

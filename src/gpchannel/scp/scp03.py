@@ -23,13 +23,12 @@ S16 mode (the i parameter with b1 set, from Amendment D v1.2, which is not in ..
 cryptograms (L = 0080) and C-/R-MACs, as GlobalPlatformPro implements it.
 
 This module has the pure functions; :mod:`gpchannel.scp.scp03_host` and :mod:`gpchannel.scp.scp03_card` hold the
-two state machines (``Scp03Host`` and ``Scp03Card`` are importable from here too).
+two state machines, which import this module (never the reverse: no import cycle).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel, cla_with_secure_messaging
 from gpchannel.crypto.ciphers import (
@@ -47,18 +46,12 @@ from gpchannel.crypto.padding import pad80, unpad80
 from gpchannel.errors import DecodeError, LocalProtocolError, UnsupportedError
 from gpchannel.scp.common import SecurityLevel, plain_cla
 
-if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (the two modules import this one)
-    from gpchannel.scp.scp03_card import Scp03Card
-    from gpchannel.scp.scp03_host import Scp03Host
-
 __all__ = [
     "I_PSEUDO_RANDOM",
     "I_R_ENC",
     "I_R_MAC",
     "I_S16",
     "MAX_SEQUENCE_COUNTER",
-    "Scp03Card",
-    "Scp03Host",
     "Scp03KeyHandles",
     "Scp03SessionKeys",
     "allowed_levels",
@@ -306,16 +299,3 @@ def decrypt_block_data(s_enc: bytes, icv: bytes, data: bytes) -> bytes:
 def is_success_sw(sw: int) -> bool:
     """9000 and the warnings 62xx / 63xx get R-MAC protection; every other status word is an error (6.2.5)."""
     return sw == 0x9000 or sw >> 8 in (0x62, 0x63)
-
-
-def __getattr__(name: str) -> object:
-    """``Scp03Host`` / ``Scp03Card`` from here too (they live in scp03_host / scp03_card; imported lazily)."""
-    if name == "Scp03Host":
-        from gpchannel.scp.scp03_host import Scp03Host
-
-        return Scp03Host
-    if name == "Scp03Card":
-        from gpchannel.scp.scp03_card import Scp03Card
-
-        return Scp03Card
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

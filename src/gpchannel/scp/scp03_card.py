@@ -24,7 +24,6 @@ from gpchannel.errors import (
     UnsupportedError,
     WrongLength,
 )
-from gpchannel.scp._shared import SymmetricCardChannel, check_key_diversification_data
 from gpchannel.scp.common import (
     ChannelState,
     RandomSource,
@@ -52,6 +51,7 @@ from gpchannel.scp.scp03 import (
     plain_cla,
     response_icv,
 )
+from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversification_data
 
 __all__ = ["Scp03Card"]
 

@@ -21,7 +21,6 @@ from gpchannel.errors import (
     RemoteProtocolError,
     UnsupportedError,
 )
-from gpchannel.scp._shared import SymmetricHostChannel
 from gpchannel.scp.common import (
     INS_EXTERNAL_AUTHENTICATE,
     ChannelState,
@@ -50,6 +49,7 @@ from gpchannel.scp.scp03 import (
     mac_length,
     response_icv,
 )
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp03Host"]
 

@@ -40,9 +40,8 @@ from gpchannel.errors import (
     IntegrityError,
     LocalProtocolError,
     SecurityError,
-    UnsupportedError,
 )
-from gpchannel.scp.common import ChannelState, HostChannel, InitializeUpdateResponse, RandomSource, ScpProtocol
+from gpchannel.scp.common import ChannelState, RandomSource, ScpProtocol, SteppedHostChannel
 from gpchannel.scp.common import SecurityLevel as _SecurityLevel
 from gpchannel.scp.scp10 import (
     INS_EXTERNAL_AUTHENTICATE,
@@ -70,7 +69,7 @@ DEFAULT_CRTS = (Crt(0xB4, 0x30), Crt(0xB8, 0x30), Crt(0xB8, 0xC0))
 """One MAC key for C-MAC and R-MAC, one ENC key for C-ENC and R-ENC, one DEK both ways (Table F-11)."""
 
 
-class Scp10Host(HostChannel):
+class Scp10Host(SteppedHostChannel):
     """The off-card entity side of one SCP10 session.
 
     ``oce_chain`` is the certificate chain the card verifies, from the one signed by PK.TP_EX.AUT (or by the key
@@ -138,13 +137,6 @@ class Scp10Host(HostChannel):
 
     def _cla(self, cla: int = 0x00) -> int:
         return cla_for_channel(cla, self.channel)
-
-    # -- HostChannel methods that SCP10 does not have -------------------------------------------------------------
-    def initialize_update(self) -> CommandApdu:
-        raise UnsupportedError("SCP10 has no INITIALIZE UPDATE; use run() or the steps in the module docstring")
-
-    def receive_initialize_update(self, response: ResponseApdu) -> InitializeUpdateResponse:
-        raise UnsupportedError("SCP10 has no INITIALIZE UPDATE")
 
     # -- responses ------------------------------------------------------------------------------------------------
     def receive_ok(self, response: ResponseApdu) -> None:

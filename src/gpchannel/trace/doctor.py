@@ -17,10 +17,10 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
-from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol
+from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, protocol_name
+from gpchannel.trace.checkers import CHECKERS, checker_for
 from gpchannel.trace.formats import TraceExchange
-from gpchannel.trace.scp02_checker import Scp02Checker
-from gpchannel.trace.verifiers import Checker, Mismatch, Scp01Checker, Scp03Checker
+from gpchannel.trace.verifiers import Mismatch
 
 __all__ = ["DoctorAttempt", "DoctorReport", "doctor", "doctor_exchanges"]
 
@@ -48,7 +48,7 @@ class DoctorAttempt:
 class DoctorReport:
     """What the card reported and how each attempt went; ``match`` is the first attempt that reproduced it."""
 
-    protocol: ScpProtocol | None
+    protocol: int | None
     kvn: int | None
     i_param: int | None
     key_diversification_data: bytes
@@ -64,14 +64,6 @@ class DoctorReport:
 _SCHEMES = (Diversification.NONE, Diversification.EMV, Diversification.VISA2, Diversification.KDF3)
 
 
-def _checker(keys: StaticKeys, host_challenge: bytes, parsed: InitializeUpdateResponse) -> Checker:
-    if parsed.protocol is ScpProtocol.SCP01:
-        return Scp01Checker(keys, host_challenge, parsed, None)
-    if parsed.protocol is ScpProtocol.SCP02:
-        return Scp02Checker(keys, host_challenge, parsed, None)
-    return Scp03Checker(keys, host_challenge, parsed, None)
-
-
 def _attempt(
     keys: StaticKeys, scheme: Diversification, host_challenge: bytes, parsed: InitializeUpdateResponse
 ) -> DoctorAttempt:
@@ -84,7 +76,7 @@ def _attempt(
             master = replace(keys, key_type=master_type, kvn=parsed.kvn)
             card_keys = replace(diversify(master, scheme, parsed.key_diversification_data), key_type=card_type)
         kcvs = card_keys.kcvs()
-        checker = _checker(card_keys, host_challenge, parsed)
+        checker = checker_for(card_keys, host_challenge, parsed, None, what="the key doctor does not know")
     except (UnsupportedError, ValueError, Mismatch) as exc:
         return DoctorAttempt(scheme, False, note=f"does not apply: {exc}")
     try:
@@ -99,7 +91,8 @@ def doctor(initialize_update: CommandApdu, response: ResponseApdu, key: bytes | 
     """Try ``key`` (one key for ENC, MAC and DEK, or a key set) every way on one INITIALIZE UPDATE exchange.
 
     A refused INITIALIZE UPDATE gives a report without attempts that explains the status word; a response that is
-    not an INITIALIZE UPDATE response raises DecodeError. SCP10 and unknown protocols: UnsupportedError.
+    not an INITIALIZE UPDATE response raises DecodeError. A protocol without a trace checker (SCP10, unknown):
+    UnsupportedError.
     """
     host_challenge = initialize_update.data
     if initialize_update.ins != 0x50:
@@ -113,8 +106,8 @@ def doctor(initialize_update: CommandApdu, response: ResponseApdu, key: bytes | 
         }.get(response.sw, "the card refused it")
         return DoctorReport(None, None, None, b"", None, (), f"INITIALIZE UPDATE answered {response.sw:04X}: {reason}")
     parsed = InitializeUpdateResponse.from_bytes(response.data)
-    if parsed.protocol not in (ScpProtocol.SCP01, ScpProtocol.SCP02, ScpProtocol.SCP03):
-        raise UnsupportedError(f"the key doctor does not know {parsed.protocol.name}")
+    if parsed.protocol not in CHECKERS:
+        raise UnsupportedError(f"the key doctor does not know {protocol_name(parsed.protocol)}")
     if isinstance(key, StaticKeys):
         keys = key
     else:
@@ -122,7 +115,7 @@ def doctor(initialize_update: CommandApdu, response: ResponseApdu, key: bytes | 
         keys = StaticKeys.single(bytes(key), parsed.kvn, key_type)
     attempts = tuple(_attempt(keys, scheme, host_challenge, parsed) for scheme in _SCHEMES)
     match = next((a for a in attempts if a.matches), None)
-    where = f"{parsed.protocol.name} key set {parsed.kvn:02X}"
+    where = f"{protocol_name(parsed.protocol)} key set {parsed.kvn:02X}"
     if parsed.i_param is not None:
         where += f" (i={parsed.i_param:02X})"
     if match is None:

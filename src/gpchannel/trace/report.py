@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.scp.common import protocol_name
 from gpchannel.trace.doctor import DoctorReport
 from gpchannel.trace.session import ExchangeReport, SessionReport, TraceReport
 
@@ -31,7 +32,7 @@ def _session_json(s: SessionReport) -> dict[str, Any]:
         "number": s.number,
         "first": s.first,
         "last": s.last,
-        "protocol": s.protocol.name if s.protocol is not None else None,
+        "protocol": protocol_name(s.protocol) if s.protocol is not None else None,
         "kvn": s.kvn,
         "i": f"{s.i_param:02X}" if s.i_param is not None else None,
         "level": f"{int(s.level):02X}" if s.level is not None else None,
@@ -79,7 +80,7 @@ def trace_json(report: TraceReport) -> dict[str, Any]:
 def _session_title(s: SessionReport) -> str:
     parts = [f"session {s.number}:"]
     if s.protocol is not None:
-        parts.append(s.protocol.name)
+        parts.append(protocol_name(s.protocol))
     if s.i_param is not None:
         parts.append(f"i={s.i_param:02X}")
     if s.kvn is not None:
@@ -140,7 +141,7 @@ def doctor_json(report: DoctorReport) -> dict[str, Any]:
     """The doctor's report as plain JSON types."""
     match = report.match
     return {
-        "protocol": report.protocol.name if report.protocol is not None else None,
+        "protocol": protocol_name(report.protocol) if report.protocol is not None else None,
         "kvn": report.kvn,
         "i": f"{report.i_param:02X}" if report.i_param is not None else None,
         "key_diversification_data": _hex(report.key_diversification_data),
@@ -164,7 +165,8 @@ def doctor_text(report: DoctorReport) -> str:
     """One line per attempt, then the verdict."""
     lines = []
     if report.protocol is not None:
-        head = f"{report.protocol.name}, KVN {report.kvn:02X}" if report.kvn is not None else report.protocol.name
+        name = protocol_name(report.protocol)
+        head = f"{name}, KVN {report.kvn:02X}" if report.kvn is not None else name
         if report.i_param is not None:
             head += f", i={report.i_param:02X}"
         head += f", key diversification data {_hex(report.key_diversification_data)}"

@@ -22,10 +22,10 @@ from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
-from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel
+from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel, protocol_name
+from gpchannel.trace.checkers import CHECKERS, checker_for
 from gpchannel.trace.formats import TraceExchange, TraceFormat, detect_format, join_get_response, parse_trace
-from gpchannel.trace.scp02_checker import Scp02Checker
-from gpchannel.trace.verifiers import Checker, Failure, Mismatch, Scp01Checker, Scp03Checker
+from gpchannel.trace.verifiers import Checker, Failure, Mismatch
 
 __all__ = [
     "ExchangeReport",
@@ -110,7 +110,7 @@ class SessionReport:
     number: int
     first: int
     last: int
-    protocol: ScpProtocol | None
+    protocol: int | None
     kvn: int | None
     i_param: int | None
     level: SecurityLevel | None
@@ -149,7 +149,7 @@ class TraceReport:
         return self.first_failure is None
 
 
-def _fit(keys: StaticKeys, protocol: ScpProtocol) -> StaticKeys:
+def _fit(keys: StaticKeys, protocol: int) -> StaticKeys:
     wanted = KeyType.AES if protocol is ScpProtocol.SCP03 else KeyType.DES3
     if keys.key_type is wanted:
         return keys
@@ -173,14 +173,12 @@ def _static_keys(options: KeyOptions, parsed: InitializeUpdateResponse) -> Stati
 
 
 def _checker(options: KeyOptions, host_challenge: bytes, parsed: InitializeUpdateResponse) -> Checker:
+    if parsed.protocol not in CHECKERS:
+        raise UnsupportedError(f"the inspector does not check {protocol_name(parsed.protocol)} sessions")
     keys = _static_keys(options, parsed)
-    if parsed.protocol is ScpProtocol.SCP01:
-        return Scp01Checker(keys, host_challenge, parsed, options.scp01_i)
-    if parsed.protocol is ScpProtocol.SCP02:
-        return Scp02Checker(keys, host_challenge, parsed, options.scp02_i)
-    if parsed.protocol is ScpProtocol.SCP03:
-        return Scp03Checker(keys, host_challenge, parsed, None)
-    raise UnsupportedError(f"the inspector does not check {parsed.protocol.name} sessions")
+    given: dict[int, int | None] = {ScpProtocol.SCP01: options.scp01_i, ScpProtocol.SCP02: options.scp02_i}
+    i = given.get(parsed.protocol)
+    return checker_for(keys, host_challenge, parsed, i, what="the inspector does not check")
 
 
 def _status_hint(failure: Failure, response: ResponseApdu | None) -> str:
@@ -356,7 +354,7 @@ def _ends_session(command: CommandApdu) -> bool:
 def _counter_notes(sessions: list[_Session]) -> None:
     """Notes where a card's sequence counter jumps between two sessions of the trace (GP 2.2.1 E.1.2.1,
     Amendment D 6.2.2.1): sessions opened on the card that the trace does not show."""
-    previous: dict[tuple[ScpProtocol, int], _Session] = {}
+    previous: dict[tuple[int, int], _Session] = {}
     for session in sessions:
         p = session.parsed
         if p is None or p.sequence_counter is None:

@@ -1,5 +1,6 @@
 """What the symmetric-key protocols SCP01, SCP02 and SCP03 share, on top of the base classes of
-:mod:`gpchannel.scp.common` (which SCP10 uses too).
+:mod:`gpchannel.scp.common` (which SCP10 uses too): their initiation is INITIALIZE UPDATE then EXTERNAL
+AUTHENTICATE (:data:`gpchannel.scp.registry.Initiation.EXPLICIT`).
 
 Host side (:class:`SymmetricHostChannel`): the constructor arguments (key set or :data:`KeyResolver`, host
 challenge, KVN, AID, logical channel), INITIALIZE UPDATE (GP 2.1.1 D.4.1, GP 2.2.1 E.5.1, Amendment D 7.1.1) and
@@ -48,6 +49,7 @@ from gpchannel.scp.common import (
     RandomSource,
     SecurityLevel,
     initialize_update_command,
+    protocol_name,
 )
 
 __all__ = [
@@ -120,6 +122,13 @@ class SymmetricHostChannel(HostChannel):
         self.aid = aid
 
     # -- hooks ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def parse_initialize_update(data: bytes) -> InitializeUpdateResponse:
+        """The INITIALIZE UPDATE response in this protocol's format: GP 2.1.1 D.4.1, GP 2.2.1 E.5.1, Amendment D
+        7.1.1 (a protocol with another format overrides it, and gives the same function as its registry entry's
+        ``parse``)."""
+        return InitializeUpdateResponse.from_bytes(data)
+
     def _check_initiation(self) -> None:
         """Raise LocalProtocolError when the session cannot start with INITIALIZE UPDATE (SCP02 implicit)."""
 
@@ -133,6 +142,11 @@ class SymmetricHostChannel(HostChannel):
 
     def _on_open(self) -> None:
         """Start the session's secure messaging state once EXTERNAL AUTHENTICATE succeeded."""
+
+    @abstractmethod
+    def external_authenticate(self) -> CommandApdu:
+        """The C-MACed EXTERNAL AUTHENTICATE with the host cryptogram (GP 2.1.1 D.4.2, GP 2.2.1 E.5.2, Amendment D
+        7.1.2), once the card is authenticated."""
 
     # -- the protocol steps -----------------------------------------------------------------------------------
     def initialize_update(self) -> CommandApdu:
@@ -152,12 +166,22 @@ class SymmetricHostChannel(HostChannel):
             hint = " (card locked?)" if response.sw in (0x6982, 0x6983) else ""
             self._fail(CardStatusError(response.sw, f"INITIALIZE UPDATE refused{hint}", response.data))
         try:
-            parsed = InitializeUpdateResponse.from_bytes(response.data)
+            parsed = self.parse_initialize_update(response.data)
         except DecodeError as exc:
             self._fail(exc)
-        if parsed.protocol is not self.protocol:
+        return self.accept_initialize_update(parsed)
+
+    def accept_initialize_update(self, parsed: InitializeUpdateResponse) -> InitializeUpdateResponse:
+        """:meth:`receive_initialize_update` for a response already checked (9000) and parsed, as a session that
+        detected the protocol from it has it: the protocol, the card's parameters and KVN are checked, the
+        session keys derived and the card cryptogram verified; ``parsed`` is returned."""
+        self._require(ChannelState.IDLE)
+        self._check_initiation()
+        if parsed.protocol != self.protocol:
             self._fail(
-                RemoteProtocolError(f"the card answered with SCP{parsed.protocol:02X}, expected {self.protocol.name}")
+                RemoteProtocolError(
+                    f"the card answered with SCP{parsed.protocol:02X}, expected {protocol_name(self.protocol)}"
+                )
             )
         self._check_card_parameters(parsed)
         if self.kvn and parsed.kvn != self.kvn:
@@ -289,7 +313,11 @@ class SymmetricCardChannel(CardChannel, Generic[SessionKeysT]):
         if command.p1 not in (0, self._keys.kvn):
             self._fail(ReferencedDataNotFound(f"no key set with KVN {command.p1:02X}"))
         if command.p2 != 0:
-            self._fail(IncorrectP1P2(f"INITIALIZE UPDATE P2 must be 00 for {self.protocol.name}, got {command.p2:02X}"))
+            self._fail(
+                IncorrectP1P2(
+                    f"INITIALIZE UPDATE P2 must be 00 for {protocol_name(self.protocol)}, got {command.p2:02X}"
+                )
+            )
 
     def _random_challenge(self, length: int) -> bytes:
         """A card challenge of ``length`` bytes from the injected random source (ValueError if it gives less)."""

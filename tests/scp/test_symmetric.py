@@ -1,4 +1,4 @@
-"""What SCP01, SCP02 and SCP03 share (gpchannel.scp._shared), checked the same way for the three protocols.
+"""What SCP01, SCP02 and SCP03 share (gpchannel.scp.symmetric), checked the same way for the three protocols.
 
 These tests pin the common contract of the host and card classes (the checks of INITIALIZE UPDATE and EXTERNAL
 AUTHENTICATE, their status words and messages, termination, the constructor arguments), so that a protocol that
@@ -26,10 +26,14 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
     WrongLength,
 )
-from gpchannel.scp.common import CardChannel, ChannelState, HostChannel, InitializeUpdateResponse, SecurityLevel
-from gpchannel.scp.scp01 import Scp01Card, Scp01Host
-from gpchannel.scp.scp02 import Scp02Card, Scp02Host
-from gpchannel.scp.scp03 import Scp03Card, Scp03Host
+from gpchannel.scp.common import CardChannel, ChannelState, InitializeUpdateResponse, SecurityLevel
+from gpchannel.scp.scp01_card import Scp01Card
+from gpchannel.scp.scp01_host import Scp01Host
+from gpchannel.scp.scp02_card import Scp02Card
+from gpchannel.scp.scp02_host import Scp02Host
+from gpchannel.scp.scp03_card import Scp03Card
+from gpchannel.scp.scp03_host import Scp03Host
+from gpchannel.scp.symmetric import SymmetricHostChannel
 
 AID = bytes.fromhex("A000000151000000")
 KDD = bytes.fromhex("00112233445566778899")
@@ -43,14 +47,14 @@ class Protocol:
     number: int
     key_type: KeyType
     i_param: int
-    host_class: Callable[..., HostChannel]
+    host_class: Callable[..., SymmetricHostChannel]
     card_class: Callable[..., CardChannel]
     checks_aid: bool
 
     def keys(self, seed: int = 0x40) -> StaticKeys:
         return StaticKeys.single(bytes(range(seed, seed + 16)), kvn=KVN, key_type=self.key_type)
 
-    def host(self, keys: StaticKeys | None = None, **kwargs: object) -> HostChannel:
+    def host(self, keys: StaticKeys | None = None, **kwargs: object) -> SymmetricHostChannel:
         args: dict[str, object] = {"level": SecurityLevel.C_MAC, "host_challenge": HOST_CHALLENGE}
         args.update(kwargs)
         return self.host_class(keys or self.keys(), **args)
@@ -74,13 +78,13 @@ PROTOCOLS = [
 pytestmark = pytest.mark.parametrize("p", PROTOCOLS, ids=[p.name for p in PROTOCOLS])
 
 
-def _host_for(p: Protocol, keys: StaticKeys | None = None, /, **kwargs: object) -> HostChannel:
+def _host_for(p: Protocol, keys: StaticKeys | None = None, /, **kwargs: object) -> SymmetricHostChannel:
     if p.number == 0x02:
         kwargs.setdefault("i_param", p.i_param)
     return p.host(keys, **kwargs)
 
 
-def _opened(p: Protocol) -> tuple[HostChannel, CardChannel]:
+def _opened(p: Protocol) -> tuple[SymmetricHostChannel, CardChannel]:
     host, card = _host_for(p), p.card()
     host.receive_initialize_update(card.initialize_update(host.initialize_update()))
     card.external_authenticate(host.external_authenticate())
@@ -187,7 +191,7 @@ def test_host_aid_length(p: Protocol) -> None:
         with pytest.raises(ValueError, match="the AID must be 5 to 16 bytes, got 3"):
             _host_for(p, aid=b"\xa0\x00\x00")
     else:  # SCP01 does not use the AID and takes it as given
-        assert _host_for(p, aid=b"\xa0\x00\x00").aid == b"\xa0\x00\x00"  # type: ignore[attr-defined]
+        assert _host_for(p, aid=b"\xa0\x00\x00").aid == b"\xa0\x00\x00"
 
 
 # -- card ------------------------------------------------------------------------------------------------------
