@@ -13,7 +13,7 @@ from sqlalchemy import Row, and_, func, select, update
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server.db import campaigns, cards, jobs
-from gpchannel.server.job_state import JobState
+from gpchannel.server.job_state import JobEvent, JobState, sources, target
 from gpchannel.server.store.core import StoreCore, check_aware, check_script, check_target
 from gpchannel.server.transports import Transport
 
@@ -177,8 +177,13 @@ class CampaignStore(StoreCore):
                 )
             result = c.execute(
                 update(jobs)
-                .where(and_(jobs.c.campaign_id == campaign_id, jobs.c.state == JobState.QUEUED.value))
-                .values(state=JobState.CANCELLED.value, lease_owner=None, lease_until=None, updated_at=now)
+                .where(
+                    and_(
+                        jobs.c.campaign_id == campaign_id,
+                        jobs.c.state.in_([s.value for s in sources(JobEvent.CANCEL)]),
+                    )
+                )
+                .values(state=target(JobEvent.CANCEL).value, lease_owner=None, lease_until=None, updated_at=now)
             )
             return int(result.rowcount)
 

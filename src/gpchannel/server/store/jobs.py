@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Row, select, update
 from gpchannel.errors import RepositoryError
 from gpchannel.server import audit
 from gpchannel.server.db import jobs
-from gpchannel.server.job_state import JobState
+from gpchannel.server.job_state import JobEvent, JobState, next_state, sources, target
 from gpchannel.server.store.cards import require_card
 from gpchannel.server.store.core import StoreCore, check_aware, check_script, check_target
 from gpchannel.server.transports import SCP81_TRANSPORTS, Transport
@@ -210,7 +210,7 @@ class JobStore(StoreCore):
                 update(jobs)
                 .where(jobs.c.id == row.id)
                 .values(
-                    state=JobState.SENT.value,
+                    state=next_state(row.state, JobEvent.SEND).value,
                     delivery_id=secrets.token_hex(16),
                     lease_owner=owner,
                     lease_until=None,
@@ -258,18 +258,25 @@ class JobStore(StoreCore):
         state = JobState(state)
         if state not in (JobState.DONE, JobState.FAILED):
             raise RepositoryError(f"a job completes as done or failed, not {state}")
+        event = JobEvent.DONE if state is JobState.DONE else JobEvent.FAIL
         payload = [ApduResult(r.command, r.response, r.sw).to_json() for r in results]
         now = self._clock()
         with self._write() as c:
             row = c.execute(select(jobs).where(jobs.c.delivery_id == delivery_id).with_for_update()).one_or_none()
             if row is None:
                 return None
-            if JobState(row.state) is not JobState.SENT:
+            if JobState(row.state) not in sources(event):
                 return job_record(row)
             c.execute(
                 update(jobs)
                 .where(jobs.c.id == row.id)
-                .values(state=state.value, results=payload, reason=reason, lease_until=None, updated_at=now)
+                .values(
+                    state=next_state(row.state, event).value,
+                    results=payload,
+                    reason=reason,
+                    lease_until=None,
+                    updated_at=now,
+                )
             )
             return job_record(c.execute(select(jobs).where(jobs.c.id == row.id)).one())
 
@@ -283,8 +290,9 @@ class JobStore(StoreCore):
             row = c.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).one_or_none()
             if row is None:
                 raise RepositoryError(f"no job {job_id}")
-            if JobState(row.state).final:
-                return
+            event = JobEvent.GIVE_UP if retry_at is None else JobEvent.RETRY
+            if JobState(row.state) not in sources(event):
+                return  # final: left unchanged
             values: dict[str, Any] = {
                 "reason": reason,
                 "attempts": row.attempts + 1,
@@ -292,10 +300,9 @@ class JobStore(StoreCore):
                 "lease_until": None,
                 "updated_at": now,
             }
+            values["state"] = next_state(row.state, event).value
             if retry_at is not None:
-                values.update(state=JobState.QUEUED.value, not_before=retry_at, delivery_id=None, counter_used=None)
-            else:
-                values.update(state=JobState.FAILED.value)
+                values.update(not_before=retry_at, delivery_id=None, counter_used=None)
             c.execute(update(jobs).where(jobs.c.id == job_id).values(values))
 
     def cancel_job(self, job_id: int) -> bool:
@@ -304,7 +311,7 @@ class JobStore(StoreCore):
         with self._write() as c:
             result = c.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
-                .values(state=JobState.CANCELLED.value, lease_owner=None, lease_until=None, updated_at=now)
+                .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in sources(JobEvent.CANCEL)]))
+                .values(state=target(JobEvent.CANCEL).value, lease_owner=None, lease_until=None, updated_at=now)
             )
             return bool(result.rowcount == 1)

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 
 from gpchannel.errors import LeaseLost, RepositoryError
 from gpchannel.server.db import jobs
-from gpchannel.server.job_state import JobState
+from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
 from gpchannel.server.store.cards import advance_counter
 from gpchannel.server.store.core import StoreCore, check_aware
 from gpchannel.server.store.jobs import JobRecord, audit_sent, job_record
@@ -114,7 +114,7 @@ class LeaseStore(StoreCore):
             row = c.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).one_or_none()
             if row is None:
                 raise RepositoryError(f"no job {job_id}")
-            if row.state != JobState.QUEUED.value or row.lease_owner != owner:
+            if JobState(row.state) not in sources(JobEvent.SEND) or row.lease_owner != owner:
                 raise LeaseLost(f"job {job_id} is {row.state}, leased to {row.lease_owner!r}, not {owner!r}")
             if now is not None and (row.lease_until is None or row.lease_until < now):
                 raise LeaseLost(f"job {job_id}: the lease of {owner!r} expired")
@@ -122,7 +122,12 @@ class LeaseStore(StoreCore):
             c.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
-                .values(state=JobState.SENT.value, counter_used=counter, delivery_id=delivery_id, updated_at=stamp)
+                .values(
+                    state=next_state(row.state, JobEvent.SEND).value,
+                    counter_used=counter,
+                    delivery_id=delivery_id,
+                    updated_at=stamp,
+                )
             )
             audit_sent(c, job_record(row), owner, stamp, f"sent ({row.transport} SMS, kvn {kvn})")
             return counter
