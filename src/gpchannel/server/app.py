@@ -240,7 +240,7 @@ def _start_worker(services: ServerServices, stop: asyncio.Event) -> asyncio.Task
 
         return asyncio.create_task(run_worker(services, stop=stop), name="gpchannel-worker")
     if config.smpp:
-        from gpchannel.server.scp80_worker import run_scp80_worker
+        from gpchannel.server.worker import run_scp80_worker
 
         return asyncio.create_task(
             run_scp80_worker(services, owner=config.owner, stop=stop), name="gpchannel-scp80-worker"

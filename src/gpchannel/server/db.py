@@ -56,6 +56,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from gpchannel.errors import RepositoryError
+from gpchannel.server.job_state import JobState
+from gpchannel.server.transports import TRANSPORT_NAMES
 
 __all__ = [
     "AUDIT_LOCK_KEY",
@@ -90,10 +92,10 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-# The values the CHECK constraints allow; repository.py has the matching enums.
-JOB_STATES = ("queued", "sent", "done", "failed", "cancelled")
+# The values the CHECK constraints allow (the first migration keeps its own literal copy; a test checks both).
+JOB_STATES = tuple(s.value for s in JobState)
 CAMPAIGN_STATES = ("running", "cancelled", "finished")
-TRANSPORTS = ("scp81", "scp80", "scp81+sms")
+TRANSPORTS = TRANSPORT_NAMES
 
 # Same names on both databases, so migrations can refer to constraints.
 metadata = MetaData(

@@ -32,9 +32,10 @@ from pathlib import Path
 from gpchannel.errors import GPChannelError
 from gpchannel.server.config import ServerConfig, ServerServices, parse_address
 
-__all__ = ["ENV_PREFIX", "WorkerOptions", "main", "run_worker", "run_worker_process"]
+__all__ = ["ENV_PREFIX", "WorkerOptions", "main", "run_scp80_worker", "run_worker", "run_worker_process"]
 
 _log = logging.getLogger("gpchannel.server.worker")
+_log_scp80 = logging.getLogger("gpchannel.server.scp80_worker")
 
 ENV_PREFIX = "GPCHANNEL_WORKER_"
 DEFAULT_SMPP_PORT = 2775
@@ -125,6 +126,43 @@ async def run_worker(
         if worker.link is not None:
             await worker.link.close()
     return dict(vars(worker.stats))
+
+
+async def run_scp80_worker(services: ServerServices, *, owner: str, stop: asyncio.Event) -> None:
+    """The SCP80 worker of a server process, bound to the SMSC of ``services.config`` until ``stop`` is set.
+
+    ServerConfig: ``smpp`` (the first ``host:port``), ``smpp_system_id``, ``smpp_password``, ``source_addr``, and
+    the campaign defaults ``campaign_rate``, ``campaign_max_attempts``, ``campaign_por_timeout`` (for jobs without
+    a campaign and the keys a campaign's settings leave out). Returns at once when no SMSC is configured. The bind
+    is made at the first send and again whenever it is lost.
+    """
+    from gpchannel.server.campaigns import CampaignSettings
+    from gpchannel.server.scp80_worker import Scp80Worker, SmsLink, WorkerSettings
+    from gpchannel.smpp.client import OtaSmppClient
+
+    config = services.config
+    if not config.smpp:
+        _log_scp80.info("no SMSC configured (--smpp): no SCP80 worker")
+        return
+    host, port = parse_address(config.smpp[0], 2775)
+    defaults = CampaignSettings(
+        rate=config.campaign_rate,
+        max_attempts=config.campaign_max_attempts,
+        por_timeout=config.campaign_por_timeout,
+    )
+
+    async def connect() -> SmsLink:
+        return await OtaSmppClient.connect(
+            host, port, config.smpp_system_id, config.smpp_password, source_addr=config.source_addr
+        )
+
+    worker = Scp80Worker(services, None, owner=owner, settings=WorkerSettings(defaults=defaults), connect=connect)
+    _log_scp80.info("SCP80 worker %s: SMSC %s:%d as %r", owner, host, port, config.smpp_system_id)
+    try:
+        await worker.run(stop)
+    finally:
+        if worker.link is not None:
+            await worker.link.close()
 
 
 async def run_worker_process(

@@ -1,0 +1,146 @@
+"""The inbound side of the worker's SMPP bind: PoRs and delivery receipts, read as they arrive and applied to
+the flights the worker holds (:class:`gpchannel.server.scp80_worker.Scp80Worker`).
+
+- **PoRs** (deliver_sm from the card's MSISDN, UDH IEI 71) are matched to a flight by
+  :func:`gpchannel.server.senders.sms.match_por`. For a TRIGGERED flight (scp81+sms) a PoR 00 means the card
+  took the trigger (the job waits for its admin session), anything else sends it to its SMS fallback. For a SENT
+  flight: status 00 -> DONE with every R-APDU (expanded) or the last one (compact); a final error status
+  (:data:`~gpchannel.server.senders.sms.FINAL_POR`) -> FAILED with the status named; the others wait for the PoR
+  timeout. A PoR that does not verify is ignored (logged: anyone can send an SMS).
+- **Delivery receipts** are matched by message_id; an UNDELIVERABLE one is treated like a missing PoR (or, for
+  a trigger, like a refused trigger); a DELIVERED one is noted on the SENT job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from gpchannel.errors import DecodeError, GPChannelError, TransportError
+from gpchannel.ota.packet import ResponsePacket
+from gpchannel.ota.scp80 import Response, ResponseStatus
+from gpchannel.server.job_state import FlightState
+from gpchannel.server.sender import Flight
+from gpchannel.server.senders.sms import FINAL_POR, interpret_por, match_por
+from gpchannel.smpp.client import PorMessage
+from gpchannel.smpp.receipt import DeliveryReceipt, MessageState
+
+if TYPE_CHECKING:
+    from gpchannel.server.scp80_worker import Scp80Worker
+
+__all__ = ["SmsEvents"]
+
+_log = logging.getLogger("gpchannel.server.scp80_worker")
+
+
+class SmsEvents:
+    """PoRs and receipts of one worker's bind (see the module docstring)."""
+
+    def __init__(self, worker: Scp80Worker) -> None:
+        self.worker = worker
+
+    async def handle(self, event: DeliveryReceipt | PorMessage) -> None:
+        w = self.worker
+        if isinstance(event, DeliveryReceipt):
+            w.stats.receipts += 1
+            flight = w.flight_of_message(event.message_id)
+            if flight is not None:
+                flight.receipts.append(event.state.name)
+                _log.info("job %d: receipt %s for %s", flight.job.id, event.state.name, event.message_id)
+                if event.state in (MessageState.UNDELIVERABLE, MessageState.REJECTED, MessageState.EXPIRED):
+                    if flight.state is not FlightState.TRIGGERED:
+                        await w.transient(flight, f"the SMS was not delivered (receipt {event.state.name})")
+                    else:
+                        await w.fall_back(flight, f"trigger not delivered ({event.state.name})")
+                elif flight.delivery_id is not None and event.state is MessageState.DELIVERED:
+                    # recorded on the SENT job: "delivered, no PoR yet" and "never delivered" differ
+                    note = f"SMS delivered (receipt {event.message_id}), waiting for the PoR"
+                    await w.db(w.repo.note_sent_job, flight.delivery_id, note)
+            return
+        w.stats.pors += 1
+        await self._por(event)
+
+    async def _por(self, message: PorMessage) -> None:
+        w = self.worker
+        try:
+            packet = ResponsePacket.from_bytes(message.packet)
+        except (DecodeError, ValueError) as exc:
+            w.stats.unmatched_pors += 1
+            _log.warning("PoR from %s does not parse: %s", message.originator, exc)
+            return
+        matched = match_por(w.flights(), message, packet)
+        if matched is not None:
+            await self._outcome(*matched)
+            return
+        w.stats.unmatched_pors += 1
+        _log.warning(
+            "PoR from %s (TAR %s) matches no job in flight here: ignored", message.originator, packet.tar.hex().upper()
+        )
+
+    async def _outcome(self, flight: Flight, response: Response) -> None:
+        w = self.worker
+        status = response.status
+        if flight.state is FlightState.TRIGGERED:
+            if status is ResponseStatus.POR_OK and response.data[-2:] in (b"", b"\x90\x00"):
+                _log.info("job %d: trigger accepted by the card; waiting for its admin session", flight.job.id)
+                return
+            what = response.data.hex().upper() if status is ResponseStatus.POR_OK else f"PoR {status.name}"
+            await w.fall_back(flight, f"trigger refused ({what})")
+            return
+        if status is ResponseStatus.POR_OK:
+            try:
+                results, reason = interpret_por(response, flight.job.script, flight.settings.script_format)
+            except (DecodeError, ValueError) as exc:
+                await w.failed(flight, f"PoR 00 but its response data does not parse: {exc}")
+                return
+            await w.done(flight, results, reason)
+        elif status in FINAL_POR:
+            await w.failed(flight, f"PoR status {status:02X} ({status.name})")
+        else:  # 08 more time, 0B/0C (the response went another way): not final, the PoR timeout decides
+            _log.info("job %d: PoR status %s: waiting", flight.job.id, status.name)
+
+    async def drain(self, timeout: float) -> int:
+        """Handle the PoRs and receipts that arrive until none has come for ``timeout`` seconds; how many."""
+        w = self.worker
+        handled = 0
+        while w.link is not None and not w.link.closed:
+            try:
+                event = await w.link.next_event(timeout)
+            except DecodeError as exc:
+                _log.warning("undecodable deliver_sm: %s", exc)
+                continue
+            if event is None:
+                break
+            await self.handle(event)
+            handled += 1
+        return handled
+
+    async def receive(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage], stop: asyncio.Event) -> None:
+        """Read every deliver_sm as it arrives (the SMPP session must never wait for us) into ``inbox``."""
+        w = self.worker
+        while not stop.is_set():
+            link = w.link
+            if link is None or link.closed:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                event = await link.next_event(0.5)
+            except TransportError as exc:
+                _log.warning("SMPP bind lost: %s", exc)
+                continue
+            except DecodeError as exc:
+                _log.warning("undecodable deliver_sm: %s", exc)
+                continue
+            if event is not None:
+                inbox.put_nowait(event)
+
+    async def handle_safely(self, event: DeliveryReceipt | PorMessage) -> None:
+        try:
+            await self.handle(event)
+        except (GPChannelError, OSError) as exc:
+            _log.error("event handling failed: %s", exc)
+
+    async def handle_all(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage]) -> None:
+        while not inbox.empty():
+            await self.handle_safely(inbox.get_nowait())

@@ -1,0 +1,155 @@
+"""The workers' side of the job aggregate: leases on QUEUED jobs (claim, renew) and the SMS send that marks a
+leased job SENT with a fresh OTA counter, in one transaction.
+
+- :meth:`LeaseStore.claim_jobs` never gives the same job to two workers while its lease runs; a job whose lease
+  expired (``lease_until < now``) while still QUEUED is claimable again, and the old owner's
+  :meth:`LeaseStore.mark_sent` then raises :class:`~gpchannel.errors.LeaseLost`.
+- :meth:`LeaseStore.mark_sent` advances the card's OTA counter (ETSI TS 102 225 5.1.1: the counter of a key set
+  must never be used twice) and marks the job SENT in the same transaction as the lease check, so no counter
+  value is ever handed out twice and a job is never SENT twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from gpchannel.errors import LeaseLost, RepositoryError
+from gpchannel.server.db import jobs
+from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
+from gpchannel.server.store.cards import advance_counter
+from gpchannel.server.store.core import StoreCore, check_aware
+from gpchannel.server.store.jobs import JobRecord, audit_sent, job_record
+from gpchannel.server.transports import Transport
+
+__all__ = ["LeaseStore"]
+
+
+class LeaseStore(StoreCore):
+    """Workers' leases on jobs and the counter-advancing send (part of the Repository facade)."""
+
+    def claim_jobs(
+        self,
+        *,
+        transports: Collection[Transport],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        one_per_card: bool = False,
+    ) -> list[JobRecord]:
+        """Lease up to ``limit`` due QUEUED jobs (not leased, or whose lease expired) to ``owner`` until
+        ``now + lease_seconds``, oldest due first. Two workers never get the same job while its lease runs.
+
+        ``one_per_card``: a card has at most one job of these transports in flight across all workers, taken in
+        queue order. A job is skipped while its card has another one SENT or leased, or an older one QUEUED (even
+        one not yet due), so an SCP80 card sees its packets, and their counters, one after the other.
+        """
+        check_aware("now", now)
+        if limit <= 0:
+            return []
+        if lease_seconds <= 0:
+            raise RepositoryError("lease_seconds must be positive")
+        kinds = [Transport(t).value for t in transports]
+        until = now + timedelta(seconds=lease_seconds)
+        conditions = [
+            jobs.c.state == JobState.QUEUED.value,
+            jobs.c.transport.in_(kinds),
+            jobs.c.not_before <= now,
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
+        ]
+        if one_per_card:
+            # Two NOT EXISTS with equalities on (card_id, state): each is one probe of ix_jobs_card_id_state.
+            sent = jobs.alias("sent")
+            queued = jobs.alias("queued")
+            conditions.append(
+                ~select(sent.c.id)
+                .where(
+                    sent.c.card_id == jobs.c.card_id,
+                    sent.c.state == JobState.SENT.value,
+                    sent.c.transport.in_(kinds),
+                )
+                .exists()
+            )
+            conditions.append(
+                ~select(queued.c.id)
+                .where(
+                    queued.c.card_id == jobs.c.card_id,
+                    queued.c.state == JobState.QUEUED.value,
+                    queued.c.transport.in_(kinds),
+                    queued.c.id != jobs.c.id,
+                    or_(queued.c.id < jobs.c.id, queued.c.lease_until >= now),
+                )
+                .exists()
+            )
+        with self._write() as c:
+            ids = list(
+                c.execute(
+                    select(jobs.c.id)
+                    .where(*conditions)
+                    .order_by(jobs.c.not_before, jobs.c.id)
+                    .limit(limit)
+                    .with_for_update(of=jobs, skip_locked=True)
+                ).scalars()
+            )
+            if not ids:
+                return []
+            c.execute(
+                update(jobs).where(jobs.c.id.in_(ids)).values(lease_owner=owner, lease_until=until, updated_at=now)
+            )
+            rows = c.execute(select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.not_before, jobs.c.id)).all()
+        return [job_record(r) for r in rows]
+
+    def mark_sent(self, job_id: int, *, owner: str, kvn: int, delivery_id: str, now: datetime | None = None) -> int:
+        """In one transaction: check that ``owner`` still holds the job's lease (else :class:`LeaseLost`; with
+        ``now``, an expired lease counts as lost too), advance the card's OTA counter for key set ``kvn`` by one
+        (a missing counter starts at 0, so the first is 1), store it and ``delivery_id`` on the job and mark it
+        SENT. Returns the counter to put in the secured packet."""
+        if now is not None:
+            check_aware("now", now)
+        stamp = now or self._clock()
+        with self._write() as c:
+            row = c.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).one_or_none()
+            if row is None:
+                raise RepositoryError(f"no job {job_id}")
+            if JobState(row.state) not in sources(JobEvent.SEND) or row.lease_owner != owner:
+                raise LeaseLost(f"job {job_id} is {row.state}, leased to {row.lease_owner!r}, not {owner!r}")
+            if now is not None and (row.lease_until is None or row.lease_until < now):
+                raise LeaseLost(f"job {job_id}: the lease of {owner!r} expired")
+            counter = advance_counter(self, c, row.card_id, kvn)
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=next_state(row.state, JobEvent.SEND).value,
+                    counter_used=counter,
+                    delivery_id=delivery_id,
+                    updated_at=stamp,
+                )
+            )
+            audit_sent(c, job_record(row), owner, stamp, f"sent ({row.transport} SMS, kvn {kvn})")
+            return counter
+
+    def renew_lease(self, job_ids: Sequence[int], *, owner: str, lease_seconds: float, now: datetime) -> list[int]:
+        """Extend ``owner``'s leases on these jobs to ``now + lease_seconds``; returns the ids renewed (a job
+        whose lease was taken over, or that left the queue, is not)."""
+        check_aware("now", now)
+        if not job_ids:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        with self._write() as c:
+            renewed = list(
+                c.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id.in_(list(job_ids)),
+                        jobs.c.lease_owner == owner,
+                        jobs.c.state.in_([JobState.QUEUED.value, JobState.SENT.value]),
+                    )
+                    .values(lease_until=until, updated_at=now)
+                    .returning(jobs.c.id)
+                ).scalars()
+            )
+        return sorted(renewed)
