@@ -104,7 +104,7 @@ def _reader_state(context: Any, reader_name: str, known: int, timeout: float) ->
         return None
     assert hresult == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(hresult)
     state: int = states[0][1]
-    return state & ~scard.SCARD_STATE_CHANGED
+    return state & ~int(scard.SCARD_STATE_CHANGED)
 
 
 @contextmanager

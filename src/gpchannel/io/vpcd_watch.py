@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_PATIENCE", "DEFAULT_REST", "InsertionWatch", "next_patience"]
+__all__ = ["DEFAULT_PATIENCE", "DEFAULT_REST", "MAX_PATIENCE", "InsertionWatch", "next_patience"]
 
 DEFAULT_PATIENCE = 1.5
 """Seconds of nothing but ATR requests after which a connection is taken as stuck (pcscd polls every 0.4 s)."""
