@@ -230,7 +230,7 @@ class _Session:
         took this card for the one before, see gpchannel.io.vpcd_watch) and must be reopened.
         OSError / DecodeError end the session."""
         while not stop.is_set():
-            if self.watch.stuck():
+            if self.watch.stuck(self.clock()):
                 return True
             self.sock.settimeout(self._timeout())
             try:
@@ -246,9 +246,10 @@ class _Session:
                 # vpcd speaks first (a GET ATR from its presence poll) once it has accepted this connection; a
                 # TCP connect alone may only sit in the listen backlog while another card holds the slot. The
                 # card is in the reader only once pcscd powers it on (or resets it).
-                inserted = isinstance(message, Control) and self.watch.control(message.code)
+                now = self.clock()
+                inserted = isinstance(message, Control) and self.watch.control(message.code, now)
                 if isinstance(message, Apdu):
-                    self.watch.apdu()
+                    self.watch.apdu(now)
                 answer = self.handle(message)
                 if answer is not None:
                     self.sock.sendall(VpcdFramer.encode(answer))
@@ -348,7 +349,7 @@ def serve_vpcd(
             continue
         backoff = 0.05
         _log.info("connected to vpcd at %s:%d", host, port)
-        watch = InsertionWatch(current, clock)
+        watch = InsertionWatch(current)
         stuck = False
         try:
             stuck = _Session(card, sock, trace, quickack, poll, accepted, watch, clock).run(stop)

@@ -19,9 +19,6 @@ it, so the connection is kept.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 __all__ = ["DEFAULT_PATIENCE", "DEFAULT_REST", "MAX_PATIENCE", "InsertionWatch", "next_patience"]
 
 DEFAULT_PATIENCE = 1.5
@@ -44,27 +41,26 @@ class InsertionWatch:
     """Feed it every message vpcd sends on one connection (:meth:`control` with a control code, :meth:`apdu`
     for a C-APDU); ask :meth:`stuck` between them.
 
-    ``clock`` is a monotonic clock in seconds (injected so the logic is tested without sleeping); ``patience``
-    None never calls the connection stuck.
+    It reads no clock: ``now`` is the caller's monotonic time in seconds (so the logic is tested without
+    sleeping). ``patience`` None never calls the connection stuck.
     """
 
-    __slots__ = ("_armed", "_clock", "_started", "inserted", "patience")
+    __slots__ = ("_armed", "_started", "inserted", "patience")
 
-    def __init__(self, patience: float | None = DEFAULT_PATIENCE, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, patience: float | None = DEFAULT_PATIENCE) -> None:
         self.patience = patience
         self.inserted = False
         """True once vpcd powered the card on or reset it on this connection."""
-        self._clock = clock
         self._started: float | None = None
         self._armed = patience is not None
 
-    def _start(self) -> None:
+    def _start(self, now: float) -> None:
         if self._started is None:
-            self._started = self._clock()  # vpcd speaks first once it accepted the connection
+            self._started = now  # vpcd speaks first once it accepted the connection
 
-    def control(self, code: int) -> bool:
+    def control(self, code: int, now: float) -> bool:
         """Note a control message; True only for the one that makes the card count as inserted."""
-        self._start()
+        self._start(now)
         if code in _INSERTING:
             self._armed = False
             if not self.inserted:
@@ -74,22 +70,22 @@ class InsertionWatch:
             self._armed = False  # a control code this module does not know: not the stuck pattern
         return False
 
-    def apdu(self) -> None:
+    def apdu(self, now: float) -> None:
         """Note a C-APDU: vpcd believes a powered card is there and a client uses it; the watch ends."""
-        self._start()
+        self._start(now)
         self._armed = False
 
     def deadline(self) -> float | None:
-        """The clock time at which the connection becomes stuck if nothing else arrives; None if it cannot."""
+        """The time at which the connection becomes stuck if nothing else arrives; None if it cannot."""
         if not self._armed or self._started is None or self.patience is None:
             return None
         return self._started + self.patience
 
-    def stuck(self) -> bool:
+    def stuck(self, now: float) -> bool:
         """True when vpcd has spoken on this connection, ``patience`` seconds ago, with nothing but ATR requests
         and power-offs since: it took this card for the one before (close, rest and reconnect)."""
         deadline = self.deadline()
-        return deadline is not None and self._clock() >= deadline
+        return deadline is not None and now >= deadline
 
 
 def next_patience(patience: float, stuck: bool, base: float = DEFAULT_PATIENCE) -> float:
