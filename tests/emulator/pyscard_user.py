@@ -7,6 +7,7 @@ Java Card CAP components a LOAD needs (JCVM 3.0.5, 6.3 Header and 6.5 Applet com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smartcard import scard
 from smartcard.Exceptions import CardConnectionException, NoCardException
 from smartcard.System import readers
 
@@ -64,22 +66,80 @@ def profile(tmp_path: Path, scp: str, i: str | None = None) -> tuple[Path, int, 
 
 def connect(reader_name: str, atr: bytes | None = None, timeout: float = 20.0) -> Any:
     """A connected pyscard CardConnection to the reader named ``reader_name``; with ``atr``, waits (up to
-    ``timeout`` s) until the card there is the one with that ATR."""
+    ``timeout`` s) until the card there is the one with that ATR and has answered one APDU (a SELECT of the
+    ISD, the card's default application anyway): pcscd may still hold a killed card's ATR, and a bare connect
+    then "succeeds" against it. Between tries it waits for the reader's state to change."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             reader = next(r for r in readers() if str(r) == reader_name)
             connection = reader.createConnection()
             connection.connect()
-            if atr is None or bytes(connection.getATR()) == atr:
+            if atr is None:
                 return connection
-            connection.disconnect()
+            if bytes(connection.getATR()) == atr:
+                try:
+                    connection.transmit(list(SELECT_ISD))
+                    return connection
+                except CardConnectionException:
+                    pass
+            with contextlib.suppress(CardConnectionException):
+                connection.disconnect()
         except (NoCardException, CardConnectionException, StopIteration):
             if atr is None:
                 raise
-        if time.monotonic() > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            assert atr is not None
             raise AssertionError(f"no card with ATR {atr.hex().upper()} in {reader_name!r} after {timeout}s")
-        time.sleep(0.02)
+        # The reader's state changes when a card comes or goes; the bound covers a card that pcscd powers
+        # on without a state change.
+        wait_reader_change(reader_name, min(remaining, 0.5))
+
+
+def _reader_state(context: Any, reader_name: str, known: int, timeout: float) -> int | None:
+    """SCardGetStatusChange on one reader: its state once it differs from ``known``, None on timeout."""
+    hresult, states = scard.SCardGetStatusChange(context, max(0, int(timeout * 1000)), [(reader_name, known)])
+    if hresult == scard.SCARD_E_TIMEOUT:
+        return None
+    assert hresult == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(hresult)
+    state: int = states[0][1]
+    return state & ~int(scard.SCARD_STATE_CHANGED)
+
+
+@contextmanager
+def _context() -> Iterator[Any]:
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert hresult == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(hresult)
+    try:
+        yield context
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def wait_reader_change(reader_name: str, timeout: float) -> None:
+    """Until the state of ``reader_name`` changes (a card inserted or removed, a power change), or ``timeout``."""
+    with _context() as context:
+        current = _reader_state(context, reader_name, scard.SCARD_STATE_UNAWARE, 0)
+        if current is not None:
+            _reader_state(context, reader_name, current, timeout)
+
+
+def wait_empty(reader_name: str, timeout: float = 20.0) -> float:
+    """Until pcscd shows no card in ``reader_name`` (a killed card's removal recorded); the seconds it took.
+
+    A test that kills a card waits for this before serving the next one: vpcd accepts a new card only in a
+    presence poll and while it holds no card socket (gpchannel.io.vpcd_watch)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    with _context() as context:
+        state: int | None = scard.SCARD_STATE_UNAWARE
+        while True:
+            state = _reader_state(context, reader_name, state or scard.SCARD_STATE_UNAWARE, deadline - time.monotonic())
+            if state is None:
+                raise AssertionError(f"{reader_name!r} still shows a card after {timeout}s")
+            if state & scard.SCARD_STATE_EMPTY:
+                return time.monotonic() - start
 
 
 def transmit(connection: Any, apdu: bytes) -> ResponseApdu:

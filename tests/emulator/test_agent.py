@@ -110,6 +110,7 @@ class MiniRas:
     error: tuple[int, str] | None = None
     on_request: Callable[[AdminRequest], None] | None = None
     active: int = 0
+    waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = field(default_factory=list)
 
     def next_index(self) -> int:
         return next((i for i in range(len(self.scripts)) if i not in self.responses), len(self.scripts))
@@ -120,11 +121,27 @@ class MiniRas:
             await self._handle(stream)
         finally:
             self.active -= 1
+            self._changed()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition`` holds; checked again whenever a request arrives or a connection ends."""
+        if condition():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append((condition, waiter))
+        await waiter
+
+    def _changed(self) -> None:
+        for entry in list(self.waiters):
+            condition, waiter = entry
+            if waiter.done() or condition():
+                self.waiters.remove(entry)
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def idle(self) -> None:
         """Wait until no connection is being served (so that closing the server cancels nothing)."""
-        while self.active:
-            await asyncio.sleep(0.01)
+        await self.until(lambda: not self.active)
 
     async def _handle(self, stream: PskStream) -> None:
         self.identities.append(stream.identity)
@@ -142,6 +159,7 @@ class MiniRas:
             if not request.first:
                 index = int(request.uri.rsplit("/", 1)[1])
                 self.responses[index].append(request)
+                self._changed()
                 if index in self.drop_after_response:
                     self.drop_after_response.discard(index)
                     return

@@ -57,5 +57,4 @@ def test_sms_trigger_through_pcscd_starts_the_session(pcscd_readers: list[str], 
 
 async def _ended(ras: MiniRas) -> None:
     """Until the card's response to the script reached the RAS (the session's last request)."""
-    while 0 not in ras.responses:
-        await asyncio.sleep(0.05)
+    await ras.until(lambda: 0 in ras.responses)

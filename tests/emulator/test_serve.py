@@ -47,6 +47,7 @@ from tests.emulator.pyscard_user import (
     secure,
     tlv,
     transmit,
+    wait_empty,
 )
 from tests.io.conftest import PCSCD_SCRIPT
 
@@ -329,7 +330,8 @@ def test_sigkill_at_any_moment_through_pcscd(pcscd_readers: list[str], tmp_path:
 def _kill_round(
     tmp_path: Path, reader: str, state_dir: Path, atr: bytes, content: Content, counter: int, round_: int
 ) -> tuple[Client, ServeProcess]:
-    """Serve the state directory, run the client, SIGKILL the serve process after a varied delay."""
+    """Serve the state directory, run the client, SIGKILL the serve process after a varied delay (the delay
+    chooses the moment of the kill; nothing waits on it), then wait until the reader shows empty."""
     serve = start_serve(tmp_path, reader, state_dir, None, atr, name=f"serve-{round_}")
     try:
         client = Client(serve.connect(), content, counter)
@@ -343,6 +345,9 @@ def _kill_round(
         assert not thread.is_alive(), "the client hung after the card was killed"
         with contextlib.suppress(CardConnectionException):
             client.connection.disconnect()
+        # The next card is served only once pcscd recorded this one's removal: vpcd would otherwise take it
+        # for the dead one and pcscd never power it on (the reconnect trap, gpchannel.io.vpcd_watch).
+        wait_empty(reader)
     finally:
         if serve.process.poll() is None:
             serve.process.kill()

@@ -37,6 +37,33 @@ async def echo_once(stream: PskStream) -> None:
     await stream.write(b"echo:" + data)
 
 
+class LogEvent(logging.Handler):
+    """An asyncio.Event set (from whatever thread logs) once ``logger`` logs a message containing ``needle``:
+    a test waits for the server's log line instead of hoping it was written already."""
+
+    def __init__(self, needle: str, logger: str = "gpchannel.io.tls") -> None:
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.logger = logging.getLogger(logger)
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.loop.call_soon_threadsafe(self.event.set)
+
+    async def __aenter__(self) -> LogEvent:
+        self.logger.addHandler(self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
+
+    async def wait(self, timeout: float = 20.0) -> None:
+        async with asyncio.timeout(timeout):
+            await self.event.wait()
+
+
 async def serving(
     handler: Callable[[PskStream], Awaitable[None]],
     policy: PskTlsPolicy = PskTlsPolicy(),  # noqa: B008
@@ -83,9 +110,9 @@ def test_openssl_client_wrong_psk(caplog: pytest.LogCaptureFixture) -> None:
 
     async def main() -> None:
         server, port = await serving(handler)
-        async with server:
+        async with server, LogEvent("failed") as logged:
             result = await s_client(port, psk=WRONG_PSK, identity=IDENTITY, cipher=SUITES[0], stdin=b"ping\n")
-            await asyncio.sleep(0)  # let the server task log
+            await logged.wait()  # the server task's log line
         assert result.returncode != 0
         assert "alert bad record mac" in result.output  # the alert our server sent, as openssl reports it
 
@@ -103,9 +130,9 @@ def test_openssl_client_wrong_psk(caplog: pytest.LogCaptureFixture) -> None:
 def test_openssl_client_unknown_identity(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         server, port = await serving(echo_once)
-        async with server:
+        async with server, LogEvent("unknown_psk_identity") as logged:
             result = await s_client(port, psk=PSK, identity="stranger", cipher=SUITES[1], stdin=b"ping\n")
-            await asyncio.sleep(0)
+            await logged.wait()
         assert result.returncode != 0
         assert "alert unknown psk identity" in result.output
 
@@ -218,6 +245,7 @@ def test_renegotiation_refused() -> None:
     client gives up with handshake_failure; no second handshake ever happens (ota-notes B.1 profile)."""
     failures: list[TlsError] = []
     received: list[bytes] = []
+    failed = asyncio.Event()
 
     async def handler(stream: PskStream) -> None:
         try:
@@ -226,6 +254,7 @@ def test_renegotiation_refused() -> None:
                 await stream.write(b"echo:" + chunk)
         except TlsError as exc:
             failures.append(exc)
+            failed.set()
             assert stream.connection.alert_sent == "no_renegotiation"
 
     async def main() -> None:
@@ -246,8 +275,7 @@ def test_renegotiation_refused() -> None:
             text = output.decode(errors="replace")
             assert "RENEGOTIATING" in text
             assert "no renegotiation" in text or "handshake failure" in text, text
-            while not failures:
-                await asyncio.sleep(0.01)
+            await failed.wait()
 
     run(main())
     assert received == [b"hello\n"]
@@ -329,9 +357,11 @@ def test_lookup_in_thread_keeps_the_event_loop_free() -> None:
 
     release = threading.Event()
     lookup_threads: list[int] = []
+    looking_up = threading.Event()
 
     def slow_lookup(identity: bytes) -> bytes | None:
         lookup_threads.append(threading.get_ident())
+        looking_up.set()
         release.wait(10)
         return KEYS.get(identity)
 
@@ -342,8 +372,8 @@ def test_lookup_in_thread_keeps_the_event_loop_free() -> None:
             client = asyncio.create_task(
                 open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK), timeout=20)
             )
-            while not lookup_threads:  # the loop is free while the lookup blocks
-                await asyncio.sleep(0.01)
+            # The loop is free while the lookup blocks: this coroutine waits for it without blocking the loop.
+            assert await asyncio.get_running_loop().run_in_executor(None, looking_up.wait, 20)
             release.set()
             stream = await client
             await stream.write(b"hi")
@@ -428,6 +458,7 @@ def test_close_does_not_hang_on_a_peer_that_stops_reading(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(tls_stream, "CLOSE_TIMEOUT", 0.5)
     done: list[str] = []
+    closed = asyncio.Event()
 
     async def handler(stream: PskStream) -> None:
         chunk = bytes(65536)
@@ -437,14 +468,14 @@ def test_close_does_not_hang_on_a_peer_that_stops_reading(monkeypatch: pytest.Mo
                     await stream.write(chunk)
         await stream.close()
         done.append("closed")
+        closed.set()
 
     async def main() -> None:
         server, port = await serving(handler)
         async with server:
             stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
             async with asyncio.timeout(20):
-                while not done:
-                    await asyncio.sleep(0.05)
+                await closed.wait()
             stream._writer.transport.abort()
 
     run(main())

@@ -232,12 +232,14 @@ def test_reconnects_when_the_reader_side_drops(fake: FakeVpcd) -> None:
     card = EchoCard()
     with VpcdThread(card, port=fake.port) as runner:
         fake.accept()
-        assert not runner.wait_connected(1, timeout=0.2)  # connected, but vpcd has not spoken: not accepted yet
         assert fake.ask(Control(VpcdControl.GET_ATR)) == card.atr()
+        assert runner.connections == 0  # vpcd polls it, but pcscd has not powered it on: not inserted yet
+        fake.send(Control(VpcdControl.POWER_ON))
         assert runner.wait_connected(1)
         fake.drop()  # pcscd stopped
         fake.accept()  # pcscd back
         assert fake.ask(Control(VpcdControl.GET_ATR)) == card.atr()
+        fake.send(Control(VpcdControl.POWER_ON))
         assert runner.wait_connected(2)
         assert fake.ask(Apdu(bytes.fromhex("8050000001BB"))) == bytes.fromhex("BB9000")
 
@@ -255,8 +257,9 @@ def test_reconnects_after_refused_connections() -> None:
             conn.settimeout(10)
             conn.sendall(VpcdFramer.encode_message(Control(VpcdControl.GET_ATR)))
             assert conn.recv(64) == VpcdFramer.encode(ATR_T1)
-            conn.close()
+            conn.sendall(VpcdFramer.encode_message(Control(VpcdControl.POWER_ON)))
             assert runner.wait_connected(1)
+            conn.close()
         finally:
             server.close()
 
@@ -291,17 +294,113 @@ def test_a_malformed_stream_ends_the_session_and_reconnects(fake: FakeVpcd) -> N
         conn.sendall(b"\x00\x00")
         fake.accept()
         assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
-        assert runner.wait_connected(2)
+        fake.send(Control(VpcdControl.RESET))
+        assert runner.wait_connected(1)
 
 
 def test_stop_event_ends_the_loop(fake: FakeVpcd) -> None:
     runner = VpcdThread(EchoCard(), port=fake.port).start()
     fake.accept()
     assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+    fake.send(Control(VpcdControl.POWER_ON))
     assert runner.wait_connected(1)
     runner.close()
     assert not runner._thread.is_alive()
     assert fake.conn is not None and fake.conn.recv(16) == b""  # the card closed its side
+
+
+# --- the reconnect trap (gpchannel.io.vpcd_watch): serve_vpcd on a hand-driven clock -------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Clocked:
+    """serve_vpcd in a thread on a hand-driven clock; ``inserted`` is set at each insertion."""
+
+    def __init__(self, port: int, rest: float = 0.0) -> None:
+        self.clock = Clock()
+        self.stop = threading.Event()
+        self.inserted = threading.Semaphore(0)
+        self.card = EchoCard()
+        kwargs = {"stop": self.stop, "accepted": self.inserted.release, "patience": 1.5, "rest": rest}
+        self.thread = threading.Thread(
+            target=serve_vpcd, args=(self.card, "127.0.0.1", port), kwargs={**kwargs, "clock": self.clock}
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def clocked(fake: FakeVpcd) -> Iterator[Clocked]:
+    runner = Clocked(fake.port)
+    yield runner
+    runner.close()
+
+
+def test_polled_but_never_powered_is_reopened(
+    fake: FakeVpcd, clocked: Clocked, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gpchannel.io.vpcd"):
+        conn = fake.accept()
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1  # the poll that took it for the card before
+        clocked.clock.now += 1.0
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+        fake.send(Control(VpcdControl.POWER_OFF))
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1  # answered: the power-off was handled before
+        clocked.clock.now += 0.5  # 1.5 s of nothing but polls: the card closes its side ...
+        assert conn.recv(16) == b""
+        fake.accept()  # ... and connects again, for a real insertion
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+        fake.send(Control(VpcdControl.POWER_ON))
+        assert clocked.inserted.acquire(timeout=10)
+        clocked.clock.now += 3600  # powered: kept however long vpcd only polls it afterwards
+        assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+        assert fake.ask(Apdu(bytes.fromhex("8050000001DD"))) == bytes.fromhex("DD9000")
+    assert not clocked.inserted.acquire(timeout=0)  # the stuck connection was never counted as an insertion
+    assert clocked.card.controls == ["atr", "atr", "off", "atr", "atr", "on", "atr"]
+    assert any("without powering it on" in r.getMessage() for r in caplog.records)
+
+
+def test_the_patience_doubles_while_stuck(fake: FakeVpcd, clocked: Clocked) -> None:
+    conn = fake.accept()
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+    clocked.clock.now += 1.5
+    assert conn.recv(16) == b""
+    conn = fake.accept()
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+    clocked.clock.now += 2.75  # the second connection gets 3 s ...
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+    clocked.clock.now += 0.25
+    assert conn.recv(16) == b""  # ... and no more
+    fake.accept()
+    fake.send(Control(VpcdControl.POWER_ON))
+    assert clocked.inserted.acquire(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "first", [Control(VpcdControl.POWER_ON), Control(VpcdControl.RESET), Apdu(bytes.fromhex("8050000001EE"))]
+)
+def test_power_on_reset_or_an_apdu_keeps_the_connection(fake: FakeVpcd, clocked: Clocked, first: VpcdMessage) -> None:
+    fake.accept()
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1
+    if isinstance(first, Apdu):
+        assert fake.ask(first) == bytes.fromhex("EE9000")
+    else:
+        fake.send(first)
+        assert clocked.inserted.acquire(timeout=10)  # handled before the clock moves on
+    clocked.clock.now += 3600
+    assert fake.ask(Control(VpcdControl.GET_ATR)) == ATR_T1  # still the same connection
+    assert fake.ask(Apdu(bytes.fromhex("8050000001FF"))) == bytes.fromhex("FF9000")
+    assert not clocked.inserted.acquire(timeout=0)  # one insertion at most (none for an APDU)
 
 
 def test_sigterm_handler_sets_the_event() -> None:

@@ -21,6 +21,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import Protocol
 
 from gpchannel.errors import DecodeError, LocalProtocolError, TransportError
+from gpchannel.io.vpcd_watch import DEFAULT_PATIENCE, DEFAULT_REST, InsertionWatch, next_patience
 
 __all__ = [
     "DEFAULT_HOST",
@@ -207,9 +209,14 @@ class _Session:
         quickack: bool,
         poll: float,
         accepted: Callable[[], None] | None,
+        watch: InsertionWatch,
+        clock: Callable[[], float],
     ) -> None:
         self.card = card
         self.accepted = accepted
+        self.watch = watch
+        self.clock = clock
+        self.poll = poll
         self.sock = sock
         self.trace = trace
         self.quickack = quickack
@@ -217,11 +224,15 @@ class _Session:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if quickack:
             _set_quickack(sock)
-        sock.settimeout(poll)
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve until vpcd closes the connection or ``stop`` is set. OSError / DecodeError end the session."""
+    def run(self, stop: threading.Event) -> bool:
+        """Serve until vpcd closes the connection or ``stop`` is set; True when the connection is stuck (vpcd
+        took this card for the one before, see gpchannel.io.vpcd_watch) and must be reopened.
+        OSError / DecodeError end the session."""
         while not stop.is_set():
+            if self.watch.stuck(self.clock()):
+                return True
+            self.sock.settimeout(self._timeout())
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -230,16 +241,30 @@ class _Session:
                 _set_quickack(self.sock)
             if not data:
                 _log.info("vpcd closed the connection")
-                return
-            if self.accepted is not None:
-                # vpcd speaks first (a GET ATR from its presence poll) once it has accepted this connection; a
-                # TCP connect alone may only sit in the listen backlog while another card holds the slot.
-                self.accepted()
-                self.accepted = None
+                return False
             for message in self.framer.feed(data):
+                # vpcd speaks first (a GET ATR from its presence poll) once it has accepted this connection; a
+                # TCP connect alone may only sit in the listen backlog while another card holds the slot. The
+                # card is in the reader only once pcscd powers it on (or resets it).
+                now = self.clock()
+                inserted = isinstance(message, Control) and self.watch.control(message.code, now)
+                if isinstance(message, Apdu):
+                    self.watch.apdu(now)
                 answer = self.handle(message)
                 if answer is not None:
                     self.sock.sendall(VpcdFramer.encode(answer))
+                if inserted:
+                    _log.info("vpcd powered the card on: it is in the reader")
+                    if self.accepted is not None:
+                        self.accepted()
+        return False
+
+    def _timeout(self) -> float:
+        """The receive timeout: ``poll``, or less when the watch's deadline comes first."""
+        deadline = self.watch.deadline()
+        if deadline is None:
+            return self.poll
+        return max(0.001, min(self.poll, deadline - self.clock()))
 
     def handle(self, message: VpcdMessage) -> bytes | None:
         if isinstance(message, Apdu):
@@ -287,6 +312,9 @@ def serve_vpcd(
     poll: float = 0.2,
     max_backoff: float = 2.0,
     accepted: Callable[[], None] | None = None,
+    patience: float | None = DEFAULT_PATIENCE,
+    rest: float = DEFAULT_REST,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Connect ``card`` to vpcd at ``host:port`` and answer it until ``stop`` is set.
 
@@ -295,11 +323,18 @@ def serve_vpcd(
     backoff (50 ms up to ``max_backoff`` s) if ``reconnect``; otherwise it returns when the connection ends and
     raises TransportError when the first connection fails. ``stop`` is checked every ``poll`` seconds.
     ``trace`` gets every C-APDU / R-APDU in hex and every control code at DEBUG level; ``accepted`` is called
-    when vpcd first speaks on a new connection (it has accepted the card: the slot is ours). An exception from
-    ``card.transmit`` never ends the loop: it is logged and answered with 6F00.
+    when vpcd first powers the card on (or resets it) on a new connection: pcscd has seen it inserted. An
+    exception from ``card.transmit`` never ends the loop: it is logged and answered with 6F00.
+
+    The reconnect trap (gpchannel.io.vpcd_watch): when vpcd sends nothing but ATR requests for ``patience``
+    seconds (``clock`` time) after it first spoke, it took this card for the previous one and pcscd will never
+    power it on; the loop closes, waits ``rest`` seconds (so a presence poll records the removal) and reconnects
+    (a real insertion), giving the next connection twice the patience while it stays stuck. ``patience`` None
+    turns the watch off.
     """
     stop = stop or threading.Event()
     backoff = 0.05
+    current = patience
     while not stop.is_set():
         try:
             sock = socket.create_connection((host, port), timeout=max(poll, 1.0))
@@ -314,14 +349,26 @@ def serve_vpcd(
             continue
         backoff = 0.05
         _log.info("connected to vpcd at %s:%d", host, port)
+        watch = InsertionWatch(current)
+        stuck = False
         try:
-            _Session(card, sock, trace, quickack, poll, accepted).run(stop)
+            stuck = _Session(card, sock, trace, quickack, poll, accepted, watch, clock).run(stop)
         except (OSError, DecodeError) as exc:
             _log.warning("vpcd connection to %s:%d lost: %s", host, port, exc)
         finally:
             sock.close()
         if not reconnect:
             return
+        if patience is not None:
+            current = next_patience(current or patience, stuck, patience)
+        if stuck:
+            _log.warning(
+                "vpcd polled this card for %.1fs without powering it on (it took it for the card before); "
+                "reconnecting in %.1fs",
+                watch.patience,
+                rest,
+            )
+            stop.wait(rest)
 
 
 class VpcdThread:
@@ -335,15 +382,25 @@ class VpcdThread:
         *,
         trace: logging.Logger | None = None,
         quickack: bool = True,
+        patience: float | None = DEFAULT_PATIENCE,
+        rest: float = DEFAULT_REST,
     ) -> None:
         self.stop = threading.Event()
         self.connections = 0
-        """How many connections vpcd has accepted so far (a reconnection after a pcscd restart adds one)."""
+        """How many times pcscd has seen the card inserted (vpcd powered it on or reset it on a new connection;
+        a reconnection after a pcscd restart adds one)."""
         self._connected = threading.Condition()
         self._thread = threading.Thread(
             target=serve_vpcd,
             args=(card, host, port),
-            kwargs={"stop": self.stop, "trace": trace, "quickack": quickack, "accepted": self._on_connect},
+            kwargs={
+                "stop": self.stop,
+                "trace": trace,
+                "quickack": quickack,
+                "accepted": self._on_connect,
+                "patience": patience,
+                "rest": rest,
+            },
             name=f"vpcd-{port}",
             daemon=True,
         )
@@ -358,7 +415,7 @@ class VpcdThread:
         return self
 
     def wait_connected(self, count: int = 1, timeout: float = 10.0) -> bool:
-        """Wait until vpcd has accepted ``count`` connections in all (see :attr:`connections`); False on timeout."""
+        """Wait until the card was inserted ``count`` times in all (see :attr:`connections`); False on timeout."""
         with self._connected:
             return self._connected.wait_for(lambda: self.connections >= count, timeout)
 
