@@ -440,7 +440,7 @@ class Scp80Worker:
             return
         try:
             payload = self._payload(flight)
-        except (ValueError, DecodeError) as exc:
+        except (ValueError, DecodeError, UnsupportedError) as exc:
             await self._final(job.id, f"the script cannot be sent: {exc}")
             self._forget(flight)
             return
