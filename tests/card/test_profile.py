@@ -150,3 +150,11 @@ def test_ota_sections_are_kept() -> None:
     state = load_profile(EXAMPLE.read_text())
     assert state.ota["ota"]["keysets"][0]["kvn"] == 1
     assert state.ota["scp81"]["server"] == "127.0.0.1:8443"
+
+
+def test_kic_algorithm_array_is_a_profile_error_not_a_type_error() -> None:
+    # was TypeError: unhashable type: 'list' (from gpchannel card init --profile and any command given --profile)
+    example = Path(__file__).parents[2] / "examples" / "profiles" / "scp03.toml"
+    text = example.read_text().replace('kic_algorithm = "aes-cbc"', "kic_algorithm = []")
+    with pytest.raises(ProfileError, match=r"ota\.keysets\[0\]\.kic_algorithm: expected a string"):
+        load_profile(text)

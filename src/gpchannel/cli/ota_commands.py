@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from gpchannel.card.profile_ota import check_ota
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
 from gpchannel.ota import (
@@ -144,10 +145,9 @@ def _hex(text: str, name: str) -> bytes:
 
 def _read_profile(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return check_shape(tomllib.loads(path.read_text()))  # every key's TOML type, before any value is read
+    except (OSError, tomllib.TOMLDecodeError, ProfileError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--profile") from None
-    return raw
 
 
 def resolve_keys(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -86,9 +87,7 @@ def load_profile(path: Path) -> Profile:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"profile {path}: {exc}") from None
-    isd = data.get("isd", {})
-    if not isinstance(isd, dict):
-        raise ValueError("profile isd: expected a table")
+    isd = check_shape(data).get("isd", {})  # every key's TOML type (ProfileError, a ValueError, names it)
     aid = _hex_value(isd, "aid", "isd") if "aid" in isd else None
     scp = None
     if "scp" in isd:
