@@ -1,0 +1,3 @@
+from fuzz.engine import Target
+
+TARGETS: tuple[Target, ...] = ()
