@@ -38,8 +38,10 @@ def _byte_add(rng: random.Random, data: bytearray, _: Sequence[bytes]) -> None:
 def _insert(rng: random.Random, data: bytearray, _: Sequence[bytes]) -> None:
     at = _pos(rng, data, 1)
     count = rng.choice((1, 1, 2, 4, rng.randrange(1, 64)))
-    fill = rng.choice((lambda: rng.randrange(256), lambda: rng.choice(INTERESTING)))
-    data[at:at] = bytes(fill() for _ in range(count))
+    if rng.random() < 0.5:
+        data[at:at] = bytes(rng.randrange(256) for _ in range(count))
+    else:
+        data[at:at] = bytes(rng.choice(INTERESTING) for _ in range(count))
 
 
 def _delete(rng: random.Random, data: bytearray, _: Sequence[bytes]) -> None:
@@ -84,7 +86,7 @@ def _length_tweak(rng: random.Random, data: bytearray, _: Sequence[bytes]) -> No
 
 def _tlv_headers(data: bytes) -> list[tuple[int, int, int]]:
     """(offset, header length, value length) of the BER-TLVs found walking ``data`` from several starts."""
-    found = []
+    found: list[tuple[int, int, int]] = []
     for start in range(min(len(data), 8)):
         at = start
         while at + 2 <= len(data) and len(found) < 64:

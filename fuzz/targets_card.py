@@ -49,7 +49,7 @@ _SESSIONS = ("scp01-15-03", "scp02-55-03", "scp02-15-01", "scp03-70-33", "scp03-
 
 
 def _items(data: bytes) -> list[tuple[bool, bytes]]:
-    out = []
+    out: list[tuple[bool, bytes]] = []
     at = 0
     while at < len(data) and len(out) < 16:
         flags, size = data[at], data[at + 1] if at + 1 < len(data) else 0

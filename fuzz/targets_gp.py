@@ -14,7 +14,7 @@ from fuzz.engine import Target, each
 from fuzz.seeds import vector_hex
 from gpchannel.codec import tlv
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.crypto.asym import RsaPublicKey
+from gpchannel.crypto.rsa import RsaPublicKey
 from gpchannel.errors import GPChannelError
 from gpchannel.gp import card_data, cplc, dap, install, lifecycle, privileges, registry_data, tokens
 from gpchannel.gp.cap import CapFile
