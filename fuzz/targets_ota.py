@@ -155,6 +155,12 @@ _unsecure_response = each(
 )
 
 
+def _expanded_to_compact(data: bytes) -> None:
+    """An expanded script's APDUs re-sent in the compact format (what ``gpchannel ota build`` does with APDUs
+    from the command line): refused with UnsupportedError when one needs extended lengths."""
+    remote_apdu.encode_compact(remote_apdu.CommandScript.from_bytes(data).apdus)
+
+
 def _remote_seeds() -> Sequence[bytes]:
     responses = [
         remote_apdu.ResponseScript((remote_apdu.RApdu(ResponseApdu(b"\x01\x02", 0x9000)),), executed=1).to_bytes(),
@@ -179,6 +185,7 @@ TARGETS: tuple[Target, ...] = (
         each(
             remote_apdu.decode_compact,
             remote_apdu.CommandScript.from_bytes,
+            _expanded_to_compact,
             remote_apdu.ResponseScript.from_bytes,
             remote_apdu.CompactResponse.from_bytes,
         ),
