@@ -173,3 +173,11 @@ def test_non_ascii_digits_are_a_profile_error(old: str, new: str, key: str) -> N
     assert old in text
     with pytest.raises(ProfileError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_profile(text.replace(old, new, 1))
+
+
+def test_kic_algorithm_array_is_a_profile_error_not_a_type_error() -> None:
+    # was TypeError: unhashable type: 'list' (from gpchannel card init --profile and any command given --profile)
+    example = Path(__file__).parents[2] / "examples" / "profiles" / "scp03.toml"
+    text = example.read_text().replace('kic_algorithm = "aes-cbc"', "kic_algorithm = []")
+    with pytest.raises(ProfileError, match=r"ota\.keysets\[0\]\.kic_algorithm: expected a string"):
+        load_profile(text)

@@ -22,7 +22,6 @@ from click.testing import CliRunner, Result
 
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.main import cli
-from gpchannel.errors import GPChannelError
 from tests.card.harness import profile_text
 from tests.gp.test_cap import build_cap, components
 
@@ -66,40 +65,6 @@ CRAFTED_CAPS = {
     "version.cap": _central_directory(_GOOD_CAP, 6, 0xFF),  # version needed to extract: 25.5
     "deflate.cap": _bad_deflate(),
 }
-
-
-def _library_refuses_crafted_caps() -> bool:
-    from gpchannel.gp.cap import CapFile
-
-    for raw in CRAFTED_CAPS.values():
-        try:
-            CapFile.from_bytes(raw)
-        except GPChannelError:
-            continue
-        except Exception:
-            return False
-    return True
-
-
-def _library_refuses_list_algorithm() -> bool:
-    from gpchannel.card.profile_ota import check_ota
-
-    keyset = {"kvn": 1, "kic": "00" * 16, "kic_algorithm": [], "kid": "00" * 16, "kid_algorithm": "aes-cmac"}
-    try:
-        check_ota({"keysets": [keyset]})
-    except GPChannelError:
-        return True
-    except Exception:
-        return False
-    return True
-
-
-needs_cap_fix = pytest.mark.skipif(
-    not _library_refuses_crafted_caps(), reason="gp.cap does not yet raise the project's error on these ZIPs"
-)
-needs_profile_fix = pytest.mark.skipif(
-    not _library_refuses_list_algorithm(), reason="the profile loader does not yet refuse kic_algorithm = []"
-)
 
 
 @dataclass(frozen=True)
@@ -351,19 +316,17 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("scp10-pki-file", ("scp10", "make-pki", "--out", "{t}/card.toml"), USAGE),
     ("scp10-pki-bits", ("scp10", "make-pki", "--out", "{t}/pki", "--bits", "10"), USAGE),
 ]
-LIBRARY_CASES: list[tuple[str, tuple[str, ...], ExitCode, pytest.MarkDecorator]] = [
-    *((f"load-{n}", (*E, "load", "{t}/" + n), FAILURE, needs_cap_fix) for n in CRAFTED_CAPS),
+LIBRARY_CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
+    *((f"load-{n}", (*E, "load", "{t}/" + n), FAILURE) for n in CRAFTED_CAPS),
     (
         "card-init-list",
         ("card", "init", "--profile", "{t}/list_algorithm.toml", "--state", "{t}/s3"),
         USAGE,
-        needs_profile_fix,
     ),
     (
         "ota-build-list",
         ("ota", "build", SELECT_SPN, "--profile", "{t}/list_algorithm.toml", *STORE),
         USAGE,
-        needs_profile_fix,
     ),
 ]
 PCSC_CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
@@ -389,7 +352,7 @@ def check(result: Result, code: ExitCode) -> None:
 
 
 def test_the_table_is_large_and_covers_every_command() -> None:
-    every = [args for _, args, _ in CASES] + [args for _, args, _, _ in LIBRARY_CASES]
+    every = [args for _, args, _ in CASES] + [args for _, args, _ in LIBRARY_CASES]
     assert len(every) >= 80
     words = {a for args in every for a in args}
     for name in cli.list_commands(None):  # type: ignore[arg-type]
@@ -403,7 +366,7 @@ def test_bad_invocation(env: Env, args: tuple[str, ...], code: ExitCode) -> None
     check(invoke(env, args), code)
 
 
-@pytest.mark.parametrize(("args", "code"), [pytest.param(a, c, id=n, marks=m) for n, a, c, m in LIBRARY_CASES])
+@pytest.mark.parametrize(("args", "code"), [pytest.param(a, c, id=n) for n, a, c in LIBRARY_CASES])
 def test_bad_input_to_the_library(env: Env, args: tuple[str, ...], code: ExitCode) -> None:
     check(invoke(env, args), code)
 

@@ -171,3 +171,70 @@ def test_corrupted_components_return_or_raise_decode_error(changes: dict[str, by
         CapFile.from_bytes(build_cap(parts))
     except DecodeError:
         pass
+
+
+def _patch_central(raw: bytes, offset: int, value: int, *, mask: bool = False) -> bytes:
+    """Set byte ``offset`` of every central-directory entry (PKWARE APPNOTE 4.3.12) to ``value`` (or OR it)."""
+    out = bytearray(raw)
+    at = out.find(b"PK\x01\x02")
+    while at >= 0:
+        out[at + offset] = out[at + offset] | value if mask else value
+        at = out.find(b"PK\x01\x02", at + 1)
+    return bytes(out)
+
+
+def _deflated_cap(parts: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(f"com/example/hello/javacard/{name}.cap", data)
+    return out.getvalue()
+
+
+def test_version_needed_ff_is_a_decode_error() -> None:
+    # zipfile raised NotImplementedError ("zip file version 25.5") while reading the central directory.
+    with pytest.raises(DecodeError, match="NotImplementedError"):
+        CapFile.from_bytes(_patch_central(build_cap(components()), 6, 0xFF))
+
+
+def test_encrypted_entry_is_a_decode_error() -> None:
+    # general purpose flag bit 0: zipfile raised RuntimeError ("password required for extraction").
+    with pytest.raises(DecodeError, match=r"Header\.cap"):
+        CapFile.from_bytes(_patch_central(build_cap(components()), 8, 0x01, mask=True))
+
+
+def test_corrupted_deflate_stream_is_a_decode_error() -> None:
+    # zlib.error ("Error -3 while decompressing data: invalid block type") escaped.
+    raw = bytearray(_deflated_cap(components()))
+    local = raw.find(b"PK\x03\x04")
+    start = local + 30 + int.from_bytes(raw[local + 26 : local + 28], "little")
+    start += int.from_bytes(raw[local + 28 : local + 30], "little")
+    raw[start : start + 2] = b"\xff\xff"
+    with pytest.raises(DecodeError, match="cannot read"):
+        CapFile.from_bytes(bytes(raw))
+
+
+def test_unknown_compression_method_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError):
+        CapFile.from_bytes(_patch_central(build_cap(components()), 10, 0x63))
+
+
+def test_zip_bomb_is_refused_before_inflating_it_all() -> None:
+    parts = components()
+    parts["Debug"] = component(12, bytes(0xFFFF)) * 140  # ~9 MiB of zeros, a few KiB deflated
+    raw = _deflated_cap(parts)
+    assert len(raw) < 100_000
+    with pytest.raises(DecodeError, match=r"Debug\.cap"):
+        CapFile.from_bytes(raw)
+
+
+def test_declared_size_smaller_than_the_stream_is_a_decode_error() -> None:
+    parts = components()
+    parts["Debug"] = component(12, bytes(60_000))
+    raw = bytearray(_deflated_cap(parts))
+    at = raw.find(b"PK\x01\x02")
+    while at >= 0:  # uncompressed size (APPNOTE 4.3.12, offset 24) set to 10 for every entry
+        raw[at + 24 : at + 28] = (10).to_bytes(4, "little")
+        at = raw.find(b"PK\x01\x02", at + 1)
+    with pytest.raises(DecodeError):
+        CapFile.from_bytes(bytes(raw))

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.errors import DecodeError
+from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.ota.remote_apdu import (
     BadFormat,
     CApdu,
@@ -70,8 +70,27 @@ def test_compact_case_4_loses_le_and_case_1_gets_p3_zero() -> None:
     assert encode_compact([CommandApdu(0x80, 0xE6, 0x0C, 0x00, b"\x01", le=256)]) == bytes.fromhex("80e60c000101")
     assert encode_compact([CommandApdu(0x00, 0x70, 0x00, 0x00)]) == bytes.fromhex("0070000000")
     assert decode_compact(bytes.fromhex("0070000000")) == (CommandApdu(0x00, 0x70, 0x00, 0x00),)
-    with pytest.raises(ValueError, match="short"):
-        encode_compact([CommandApdu(0x00, 0xD6, 0, 0, bytes(300))])
+
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        CommandApdu(0x00, 0xD6, 0, 0, bytes(300)),
+        CommandApdu(0x00, 0xB0, 0, 0, le=257),
+        CommandApdu(0, 0xB0, 0, 0, le=65536),
+    ],
+)
+def test_compact_refuses_extended_lengths_with_the_project_error(apdu: CommandApdu) -> None:
+    # was a bare ValueError (gpchannel ota build ... 00D6000000012C<300 bytes> showed a traceback)
+    with pytest.raises(UnsupportedError, match="expanded format"):
+        encode_compact([CommandApdu(0x00, 0xA4, 0, 0, b"\x3f\x00"), apdu])
+
+
+def test_expanded_format_carries_an_extended_length_apdu() -> None:
+    apdu = CommandApdu(0x00, 0xD6, 0, 0, bytes(range(256)) + bytes(44))
+    raw = CommandScript.of([apdu]).to_bytes()
+    assert raw.startswith(bytes.fromhex("AA820137 22820133 00D60000 00012C"))
+    assert CommandScript.from_bytes(raw).apdus == (apdu,)
 
 
 @pytest.mark.parametrize(("raw", "offset"), [("a0a400", 3), ("a0a4000002 3f", 4), ("ffa4000000", 0)])

@@ -18,6 +18,7 @@ from typing import Any
 
 from gpchannel.card.applets import AppletRegistry, default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.card.scp10_domain import SCP10, material_from_profile
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -43,12 +44,6 @@ _SCP_I_VALUES = {
     0x03: frozenset({0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x01, 0x11, 0x21, 0x31, 0x61, 0x71}),
     SCP10: frozenset({0x01, 0x02}),  # GP 2.2.1 Table F-1: the default option; [isd.scp10] options lists all
 }
-_KEYS = {
-    "card": {"iccid", "atr", "cplc", "lifecycle", "iin", "cin", "kdd"},
-    "isd": {"aid", "scp", "i", "sequence_counter", "keysets", "privileges", "scp10"},
-    "keyset": {"kvn", "type", "enc", "mac", "dek"},
-    "application": {"aid", "kind", "sd", "privileges", "lifecycle", "parameters"},
-}
 
 
 def _fail(key: str, expected: str, got: object = None) -> ProfileError:
@@ -60,12 +55,6 @@ def _table(raw: object, key: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _fail(key, "a table", raw)
     return raw
-
-
-def _only(table: dict[str, Any], allowed: Collection[str], key: str) -> None:
-    for name in table:
-        if name not in allowed:
-            raise ProfileError(f"profile key {key}.{name}: unknown key; expected one of {', '.join(sorted(allowed))}")
 
 
 def _hex(value: object, key: str, sizes: Collection[int] | None = None, what: str = "") -> bytes:
@@ -122,7 +111,6 @@ def generate_cplc(seed: str) -> bytes:
 
 def _keyset(raw: object, key: str, scp: int) -> KeySet:
     table = _table(raw, key)
-    _only(table, _KEYS["keyset"], key)
     if "kvn" not in table:
         raise _fail(f"{key}.kvn", "a key version number 1..255 (0 means 'first available' in INITIALIZE UPDATE)")
     kvn = table["kvn"]
@@ -171,13 +159,11 @@ def profile_from_dict(
     """Build the initial state from a parsed profile; raises ProfileError. ``resolve`` reads a file named in the
     profile (relative to it: the SCP10 PEM files); without it only inline PEM is accepted."""
     applets = applets or default_registry()
-    _only(raw, {"card", "isd", "ota", "scp81", "applications"}, "(top level)")
+    check_shape(raw)  # every key and its TOML type (profile_schema.FIELDS); the checks below read values
     card = _table(raw.get("card", {}), "card")
-    _only(card, _KEYS["card"], "card")
     if "isd" not in raw:
         raise _fail("isd", "an [isd] table with aid, scp, i and at least one [[isd.keysets]]")
     isd_table = _table(raw["isd"], "isd")
-    _only(isd_table, _KEYS["isd"], "isd")
 
     iccid = card.get("iccid", "")
     if not isinstance(iccid, str) or (iccid and not (iccid.isascii() and iccid.isdigit() and 10 <= len(iccid) <= 20)):
@@ -236,7 +222,6 @@ def profile_from_dict(
     for n, item in enumerate(raw_apps):
         key = f"applications[{n}]"
         table = _table(item, key)
-        _only(table, _KEYS["application"], key)
         if "aid" not in table or "kind" not in table:
             raise _fail(key, "aid and kind")
         aid = _aid(table["aid"], f"{key}.aid")

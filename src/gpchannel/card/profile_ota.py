@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.errors import ProfileError
 
 __all__ = ["KIC_ALGORITHMS", "KID_ALGORITHMS", "check_ota", "check_scp81", "scp81_psk", "server_port"]
@@ -61,7 +62,7 @@ def _choice(raw: dict[str, Any], name: str, key: str, choices: Collection[str]) 
 
 def check_ota(raw: object) -> dict[str, Any]:
     """Validate the ``[ota]`` section; returns it unchanged."""
-    ota = _table(raw, "ota", {"keysets", "tars"})
+    ota = check_shape(raw, "ota")
     keysets = ota.get("keysets", [])
     if not isinstance(keysets, list):
         raise _fail("ota.keysets", "an array of [[ota.keysets]] tables", keysets)
@@ -96,7 +97,7 @@ def check_ota(raw: object) -> dict[str, Any]:
 def check_scp81(raw: object) -> dict[str, Any]:
     """Validate the ``[scp81]`` section; returns it unchanged."""
     key = "scp81"
-    table = _table(raw, key, {"psk_identity", "psk", "server", "uri", "agent_id", "retries", "retry_delay"})
+    table = check_shape(raw, key)
     identity = table.get("psk_identity")
     if not isinstance(identity, str) or not identity:
         raise _fail(f"{key}.psk_identity", "a non-empty string", identity)

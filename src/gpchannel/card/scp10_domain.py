@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpchannel.card.context import CardContext, ChannelContext
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.card.state import Application, Scp10Material
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import Tlv
@@ -68,7 +69,6 @@ Handler = Callable[[CardContext, ChannelContext, Application, CardChannel | None
 _SD_INS = frozenset({0xCA, 0xCB, 0xF2, 0xE4, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})
 _AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})  # GP 2.3.1 Table 11-2
 _REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material stays out of traces
-_PROFILE_KEYS = frozenset({"private_key", "certificate", "trust_anchor", "trust_anchor_id", "card_id", "options"})
 _OPTION_NAMES = {"agreement": 0x01, "transport": 0x02, "01": 0x01, "02": 0x02}
 
 
@@ -240,10 +240,7 @@ def material_from_profile(
     ``trust_anchor`` (PK.TP_EX.AUT, SubjectPublicKeyInfo PEM), optional ``trust_anchor_id`` (hex, default the
     ASCII "TP_EX" 00 00 01), ``card_id`` (hex, 8 bytes; default the certificate's subject) and ``options``
     (default both). Files are named relative to the profile. Raises ProfileError naming the key."""
-    for name in table:
-        if name not in _PROFILE_KEYS:
-            allowed = ", ".join(sorted(_PROFILE_KEYS))
-            raise ProfileError(f"profile key isd.scp10.{name}: unknown key; expected one of {allowed}")
+    check_shape(dict(table), "isd.scp10")
     for name in ("private_key", "certificate", "trust_anchor"):
         if name not in table:
             raise ProfileError(f"profile key isd.scp10.{name}: missing (see docs/profile.md)")

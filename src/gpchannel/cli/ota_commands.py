@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from gpchannel.card.profile_ota import KIC_ALGORITHMS, KID_ALGORITHMS, check_ota
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
@@ -108,10 +109,9 @@ def _hex(text: str, name: str) -> bytes:
 
 def _read_profile(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return check_shape(tomllib.loads(path.read_text()))  # every key's TOML type, before any value is read
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ProfileError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--profile") from None
-    return raw
 
 
 def _keyset(kic: bytes, kid: bytes, cipher: CipherAlgorithm, mac: MacAlgorithm) -> KeySet:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from gpchannel.card.profile_schema import check_shape
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -115,7 +116,7 @@ def load_profile(path: Path) -> Profile:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"profile {path}: {exc}") from None
     try:
-        return _isd_part(data, path)
+        return _isd_part(check_shape(data), path)  # every key's TOML type first
     except ProfileError as exc:
         raise ProfileError(f"profile {path}: {exc}") from None
 

@@ -16,7 +16,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import io
+import lzma
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gpchannel.errors import DecodeError
@@ -83,6 +87,43 @@ _MANDATORY = (
 )
 _MAGIC = b"\xde\xca\xff\xed"
 _MAX_CAP_SIZE = 8 * 1024 * 1024
+_MAX_INFLATED = 8 * 1024 * 1024
+"""Bound on the decompressed size of all components together (a zip bomb stops here, whatever the headers say)."""
+_ZIP_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,  # malformed archive, CRC mismatch
+    zipfile.LargeZipFile,
+    NotImplementedError,  # "version needed" or compression method zipfile does not handle
+    RuntimeError,  # encrypted entry: "password required"
+    zlib.error,  # corrupted deflate stream
+    lzma.LZMAError,
+    EOFError,  # stream ends early
+    OSError,  # bzip2 "Invalid data stream", seeks out of the buffer
+    ValueError,  # negative offsets, undecodable file names (UnicodeDecodeError)
+    OverflowError,
+)
+"""Everything :mod:`zipfile` and its decompressors raise on hostile bytes; translated at one boundary."""
+
+
+@contextmanager
+def _zip_boundary(what: str) -> Iterator[None]:
+    """Turn the exceptions of :mod:`zipfile` (and zlib, bz2, lzma under it) into :class:`DecodeError`."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise DecodeError(f"{what}: {type(exc).__name__}: {exc}", 0) from None
+
+
+def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """The entry's bytes, reading at most ``budget`` + 1 decompressed bytes whatever its header declares."""
+    if info.file_size > budget:
+        raise DecodeError(f"{info.filename} is {info.file_size} bytes; the components may total {_MAX_INFLATED}", 0)
+    with archive.open(info) as stream:
+        data = stream.read(budget + 1)
+    if len(data) > budget:
+        raise DecodeError(f"{info.filename} inflates past {_MAX_INFLATED} bytes (zip bomb?)", 0)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +155,12 @@ class CapFile:
         """Read a CAP file (zip). Component files are found by name under any ``.../javacard/`` folder."""
         if len(raw) > _MAX_CAP_SIZE:
             raise DecodeError(f"CAP file is {len(raw)} bytes; more than {_MAX_CAP_SIZE} is not a CAP file", 0)
-        try:
+        with _zip_boundary("not a CAP file (not a readable zip archive)"):
             archive = zipfile.ZipFile(io.BytesIO(raw))
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise DecodeError(f"not a CAP file (not a zip archive: {exc})", 0) from None
+            infos = archive.infolist()
         by_name: dict[str, zipfile.ZipInfo] = {}
         folders: set[str] = set()
-        for info in archive.infolist():
+        for info in infos:
             parts = info.filename.rsplit("/", 2)
             if len(parts) >= 2 and parts[-2] == "javacard" and parts[-1].endswith(".cap"):
                 by_name[parts[-1]] = info
@@ -128,16 +168,14 @@ class CapFile:
         if len(folders) > 1:
             raise DecodeError(f"CAP file holds more than one package ({', '.join(sorted(folders))})", 0)
         components: dict[CapComponent, bytes] = {}
+        budget = _MAX_INFLATED
         for component in CapComponent:
             info_ = by_name.get(component.file_name)
             if info_ is None:
                 continue
-            if info_.file_size > _MAX_CAP_SIZE:
-                raise DecodeError(f"{component.file_name} is too large", 0)
-            try:
-                data = archive.read(info_)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
-                raise DecodeError(f"cannot read {component.file_name}: {exc}", 0) from None
+            with _zip_boundary(f"cannot read {component.file_name}"):
+                data = _read_bounded(archive, info_, budget)
+            budget -= len(data)
             _check_component(component, data)
             components[component] = data
         missing = [c.file_name for c in _MANDATORY if c not in components]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.tlv import decode_length, encode_length
-from gpchannel.errors import DecodeError
+from gpchannel.errors import DecodeError, UnsupportedError
 
 __all__ = [
     "BadFormat",
@@ -60,12 +60,19 @@ def is_outgoing(cla: int, ins: int, p1: int) -> bool:
 def encode_compact(apdus: Sequence[CommandApdu]) -> bytes:
     """The compact command string (TS 102 226 5.1.1): each APDU as ``CLA INS P1 P2 P3 [data]``.
 
-    Extended lengths are refused (ValueError); a case-4 APDU is sent as case 3 (T=0 carries no Le with data).
+    P3 is one byte (the T=0 TPDU of TS 102 221 7.3.1.1), so an APDU with more than 255 bytes of data or an Le
+    above 256 cannot be written: :class:`UnsupportedError` names it and points to the expanded format, whose
+    C-APDU TLV (5.2.1) holds the APDU as ISO/IEC 7816-4 codes it, extended lengths included. A case-4 APDU is
+    sent as case 3 (T=0 carries no Le with data).
     """
     out = bytearray()
-    for apdu in apdus:
+    for index, apdu in enumerate(apdus):
         if len(apdu.data) > 255 or (apdu.le is not None and apdu.le > 256):
-            raise ValueError("the compact format carries short APDUs only")
+            raise UnsupportedError(
+                f"APDU {index + 1} ({apdu.header().hex().upper()}, {len(apdu.data)} data bytes, Le {apdu.le}) needs"
+                " extended lengths, which the compact remote APDU format (ETSI TS 102 226 5.1.1: one-byte P3)"
+                " cannot carry; use the expanded format or split the command"
+            )
         out += apdu.header()
         if apdu.data:
             out += bytes((len(apdu.data),)) + apdu.data

@@ -169,7 +169,7 @@ async def send_script(worker: WorkerContext, flight: Flight, tar: bytes, *, done
         return
     try:
         payload = _payload(flight)
-    except (ValueError, DecodeError) as exc:
+    except (ValueError, DecodeError, UnsupportedError) as exc:
         await worker.final(job.id, f"the script cannot be sent: {exc}")
         worker.forget(flight)
         return
