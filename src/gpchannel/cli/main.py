@@ -26,6 +26,7 @@ from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.campaign_commands import campaign as campaign_group
 from gpchannel.cli.campaign_commands import inventory as inventory_group
 from gpchannel.cli.card_commands import card as card_group
+from gpchannel.cli.demo_commands import demo as demo_group
 from gpchannel.cli.delegated import (
     dap_options,
     dap_signers,
@@ -585,6 +586,7 @@ server_command.add_command(token_group)
 cli.add_command(ram_group)
 cli.add_command(campaign_group)
 cli.add_command(inventory_group)
+cli.add_command(demo_group)
 
 
 def main(argv: list[str] | None = None) -> None:

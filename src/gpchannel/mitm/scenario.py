@@ -22,7 +22,6 @@ from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import MemoryStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.codec.sw import describe
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import AuthenticationError, GPChannelError
 from gpchannel.host.session import CardSession, ChannelOptions, Exchange
@@ -125,8 +124,10 @@ def _saw(events: list[WireEvent], message: bytes) -> tuple[str, dict[str, bool]]
     if not carried:
         return "no message on the line", visible
     quoted = f"'{_text(message)}'"
-    command = f"{quoted} in clear" if in_command else "ciphertext"
-    answer = f"{quoted} in clear" if in_answer else f"no {quoted}"
+    if in_command and in_answer:
+        return f"{quoted}, both ways", visible
+    command = quoted if in_command else "ciphertext"
+    answer = quoted if in_answer else "no message"
     return f"command: {command}; answer: {answer}", visible
 
 
@@ -147,19 +148,20 @@ def _host_session(
         session.open_secure_channel(options, aid=STORE_AID)
         put = session.transmit(CommandApdu(0x80, 0xDA, 0, 0, bytes((len(MESSAGE_KEY),)) + MESSAGE_KEY + message))
         if put.sw != 0x9000:
-            return f"message refused: {describe(put.sw)}; stops", "", None
+            return f"message refused ({put.sw:04X}): stops", "", None
         got = session.transmit(CommandApdu(0x80, 0xCA, 0, 0, MESSAGE_KEY, le=256))
     except AuthenticationError as exc:
-        return f"not the real card: {_first_clause(exc)}; stops", type(exc).__name__, None
+        return f"not the real card ({_first_clause(exc)}): stops", type(exc).__name__, None
     except GPChannelError as exc:
-        what = "R-MAC check failed" if level & SecurityLevel.R_MAC else "error"
-        return f"{what}: {_first_clause(exc)}; stops", type(exc).__name__, None
+        if level & SecurityLevel.R_MAC:
+            return "answer without a valid R-MAC: stops", type(exc).__name__, None
+        return f"error ({_first_clause(exc)}): stops", type(exc).__name__, None
     if got.sw != 0x9000:
-        return f"read-back answered {describe(got.sw)}", "", got
+        return f"read-back answered {got.sw:04X}" + (": session gone" if got.sw == 0x6982 else ""), "", got
     if got.data == message:
-        return f"read back '{_text(got.data)}': all looks fine", "", got
+        return f"read back '{_text(got.data)}', all fine", "", got
     if not got.data:
-        return "read back nothing (9000, no data): no alarm", "", got
+        return "read back nothing (9000): no alarm", "", got
     return f"read back '{_text(got.data)}': no alarm", "", got
 
 
