@@ -45,7 +45,9 @@ def _run(scp: int, level: int, attack: Attack, message: bytes) -> Outcome:
 
 
 @demo.command()
-@click.option("--scp", "scps", type=click.Choice(sorted(_PROTOCOLS)), multiple=True, help="02, 03 or 80 (default: all).")
+@click.option(
+    "--scp", "scps", type=click.Choice(sorted(_PROTOCOLS)), multiple=True, help="02, 03 or 80 (default: all)."
+)
 @click.option("--level", "levels", multiple=True, help="Security level in hex (SCP80: SPI1), repeatable; default all.")
 @click.option("--attack", "attacks", multiple=True, help="An attack name, or 'all' (default), repeatable.")
 @click.option("--message", default="Hello", show_default=True, help="The message the host sends the card.")

@@ -26,7 +26,6 @@ from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.campaign_commands import campaign as campaign_group
 from gpchannel.cli.campaign_commands import inventory as inventory_group
 from gpchannel.cli.card_commands import card as card_group
-from gpchannel.cli.demo_commands import demo as demo_group
 from gpchannel.cli.delegated import (
     dap_options,
     dap_signers,
@@ -35,6 +34,7 @@ from gpchannel.cli.delegated import (
     public_or_secret_key,
     receipt_note,
 )
+from gpchannel.cli.demo_commands import demo as demo_group
 from gpchannel.cli.exit_codes import epilog
 from gpchannel.cli.fleet_commands import fleet as fleet_group
 from gpchannel.cli.guard import GuardedGroup

@@ -83,7 +83,8 @@ class Service(enum.Enum):
 class WireEvent:
     """One exchange on the line as the attacker handled it.
 
-    ``original`` is what the host sent (None: the attacker's own command), ``sent`` what reached the card (None: dropped), ``answer`` the card's reply (None: not sent),
+    ``original`` is what the host sent (None: the attacker's own command), ``sent`` what reached the card
+    (None: dropped), ``answer`` the card's reply (None: not sent),
     ``to_host`` what the host received (None: the attacker's own exchange). ``label`` names the command in
     the scenario's words; ``tampered`` marks what the attacker changed, made up or sent itself.
     """
