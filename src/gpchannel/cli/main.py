@@ -34,6 +34,7 @@ from gpchannel.cli.delegated import (
     public_or_secret_key,
     receipt_note,
 )
+from gpchannel.cli.demo_commands import demo as demo_group
 from gpchannel.cli.exit_codes import epilog
 from gpchannel.cli.fleet_commands import fleet as fleet_group
 from gpchannel.cli.guard import GuardedGroup
@@ -585,6 +586,7 @@ server_command.add_command(token_group)
 cli.add_command(ram_group)
 cli.add_command(campaign_group)
 cli.add_command(inventory_group)
+cli.add_command(demo_group)
 
 
 def main(argv: list[str] | None = None) -> None:
