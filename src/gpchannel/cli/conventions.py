@@ -88,7 +88,7 @@ def kvn_option(text: str | None, what: str, low: int = 0, high: int = 0xFF) -> i
         raise click.BadParameter(str(exc)) from None
 
 
-class KvnType(click.ParamType):
+class KvnType(click.ParamType):  # type: ignore[type-arg]
     """A click type for a key version number option: :func:`parse_kvn` within ``low..high``."""
 
     name = "KVN"

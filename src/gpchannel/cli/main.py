@@ -21,15 +21,16 @@ from pathlib import Path
 import click
 
 from gpchannel.cli import render
-from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.apdu_commands import apdu as apdu_command
+from gpchannel.cli.apdu_text import parse_hex
 from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.campaign_commands import campaign as campaign_group
 from gpchannel.cli.campaign_commands import inventory as inventory_group
 from gpchannel.cli.card_commands import card as card_group
+from gpchannel.cli.content_commands import delete as delete_command
+from gpchannel.cli.content_commands import load as load_command
 from gpchannel.cli.conventions import KVN_HELP, env_notes, kvn_option
 from gpchannel.cli.delegated import (
-    dap_options,
-    dap_signers,
     delegation,
     delegation_options,
     public_or_secret_key,
@@ -54,7 +55,6 @@ from gpchannel.cli.settings import (
     aid_option,
     fail,
     handle_errors,
-    int_option,
     key_option,
 )
 from gpchannel.cli.target import (
@@ -66,7 +66,6 @@ from gpchannel.cli.target import (
 from gpchannel.cli.token_commands import audit as audit_group
 from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.trace_commands import keys_group, trace_group
-from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import CardStatusError, DecodeError
@@ -283,32 +282,6 @@ def list_(settings: Settings, as_json: bool) -> None:
         render.print_list(settings.out, items)
 
 
-@cli.command()
-@click.argument("apdus", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plain", is_flag=True, help="Send without opening a secure channel.")
-@pass_settings
-@handle_errors
-def apdu(settings: Settings, apdus: tuple[str, ...], as_json: bool, plain: bool) -> None:
-    """Send each APDU (hex) through the secure channel and print the response and its status word."""
-    commands = [parse_apdu_text(a) for a in apdus]
-    card = settings.card(secure=not plain)
-    results = []
-    refused = 0
-    for command in commands:
-        response = card.apdu(command)
-        refused += not response.is_success
-        results.append(render.response_json(str(command), response))
-        if not as_json:
-            data = response.data.hex().upper()
-            settings.out.print(f"{data + ' ' if data else ''}{describe(response.sw)}", highlight=False)
-    if as_json:
-        settings.out.print_json(json.dumps(results))
-    if refused:
-        message = f"the card refused {refused} of {len(results)} command(s) (status words above)"
-        fail(settings, message, EXIT_CARD_STATUS)
-
-
 def _new_keys(
     settings: Settings, key: str | None, enc: str | None, mac: str | None, dek: str | None, kvn: int, kdf: str | None
 ) -> StaticKeys:
@@ -381,80 +354,6 @@ def put_key(
     settings.out.print(f"key set {kvn:02X} written; KCVs ENC/MAC/DEK {kcvs} confirmed by the card", highlight=False)
 
 
-@cli.command()
-@click.argument("aids", nargs=-1, required=True)
-@click.option("--related", is_flag=True, help="Also delete related objects (P2=80).")
-@delegation_options
-@pass_settings
-@handle_errors
-def delete(
-    settings: Settings,
-    aids: tuple[str, ...],
-    related: bool,
-    dm_key: str | None,
-    dm_token: str | None,
-    receipt_key: str | None,
-    receipt_key_type: str | None,
-) -> None:
-    """Delete applications, load files or Security Domains by AID (with a Delete Token when delegated)."""
-    parsed = [aid_option(a) for a in aids]
-    card = settings.card()
-    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
-    for aid in parsed:
-        card.delete(aid, related=related, delegation=dm)
-        settings.out.print(f"deleted {aid.hex().upper()}{receipt_note(card.last_confirmation, dm)}", highlight=False)
-
-
-def _read_cap(path: Path) -> CapFile:
-    return CapFile.from_bytes(path.read_bytes())
-
-
-@cli.command()
-@click.argument("cap", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--block-size", help="LOAD block size (default: from the card's FCI, less the MAC overhead).")
-@click.option("--hash", "with_hash", is_flag=True, help="Send the SHA-256 Load File Data Block Hash.")
-@click.option("--sd", help="Security Domain AID to load into (default: the ISD).")
-@click.option("--descriptor", is_flag=True, help="Include the Descriptor component.")
-@delegation_options
-@dap_options
-@pass_settings
-@handle_errors
-def load(
-    settings: Settings,
-    cap: Path,
-    block_size: str | None,
-    with_hash: bool,
-    sd: str | None,
-    descriptor: bool,
-    dm_key: str | None,
-    dm_token: str | None,
-    receipt_key: str | None,
-    receipt_key_type: str | None,
-    dap_key: str | None,
-    dap_signature: str | None,
-    dap_domain: str | None,
-) -> None:
-    """Load a CAP file (INSTALL [for load], then LOAD blocks), with a Load Token and DAP blocks if asked."""
-    parsed = _read_cap(cap)
-    card = settings.card()
-    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
-    n = card.load(
-        parsed,
-        sd_aid=aid_option(sd, "--sd") if sd else None,
-        block_size=int_option(block_size, "--block-size"),
-        with_hash=with_hash,
-        include_descriptor=descriptor,
-        delegation=dm,
-        daps=dap_signers(settings, dap_key, dap_signature, dap_domain),
-    )
-    applets = ", ".join(a.hex().upper() for a in parsed.applet_aids) or "none"
-    settings.out.print(
-        f"loaded package {parsed.package_aid.hex().upper()} in {n} blocks (applets: {applets})"
-        + receipt_note(card.last_confirmation, dm),
-        highlight=False,
-    )
-
-
 def _privileges(text: str | None) -> Privileges:
     if not text:
         return Privileges()
@@ -494,7 +393,7 @@ def install(
     receipt_key_type: str | None,
 ) -> None:
     """Install (and make selectable) an application from a loaded package."""
-    parsed = _read_cap(cap) if cap else None
+    parsed = CapFile.from_bytes(cap.read_bytes()) if cap else None
     package_aid = aid_option(package, "--package") if package else (parsed.package_aid if parsed else None)
     module_aid = (
         aid_option(applet, "--applet") if applet else (parsed.applet_aids[0] if parsed and parsed.applets else None)
@@ -602,6 +501,9 @@ def create_ssd(
         settings.out.print(f"SSD key set {kvn:02X} written", highlight=False)
 
 
+cli.add_command(apdu_command)
+cli.add_command(delete_command)
+cli.add_command(load_command)
 cli.add_command(card_group)
 cli.add_command(trace_group)
 cli.add_command(keys_group)
