@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,18 +51,38 @@ def print_table(console: Console, title: str, columns: Sequence[Column], rows: S
     if not console.is_terminal:
         _print_plain(console, columns, rows)
         return
+    table = _fitting_table(console, title, columns, rows)
+    console.print(table, soft_wrap=False, highlight=False)
+
+
+def _table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], cap: int | None) -> Table:
     table = Table(title=title)
     for index, column in enumerate(columns):
-        if column.identifier:
-            longest = max((len(row[index]) for row in rows), default=0)
-            table.add_column(
-                column.header, overflow="fold", no_wrap=False, min_width=min(longest, _MIN_IDENTIFIER_WIDTH) or None
-            )
-        else:
-            table.add_column(column.header, overflow="fold")
+        longest = max((len(row[index]) for row in rows), default=1)
+        minimum = min(longest, cap) if column.identifier and cap is not None else None
+        table.add_column(column.header, overflow="fold", no_wrap=False, min_width=minimum)
     for row in rows:
         table.add_row(*row)
-    console.print(table, soft_wrap=False, highlight=False)
+    return table
+
+
+def _fitting_table(console: Console, title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
+    """The table with its identifier columns as wide as their longest value where the terminal has room, else
+    24, 16 or :data:`_MIN_IDENTIFIER_WIDTH` wide, else as rich distributes the width (the values fold all the same): the
+    first of these whose minimum width fits the terminal, so that nothing is cropped at its edge."""
+    longest = max((len(cell) for row in rows for cell in row), default=1)
+    for cap in (longest, 24, 16, _MIN_IDENTIFIER_WIDTH):
+        table = _table(title, columns, rows, cap)
+        if _rendered_width(table, console.width) <= console.width:
+            return table
+    return _table(title, columns, rows, None)
+
+
+def _rendered_width(table: Table, width: int) -> int:
+    """How wide ``table`` comes out on a terminal ``width`` columns wide, when nothing crops it."""
+    probe = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    probe.print(table, crop=False)
+    return max((len(line) for line in probe.file.getvalue().splitlines()), default=0)  # type: ignore[attr-defined]
 
 
 def _print_plain(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> None:
