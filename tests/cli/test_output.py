@@ -5,6 +5,7 @@ line, piped, keep every value on one line whatever COLUMNS says."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -108,3 +109,10 @@ def test_list_info_and_apdu_piped_keep_every_value_whole(card: list[str], column
     lines = sent.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("66") and lines[1].startswith("9F7F2A")
     assert all(line.endswith("9000: success") for line in lines)
+
+
+@pytest.mark.pcsc
+def test_readers_json(pcscd_readers: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["readers", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(pcscd_readers) <= set(json.loads(result.stdout))
