@@ -76,3 +76,11 @@ def test_version() -> None:
     code, out, _ = run("--version")
     assert code == 0 and out.startswith("gpchannel, version ")
     assert run("-V")[1] == out
+
+
+def test_ota_build_reads_its_kvn_in_hex_too(tmp_path: Path) -> None:
+    store = ["--counter-store", str(tmp_path / "c.json"), "--tar", "B00001", "00A40004022FE2"]
+    for kvn in ("0x01", "01", "1"):
+        code, out, err = run("ota", "build", "--example", "scp03", "--kvn", kvn, "--json", *store)
+        assert code == 0, err
+        assert json.loads(out)["kvn"] == 1
