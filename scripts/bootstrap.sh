@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config python3-venv openssl softhsm2 postgresql libnet-smpp-perl)
+# libpcsclite-dev swig gcc python3-dev: to build pyscard (it has no Linux wheel); pcscd libpcsclite1 to use it.
+APT_PACKAGES=(pcscd libpcsclite1 vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev pkg-config python3-venv openssl
+    softhsm2 postgresql libnet-smpp-perl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,5 +24,6 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# .[dev] holds the extras (pcsc: pyscard, server: SQLAlchemy, Alembic, psycopg, aiohttp, python-pkcs11).
 .venv/bin/python -m pip install -q -e '.[dev]'
 touch .venv/.bootstrapped

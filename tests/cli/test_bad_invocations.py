@@ -103,6 +103,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     (tmp / "inventory.csv").write_text("iccid,msisdn\nnot-a-number,xx\n")
     (tmp / "inventory.json").write_text("{")
     (tmp / "counters.json").write_text("[1]")
+    (tmp / "mismatch.apdu").write_text("# the card has CPLC data\n80CA9F7F00 6A88\n")
     state = tmp / "state"
     made = CliRunner().invoke(cli, ["card", "init", "--profile", str(tmp / "card.toml"), "--state", str(state)])
     assert made.exit_code == 0, made.output
@@ -158,6 +159,12 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("wrong-keys", ("--key", "00" * 16, *E, "list"), AUTH),
     ("unknown-kvn", ("--kvn", "0x31", *E, "list"), REFUSED),
     ("unknown-app", ("--app", "A000000099", *E, "list"), REFUSED),
+    ("kvn-hex-range", ("--kvn", "100", *E, "list"), USAGE),
+    ("kvn-after-command", (*E, "list", "-K", "zz"), USAGE),
+    ("kvn-after-command-absent", (*E, "list", "--kvn", "31"), REFUSED),
+    ("key-after-command", (*E, "list", "-k", "00" * 16), AUTH),
+    ("example-and-profile", ("--example", "scp03", *P, *E, "list"), USAGE),
+    ("example-unknown", ("--example", "scp99", *E, "list"), USAGE),
     ("no-command", ("nosuchcommand",), USAGE),
     ("no-option", ("list", "--nosuchoption"), USAGE),
     # card commands
@@ -168,10 +175,17 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("apdu-odd", (*E, "apdu", "--plain", "123"), USAGE),
     ("apdu-too-long", (*E, "apdu", "00A40400" + "00" * 70000), USAGE),
     ("apdu-refused", (*E, "apdu", "00A4040007A0000000990099"), REFUSED),
+    ("apdu-nothing", (*E, "apdu"), USAGE),
+    ("apdu-script-and-args", (*E, "apdu", "--script", "{t}/empty.txt", "80CA006600"), USAGE),
+    ("apdu-script-missing", (*E, "apdu", "--script", "{t}/nope.apdu"), USAGE),
+    ("apdu-script-empty", (*E, "apdu", "--script", "{t}/empty.txt"), USAGE),
+    ("apdu-script-garbage", (*E, "apdu", "--script", "{t}/garbage.txt"), USAGE),
+    ("apdu-script-mismatch", (*E, "apdu", "--script", "{t}/mismatch.apdu"), REFUSED),
     ("put-key-kvn", (*E, "put-key", "--new-kvn", "300", "--new-key", KEY), USAGE),
     ("put-key-short", (*E, "put-key", "--new-kvn", "1", "--new-key", "4041"), USAGE),
     ("put-key-nothing", (*E, "put-key"), USAGE),
     ("put-key-kvn-text", (*E, "put-key", "--new-kvn", "x"), USAGE),
+    ("put-key-kvn-hex-range", (*E, "put-key", "--new-kvn", "80", "--new-key", KEY), USAGE),
     ("put-key-token", (*E, "put-key", "--token-key", "zz"), USAGE),
     ("put-key-replace-unknown", (*E, "put-key", "--new-kvn", "0x31", "--new-key", KEY, "--replace", "0x77"), REFUSED),
     ("delete-short", (*E, "delete", "A0"), USAGE),
@@ -183,6 +197,7 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("load-block-negative", (*E, "load", "{t}/good.cap", "--block-size", "-1"), USAGE),
     ("load-block-big", (*E, "load", "{t}/good.cap", "--block-size", "100000"), USAGE),
     ("load-sd-short", (*E, "load", "{t}/good.cap", "--sd", "A0"), USAGE),
+    ("load-related-alone", (*E, "load", "{t}/good.cap", "--related"), USAGE),
     ("install-unknown", (*E, "install", "--package", PKG, "--applet", PKG + "01"), REFUSED),
     ("install-nothing", (*E, "install"), USAGE),
     ("install-bad-cap", (*E, "install", "--cap", "{t}/notzip.cap"), FAILURE),
@@ -207,6 +222,13 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     # card init / show / serve / admin-session
     ("card-init-syntax", ("card", "init", "--profile", "{t}/syntax.toml", "--state", "{t}/s2"), USAGE),
     ("card-init-exists", ("card", "init", "--profile", "{t}/card.toml", "--state", "{state}"), USAGE),
+    ("card-init-neither", ("card", "init", "--state", "{t}/s4"), USAGE),
+    (
+        "card-init-both",
+        ("card", "init", "--example", "scp03", "--profile", "{t}/card.toml", "--state", "{t}/s4"),
+        USAGE,
+    ),
+    ("card-init-example-unknown", ("card", "init", "--example", "scp99", "--state", "{t}/s4"), USAGE),
     ("card-show-none", ("card", "show", "--state", "{t}/nostate"), FAILURE),
     ("card-show-file", ("card", "show", "--state", "{t}/card.toml"), USAGE),
     ("card-serve-host", ("card", "serve", "--state", "{state}", "--vpcd", "no-such-host.invalid:1"), USAGE),
@@ -224,6 +246,8 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("demo-mitm-no-cell", ("demo", "mitm", "--scp", "80", "--attack", "impersonate-card"), USAGE),
     ("demo-mitm-message-empty", ("demo", "mitm", "--message", ""), USAGE),
     ("ota-build-kvn-absent", ("ota", "build", SELECT_SPN, *P, *STORE, "--kvn", "7"), USAGE),
+    ("ota-build-kvn-hex-absent", ("ota", "build", SELECT_SPN, *P, *STORE, "--kvn", "0x0F"), USAGE),
+    ("ota-build-kvn-text", ("ota", "build", SELECT_SPN, *P, *STORE, "--kvn", "zz"), USAGE),
     ("ota-build-key-length", ("ota", "build", SELECT_SPN, "--kic", "0011", "--kid", "0011", *STORE), USAGE),
     ("ota-build-key-hex", ("ota", "build", SELECT_SPN, "--kic", "zz", "--kid", "zz", *STORE), USAGE),
     ("ota-build-kic-alone", ("ota", "build", SELECT_SPN, "--kic", KEY, *STORE), USAGE),
@@ -305,6 +329,8 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("fleet-profile", ("fleet", "generate", "--count", "2", "--dir", "{t}/f", "--profile", "{t}/syntax.toml"), USAGE),
     ("fleet-prefix", ("fleet", "generate", "--count", "2", "--dir", "{t}/f2", "--iccid-prefix", "abc"), FAILURE),
     ("fleet-show-none", ("fleet", "show", "{t}"), FAILURE),
+    ("fleet-show-json-none", ("fleet", "show", "{t}", "--json"), FAILURE),
+    ("fleet-kvn-hex", ("fleet", "generate", "--count", "2", "--dir", "{t}/f3", "--kvn", "0x10"), USAGE),
     ("fleet-agents-none", ("fleet", "agents", "{t}"), FAILURE),
     # trace, keys doctor, scp10
     ("trace-empty", ("trace", "decode", "{t}/empty.txt"), FAILURE),
@@ -335,6 +361,7 @@ LIBRARY_CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
 ]
 PCSC_CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("reader-unknown", ("--reader", "no-such-reader-xyz", "info"), TRANSPORT),
+    ("reader-after-command", ("info", "-r", "no-such-reader-xyz"), TRANSPORT),
     ("ota-send-reader-unknown", ("ota", "send", SELECT_SPN, *P, *STORE, "--reader", "no-such-reader-xyz"), TRANSPORT),
 ]
 

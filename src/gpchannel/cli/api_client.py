@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 
 from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.output import stdout_console
 from gpchannel.cli.settings import Settings, fail
 
 __all__ = ["DEFAULT_API_URL", "ApiClient", "ApiError", "api_option", "call_api", "cli_fail", "cli_out"]
@@ -38,7 +39,7 @@ def _settings() -> Settings | None:
 def cli_out() -> Console:
     """The console of the running command (the global settings' one, or a new one outside a command)."""
     settings = _settings()
-    return settings.out if settings is not None else Console()
+    return settings.out if settings is not None else stdout_console()
 
 
 def cli_fail(message: str, code: int) -> NoReturn:

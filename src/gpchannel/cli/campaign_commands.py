@@ -22,10 +22,10 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_fail, cli_out
 from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.output import Column, print_table, stderr_console
 from gpchannel.errors import InventoryError
 
 __all__ = ["campaign", "inventory"]
@@ -204,15 +204,25 @@ def create(
 
 
 def _print_campaigns(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="Campaigns")
-    for column in ("id", "name", "transport", "state", "total", *_STATES):
-        table.add_column(column)
+    columns = [Column("id"), Column("name", identifier=True), Column("transport"), Column("state"), Column("total")]
+    table = []
     for row in rows:
         p = row["progress"]
-        table.add_row(
-            str(row["id"]), row["name"], row["transport"], row["state"], str(p["total"]), *(str(p[s]) for s in _STATES)
-        )
-    cli_out().print(table)
+        cells = (str(row["id"]), row["name"], row["transport"], row["state"], str(p["total"]))
+        table.append((*cells, *(str(p[s]) for s in _STATES)))
+    print_table(cli_out(), "Campaigns", [*columns, *(Column(s) for s in _STATES)], table)
+
+
+_RESULT_COLUMNS = (
+    Column("card", identifier=True),
+    Column("msisdn", identifier=True),
+    Column("state"),
+    Column("attempts"),
+    Column("last command", identifier=True),
+    Column("response", identifier=True),
+    Column("SW"),
+    Column("reason"),
+)
 
 
 def _final_count(progress: dict[str, int]) -> int:
@@ -242,8 +252,8 @@ def status(campaign_id: int | None, watch: bool, interval: float, api_url: str, 
             _print_campaigns(rows)
         return
     row = call_api(client, "GET", f"/campaigns/{campaign_id}")
-    if watch and not as_json:
-        console = cli_out()
+    console = stderr_console()  # the bar goes to stderr, only on a terminal (cli/output.py)
+    if watch and not as_json and console.is_terminal:
         with Progress(
             TextColumn("[bold]campaign {task.fields[cid]}"),
             BarColumn(),
@@ -295,22 +305,22 @@ def results(campaign_id: int, state: str | None, fail_on_error: bool, api_url: s
     if as_json:
         cli_out().print_json(data=rows)
     else:
-        table = Table(title=f"Campaign {campaign_id}: {len(rows)} card(s)")
-        for column in ("card", "msisdn", "state", "attempts", "last command", "response", "SW", "reason"):
-            table.add_column(column)
+        cells = []
         for row in rows:
             last = row["results"][-1] if row["results"] else {"command": "", "response": "", "sw": ""}
-            table.add_row(
-                row["iccid"] or str(row["card_id"]),
-                row["msisdn"] or "",
-                row["state"],
-                str(row["attempts"]),
-                last["command"],
-                last["response"],
-                last["sw"],
-                row["reason"] or "",
+            cells.append(
+                (
+                    row["iccid"] or str(row["card_id"]),
+                    row["msisdn"] or "",
+                    row["state"],
+                    str(row["attempts"]),
+                    last["command"],
+                    last["response"],
+                    last["sw"],
+                    row["reason"] or "",
+                )
             )
-        cli_out().print(table)
+        print_table(cli_out(), f"Campaign {campaign_id}: {len(rows)} card(s)", _RESULT_COLUMNS, cells)
     failed = sum(1 for r in rows if r["state"] in ("failed", "cancelled"))
     if fail_on_error and failed:
         cli_fail(f"{failed} of {len(rows)} card(s) failed or were cancelled (--fail-on-error)", ExitCode.FAILURE)

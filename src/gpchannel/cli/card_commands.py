@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from gpchannel.card.state import CardState
+from gpchannel.cli.examples import example_names, example_profile
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.settings import fail, fail_on
 from gpchannel.errors import GPChannelError
@@ -30,12 +31,19 @@ def card() -> None:
 
 
 @card.command()
-@click.option("--profile", type=_PROFILE, required=True, help="Card profile (TOML) to build the card from.")
+@click.option("--profile", type=_PROFILE, help="Card profile (TOML) to build the card from.")
+@click.option("--example", type=click.Choice(example_names()), help="Or a profile shipped with gpchannel.")
 @click.option("--state", "state_dir", type=_STATE_DIR, required=True, help="State directory to create.")
 @click.option("--force", is_flag=True, help="Rebuild the card even if the directory already holds one.")
-def init(profile: Path, state_dir: Path, force: bool) -> None:
-    """Create a state directory from a card profile."""
+def init(profile: Path | None, example: str | None, state_dir: Path, force: bool) -> None:
+    """Create a state directory from a card profile (--profile FILE, or --example NAME)."""
     from gpchannel.emulator.app import init_state
+
+    if (profile is None) == (example is None):
+        raise click.UsageError("give --profile FILE or --example NAME (one of them)")
+    if profile is None:
+        assert example is not None
+        profile = example_profile(example)
 
     try:
         state = init_state(state_dir, profile, force=force)

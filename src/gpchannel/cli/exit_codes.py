@@ -44,7 +44,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage error: a bad option, argument or profile (nothing was sent)",
     ExitCode.AUTHENTICATION: "the card cryptogram or a trace check did not verify (wrong keys)",
     ExitCode.CARD_REFUSED: "the card refused: a status word other than success, or a PoR status other than 00",
-    ExitCode.TRANSPORT: "no reader, card, SMSC or server reachable, or an option this build does not support",
+    ExitCode.TRANSPORT: "no reader, card, SMSC or server reachable, or a part this install lacks (an extra)",
     ExitCode.INTERNAL: "internal error: a bug (please report it; GPCHANNEL_DEBUG=1 shows the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

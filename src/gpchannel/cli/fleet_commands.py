@@ -14,11 +14,13 @@ DIR``, or its own SCP81 session, ``gpchannel fleet agents DIR``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import click
 
+from gpchannel.cli.conventions import KVN_HELP, KvnType
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.settings import fail, fail_on
 from gpchannel.emulator.fleet import INVENTORY_FILE, Fleet, FleetSettings, generate_fleet, write_inventory
@@ -51,7 +53,7 @@ def fleet() -> None:
 @click.option("--iccid-prefix", default="89882110", show_default=True, help="Issuer prefix of the ICCIDs.")
 @click.option("--msisdn-prefix", default="4915", show_default=True, help="Prefix of the MSISDNs.")
 @click.option("--first", type=click.IntRange(0), default=1, show_default=True, help="Number of the first card.")
-@click.option("--kvn", type=click.IntRange(1, 15), default=1, show_default=True, help="SCP80 key version.")
+@click.option("--kvn", type=KvnType(1, 15), default=1, show_default=True, help=f"SCP80 key version ({KVN_HELP}).")
 @click.option("--scp81-server", default="127.0.0.1:8443", show_default=True, help="The cards' admin server.")
 @click.option("--force", is_flag=True, help="Replace an existing fleet in DIR.")
 def generate(
@@ -107,13 +109,19 @@ def generate(
 @fleet.command("show")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--cards", "limit", type=click.IntRange(0), default=10, show_default=True, help="Cards to list.")
-def show(directory: Path, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(directory: Path, limit: int, as_json: bool) -> None:
     """The fleet's cards (no keys) and, for those that were used, their SCP80 counter."""
     try:
         loaded = Fleet.load(directory)
     except DecodeError as exc:
         fail_on(None, exc)
     used = sum(1 for c in loaded if os.path.isdir(loaded.state_dir(c)))
+    if as_json:
+        cards = [{"iccid": c.iccid, "msisdn": c.msisdn, "counter": loaded.ota_counter(c)} for c in loaded.cards[:limit]]
+        summary = {"directory": str(directory), "total": len(loaded), "used": used, "kvn": f"{loaded.settings.kvn:02X}"}
+        click.echo(json.dumps({**summary, "cards": cards}, indent=2))
+        return
     click.echo(f"fleet {directory}: {len(loaded)} cards, {used} used; SCP80 kvn {loaded.settings.kvn}")
     for card in loaded.cards[:limit]:
         click.echo(f"  {card.iccid}  {card.msisdn}  counter {loaded.ota_counter(card)}")

@@ -5,6 +5,7 @@ stderr and a code of :class:`~gpchannel.cli.exit_codes.ExitCode`, never a traceb
   naming the option and where the help is;
 * an error of the project's tree (or an ``OSError``) that a command let through is mapped by
   :func:`~gpchannel.cli.exit_codes.exit_code_for`;
+* a module of an extra that is not installed (``gpchannel[server]``): what to install (cli/extras.py);
 * anything else is a bug: ``error: internal error: <type>: <message> (set GPCHANNEL_DEBUG=1 for the traceback)``
   and :attr:`ExitCode.INTERNAL` (the traceback is printed first when ``GPCHANNEL_DEBUG=1``).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import click
 
 from gpchannel.cli.exit_codes import ExitCode, exit_code_for
+from gpchannel.cli.extras import missing_extra
 
 __all__ = ["DEBUG_ENV", "GuardedGroup", "error_line", "run_guarded"]
 
@@ -60,6 +62,10 @@ def run_guarded(body: Callable[[], Any]) -> int:
         error_line("interrupted")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # the last resort: every cause found is fixed where it is raised
+        extra = missing_extra(exc)  # a command of an extra that is not installed (cli/extras.py)
+        if extra is not None:
+            error_line(extra)
+            return ExitCode.TRANSPORT
         code = exit_code_for(exc)
         if code is None:
             if _debug():

@@ -21,23 +21,26 @@ from pathlib import Path
 import click
 
 from gpchannel.cli import render
-from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex, parse_security_level
+from gpchannel.cli.apdu_commands import apdu as apdu_command
+from gpchannel.cli.apdu_text import parse_hex, parse_security_level
 from gpchannel.cli.bridge_commands import bridge as bridge_command
 from gpchannel.cli.campaign_commands import campaign as campaign_group
 from gpchannel.cli.campaign_commands import inventory as inventory_group
 from gpchannel.cli.card_commands import card as card_group
+from gpchannel.cli.content_commands import delete as delete_command
+from gpchannel.cli.content_commands import load as load_command
+from gpchannel.cli.conventions import KVN_HELP, env_notes, kvn_option
 from gpchannel.cli.delegated import (
-    dap_options,
-    dap_signers,
     delegation,
     delegation_options,
     public_or_secret_key,
     receipt_note,
 )
 from gpchannel.cli.demo_commands import demo as demo_group
+from gpchannel.cli.examples import example_names, example_profile
 from gpchannel.cli.exit_codes import epilog
 from gpchannel.cli.fleet_commands import fleet as fleet_group
-from gpchannel.cli.guard import GuardedGroup
+from gpchannel.cli.lifting import LiftingGroup
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
@@ -53,7 +56,6 @@ from gpchannel.cli.settings import (
     aid_option,
     fail,
     handle_errors,
-    int_option,
     key_option,
 )
 from gpchannel.cli.target import (
@@ -65,7 +67,6 @@ from gpchannel.cli.target import (
 from gpchannel.cli.token_commands import audit as audit_group
 from gpchannel.cli.token_commands import token as token_group
 from gpchannel.cli.trace_commands import keys_group, trace_group
-from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import CardStatusError, DecodeError
@@ -78,27 +79,42 @@ from gpchannel.scp.common import ScpProtocol
 __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRANSPORT", "EXIT_USAGE", "cli", "main"]
 
 
-@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog())
-@click.option("--reader", envvar="GPCHANNEL_READER", help="PC/SC reader name substring (env GPCHANNEL_READER).")
+@click.group(cls=LiftingGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog())
+@click.version_option(None, "-V", "--version", package_name="gpchannel", prog_name="gpchannel")
+@click.option(
+    "-r",
+    "--reader",
+    envvar=["GPCHANNEL_READER", "GP_READER"],
+    help="PC/SC reader name substring (env GPCHANNEL_READER or GP_READER).",
+)
 @click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
 @click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
 @click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
 @click.option("--scp", type=click.Choice(["01", "02", "03", "10"]), help="Protocol (default: detected; 10 never is).")
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
 @click.option(
+    "-K",
     "--kvn",
-    help="Key version number, decimal or 0x-hex (default: the profile's ISD key set; with --app, the application's "
+    "--key-ver",
+    "kvn",
+    help=f"Key version number, {KVN_HELP} (default: the profile's ISD key set; with --app, the application's "
     "own key set in the profile, else the card's first).",
 )
-@click.option("--key", envvar="GPCHANNEL_KEY", help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY).")
-@click.option("--key-enc", envvar="GPCHANNEL_KEY_ENC", help="ENC key, hex.")
-@click.option("--key-mac", envvar="GPCHANNEL_KEY_MAC", help="MAC key, hex.")
-@click.option("--key-dek", envvar="GPCHANNEL_KEY_DEK", help="DEK key, hex.")
+@click.option(
+    "-k",
+    "--key",
+    envvar=["GPCHANNEL_KEY", "GP_KEY"],
+    help="One key for ENC, MAC and DEK, hex (env GPCHANNEL_KEY or GP_KEY; default: the test key 404142..4F).",
+)
+@click.option("--key-enc", envvar=["GPCHANNEL_KEY_ENC", "GP_KEY_ENC"], help="ENC key, hex (env ..._KEY_ENC).")
+@click.option("--key-mac", envvar=["GPCHANNEL_KEY_MAC", "GP_KEY_MAC"], help="MAC key, hex (env ..._KEY_MAC).")
+@click.option("--key-dek", envvar=["GPCHANNEL_KEY_DEK", "GP_KEY_DEK"], help="DEK key, hex (env ..._KEY_DEK).")
 @click.option("--kdf", type=click.Choice([d.value for d in Diversification]), help="Diversify the keys (master keys).")
 @click.option("--security-level", "level", help="00 01 03 11 13 33 or clr mac enc mac+rmac enc+rmac enc+renc.")
 @click.option("--s16", is_flag=True, help="SCP03 S16 mode (16-byte challenges and MACs).")
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile (TOML).")
-@click.option("--trace", is_flag=True, help="Print every APDU to stderr (C:/R:, plain C:/R: when secured).")
+@click.option("--example", type=click.Choice(example_names()), help="A profile shipped with gpchannel (for --profile).")
+@click.option("-d", "--trace", is_flag=True, help="Print every APDU to stderr (C:/R:, plain C:/R: when secured).")
 @click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), help="Write that trace to FILE.")
 @click.option("--scp10-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP10: our key (PEM).")
 @click.option(
@@ -129,6 +145,7 @@ def cli(
     level: str | None,
     s16: bool,
     profile: Path | None,
+    example: str | None,
     trace: bool,
     trace_file: Path | None,
     scp10_key: Path | None,
@@ -136,8 +153,18 @@ def cli(
     scp10_trust: Path | None,
     scp10_option: str | None,
 ) -> None:
-    """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator."""
+    """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator.
+
+    The options below may also follow the command (gpchannel list -r "Virtual PCD"). Shell completion: see
+    the README (eval "$(_GPCHANNEL_COMPLETE=bash_source gpchannel)").
+    """
     base = ctx.obj if isinstance(ctx.obj, dict) else {}
+    if example is not None:
+        if profile is not None:
+            raise click.UsageError("give --profile or --example, not both")
+        profile = example_profile(example)
+    for note in env_notes():
+        click.echo(note, err=True)
     settings = Settings(trace=trace, s16=s16, reader=reader, emulator=emulator, profile=profile, trace_file=trace_file)
     settings.transport_factory = base.get("transport_factory")
     settings.random = base.get("random", os.urandom)
@@ -163,15 +190,13 @@ def cli(
             raise click.BadParameter("one hex byte, e.g. 70", param_hint="--scp-i")
     elif isd_prof is not None:
         settings.i_param = isd_prof.i_param
-    kvn_value = int_option(kvn, "--kvn")
+    kvn_value = kvn_option(kvn, "--kvn")
     if kvn_value is not None:
         settings.kvn = kvn_value
     elif settings.app is not None:
         settings.kvn = own.kvn if own is not None else 0
     else:
         settings.kvn = prof.kvn if prof and prof.kvn is not None else 0
-    if not 0 <= settings.kvn <= 0xFF:
-        raise click.BadParameter("a key version number is 0..255", param_hint="--kvn")
     single = key_option(key, "--key")
     parts = [key_option(key_enc, "--key-enc"), key_option(key_mac, "--key-mac"), key_option(key_dek, "--key-dek")]
     scheme = Diversification(kdf) if kdf else Diversification.NONE
@@ -208,15 +233,19 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (a list of names).")
 @pass_settings
 @handle_errors
-def readers(settings: Settings) -> None:
+def readers(settings: Settings, as_json: bool) -> None:
     """List the PC/SC readers."""
     names = list_readers()
     if not names:
         fail(settings, "no PC/SC reader found (is pcscd running?)", EXIT_TRANSPORT)
+    if as_json:
+        settings.out.print_json(json.dumps(names))
+        return
     for name in names:
-        settings.out.print(name, highlight=False)
+        settings.out.print(name, highlight=False, markup=False)
 
 
 @cli.command()
@@ -254,32 +283,6 @@ def list_(settings: Settings, as_json: bool) -> None:
         render.print_list(settings.out, items)
 
 
-@cli.command()
-@click.argument("apdus", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plain", is_flag=True, help="Send without opening a secure channel.")
-@pass_settings
-@handle_errors
-def apdu(settings: Settings, apdus: tuple[str, ...], as_json: bool, plain: bool) -> None:
-    """Send each APDU (hex) through the secure channel and print the response and its status word."""
-    commands = [parse_apdu_text(a) for a in apdus]
-    card = settings.card(secure=not plain)
-    results = []
-    refused = 0
-    for command in commands:
-        response = card.apdu(command)
-        refused += not response.is_success
-        results.append(render.response_json(str(command), response))
-        if not as_json:
-            data = response.data.hex().upper()
-            settings.out.print(f"{data + ' ' if data else ''}{describe(response.sw)}", highlight=False)
-    if as_json:
-        settings.out.print_json(json.dumps(results))
-    if refused:
-        message = f"the card refused {refused} of {len(results)} command(s) (status words above)"
-        fail(settings, message, EXIT_CARD_STATUS)
-
-
 def _new_keys(
     settings: Settings, key: str | None, enc: str | None, mac: str | None, dek: str | None, kvn: int, kdf: str | None
 ) -> StaticKeys:
@@ -301,8 +304,8 @@ def _new_keys(
 
 
 @cli.command(name="put-key")
-@click.option("--new-kvn", help="KVN of the new key set (1..127).")
-@click.option("--replace", "replace_kvn", help="KVN of the key set to replace (default: add a new one).")
+@click.option("--new-kvn", help=f"KVN of the new key set (01..7F; {KVN_HELP}).")
+@click.option("--replace", "replace_kvn", help=f"KVN of the key set to replace ({KVN_HELP}; default: add one).")
 @click.option("--new-key", help="One new key for ENC, MAC and DEK, hex.")
 @click.option("--new-key-enc")
 @click.option("--new-key-mac")
@@ -342,88 +345,14 @@ def put_key(
                 settings.out.print(f"key {content_kvn:02X} written", highlight=False)
         if new_kvn is None:
             return
-    kvn = int_option(new_kvn, "--new-kvn")
+    kvn = kvn_option(new_kvn, "--new-kvn", 1, 0x7F)
     if kvn is None:
         raise click.UsageError("give --new-kvn (a key set), or --token-key / --receipt-key / --dap-key")
     card = settings.card()
     keys = _new_keys(settings, new_key, new_key_enc, new_key_mac, new_key_dek, kvn, new_kdf)
-    card.put_key(keys, replace_kvn=int_option(replace_kvn, "--replace") or 0)
+    card.put_key(keys, replace_kvn=kvn_option(replace_kvn, "--replace") or 0)
     kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
     settings.out.print(f"key set {kvn:02X} written; KCVs ENC/MAC/DEK {kcvs} confirmed by the card", highlight=False)
-
-
-@cli.command()
-@click.argument("aids", nargs=-1, required=True)
-@click.option("--related", is_flag=True, help="Also delete related objects (P2=80).")
-@delegation_options
-@pass_settings
-@handle_errors
-def delete(
-    settings: Settings,
-    aids: tuple[str, ...],
-    related: bool,
-    dm_key: str | None,
-    dm_token: str | None,
-    receipt_key: str | None,
-    receipt_key_type: str | None,
-) -> None:
-    """Delete applications, load files or Security Domains by AID (with a Delete Token when delegated)."""
-    parsed = [aid_option(a) for a in aids]
-    card = settings.card()
-    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
-    for aid in parsed:
-        card.delete(aid, related=related, delegation=dm)
-        settings.out.print(f"deleted {aid.hex().upper()}{receipt_note(card.last_confirmation, dm)}", highlight=False)
-
-
-def _read_cap(path: Path) -> CapFile:
-    return CapFile.from_bytes(path.read_bytes())
-
-
-@cli.command()
-@click.argument("cap", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--block-size", help="LOAD block size (default: from the card's FCI, less the MAC overhead).")
-@click.option("--hash", "with_hash", is_flag=True, help="Send the SHA-256 Load File Data Block Hash.")
-@click.option("--sd", help="Security Domain AID to load into (default: the ISD).")
-@click.option("--descriptor", is_flag=True, help="Include the Descriptor component.")
-@delegation_options
-@dap_options
-@pass_settings
-@handle_errors
-def load(
-    settings: Settings,
-    cap: Path,
-    block_size: str | None,
-    with_hash: bool,
-    sd: str | None,
-    descriptor: bool,
-    dm_key: str | None,
-    dm_token: str | None,
-    receipt_key: str | None,
-    receipt_key_type: str | None,
-    dap_key: str | None,
-    dap_signature: str | None,
-    dap_domain: str | None,
-) -> None:
-    """Load a CAP file (INSTALL [for load], then LOAD blocks), with a Load Token and DAP blocks if asked."""
-    parsed = _read_cap(cap)
-    card = settings.card()
-    dm = delegation(settings, dm_key, dm_token, receipt_key, receipt_key_type)
-    n = card.load(
-        parsed,
-        sd_aid=aid_option(sd, "--sd") if sd else None,
-        block_size=int_option(block_size, "--block-size"),
-        with_hash=with_hash,
-        include_descriptor=descriptor,
-        delegation=dm,
-        daps=dap_signers(settings, dap_key, dap_signature, dap_domain),
-    )
-    applets = ", ".join(a.hex().upper() for a in parsed.applet_aids) or "none"
-    settings.out.print(
-        f"loaded package {parsed.package_aid.hex().upper()} in {n} blocks (applets: {applets})"
-        + receipt_note(card.last_confirmation, dm),
-        highlight=False,
-    )
 
 
 def _privileges(text: str | None) -> Privileges:
@@ -465,7 +394,7 @@ def install(
     receipt_key_type: str | None,
 ) -> None:
     """Install (and make selectable) an application from a loaded package."""
-    parsed = _read_cap(cap) if cap else None
+    parsed = CapFile.from_bytes(cap.read_bytes()) if cap else None
     package_aid = aid_option(package, "--package") if package else (parsed.package_aid if parsed else None)
     module_aid = (
         aid_option(applet, "--applet") if applet else (parsed.applet_aids[0] if parsed and parsed.applets else None)
@@ -541,7 +470,7 @@ def set_status(settings: Settings, action: str, aid: str | None, with_applicatio
 @click.option("--privileges", help="Extra privileges (hex or names); Security Domain is always set.")
 @click.option("--params", help="Install parameters, hex (default: C900).")
 @click.option("--ssd-key", help="Put this key (ENC=MAC=DEK) into the new SSD, opening its channel with the ISD keys.")
-@click.option("--ssd-kvn", default="0x30", help="KVN for --ssd-key.")
+@click.option("--ssd-kvn", default="30", help=f"KVN for --ssd-key ({KVN_HELP}).")
 @pass_settings
 @handle_errors
 def create_ssd(
@@ -560,7 +489,7 @@ def create_ssd(
     settings.out.print(f"created SSD {ssd.hex().upper()}", highlight=False)
     if ssd_key:
         key = key_option(ssd_key, "--ssd-key")
-        kvn = int_option(ssd_kvn, "--ssd-kvn")
+        kvn = kvn_option(ssd_kvn, "--ssd-kvn")
         assert key is not None and kvn is not None
         init = card.session.init_response
         secure = card.session.secure
@@ -573,6 +502,9 @@ def create_ssd(
         settings.out.print(f"SSD key set {kvn:02X} written", highlight=False)
 
 
+cli.add_command(apdu_command)
+cli.add_command(delete_command)
+cli.add_command(load_command)
 cli.add_command(card_group)
 cli.add_command(trace_group)
 cli.add_command(keys_group)

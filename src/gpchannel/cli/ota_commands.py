@@ -28,6 +28,7 @@ import click
 
 from gpchannel.card.profile_ota import KIC_ALGORITHMS, KID_ALGORITHMS, check_ota
 from gpchannel.card.profile_schema import check_shape
+from gpchannel.cli.conventions import KVN_HELP, KvnType
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
@@ -177,7 +178,9 @@ def resolve_keys(
 def _packet_options(fn: Any) -> Any:
     options = [
         click.option("--profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Card profile."),
-        click.option("--kvn", type=int, help="OTA key set version (1..15; default: the profile's first)."),
+        click.option(
+            "--kvn", type=KvnType(), help=f"OTA key set version (1..F, {KVN_HELP}; default: the profile's first)."
+        ),
         click.option(
             "--kic", "kic_key", envvar="GPCHANNEL_OTA_KIC", help="Ciphering key, hex (env GPCHANNEL_OTA_KIC)."
         ),

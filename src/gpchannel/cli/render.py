@@ -7,8 +7,8 @@ import json
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.table import Table
 
+from gpchannel.cli.output import Column, print_table
 from gpchannel.codec.apdu import ResponseApdu
 from gpchannel.codec.sw import describe
 from gpchannel.gp.lifecycle import CardLifeCycle, application_state_name, sd_state_name
@@ -73,17 +73,19 @@ def list_json(items: list[RegistryItem]) -> str:
     return json.dumps(out, indent=2)
 
 
+_LIST_COLUMNS = (Column("kind"), Column("AID", identifier=True), Column("life cycle"), Column("privileges / modules"))
+
+
 def print_list(console: Console, items: list[RegistryItem]) -> None:
-    table = Table(title="Card content")
-    for column in ("kind", "AID", "life cycle", "privileges / modules"):
-        table.add_column(column)
+    """The registry as a table (cli/output.py: plain full values when piped, folded cells in a terminal)."""
+    rows = []
     for item in items:
         e = item.entry
         extra = ", ".join(m.hex().upper() for m in e.modules) if item.kind is RegistryKind.LOAD_FILE else ""
         if e.privileges is not None:
             extra = f"{e.privileges.to_bytes().hex().upper()} {e.privileges}"
-        table.add_row(item.kind.value, e.aid.hex().upper(), lifecycle_name(item), extra)
-    console.print(table)
+        rows.append((item.kind.value, e.aid.hex().upper(), lifecycle_name(item), extra))
+    print_table(console, "Card content", _LIST_COLUMNS, rows)
 
 
 def info_json(info: CardInfo, today: datetime.date) -> str:
@@ -143,21 +145,19 @@ def _info_dict(info: CardInfo, today: datetime.date) -> dict[str, Any]:
 
 def print_info(console: Console, info: CardInfo, today: datetime.date) -> None:
     data = _info_dict(info, today)
-    table = Table(title="Card information", show_header=False)
-    table.add_column("item")
-    table.add_column("value")
+    rows: list[tuple[str, str]] = []
 
     def add(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 add(f"{prefix}.{k}" if prefix else k, v)
         elif isinstance(value, list):
-            table.add_row(prefix, json.dumps(value) if value else "-")
+            rows.append((prefix, json.dumps(value) if value else "-"))
         else:
-            table.add_row(prefix, "-" if value is None else str(value))
+            rows.append((prefix, "-" if value is None else str(value)))
 
     add("", data)
-    console.print(table)
+    print_table(console, "Card information", (Column("item"), Column("value", identifier=True)), rows)
 
 
 def response_json(command_hex: str, response: ResponseApdu) -> dict[str, str]:

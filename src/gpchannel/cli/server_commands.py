@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from gpchannel.cli.apdu_text import parse_apdu_text
 from gpchannel.cli.api_client import ApiClient, api_option, call_api, cli_fail, cli_out
 from gpchannel.cli.exit_codes import ExitCode
+from gpchannel.cli.output import Column, print_table
 from gpchannel.cli.settings import fail_on
 from gpchannel.codec.sw import describe
 from gpchannel.codec.sw import is_success as sw_success
@@ -242,11 +242,10 @@ refusal_option = click.option(
 
 
 def _print_jobs(jobs: list[dict[str, Any]]) -> None:
-    table = Table(title="Jobs")
-    for column in ("id", "card", "transport", "target", "APDUs", "state", "reason", "updated"):
-        table.add_column(column)
-    for job in jobs:
-        table.add_row(
+    columns = [Column("id"), Column("card", identifier=True), Column("transport"), Column("target", identifier=True)]
+    columns += [Column("APDUs"), Column("state"), Column("reason"), Column("updated")]
+    rows = [
+        (
             str(job["id"]),
             str(job["card_id"]),
             job["transport"],
@@ -256,16 +255,19 @@ def _print_jobs(jobs: list[dict[str, Any]]) -> None:
             job["reason"] or "",
             job["updated_at"],
         )
-    cli_out().print(table)
+        for job in jobs
+    ]
+    print_table(cli_out(), "Jobs", columns, rows)
 
 
 def _print_results(job: dict[str, Any]) -> None:
-    table = Table(title=f"Job {job['id']}: {job['state']}" + (f" ({job['reason']})" if job["reason"] else ""))
-    for column in ("#", "command", "response", "SW", "meaning"):
-        table.add_column(column)
-    for index, result in enumerate(job["results"], 1):
-        table.add_row(str(index), result["command"], result["response"], result["sw"], describe(int(result["sw"], 16)))
-    cli_out().print(table)
+    title = f"Job {job['id']}: {job['state']}" + (f" ({job['reason']})" if job["reason"] else "")
+    columns = (Column("#"), Column("command", True), Column("response", True), Column("SW"), Column("meaning"))
+    rows = [
+        (str(index), r["command"], r["response"], r["sw"], describe(int(r["sw"], 16)))
+        for index, r in enumerate(job["results"], 1)
+    ]
+    print_table(cli_out(), title, columns, rows)
 
 
 def _wait(client: ApiClient, job_id: int, seconds: float) -> dict[str, Any]:

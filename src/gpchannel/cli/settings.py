@@ -15,10 +15,13 @@ from rich.markup import escape
 
 from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_hex, parse_int
+from gpchannel.cli.conventions import TEST_KEY_WARNING, is_test_key
 from gpchannel.cli.exit_codes import ExitCode, exit_code_for
+from gpchannel.cli.output import stderr_console, stdout_console
 from gpchannel.cli.scp10_commands import Scp10Credentials, today_utc
 from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
 from gpchannel.codec.sw import describe
+from gpchannel.crypto.diversification import Diversification
 from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
 from gpchannel.host.card import GpCard
 from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
@@ -69,8 +72,8 @@ class Settings:
     profile: Path | None = None
     transport_factory: Callable[[], ApduTransport] | None = None
     random: Callable[[int], bytes] = os.urandom
-    out: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    out: Console = field(default_factory=stdout_console)
+    err: Console = field(default_factory=stderr_console)
     scp10: Scp10Credentials | None = None
     _card: GpCard | None = None
     _trace_stream: TextIO | None = None
@@ -103,6 +106,8 @@ class Settings:
                 raise UnsupportedError(f"--app with --scp {self.scp:02X}: {name} runs with a Security Domain only")
             else:
                 self._card.open_application_channel(self.app, self.channel_options())
+            if self.keys.scheme is Diversification.NONE and is_test_key(self.keys.enc, self.keys.mac, self.keys.dek):
+                self.err.print(TEST_KEY_WARNING, markup=False)
         return self._card
 
     def _trace_hook(self) -> TraceHook | None:

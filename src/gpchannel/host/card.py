@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
@@ -333,8 +333,10 @@ class GpCard:
         include_descriptor: bool = False,
         delegation: Delegation | None = None,
         daps: Sequence[DapSigner] = (),
+        progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """INSTALL [for load] then LOAD the CAP file's Load File in blocks; returns the number of LOAD commands.
+        ``progress(done, total)`` is called after each LOAD block.
 
         The block size defaults to the card's maximum command length (FCI ``9F65``, else 255) less the secure
         messaging overhead of the session's level. ``delegation`` adds the Load Token and checks the Load
@@ -355,6 +357,8 @@ class GpCard:
         response = None
         for n, command in enumerate(commands):
             response = self.session.send(command, f"LOAD block {n}")
+            if progress is not None:
+                progress(n + 1, len(commands))
         if delegation is not None and response is not None:
             package = cap.package_aid
             self.last_confirmation = delegation.check_receipt(

@@ -76,11 +76,20 @@ def _decode(raw: bytes) -> ResponseApdu:
         raise TransportError(f"the reader returned a malformed R-APDU ({raw.hex().upper()}): {exc}") from exc
 
 
+PYSCARD_MISSING = (
+    "PC/SC needs pyscard, which is not installed: pip install 'gpchannel[pcsc]' (building pyscard needs the Debian "
+    "packages libpcsclite-dev swig gcc python3-dev; using a reader needs pcscd libpcsclite1)"
+)
+PCSC_LIBRARY_MISSING = "install the Debian packages pcscd libpcsclite1 (apt-get install pcscd libpcsclite1)"
+
+
 def _scard() -> ModuleType:
     try:
         import smartcard.scard
-    except ImportError as exc:
-        raise TransportError(f"pyscard is not installed ({exc}): pip install pyscard") from exc
+    except ModuleNotFoundError as exc:
+        raise TransportError(PYSCARD_MISSING) from exc
+    except ImportError as exc:  # pyscard is there, but not the PC/SC library it links to
+        raise TransportError(f"pyscard cannot load the PC/SC library ({exc}): {PCSC_LIBRARY_MISSING}") from exc
     module: ModuleType = smartcard.scard
     return module
 
