@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config python3-venv openssl softhsm2 postgresql libnet-smpp-perl)
+APT_PACKAGES+=(chromium)  # the headless browser of the campaign page test (tests/server/test_web_browser.py)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -97,6 +97,7 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", f"{_P}/campaigns/{{id}}/results"): lambda w: (f"{_P}/campaigns/{w.campaign_a}/results", None),
     ("POST", f"{_P}/campaigns/{{id}}/cancel"): lambda w: (f"{_P}/campaigns/{w.campaign_a}/cancel", None),
     ("GET", "/"): lambda w: ("/", None),
+    ("GET", "/campaigns/{id}"): lambda w: (f"/campaigns/{w.campaign_a}", None),
 }
 LISTS = {("GET", f"{_P}/cards"), ("GET", f"{_P}/jobs"), ("GET", f"{_P}/campaigns"), ("GET", "/")}
 """Routes that touch no particular card: a token of another tag gets them filtered, not refused."""
