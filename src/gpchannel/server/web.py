@@ -177,9 +177,10 @@ def campaign_page(
     applied (None: every state), ``next_after`` the ``after`` of the next page (None: the last page)."""
     counts = _counts(progress)
     total = sum(counts.values())
-    nav = [f'<a href="{_campaign_link(record.id)}"{' class="current"' if state is None else ""}>all ({total})</a>']
+    current = ' class="current"'
+    nav = [f'<a href="{_campaign_link(record.id)}"{current if state is None else ""}>all ({total})</a>']
     nav += [
-        f'<a href="{_e(_campaign_link(record.id, s))}"{' class="current"' if state == s else ""}>{s} ({counts[s]})</a>'
+        f'<a href="{_e(_campaign_link(record.id, s))}"{current if state == s else ""}>{s} ({counts[s]})</a>'
         for s in STATES
     ]
     header = "".join(
