@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gpchannel.errors import AuthenticationError
 from gpchannel.server.config import ServerServices
@@ -78,7 +79,7 @@ _RFM_INS = frozenset(
 )  # fmt: skip
 
 
-def _refuse(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+def _refuse(status: int, message: str, headers: Mapping[str, str] | CIMultiDict[str] | None = None) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
@@ -111,9 +112,11 @@ def auth_middleware(services: ServerServices, limits: Limits) -> Callable[..., A
 
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        challenge = {"WWW-Authenticate": 'Bearer realm="gpchannel"'}
+        challenge = CIMultiDict({"WWW-Authenticate": 'Bearer realm="gpchannel"'})
         if request.path == "/" or request.path.startswith("/campaigns/"):
-            challenge["WWW-Authenticate"] += ', Basic realm="gpchannel"'
+            # A header of its own: browsers read one challenge per WWW-Authenticate header (RFC 9110 11.6.1
+            # allows a list, but Chromium takes the first scheme of a header only, and knows no Bearer).
+            challenge.add("WWW-Authenticate", 'Basic realm="gpchannel"')
         presented = _presented(request)
         if not presented:
             _log.info("%s %s refused: no token", request.method, request.path)

@@ -19,6 +19,7 @@ import html
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 from gpchannel.codec.sw import describe
@@ -35,13 +36,13 @@ _BAR_ORDER = ("done", "failed", "cancelled", "sent")  # queued: the bar's empty 
 _POR = re.compile(r"PoR status ([0-9A-F]{2})(?: \(([A-Z_0-9]+)\))?")
 """How the SCP80 worker words a failure on the card's PoR (server/scp80_worker.py)."""
 
-_STYLE = (
-    """
+_STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; }
 th, td { padding: 0.3em 0.8em; border-bottom: 1px solid #ccc; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.hex { font-family: monospace; }
+.nowrap { white-space: nowrap; }
 .bar { display: inline-flex; width: 14em; height: 1em; background: #e0e0e0; border: 1px solid #999;
        vertical-align: middle; }
 .bar span { display: block; height: 100%; }
@@ -50,9 +51,7 @@ a.current { font-weight: bold; text-decoration: none; color: #222; }
 nav a { margin-right: 0.8em; }
 tr.failed td.state, td.failed, .reason { color: #c62828; }
 tr.done td.state, td.done { color: #2e7d32; }
-"""
-    + "".join(f".s-{s} {{ background: {c}; }}\n" for s, c in _COLOURS.items())
-)
+""" + "".join(f".s-{s} {{ background: {c}; }}\n" for s, c in _COLOURS.items())
 
 
 def _e(value: object) -> str:
@@ -114,7 +113,7 @@ def _row(record: Any, progress: Mapping[Any, int]) -> str:
     return (
         f'<tr><td class="n"><a href="{link}">{int(record.id)}</a></td>'
         f'<td><a href="{link}">{_e(record.name)}</a></td><td>{_e(_value(record.transport))}</td>'
-        f"<td>{_e(_value(record.state))}</td><td>{_bar(counts)}</td>{cells}</tr>"
+        f'<td>{_e(_value(record.state))}</td><td class="nowrap">{_bar(counts)}</td>{cells}</tr>'
     )
 
 
@@ -143,6 +142,14 @@ def _last_status(job: Any) -> str:
     return "<td></td>"
 
 
+def _when(moment: Any) -> str:
+    """A timestamp as ``2026-12-07 03:41:30 UTC`` (the store's are aware, in UTC)."""
+    if moment is None:
+        return ""
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    return f"{utc:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _card_name(card: Any, card_id: int) -> str:
     for attribute in ("iccid", "psk_identity"):
         value = getattr(card, attribute, None)
@@ -161,7 +168,7 @@ def _card_row(job: Any, card: Any) -> str:
         f'<td class="hex">{_e(msisdn)}</td><td class="state">{_e(state)}</td>'
         f'<td class="n">{int(job.attempts)}</td>{_last_status(job)}'
         f'<td class="reason">{_e(reason)}</td>'
-        f"<td>{_e(updated.isoformat(timespec='seconds') if updated is not None else '')}</td></tr>"
+        f'<td class="nowrap">{_e(_when(updated))}</td></tr>'
     )
 
 
