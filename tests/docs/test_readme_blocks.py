@@ -10,8 +10,9 @@ next, as for a reader who pastes them into new terminals). What a block starts i
 &``, ``gpchannel server ... &``) runs until the document's last block has run, then its process group is
 stopped. A block fails the test when it exits non-zero (``set -e``: any command of it).
 
-The README serves a card through pcscd + vpcd ("Virtual PCD 00 00") and runs servers on their default ports, so
-this test is marked ``pcsc``: run it under the PC/SC lock like the other PC/SC tests.
+The README serves a card through pcscd + vpcd ("Virtual PCD 00 00"), so a document whose blocks name pcscd, a
+reader or vpcd is marked ``pcsc``: run it under the PC/SC lock like the other PC/SC tests. Servers run on their
+default ports (8080, 8443, 2775), as the docs show them.
 """
 
 from __future__ import annotations
@@ -145,11 +146,17 @@ def _run(block: Block, scratch: Path, env: dict[str, str], number: int, groups: 
         pytest.fail(f"{block.where()}: the block failed ({status}):\n{block.text}\n--- its output:\n{output}")
 
 
-@pytest.mark.pcsc
+def _needs_pcsc(document: Path) -> bool:
+    return any(word in b.text for b in runnable_blocks(document) for word in ("pcscd", "--reader", "--vpcd"))
+
+
 @pytest.mark.parametrize(
     "document",
-    [d for d in DOCUMENTS if runnable_blocks(d)],
-    ids=lambda d: d.name,
+    [
+        pytest.param(d, id=d.name, marks=[pytest.mark.pcsc] if _needs_pcsc(d) else [])
+        for d in DOCUMENTS
+        if runnable_blocks(d)
+    ],
 )
 def test_the_runnable_blocks_of_a_document_work_pasted_in_order(document: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "work"
