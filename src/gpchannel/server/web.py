@@ -48,7 +48,7 @@ td.hex { font-family: monospace; }
 .bar span { display: block; height: 100%; }
 .key span { display: inline-block; width: 0.8em; height: 0.8em; margin: 0 0.3em 0 1em; vertical-align: middle; }
 a.current { font-weight: bold; text-decoration: none; color: #222; }
-nav a { margin-right: 0.8em; }
+nav { margin: 0.5em 0 1em; } nav a { margin-right: 0.8em; }
 tr.failed td.state, td.failed, .reason { color: #c62828; }
 tr.done td.state, td.done { color: #2e7d32; }
 """ + "".join(f".s-{s} {{ background: {c}; }}\n" for s, c in _COLOURS.items())
