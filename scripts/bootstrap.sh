@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # libpcsclite-dev swig gcc python3-dev: to build pyscard (it has no Linux wheel); pcscd libpcsclite1 to use it.
 APT_PACKAGES=(pcscd libpcsclite1 vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev pkg-config python3-venv openssl
     softhsm2 postgresql libnet-smpp-perl)
+APT_PACKAGES+=(chromium)  # the headless browser of the campaign page test (tests/server/test_web_browser.py)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,7 +20,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+# quote ARGS...: the command line as a shell reads it back (Python's shlex.join): each argument as is when it holds
+# only safe characters, else in single quotes (a ' inside written '"'"'), so a printed command can be pasted.
+quote() {
+    local out=() arg LC_ALL=C  # C: the ranges below mean ASCII letters only, as shlex
+    for arg in "$@"; do
+        if [[ -n $arg && $arg =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+            out+=("$arg")
+        else
+            out+=("'${arg//\'/\'\"\'\"\'}'")
+        fi
+    done
+    printf '%s\n' "${out[*]}"
+}
+step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$(quote "${@:2}")"; "${@:2}"; }
 
 $G card init --profile examples/profiles/scp03.toml --state "$RUN/card-scp03"
 $G card init --profile examples/profiles/scp02.toml --state "$RUN/card-scp02"
@@ -45,7 +58,7 @@ step "SCP02 i=55, level 03 (C-MAC, C-DEC): card content, with the wire trace" \
     $G --reader "$SCP02_READER" --security-level 03 --trace list
 echo
 echo "== A wrong key: the host stops after INITIALIZE UPDATE (nothing that counts against the card is sent)"
-echo "\$ $G --reader \"$SCP03_READER\" --key 000102030405060708090A0B0C0D0E0F list"
+echo "\$ $(quote "$G" --reader "$SCP03_READER" --key 000102030405060708090A0B0C0D0E0F list)"
 if $G --reader "$SCP03_READER" --key 000102030405060708090A0B0C0D0E0F list; then
     echo "unexpected: the wrong key was accepted" >&2
     exit 1

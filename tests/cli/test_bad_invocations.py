@@ -284,6 +284,9 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("server-pkcs11", ("server", *SRV, "--keys", "pkcs11"), FAILURE),
     ("server-smpp-port", ("server", "--smpp", "127.0.0.1:99999", "--worker-only", "--data", "{t}/srv"), USAGE),
     ("server-worker-only", ("server", "--worker-only", "--data", "{t}/srv"), USAGE),
+    ("server-wait-url", ("server", "wait", "--api", "ftp://127.0.0.1"), USAGE),
+    ("server-wait-admin", ("server", "wait", "--admin", "127.0.0.1:x"), USAGE),
+    ("server-wait-nobody", ("server", "wait", "--api", "{api}", "--admin", "none", "--timeout", "0.3"), TRANSPORT),
     # the store's tokens and audit trail (docs/security.md)
     ("token-no-scope", ("server", "token", "create", "--data", "{t}/srv", "--name", "a"), USAGE),
     ("token-bad-scope", ("server", "token", "create", "--data", "{t}/srv", "--name", "a", "--scope", "root"), USAGE),

@@ -46,6 +46,7 @@ from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
 from gpchannel.cli.server_commands import ram as ram_group
 from gpchannel.cli.server_commands import server as server_command
+from gpchannel.cli.server_wait import wait as server_wait_command
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -515,6 +516,7 @@ cli.add_command(fleet_group)
 cli.add_command(server_command)
 cli.add_command(audit_group)
 server_command.add_command(token_group)
+server_command.add_command(server_wait_command)
 cli.add_command(ram_group)
 cli.add_command(campaign_group)
 cli.add_command(inventory_group)

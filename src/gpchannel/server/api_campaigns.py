@@ -14,7 +14,7 @@
   per card its ICCID / MSISDN, the job's state, reason, attempts and every R-APDU with its SW.
 - ``POST /api/v1/campaigns/{id}/cancel`` -> the campaign with ``"cancelled_jobs"``: QUEUED jobs become
   CANCELLED; SENT ones finish (a packet that left cannot be called back).
-- ``GET /`` -> the read-only HTML page of :mod:`gpchannel.server.web`.
+- ``GET /`` and ``GET /campaigns/{id}?state=&after=`` -> the read-only HTML pages of :mod:`gpchannel.server.web`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,16 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return await read_json_object(request)
 
 
+def _state_query(request: web.Request) -> JobState | None:
+    """The ``state`` query parameter: None when absent or empty; 400 when not a job state."""
+    if not request.query.get("state"):
+        return None
+    try:
+        return JobState(request.query["state"])
+    except ValueError:
+        _fail(400, "state: queued, sent, done, failed or cancelled")
+
+
 def _inventory_text(value: object) -> tuple[str, str | None]:
     if not isinstance(value, dict) or not isinstance(value.get("data"), str):
         _fail(400, 'inventory: an object {"format"?: "csv"|"json", "data": text}')
@@ -158,7 +168,7 @@ def _import_audited(request: web.Request, services: ServerServices, cards: list[
 
 def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
     """Add the campaign and inventory routes (and the HTML page at ``/``) to the API application."""
-    from gpchannel.server.web import campaigns_page
+    from gpchannel.server.web import PAGE_LIMIT, campaign_page, campaigns_page
 
     app[_SERVICES] = services
     repo = services.repository
@@ -310,12 +320,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
     async def get_results(request: web.Request) -> web.Response:
         campaign_id = _id(request)
         await _campaign(campaign_id, request)
-        state: JobState | None = None
-        if request.query.get("state"):
-            try:
-                state = JobState(request.query["state"])
-            except ValueError:
-                _fail(400, "state: queued, sent, done, failed or cancelled")
+        state = _state_query(request)
         after = query_int(request, "after", 0)
         limit = min(10000, query_int(request, "limit", 1000, 1))
 
@@ -353,6 +358,25 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         rows = [r for r in await asyncio.to_thread(load) if await _may_touch(request, r[0].id)]
         return web.Response(text=campaigns_page(rows), content_type="text/html", charset="utf-8")
 
+    async def one_page(request: web.Request) -> web.Response:
+        campaign_id = _id(request)
+        state = _state_query(request)
+        after = query_int(request, "after", 0)
+        loaded = await asyncio.to_thread(_load, campaign_id)
+        if loaded is None:
+            _fail(404, f"no campaign {campaign_id}")
+        if not await _may_touch(request, campaign_id):
+            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
+
+        def load() -> list[tuple[JobRecord, Any]]:
+            jobs = repo.jobs(campaign_id=campaign_id, state=state, after_id=after, limit=PAGE_LIMIT)
+            return [(job, repo.card(job.card_id)) for job in jobs]
+
+        jobs = await asyncio.to_thread(load)
+        next_after = jobs[-1][0].id if len(jobs) == PAGE_LIMIT else None
+        text = campaign_page(*loaded, jobs, state=None if state is None else state.value, next_after=next_after)
+        return web.Response(text=text, content_type="text/html", charset="utf-8")
+
     p = _PREFIX
     app.router.add_post(f"{p}/inventory", post_inventory)
     app.router.add_post(f"{p}/campaigns", post_campaign)
@@ -361,3 +385,4 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
     app.router.add_get(f"{p}/campaigns/{{id}}/results", get_results)
     app.router.add_post(f"{p}/campaigns/{{id}}/cancel", cancel)
     app.router.add_get("/", page)
+    app.router.add_get("/campaigns/{id}", one_page)

@@ -1,11 +1,12 @@
 """Authentication and authorization of the job API (issue 16, deliverables 1, 2 and 4).
 
-:func:`auth_middleware` runs before every handler of the API application (the ``/api/v1`` routes and the page at
-``/``): it takes the token from ``Authorization: Bearer <token>`` (or, for a browser on the page, HTTP Basic with
-the token as the password), authenticates it (tokens.py), checks the route's scope in :data:`ROUTE_SCOPES` and the
-principal's request rate (limits.py). Refusals are JSON: 401 (no, malformed, wrong, revoked or expired token;
-``WWW-Authenticate: Bearer``), 403 (outside the scope, or a route missing from the table: fail closed), 429
-(``Retry-After``). A refused request reaches no handler, so it changes nothing; it is logged (never the token).
+:func:`auth_middleware` runs before every handler of the API application (the ``/api/v1`` routes and the pages at
+``/`` and ``/campaigns/{id}``): it takes the token from ``Authorization: Bearer <token>`` (or, for a browser on the
+pages, HTTP Basic with the token as the password), authenticates it (tokens.py), checks the route's scope in
+:data:`ROUTE_SCOPES` and the principal's request rate (limits.py). Refusals are JSON: 401 (no, malformed, wrong,
+revoked or expired token; ``WWW-Authenticate: Bearer``), 403 (outside the scope, or a route missing from the table:
+fail closed), 429 (``Retry-After``). A refused request reaches no handler, so it changes nothing; it is logged
+(never the token).
 
 :data:`ROUTE_SCOPES` is THE table of who may call what; a route not in it is refused, and the tests build their
 refusal matrix from the application's route list against it. The handlers add what depends on the body: the
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gpchannel.errors import AuthenticationError
 from gpchannel.server.config import ServerServices
@@ -61,6 +63,7 @@ ROUTE_SCOPES: Mapping[tuple[str, str], Scope] = {
     ("GET", f"{_P}/campaigns/{{id}}/results"): Scope.READ,
     ("POST", f"{_P}/campaigns/{{id}}/cancel"): Scope.CAMPAIGN,
     ("GET", "/"): Scope.READ,
+    ("GET", "/campaigns/{id}"): Scope.READ,
 }
 """(method, route) -> the scope it needs (HEAD as GET). ``admin`` grants every scope."""
 
@@ -76,7 +79,7 @@ _RFM_INS = frozenset(
 )  # fmt: skip
 
 
-def _refuse(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+def _refuse(status: int, message: str, headers: Mapping[str, str] | CIMultiDict[str] | None = None) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
@@ -109,9 +112,11 @@ def auth_middleware(services: ServerServices, limits: Limits) -> Callable[..., A
 
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        challenge = {"WWW-Authenticate": 'Bearer realm="gpchannel"'}
-        if request.path == "/":
-            challenge["WWW-Authenticate"] += ', Basic realm="gpchannel"'
+        challenge = CIMultiDict({"WWW-Authenticate": 'Bearer realm="gpchannel"'})
+        if request.path == "/" or request.path.startswith("/campaigns/"):
+            # A header of its own: browsers read one challenge per WWW-Authenticate header (RFC 9110 11.6.1
+            # allows a list, but Chromium takes the first scheme of a header only, and knows no Bearer).
+            challenge.add("WWW-Authenticate", 'Basic realm="gpchannel"')
         presented = _presented(request)
         if not presented:
             _log.info("%s %s refused: no token", request.method, request.path)
