@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.main import cli
 from gpchannel.emulator.app import EmulatedCard, open_card
 from tests.card.harness import profile_text
@@ -29,11 +30,11 @@ kid_algorithm = "aes-cmac"
 SELECT_SPN = "00A4080C047F206F46"
 
 
-def _send(reader: str, options: list[str], *apdus: str) -> dict[str, object]:
+def _send(reader: str, options: list[str], *apdus: str, code: ExitCode = ExitCode.OK) -> dict[str, object]:
     result: Result = CliRunner().invoke(
         cli, ["ota", "send", *apdus, "--reader", reader, "--json", *options], catch_exceptions=False
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     out = json.loads(result.stdout)
     assert isinstance(out, dict)
     return out
@@ -59,7 +60,9 @@ def test_ota_through_pcscd(virtual_reader: Serve, tmp_path: Path) -> None:
         # The emulator restarts on the same state directory (a new Card read from it, behind the same reader):
         # the counter (3) is still there, so a replay gets 02 and does not run.
         served.card, _ = open_card(state, profile)
-        replay = _send(reader.name, [*options, "--counter", "3"], SELECT_SPN, "00D600000458585858")
+        replay = _send(
+            reader.name, [*options, "--counter", "3"], SELECT_SPN, "00D600000458585858", code=ExitCode.CARD_REFUSED
+        )  # the card refused: exit 4 (cli/exit_codes.py)
         assert (replay["status"], replay["authenticated"]) == ("02", True)
         por = _send(reader.name, options, SELECT_SPN, "00B0000004")
         assert por["counter"] == 4 and por["responses"] == [{"sw": "9000", "data": "41424344"}]
