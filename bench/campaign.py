@@ -56,7 +56,7 @@ from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import DbKeyProvider
-from gpchannel.server.repository import JobState, Transport
+from gpchannel.server.repository import JobState, JobTransport
 from gpchannel.smpp import HandsetBridge
 from gpchannel.smpp.fleet import BridgeThread
 
@@ -268,7 +268,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
                 start = time.perf_counter()
                 settings = CampaignSettings(rate=1e6, burst=10_000, max_attempts=1, por_timeout=3600)
                 campaign = create_campaign(
-                    services.repository, name="bench", transport=Transport.SCP80, script=[GET_DATA_IIN],
+                    services.repository, name="bench", transport=JobTransport.SCP80, script=[GET_DATA_IIN],
                     card_ids=ids, settings=settings,
                 )  # fmt: skip
                 while True:
@@ -424,7 +424,7 @@ def run_scp81(store: str, url: str, servers: int, count: int, data: Path) -> Cam
             )
         ).to_bytes()  # fmt: skip
         campaign = create_campaign(
-            services.repository, name="bench81", transport=Transport.SCP81, script=[install], card_ids=ids,
+            services.repository, name="bench81", transport=JobTransport.SCP81, script=[install], card_ids=ids,
         )  # fmt: skip
         procs: list[subprocess.Popen[str]] = []
         children: list[subprocess.Popen[str]] = []

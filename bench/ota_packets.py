@@ -16,10 +16,10 @@ from gpchannel.crypto import ciphers
 from gpchannel.ota import (
     CipherAlgorithm,
     CounterMode,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
+    Scp80KeySet,
     Spi,
     secure_command,
     unsecure_command,
@@ -38,7 +38,7 @@ _SETUPS = {
 
 
 def _packet_round(cipher: CipherAlgorithm, mac: MacAlgorithm, kic_len: int, kid_len: int) -> Callable[[], object]:
-    keyset = KeySet(bytes(range(kic_len)), bytes(range(32, 32 + kid_len)), cipher=cipher, mac=mac)
+    keyset = Scp80KeySet(bytes(range(kic_len)), bytes(range(32, 32 + kid_len)), cipher=cipher, mac=mac)
     kic, kid = Kic.for_cipher(cipher, 1), Kid.for_mac(mac, 1)
 
     def round_trip() -> object:

@@ -21,7 +21,7 @@ from fuzz.seeds import example_bytes
 from gpchannel.card.profile import load_profile, profile_from_dict
 from gpchannel.server import api
 from gpchannel.server.inventory import parse_inventory, resolved_json
-from gpchannel.server.repository import Transport
+from gpchannel.server.repository import JobTransport
 
 __all__ = ["TARGETS"]
 
@@ -196,7 +196,7 @@ def _job_body(data: bytes) -> None:
     if not isinstance(body, dict):
         return
     _http_error(lambda: api._apdus(body.get("apdus")))
-    for transport in Transport:
+    for transport in JobTransport:
         _http_error(lambda t=transport: api.parse_target(body.get("target"), t))  # type: ignore[misc]
     _http_error(lambda: api._iccid(api._optional_str(body, "iccid")))
     _http_error(lambda: api._optional_str(body, "psk_identity"))

@@ -10,19 +10,19 @@ from fuzz.engine import Target, each
 from fuzz.seeds import vector_hex
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.ota import remote_apdu, scp80, sms, udh
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.envelope import SmsPpDownload
-from gpchannel.ota.packet import CommandPacket, ResponsePacket, Transport
+from gpchannel.ota.packet import CommandPacket, PacketLayout, ResponsePacket
 from gpchannel.ota.spi import CipherAlgorithm, CounterMode, Integrity, Kic, Kid, MacAlgorithm, RcAlgorithm, Spi
 
 __all__ = ["KEYSETS", "TARGETS", "command_packets"]
 
-_AES = KeySet(bytes(range(16)), bytes(range(16, 32)), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
-_DES3 = KeySet(
+_AES = Scp80KeySet(bytes(range(16)), bytes(range(16, 32)), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+_DES3 = Scp80KeySet(
     bytes(range(16)), bytes(range(16, 32)), cipher=CipherAlgorithm.DES3_2KEY_CBC, mac=MacAlgorithm.DES3_2KEY_CBC_MAC
 )
-_RC = KeySet(b"", b"", rc=RcAlgorithm.CRC32)
-KEYSETS: tuple[tuple[KeySet, Kic, Kid], ...] = (
+_RC = Scp80KeySet(b"", b"", rc=RcAlgorithm.CRC32)
+KEYSETS: tuple[tuple[Scp80KeySet, Kic, Kid], ...] = (
     (_AES, Kic.for_cipher(CipherAlgorithm.AES_CBC, kvn=1), Kid.for_mac(MacAlgorithm.AES_CMAC, kvn=1)),
     (_DES3, Kic.for_cipher(CipherAlgorithm.DES3_2KEY_CBC, kvn=2), Kid.for_mac(MacAlgorithm.DES3_2KEY_CBC_MAC, kvn=2)),
 )
@@ -138,13 +138,13 @@ def _envelope_seeds() -> Sequence[bytes]:
 
 
 _packet = each(
-    *(lambda d, t=t: CommandPacket.from_bytes(d, t) for t in Transport),
-    *(lambda d, t=t: ResponsePacket.from_bytes(d, t) for t in Transport),
+    *(lambda d, t=t: CommandPacket.from_bytes(d, t) for t in PacketLayout),
+    *(lambda d, t=t: ResponsePacket.from_bytes(d, t) for t in PacketLayout),
 )
 _unsecure_command = each(
     *(lambda d, k=k: scp80.unsecure_command(d, k, stored_counter=0) for k, _, _ in KEYSETS),
     lambda d: scp80.unsecure_command(d, _RC, stored_counter=None),
-    lambda d: scp80.unsecure_command(d, KEYSETS[0][0], stored_counter=None, transport=Transport.GENERIC),
+    lambda d: scp80.unsecure_command(d, KEYSETS[0][0], stored_counter=None, transport=PacketLayout.GENERIC),
 )
 _unsecure_response = each(
     *(

@@ -27,7 +27,6 @@ from gpchannel.ota import (
     CompactResponse,
     CounterMode,
     Integrity,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
@@ -37,6 +36,7 @@ from gpchannel.ota import (
     Response,
     ResponseScript,
     ResponseStatus,
+    Scp80KeySet,
     SmsDeliver,
     SmsPpDownload,
     SmsSubmit,
@@ -53,7 +53,7 @@ from tests.vectors import VectorCase, cases
 
 AES_KIC = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AES_KID = bytes.fromhex("101112131415161718191A1B1C1D1E1F")
-KEYSET = KeySet(AES_KIC, AES_KID, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+KEYSET = Scp80KeySet(AES_KIC, AES_KID, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
 KIC = Kic.for_cipher(CipherAlgorithm.AES_CBC, kvn=1)
 KID = Kid.for_mac(MacAlgorithm.AES_CMAC, kvn=1)
 RAM = bytes.fromhex("000000")
@@ -154,7 +154,7 @@ def send(
     *,
     spi: Spi = SPI,
     tar: bytes = RFM,
-    keyset: KeySet = KEYSET,
+    keyset: Scp80KeySet = KEYSET,
     kic: Kic = KIC,
     kid: Kid = KID,
 ) -> Response | None:
@@ -308,7 +308,7 @@ def test_counters_survive_a_restart() -> None:
 
 def test_tampered_cc_gets_an_unsecured_01_and_changes_nothing() -> None:
     card, store = make_card()
-    forged = KeySet(AES_KIC, bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+    forged = Scp80KeySet(AES_KIC, bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
     por = send(card, [SELECT_SPN, UPDATE_SPN], 3, keyset=forged)
     assert por is not None
     assert (por.status, por.authenticated, por.counter, por.check, por.data) == (
@@ -363,7 +363,7 @@ def test_msl_from_the_profile_may_allow_an_unsecured_tar() -> None:
 
 
 def test_single_des_and_unknown_key_sets_are_refused() -> None:
-    des = KeySet(
+    des = Scp80KeySet(
         bytes.fromhex("0102030405060708"),
         bytes.fromhex("0807060504030201"),
         cipher=CipherAlgorithm.DES_CBC,
@@ -381,7 +381,7 @@ def test_single_des_and_unknown_key_sets_are_refused() -> None:
     # A KVN with no key set: 06. A KID naming 3DES for the AES key set (a downgrade): 06.
     por = send(card, [SELECT_SPN], 1, kic=Kic.for_cipher(CipherAlgorithm.AES_CBC, kvn=9), kid=KID)
     assert por is not None and por.status is ResponseStatus.UNIDENTIFIED_SECURITY_ERROR
-    downgraded = KeySet(AES_KIC, AES_KID, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.DES3_2KEY_CBC_MAC)
+    downgraded = Scp80KeySet(AES_KIC, AES_KID, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.DES3_2KEY_CBC_MAC)
     por = send(card, [SELECT_SPN], 1, kid=Kid.for_mac(MacAlgorithm.DES3_2KEY_CBC_MAC, kvn=1), keyset=downgraded)
     assert por is not None and por.status is ResponseStatus.UNIDENTIFIED_SECURITY_ERROR
     assert counter_of(card) == 0
@@ -438,7 +438,7 @@ def test_por_transports() -> None:
 
 def test_por_of_an_error_is_never_secured_with_the_failing_key() -> None:
     card, _ = make_card()
-    forged = KeySet(AES_KIC, bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+    forged = Scp80KeySet(AES_KIC, bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
     packet = secure_command(encode_compact([SELECT_SPN]), spi=SPI, kic=KIC, kid=KID, tar=RFM, counter=1, keyset=forged)
     sent = deliver(card, packet.to_bytes())
     raw = secured_message(sent.por_ud).packet
@@ -484,7 +484,7 @@ msl = "{case.inputs["spi_bytes"][:2]}"
     packet = case.hex_out("encoded_cmd")
     header = CommandPacket.from_bytes(packet)
     sent = deliver(card, packet)
-    keyset = KeySet(bytes.fromhex(ks["kic"]), bytes.fromhex(ks["kid"]))
+    keyset = Scp80KeySet(bytes.fromhex(ks["kic"]), bytes.fromhex(ks["kid"]))
     raw = secured_message(sent.por_ud).packet
     por = unsecure_response(raw, spi=header.spi, kic=header.kic, kid=header.kid, keyset=keyset)
     assert (por.status, por.tar) == (ResponseStatus.POR_OK, header.tar)

@@ -19,7 +19,7 @@ from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import create_campaign
 from gpchannel.server.config import ServerConfig
 from gpchannel.server.inventory import import_inventory, read_inventory
-from gpchannel.server.repository import JobState, Transport
+from gpchannel.server.repository import JobState, JobTransport
 
 MASTER_KEY = "3C" * 32
 GET_DATA_IIN = bytes.fromhex("80CA004200")
@@ -60,7 +60,7 @@ def test_fleet_cards_run_an_scp81_campaign_once(server: tuple[str, str], tmp_pat
         imported = import_inventory(services.repository, services.keys, inventory)
         chosen = list(imported.card_ids[:4])
         campaign = create_campaign(
-            services.repository, name="scp81", transport=Transport.SCP81, script=[GET_DATA_IIN], card_ids=chosen
+            services.repository, name="scp81", transport=JobTransport.SCP81, script=[GET_DATA_IIN], card_ids=chosen
         )
         first = CliRunner().invoke(cli, ["fleet", "agents", str(tmp_path / "fleet"), "--server", admin])
         assert first.exit_code == 0, first.output

@@ -24,7 +24,7 @@ from gpchannel.crypto.diversification import Diversification
 from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
 from gpchannel.errors import KeyNotFound, KeyProviderError, UnsupportedError
 from gpchannel.io.pkcs11 import Pkcs11Key, Pkcs11KeyProvider
-from gpchannel.ota.algorithms import KeySet, resolve_check, resolve_cipher
+from gpchannel.ota.algorithms import Scp80KeySet, resolve_check, resolve_cipher
 from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket
 from gpchannel.ota.scp80 import ResponseStatus, secure_command, secure_response, unsecure_command, unsecure_response
 from gpchannel.ota.spi import CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, Spi
@@ -77,7 +77,9 @@ def _family(alg: CipherAlgorithm | MacAlgorithm, key: bytes) -> str:
     return "des" if len(key) == 8 else "des3"
 
 
-def _in_token(provider: Pkcs11KeyProvider, repo: Repository, spi: Spi, kic: Kic, kid: Kid, soft: KeySet) -> KeySet:
+def _in_token(
+    provider: Pkcs11KeyProvider, repo: Repository, spi: Spi, kic: Kic, kid: Kid, soft: Scp80KeySet
+) -> Scp80KeySet:
     """``soft`` with its KIc/KID keys (those the packet uses) replaced by token handles to the same values."""
     assert isinstance(soft.kic_key, bytes) and isinstance(soft.kid_key, bytes)
     card = _card(repo)
@@ -124,8 +126,8 @@ def test_gsm0348_response_packet_in_token(provider: Pkcs11KeyProvider, repo: Rep
     assert rebuilt.to_bytes() == raw
 
 
-def _pysim_provider_keyset(provider: Pkcs11KeyProvider, repo: Repository, case: VectorCase) -> KeySet:
-    """The pySim key set imported the way the server imports an inventory, and read back as a KeySet."""
+def _pysim_provider_keyset(provider: Pkcs11KeyProvider, repo: Repository, case: VectorCase) -> Scp80KeySet:
+    """The pySim key set imported the way the server imports an inventory, and read back as a Scp80KeySet."""
     ks = case.inputs["keyset"]
     card = _card(repo)
     provider.store_card_keys(
@@ -362,7 +364,7 @@ def test_scp81_session_with_the_psk_in_the_token(hsm: SoftHsm, tmp_path: Path) -
     from gpchannel.errors import TlsError
     from gpchannel.ram.client import ScriptDelivery, SessionEnd
     from gpchannel.server.config import ServerServices
-    from gpchannel.server.repository import JobState, Transport
+    from gpchannel.server.repository import JobState, JobTransport
     from tests.server.server_support import AdminCard, apdus_of, running
 
     url = f"sqlite:///{tmp_path / 'ras.db'}"
@@ -382,7 +384,7 @@ def test_scp81_session_with_the_psk_in_the_token(hsm: SoftHsm, tmp_path: Path) -
     psk, identity = bytes(range(16)), "8988211000000004242"
     card_id = repository.upsert_card(iccid=identity, psk_identity=identity)
     keys.store_card_keys(card_id, {("psk", 1): (psk, "tls-psk")})
-    job = repository.add_job(card_id=card_id, transport=Transport.SCP81, script=[bytes.fromhex("80CA006600")])
+    job = repository.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[bytes.fromhex("80CA006600")])
 
     async def scenario() -> None:
         async with running(services) as server:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.spi import (
     AlgorithmFamily,
     CipherAlgorithm,
@@ -53,7 +53,7 @@ def gsm0348_args(case: VectorCase, kic_byte: int | None = None, kid_byte: int | 
     kic = Kic.from_bytes(bytes((kic_byte,)))
     kid = Kid.from_bytes(bytes((kid_byte,)))
     sig = inputs.get("signature_algorithm")
-    keyset = KeySet(
+    keyset = Scp80KeySet(
         case.hex_in("kic_key"),
         case.hex_in("kid_key"),
         cipher=CipherAlgorithm.DES3_ECB if kic.family is AlgorithmFamily.IMPLICIT else None,
@@ -71,12 +71,12 @@ _PYSIM_CIPHER = {"aes_cbc": (2, 0), "triple_des_cbc2": (1, 1)}
 _PYSIM_AUTH = {"aes_cmac": (2, 0), "triple_des_cbc2": (1, 1)}
 
 
-def pysim_keyset(case: VectorCase) -> tuple[Spi, Kic, Kid, KeySet]:
+def pysim_keyset(case: VectorCase) -> tuple[Spi, Kic, Kid, Scp80KeySet]:
     """SPI (from ``spi_bytes``), KIc, KID and key set of a pySim OTA case."""
     ks = case.inputs["keyset"]
     fam, mode = _PYSIM_CIPHER[ks["algo_crypt"]]
     kic = Kic(ks["kic_idx"], AlgorithmFamily(fam), mode)
     fam, mode = _PYSIM_AUTH[ks["algo_auth"]]
     kid = Kid(ks["kid_idx"], AlgorithmFamily(fam), mode)
-    keyset = KeySet(bytes.fromhex(ks["kic"]), bytes.fromhex(ks["kid"]))
+    keyset = Scp80KeySet(bytes.fromhex(ks["kic"]), bytes.fromhex(ks["kid"]))
     return Spi.from_bytes(case.hex_in("spi_bytes")), kic, kid, keyset

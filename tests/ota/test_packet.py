@@ -7,16 +7,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpchannel.errors import DecodeError
-from gpchannel.ota.algorithms import KeySet
-from gpchannel.ota.packet import CommandPacket, ResponsePacket, Transport
+from gpchannel.ota.algorithms import Scp80KeySet
+from gpchannel.ota.packet import CommandPacket, PacketLayout, ResponsePacket
 from gpchannel.ota.scp80 import secure_command
 from gpchannel.ota.spi import CipherAlgorithm, Kic, Kid, MacAlgorithm, Spi
 
-transports = st.sampled_from(Transport)
+transports = st.sampled_from(PacketLayout)
 
 
-def _sample_packet(transport: Transport = Transport.SMS) -> tuple[bytes, KeySet]:
-    keyset = KeySet(bytes(range(16)), bytes(range(16, 32)))
+def _sample_packet(transport: PacketLayout = PacketLayout.SMS) -> tuple[bytes, Scp80KeySet]:
+    keyset = Scp80KeySet(bytes(range(16)), bytes(range(16, 32)))
     packet = secure_command(
         b"\x80\xca\x00\x66\x00" * 30,
         spi=Spi(),
@@ -31,11 +31,11 @@ def _sample_packet(transport: Transport = Transport.SMS) -> tuple[bytes, KeySet]
 
 
 def test_generic_dialect_layout() -> None:
-    raw, _ = _sample_packet(Transport.GENERIC)
+    raw, _ = _sample_packet(PacketLayout.GENERIC)
     assert raw[0] == 0x01  # CPI
     assert raw[1] == 0x81 and raw[2] == len(raw) - 3  # BER length (over 127 bytes)
     assert raw[3] == 21  # CHL = 13 + 8
-    sms, _ = _sample_packet(Transport.SMS)
+    sms, _ = _sample_packet(PacketLayout.SMS)
     assert int.from_bytes(sms[:2], "big") == len(sms) - 2
     assert sms[2:10] == raw[3:11]  # same CHL, SPI, KIc, KID, TAR
 
@@ -53,8 +53,8 @@ def test_response_packet_layout() -> None:
         ResponsePacket(b"\x00\x00\x00", 8, bytes(7))
 
 
-@pytest.mark.parametrize("transport", list(Transport))
-def test_truncated_and_oversized_packets(transport: Transport) -> None:
+@pytest.mark.parametrize("transport", list(PacketLayout))
+def test_truncated_and_oversized_packets(transport: PacketLayout) -> None:
     raw, _ = _sample_packet(transport)
     for n in range(len(raw)):
         with pytest.raises(DecodeError) as info:
@@ -67,11 +67,11 @@ def test_truncated_and_oversized_packets(transport: Transport) -> None:
 
 
 @given(st.binary(max_size=80), transports)
-def test_fuzz_packets_decode_or_raise(raw: bytes, transport: Transport) -> None:
+def test_fuzz_packets_decode_or_raise(raw: bytes, transport: PacketLayout) -> None:
     for cls in (CommandPacket, ResponsePacket):
         try:
             packet = cls.from_bytes(raw, transport)
         except DecodeError as exc:
             assert exc.offset is not None
         else:
-            assert packet.to_bytes() == raw or transport is Transport.GENERIC  # BER lengths may be non-minimal
+            assert packet.to_bytes() == raw or transport is PacketLayout.GENERIC  # BER lengths may be non-minimal

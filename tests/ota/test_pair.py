@@ -18,7 +18,6 @@ from gpchannel.ota import (
     CompactResponse,
     CounterMode,
     Integrity,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
@@ -26,6 +25,7 @@ from gpchannel.ota import (
     PorTransport,
     Reassembler,
     ResponseStatus,
+    Scp80KeySet,
     SmsDeliver,
     SmsDeliverReport,
     SmsPpDownload,
@@ -46,7 +46,7 @@ from gpchannel.ota import (
 )
 from gpchannel.ota.scp80 import unsecure_command
 
-KEYSET = KeySet(
+KEYSET = Scp80KeySet(
     bytes.fromhex("200102030405060708090a0b0c0d0e0f"),
     bytes.fromhex("201102030405060708090a0b0c0d0e0f"),
     cipher=CipherAlgorithm.AES_CBC,
@@ -167,7 +167,7 @@ def test_replay_then_tamper_then_unknown_tar() -> None:
     assert (por.status, por.authenticated) == (ResponseStatus.CNTR_LOW, True)
     assert len(card.executed) == 1
     # A packet built with another KID key: status 01 in an unsecured PoR with a zero counter.
-    forged_keys = KeySet(KEYSET.kic_key, bytes(16))
+    forged_keys = Scp80KeySet(KEYSET.kic_key, bytes(16))
     packet = secure_command(
         b"\x00\xb0\x00\x00\x10", spi=spi, kic=KIC, kid=KID, tar=RFM_TAR, counter=9, keyset=forged_keys
     )

@@ -16,8 +16,8 @@ from gpchannel.errors import (
     SecurityError,
     UnsupportedError,
 )
-from gpchannel.ota.algorithms import KeySet
-from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket, ResponsePacket, Transport
+from gpchannel.ota.algorithms import Scp80KeySet
+from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket, PacketLayout, ResponsePacket
 from gpchannel.ota.scp80 import (
     MAX_COUNTER,
     Response,
@@ -168,7 +168,7 @@ def _key(draw: st.DrawFn, size: int) -> bytes:
 
 
 @st.composite
-def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, KeySet]:
+def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, Scp80KeySet]:
     """Every cipher (the implicit 3DES-ECB included) with every CC or RC (the implicit XOR4/XOR8 included)."""
     spi = Spi(
         integrity=draw(st.sampled_from([Integrity.NONE, Integrity.RC, Integrity.CC])),
@@ -199,7 +199,7 @@ def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, KeySet]:
     else:
         kid = Kid.for_mac(mac, kvn)
     kid_len = draw(st.sampled_from([16, 24, 32])) if mac is MacAlgorithm.AES_CMAC else _MAC_KEYS[mac]
-    keyset = KeySet(
+    keyset = Scp80KeySet(
         kic_key=kic_key,
         kid_key=_key(draw, kid_len),
         cipher=CipherAlgorithm.DES3_ECB if implicit_cipher else None,
@@ -210,12 +210,12 @@ def setups(draw: st.DrawFn) -> tuple[Spi, Kic, Kid, KeySet]:
     return spi, kic, kid, keyset
 
 
-transports = st.sampled_from(Transport)
+transports = st.sampled_from(PacketLayout)
 
 
 @given(setups(), st.binary(max_size=300), st.integers(0, MAX_COUNTER), st.binary(min_size=3, max_size=3), transports)
 def test_command_round_trip(
-    setup: tuple[Spi, Kic, Kid, KeySet], data: bytes, counter: int, tar: bytes, transport: Transport
+    setup: tuple[Spi, Kic, Kid, Scp80KeySet], data: bytes, counter: int, tar: bytes, transport: PacketLayout
 ) -> None:
     spi, kic, kid, keyset = setup
     packet = secure_command(
@@ -239,7 +239,7 @@ def test_command_round_trip(
     transports,
 )
 def test_response_round_trip(
-    setup: tuple[Spi, Kic, Kid, KeySet], data: bytes, counter: int, status: ResponseStatus, transport: Transport
+    setup: tuple[Spi, Kic, Kid, Scp80KeySet], data: bytes, counter: int, status: ResponseStatus, transport: PacketLayout
 ) -> None:
     spi, kic, kid, keyset = setup
     por = secure_response(
@@ -261,7 +261,9 @@ def test_response_round_trip(
 
 
 @given(setups(), st.binary(max_size=60), st.data())
-def test_tampered_command_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data: bytes, draw: st.DataObject) -> None:
+def test_tampered_command_is_refused(
+    setup: tuple[Spi, Kic, Kid, Scp80KeySet], data: bytes, draw: st.DataObject
+) -> None:
     spi, kic, kid, keyset = setup
     assume(spi.integrity is not Integrity.NONE)
     raw = secure_command(data, spi=spi, kic=kic, kid=kid, tar=b"\x00\x00\x00", counter=5, keyset=keyset).to_bytes()
@@ -274,7 +276,7 @@ def test_tampered_command_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data: 
 
 
 @given(setups(), st.binary(max_size=60), st.data())
-def test_tampered_header_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data: bytes, draw: st.DataObject) -> None:
+def test_tampered_header_is_refused(setup: tuple[Spi, Kic, Kid, Scp80KeySet], data: bytes, draw: st.DataObject) -> None:
     spi, kic, kid, keyset = setup
     assume(spi.integrity is Integrity.CC)
     raw = secure_command(data, spi=spi, kic=kic, kid=kid, tar=b"\x00\x00\x00", counter=5, keyset=keyset).to_bytes()
@@ -286,7 +288,9 @@ def test_tampered_header_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data: b
 
 
 @given(setups(), st.binary(max_size=40), st.data())
-def test_tampered_response_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data: bytes, draw: st.DataObject) -> None:
+def test_tampered_response_is_refused(
+    setup: tuple[Spi, Kic, Kid, Scp80KeySet], data: bytes, draw: st.DataObject
+) -> None:
     spi, kic, kid, keyset = setup
     assume(spi.por_integrity is not Integrity.NONE)
     raw = secure_response(
@@ -298,7 +302,7 @@ def test_tampered_response_is_refused(setup: tuple[Spi, Kic, Kid, KeySet], data:
         unsecure_response(tampered, spi=spi, kic=kic, kid=kid, keyset=keyset)
 
 
-_FUZZ_KEYSET = KeySet(bytes(16), bytes(16))
+_FUZZ_KEYSET = Scp80KeySet(bytes(16), bytes(16))
 
 
 @given(st.binary(max_size=80))
@@ -319,8 +323,8 @@ def test_fuzz_unsecure_raises_only_gpchannel_errors(raw: bytes) -> None:
             pass
 
 
-def _sample_packet(transport: Transport = Transport.SMS) -> tuple[bytes, KeySet]:
-    keyset = KeySet(bytes(range(16)), bytes(range(16, 32)))
+def _sample_packet(transport: PacketLayout = PacketLayout.SMS) -> tuple[bytes, Scp80KeySet]:
+    keyset = Scp80KeySet(bytes(range(16)), bytes(range(16, 32)))
     packet = secure_command(
         b"\x80\xca\x00\x66\x00" * 3,
         spi=Spi(),
@@ -386,7 +390,7 @@ def test_counter_after() -> None:
 
 @pytest.mark.parametrize("mode", list(CounterMode))
 def test_replayed_packet_per_mode(mode: CounterMode) -> None:
-    keyset = KeySet(bytes(range(16)), bytes(range(16, 32)))
+    keyset = Scp80KeySet(bytes(range(16)), bytes(range(16, 32)))
     spi = Spi(counter_mode=mode)
     kic, kid = Kic.for_cipher(CipherAlgorithm.AES_CBC), Kid.for_mac(MacAlgorithm.AES_CMAC)
 
@@ -416,8 +420,8 @@ def test_replayed_packet_per_mode(mode: CounterMode) -> None:
 
 
 def test_algorithm_downgrade_refused() -> None:
-    keyset = KeySet(bytes(16), bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
-    sender = KeySet(bytes(16), bytes(16))
+    keyset = Scp80KeySet(bytes(16), bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+    sender = Scp80KeySet(bytes(16), bytes(16))
     raw = secure_command(
         b"\x00",
         spi=Spi(),
@@ -490,7 +494,7 @@ def test_por_rules() -> None:
 
 
 def test_rfu_status_rejected() -> None:
-    keyset = KeySet(bytes(16), bytes(16))
+    keyset = Scp80KeySet(bytes(16), bytes(16))
     spi = Spi(por_integrity=Integrity.NONE, por_ciphered=False)
     kic, kid = Kic.for_cipher(CipherAlgorithm.AES_CBC), Kid.for_mac(MacAlgorithm.AES_CMAC)
     raw = bytes.fromhex("000b0a0000000000000001000d")

@@ -24,7 +24,7 @@ from gpchannel.server.api import build_api
 from gpchannel.server.auth import ROUTE_SCOPES, route_scope
 from gpchannel.server.campaigns import create_campaign
 from gpchannel.server.config import ServerServices
-from gpchannel.server.repository import Transport
+from gpchannel.server.repository import JobTransport
 from gpchannel.server.tokens import Scope, create_token, revoke_token
 from tests.server.server_support import bearer, make_services
 
@@ -53,7 +53,7 @@ def world(repo_url: str, tmp_path: Path) -> Iterator[World]:
     repo = services.repository
     card_a = repo.upsert_card(iccid=ICCID_A, psk_identity="card-a", ota={"tags": ["team-a"]})
     card_b = repo.upsert_card(iccid=ICCID_B, psk_identity="card-b", ota={"tags": ["team-b"]})
-    job_a = repo.add_job(card_id=card_a, transport=Transport.SCP81, script=[bytes.fromhex(SELECT_MF)])
+    job_a = repo.add_job(card_id=card_a, transport=JobTransport.SCP81, script=[bytes.fromhex(SELECT_MF)])
     campaign_a = create_campaign(
         repo, name="campaign-of-a", transport="scp81", script=[bytes.fromhex(SELECT_MF)], card_ids=[card_a]
     )

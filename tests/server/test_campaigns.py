@@ -25,7 +25,7 @@ from gpchannel.server.campaigns import (
     resolve_cards,
     retry_at,
 )
-from gpchannel.server.repository import CampaignState, JobState, Transport
+from gpchannel.server.repository import CampaignState, JobState, JobTransport
 from gpchannel.server.scp80_worker import WorkerSettings
 from tests.server.campaign_support import RFM_TAR, SELECT_SPN, Clock, bridge_for, fleet_services, worker_on
 from tests.server.server_support import running
@@ -108,7 +108,7 @@ def test_script_target_and_card_parsing(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             parse_script(bad)
     assert parse_target("scp80", "b00001") == bytes.fromhex("B00001") and parse_target("scp80", None) == b""
-    assert parse_target(Transport.SCP81, "A000000151000000") == bytes.fromhex("A000000151000000")
+    assert parse_target(JobTransport.SCP81, "A000000151000000") == bytes.fromhex("A000000151000000")
     with pytest.raises(ValueError, match="3-byte TAR"):
         parse_target("scp80", "A000000151000000")
     with pytest.raises(ValueError, match="AID"):

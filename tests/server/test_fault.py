@@ -38,7 +38,7 @@ from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.inventory import import_inventory, read_inventory
-from gpchannel.server.repository import JobRecord, JobState, Transport
+from gpchannel.server.repository import JobRecord, JobState, JobTransport
 from gpchannel.server.scp80_worker import ORPHAN_REASON
 from gpchannel.smpp import HandsetBridge
 from gpchannel.smpp.fleet import BridgeThread, FleetHandsets
@@ -123,7 +123,7 @@ def test_sigkill_of_one_of_two_workers_in_the_middle_of_a_campaign(
     campaign = create_campaign(
         services.repository,
         name="fault",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=SCRIPT,
         card_ids=card_ids,
         settings=settings,

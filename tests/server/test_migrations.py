@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server import db
-from gpchannel.server.repository import Repository, Transport
+from gpchannel.server.repository import JobTransport, Repository
 
 TABLES = {"cards", "card_keys", "ota_counters", "campaigns", "jobs", "api_tokens", "audit_log"}
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_downgrade_base_then_upgrade_again(repo_url: str) -> None:
     with Repository(repo_url, migrate=False) as repo:
         assert repo.cards() == []
         card_id = repo.upsert_card(iccid="1", psk_identity="a")
-        assert repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[b"\x80\xca\x00\x66"]) >= 1
+        assert repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[b"\x80\xca\x00\x66"]) >= 1
 
 
 def test_migrate_false_refuses_a_database_not_at_head(repo_url: str) -> None:
@@ -138,7 +138,7 @@ def test_env_py_connects_itself_given_only_a_url(repo_url: str) -> None:
 def test_check_constraints_hold_in_the_database(repo_url: str) -> None:
     with Repository(repo_url) as repo:
         card_id = repo.upsert_card(iccid="1", psk_identity="a")
-        job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[b"\x80\xca\x00\x66"])
+        job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[b"\x80\xca\x00\x66"])
         for statement in (
             f"UPDATE jobs SET state = 'lost' WHERE id = {job_id}",
             f"UPDATE jobs SET transport = 'carrier-pigeon' WHERE id = {job_id}",

@@ -26,7 +26,7 @@ from gpchannel.ram.admin import ContentType, ScriptStatus
 from gpchannel.ram.client import AdminServerError, ScriptDelivery, SessionEnd
 from gpchannel.server.config import ServerServices
 from gpchannel.server.ras import OUTCOME_UNKNOWN, results_of
-from gpchannel.server.repository import JobRecord, JobState, Transport
+from gpchannel.server.repository import JobRecord, JobState, JobTransport
 from tests.server.server_support import AdminCard, answer, apdus_of, make_services, register, running
 
 ICCID = "8988211000000000001"
@@ -63,7 +63,7 @@ def card_id(services: ServerServices) -> int:
 
 def queue(services: ServerServices, *apdus: bytes, target: bytes = b"") -> int:
     return services.repository.add_job(
-        card_id=card_id(services), transport=Transport.SCP81, script=list(apdus), target=target
+        card_id=card_id(services), transport=JobTransport.SCP81, script=list(apdus), target=target
     )
 
 
@@ -249,7 +249,7 @@ def test_malformed_first_request_gets_400_and_runs_nothing(services: ServerServi
 def test_other_cards_delivery_is_404(services: ServerServices) -> None:
     other_psk = os.urandom(16)
     other = register(services, "8988211000000000002", "other-card", other_psk)
-    other_job = services.repository.add_job(card_id=other, transport=Transport.SCP81, script=[SELECT_ISD])
+    other_job = services.repository.add_job(card_id=other, transport=JobTransport.SCP81, script=[SELECT_ISD])
 
     async def scenario() -> None:
         async with running(services) as server:
@@ -465,7 +465,7 @@ def test_restart_loses_nothing_and_runs_nothing_twice(tmp_path: Path, repo_url: 
 def test_results_of_pairs_commands_and_responses() -> None:
     now = datetime.now(UTC)
     script = (SELECT_ISD, GET_STATUS, GET_DATA)
-    job = JobRecord(1, None, 1, Transport.SCP81, b"", script, JobState.SENT, None, 0, "d", None, (), now, now)
+    job = JobRecord(1, None, 1, JobTransport.SCP81, b"", script, JobState.SENT, None, 0, "d", None, (), now, now)
     ok = ResponseScript(tuple(RApdu(ResponseApdu(b"", 0x9000)) for _ in range(3)), executed=3)
     assert results_of(job, ok)[1:] == (JobState.DONE, None)
     short = ResponseScript((RApdu(ResponseApdu(b"", 0x9000)), RApdu(ResponseApdu(b"", 0x6A82))), executed=2)
@@ -488,10 +488,11 @@ def test_a_job_sent_by_sms_is_left_to_its_por(services: ServerServices) -> None:
     """A scp81+sms job the SMS fallback sent as SCP80 (delivery id ``sms-...``) is not an admin delivery: a fresh
     admin session neither fails it nor resends it, and a POST to its id is 404."""
     repo = services.repository
-    sms_job = repo.add_job(card_id=card_id(services), transport=Transport.SCP81_SMS, script=[SELECT_ISD])
+    sms_job = repo.add_job(card_id=card_id(services), transport=JobTransport.SCP81_SMS, script=[SELECT_ISD])
     now = datetime.now(UTC)
     assert [
-        j.id for j in repo.claim_jobs(transports=[Transport.SCP81_SMS], owner="w", limit=1, lease_seconds=60, now=now)
+        j.id
+        for j in repo.claim_jobs(transports=[JobTransport.SCP81_SMS], owner="w", limit=1, lease_seconds=60, now=now)
     ] == [sms_job]
     repo.mark_sent(sms_job, owner="w", kvn=1, delivery_id=f"sms-{sms_job}-1-w", now=now)
     admin_job = queue(services, GET_DATA)

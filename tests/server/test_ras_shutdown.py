@@ -25,7 +25,7 @@ from gpchannel.server.app import ServerAddresses, run_server
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.ras import AdminSessions
-from gpchannel.server.repository import CardRecord, JobState, Repository, Transport
+from gpchannel.server.repository import CardRecord, JobState, JobTransport, Repository
 from gpchannel.server.store_gate import StoreGate
 from tests.server.server_support import AdminCard, register
 
@@ -84,7 +84,7 @@ def test_session_whose_handshake_completes_during_shutdown_is_refused(
 ) -> None:
     services, repository = held
     card_id = register(services, None, IDENTITY, PSK)
-    job = services.repository.add_job(card_id=card_id, transport=Transport.SCP81, script=[SELECT_ISD], target=b"")
+    job = services.repository.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[SELECT_ISD], target=b"")
     statements: list[str] = []
     closed = threading.Event()
 

@@ -21,8 +21,8 @@ from gpchannel.server.repository import (
     ApduResult,
     CampaignState,
     JobState,
+    JobTransport,
     Repository,
-    Transport,
 )
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -158,8 +158,8 @@ def test_set_counter_then_mark_sent_continues_from_it(repo: Repository) -> None:
     assert repo.counter(card_id, 1) is None
     repo.set_counter(card_id, 1, 41)
     assert repo.counter(card_id, 1) == 41
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU], not_before=T0)
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=60, now=T0)
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU], not_before=T0)
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=60, now=T0)
     assert repo.mark_sent(job_id, owner="w", kvn=1, delivery_id="d-1") == 42
     assert repo.counter(card_id, 1) == 42
     assert repo.counter(card_id, 2) is None
@@ -178,14 +178,14 @@ def test_set_counter_refuses_values_beyond_five_bytes(repo: Repository, value: i
 def test_add_job_round_trip(repo: Repository) -> None:
     card_id = _card(repo)
     job_id = repo.add_job(
-        card_id=card_id, transport=Transport.SCP81, script=[APDU, APDU2], target=bytes.fromhex("A000000151000000")
+        card_id=card_id, transport=JobTransport.SCP81, script=[APDU, APDU2], target=bytes.fromhex("A000000151000000")
     )
     job = repo.job(job_id)
     assert job is not None
     assert (job.card_id, job.campaign_id, job.transport, job.target, job.script) == (
         card_id,
         None,
-        Transport.SCP81,
+        JobTransport.SCP81,
         bytes.fromhex("A000000151000000"),
         (APDU, APDU2),
     )
@@ -207,7 +207,7 @@ def test_times_in_other_zones_are_stored_as_utc(repo: Repository) -> None:
     paris = timezone(timedelta(hours=2))
     job_id = repo.add_job(
         card_id=card_id,
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=[APDU],
         not_before=datetime(2026, 11, 26, 14, 0, tzinfo=paris),
     )
@@ -216,7 +216,7 @@ def test_times_in_other_zones_are_stored_as_utc(repo: Repository) -> None:
     # Due exactly at 12:00 UTC, whichever zone `now` is given in.
     assert (
         repo.claim_jobs(
-            transports=[Transport.SCP80],
+            transports=[JobTransport.SCP80],
             owner="w",
             limit=5,
             lease_seconds=5,
@@ -225,7 +225,7 @@ def test_times_in_other_zones_are_stored_as_utc(repo: Repository) -> None:
         == []
     )
     claimed = repo.claim_jobs(
-        transports=[Transport.SCP80],
+        transports=[JobTransport.SCP80],
         owner="w",
         limit=5,
         lease_seconds=5,
@@ -246,7 +246,7 @@ def test_times_in_other_zones_are_stored_as_utc(repo: Repository) -> None:
     ],
 )
 def test_add_job_refuses(repo: Repository, kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {"card_id": _card(repo), "transport": Transport.SCP81, "script": [APDU]}
+    args: dict[str, Any] = {"card_id": _card(repo), "transport": JobTransport.SCP81, "script": [APDU]}
     args.update(kwargs)
     with pytest.raises(RepositoryError, match=match):
         repo.add_job(**args)
@@ -254,7 +254,7 @@ def test_add_job_refuses(repo: Repository, kwargs: dict[str, Any], match: str) -
 
 def test_jobs_filters_and_paging(repo: Repository) -> None:
     a, b = _card(repo, 1), _card(repo, 2)
-    ids = [repo.add_job(card_id=c, transport=Transport.SCP81, script=[APDU]) for c in (a, b, a, b, a)]
+    ids = [repo.add_job(card_id=c, transport=JobTransport.SCP81, script=[APDU]) for c in (a, b, a, b, a)]
     assert repo.cancel_job(ids[4])
     assert [j.id for j in repo.jobs()] == ids
     assert [j.id for j in repo.jobs(card_id=a)] == [ids[0], ids[2], ids[4]]
@@ -267,10 +267,10 @@ def test_jobs_filters_and_paging(repo: Repository) -> None:
 def test_deliver_next_job_in_queue_order_with_fresh_delivery_ids(repo: Repository) -> None:
     card_id = _card(repo)
     other = _card(repo, 2)
-    first = repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
-    repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])  # not an SCP81 job
-    second = repo.add_job(card_id=card_id, transport=Transport.SCP81_SMS, script=[APDU2])
-    repo.add_job(card_id=other, transport=Transport.SCP81, script=[APDU])
+    first = repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])  # not an SCP81 job
+    second = repo.add_job(card_id=card_id, transport=JobTransport.SCP81_SMS, script=[APDU2])
+    repo.add_job(card_id=other, transport=JobTransport.SCP81, script=[APDU])
     assert repo.sent_job(card_id) is None
     job = repo.deliver_next_job(card_id, owner="ras-1", now=T0)
     assert job is not None and job.id == first
@@ -286,9 +286,9 @@ def test_deliver_next_job_in_queue_order_with_fresh_delivery_ids(repo: Repositor
 def test_deliver_next_job_waits_for_a_job_not_yet_due_and_keeps_order(repo: Repository) -> None:
     card_id = _card(repo)
     later = repo.add_job(
-        card_id=card_id, transport=Transport.SCP81, script=[APDU], not_before=T0 + timedelta(minutes=5)
+        card_id=card_id, transport=JobTransport.SCP81, script=[APDU], not_before=T0 + timedelta(minutes=5)
     )
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU2])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU2])
     assert repo.deliver_next_job(card_id, owner="ras", now=T0) is None
     job = repo.deliver_next_job(card_id, owner="ras", now=T0 + timedelta(minutes=5))
     assert job is not None and job.id == later
@@ -296,7 +296,7 @@ def test_deliver_next_job_waits_for_a_job_not_yet_due_and_keeps_order(repo: Repo
 
 def test_complete_job_is_idempotent(repo: Repository, clock: FixedClock) -> None:
     card_id = _card(repo)
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU, APDU2])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU, APDU2])
     job = repo.deliver_next_job(card_id, owner="ras", now=T0)
     assert job is not None and job.delivery_id is not None
     results = [ApduResult(APDU, bytes.fromhex("9F7F2A"), 0x9000), ApduResult(APDU2, b"", 0x6A88)]
@@ -314,7 +314,7 @@ def test_complete_job_is_idempotent(repo: Repository, clock: FixedClock) -> None
 
 def test_complete_job_as_failed_and_refuses_other_states(repo: Repository) -> None:
     card_id = _card(repo)
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
     job = repo.deliver_next_job(card_id, owner="ras", now=T0)
     assert job is not None and job.delivery_id is not None
     with pytest.raises(RepositoryError, match="done or failed"):
@@ -325,7 +325,7 @@ def test_complete_job_as_failed_and_refuses_other_states(repo: Repository) -> No
 
 def test_fail_job_with_retry_requeues_and_forgets_the_delivery(repo: Repository) -> None:
     card_id = _card(repo)
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
     job = repo.deliver_next_job(card_id, owner="ras", now=T0)
     assert job is not None and job.delivery_id is not None
     repo.fail_job(job.id, "session broken", retry_at=T0 + timedelta(minutes=1))
@@ -348,7 +348,7 @@ def test_fail_job_with_retry_requeues_and_forgets_the_delivery(repo: Repository)
 
 def test_fail_job_without_retry_is_final(repo: Repository) -> None:
     card_id = _card(repo)
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
     repo.fail_job(job_id, "no PoR")
     job = repo.job(job_id)
     assert job is not None and (job.state, job.attempts, job.reason) == (JobState.FAILED, 1, "no PoR")
@@ -360,12 +360,12 @@ def test_fail_job_without_retry_is_final(repo: Repository) -> None:
 
 def test_cancel_job_only_while_queued(repo: Repository) -> None:
     card_id = _card(repo)
-    queued = repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    queued = repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
     assert repo.cancel_job(queued)
     job = repo.job(queued)
     assert job is not None and job.state is JobState.CANCELLED
     assert not repo.cancel_job(queued)
-    sent_id = repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    sent_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
     sent = repo.deliver_next_job(card_id, owner="ras", now=T0)
     assert sent is not None and sent.id == sent_id
     assert not repo.cancel_job(sent_id)
@@ -377,34 +377,34 @@ def test_cancel_job_only_while_queued(repo: Repository) -> None:
 
 def test_claim_jobs_takes_due_unleased_jobs_of_the_transports(repo: Repository) -> None:
     card_id = _card(repo)
-    due = [repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU]) for _ in range(3)]
-    repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU], not_before=T0 + timedelta(seconds=1))
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
-    claimed = repo.claim_jobs(transports=[Transport.SCP80], owner="w1", limit=2, lease_seconds=30, now=T0)
+    due = [repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU]) for _ in range(3)]
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU], not_before=T0 + timedelta(seconds=1))
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
+    claimed = repo.claim_jobs(transports=[JobTransport.SCP80], owner="w1", limit=2, lease_seconds=30, now=T0)
     assert [j.id for j in claimed] == due[:2]
     assert all(j.lease_owner == "w1" and j.lease_until == T0 + timedelta(seconds=30) for j in claimed)
     assert all(j.state is JobState.QUEUED for j in claimed)
-    rest = repo.claim_jobs(transports=[Transport.SCP80], owner="w2", limit=10, lease_seconds=30, now=T0)
+    rest = repo.claim_jobs(transports=[JobTransport.SCP80], owner="w2", limit=10, lease_seconds=30, now=T0)
     assert [j.id for j in rest] == due[2:]
-    assert repo.claim_jobs(transports=[Transport.SCP80], owner="w3", limit=10, lease_seconds=30, now=T0) == []
-    assert repo.claim_jobs(transports=[Transport.SCP80], owner="w3", limit=0, lease_seconds=30, now=T0) == []
+    assert repo.claim_jobs(transports=[JobTransport.SCP80], owner="w3", limit=10, lease_seconds=30, now=T0) == []
+    assert repo.claim_jobs(transports=[JobTransport.SCP80], owner="w3", limit=0, lease_seconds=30, now=T0) == []
 
 
 def test_expired_lease_is_taken_over_and_the_old_owner_loses_it(repo: Repository) -> None:
     card_id = _card(repo)
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
     assert [
-        j.id for j in repo.claim_jobs(transports=[Transport.SCP80], owner="dead", limit=5, lease_seconds=10, now=T0)
+        j.id for j in repo.claim_jobs(transports=[JobTransport.SCP80], owner="dead", limit=5, lease_seconds=10, now=T0)
     ] == [job_id]
     # Still leased at the last instant of the lease, claimable right after.
     assert (
         repo.claim_jobs(
-            transports=[Transport.SCP80], owner="w2", limit=5, lease_seconds=10, now=T0 + timedelta(seconds=10)
+            transports=[JobTransport.SCP80], owner="w2", limit=5, lease_seconds=10, now=T0 + timedelta(seconds=10)
         )
         == []
     )
     taken = repo.claim_jobs(
-        transports=[Transport.SCP80], owner="w2", limit=5, lease_seconds=10, now=T0 + timedelta(seconds=11)
+        transports=[JobTransport.SCP80], owner="w2", limit=5, lease_seconds=10, now=T0 + timedelta(seconds=11)
     )
     assert [(j.id, j.lease_owner) for j in taken] == [(job_id, "w2")]
     with pytest.raises(LeaseLost):
@@ -417,8 +417,8 @@ def test_expired_lease_is_taken_over_and_the_old_owner_loses_it(repo: Repository
 
 def test_mark_sent_twice_or_after_cancel_or_expiry_is_lease_lost(repo: Repository) -> None:
     card_id = _card(repo)
-    a, b, c = (repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU]) for _ in range(3))
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=3, lease_seconds=10, now=T0)
+    a, b, c = (repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU]) for _ in range(3))
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=3, lease_seconds=10, now=T0)
     assert repo.mark_sent(a, owner="w", kvn=1, delivery_id="d-a") == 1
     with pytest.raises(LeaseLost):
         repo.mark_sent(a, owner="w", kvn=1, delivery_id="d-a2")
@@ -434,8 +434,8 @@ def test_mark_sent_twice_or_after_cancel_or_expiry_is_lease_lost(repo: Repositor
 
 def test_mark_sent_counters_per_key_set_and_card(repo: Repository) -> None:
     a, b = _card(repo, 1), _card(repo, 2)
-    jobs = [repo.add_job(card_id=c, transport=Transport.SCP80, script=[APDU]) for c in (a, a, b, a)]
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=10, lease_seconds=10, now=T0)
+    jobs = [repo.add_job(card_id=c, transport=JobTransport.SCP80, script=[APDU]) for c in (a, a, b, a)]
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=10, lease_seconds=10, now=T0)
     used = [
         repo.mark_sent(j, owner="w", kvn=kvn, delivery_id=f"d{j}") for j, kvn in zip(jobs, (1, 1, 1, 2), strict=True)
     ]
@@ -445,8 +445,8 @@ def test_mark_sent_counters_per_key_set_and_card(repo: Repository) -> None:
 def test_mark_sent_refuses_a_counter_beyond_five_bytes(repo: Repository) -> None:
     card_id = _card(repo)
     repo.set_counter(card_id, 1, MAX_OTA_COUNTER)
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
     with pytest.raises(RepositoryError):
         repo.mark_sent(job_id, owner="w", kvn=1, delivery_id="d")
     job = repo.job(job_id)
@@ -456,8 +456,8 @@ def test_mark_sent_refuses_a_counter_beyond_five_bytes(repo: Repository) -> None
 
 def test_mark_sent_refuses_a_delivery_id_used_before(repo: Repository) -> None:
     card_id = _card(repo)
-    a, b = (repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU]) for _ in range(2))
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=2, lease_seconds=10, now=T0)
+    a, b = (repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU]) for _ in range(2))
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=2, lease_seconds=10, now=T0)
     repo.mark_sent(a, owner="w", kvn=1, delivery_id="same")
     with pytest.raises(RepositoryError):
         repo.mark_sent(b, owner="w", kvn=1, delivery_id="same")
@@ -466,26 +466,26 @@ def test_mark_sent_refuses_a_delivery_id_used_before(repo: Repository) -> None:
 
 def test_renew_lease_keeps_the_job_away_from_others(repo: Repository) -> None:
     card_id = _card(repo)
-    mine, theirs = (repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU]) for _ in range(2))
-    repo.claim_jobs(transports=[Transport.SCP80], owner="me", limit=1, lease_seconds=10, now=T0)
-    repo.claim_jobs(transports=[Transport.SCP80], owner="them", limit=1, lease_seconds=10, now=T0)
+    mine, theirs = (repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU]) for _ in range(2))
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="me", limit=1, lease_seconds=10, now=T0)
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="them", limit=1, lease_seconds=10, now=T0)
     assert repo.renew_lease([mine, theirs], owner="me", lease_seconds=30, now=T0 + timedelta(seconds=5)) == [mine]
     assert repo.renew_lease([], owner="me", lease_seconds=30, now=T0) == []
     later = T0 + timedelta(seconds=20)
-    claimed = repo.claim_jobs(transports=[Transport.SCP80], owner="other", limit=5, lease_seconds=10, now=later)
+    claimed = repo.claim_jobs(transports=[JobTransport.SCP80], owner="other", limit=5, lease_seconds=10, now=later)
     assert [j.id for j in claimed] == [theirs]
     assert repo.mark_sent(mine, owner="me", kvn=1, delivery_id="d", now=later) == 1
 
 
 def test_claim_one_per_card_in_queue_order(repo: Repository) -> None:
     x, y = _card(repo, 1), _card(repo, 2)
-    x_jobs = [repo.add_job(card_id=x, transport=Transport.SCP80, script=[APDU]) for _ in range(3)]
-    y_job = repo.add_job(card_id=y, transport=Transport.SCP80, script=[APDU])
-    repo.add_job(card_id=y, transport=Transport.SCP81, script=[APDU])  # another transport: no influence
+    x_jobs = [repo.add_job(card_id=x, transport=JobTransport.SCP80, script=[APDU]) for _ in range(3)]
+    y_job = repo.add_job(card_id=y, transport=JobTransport.SCP80, script=[APDU])
+    repo.add_job(card_id=y, transport=JobTransport.SCP81, script=[APDU])  # another transport: no influence
 
     def claim(owner: str, at: datetime = T0) -> list[int]:
         got = repo.claim_jobs(
-            transports=[Transport.SCP80], owner=owner, limit=10, lease_seconds=10, now=at, one_per_card=True
+            transports=[JobTransport.SCP80], owner=owner, limit=10, lease_seconds=10, now=at, one_per_card=True
         )
         return [j.id for j in got]
 
@@ -506,7 +506,7 @@ def test_claim_one_per_card_in_queue_order(repo: Repository) -> None:
     assert [
         j.id
         for j in repo.claim_jobs(
-            transports=[Transport.SCP80], owner="d", limit=10, lease_seconds=10, now=T0 + timedelta(minutes=5)
+            transports=[JobTransport.SCP80], owner="d", limit=10, lease_seconds=10, now=T0 + timedelta(minutes=5)
         )
     ] == [x_jobs[2]]
 
@@ -514,8 +514,8 @@ def test_claim_one_per_card_in_queue_order(repo: Repository) -> None:
 def test_next_counter_outside_a_job(repo: Repository) -> None:
     card_id = _card(repo)
     assert [repo.next_counter(card_id, 1) for _ in range(3)] == [1, 2, 3]
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
     assert repo.mark_sent(job_id, owner="w", kvn=1, delivery_id="d") == 4
     assert repo.next_counter(card_id, 2) == 1
     with pytest.raises(RepositoryError, match="no card"):
@@ -528,7 +528,7 @@ def test_next_counter_outside_a_job(repo: Repository) -> None:
 
 def test_note_sent_job_only_while_sent(repo: Repository, clock: FixedClock) -> None:
     card_id = _card(repo)
-    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
     job = repo.deliver_next_job(card_id, owner="ras", now=T0)
     assert job is not None and job.delivery_id is not None
     clock.now = T0 + timedelta(seconds=5)
@@ -550,7 +550,7 @@ def test_campaign_jobs_progress_and_cancel(repo: Repository) -> None:
     cards = [_card(repo, n) for n in range(4)]
     campaign_id = repo.create_campaign(
         name="applet update",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=[APDU, APDU2],
         target=bytes.fromhex("B00010"),
         card_ids=[*cards, cards[0]],
@@ -560,7 +560,7 @@ def test_campaign_jobs_progress_and_cancel(repo: Repository) -> None:
     assert campaign is not None
     assert (campaign.name, campaign.transport, campaign.target, campaign.script, dict(campaign.settings)) == (
         "applet update",
-        Transport.SCP80,
+        JobTransport.SCP80,
         bytes.fromhex("B00010"),
         (APDU, APDU2),
         {"spi": "1621", "retries": 3},
@@ -570,7 +570,7 @@ def test_campaign_jobs_progress_and_cancel(repo: Repository) -> None:
     jobs = repo.jobs(campaign_id=campaign_id)
     assert sorted(j.card_id for j in jobs) == sorted(cards)
     assert all(j.target == bytes.fromhex("B00010") and j.script == (APDU, APDU2) for j in jobs)
-    claimed = repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
+    claimed = repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=10, now=T0)
     repo.mark_sent(claimed[0].id, owner="w", kvn=1, delivery_id="d1")
     assert repo.campaign_progress(campaign_id) == {
         JobState.QUEUED: 3,
@@ -594,7 +594,7 @@ def test_campaign_with_an_unknown_card_creates_nothing(repo: Repository) -> None
     card_id = _card(repo)
     with pytest.raises(RepositoryError, match="no card"):
         repo.create_campaign(
-            name="x", transport=Transport.SCP81, script=[APDU], target=b"", card_ids=[card_id, 4242], settings={}
+            name="x", transport=JobTransport.SCP81, script=[APDU], target=b"", card_ids=[card_id, 4242], settings={}
         )
     assert repo.campaigns() == []
     assert repo.jobs() == []
@@ -602,7 +602,7 @@ def test_campaign_with_an_unknown_card_creates_nothing(repo: Repository) -> None
 
 def test_set_campaign_state(repo: Repository) -> None:
     campaign_id = repo.create_campaign(
-        name="x", transport=Transport.SCP81, script=[APDU], target=b"", card_ids=[_card(repo)], settings={}
+        name="x", transport=JobTransport.SCP81, script=[APDU], target=b"", card_ids=[_card(repo)], settings={}
     )
     repo.set_campaign_state(campaign_id, CampaignState.FINISHED)
     campaign = repo.campaign(campaign_id)
@@ -643,7 +643,7 @@ def test_in_memory_sqlite_works_across_threads() -> None:
         def add() -> None:
             try:
                 for _ in range(20):
-                    repo.add_job(card_id=card_id, transport=Transport.SCP81, script=[APDU])
+                    repo.add_job(card_id=card_id, transport=JobTransport.SCP81, script=[APDU])
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -659,7 +659,7 @@ def test_in_memory_sqlite_works_across_threads() -> None:
 def test_naive_now_is_refused(repo: Repository) -> None:
     naive = datetime(2026, 1, 1)
     with pytest.raises(RepositoryError, match="timezone-aware"):
-        repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=1, now=naive)
+        repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=1, now=naive)
     with pytest.raises(RepositoryError, match="timezone-aware"):
         repo.deliver_next_job(1, owner="w", now=naive)
 
@@ -673,7 +673,7 @@ def _fill_queue(repo: Repository, cards: int = 25) -> set[int]:
     card_ids = [_card(repo, n) for n in range(cards)]
     campaign_id = repo.create_campaign(
         name="load",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=[APDU],
         target=bytes.fromhex("B00010"),
         card_ids=card_ids,
@@ -681,7 +681,7 @@ def _fill_queue(repo: Repository, cards: int = 25) -> set[int]:
     )
     ids = {j.id for j in repo.jobs(campaign_id=campaign_id)}
     for n in range(QUEUE_SIZE - len(ids)):
-        ids.add(repo.add_job(card_id=card_ids[n % cards], transport=Transport.SCP80, script=[APDU]))
+        ids.add(repo.add_job(card_id=card_ids[n % cards], transport=JobTransport.SCP80, script=[APDU]))
     assert len(ids) == QUEUE_SIZE
     return ids
 
@@ -709,7 +709,7 @@ def _run_threads(count: int, target: Callable[[int], None]) -> None:
 def _claim_all(repo: Repository, owner: str, batch: int) -> list[int]:
     got: list[int] = []
     while claimed := repo.claim_jobs(
-        transports=[Transport.SCP80], owner=owner, limit=batch, lease_seconds=600, now=T0 + timedelta(seconds=1)
+        transports=[JobTransport.SCP80], owner=owner, limit=batch, lease_seconds=600, now=T0 + timedelta(seconds=1)
     ):
         got += [j.id for j in claimed]
     return got
@@ -738,7 +738,7 @@ def _process_worker(url: str, owner: str, start: Any, out: Any) -> None:
     try:
         start.wait()
         while claimed := repo.claim_jobs(
-            transports=[Transport.SCP80], owner=owner, limit=5, lease_seconds=600, now=T0 + timedelta(seconds=1)
+            transports=[JobTransport.SCP80], owner=owner, limit=5, lease_seconds=600, now=T0 + timedelta(seconds=1)
         ):
             for job in claimed:
                 sent.append((job.id, job.card_id, repo.mark_sent(job.id, owner=owner, kvn=1, delivery_id=f"d{job.id}")))
@@ -774,13 +774,15 @@ def test_processes_claim_each_job_once_and_never_share_a_counter(repo_url: str, 
 def test_mark_sent_from_eight_threads_hands_out_each_counter_once(repo: Repository) -> None:
     card_id = _card(repo)
     n_jobs = 120
-    job_ids = [repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU]) for _ in range(n_jobs)]
+    job_ids = [repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU]) for _ in range(n_jobs)]
     counters: list[int] = []
     lock = threading.Lock()
 
     def worker(n: int) -> None:
         owner = f"w{n}"
-        while claimed := repo.claim_jobs(transports=[Transport.SCP80], owner=owner, limit=3, lease_seconds=600, now=T0):
+        while claimed := repo.claim_jobs(
+            transports=[JobTransport.SCP80], owner=owner, limit=3, lease_seconds=600, now=T0
+        ):
             for job in claimed:
                 value = repo.mark_sent(job.id, owner=owner, kvn=1, delivery_id=f"d-{job.id}")
                 with lock:
@@ -797,8 +799,8 @@ def test_mark_sent_from_eight_threads_hands_out_each_counter_once(repo: Reposito
 def test_one_job_marked_sent_concurrently_is_sent_once(repo: Repository) -> None:
     """Eight threads race to send the same job (as if its lease had been handed out twice): one wins."""
     card_id = _card(repo)
-    job_id = repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
-    repo.claim_jobs(transports=[Transport.SCP80], owner="w", limit=1, lease_seconds=600, now=T0)
+    job_id = repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w", limit=1, lease_seconds=600, now=T0)
     wins: list[int] = []
     losses: list[int] = []
 
@@ -818,7 +820,7 @@ def test_one_per_card_under_eight_threads(repo: Repository) -> None:
     card_ids = [_card(repo, n) for n in range(12)]
     for _ in range(5):
         for card_id in card_ids:
-            repo.add_job(card_id=card_id, transport=Transport.SCP80, script=[APDU])
+            repo.add_job(card_id=card_id, transport=JobTransport.SCP80, script=[APDU])
     in_flight: set[int] = set()
     sent: dict[int, list[tuple[int, int]]] = {c: [] for c in card_ids}
     lock = threading.Lock()
@@ -829,7 +831,7 @@ def test_one_per_card_under_eight_threads(repo: Repository) -> None:
         idle = 0
         while idle < 50:
             claimed = repo.claim_jobs(
-                transports=[Transport.SCP80], owner=owner, limit=2, lease_seconds=600, now=T0, one_per_card=True
+                transports=[JobTransport.SCP80], owner=owner, limit=2, lease_seconds=600, now=T0, one_per_card=True
             )
             if not claimed:
                 idle += 1
@@ -857,12 +859,12 @@ def test_one_per_card_under_eight_threads(repo: Repository) -> None:
 def test_takeover_under_load(repo: Repository) -> None:
     """A worker that stops renewing loses its jobs to another; its late mark_sent calls all fail."""
     ids = _fill_queue(repo)
-    slow = repo.claim_jobs(transports=[Transport.SCP80], owner="slow", limit=50, lease_seconds=5, now=T0)
+    slow = repo.claim_jobs(transports=[JobTransport.SCP80], owner="slow", limit=50, lease_seconds=5, now=T0)
     assert len(slow) == 50
     after = T0 + timedelta(seconds=6)
     taken: list[int] = []
     while claimed := repo.claim_jobs(
-        transports=[Transport.SCP80], owner="fast", limit=100, lease_seconds=60, now=after
+        transports=[JobTransport.SCP80], owner="fast", limit=100, lease_seconds=60, now=after
     ):
         taken += [j.id for j in claimed]
     assert sorted(taken) == sorted(ids)

@@ -13,7 +13,7 @@ import pytest
 
 from gpchannel.server.campaigns import CampaignSettings, ScriptFormat, create_campaign
 from gpchannel.server.config import ServerServices
-from gpchannel.server.repository import CampaignState, JobState, Transport
+from gpchannel.server.repository import CampaignState, JobState, JobTransport
 from gpchannel.server.scp80_worker import ORPHAN_REASON, WorkerSettings
 from tests.io.conftest import Serve, pcscd_readers, virtual_reader  # noqa: F401 (fixtures)
 from tests.server.campaign_support import (
@@ -43,7 +43,7 @@ def test_campaign_over_scp80_to_emulated_cards_end_to_end(tmp_path: Path) -> Non
     repo = services.repository
     ids = [c.id for c in (repo.card_by_iccid(card.iccid) for card in fleet) if c is not None]
     campaign = create_campaign(
-        repo, name="spn", transport=Transport.SCP80, script=SCRIPT, card_ids=ids, target=bytes.fromhex(RFM_TAR)
+        repo, name="spn", transport=JobTransport.SCP80, script=SCRIPT, card_ids=ids, target=bytes.fromhex(RFM_TAR)
     )
 
     async def scenario() -> None:
@@ -124,7 +124,7 @@ def test_compact_script_gives_the_last_response(tmp_path: Path) -> None:
     campaign = create_campaign(
         repo,
         name="compact",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=SCRIPT,
         card_ids=[record.id],
         target=bytes.fromhex(RFM_TAR),
@@ -151,7 +151,7 @@ def test_a_command_the_card_refuses_stops_the_script_and_says_so(tmp_path: Path)
     campaign = create_campaign(
         repo,
         name="refused",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=[missing, bytes.fromhex(READ_SPN)],
         card_ids=[record.id],
         target=bytes.fromhex(RFM_TAR),
@@ -179,13 +179,13 @@ def test_crash_rule_fails_an_orphaned_sent_job_without_resending(tmp_path: Path)
     campaign = create_campaign(
         repo,
         name="crash",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=SCRIPT,
         card_ids=ids,
         target=bytes.fromhex(RFM_TAR),
         settings=settings,
     )
-    claimed = repo.claim_jobs(transports=[Transport.SCP80], owner="dead", limit=2, lease_seconds=60, now=clock())
+    claimed = repo.claim_jobs(transports=[JobTransport.SCP80], owner="dead", limit=2, lease_seconds=60, now=clock())
     assert len(claimed) == 2
     repo.mark_sent(claimed[0].id, owner="dead", kvn=1, delivery_id="sms-dead-1", now=clock())
 
@@ -308,7 +308,7 @@ def test_scp81_with_sms_trigger_and_sms_fallback(tmp_path: Path) -> None:
     get_data = bytes.fromhex("80CA006600")
     settings = CampaignSettings(trigger_timeout=30)
     campaign = create_campaign(
-        repo, name="ram", transport=Transport.SCP81_SMS, script=[get_data], card_ids=ids, settings=settings
+        repo, name="ram", transport=JobTransport.SCP81_SMS, script=[get_data], card_ids=ids, settings=settings
     )
 
     async def scenario() -> None:

@@ -19,7 +19,7 @@ from gpchannel.server.repository import JobRecord, Repository
 from gpchannel.server.scp80_worker import Scp80Worker, WorkerSettings
 from gpchannel.server.sender import Flight, Sender, SenderRegistry, WorkerContext
 from gpchannel.server.senders import SENDERS
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 from gpchannel.smpp import OtaSmppClient
 from tests.server.campaign_support import Clock, bridge_for, settle, store
 from tests.smpp.conftest import OTA_SERVER
@@ -35,7 +35,7 @@ def _final(repo: Repository, job_id: int) -> bool:
 class ToySender:
     """A transport in a dozen lines: mark the job SENT (a counter, the lease checked), answer 9000 per command."""
 
-    transport = Transport.SCP80  # the jobs it takes (a new transport name would also need a migration)
+    transport = JobTransport.SCP80  # the jobs it takes (a new transport name would also need a migration)
     claimed = True
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ def test_a_toy_sender_registered_here_sends_a_job_through_the_worker_loop(tmp_pa
     services = store(tmp_path, clock)
     repo = services.repository
     card = repo.upsert_card(iccid="8944000000000000001", psk_identity=None, msisdn="447700900001")
-    job_id = repo.add_job(card_id=card, transport=Transport.SCP80, script=SCRIPT)
+    job_id = repo.add_job(card_id=card, transport=JobTransport.SCP80, script=SCRIPT)
     toy = ToySender()
     checked: Sender = toy  # the protocol is satisfied (mypy checks this line)
     registry = SenderRegistry([checked])
@@ -91,7 +91,7 @@ def test_the_registry_refuses_a_second_sender_and_an_unknown_transport() -> None
     with pytest.raises(UnsupportedError, match="no sender for transport 'toy'"):
         registry["toy"]
     assert registry.get("toy") is None
-    assert SenderRegistry([ToySender()]).claimed() == (Transport.SCP80,)
+    assert SenderRegistry([ToySender()]).claimed() == (JobTransport.SCP80,)
 
 
 def test_a_flight_moves_only_along_the_table() -> None:

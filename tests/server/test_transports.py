@@ -9,7 +9,7 @@ import re
 from gpchannel.server import db
 from gpchannel.server.job_state import JobState
 from gpchannel.server.senders import SENDERS
-from gpchannel.server.transports import SCP81_TRANSPORTS, TRANSPORT_NAMES, Transport
+from gpchannel.server.transports import SCP81_TRANSPORTS, TRANSPORT_NAMES, JobTransport
 
 
 def _first_migration() -> object:
@@ -34,7 +34,7 @@ def test_the_first_migration_keeps_a_copy_that_agrees() -> None:
 
 
 def test_the_tables_derive_from_the_one_list() -> None:
-    assert db.TRANSPORTS == TRANSPORT_NAMES == tuple(t.value for t in Transport) == ("scp81", "scp80", "scp81+sms")
+    assert db.TRANSPORTS == TRANSPORT_NAMES == tuple(t.value for t in JobTransport) == ("scp81", "scp80", "scp81+sms")
     assert db.JOB_STATES == tuple(s.value for s in JobState)
     for table in (db.jobs, db.campaigns):
         checks = {str(c.name): str(getattr(c, "sqltext", "")) for c in table.constraints}
@@ -43,5 +43,5 @@ def test_the_tables_derive_from_the_one_list() -> None:
 
 def test_every_transport_has_one_sender_and_the_worker_claims_the_sms_ones() -> None:
     assert sorted(SENDERS.transports()) == sorted(TRANSPORT_NAMES)
-    assert SENDERS.claimed() == (Transport.SCP80, Transport.SCP81_SMS)
-    assert set(SCP81_TRANSPORTS) == {Transport.SCP81, Transport.SCP81_SMS}
+    assert SENDERS.claimed() == (JobTransport.SCP80, JobTransport.SCP81_SMS)
+    assert set(SCP81_TRANSPORTS) == {JobTransport.SCP81, JobTransport.SCP81_SMS}

@@ -20,7 +20,7 @@ from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.inventory import import_inventory, read_inventory
-from gpchannel.server.repository import JobState, Transport
+from gpchannel.server.repository import JobState, JobTransport
 from gpchannel.server.worker import WorkerOptions, main, run_worker
 from gpchannel.smpp import HandsetBridge
 from gpchannel.smpp.fleet import BridgeThread, FleetHandsets
@@ -75,7 +75,7 @@ def test_worker_process_runs_a_campaign_against_the_fleet(services: ServerServic
     campaign = create_campaign(
         services.repository,
         name="w",
-        transport=Transport.SCP80,
+        transport=JobTransport.SCP80,
         script=[bytes.fromhex("80CA004200")],
         card_ids=list(ids),
         settings=CampaignSettings(rate=100, burst=20),

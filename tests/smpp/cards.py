@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
-from gpchannel.ota import KeySet, Kic, Kid, Spi
+from gpchannel.ota import Kic, Kid, Scp80KeySet, Spi
 from tests.ota._ota_cases import pysim_keyset
 from tests.vectors import VectorCase, cases
 
 PYSIM_SESSION = cases("smpp/pysim.json", "ota-sms-cmd-encode+por-decode")[0]
 
 
-def pysim_keys(case: VectorCase = PYSIM_SESSION) -> tuple[Spi, Kic, Kid, KeySet]:
+def pysim_keys(case: VectorCase = PYSIM_SESSION) -> tuple[Spi, Kic, Kid, Scp80KeySet]:
     return pysim_keyset(case)
 
 

@@ -17,11 +17,11 @@ from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.io.transport import InProcessTransport
 from gpchannel.ota import (
     CipherAlgorithm,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
     ResponseStatus,
+    Scp80KeySet,
     Spi,
     encode_compact,
     secure_command,
@@ -36,7 +36,7 @@ from tests.smpp.conftest import CARD_NUMBER, OTA_SERVER, client, free_port, run,
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "examples" / "profiles" / "scp03.toml"
-KEYS = KeySet(
+KEYS = Scp80KeySet(
     bytes.fromhex("000102030405060708090A0B0C0D0E0F"),
     bytes.fromhex("101112131415161718191A1B1C1D1E1F"),
     cipher=CipherAlgorithm.AES_CBC,

@@ -13,11 +13,11 @@ from gpchannel.emulator.fleet import Fleet, FleetCard, generate_fleet
 from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.ota import (
     CipherAlgorithm,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
     ResponseStatus,
+    Scp80KeySet,
     Spi,
     encode_compact,
     secure_command,
@@ -36,8 +36,8 @@ GET_DATA_IIN = "80CA004200"
 RAM = bytes.fromhex("000000")
 
 
-def _keys(card: FleetCard) -> KeySet:
-    return KeySet(card.kic, card.kid, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+def _keys(card: FleetCard) -> Scp80KeySet:
+    return Scp80KeySet(card.kic, card.kid, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
 
 
 def _packet(card: FleetCard, counter: int, spi: Spi = SPI) -> bytes:

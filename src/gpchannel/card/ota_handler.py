@@ -52,7 +52,7 @@ from gpchannel.errors import (
     SecurityError,
     UnsupportedError,
 )
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.envelope import SmsPpDownload
 from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket, ResponsePacket
 from gpchannel.ota.scp80 import (
@@ -177,7 +177,7 @@ class OtaHandler:
             found = keyset_for(ctx.state, kvn, allow_single_des=entry.allow_single_des)
             if found is None:
                 return _error(packet, ResponseStatus.UNIDENTIFIED_SECURITY_ERROR)
-        index, keyset = found if found is not None else (-1, KeySet())
+        index, keyset = found if found is not None else (-1, Scp80KeySet())
         stored = stored_counter(ctx.state, index)
         try:
             command = unsecure_command(packet, keyset, stored_counter=stored)
@@ -212,7 +212,7 @@ def _cc(spi: Spi) -> bool:
     return bool(spi.integrity is Integrity.CC)
 
 
-def _error(packet: CommandPacket, status: ResponseStatus, verified: KeySet | None = None) -> ResponsePacket | None:
+def _error(packet: CommandPacket, status: ResponseStatus, verified: Scp80KeySet | None = None) -> ResponsePacket | None:
     """The PoR of a refused packet, if SPI2 wants one: secured only with a key set whose CC just verified and a
     status that allows it (never 01, 05, 06, 09); otherwise unsecured, echoing only the clear TAR."""
     if not por_wanted(packet.spi, status):

@@ -11,7 +11,7 @@ from typing import Any
 from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import parse_tlvs
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
 
 __all__ = [
@@ -113,12 +113,12 @@ def toolkit_parameters(system_parameters: bytes) -> tuple[bytes, list[bytes]] | 
     return msl, tars
 
 
-def keyset_for(state: CardState, kvn: int, *, allow_single_des: bool = False) -> tuple[int, KeySet] | None:
-    """The index in ``[[ota.keysets]]`` and the :class:`KeySet` (bound to its algorithms) of ``kvn``."""
+def keyset_for(state: CardState, kvn: int, *, allow_single_des: bool = False) -> tuple[int, Scp80KeySet] | None:
+    """The index in ``[[ota.keysets]]`` and the :class:`Scp80KeySet` (bound to its algorithms) of ``kvn``."""
     for index, raw in enumerate(_ota_section(state).get("keysets", [])):
         if raw.get("kvn") != kvn:
             continue
-        keyset = KeySet(
+        keyset = Scp80KeySet(
             bytes.fromhex(str(raw["kic"])),
             bytes.fromhex(str(raw["kid"])),
             cipher=_KIC[str(raw["kic_algorithm"])],

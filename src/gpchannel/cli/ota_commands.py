@@ -40,12 +40,12 @@ from gpchannel.ota import (
     CipherAlgorithm,
     CommandScript,
     CompactResponse,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
     Response,
     ResponseScript,
+    Scp80KeySet,
     SmsDeliver,
     SmsPpDownload,
     SmsSubmit,
@@ -85,7 +85,7 @@ MAX_COUNTER = (1 << 40) - 1
 class OtaKeys:
     """A key set with its KVN, the KIc / KID bytes naming its algorithms, the card id and its last counter."""
 
-    keyset: KeySet
+    keyset: Scp80KeySet
     kic: Kic
     kid: Kid
     kvn: int
@@ -115,11 +115,11 @@ def _read_profile(path: Path) -> dict[str, Any]:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--profile") from None
 
 
-def _keyset(kic: bytes, kid: bytes, cipher: CipherAlgorithm, mac: MacAlgorithm) -> KeySet:
+def _keyset(kic: bytes, kid: bytes, cipher: CipherAlgorithm, mac: MacAlgorithm) -> Scp80KeySet:
     """The key set; a key whose length does not fit its algorithm is a usage error (its value is never shown)."""
     legacy = cipher is CipherAlgorithm.DES_CBC or mac is MacAlgorithm.DES_CBC_MAC  # a legacy card's own choice
     try:
-        return KeySet(kic, kid, cipher=cipher, mac=mac, allow_single_des=legacy)
+        return Scp80KeySet(kic, kid, cipher=cipher, mac=mac, allow_single_des=legacy)
     except (UnsupportedError, ValueError) as exc:
         message = f"{exc} (check the key lengths and --kic-algorithm / --kid-algorithm)"
         raise click.BadParameter(message, param_hint="KIc/KID") from None

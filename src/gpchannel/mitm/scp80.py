@@ -30,10 +30,10 @@ from gpchannel.ota import (
     CompactResponse,
     CounterMode,
     Integrity,
-    KeySet,
     Kic,
     Kid,
     MacAlgorithm,
+    Scp80KeySet,
     SmsDeliver,
     SmsPpDownload,
     Spi,
@@ -49,7 +49,7 @@ __all__ = ["SCP80_ATTACKS", "SCP80_LEVELS", "run_scp80"]
 
 KIC_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 KID_KEY = bytes.fromhex("101112131415161718191A1B1C1D1E1F")
-KEYSET = KeySet(KIC_KEY, KID_KEY, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+KEYSET = Scp80KeySet(KIC_KEY, KID_KEY, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
 KIC = Kic.for_cipher(CipherAlgorithm.AES_CBC, kvn=1)
 KID = Kid.for_mac(MacAlgorithm.AES_CMAC, kvn=1)
 RFM_TAR = bytes.fromhex("B00001")

@@ -3,7 +3,7 @@
 Modules, by responsibility:
 
 - :mod:`~gpchannel.ota.spi`: SPI, KIc, KID codings and the algorithm enums;
-- :mod:`~gpchannel.ota.algorithms`: :class:`KeySet` (keys bound to algorithms), ciphers, RC/CC;
+- :mod:`~gpchannel.ota.algorithms`: :class:`Scp80KeySet` (keys bound to algorithms), ciphers, RC/CC;
 - :mod:`~gpchannel.ota.packet`: the wire layout of command and response packets (clear header, opaque rest);
 - :mod:`~gpchannel.ota.scp80`: ``secure_*`` / ``unsecure_*`` for both directions, counter policy, PoR rules;
 - :mod:`~gpchannel.ota.udh`, :mod:`~gpchannel.ota.sms`, :mod:`~gpchannel.ota.envelope`: SMS-PP transport;
@@ -21,9 +21,9 @@ set, calls ``unsecure_command`` (with its stored counter), and on an error answe
 ``error_response(packet, por_status(exc))``; on success, ``secure_response`` per SPI2.
 """
 
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.envelope import SmsPpDownload
-from gpchannel.ota.packet import CommandPacket, ResponsePacket, Transport
+from gpchannel.ota.packet import CommandPacket, PacketLayout, ResponsePacket
 from gpchannel.ota.remote_apdu import CommandScript, CompactResponse, ResponseScript, decode_compact, encode_compact
 from gpchannel.ota.scp80 import (
     MAX_COUNTER,
@@ -67,10 +67,10 @@ __all__ = [
     "CompactResponse",
     "CounterMode",
     "Integrity",
-    "KeySet",
     "Kic",
     "Kid",
     "MacAlgorithm",
+    "PacketLayout",
     "PorMode",
     "PorTransport",
     "RcAlgorithm",
@@ -79,13 +79,13 @@ __all__ = [
     "ResponsePacket",
     "ResponseScript",
     "ResponseStatus",
+    "Scp80KeySet",
     "SecuredMessage",
     "SmsDeliver",
     "SmsDeliverReport",
     "SmsPpDownload",
     "SmsSubmit",
     "Spi",
-    "Transport",
     "TypeOfNumber",
     "check_counter",
     "counter_after",

@@ -5,7 +5,7 @@ ICV), 5.1.3 (RC: CRC16/CRC32 of ISO/IEC 13239; CC: DES/3DES CBC-MAC with the inp
 of 8 and the padding never transmitted; AES-CMAC of NIST SP 800-38B over the unpadded input, truncated). The
 primitives themselves come from :mod:`gpchannel.crypto.ciphers`.
 
-A :class:`KeySet` binds its keys to algorithms. A KIc/KID naming another algorithm than the one the key set is
+A :class:`Scp80KeySet` binds its keys to algorithms. A KIc/KID naming another algorithm than the one the key set is
 bound to is refused (an algorithm downgrade: ota-notes E.2), and single DES is refused unless the key set allows
 it (E.1). The implicit codings (b2b1 = 00) take the algorithm of the key set.
 
@@ -27,7 +27,7 @@ from gpchannel.errors import UnsupportedError
 from gpchannel.ota.spi import AlgorithmFamily, CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, RcAlgorithm
 
 __all__ = [
-    "KeySet",
+    "Scp80KeySet",
     "compute_check",
     "crc16_x25",
     "decrypt",
@@ -56,7 +56,7 @@ _SINGLE_DES = (CipherAlgorithm.DES_CBC, CipherAlgorithm.DES_ECB, MacAlgorithm.DE
 
 
 @dataclass(frozen=True, slots=True)
-class KeySet:
+class Scp80KeySet:
     """One SCP80 key set (one KVN): the ciphering key (KIc), the RC/CC key (KID) and their algorithms.
 
     ``cipher`` / ``mac`` / ``rc`` bind the key set to one algorithm each: ``None`` accepts what the KIc/KID byte
@@ -91,12 +91,12 @@ def _bind(named: _T | None, family: AlgorithmFamily, bound: _T | None, what: str
     return named
 
 
-def _refuse_single_des(alg: object, keyset: KeySet) -> None:
+def _refuse_single_des(alg: object, keyset: Scp80KeySet) -> None:
     if alg in _SINGLE_DES and not keyset.allow_single_des:
         raise UnsupportedError("single DES is refused for this key set (TS 102 225 keeps it for legacy only)")
 
 
-def resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
+def resolve_cipher(kic: Kic, keyset: Scp80KeySet) -> CipherAlgorithm:
     """The ciphering algorithm for ``kic`` under ``keyset``; :class:`UnsupportedError` when refused."""
     alg = _bind(kic.cipher, kic.family, keyset.cipher, "KIc")
     _refuse_single_des(alg, keyset)
@@ -104,7 +104,7 @@ def resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
     return alg
 
 
-def resolve_check(integrity: Integrity, kid: Kid, keyset: KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
+def resolve_check(integrity: Integrity, kid: Kid, keyset: Scp80KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
     """The RC/CC algorithm and its length L for ``integrity`` under ``kid`` and ``keyset``."""
     if integrity is Integrity.NONE:
         return None, 0
@@ -148,7 +148,7 @@ def crc16_x25(data: bytes) -> int:
     return crc ^ 0xFFFF
 
 
-def compute_check(alg: MacAlgorithm | RcAlgorithm | None, keyset: KeySet, data: bytes) -> bytes:
+def compute_check(alg: MacAlgorithm | RcAlgorithm | None, keyset: Scp80KeySet, data: bytes) -> bytes:
     """RC/CC over ``data`` (TS 102 225 5.1.3); empty for no integrity."""
     if alg is None:
         return b""

@@ -5,7 +5,7 @@ SMS-PP form. The header fields that travel in clear are decoded here; the secure
 or not) is kept as bytes so that a receiver can read SPI, KIc, KID and TAR *before* any key is touched (to route
 by TAR, pick the key set, and build an unsecured error PoR: see :mod:`gpchannel.ota.scp80`).
 
-Transport dialects (:class:`Transport`):
+PacketLayout dialects (:class:`PacketLayout`):
 
 - ``SMS`` (TS 31.115): the CPI/RPI is not a byte but the UDH IEI 70/71 (added by :mod:`gpchannel.ota.sms`), the
   CPL/RPL is 2 bytes, CHI/RHI are absent. The command CC covers CPL..end; the response CC also covers the UDH
@@ -37,8 +37,8 @@ __all__ = [
     "SMS_COMMAND_UDH",
     "SMS_RESPONSE_UDH",
     "CommandPacket",
+    "PacketLayout",
     "ResponsePacket",
-    "Transport",
     "command_length_field",
     "response_length_field",
 ]
@@ -57,16 +57,16 @@ _RPI = 0x02
 _TAR_LEN = 3
 
 
-class Transport(Enum):
+class PacketLayout(Enum):
     """Which dialect of the packet layout (see the module docstring)."""
 
     SMS = "SMS"
     GENERIC = "GENERIC"
 
 
-def _read_outer(raw: bytes, transport: Transport, identifier: int, what: str) -> tuple[bytes, int]:
+def _read_outer(raw: bytes, transport: PacketLayout, identifier: int, what: str) -> tuple[bytes, int]:
     """Check the packet length field; return ``(body, offset of the body in raw)`` where body is CHL/RHL..end."""
-    if transport is Transport.SMS:
+    if transport is PacketLayout.SMS:
         if len(raw) < 2:
             raise DecodeError(f"{what}: truncated length field (2 bytes)", offset=len(raw))
         length, start = int.from_bytes(raw[:2], "big"), 2
@@ -83,18 +83,18 @@ def _read_outer(raw: bytes, transport: Transport, identifier: int, what: str) ->
     return raw[start:], start
 
 
-def command_length_field(transport: Transport, length: int) -> bytes:
+def command_length_field(transport: PacketLayout, length: int) -> bytes:
     """What precedes CHL: CPL (SMS, 2 bytes) or CPI ``01`` and a BER length (generic), for ``length`` bytes."""
     return _outer_prefix(transport, _CPI, length)
 
 
-def response_length_field(transport: Transport, length: int) -> bytes:
+def response_length_field(transport: PacketLayout, length: int) -> bytes:
     """What precedes RHL: RPL (SMS, 2 bytes) or RPI ``02`` and a BER length (generic), for ``length`` bytes."""
     return _outer_prefix(transport, _RPI, length)
 
 
-def _outer_prefix(transport: Transport, identifier: int, length: int) -> bytes:
-    if transport is Transport.SMS:
+def _outer_prefix(transport: PacketLayout, identifier: int, length: int) -> bytes:
+    if transport is PacketLayout.SMS:
         if length > 0xFFFF:
             raise ValueError(f"an SMS packet length is 2 bytes, got {length}")
         return length.to_bytes(2, "big")
@@ -116,7 +116,7 @@ class CommandPacket:
     tar: bytes
     check_length: int
     secured: bytes
-    transport: Transport = Transport.SMS
+    transport: PacketLayout = PacketLayout.SMS
 
     def __post_init__(self) -> None:
         if len(self.tar) != _TAR_LEN:
@@ -139,7 +139,7 @@ class CommandPacket:
         return _outer_prefix(self.transport, _CPI, len(body)) + body
 
     @classmethod
-    def from_bytes(cls, raw: bytes, transport: Transport = Transport.SMS) -> CommandPacket:
+    def from_bytes(cls, raw: bytes, transport: PacketLayout = PacketLayout.SMS) -> CommandPacket:
         """Decode the clear header; :class:`DecodeError` with the offset for truncated or oversized input."""
         body, start = _read_outer(raw, transport, _CPI, "command packet")
         if not body:
@@ -177,7 +177,7 @@ class ResponsePacket:
     tar: bytes
     check_length: int
     secured: bytes
-    transport: Transport = Transport.SMS
+    transport: PacketLayout = PacketLayout.SMS
 
     def __post_init__(self) -> None:
         if len(self.tar) != _TAR_LEN:
@@ -196,7 +196,7 @@ class ResponsePacket:
         return _outer_prefix(self.transport, _RPI, len(body)) + body
 
     @classmethod
-    def from_bytes(cls, raw: bytes, transport: Transport = Transport.SMS) -> ResponsePacket:
+    def from_bytes(cls, raw: bytes, transport: PacketLayout = PacketLayout.SMS) -> ResponsePacket:
         """Decode (SMS: starting at RPL, the UDH already removed); :class:`DecodeError` on bad lengths."""
         body, start = _read_outer(raw, transport, _RPI, "response packet")
         if not body:

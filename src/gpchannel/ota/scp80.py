@@ -3,7 +3,7 @@
 ETSI TS 102 225 5.1 (command packet), 5.2 (response packet) and 3GPP TS 31.115 4.2 / 4.4 (their SMS form).
 
 Theory of operation. A command packet is built from the application data, the SPI/KIc/KID/TAR, the counter
-(an explicit argument: the caller persists it) and a :class:`KeySet`:
+(an explicit argument: the caller persists it) and a :class:`Scp80KeySet`:
 
 1. L, the RC/CC length, follows from SPI1 and the KID algorithm (CHL = 13 + L);
 2. when ciphering, PCNTR = the number of ``00`` octets that make ``CNTR PCNTR RC/CC data`` a whole number of
@@ -36,14 +36,14 @@ from gpchannel.errors import (
     SecurityError,
     UnsupportedError,
 )
-from gpchannel.ota.algorithms import KeySet, compute_check, decrypt, encrypt, resolve_check, resolve_cipher
+from gpchannel.ota.algorithms import Scp80KeySet, compute_check, decrypt, encrypt, resolve_check, resolve_cipher
 from gpchannel.ota.packet import (
     COMMAND_HEADER_MIN,
     RESPONSE_HEADER_MIN,
     SMS_RESPONSE_UDH,
     CommandPacket,
+    PacketLayout,
     ResponsePacket,
-    Transport,
     command_length_field,
     response_length_field,
 )
@@ -139,8 +139,8 @@ def secure_command(
     kid: Kid,
     tar: bytes,
     counter: int,
-    keyset: KeySet,
-    transport: Transport = Transport.SMS,
+    keyset: Scp80KeySet,
+    transport: PacketLayout = PacketLayout.SMS,
 ) -> CommandPacket:
     """Build a secured command packet (TS 102 225 5.1; TS 31.115 4.2 for SMS).
 
@@ -165,10 +165,10 @@ def secure_command(
 
 def unsecure_command(
     packet: CommandPacket | bytes,
-    keyset: KeySet,
+    keyset: Scp80KeySet,
     *,
     stored_counter: int | None,
-    transport: Transport = Transport.SMS,
+    transport: PacketLayout = PacketLayout.SMS,
 ) -> Command:
     """Verify and decipher a command packet on the receiving entity (TS 102 225 5.1).
 
@@ -239,8 +239,8 @@ def counter_after(mode: CounterMode, received: int, stored: int) -> int:
 # --------------------------------------------------------------------------------------------- response packets
 
 
-def _response_prefix(transport: Transport) -> bytes:
-    return SMS_RESPONSE_UDH if transport is Transport.SMS else b""
+def _response_prefix(transport: PacketLayout) -> bytes:
+    return SMS_RESPONSE_UDH if transport is PacketLayout.SMS else b""
 
 
 def secure_response(
@@ -252,8 +252,8 @@ def secure_response(
     spi: Spi,
     kic: Kic,
     kid: Kid,
-    keyset: KeySet,
-    transport: Transport = Transport.SMS,
+    keyset: Scp80KeySet,
+    transport: PacketLayout = PacketLayout.SMS,
 ) -> ResponsePacket:
     """Build a PoR secured per SPI2 of the command (``spi``), with the command's key set (TS 102 225 5.2).
 
@@ -288,8 +288,8 @@ def unsecure_response(
     spi: Spi,
     kic: Kic,
     kid: Kid,
-    keyset: KeySet,
-    transport: Transport = Transport.SMS,
+    keyset: Scp80KeySet,
+    transport: PacketLayout = PacketLayout.SMS,
 ) -> Response:
     """Verify and decipher a PoR on the sending entity, with the command's SPI, KIc, KID and key set.
 

@@ -8,7 +8,7 @@ Every bit of the SPI is decoded; reserved bits set raise :class:`DecodeError` (a
 security error PoR, see :func:`gpchannel.ota.scp80.por_status`). The low nibble of KIc/KID is kept as its
 two fields (algorithm family b2b1, mode b4b3), so that any byte round-trips; the ``cipher`` / ``mac`` / ``rc``
 properties name the algorithm where the specification defines one and return ``None`` otherwise (implicit,
-proprietary or RFU codings), leaving the decision to the key set (:class:`gpchannel.ota.scp80.KeySet`).
+proprietary or RFU codings), leaving the decision to the key set (:class:`gpchannel.ota.scp80.Scp80KeySet`).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from gpchannel.server import audit, auth
 from gpchannel.server.api_input import MAX_ID, MAX_REQUEST_BYTES, path_id, query_int, read_json_object
 from gpchannel.server.config import ServerServices
 from gpchannel.server.limits import Limits
-from gpchannel.server.repository import CardRecord, JobRecord, JobState, Transport
+from gpchannel.server.repository import CardRecord, JobRecord, JobState, JobTransport
 
 __all__ = [
     "API_PREFIX",
@@ -166,7 +166,7 @@ def _int_param(request: web.Request, name: str, default: int, minimum: int = 0) 
     return query_int(request, name, default, minimum)
 
 
-def parse_target(value: object, transport: Transport) -> bytes:
+def parse_target(value: object, transport: JobTransport) -> bytes:
     """The job's target: '' for the ISD; for SCP81 an application AID (5..16 bytes, sent as
     X-Admin-Targeted-Application); for SCP80 a TAR (3 bytes) or an AID. Raises 400."""
     if value is None or value == "":
@@ -174,9 +174,9 @@ def parse_target(value: object, transport: Transport) -> bytes:
     target = _hex(value, "target")
     if 5 <= len(target) <= 16:
         return target
-    if len(target) == 3 and transport is Transport.SCP80:
+    if len(target) == 3 and transport is JobTransport.SCP80:
         return target
-    _fail(400, "target: an AID of 5 to 16 bytes" + (" or a 3-byte TAR" if transport is Transport.SCP80 else ""))
+    _fail(400, "target: an AID of 5 to 16 bytes" + (" or a 3-byte TAR" if transport is JobTransport.SCP80 else ""))
 
 
 def _apdus(value: object) -> list[bytes]:
@@ -322,9 +322,9 @@ async def _post_job(request: web.Request) -> web.Response:
     if unknown:
         _fail(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     try:
-        transport = Transport(body.get("transport", Transport.SCP81.value))
+        transport = JobTransport(body.get("transport", JobTransport.SCP81.value))
     except ValueError:
-        _fail(400, f"transport: one of {', '.join(t.value for t in Transport)}")
+        _fail(400, f"transport: one of {', '.join(t.value for t in JobTransport)}")
     apdus = _apdus(body.get("apdus"))
     target = parse_target(body.get("target"), transport)
     if "card" not in body:

@@ -39,7 +39,7 @@ from gpchannel.server.campaigns import (
 )
 from gpchannel.server.config import ServerServices
 from gpchannel.server.inventory import InventoryCard, import_inventory, parse_inventory
-from gpchannel.server.repository import JobRecord, JobState, Transport
+from gpchannel.server.repository import JobRecord, JobState, JobTransport
 from gpchannel.server.tokens import Scope
 
 __all__ = ["add_campaign_routes", "campaign_json", "progress_json"]
@@ -207,7 +207,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         if unknown:
             _fail(400, f"unknown field(s): {', '.join(unknown)}")
         try:
-            transport = Transport(str(body.get("transport", "scp80")))
+            transport = JobTransport(str(body.get("transport", "scp80")))
         except ValueError:
             _fail(400, "transport: scp80, scp81 or scp81+sms")
         apdus = body.get("apdus", body.get("script"))

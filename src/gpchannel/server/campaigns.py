@@ -45,7 +45,7 @@ from gpchannel.ota.spi import Spi
 from gpchannel.server.inventory import ISD_TAR
 
 if TYPE_CHECKING:
-    from gpchannel.server.repository import CardRecord, JobState, Repository, Transport
+    from gpchannel.server.repository import CardRecord, JobState, JobTransport, Repository
 
 __all__ = [
     "TRANSITIONS",
@@ -289,7 +289,7 @@ def parse_script(apdus: Iterable[str | bytes]) -> list[bytes]:
     return out
 
 
-def parse_target(transport: Transport | str, target: str | None) -> bytes:
+def parse_target(transport: JobTransport | str, target: str | None) -> bytes:
     """The job target: for scp80 a TAR (3 bytes; '' = each card's inventory TAR, else the ISD's 000000), for
     scp81 / scp81+sms an AID (5..16 bytes; '' = the ISD)."""
     raw = _hex(target or "", "target")
@@ -325,7 +325,7 @@ def create_campaign(
     repository: Repository,
     *,
     name: str,
-    transport: Transport | str,
+    transport: JobTransport | str,
     script: Sequence[bytes],
     card_ids: Sequence[int],
     target: bytes = b"",
@@ -333,11 +333,11 @@ def create_campaign(
 ) -> int:
     """Create the campaign and its per-card jobs (QUEUED, one transaction in the Repository); returns its id.
     ValueError for a combination the transports cannot run."""
-    from gpchannel.server.repository import Transport
+    from gpchannel.server.repository import JobTransport
 
-    kind = Transport(str(transport))
+    kind = JobTransport(str(transport))
     settings = settings or CampaignSettings()
-    if kind is Transport.SCP81_SMS and target and settings.fallback_tar is None:
+    if kind is JobTransport.SCP81_SMS and target and settings.fallback_tar is None:
         raise ValueError("an scp81+sms campaign with a target AID needs settings.fallback_tar for the SMS fallback")
     if not card_ids:
         raise ValueError("a campaign needs at least one card")

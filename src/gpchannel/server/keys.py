@@ -55,7 +55,7 @@ from gpchannel.errors import (
     UnsupportedError,
     WrongMasterKey,
 )
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
 from gpchannel.scp.scp03 import Scp03KeyHandles, Scp03SessionKeys
 
@@ -294,7 +294,7 @@ class KeyProvider(Protocol):
         """The card's SCP81 PSK (KVN ``ota["psk_kvn"]``, else the highest stored), or None if it has none."""
         ...
 
-    def scp80_keyset(self, card: CardRef, kvn: int) -> KeySet:
+    def scp80_keyset(self, card: CardRef, kvn: int) -> Scp80KeySet:
         """The card's SCP80 key set ``kvn`` (KIc and KID keys; token handles with PKCS#11); KeyNotFound."""
         ...
 
@@ -398,14 +398,14 @@ class BaseKeyProvider(ABC):
             return None
         return self._psk_value(key)
 
-    def scp80_keyset(self, card: CardRef, kvn: int) -> KeySet:
+    def scp80_keyset(self, card: CardRef, kvn: int) -> Scp80KeySet:
         """KIc and KID of key set ``kvn`` bound to their algorithm columns' SCP80 algorithms (when they name
         one); ``ota["cmac_length"]`` (4 or 8, default 8) is the AES-CMAC truncation (TS 102 225 5.1.3)."""
         _, kic, kic_alg = self.key(card.id, KeyPurpose.KIC, kvn)
         _, kid, kid_alg = self.key(card.id, KeyPurpose.KID, kvn)
         kic_family, cipher = parse_algorithm(kic_alg, KeyPurpose.KIC)
         kid_family, mac = parse_algorithm(kid_alg, KeyPurpose.KID)
-        return KeySet(
+        return Scp80KeySet(
             kic,
             kid,
             cipher=cipher if isinstance(cipher, CipherAlgorithm) else None,

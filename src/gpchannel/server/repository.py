@@ -34,7 +34,7 @@ from gpchannel.server.store.campaigns import CampaignRecord, CampaignState, Camp
 from gpchannel.server.store.cards import KEY_PURPOSES, MAX_OTA_COUNTER, CardRecord, CardStore
 from gpchannel.server.store.jobs import ApduResult, JobRecord, JobStore
 from gpchannel.server.store.leases import LeaseStore
-from gpchannel.server.transports import SCP81_TRANSPORTS, Transport
+from gpchannel.server.transports import SCP81_TRANSPORTS, JobTransport
 
 __all__ = [
     "KEY_PURPOSES",
@@ -46,8 +46,8 @@ __all__ = [
     "CardRecord",
     "JobRecord",
     "JobState",
+    "JobTransport",
     "Repository",
-    "Transport",
 ]
 
 

@@ -8,7 +8,7 @@ the job's sender to send it. How a job goes out is the sender's business, one mo
 
 Adding a transport: a module with its :class:`Sender`, registered in :data:`gpchannel.server.senders.SENDERS`
 (or in a registry given to the worker); a new ``jobs.transport`` value also needs its
-:class:`~gpchannel.server.transports.Transport` member and a migration widening the CHECK constraint.
+:class:`~gpchannel.server.transports.JobTransport` member and a migration widening the CHECK constraint.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gpchannel.errors import UnsupportedError
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.spi import Kic, Kid, Spi
 from gpchannel.server.campaigns import CampaignSettings
 from gpchannel.server.job_state import FlightEvent, FlightState, next_flight_state
@@ -46,7 +46,7 @@ class Flight:
     spi: Spi = field(default_factory=Spi)
     kic: Kic | None = None
     kid: Kid | None = None
-    keyset: KeySet | None = None
+    keyset: Scp80KeySet | None = None
     counter: int | None = None
     """The counter of the packet out (the trigger's, or the script's): None while nothing is sent."""
     deadline: datetime | None = None
@@ -121,7 +121,7 @@ class Sender(Protocol):
 
 
 class SenderRegistry:
-    """Transport -> sender; one sender per transport."""
+    """JobTransport -> sender; one sender per transport."""
 
     def __init__(self, senders: Iterable[Sender] = ()) -> None:
         self._senders: dict[str, Sender] = {}

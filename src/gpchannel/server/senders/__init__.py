@@ -18,4 +18,4 @@ from gpchannel.server.senders.scp81_sms import Scp81SmsSender
 __all__ = ["SENDERS", "Scp80Sender", "Scp81Sender", "Scp81SmsSender"]
 
 SENDERS = SenderRegistry([Scp81Sender(), Scp80Sender(), Scp81SmsSender()])
-"""The built-in senders, one per :class:`~gpchannel.server.transports.Transport` (a test checks it)."""
+"""The built-in senders, one per :class:`~gpchannel.server.transports.JobTransport` (a test checks it)."""

@@ -7,7 +7,7 @@ from gpchannel.server.campaigns import scp80_tar
 from gpchannel.server.repository import JobRecord
 from gpchannel.server.sender import Flight, WorkerContext
 from gpchannel.server.senders import sms
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 
 __all__ = ["Scp80Sender"]
 
@@ -15,7 +15,7 @@ __all__ = ["Scp80Sender"]
 class Scp80Sender:
     """Sends ``scp80`` jobs: one secured packet per attempt, its PoR the outcome."""
 
-    transport = Transport.SCP80
+    transport = JobTransport.SCP80
     claimed = True
 
     async def send(self, worker: WorkerContext, flight: Flight) -> None:

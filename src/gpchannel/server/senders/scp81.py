@@ -7,7 +7,7 @@ from __future__ import annotations
 from gpchannel.errors import UnsupportedError
 from gpchannel.server.repository import JobRecord
 from gpchannel.server.sender import Flight, WorkerContext
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 
 __all__ = ["Scp81Sender"]
 
@@ -15,7 +15,7 @@ __all__ = ["Scp81Sender"]
 class Scp81Sender:
     """``scp81`` jobs wait for the card's own admin session: never claimed by the worker loop."""
 
-    transport = Transport.SCP81
+    transport = JobTransport.SCP81
     claimed = False
 
     async def send(self, worker: WorkerContext, flight: Flight) -> None:

@@ -19,7 +19,7 @@ from gpchannel.server.job_state import FlightEvent, FlightState
 from gpchannel.server.repository import JobRecord
 from gpchannel.server.sender import Flight, WorkerContext
 from gpchannel.server.senders import sms
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 
 __all__ = ["TRIGGER_DEFAULTS", "Scp81SmsSender"]
 
@@ -30,7 +30,7 @@ TRIGGER_DEFAULTS = bytes.fromhex("8100")
 class Scp81SmsSender:
     """Sends the trigger of a CLAIMED ``scp81+sms`` job, and the script of a FALLBACK one."""
 
-    transport = Transport.SCP81_SMS
+    transport = JobTransport.SCP81_SMS
     claimed = True
 
     async def send(self, worker: WorkerContext, flight: Flight) -> None:

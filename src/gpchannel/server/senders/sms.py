@@ -28,7 +28,7 @@ from gpchannel.errors import (
     TransportError,
     UnsupportedError,
 )
-from gpchannel.ota.algorithms import KeySet
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.packet import ResponsePacket
 from gpchannel.ota.remote_apdu import CommandScript, CompactResponse, ResponseScript, encode_compact
 from gpchannel.ota.scp80 import Response, ResponseStatus, secure_command, unsecure_response
@@ -139,7 +139,7 @@ async def prepare(worker: WorkerContext, flight: Flight, tar: bytes) -> bool:
     """Key set, KIc/KID and SPI of the job; False (job failed) when the card's keys cannot be had."""
     kvn = kvn_for(flight.card, flight.settings)
     try:
-        keyset: KeySet = await worker.db(worker.services.keys.scp80_keyset, flight.card, kvn)
+        keyset: Scp80KeySet = await worker.db(worker.services.keys.scp80_keyset, flight.card, kvn)
     except (GPChannelError, ValueError) as exc:
         await worker.final(flight.job.id, f"no SCP80 key set {kvn} for the card: {exc}")
         worker.forget(flight)

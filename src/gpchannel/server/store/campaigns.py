@@ -15,7 +15,7 @@ from gpchannel.errors import RepositoryError
 from gpchannel.server.db import campaigns, cards, jobs
 from gpchannel.server.job_state import JobEvent, JobState, sources, target
 from gpchannel.server.store.core import StoreCore, check_aware, check_script, check_target
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 
 __all__ = ["CampaignRecord", "CampaignState", "CampaignStore", "campaign_record"]
 
@@ -35,7 +35,7 @@ class CampaignState(StrEnum):
 class CampaignRecord:
     id: int
     name: str
-    transport: Transport
+    transport: JobTransport
     target: bytes
     script: tuple[bytes, ...]
     settings: Mapping[str, Any]
@@ -49,7 +49,7 @@ def campaign_record(row: Row[Any]) -> CampaignRecord:
     return CampaignRecord(
         id=m["id"],
         name=m["name"],
-        transport=Transport(m["transport"]),
+        transport=JobTransport(m["transport"]),
         target=bytes.fromhex(m["target"]),
         script=tuple(bytes.fromhex(c) for c in m["script"]),
         settings=dict(m["settings"]),
@@ -66,7 +66,7 @@ class CampaignStore(StoreCore):
         self,
         *,
         name: str,
-        transport: Transport,
+        transport: JobTransport,
         script: Sequence[bytes],
         target: bytes,
         card_ids: Sequence[int],
@@ -74,7 +74,7 @@ class CampaignStore(StoreCore):
         not_before: datetime | None = None,
     ) -> int:
         """A RUNNING campaign and one QUEUED job per card (duplicates in ``card_ids`` count once), atomically."""
-        transport = Transport(transport)
+        transport = JobTransport(transport)
         hex_script = check_script(script)
         hex_target = check_target(target)
         if not_before is not None:

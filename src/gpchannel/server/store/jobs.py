@@ -23,7 +23,7 @@ from gpchannel.server.db import jobs
 from gpchannel.server.job_state import JobEvent, JobState, next_state, sources, target
 from gpchannel.server.store.cards import require_card
 from gpchannel.server.store.core import StoreCore, check_aware, check_script, check_target
-from gpchannel.server.transports import SCP81_TRANSPORTS, Transport
+from gpchannel.server.transports import SCP81_TRANSPORTS, JobTransport
 
 __all__ = ["ApduResult", "JobRecord", "JobStore", "audit_sent", "job_record"]
 
@@ -53,7 +53,7 @@ class JobRecord:
     id: int
     campaign_id: int | None
     card_id: int
-    transport: Transport
+    transport: JobTransport
     target: bytes
     script: tuple[bytes, ...]
     state: JobState
@@ -75,7 +75,7 @@ def job_record(row: Row[Any]) -> JobRecord:
         id=m["id"],
         campaign_id=m["campaign_id"],
         card_id=m["card_id"],
-        transport=Transport(m["transport"]),
+        transport=JobTransport(m["transport"]),
         target=bytes.fromhex(m["target"]),
         script=tuple(bytes.fromhex(c) for c in m["script"]),
         state=JobState(m["state"]),
@@ -114,14 +114,14 @@ class JobStore(StoreCore):
         self,
         *,
         card_id: int,
-        transport: Transport,
+        transport: JobTransport,
         script: Sequence[bytes],
         target: bytes = b"",
         campaign_id: int | None = None,
         not_before: datetime | None = None,
     ) -> int:
         """Queue a script for a card; due at ``not_before`` (default: now). Returns the job id."""
-        transport = Transport(transport)
+        transport = JobTransport(transport)
         hex_script = check_script(script)
         hex_target = check_target(target)
         now = self._clock()
@@ -184,7 +184,7 @@ class JobStore(StoreCore):
         *,
         owner: str,
         now: datetime,
-        transports: Collection[Transport] = SCP81_TRANSPORTS,
+        transports: Collection[JobTransport] = SCP81_TRANSPORTS,
     ) -> JobRecord | None:
         """SCP81: hand the card's next job to the admin session now talking to it (QUEUED -> SENT, a fresh random
         ``delivery_id``, ``lease_owner`` = ``owner``), or None.
@@ -195,7 +195,7 @@ class JobStore(StoreCore):
         stop the delivery: the card is here.
         """
         check_aware("now", now)
-        kinds = [Transport(t).value for t in transports]
+        kinds = [JobTransport(t).value for t in transports]
         with self._write() as c:
             row = c.execute(
                 select(jobs)
@@ -221,9 +221,9 @@ class JobStore(StoreCore):
             audit_sent(c, job, owner, now, f"sent ({job.transport.value} admin session)")
             return job
 
-    def sent_job(self, card_id: int, *, transports: Collection[Transport] = SCP81_TRANSPORTS) -> JobRecord | None:
+    def sent_job(self, card_id: int, *, transports: Collection[JobTransport] = SCP81_TRANSPORTS) -> JobRecord | None:
         """The card's oldest job in state SENT over these transports (an admin session to resume), if any."""
-        kinds = [Transport(t).value for t in transports]
+        kinds = [JobTransport(t).value for t in transports]
         with self._read() as c:
             row = c.execute(
                 select(jobs)

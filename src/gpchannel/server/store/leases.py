@@ -22,7 +22,7 @@ from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
 from gpchannel.server.store.cards import advance_counter
 from gpchannel.server.store.core import StoreCore, check_aware
 from gpchannel.server.store.jobs import JobRecord, audit_sent, job_record
-from gpchannel.server.transports import Transport
+from gpchannel.server.transports import JobTransport
 
 __all__ = ["LeaseStore"]
 
@@ -33,7 +33,7 @@ class LeaseStore(StoreCore):
     def claim_jobs(
         self,
         *,
-        transports: Collection[Transport],
+        transports: Collection[JobTransport],
         owner: str,
         limit: int,
         lease_seconds: float,
@@ -52,7 +52,7 @@ class LeaseStore(StoreCore):
             return []
         if lease_seconds <= 0:
             raise RepositoryError("lease_seconds must be positive")
-        kinds = [Transport(t).value for t in transports]
+        kinds = [JobTransport(t).value for t in transports]
         until = now + timedelta(seconds=lease_seconds)
         conditions = [
             jobs.c.state == JobState.QUEUED.value,
