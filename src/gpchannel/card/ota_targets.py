@@ -11,8 +11,7 @@ from typing import Any
 from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError
 from gpchannel.gp._tlv import parse_tlvs
-from gpchannel.ota.algorithms import Scp80KeySet
-from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
+from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, Scp80KeySet
 
 __all__ = [
     "DEFAULT_MSL",
@@ -30,19 +29,6 @@ RAM_ISD_TAR = bytes.fromhex("000000")
 RFM_TAR = bytes.fromhex("B00001")
 DEFAULT_MSL = 0x16
 """CC, ciphering and a strictly higher counter (ota-notes E.3): the MSL of a TAR whose profile entry has none."""
-
-_KIC = {
-    "des-cbc": CipherAlgorithm.DES_CBC,
-    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
-    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
-    "aes-cbc": CipherAlgorithm.AES_CBC,
-}
-_KID = {
-    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
-    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
-    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
-    "aes-cmac": MacAlgorithm.AES_CMAC,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +107,8 @@ def keyset_for(state: CardState, kvn: int, *, allow_single_des: bool = False) ->
         keyset = Scp80KeySet(
             bytes.fromhex(str(raw["kic"])),
             bytes.fromhex(str(raw["kid"])),
-            cipher=_KIC[str(raw["kic_algorithm"])],
-            mac=_KID[str(raw["kid_algorithm"])],
+            cipher=KIC_ALGORITHMS[str(raw["kic_algorithm"])],
+            mac=KID_ALGORITHMS[str(raw["kid_algorithm"])],
             allow_single_des=allow_single_des,
         )
         return index, keyset

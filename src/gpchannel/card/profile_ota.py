@@ -10,11 +10,9 @@ from typing import Any
 
 from gpchannel.card.profile_schema import check_shape
 from gpchannel.errors import ProfileError
+from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, key_lengths
 
-__all__ = ["KIC_ALGORITHMS", "KID_ALGORITHMS", "check_ota", "check_scp81", "scp81_psk", "server_port"]
-
-KIC_ALGORITHMS = {"des-cbc": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cbc": (16, 24, 32)}
-KID_ALGORITHMS = {"des-cbc-mac": (8,), "3des-2key": (16,), "3des-3key": (24,), "aes-cmac": (16, 24, 32)}
+__all__ = ["check_ota", "check_scp81", "scp81_psk", "server_port"]
 
 
 def _fail(key: str, expected: str, got: object = None) -> ProfileError:
@@ -72,9 +70,9 @@ def check_ota(raw: object) -> dict[str, Any]:
         table = _table(item, key, {"kvn", "kic", "kic_algorithm", "kid", "kid_algorithm", "counter"})
         kvns.append(_int(table, "kvn", key, 1, 15))
         kic_algorithm = _choice(table, "kic_algorithm", key, KIC_ALGORITHMS)
-        _hex(table, "kic", key, KIC_ALGORITHMS[kic_algorithm])
+        _hex(table, "kic", key, key_lengths(KIC_ALGORITHMS[kic_algorithm]))
         kid_algorithm = _choice(table, "kid_algorithm", key, KID_ALGORITHMS)
-        _hex(table, "kid", key, KID_ALGORITHMS[kid_algorithm])
+        _hex(table, "kid", key, key_lengths(KID_ALGORITHMS[kid_algorithm]))
         _int(table, "counter", key, 0, (1 << 40) - 1, default=0)
     if len(set(kvns)) != len(kvns):
         raise _fail("ota.keysets", "distinct kvn values", kvns)

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from gpchannel.card.profile_ota import KIC_ALGORITHMS, KID_ALGORITHMS, check_ota
+from gpchannel.card.profile_ota import check_ota
 from gpchannel.card.profile_schema import check_shape
 from gpchannel.cli.conventions import KVN_HELP, KvnType
 from gpchannel.cli.exit_codes import ExitCode
@@ -36,6 +36,8 @@ from gpchannel.cli.settings import fail, fail_on
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, UnsupportedError
 from gpchannel.ota import (
+    KIC_ALGORITHMS,
+    KID_ALGORITHMS,
     Address,
     CipherAlgorithm,
     CommandScript,
@@ -51,6 +53,7 @@ from gpchannel.ota import (
     SmsSubmit,
     Spi,
     encode_compact,
+    key_lengths,
     secure_command,
     secured_message,
     split_packet,
@@ -59,18 +62,6 @@ from gpchannel.ota import (
 
 __all__ = ["CounterStore", "OtaKeys", "default_counter_store", "ota", "parse_por", "proactive_submit"]
 
-_KIC = {
-    "des-cbc": CipherAlgorithm.DES_CBC,
-    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
-    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
-    "aes-cbc": CipherAlgorithm.AES_CBC,
-}
-_KID = {
-    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
-    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
-    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
-    "aes-cmac": MacAlgorithm.AES_CMAC,
-}
 DEFAULT_SPI = "1619"
 """CC, ciphering, counter strictly higher; PoR required, with CC and ciphered, in the SMS-DELIVER-REPORT."""
 DEFAULT_TAR = "B00001"
@@ -140,11 +131,11 @@ def resolve_keys(
     if kic_key is not None or kid_key is not None:
         if kic_key is None or kid_key is None:
             raise click.UsageError("give both --kic and --kid (or a --profile)")
-        cipher, mac = _KIC[kic_algorithm], _KID[kid_algorithm]
+        cipher, mac = KIC_ALGORITHMS[kic_algorithm], KID_ALGORITHMS[kid_algorithm]
         kic, kid = _hex(kic_key, "--kic"), _hex(kid_key, "--kid")
         for option, key, algorithm, sizes in (
-            ("--kic", kic, kic_algorithm, KIC_ALGORITHMS[kic_algorithm]),
-            ("--kid", kid, kid_algorithm, KID_ALGORITHMS[kid_algorithm]),
+            ("--kic", kic, kic_algorithm, key_lengths(cipher)),
+            ("--kid", kid, kid_algorithm, key_lengths(mac)),
         ):
             if len(key) not in sizes:
                 expected = " or ".join(str(n) for n in sizes)
@@ -163,7 +154,7 @@ def resolve_keys(
         if chosen is None:
             raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
         number = int(chosen["kvn"])
-        cipher, mac = _KIC[chosen["kic_algorithm"]], _KID[chosen["kid_algorithm"]]
+        cipher, mac = KIC_ALGORITHMS[chosen["kic_algorithm"]], KID_ALGORITHMS[chosen["kid_algorithm"]]
         keyset = _keyset(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher, mac)
         counter = int(chosen.get("counter", 0))
         card_table = raw.get("card")
@@ -185,8 +176,8 @@ def _packet_options(fn: Any) -> Any:
             "--kic", "kic_key", envvar="GPCHANNEL_OTA_KIC", help="Ciphering key, hex (env GPCHANNEL_OTA_KIC)."
         ),
         click.option("--kid", "kid_key", envvar="GPCHANNEL_OTA_KID", help="RC/CC key, hex (env GPCHANNEL_OTA_KID)."),
-        click.option("--kic-algorithm", type=click.Choice(list(_KIC)), default="aes-cbc", show_default=True),
-        click.option("--kid-algorithm", type=click.Choice(list(_KID)), default="aes-cmac", show_default=True),
+        click.option("--kic-algorithm", type=click.Choice(list(KIC_ALGORITHMS)), default="aes-cbc", show_default=True),
+        click.option("--kid-algorithm", type=click.Choice(list(KID_ALGORITHMS)), default="aes-cmac", show_default=True),
         click.option("--spi", default=DEFAULT_SPI, show_default=True, help="SPI, 2 bytes hex (TS 102 225 5.1.1)."),
         click.option("--card-id", help="Counter store key (default: the profile's ICCID)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),

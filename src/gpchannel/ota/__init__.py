@@ -21,7 +21,7 @@ set, calls ``unsecure_command`` (with its stored counter), and on an error answe
 ``error_response(packet, por_status(exc))``; on success, ``secure_response`` per SPI2.
 """
 
-from gpchannel.ota.algorithms import Scp80KeySet
+from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, Scp80KeySet, key_lengths
 from gpchannel.ota.envelope import SmsPpDownload
 from gpchannel.ota.packet import CommandPacket, PacketLayout, ResponsePacket
 from gpchannel.ota.remote_apdu import CommandScript, CompactResponse, ResponseScript, decode_compact, encode_compact
@@ -58,6 +58,8 @@ from gpchannel.ota.spi import (
 from gpchannel.ota.udh import Reassembler, SecuredMessage, secured_message, split_packet
 
 __all__ = [
+    "KIC_ALGORITHMS",
+    "KID_ALGORITHMS",
     "MAX_COUNTER",
     "Address",
     "CipherAlgorithm",
@@ -92,6 +94,7 @@ __all__ = [
     "decode_compact",
     "encode_compact",
     "error_response",
+    "key_lengths",
     "may_secure_por",
     "meets_minimum_security",
     "por_status",

@@ -18,6 +18,7 @@ does not fit the algorithm (an AES key named by a 3DES KIc) is refused like a wr
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -27,14 +28,33 @@ from gpchannel.errors import UnsupportedError
 from gpchannel.ota.spi import AlgorithmFamily, CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, RcAlgorithm
 
 __all__ = [
+    "KIC_ALGORITHMS",
+    "KID_ALGORITHMS",
     "Scp80KeySet",
     "compute_check",
     "crc16_x25",
     "decrypt",
     "encrypt",
+    "key_lengths",
     "resolve_check",
     "resolve_cipher",
 ]
+
+KIC_ALGORITHMS: Mapping[str, CipherAlgorithm] = {
+    "des-cbc": CipherAlgorithm.DES_CBC,
+    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
+    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
+    "aes-cbc": CipherAlgorithm.AES_CBC,
+}
+"""The KIc algorithm names of card profiles, inventories, key stores and the CLI (TS 102 225 5.1.2): the one table
+of those names; their key lengths come from :func:`key_lengths`."""
+KID_ALGORITHMS: Mapping[str, MacAlgorithm] = {
+    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
+    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
+    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
+    "aes-cmac": MacAlgorithm.AES_CMAC,
+}
+"""The KID (cryptographic checksum) algorithm names (TS 102 225 5.1.3), as :data:`KIC_ALGORITHMS`."""
 
 _CIPHER_KEY_LENGTHS: dict[CipherAlgorithm, tuple[int, ...]] = {
     CipherAlgorithm.DES_CBC: (8,),
@@ -51,6 +71,15 @@ _MAC_KEY_LENGTHS: dict[MacAlgorithm, tuple[int, ...]] = {
     MacAlgorithm.AES_CMAC: (16, 24, 32),
 }
 _RC_LENGTHS = {RcAlgorithm.CRC16: 2, RcAlgorithm.CRC32: 4, RcAlgorithm.XOR4: 4, RcAlgorithm.XOR8: 8}
+
+
+def key_lengths(algorithm: CipherAlgorithm | MacAlgorithm) -> tuple[int, ...]:
+    """The key lengths (bytes) ``algorithm`` takes: TS 102 225 5.1.2 (KIc) and 5.1.3 (KID)."""
+    if isinstance(algorithm, CipherAlgorithm):
+        return _CIPHER_KEY_LENGTHS[algorithm]
+    return _MAC_KEY_LENGTHS[algorithm]
+
+
 _T = TypeVar("_T", CipherAlgorithm, MacAlgorithm, RcAlgorithm)
 _SINGLE_DES = (CipherAlgorithm.DES_CBC, CipherAlgorithm.DES_ECB, MacAlgorithm.DES_CBC_MAC)
 

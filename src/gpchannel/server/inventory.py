@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpchannel.crypto.ciphers import aes_cmac
 from gpchannel.errors import DecodeError, InventoryError
+from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, key_lengths
 from gpchannel.ota.scp80 import MAX_COUNTER
 from gpchannel.ota.spi import Spi
 
@@ -65,8 +66,6 @@ __all__ = [
     "DEFAULT_SPI",
     "ISD_TAR",
     "KEYSET_COLUMNS",
-    "KIC_ALGORITHMS",
-    "KID_ALGORITHMS",
     "ImportResult",
     "InventoryCard",
     "InventoryKeySet",
@@ -81,20 +80,6 @@ __all__ = [
 
 CARD_COLUMNS = ("iccid", "msisdn", "psk_identity", "psk", "psk_kvn", "tags")
 KEYSET_COLUMNS = ("kvn", "kic", "kic_algorithm", "kid", "kid_algorithm", "tar", "spi", "counter")
-KIC_ALGORITHMS: Mapping[str, tuple[int, ...]] = {
-    "des-cbc": (8,),
-    "3des-2key": (16,),
-    "3des-3key": (24,),
-    "aes-cbc": (16, 24, 32),
-}
-"""KIc algorithm names (as in card profiles) -> the key lengths they take (TS 102 225 5.1.2)."""
-KID_ALGORITHMS: Mapping[str, tuple[int, ...]] = {
-    "des-cbc-mac": (8,),
-    "3des-2key": (16,),
-    "3des-3key": (24,),
-    "aes-cmac": (16, 24, 32),
-}
-"""KID (cryptographic checksum) algorithm names -> key lengths (TS 102 225 5.1.3)."""
 DEFAULT_SPI = bytes.fromhex("1619")
 ISD_TAR = bytes(3)
 """The Issuer Security Domain's RAM TAR (TS 101 220 Annex D: 00 00 00)."""
@@ -242,7 +227,7 @@ def _key(row: Mapping[str, Any], name: str, line: int, lengths: Sequence[int]) -
     return None if key is None else KeyValue(key=key)
 
 
-def _algorithm(row: Mapping[str, Any], name: str, line: int, table: Mapping[str, tuple[int, ...]]) -> str:
+def _algorithm(row: Mapping[str, Any], name: str, line: int, table: Mapping[str, object]) -> str:
     text = _text(row, name, line)
     if text is None:
         raise InventoryError(f"required with the key (one of {', '.join(table)})", line=line, field=name)
@@ -260,8 +245,8 @@ def _keyset(row: Mapping[str, Any], line: int) -> InventoryKeySet | None:
         return None
     kic_algorithm = _algorithm(row, "kic_algorithm", line, KIC_ALGORITHMS)
     kid_algorithm = _algorithm(row, "kid_algorithm", line, KID_ALGORITHMS)
-    kic = _key(row, "kic", line, KIC_ALGORITHMS[kic_algorithm])
-    kid = _key(row, "kid", line, KID_ALGORITHMS[kid_algorithm])
+    kic = _key(row, "kic", line, key_lengths(KIC_ALGORITHMS[kic_algorithm]))
+    kid = _key(row, "kid", line, key_lengths(KID_ALGORITHMS[kid_algorithm]))
     for name, value, algorithm in (("kic", kic, kic_algorithm), ("kid", kid, kid_algorithm)):
         if value is not None and value.derive is not None:
             aes = algorithm.startswith("aes")
@@ -520,8 +505,8 @@ def _resolve(card: InventoryCard, masters: Mapping[str, bytes]) -> dict[tuple[st
         if card.psk is not None:
             keys[("psk", card.psk_kvn)] = (card.psk.resolve(masters, "PSK", card.iccid, 16), "tls-psk")
         for ks in card.keysets:
-            kic_len = KIC_ALGORITHMS[ks.kic_algorithm][0]
-            kid_len = KID_ALGORITHMS[ks.kid_algorithm][0]
+            kic_len = key_lengths(KIC_ALGORITHMS[ks.kic_algorithm])[0]
+            kid_len = key_lengths(KID_ALGORITHMS[ks.kid_algorithm])[0]
             if ks.kic.derive is None:
                 keys[("kic", ks.kvn)] = (ks.kic.resolve(masters, "KIC", card.iccid, kic_len), ks.kic_algorithm)
             if ks.kid.derive is None:

@@ -55,7 +55,7 @@ from gpchannel.errors import (
     UnsupportedError,
     WrongMasterKey,
 )
-from gpchannel.ota.algorithms import Scp80KeySet
+from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, Scp80KeySet
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
 from gpchannel.scp.scp03 import Scp03KeyHandles, Scp03SessionKeys
 
@@ -148,20 +148,6 @@ def diversification_purpose(purpose: KeyPurpose) -> DiversificationPurpose:
         raise UnsupportedError(f"a {purpose.value} key cannot be diversified") from None
 
 
-_KIC_NAMES = {
-    "des-cbc": CipherAlgorithm.DES_CBC,
-    "3des-2key": CipherAlgorithm.DES3_2KEY_CBC,
-    "3des-3key": CipherAlgorithm.DES3_3KEY_CBC,
-    "aes-cbc": CipherAlgorithm.AES_CBC,
-}
-_KID_NAMES = {
-    "des-cbc-mac": MacAlgorithm.DES_CBC_MAC,
-    "3des-2key": MacAlgorithm.DES3_2KEY_CBC_MAC,
-    "3des-3key": MacAlgorithm.DES3_3KEY_CBC_MAC,
-    "aes-cmac": MacAlgorithm.AES_CMAC,
-}
-
-
 def parse_algorithm(
     algorithm: str, purpose: KeyPurpose | None = None
 ) -> tuple[KeyFamily, CipherAlgorithm | MacAlgorithm | None]:
@@ -181,9 +167,9 @@ def parse_algorithm(
         pass
     bound: CipherAlgorithm | MacAlgorithm | None = None
     if purpose is not KeyPurpose.KID:
-        bound = _KIC_NAMES.get(name)
+        bound = KIC_ALGORITHMS.get(name)
     if bound is None and purpose is not KeyPurpose.KIC:
-        bound = _KID_NAMES.get(name)
+        bound = KID_ALGORITHMS.get(name)
     if bound is None:
         bound = next((c for c in CipherAlgorithm if c.value.lower() == name), None)
     if bound is None:
@@ -194,7 +180,7 @@ def parse_algorithm(
         return _MAC_FAMILY[bound], bound
     raise UnsupportedError(
         f"unknown key algorithm {algorithm!r}: one of aes, des3, des, psk (tls-psk), a KIc cipher "
-        f"({', '.join(_KIC_NAMES)}) or a KID MAC ({', '.join(_KID_NAMES)})"
+        f"({', '.join(KIC_ALGORITHMS)}) or a KID MAC ({', '.join(KID_ALGORITHMS)})"
     )
 
 
