@@ -412,3 +412,17 @@ def test_content_management_needs_authorized_management(privileges: Privileges, 
     assert secure(card, host, _cmd(0xE6, 0x02, 0x00, InstallForLoad(PACKAGE).to_bytes())).sw == sw
     assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ECHO_AID))).sw in (sw, 0x6982)
     assert secure(card, host, _cmd(0xF2, 0x40, 0x02, bytes.fromhex("4F00"))).sw == 0x6A88  # sees only its own
+
+
+def test_store_data_is_hidden_in_the_raw_and_plain_traces_alike() -> None:
+    """One rule (the ``redacted`` column of the command table): STORE DATA, which may carry key DGIs, shows its
+    length only, on the wire and inside the session, as PUT KEY does."""
+    card, _ = make_card()
+    lines: list[str] = []
+    card.trace = card.ctx.trace = lines.append
+    host = open_session(card, "03", 0x03)
+    iin = encode_tlv(0x42, bytes.fromhex("123456"))
+    assert secure(card, host, _cmd(0xE2, 0x90, 0x00, iin)).sw == 0x9000
+    assert not any(iin.hex().upper() in line for line in lines)
+    assert any(line.strip().startswith("plain >> 80E29000 <key data>") for line in lines)
+    assert any(line.startswith(">> 84E29000 <") and "bytes of key data>" in line for line in lines)

@@ -46,6 +46,7 @@ from gpchannel.errors import (
     InsNotSupported,
     WrongLength,
 )
+from gpchannel.gp.ins import redacts, sd_command
 from gpchannel.gp.lifecycle import CardLifeCycle, is_selectable
 from gpchannel.gp.privileges import Privilege
 from gpchannel.scp.common import RandomSource
@@ -61,14 +62,19 @@ _SW_CHAINING_NOT_SUPPORTED = 0x6884
 _SW_CHANNEL_CLOSED = 0x6200
 _SW_MEMORY_FAILURE = 0x6581
 _SW_CARD_LOCKED = 0x6283
-_READ_ONLY_SD_INS = frozenset({0xCA, 0xCB, 0xF2})
 
 
 def _shown(raw: bytes) -> str:
-    """An APDU for logs and traces: PUT KEY data (key material, if enciphered) is replaced by its length."""
-    if len(raw) > 5 and raw[1] == 0xD8:
+    """An APDU for logs and traces: the data of a command that may carry keys (PUT KEY, STORE DATA: the
+    ``redacted`` column of :class:`~gpchannel.gp.ins.Ins`) is replaced by its length, as in the plain trace."""
+    if len(raw) > 5 and redacts(raw[1]):
         return f"{raw[:4].hex().upper()} <{len(raw) - 4} bytes of key data>"
     return raw.hex().upper()
+
+
+def _read_only(ins: int) -> bool:
+    command = sd_command(ins)
+    return command is not None and command.read_only
 
 
 def _is_success(sw: int) -> bool:
@@ -286,7 +292,7 @@ class Card:
         if app.sd is not None:
             # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered), but with
             # secure messaging they may open an SCP02 implicit session, whose sequence counter moves (E.1.2.2).
-            self._may_change = command.ins not in _READ_ONLY_SD_INS or cla_has_secure_messaging(command.cla)
+            self._may_change = not _read_only(command.ins) or cla_has_secure_messaging(command.cla)
             return process_security_domain(self.ctx, channel, app, command)
         return self._applet(channel, app, command)
 

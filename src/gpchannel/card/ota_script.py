@@ -22,6 +22,7 @@ from gpchannel.card.secure_channel_service import SecureChannelService
 from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import CardError, ConditionsNotSatisfied, DecodeError, GPChannelError, InsNotSupported
+from gpchannel.gp.ins import Ins, sd_command
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.ota.remote_apdu import (
     BadFormat,
@@ -40,6 +41,11 @@ __all__ = ["run_script"]
 
 log = logging.getLogger("gpchannel.card.ota")
 
+_RAM_COMMANDS = frozenset(
+    {Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS, Ins.INSTALL, Ins.LOAD, Ins.DELETE, Ins.SET_STATUS}
+)
+"""The Security Domain commands a script runs without a GP secure channel: PUT KEY and STORE DATA need a
+session's keys (6D00 here)."""
 _OK_SW1 = frozenset({0x90, 0x91, 0x61, 0x62, 0x63, 0x9F})
 """SW1 values after which a script goes on (TS 102 226 5.1.1: it stops at the first error) [M]."""
 
@@ -99,24 +105,26 @@ class _Executor:
             return self._application(target, apdu)
         sd = target
         ins, lifecycle = apdu.ins, self.ctx.state.lifecycle
-        if lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
+        row = sd_command(ins)
+        interindustry = row is not None and row.interindustry
+        if lifecycle is CardLifeCycle.TERMINATED and not interindustry:
             raise ConditionsNotSatisfied("the card is TERMINATED")
-        if lifecycle is CardLifeCycle.CARD_LOCKED and ins in (0xE4, 0xE6, 0xE8):
+        if lifecycle is CardLifeCycle.CARD_LOCKED and row in _RAM_COMMANDS and row.changes_content:
             raise ConditionsNotSatisfied("the card is CARD_LOCKED: no card content changes (5.1.1.4)")
-        if not apdu.cla & 0x80 and ins not in (0xCA, 0xCB):
+        if not apdu.cla & 0x80 and not interindustry:
             raise CardError(f"CLA {apdu.cla:02X}: GlobalPlatform commands use a proprietary class", sw=0x6E00)
-        if ins in (0xCA, 0xCB):
+        if interindustry:
             return sd_data.get_data(self.ctx, sd, apdu)
-        if ins != 0xF2:
+        if ins != Ins.GET_STATUS:
             self.channel.status_pending = None
         handlers = {
-            0xF2: lambda: sd_data.get_status(self.ctx, self.channel, sd, apdu),
-            0xE6: lambda: content.install(self.ctx, self.channel, sd, apdu),
-            0xE8: lambda: load_block(self.ctx, self.channel, apdu),
-            0xE4: lambda: content.delete(self.ctx, self.channel, sd, apdu),
-            0xF0: lambda: content.set_status(self.ctx, sd, apdu),
+            Ins.GET_STATUS: lambda: sd_data.get_status(self.ctx, self.channel, sd, apdu),
+            Ins.INSTALL: lambda: content.install(self.ctx, self.channel, sd, apdu),
+            Ins.LOAD: lambda: load_block(self.ctx, self.channel, apdu),
+            Ins.DELETE: lambda: content.delete(self.ctx, self.channel, sd, apdu),
+            Ins.SET_STATUS: lambda: content.set_status(self.ctx, sd, apdu),
         }
-        handler = handlers.get(ins)
+        handler = handlers.get(row) if row is not None else None
         if handler is None:
             raise InsNotSupported(f"INS {ins:02X} is not processed over SCP80 by this emulator")
         return handler()

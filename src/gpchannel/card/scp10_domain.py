@@ -45,6 +45,7 @@ from gpchannel.errors import (
     ProfileError,
     SecurityNotSatisfied,
 )
+from gpchannel.gp.ins import Ins, redacts, sd_command
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.scp.common import CardChannel, ChannelState
 from gpchannel.scp.scp10 import Scp10Option
@@ -66,9 +67,6 @@ SCP10 = 0x10
 Handler = Callable[[CardContext, ChannelContext, Application, CardChannel | None, CommandApdu], ResponseApdu]
 """The Security Domain's handler for a (plain) command: ``security_domain._handle``."""
 
-_SD_INS = frozenset({0xCA, 0xCB, 0xF2, 0xE4, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})
-_AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2})  # GP 2.3.1 Table 11-2
-_REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material stays out of traces
 _OPTION_NAMES = {"agreement": 0x01, "transport": 0x02, "01": 0x01, "02": 0x02}
 
 
@@ -118,7 +116,8 @@ def process_scp10(
 
     Card errors of the Security Domain's handlers become status words inside the session (and are then wrapped);
     session errors are the status words of Appendix F (6300, 6A80, 6982, 6985, 6883, ...)."""
-    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and command.ins not in (0xCA, 0xCB):
+    row = sd_command(command.ins)
+    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and (row is None or not row.interindustry):
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
     session = _session(ctx, channel, sd, command)
 
@@ -128,7 +127,7 @@ def process_scp10(
         except CardError as exc:
             response = ResponseApdu(sw=exc.sw)
         if ctx.trace is not None and session.state is ChannelState.OPEN:
-            data = " <key data>" if plain.ins in _REDACTED else " " + plain.data.hex().upper()
+            data = " <key data>" if redacts(plain.ins) else " " + plain.data.hex().upper()
             ctx.trace(f"   plain >> {plain.header().hex().upper()}{data}")
             ctx.trace(f"   plain << {response.to_bytes().hex().upper()}")
         return response
@@ -145,14 +144,15 @@ def _application(
     handle: Handler,
 ) -> ResponseApdu:
     ins = command.ins
-    if ins == 0x50:
+    if ins == Ins.INITIALIZE_UPDATE:
         raise InsNotSupported("SCP10 has no INITIALIZE UPDATE: initiate with MANAGE SECURITY ENVIRONMENT (F.1.2)")
-    if ins not in _SD_INS:
+    row = sd_command(ins)
+    if row is None or row.channel:  # the symmetric protocols' own commands: SCP10 has its own (Appendix F)
         raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
-    if not command.cla & 0x80 and ins not in (0xCA, 0xCB):
+    if not command.cla & 0x80 and not row.interindustry:
         raise ClaNotSupported(f"INS {ins:02X} needs a GlobalPlatform (proprietary) class byte")
     is_open = session.state is ChannelState.OPEN
-    if ins in _AUTHENTICATED and not is_open:
+    if row.authenticated and not is_open:
         raise SecurityNotSatisfied(f"INS {ins:02X} needs an authenticated secure channel (Table 11-2)")
     return handle(ctx, channel, sd, session if is_open else None, command)
 

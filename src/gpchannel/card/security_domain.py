@@ -43,6 +43,7 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
 )
 from gpchannel.gp._tlv import parse_tlvs
+from gpchannel.gp.ins import Ins, redacts, sd_command
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.scp.common import CardChannel, ChannelState, ScpProtocol, SecurityLevel
 from gpchannel.scp.registry import PROTOCOLS, Initiation
@@ -50,7 +51,6 @@ from gpchannel.scp.scp02 import is_explicit
 from gpchannel.scp.scp02_card import Scp02Card
 
 __all__ = [
-    "INS_NAMES",
     "SteppedDomain",
     "keep_sequence_counters",
     "process_security_domain",
@@ -59,24 +59,6 @@ __all__ = [
     "takes_chaining",
 ]
 
-INS_NAMES = {
-    0x50: "INITIALIZE UPDATE",
-    0x82: "EXTERNAL AUTHENTICATE",
-    0xCA: "GET DATA",
-    0xCB: "GET DATA",
-    0xF2: "GET STATUS",
-    0xE4: "DELETE",
-    0xE6: "INSTALL",
-    0xE8: "LOAD",
-    0xD8: "PUT KEY",
-    0xF0: "SET STATUS",
-    0xE2: "STORE DATA",
-    0x7A: "BEGIN R-MAC SESSION",
-    0x78: "END R-MAC SESSION",
-}
-_AUTHENTICATED = frozenset({0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2, 0x7A, 0x78})
-_REDACTED = frozenset({0xD8, 0xE2})  # PUT KEY, STORE DATA: key material, even encrypted, stays out of traces
-_CONTENT_CHANGES = frozenset({0xE4, 0xE6, 0xE8, 0xD8, 0xE2})
 _STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
 
 
@@ -130,18 +112,18 @@ def process_security_domain(
     stepped = stepped_domain(sd)
     if stepped is not None:  # the protocol's own Security Domain side (SCP10: card/scp10_domain.py)
         return stepped(ctx, channel, sd, command, _handle)
-    ins = command.ins
-    if ins not in INS_NAMES:
-        raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
-    if not command.cla & 0x80 and ins not in (0xCA, 0xCB):
-        raise ClaNotSupported(f"{INS_NAMES[ins]} needs a GlobalPlatform (proprietary) class byte")
-    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
+    ins = sd_command(command.ins)
+    if ins is None:
+        raise InsNotSupported(f"INS {command.ins:02X} is not a Security Domain command")
+    if not command.cla & 0x80 and not ins.interindustry:
+        raise ClaNotSupported(f"{ins.title} needs a GlobalPlatform (proprietary) class byte")
+    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and not ins.interindustry:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
-    if ins == 0x50:
+    if ins is Ins.INITIALIZE_UPDATE:
         if _implicit_sd(sd):  # E.1.6 (implicit): no explicit initiation; an implicit session in progress stays
             raise InsNotSupported("this Security Domain uses SCP02 implicit initiation: no INITIALIZE UPDATE")
         return _initialize_update(ctx, channel, sd, command)
-    if ins == 0x82:
+    if ins is Ins.EXTERNAL_AUTHENTICATE:
         return _external_authenticate(ctx, channel, sd, command)
     session = channel.session if channel.session_sd == sd.aid else None
     if session is not None and session.state is not ChannelState.OPEN and not _implicit(session):
@@ -155,21 +137,21 @@ def process_security_domain(
     if session is None:
         if cla_has_secure_messaging(command.cla):
             raise SecurityNotSatisfied("secure messaging without an open secure channel")
-        if ins in _AUTHENTICATED:
-            raise SecurityNotSatisfied(f"{INS_NAMES[ins]} needs an authenticated secure channel (Table 11-2)")
+        if ins.authenticated:
+            raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
         return _handle(ctx, channel, sd, None, command)
     plain = _unwrap(channel, sd, session, command)
     try:
-        if session.state is not ChannelState.OPEN and ins in _AUTHENTICATED:  # implicit: aborted or not yet open
-            raise SecurityNotSatisfied(f"{INS_NAMES[ins]} needs an authenticated secure channel (Table 11-2)")
-        if ins in (0x7A, 0x78):
+        if session.state is not ChannelState.OPEN and ins.authenticated:  # implicit: aborted or not yet open
+            raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
+        if ins in (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION):
             response = _rmac_session(session, plain)
         else:
             response = _handle(ctx, channel, sd, session, plain)
     except CardError as exc:
         response = ResponseApdu(sw=exc.sw)
     if ctx.trace is not None:
-        shown = plain.header().hex().upper() + (" <key data>" if ins in _REDACTED else " " + plain.data.hex().upper())
+        shown = plain.header().hex().upper() + (" <key data>" if redacts(ins) else " " + plain.data.hex().upper())
         ctx.trace(f"   plain >> {shown}")
         ctx.trace(f"   plain << {response.to_bytes().hex().upper()}")
     return session.wrap(response)
@@ -235,36 +217,37 @@ def _unwrap(channel: ChannelContext, sd: Application, session: CardChannel, comm
 def _rmac_session(session: CardChannel, command: CommandApdu) -> ResponseApdu:
     """BEGIN R-MAC SESSION (E.5.3) and END R-MAC SESSION (E.5.4): SCP02 only."""
     if not isinstance(session, Scp02Card):
-        raise InsNotSupported(f"{INS_NAMES[command.ins]} belongs to SCP02; this session is not")
-    if command.ins == 0x7A:
+        raise InsNotSupported(f"{_row(command.ins).title} belongs to SCP02; this session is not")
+    if command.ins == Ins.BEGIN_R_MAC_SESSION:
         return session.begin_rmac_session(command)
     return session.end_rmac_session(command)
+
+
+def _row(ins: int) -> Ins:
+    """The row of a command that :func:`process_security_domain` (or the SCP10 domain) has already looked up."""
+    row = sd_command(ins)
+    if row is None:
+        raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
+    return row
 
 
 def _handle(
     ctx: CardContext, channel: ChannelContext, sd: Application, session: CardChannel | None, command: CommandApdu
 ) -> ResponseApdu:
-    ins = command.ins
-    if ctx.state.lifecycle is CardLifeCycle.CARD_LOCKED and ins in _CONTENT_CHANGES:
+    """The Security Domain's handler of a (plain) command of :data:`_HANDLERS`, after the CARD_LOCKED rule."""
+    ins = _row(command.ins)
+    if ctx.state.lifecycle is CardLifeCycle.CARD_LOCKED and ins.changes_content:
         raise ConditionsNotSatisfied("the card is CARD_LOCKED: no card content changes (5.1.1.4)")
-    if ins in (0xCA, 0xCB):
-        return sd_data.get_data(ctx, sd, command)
-    if ins != 0xF2:
-        channel.status_pending = None
-    if ins == 0xF2:
-        return sd_data.get_status(ctx, channel, sd, command)
-    if ins == 0xE6:
-        return content.install(ctx, channel, sd, command)
-    if ins == 0xE8:
-        return load_block(ctx, channel, command)
-    if ins == 0xE4:
-        return content.delete(ctx, channel, sd, command)
-    if ins == 0xF0:
-        return content.set_status(ctx, sd, command)
-    if ins == 0xD8:
-        assert session is not None
-        return content.put_key(sd, session, command)
-    return _store_data(ctx, channel, sd, session, command)
+    if ins not in (Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS):
+        channel.status_pending = None  # a GET STATUS "next occurrence" continues only the listing before it (11.4.2)
+    return _HANDLERS[ins](ctx, channel, sd, session, command)
+
+
+def _put_key(
+    ctx: CardContext, channel: ChannelContext, sd: Application, session: CardChannel | None, command: CommandApdu
+) -> ResponseApdu:
+    assert session is not None  # PUT KEY needs an authenticated session (Table 11-2)
+    return content.put_key(sd, session, command)
 
 
 def _initialize_update(
@@ -396,3 +379,18 @@ def _store_objects(command: CommandApdu) -> list[tuple[int, bytes]]:
         except DecodeError:
             raise IncorrectData("STORE DATA objects are not BER-TLV") from None
     return out
+
+
+_HANDLERS: dict[Ins, Handler] = {
+    Ins.GET_DATA: lambda ctx, channel, sd, session, command: sd_data.get_data(ctx, sd, command),
+    Ins.GET_DATA_ODD: lambda ctx, channel, sd, session, command: sd_data.get_data(ctx, sd, command),
+    Ins.GET_STATUS: lambda ctx, channel, sd, session, command: sd_data.get_status(ctx, channel, sd, command),
+    Ins.INSTALL: lambda ctx, channel, sd, session, command: content.install(ctx, channel, sd, command),
+    Ins.LOAD: lambda ctx, channel, sd, session, command: load_block(ctx, channel, command),
+    Ins.DELETE: lambda ctx, channel, sd, session, command: content.delete(ctx, channel, sd, command),
+    Ins.SET_STATUS: lambda ctx, channel, sd, session, command: content.set_status(ctx, sd, command),
+    Ins.PUT_KEY: _put_key,
+    Ins.STORE_DATA: _store_data,
+}
+"""The handler of each Security Domain command of :class:`~gpchannel.gp.ins.Ins` that is not a channel command
+(those are the session's: INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, BEGIN / END R-MAC SESSION)."""
