@@ -27,6 +27,7 @@ from gpchannel.card.state import LoadFile, MemoryStore
 from gpchannel.cli.main import cli
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.sw import describe
+from gpchannel.codec.tlv import tlv
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import (
     AuthenticationError,
@@ -36,7 +37,6 @@ from gpchannel.errors import (
     GPChannelError,
     IncorrectData,
 )
-from gpchannel.gp._tlv import encode_tlv
 from gpchannel.host.card import SSD_LOAD_FILE_AID, SSD_MODULE_AID, GpCard
 from gpchannel.host.session import CardSession, ChannelOptions, Exchange
 from gpchannel.io.transport import InProcessTransport
@@ -284,7 +284,7 @@ def _key_dgis(keys: StaticKeys, encrypt: object) -> bytes:
     crts, values = b"", b""
     for key_id, (key, check) in enumerate(zip((keys.enc, keys.mac, keys.dek), keys.kcvs(), strict=True), start=1):
         body = b"".join(
-            encode_tlv(tag, value)
+            tlv(tag, value)
             for tag, value in (
                 (0x95, b"\x18"),
                 (0x80, bytes((keys.key_type.value,))),
@@ -294,7 +294,7 @@ def _key_dgis(keys: StaticKeys, encrypt: object) -> bytes:
                 (0x84, check),
             )
         )
-        crts += encode_tlv(0xB9, body)
+        crts += tlv(0xB9, body)
         cryptogram = encrypt(key)
         assert isinstance(cryptogram, bytes)
         values += b"\x81\x13" + bytes((len(cryptogram),)) + cryptogram

@@ -25,7 +25,7 @@ _CHILD = textwrap.dedent(
     from gpchannel.crypto.keys import KeyType, StaticKeys
     from gpchannel.gp.install import InstallForInstall, InstallParameters
     from gpchannel.gp.privileges import Privileges
-    from gpchannel.gp._tlv import encode_tlv
+    from gpchannel.codec.tlv import tlv
     from gpchannel.io.store import DirectoryStore
     from gpchannel.scp.put_key import PutKeyData, put_key_command
     from tests.card.harness import ECHO_AID, counter_random, open_session, profile_text, secure
@@ -56,7 +56,7 @@ _CHILD = textwrap.dedent(
         if card.state.application(instance) is None:
             cmd = CommandApdu(0x80, 0xE6, 0x0C, 0x00, install.to_bytes(), le=256)
         else:
-            cmd = CommandApdu(0x80, 0xE4, 0x00, 0x00, encode_tlv(0x4F, instance), le=256)
+            cmd = CommandApdu(0x80, 0xE4, 0x00, 0x00, tlv(0x4F, instance), le=256)
         assert secure(card, host, cmd).sw == 0x9000, n
     """
 )

@@ -18,11 +18,11 @@ from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
 from gpchannel.cli.main import EXIT_CARD_STATUS, cli
 from gpchannel.cli.target import CallableTransport
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import tlv
 from gpchannel.crypto.asym import PrivateKey, load_private_key_pem
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import CardStatusError, IntegrityError
 from gpchannel.gp import lifecycle as lc
-from gpchannel.gp._tlv import encode_tlv
 from gpchannel.gp.cap import CapFile
 from gpchannel.gp.dap import DapBlock, build_load_file, dap_block
 from gpchannel.gp.install import (
@@ -264,7 +264,7 @@ def test_delegated_delete_and_extradition_with_tokens() -> None:
         secure(card, host, _cmd(0xE6, 0x0C, 0x00, _with_token(variant, token).to_bytes())),
         lambda cd: install_receipt_data(cd, PACKAGE, INSTANCE),
     )
-    body = encode_tlv(0x4F, INSTANCE)
+    body = tlv(0x4F, INSTANCE)
     assert secure(card, host, _cmd(0xE4, 0x00, 0x00, body)).sw == 0x6982  # no Delete Token
     wrong = with_delete_token(body, ISSUER.sign(delete_token_data(0x00, 0x80, body)))  # signed for P2 = 80
     assert secure(card, host, _cmd(0xE4, 0x00, 0x00, wrong)).sw == 0x6982
@@ -587,7 +587,7 @@ def test_a_delete_token_without_delegated_management_is_6a80() -> None:
     card.state.load_files[-1].sd_aid = ISD_AID
     card.save()
     host = _session(card, ISD_AID)
-    body = encode_tlv(0x4F, PACKAGE)
+    body = tlv(0x4F, PACKAGE)
     for data in (body + b"\x9e\x00", with_delete_token(body, ISSUER.sign(delete_token_data(0x00, 0x00, body)))):
         assert secure(card, host, _cmd(0xE4, 0x00, 0x00, data)).sw == 0x6A80
     assert card.state.load_file(PACKAGE) is not None
@@ -648,9 +648,9 @@ def test_delegated_make_selectable_and_host_extradition() -> None:
 def test_delete_key_removes_a_content_key() -> None:
     card = _dm_card()
     host = _session(card, ISD_AID)
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x71"))).sw == 0x9000
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0xD2, b"\x71"))).sw == 0x9000
     assert card.state.isd.sd is not None and card.state.isd.sd.content_key(0x71) is None
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x71"))).sw == 0x6A88
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0xD2, b"\x71"))).sw == 0x6A88
     # With the Receipt Generation SD left without its key, delegated operations fail (C.1.1.2).
     host = _session(card, SSD)
     variant = _install_variant()

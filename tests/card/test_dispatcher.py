@@ -8,8 +8,8 @@ import pytest
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.state import Application, MemoryStore
 from gpchannel.codec.apdu import CommandApdu
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import find, parse_tlvs
 from gpchannel.gp.card_data import (
     CardRecognitionData,
     ExtendedCardResources,
@@ -28,15 +28,17 @@ def test_select_isd_returns_fci_table_11_82() -> None:
     card, _ = make_card()
     data, sw = _select(card, ISD_AID)
     assert sw == 0x9000
-    (fci,) = parse_tlvs(data)
+    (fci,) = parse_pairs(data)
     assert fci[0] == 0x6F
-    inner = parse_tlvs(fci[1])
-    assert find(inner, 0x84) == ISD_AID
-    proprietary = parse_tlvs(find(inner, 0xA5) or b"")
-    assert find(proprietary, 0x9F65) == b"\xff"
-    assert find(proprietary, 0x9F6E) is not None
+    inner = parse_pairs(fci[1])
+    assert first_value(inner, 0x84) == ISD_AID
+    proprietary = parse_pairs(first_value(inner, 0xA5) or b"")
+    assert first_value(proprietary, 0x9F65) == b"\xff"
+    assert first_value(proprietary, 0x9F6E) is not None
     recognition = CardRecognitionData.from_bytes(
-        bytes.fromhex("73") + bytes((len(find(proprietary, 0x73) or b""),)) + (find(proprietary, 0x73) or b"")
+        bytes.fromhex("73")
+        + bytes((len(first_value(proprietary, 0x73) or b""),))
+        + (first_value(proprietary, 0x73) or b"")
     )
     assert recognition.gp_version == "2.3.1" and recognition.scps == ((3, 0x70),)
 
@@ -94,7 +96,7 @@ def test_get_data_objects(tag: str) -> None:
     if tag == "FF21":
         assert ExtendedCardResources.from_bytes(r.data).installed_applications == 1
         return
-    ((t, value),) = parse_tlvs(r.data)
+    ((t, value),) = parse_pairs(r.data)
     assert t == int(tag, 16)
     if tag == "9F7F":
         assert value == card.state.cplc

@@ -14,9 +14,9 @@ from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import MemoryStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import tlv
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import ProfileError
-from gpchannel.gp._tlv import encode_tlv
 from gpchannel.gp.registry_data import StatusScope, decode_status_response
 from gpchannel.host.commands import get_data_command, get_status_command
 from gpchannel.scp.common import SecurityLevel
@@ -129,7 +129,7 @@ def test_an_error_answer_still_counts_the_opening() -> None:
     a counter value opens one session only (E.1.2), or the opening command could be replayed."""
     card, store = make_card("02", "1A")
     host = implicit_host(card, "1A")
-    response = secure(card, host, CommandApdu(0x80, 0xE4, 0x00, 0x00, encode_tlv(0x4F, bytes.fromhex("A0000000FF01"))))
+    response = secure(card, host, CommandApdu(0x80, 0xE4, 0x00, 0x00, tlv(0x4F, bytes.fromhex("A0000000FF01"))))
     assert response.sw == 0x6A88
     assert persisted_counter(store) == 1 and card_counter(card) == 1
     card.reset()

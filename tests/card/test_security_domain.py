@@ -15,9 +15,9 @@ from gpchannel.card.dispatcher import Card
 from gpchannel.card.loading import parse_cap_components
 from gpchannel.card.state import Application, KeySet, LoadFile, SdConfig
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
+from gpchannel.codec.tlv import tlv
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import encode_tlv
 from gpchannel.gp.card_data import ExtendedCardResources
 from gpchannel.gp.install import (
     InstallForInstall,
@@ -59,7 +59,7 @@ def _cmd(ins: int, p1: int, p2: int, data: bytes = b"") -> CommandApdu:
 
 
 def _load(card: Card, host: HostChannel, block: bytes, *, digest: bytes | None = None) -> list[ResponseApdu]:
-    load_file = encode_tlv(0xC4, block)
+    load_file = tlv(0xC4, block)
     data = InstallForLoad(PACKAGE, b"", hashlib.sha256(block).digest() if digest is None else digest)
     out = [secure(card, host, _cmd(0xE6, 0x02, 0x00, data.to_bytes()))]
     pieces = [load_file[i : i + 20] for i in range(0, len(load_file), 20)]
@@ -146,12 +146,12 @@ def test_load_install_select_delete() -> None:
     assert send(card, "00CA000000").data == b"\x01"  # echo shows its install parameters
     send(card, "00A4040000")
     host = open_session(card, "03", 0x03)
-    delete = _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, PACKAGE))
+    delete = _cmd(0xE4, 0x00, 0x00, tlv(0x4F, PACKAGE))
     assert secure(card, host, delete).sw == 0x6985  # an instance still exists
     assert secure(card, host, delete.with_changes(p2=0x80)).sw == 0x9000
     assert card.state.load_file(PACKAGE) is None and card.state.application(INSTANCE) is None
     assert secure(card, host, delete).sw == 0x6A88
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ISD_AID))).sw == 0x6985
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0x4F, ISD_AID))).sw == 0x6985
 
 
 def test_load_checks_hash_and_block_order() -> None:
@@ -192,7 +192,7 @@ def test_set_status_locks_and_card_life_cycle() -> None:
     assert secure(card, host, _cmd(0xF0, 0x80, 0x07, b"")).sw == 0x6985  # SECURED -> INITIALIZED
     assert secure(card, host, _cmd(0xF0, 0x80, 0x33, b"")).sw == 0x6A80
     assert secure(card, host, _cmd(0xF0, 0x80, 0x7F, b"")).sw == 0x9000  # CARD_LOCKED
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ECHO_AID))).sw == 0x6985
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0x4F, ECHO_AID))).sw == 0x6985
     assert send(card, CommandApdu(0, 0xA4, 4, 0, ECHO_AID, le=256)).sw == 0x6A81
     assert send(card, CommandApdu(0, 0xA4, 4, 0, ISD_AID, le=256)).sw == 0x6283
     host = open_session(card, "03", 0x03)
@@ -219,21 +219,21 @@ def test_put_key_add_and_replace(scp: str, i: str, level: int) -> None:
     assert loaded is not None and loaded.isd.sd is not None
     assert [k.kvn for k in loaded.isd.sd.keysets] == [0x30, 0x31]
     assert loaded.isd.sd.keysets[1].enc == new.enc  # committed before the answer left
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x31"))).sw == 0x9000
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0xD2, b"\x31"))).sw == 0x6A88
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0xD2, b"\x31"))).sw == 0x9000
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0xD2, b"\x31"))).sw == 0x6A88
 
 
 def test_store_data_and_personalization() -> None:
     card, _ = make_card()
     host = open_session(card, "03", 0x03)
-    iin = encode_tlv(0x42, bytes.fromhex("123456"))
+    iin = tlv(0x42, bytes.fromhex("123456"))
     assert secure(card, host, _cmd(0xE2, 0x90, 0x00, iin)).sw == 0x9000
     assert secure(card, host, _cmd(0xCA, 0x00, 0x42)).data == iin
     assert secure(card, host, _cmd(0xE2, 0x90, 0x01, iin)).sw == 0x6A86  # block numbers start at 00
     dgi = bytes.fromhex("0045") + b"\x02\xab\xcd"
     assert secure(card, host, _cmd(0xE2, 0x88, 0x00, dgi)).sw == 0x9000
     assert card.state.cin == b"\xab\xcd"
-    assert secure(card, host, _cmd(0xE2, 0x90, 0x00, encode_tlv(0x5F20, b"x"))).sw == 0x6A88
+    assert secure(card, host, _cmd(0xE2, 0x90, 0x00, tlv(0x5F20, b"x"))).sw == 0x6A88
     perso = InstallForPersonalization(ECHO_AID)
     assert secure(card, host, _cmd(0xE6, 0x20, 0x00, perso.to_bytes())).sw == 0x9000
     assert secure(card, host, _cmd(0xE2, 0x00, 0x00, b"\x01\x02")).sw == 0x9000
@@ -262,7 +262,7 @@ def test_security_domain_install_extradition_registry_update() -> None:
     status = secure(card, host, _cmd(0xF2, 0x40, 0x02, bytes.fromhex("4F00")))
     entries = {e.aid: e for e in decode_status_response(status.data, 0x40, 0x02)}
     assert entries[ECHO_AID].sd_aid == ssd_aid and entries[ECHO_AID].privileges == Privileges.of(Privilege.CARD_RESET)
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ssd_aid))).sw == 0x6985  # has content
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0x4F, ssd_aid))).sw == 0x6985  # has content
     assert send(card, CommandApdu(0, 0xA4, 4, 0, ssd_aid, le=256)).sw == 0x9000
     assert send(card, "8050000008" + "00" * 8).sw == 0x6A88  # the new SD has no keys yet
 
@@ -310,7 +310,7 @@ def test_combined_load_install_and_make_selectable() -> None:
     block = _cap()
     first = InstallForLoad(PACKAGE, b"", hashlib.sha256(block).digest())
     assert secure(card, host, _cmd(0xE6, 0x0E, 0x01, first.to_bytes())).sw == 0x9000
-    assert secure(card, host, _cmd(0xE8, 0x80, 0x00, encode_tlv(0xC4, block))).sw == 0x9000
+    assert secure(card, host, _cmd(0xE8, 0x80, 0x00, tlv(0xC4, block))).sw == 0x9000
     final = InstallForInstall(b"", MODULE, INSTANCE, Privileges(), InstallParameters().to_bytes())
     assert secure(card, host, _cmd(0xE6, 0x0E, 0x02, final.to_bytes())).sw == 0x6A86  # P2 02 is not defined
     assert secure(card, host, _cmd(0xE6, 0x0E, 0x03, final.to_bytes())).sw == 0x9000
@@ -342,14 +342,14 @@ def _key_dgis(host: HostChannel, keys: StaticKeys, *, bad_kcv: bool = False) -> 
     for key_id, key in enumerate((keys.enc, keys.mac, keys.dek), start=1):
         check = bytes(3) if bad_kcv and key_id == 2 else keys.kcvs()[key_id - 1]
         body = (
-            encode_tlv(0x95, b"\x18")
-            + encode_tlv(0x80, bytes((keys.key_type.value,)))
-            + encode_tlv(0x81, bytes((len(key),)))
-            + encode_tlv(0x82, bytes((key_id,)))
-            + encode_tlv(0x83, bytes((keys.kvn,)))
-            + encode_tlv(0x84, check)
+            tlv(0x95, b"\x18")
+            + tlv(0x80, bytes((keys.key_type.value,)))
+            + tlv(0x81, bytes((len(key),)))
+            + tlv(0x82, bytes((key_id,)))
+            + tlv(0x83, bytes((keys.kvn,)))
+            + tlv(0x84, check)
         )
-        crts += encode_tlv(0xB9, body)
+        crts += tlv(0xB9, body)
         values += _dgi(0x8113, host.encrypt_key(key))
     # Table 11-92 allows several CRTs in one 00B9; each 8113 follows in order (11.11.4.1.1).
     return _dgi(0x00B9, crts) + values
@@ -410,7 +410,7 @@ def test_content_management_needs_authorized_management(privileges: Privileges, 
     assert send(card, CommandApdu(0, 0xA4, 4, 0, ssd_aid, le=256)).sw == 0x9000
     host = open_session(card, "03", 0x03)
     assert secure(card, host, _cmd(0xE6, 0x02, 0x00, InstallForLoad(PACKAGE).to_bytes())).sw == sw
-    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, encode_tlv(0x4F, ECHO_AID))).sw in (sw, 0x6982)
+    assert secure(card, host, _cmd(0xE4, 0x00, 0x00, tlv(0x4F, ECHO_AID))).sw in (sw, 0x6982)
     assert secure(card, host, _cmd(0xF2, 0x40, 0x02, bytes.fromhex("4F00"))).sw == 0x6A88  # sees only its own
 
 
@@ -421,7 +421,7 @@ def test_store_data_is_hidden_in_the_raw_and_plain_traces_alike() -> None:
     lines: list[str] = []
     card.trace = card.ctx.trace = lines.append
     host = open_session(card, "03", 0x03)
-    iin = encode_tlv(0x42, bytes.fromhex("123456"))
+    iin = tlv(0x42, bytes.fromhex("123456"))
     assert secure(card, host, _cmd(0xE2, 0x90, 0x00, iin)).sw == 0x9000
     assert not any(iin.hex().upper() in line for line in lines)
     assert any(line.strip().startswith("plain >> 80E29000 <key data>") for line in lines)

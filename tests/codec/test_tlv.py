@@ -13,8 +13,10 @@ from gpchannel.codec.tlv import (
     encode_length,
     encode_tag,
     find,
+    first_value,
     parse_all,
     parse_one,
+    parse_pairs,
     tlv,
 )
 from gpchannel.errors import DecodeError
@@ -272,3 +274,22 @@ def test_builder_and_limits() -> None:
     assert Tlv(0x8E).tag_class is TagClass.CONTEXT_SPECIFIC
     assert Tlv(0x61).tag_class is TagClass.APPLICATION and Tlv(0x61).constructed
     assert Tlv(0x06).tag_class is TagClass.UNIVERSAL and not Tlv(0x06).constructed
+
+
+def test_pairs_search_one_level_and_shift_error_offsets() -> None:
+    """The GlobalPlatform view: (tag, value) pairs; a constructed value is not searched (registry data, 11.4.2)."""
+    pairs = parse_pairs(bytes.fromhex("A503 4F0101 4F02 0203"))
+    assert pairs == [(0xA5, bytes.fromhex("4F0101")), (0x4F, b"\x02\x03")]
+    assert first_value(pairs, 0x4F) == b"\x02\x03"
+    assert first_value(pairs, 0x9F70) is None
+    with pytest.raises(DecodeError) as raised:
+        parse_pairs(bytes.fromhex("4F05 01"), base=10)
+    assert raised.value.offset == 12
+    assert str(raised.value).count("(at offset") == 1
+
+
+def test_lenient_80_is_128_for_install_fields() -> None:
+    """GP 2.3.1 11.5.2.3: in INSTALL's fields a single 80 is the length 128; BER-TLV refuses it (indefinite)."""
+    assert decode_length(b"\x80", lenient_80=True) == (128, 1)
+    with pytest.raises(DecodeError):
+        decode_length(b"\x80")

@@ -36,4 +36,4 @@ def test_one_rule_hides_put_key_and_store_data_in_every_trace() -> None:
 def test_lookup_by_instruction_byte() -> None:
     assert sd_command(0xE6) is Ins.INSTALL
     assert sd_command(0xA4) is None  # SELECT is the card's own (ISO/IEC 7816-4), not a row
-    assert f"{Ins.PUT_KEY:02X}" == "D8" and Ins.PUT_KEY == 0xD8
+    assert f"{Ins.PUT_KEY:02X}" == "D8" and int(Ins.PUT_KEY) == 0xD8

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpchannel.codec.tlv import parse_pairs
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.install import (
     InstallFor,
     InstallForExtradition,
@@ -40,7 +40,7 @@ def test_pysim_install_parameters(case: VectorCase) -> None:
 def test_gpshell_sd_install_parameters_are_ber_tlv(case: VectorCase) -> None:
     """SD parameters inside C9 must be BER-TLV (11.5.2.3.7); tag 81 carries the SCP (02) and i (15)."""
     raw = case.hex_out("bytes")
-    items = parse_tlvs(raw)
+    items = parse_pairs(raw)
     assert items[0] == (0x81, bytes.fromhex("0215"))
     assert [t for t, _ in items] == [0x81, 0x82, 0x83, 0x84, 0x86, 0x87]
     wrapped = InstallParameters(application_specific=raw)

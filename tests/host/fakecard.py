@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import parse_pairs, tlv
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import CardError, DecodeError
-from gpchannel.gp._tlv import encode_tlv, parse_tlvs
 from gpchannel.gp.card_data import CardRecognitionData
 from gpchannel.gp.install import parse_install
 from gpchannel.gp.privileges import Privilege, Privileges
@@ -121,8 +121,8 @@ class FakeCard:
 
     def fci(self) -> bytes:
         card_data = CardRecognitionData("2.3.1", ((self.protocol, self.i_param),)).template()
-        prop = card_data + encode_tlv(0x9F6E, bytes(6)) + encode_tlv(0x9F65, bytes((self.max_command_length,)))
-        return encode_tlv(0x6F, encode_tlv(0x84, ISD_AID) + encode_tlv(0xA5, prop))
+        prop = card_data + tlv(0x9F6E, bytes(6)) + tlv(0x9F65, bytes((self.max_command_length,)))
+        return tlv(0x6F, tlv(0x84, ISD_AID) + tlv(0xA5, prop))
 
     def _secure(self) -> None:
         if self.channel is None or not self.channel.is_open:
@@ -163,7 +163,7 @@ class FakeCard:
 
     def _delete(self, c: CommandApdu) -> ResponseApdu:
         self._secure()
-        aid = dict(parse_tlvs(c.data)).get(0x4F, b"")
+        aid = dict(parse_pairs(c.data)).get(0x4F, b"")
         before = len(self.registry)
         self.registry = [(s, e) for s, e in self.registry if e.aid != aid]
         self.applied.append(("delete", aid))

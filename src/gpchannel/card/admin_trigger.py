@@ -32,8 +32,8 @@ from typing import Any
 
 from gpchannel.card.ota_targets import TarEntry
 from gpchannel.card.state import CardState
+from gpchannel.codec.tlv import decode_length, parse_pairs
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import decode_length, parse_tlvs
 from gpchannel.ram.trigger import TriggerParameters
 
 __all__ = [
@@ -130,7 +130,7 @@ def connection_address(connection: bytes | None) -> tuple[str | None, int | None
     if not connection:
         return host, port
     try:
-        items = parse_tlvs(connection)
+        items = parse_pairs(connection)
     except DecodeError:
         return host, port
     for tag, value in items:

@@ -16,6 +16,7 @@ from gpchannel.card.loading import begin_load
 from gpchannel.card.registry import delete_application, delete_load_file, is_under, load_file_of_module
 from gpchannel.card.state import Application, KeySet, SdConfig
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.crypto.keys import KeyType
 from gpchannel.errors import (
     ConditionsNotSatisfied,
@@ -26,7 +27,6 @@ from gpchannel.errors import (
     SecurityNotSatisfied,
 )
 from gpchannel.gp import lifecycle as lc
-from gpchannel.gp._tlv import find, parse_tlvs
 from gpchannel.gp.install import (
     InstallFor,
     InstallForExtradition,
@@ -192,7 +192,7 @@ def _install(
         assert isd_config is not None
         scp, i_param = isd_config.scp, isd_config.i_param
         try:
-            scp_parameter = find(parse_tlvs(parameters.application_specific), 0x81)
+            scp_parameter = first_value(parse_pairs(parameters.application_specific), 0x81)
         except DecodeError:
             raise IncorrectData("Security Domain install parameters (C9) must be BER-TLV (11.5.2.3.7)") from None
         if scp_parameter is not None and len(scp_parameter) == 2:
@@ -259,12 +259,12 @@ def _extradite(ctx: CardContext, sd: Application, aid: bytes, target_sd: bytes) 
 def _registry_update(ctx: CardContext, sd: Application, data: InstallForRegistryUpdate) -> bytes:
     """Returns the old Security Domain when the update extradites, else empty (Table C-14)."""
     try:
-        items = parse_tlvs(data.parameters)
-        system = find(items, 0xEF)
-        system_items = parse_tlvs(system) if system else []
+        items = parse_pairs(data.parameters)
+        system = first_value(items, 0xEF)
+        system_items = parse_pairs(system) if system else []
     except DecodeError:
         raise IncorrectData("registry update parameters are not BER-TLV") from None
-    if find(system_items, 0xD9) is not None:
+    if first_value(system_items, 0xD9) is not None:
         raise IncorrectData("the Restrict parameter (D9) is not implemented by this card (11.5.2.3.5)")
     if not data.application_aid:
         raise IncorrectData("registry update of the OPEN itself (no application AID) is not implemented")
@@ -294,13 +294,13 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
     if command.p1 & 0x7F or command.p2 & 0x7F:
         raise IncorrectP1P2(f"DELETE P1 {command.p1:02X} / P2 {command.p2:02X} has RFU bits set")
     try:
-        items = parse_tlvs(data)
+        items = parse_pairs(data)
     except DecodeError:
         raise IncorrectData("DELETE data is not BER-TLV") from None
-    aid = find(items, 0x4F)
+    aid = first_value(items, 0x4F)
     if aid is not None:
         _require_management(ctx, sd)
-        raw_token = find(items, 0x9E)
+        raw_token = first_value(items, 0x9E)
         if raw_token is not None and not delegated.is_delegated(sd):
             raise IncorrectData("a Delete Token is only for Delegated Management (11.2.2.3.1)")
         token = raw_token or b""
@@ -315,7 +315,7 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
         _delete_content(ctx, sd, aid, related=bool(command.p2 & 0x80))
         identifier = delegated.token_identifier(data)
         return ResponseApdu(delegated.confirm(ctx, sd, identifier, lambda cd: delete_receipt_data(cd, aid)))
-    kvn, key_id = find(items, 0xD2), find(items, 0xD0)
+    kvn, key_id = first_value(items, 0xD2), first_value(items, 0xD0)
     if kvn is None:
         raise IncorrectData("DELETE needs an AID (4F) or a key version number (D2)")
     if len(kvn) != 1 or (key_id is not None and len(key_id) != 1):

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from gpchannel.card.context import CardContext
 from gpchannel.card.state import Application, ContentKey
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.crypto.asym import EcCurve, EcPublicKey, RsaPublicKey
 from gpchannel.crypto.keys import KeyType
 from gpchannel.errors import DecodeError, IncorrectData, SecurityNotSatisfied
 from gpchannel.gp import lifecycle as lc
-from gpchannel.gp._tlv import find, parse_tlvs
 from gpchannel.gp.dap import LoadFileParts, verify_dap
 from gpchannel.gp.privileges import Privilege
 from gpchannel.gp.tokens import (
@@ -85,8 +85,8 @@ def _key_of(ctx: CardContext, privilege: Privilege, kvn: int, what: str) -> tupl
 def token_identifier(parameters: bytes) -> bytes | None:
     """The token identifier (``93`` in the ``B6`` template) of a parameters field or DELETE data, if any."""
     try:
-        template = find(parse_tlvs(parameters), 0xB6)
-        return find(parse_tlvs(template), 0x93) if template is not None else None
+        template = first_value(parse_pairs(parameters), 0xB6)
+        return first_value(parse_pairs(template), 0x93) if template is not None else None
     except DecodeError:
         return None
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpchannel.card.state import Application, KeySet
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import KeyType, kcv
 from gpchannel.errors import ConditionsNotSatisfied, DecodeError, IncorrectData, SecurityNotSatisfied
-from gpchannel.gp._tlv import find, parse_tlvs
 from gpchannel.scp.common import CardChannel
 
 __all__ = ["DGI_KEY_CRT", "DGI_SECRET_KEY", "store_keys"]
@@ -36,7 +36,7 @@ class _Crt:
 
 
 def _one_byte(items: list[tuple[int, bytes]], tag: int, what: str) -> int:
-    value = find(items, tag)
+    value = first_value(items, tag)
     if value is None or not 1 <= len(value) <= 2:
         raise IncorrectData(f"key CRT: {what} (tag {tag:02X}) is missing or malformed")
     return int.from_bytes(value, "big")
@@ -44,18 +44,18 @@ def _one_byte(items: list[tuple[int, bytes]], tag: int, what: str) -> int:
 
 def _crts(value: bytes) -> list[_Crt]:
     try:
-        templates = parse_tlvs(value)
+        templates = parse_pairs(value)
         out = []
         for tag, body in templates:
             if tag != 0xB9:
                 raise IncorrectData(f"DGI 00B9 holds B9 templates, got tag {tag:X}")
-            items = parse_tlvs(body)
-            if find(items, 0x95) is None:
+            items = parse_pairs(body)
+            if first_value(items, 0x95) is None:
                 raise IncorrectData("key CRT without its key usage qualifier (95)")
             key_type = _TYPES.get(_one_byte(items, 0x80, "key type"))
             if key_type is None:
                 raise IncorrectData("key CRT: only DES (80) and AES (88) secret keys are loaded")
-            check = find(items, 0x84)
+            check = first_value(items, 0x84)
             if check is None or len(check) != 3:
                 raise IncorrectData("key CRT: the key check value (84) is 3 bytes")
             out.append(

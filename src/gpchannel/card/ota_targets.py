@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpchannel.card.state import CardState
+from gpchannel.codec.tlv import parse_pairs
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, Scp80KeySet
 
 __all__ = [
@@ -79,7 +79,7 @@ def toolkit_parameters(system_parameters: bytes) -> tuple[bytes, list[bytes]] | 
     entries n, n x (position, identifier), channels, MSL (length-prefixed), TAR values (length-prefixed, 3 bytes
     each), ... None when absent or malformed (an application with unreadable parameters has no TAR)."""
     try:
-        items = parse_tlvs(system_parameters) if system_parameters else []
+        items = parse_pairs(system_parameters) if system_parameters else []
     except DecodeError:
         return None
     value = next((v for t, v in items if t == 0x80), None)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.registry import is_under, visible_to
 from gpchannel.card.state import Application
+from gpchannel.codec import tlv as ber
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.errors import ConditionsNotSatisfied, DecodeError, IncorrectData, IncorrectP1P2, ReferencedDataNotFound
-from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.card_data import (
     CardCapabilities,
     CardRecognitionData,
@@ -43,9 +44,9 @@ def fci(ctx: CardContext, app: Application) -> bytes:
     proprietary = b""
     if app.sd is not None:
         proprietary += _recognition(app).template()
-        proprietary += encode_tlv(0x9F6E, ctx.state.cplc[:8])
-    proprietary += encode_tlv(0x9F65, b"\xff")
-    ctx.fci_cache[key] = out = encode_tlv(0x6F, encode_tlv(0x84, app.aid) + encode_tlv(0xA5, proprietary))
+        proprietary += ber.tlv(0x9F6E, ctx.state.cplc[:8])
+    proprietary += ber.tlv(0x9F65, b"\xff")
+    ctx.fci_cache[key] = out = ber.tlv(0x6F, ber.tlv(0x84, app.aid) + ber.tlv(0xA5, proprietary))
     return out
 
 
@@ -66,7 +67,7 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
     state = ctx.state
     tag = (command.p1 << 8) | command.p2
     if tag == 0x9F7F:
-        return ResponseApdu(encode_tlv(0x9F7F, state.cplc))
+        return ResponseApdu(ber.tlv(0x9F7F, state.cplc))
     if tag == 0x0066:
         return ResponseApdu(_recognition(sd).to_bytes())
     if tag == 0x0067:
@@ -79,14 +80,14 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
     if tag == 0x00E0:
         return ResponseApdu(_key_information(sd))
     if tag == 0x0042 and state.iin:
-        return ResponseApdu(encode_tlv(0x42, state.iin))
+        return ResponseApdu(ber.tlv(0x42, state.iin))
     if tag == 0x0045 and state.cin:
-        return ResponseApdu(encode_tlv(0x45, state.cin))
+        return ResponseApdu(ber.tlv(0x45, state.cin))
     if tag == 0x00CF:
-        return ResponseApdu(encode_tlv(0xCF, state.key_diversification_data))
+        return ResponseApdu(ber.tlv(0xCF, state.key_diversification_data))
     if tag == 0x00C1 and sd.sd.keysets and sd.sd.scp != 0x01:  # SCP01 has no sequence counter
         width = 2 if sd.sd.scp == 0x02 else 3
-        return ResponseApdu(encode_tlv(0xC1, sd.sd.keysets[0].sequence_counter.to_bytes(width, "big")))
+        return ResponseApdu(ber.tlv(0xC1, sd.sd.keysets[0].sequence_counter.to_bytes(width, "big")))
     if tag == 0xFF21:
         installed = sum(1 for a in state.applications if a.aid != state.isd_aid)
         free = max(0, _FREE_NVM - sum(f.size for f in state.load_files))
@@ -165,13 +166,13 @@ def get_status(ctx: CardContext, channel: ChannelContext, sd: Application, comma
         return _page(channel, channel.status_pending)
     channel.status_pending = None
     try:
-        criteria = parse_tlvs(command.data)
+        criteria = parse_pairs(command.data)
     except DecodeError:
         raise IncorrectData("GET STATUS search criteria are not BER-TLV") from None
-    prefix = find(criteria, 0x4F)
+    prefix = first_value(criteria, 0x4F)
     if prefix is None:
         raise IncorrectData("GET STATUS needs the AID search criterion (4F)")
-    tag_list_raw = find(criteria, 0x5C)
+    tag_list_raw = first_value(criteria, 0x5C)
     tag_list = _split_tags(tag_list_raw) if tag_list_raw else None
     entries = _entries(ctx, sd, scope, b"" if scope is StatusScope.ISD else prefix)
     if not entries:

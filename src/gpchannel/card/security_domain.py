@@ -30,6 +30,7 @@ from gpchannel.card.loading import load_block
 from gpchannel.card.scp10_domain import Handler, process_scp10
 from gpchannel.card.state import Application, CardState
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
+from gpchannel.codec.tlv import parse_pairs
 from gpchannel.errors import (
     CardError,
     ClaNotSupported,
@@ -42,7 +43,6 @@ from gpchannel.errors import (
     ReferencedDataNotFound,
     SecurityNotSatisfied,
 )
-from gpchannel.gp._tlv import parse_tlvs
 from gpchannel.gp.ins import Ins, redacts, sd_command
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.scp.common import CardChannel, ChannelState, ScpProtocol, SecurityLevel
@@ -375,7 +375,7 @@ def _store_objects(command: CommandApdu) -> list[tuple[int, bytes]]:
             offset += length
     else:
         try:
-            out = parse_tlvs(command.data)
+            out = parse_pairs(command.data)
         except DecodeError:
             raise IncorrectData("STORE DATA objects are not BER-TLV") from None
     return out

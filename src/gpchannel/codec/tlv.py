@@ -33,8 +33,10 @@ __all__ = [
     "encode_length",
     "encode_tag",
     "find",
+    "first_value",
     "parse_all",
     "parse_one",
+    "parse_pairs",
     "tlv",
 ]
 
@@ -122,14 +124,19 @@ def _decode_tag(data: bytes, offset: int, end: int) -> tuple[int, int]:
     return int.from_bytes(raw, "big"), offset
 
 
-def decode_length(data: bytes, offset: int = 0, end: int | None = None) -> tuple[int, int]:
-    """Decode the length field at ``offset``; returns ``(length, offset after the field)``."""
+def decode_length(data: bytes, offset: int = 0, end: int | None = None, *, lenient_80: bool = False) -> tuple[int, int]:
+    """Decode the length field at ``offset``; returns ``(length, offset after the field)``.
+
+    ``lenient_80``: a single ``80`` byte means 128, the length rule of the fields of INSTALL and its tokens
+    (GP 2.3.1 11.5.2.3), which are not BER-TLV."""
     end = len(data) if end is None else end
     if offset >= end:
         raise DecodeError("truncated length: length field missing", offset)
     first = data[offset]
     if first < 0x80:
         return first, offset + 1
+    if first == 0x80 and lenient_80:
+        return 128, offset + 1
     if first == 0x80:
         raise DecodeError("indefinite length (80) is not allowed in BER-TLV for smart cards", offset)
     size = first & 0x7F
@@ -179,6 +186,23 @@ def parse_all(data: bytes, *, skip_padding: bool = False) -> list[Tlv]:
     With ``skip_padding``, 00 and FF bytes before, between and after objects are skipped (ISO 7816-4, 5.2.2.1).
     """
     return _parse_all(data, skip_padding)
+
+
+def parse_pairs(data: bytes, *, base: int = 0) -> list[tuple[int, bytes]]:
+    """:func:`parse_all` as ``(tag, value)`` pairs, for the GlobalPlatform structures that match on tags at one
+    level. ``base`` is the position of ``data`` in a larger message: it shifts the offsets of errors."""
+    try:
+        return [(item.tag, item.value) for item in _parse_all(data, False)]
+    except DecodeError as exc:
+        if not base:
+            raise
+        message = str(exc).removesuffix(f" (at offset {exc.offset})")
+        raise DecodeError(message, (exc.offset or 0) + base) from None
+
+
+def first_value(pairs: Iterable[tuple[int, bytes]], tag: int) -> bytes | None:
+    """The value of the first ``tag`` among ``pairs`` (one level: constructed values are not searched), or None."""
+    return next((value for t, value in pairs if t == tag), None)
 
 
 def find(items: Iterable[Tlv], tag: int) -> Tlv | None:

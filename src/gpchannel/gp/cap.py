@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gpchannel.codec.tlv import encode_length
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import encode_length
 
 __all__ = [
     "LOAD_ORDER",

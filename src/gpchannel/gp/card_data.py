@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpchannel.codec.tlv import decode_length, encode_length, first_value, parse_pairs, tlv
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import decode_length, encode_length, encode_tlv, find, parse_tlvs, tag_bytes
 
 __all__ = [
     "GP_OID_PREFIX",
@@ -99,7 +99,7 @@ def _parse_oid_text(text: str) -> tuple[int, ...]:
 
 def _unwrap(raw: bytes, tag: int, what: str) -> bytes:
     """The value of ``tag`` when ``raw`` is exactly one such TLV."""
-    tlvs = parse_tlvs(raw)
+    tlvs = parse_pairs(raw)
     if len(tlvs) != 1 or tlvs[0][0] != tag:
         raise DecodeError(f"{what} must be one {tag:X} TLV", 0)
     return tlvs[0][1]
@@ -134,20 +134,20 @@ class CardRecognitionData:
     @classmethod
     def from_bytes(cls, raw: bytes) -> CardRecognitionData:
         """Decode ``66 (73 ...)`` (GET DATA) or a bare ``73`` template (the FCI's ``A5``)."""
-        tlvs = parse_tlvs(raw)
+        tlvs = parse_pairs(raw)
         if len(tlvs) == 1 and tlvs[0][0] == TAG_CARD_DATA:
-            tlvs = parse_tlvs(tlvs[0][1])
+            tlvs = parse_pairs(tlvs[0][1])
         if len(tlvs) != 1 or tlvs[0][0] != 0x73:
             raise DecodeError("card recognition data must be one 73 template (inside 66)", 0)
         gp_version = None
         scps: list[tuple[int, int]] = []
         config = chip = None
         scheme = False
-        for tag, value in parse_tlvs(tlvs[0][1]):
+        for tag, value in parse_pairs(tlvs[0][1]):
             if tag == 0x06:
                 continue
-            inner = parse_tlvs(value) if tag in (0x60, 0x63, 0x64, 0x65, 0x66) else []
-            oid_raw = find(inner, 0x06)
+            inner = parse_pairs(value) if tag in (0x60, 0x63, 0x64, 0x65, 0x66) else []
+            oid_raw = first_value(inner, 0x06)
             if oid_raw is None:
                 continue
             arcs = decode_oid(oid_raw)
@@ -165,15 +165,15 @@ class CardRecognitionData:
 
     def to_bytes(self) -> bytes:
         """``66 (73 ...)`` as GET DATA returns it."""
-        return encode_tlv(TAG_CARD_DATA, self.template())
+        return tlv(TAG_CARD_DATA, self.template())
 
     def template(self) -> bytes:
         """The ``73`` template alone (the FCI proprietary data carries it)."""
 
         def oid(tag: int, arcs: tuple[int, ...]) -> bytes:
-            return encode_tlv(tag, encode_tlv(0x06, encode_oid(arcs)))
+            return tlv(tag, tlv(0x06, encode_oid(arcs)))
 
-        body = encode_tlv(0x06, encode_oid(_RECOGNITION))
+        body = tlv(0x06, encode_oid(_RECOGNITION))
         if self.gp_version:
             body += oid(0x60, (*_GP_VERSION, *_parse_oid_text(self.gp_version)))
         if self.card_identification_scheme:
@@ -184,7 +184,7 @@ class CardRecognitionData:
             body += oid(0x65, _parse_oid_text(self.card_configuration))
         if self.chip_details:
             body += oid(0x66, _parse_oid_text(self.chip_details))
-        return encode_tlv(0x73, body)
+        return tlv(0x73, body)
 
 
 # -- Card Capability Information (H.4) ------------------------------------------------------------------------------
@@ -199,14 +199,14 @@ class ScpInfo:
     max_psk_length: int | None = None
 
     def to_bytes(self) -> bytes:
-        body = encode_tlv(0x80, bytes((self.protocol,))) + encode_tlv(0x81, self.options)
+        body = tlv(0x80, bytes((self.protocol,))) + tlv(0x81, self.options)
         if self.keys is not None:
-            body += encode_tlv(0x82, self.keys)
+            body += tlv(0x82, self.keys)
         if self.tls_cipher_suites is not None:
-            body += encode_tlv(0x83, self.tls_cipher_suites)
+            body += tlv(0x83, self.tls_cipher_suites)
         if self.max_psk_length is not None:
-            body += encode_tlv(0x84, bytes((self.max_psk_length,)))
-        return encode_tlv(0xA0, body)
+            body += tlv(0x84, bytes((self.max_psk_length,)))
+        return tlv(0xA0, body)
 
 
 _CAPABILITY_FIELDS = {
@@ -242,9 +242,9 @@ class CardCapabilities:
     @classmethod
     def from_bytes(cls, raw: bytes) -> CardCapabilities:
         value = _unwrap(raw, TAG_CARD_CAPABILITIES, "card capability information")
-        inner = parse_tlvs(value)
+        inner = parse_pairs(value)
         if len(inner) == 1 and inner[0][0] == TAG_CARD_CAPABILITIES:  # a nested 67 (seen on real cards)
-            inner = parse_tlvs(inner[0][1])
+            inner = parse_pairs(inner[0][1])
         scps: list[ScpInfo] = []
         found: dict[str, bytes] = {}
         for tag, item in inner:
@@ -259,19 +259,25 @@ class CardCapabilities:
         for tag, name in _CAPABILITY_FIELDS.items():
             value = getattr(self, name)
             if value is not None:
-                body += encode_tlv(tag, value)
-        return encode_tlv(TAG_CARD_CAPABILITIES, body)
+                body += tlv(tag, value)
+        return tlv(TAG_CARD_CAPABILITIES, body)
 
 
 def _scp_info(raw: bytes) -> ScpInfo:
-    tlvs = parse_tlvs(raw)
-    protocol = find(tlvs, 0x80)
+    tlvs = parse_pairs(raw)
+    protocol = first_value(tlvs, 0x80)
     if protocol is None or len(protocol) != 1:
         raise DecodeError("SCP information (A0) needs a one-byte 80 SCP type", 0)
-    psk = find(tlvs, 0x84)
+    psk = first_value(tlvs, 0x84)
     if psk is not None and len(psk) != 1:
         raise DecodeError("maximum PSK length (84) is one byte", 0)
-    return ScpInfo(protocol[0], find(tlvs, 0x81) or b"", find(tlvs, 0x82), find(tlvs, 0x83), psk[0] if psk else None)
+    return ScpInfo(
+        protocol[0],
+        first_value(tlvs, 0x81) or b"",
+        first_value(tlvs, 0x82),
+        first_value(tlvs, 0x83),
+        psk[0] if psk else None,
+    )
 
 
 # -- Key Information Template (11.3.3.1.1) --------------------------------------------------------------------------
@@ -303,9 +309,9 @@ class KeyInformation:
                 body += bytes((c.key_type, c.length))
         else:
             for c in self.components:
-                body += tag_bytes(c.key_type) + c.length.to_bytes(2, "big")
+                body += c.key_type.to_bytes(2 if c.key_type > 0xFF else 1, "big") + c.length.to_bytes(2, "big")
             body += bytes((len(self.usage),)) + self.usage + bytes((len(self.access),)) + self.access
-        return encode_tlv(0xC0, body)
+        return tlv(0xC0, body)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> KeyInformation:
@@ -356,9 +362,9 @@ def _key_info(value: bytes, base: int) -> KeyInformation:
 
 def decode_key_information_template(raw: bytes) -> list[KeyInformation]:
     """Decode ``E0 (C0 ...)*`` as GET DATA returns it (a bare list of ``C0`` is accepted too)."""
-    tlvs = parse_tlvs(raw)
+    tlvs = parse_pairs(raw)
     if len(tlvs) == 1 and tlvs[0][0] == TAG_KEY_INFORMATION:
-        tlvs = parse_tlvs(tlvs[0][1])
+        tlvs = parse_pairs(tlvs[0][1])
     out: list[KeyInformation] = []
     for tag, value in tlvs:
         if tag != 0xC0:
@@ -368,7 +374,7 @@ def decode_key_information_template(raw: bytes) -> list[KeyInformation]:
 
 
 def encode_key_information_template(entries: list[KeyInformation]) -> bytes:
-    return encode_tlv(TAG_KEY_INFORMATION, b"".join(e.to_bytes() for e in entries))
+    return tlv(TAG_KEY_INFORMATION, b"".join(e.to_bytes() for e in entries))
 
 
 # -- Extended Card Resources (FF21, ETSI TS 102 226 8.2.1.7.2) ------------------------------------------------------
@@ -382,16 +388,16 @@ class ExtendedCardResources:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ExtendedCardResources:
-        # Tag FF21 is read here by hand: gp._tlv refuses FF as a first tag byte.
+        # Tag FF21 is read here by hand: BER-TLV (codec.tlv) takes FF as padding, not as a first tag byte.
         if raw[:2] != b"\xff\x21":
             raise DecodeError("extended card resources must be one FF21 TLV", 0)
         length, offset = decode_length(raw, 2)
         if offset + length != len(raw):
             raise DecodeError(f"FF21 says {length} bytes but {len(raw) - offset} follow", offset)
-        tlvs = parse_tlvs(raw[offset:], offset)
+        tlvs = parse_pairs(raw[offset:], base=offset)
         values: list[int] = []
         for tag in (0x81, 0x82, 0x83):
-            value = find(tlvs, tag)
+            value = first_value(tlvs, tag)
             if value is None or not 1 <= len(value) <= 4:
                 raise DecodeError(f"extended card resources need tag {tag:X} of 1 to 4 bytes", 0)
             values.append(int.from_bytes(value, "big"))
@@ -399,9 +405,9 @@ class ExtendedCardResources:
 
     def to_bytes(self) -> bytes:
         body = (
-            encode_tlv(0x81, self.installed_applications.to_bytes(2, "big"))
-            + encode_tlv(0x82, self.free_non_volatile_memory.to_bytes(4, "big"))
-            + encode_tlv(0x83, self.free_volatile_memory.to_bytes(4, "big"))
+            tlv(0x81, self.installed_applications.to_bytes(2, "big"))
+            + tlv(0x82, self.free_non_volatile_memory.to_bytes(4, "big"))
+            + tlv(0x83, self.free_volatile_memory.to_bytes(4, "big"))
         )
         return b"\xff\x21" + encode_length(len(body)) + body
 
@@ -409,7 +415,7 @@ class ExtendedCardResources:
 # -- IIN (42) and CIN (45) ------------------------------------------------------------------------------------------
 def encode_simple(tag: int, value: bytes) -> bytes:
     """A single data object as GET DATA returns it (IIN ``42``, CIN ``45``, KDD ``CF``, counter ``C1``)."""
-    return encode_tlv(tag, value)
+    return tlv(tag, value)
 
 
 def decode_simple(tag: int, raw: bytes) -> bytes:

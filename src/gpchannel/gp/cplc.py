@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, fields
 
+from gpchannel.codec.tlv import decode_length, tlv
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import decode_length, encode_tlv
 
 __all__ = ["CPLC_LENGTH", "CPLC_TAG", "Cplc", "cplc_date", "encode_cplc_date"]
 
@@ -144,7 +144,7 @@ class Cplc:
     def to_bytes(self, *, with_tag: bool = True) -> bytes:
         """The 42 data bytes, inside the ``9F7F`` TLV as GET DATA returns them unless ``with_tag`` is False."""
         body = b"".join(getattr(self, f.name) for f in fields(self))
-        return encode_tlv(CPLC_TAG, body) if with_tag else body
+        return tlv(CPLC_TAG, body) if with_tag else body
 
     def dates(self, today: datetime.date) -> dict[str, datetime.date | None]:
         """The date fields decoded with :func:`cplc_date`."""

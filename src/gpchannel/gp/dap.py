@@ -14,8 +14,8 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+from gpchannel.codec.tlv import first_value, parse_pairs, tlv
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.tokens import SigningKey, VerificationKey, sign, verify
 
 __all__ = [
@@ -77,22 +77,20 @@ class DapBlock:
             raise ValueError("a DAP block needs a signature")
 
     def to_bytes(self) -> bytes:
-        return encode_tlv(
-            TAG_DAP_BLOCK, encode_tlv(TAG_SD_AID, self.sd_aid) + encode_tlv(TAG_SIGNATURE, self.signature)
-        )
+        return tlv(TAG_DAP_BLOCK, tlv(TAG_SD_AID, self.sd_aid) + tlv(TAG_SIGNATURE, self.signature))
 
     @classmethod
     def from_value(cls, value: bytes) -> DapBlock:
         """The block from the value of an ``E2`` TLV; raises DecodeError."""
-        items = parse_tlvs(value)
-        aid, signature = find(items, TAG_SD_AID), find(items, TAG_SIGNATURE)
+        items = parse_pairs(value)
+        aid, signature = first_value(items, TAG_SD_AID), first_value(items, TAG_SIGNATURE)
         if aid is None or signature is None or not 5 <= len(aid) <= 16 or not signature:
             raise DecodeError("a DAP block holds a Security Domain AID (4F, 5-16 bytes) and a signature (C3)", 0)
         return cls(aid, signature)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> DapBlock:
-        items = parse_tlvs(raw)
+        items = parse_pairs(raw)
         if len(items) != 1 or items[0][0] != TAG_DAP_BLOCK:
             raise DecodeError("a DAP block is one E2 data object", 0)
         return cls.from_value(items[0][1])
@@ -109,7 +107,7 @@ class LoadFileParts:
     @classmethod
     def from_bytes(cls, raw: bytes) -> LoadFileParts:
         """DAP blocks first, then one ``C4`` (or ``D4`` with an optional ``D3`` ICV); raises DecodeError."""
-        items = parse_tlvs(raw)
+        items = parse_pairs(raw)
         blocks: list[DapBlock] = []
         n = 0
         while n < len(items) and items[n][0] == TAG_DAP_BLOCK:
@@ -125,7 +123,7 @@ class LoadFileParts:
 
     def to_bytes(self) -> bytes:
         tag = TAG_CIPHERED_BLOCK if self.ciphered else TAG_DATA_BLOCK
-        return b"".join(b.to_bytes() for b in self.dap_blocks) + encode_tlv(tag, self.data_block)
+        return b"".join(b.to_bytes() for b in self.dap_blocks) + tlv(tag, self.data_block)
 
 
 def build_load_file(data_block: bytes, dap_blocks: tuple[DapBlock, ...] = ()) -> bytes:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from gpchannel.codec.tlv import decode_length, encode_length, first_value, parse_pairs, tlv
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import decode_length, encode_length, encode_tlv, find, parse_tlvs
 from gpchannel.gp.privileges import Privileges
 
 __all__ = [
@@ -74,35 +74,35 @@ class InstallParameters:
         """``C9`` first, then ``EF`` when it has content (in the order pySim writes it: C8, C7, ...), then extras."""
         system = b""
         if self.non_volatile_memory_quota is not None:
-            system += encode_tlv(0xC8, _quota(self.non_volatile_memory_quota))
+            system += tlv(0xC8, _quota(self.non_volatile_memory_quota))
         if self.volatile_memory_quota is not None:
-            system += encode_tlv(0xC7, _quota(self.volatile_memory_quota))
+            system += tlv(0xC7, _quota(self.volatile_memory_quota))
         if self.global_service is not None:
-            system += encode_tlv(0xCB, self.global_service)
+            system += tlv(0xCB, self.global_service)
         if self.volatile_reserved is not None:
-            system += encode_tlv(0xD7, _quota(self.volatile_reserved))
+            system += tlv(0xD7, _quota(self.volatile_reserved))
         if self.non_volatile_reserved is not None:
-            system += encode_tlv(0xD8, _quota(self.non_volatile_reserved))
+            system += tlv(0xD8, _quota(self.non_volatile_reserved))
         if self.ts102226_parameter is not None:
-            system += encode_tlv(0xCA, self.ts102226_parameter)
-        system += b"".join(encode_tlv(0xCF, bytes((p,))) for p in self.implicit_selection)
-        out = encode_tlv(0xC9, self.application_specific)
+            system += tlv(0xCA, self.ts102226_parameter)
+        system += b"".join(tlv(0xCF, bytes((p,))) for p in self.implicit_selection)
+        out = tlv(0xC9, self.application_specific)
         if system:
-            out += encode_tlv(0xEF, system)
-        return out + b"".join(encode_tlv(t, v) for t, v in self.extra)
+            out += tlv(0xEF, system)
+        return out + b"".join(tlv(t, v) for t, v in self.extra)
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, require_c9: bool = True) -> InstallParameters:
         """Parse; ``C9`` is mandatory for INSTALL [for install] (Table 11-49), optional otherwise."""
-        items = parse_tlvs(raw)
-        c9 = find(items, 0xC9)
+        items = parse_pairs(raw)
+        c9 = first_value(items, 0xC9)
         if c9 is None and require_c9:
             raise DecodeError("install parameters lack the mandatory C9 (application specific parameters)", 0)
-        system = find(items, 0xEF)
+        system = first_value(items, 0xEF)
         values: dict[int, bytes] = {}
         implicit: list[int] = []
         if system is not None:
-            for tag, value in parse_tlvs(system):
+            for tag, value in parse_pairs(system):
                 if tag == 0xCF:
                     if len(value) != 1:
                         raise DecodeError(f"implicit selection parameter (CF) is 1 byte, got {len(value)}", 0)

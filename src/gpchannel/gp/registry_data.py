@@ -18,8 +18,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpchannel.codec import tlv as ber
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.privileges import Privileges
 
 __all__ = [
@@ -111,33 +112,33 @@ def encode_entry(
     body = b""
     for tag in tags:
         if tag == TAG_AID:
-            body += encode_tlv(TAG_AID, entry.aid)
+            body += ber.tlv(TAG_AID, entry.aid)
         elif tag == TAG_LIFECYCLE:
-            body += encode_tlv(TAG_LIFECYCLE, bytes((entry.lifecycle,)))
+            body += ber.tlv(TAG_LIFECYCLE, bytes((entry.lifecycle,)))
         elif tag == TAG_PRIVILEGES and entry.privileges is not None and not scope.is_load_file:
-            body += encode_tlv(TAG_PRIVILEGES, entry.privileges.to_bytes())
+            body += ber.tlv(TAG_PRIVILEGES, entry.privileges.to_bytes())
         elif tag == TAG_IMPLICIT_SELECTION and not scope.is_load_file:
-            body += b"".join(encode_tlv(TAG_IMPLICIT_SELECTION, bytes((p,))) for p in entry.implicit_selection)
+            body += b"".join(ber.tlv(TAG_IMPLICIT_SELECTION, bytes((p,))) for p in entry.implicit_selection)
         elif tag == TAG_ELF_AID and entry.load_file_aid is not None and not scope.is_load_file:
-            body += encode_tlv(TAG_ELF_AID, entry.load_file_aid)
+            body += ber.tlv(TAG_ELF_AID, entry.load_file_aid)
         elif tag == TAG_VERSION and entry.version is not None and scope.is_load_file:
-            body += encode_tlv(TAG_VERSION, entry.version)
+            body += ber.tlv(TAG_VERSION, entry.version)
         elif tag == TAG_MODULE_AID and scope is StatusScope.LOAD_FILES_AND_MODULES:
-            body += b"".join(encode_tlv(TAG_MODULE_AID, m) for m in entry.modules)
+            body += b"".join(ber.tlv(TAG_MODULE_AID, m) for m in entry.modules)
         elif tag == TAG_SD_AID and entry.sd_aid is not None:
-            body += encode_tlv(TAG_SD_AID, entry.sd_aid)
-    return encode_tlv(_TEMPLATE, body)
+            body += ber.tlv(TAG_SD_AID, entry.sd_aid)
+    return ber.tlv(_TEMPLATE, body)
 
 
 def _decode_template(value: bytes, base: int) -> RegistryEntry:
-    items = parse_tlvs(value, base)
-    aid = find(items, TAG_AID)
+    items = parse_pairs(value, base=base)
+    aid = first_value(items, TAG_AID)
     if aid is None:
         raise DecodeError("E3 template without an AID (4F)", base)
-    lifecycle = find(items, TAG_LIFECYCLE)
+    lifecycle = first_value(items, TAG_LIFECYCLE)
     if lifecycle is None or len(lifecycle) != 1:
         raise DecodeError("E3 template without a one-byte life cycle state (9F70)", base)
-    raw_privileges = find(items, TAG_PRIVILEGES)
+    raw_privileges = first_value(items, TAG_PRIVILEGES)
     privileges = Privileges.from_bytes(raw_privileges) if raw_privileges is not None else None
     implicit: list[int] = []
     for tag, v in items:
@@ -150,9 +151,9 @@ def _decode_template(value: bytes, base: int) -> RegistryEntry:
         lifecycle=lifecycle[0],
         privileges=privileges,
         implicit_selection=tuple(implicit),
-        load_file_aid=find(items, TAG_ELF_AID),
-        sd_aid=find(items, TAG_SD_AID),
-        version=find(items, TAG_VERSION),
+        load_file_aid=first_value(items, TAG_ELF_AID),
+        sd_aid=first_value(items, TAG_SD_AID),
+        version=first_value(items, TAG_VERSION),
         modules=tuple(v for t, v in items if t == TAG_MODULE_AID),
     )
 
@@ -189,9 +190,9 @@ def decode_status_response(data: bytes, p1: int, p2: int) -> list[RegistryEntry]
         return _decode_legacy(data, scope)
     entries: list[RegistryEntry] = []
     offset = 0
-    for tag, value in parse_tlvs(data):
+    for tag, value in parse_pairs(data):
         if tag != _TEMPLATE:
             raise DecodeError(f"expected an E3 template, got tag {tag:X}", offset)
         entries.append(_decode_template(value, offset))
-        offset += len(encode_tlv(tag, value))
+        offset += len(ber.tlv(tag, value))
     return entries

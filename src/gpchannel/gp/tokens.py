@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from gpchannel.codec.tlv import decode_length, encode_length, tlv
 from gpchannel.crypto.asym import EcCurve, EcPublicKey, PrivateKey, PublicKey, RsaPublicKey
 from gpchannel.crypto.asym import verify as asym_verify
 from gpchannel.crypto.ciphers import aes_cmac, constant_time_equal, retail_mac
 from gpchannel.crypto.keys import KeyType
 from gpchannel.crypto.padding import pad80
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import decode_length, encode_length, encode_tlv
 from gpchannel.gp.install import (
     InstallForExtradition,
     InstallForInstall,
@@ -170,12 +170,12 @@ def delete_token_data(p1: int, p2: int, body: bytes) -> bytes:
 
 def with_delete_token(body: bytes, token: bytes) -> bytes:
     """The DELETE data field with its Delete Token appended (Table 11-23: ``9E`` L token)."""
-    return body + encode_tlv(TAG_DELETE_TOKEN, token)
+    return body + tlv(TAG_DELETE_TOKEN, token)
 
 
 def split_delete_token(data: bytes, token: bytes) -> bytes:
     """The DELETE data before the ``9E`` Delete Token, which must come last; raises DecodeError otherwise."""
-    tail = encode_tlv(TAG_DELETE_TOKEN, token)
+    tail = tlv(TAG_DELETE_TOKEN, token)
     if not data.endswith(tail):
         raise DecodeError("the Delete Token (9E) must be the last data object", len(data))
     return data[: len(data) - len(tail)]

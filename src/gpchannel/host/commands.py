@@ -12,10 +12,11 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from gpchannel.codec import tlv as ber
 from gpchannel.codec.apdu import CommandApdu, cla_for_channel
+from gpchannel.codec.tlv import first_value, parse_pairs
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import DecodeError
-from gpchannel.gp._tlv import encode_tlv, find, parse_tlvs
 from gpchannel.gp.cap import split_blocks
 from gpchannel.gp.card_data import CardRecognitionData
 from gpchannel.gp.install import InstallForExtradition, InstallForInstall, InstallForLoad, InstallForPersonalization
@@ -94,26 +95,26 @@ class Fci:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Fci:
         """Decode ``6F (84 AID, A5 (73 ..., 9F6E ..., 9F65 ...))``; unknown tags are kept in ``proprietary``."""
-        tlvs = parse_tlvs(raw)
+        tlvs = parse_pairs(raw)
         if len(tlvs) != 1 or tlvs[0][0] != 0x6F:
             raise DecodeError("the FCI must be one 6F template", 0)
-        inner = parse_tlvs(tlvs[0][1])
-        aid = find(inner, 0x84)
+        inner = parse_pairs(tlvs[0][1])
+        aid = first_value(inner, 0x84)
         if aid is None:
             raise DecodeError("the FCI lacks the application AID (84)", 0)
-        a5 = find(inner, 0xA5)
-        prop = parse_tlvs(a5) if a5 is not None else []
+        a5 = first_value(inner, 0xA5)
+        prop = parse_pairs(a5) if a5 is not None else []
         card_data = None
-        t73 = find(prop, 0x73)
+        t73 = first_value(prop, 0x73)
         if t73 is not None:
-            card_data = CardRecognitionData.from_bytes(encode_tlv(0x73, t73))
-        max_len = find(prop, 0x9F65)
+            card_data = CardRecognitionData.from_bytes(ber.tlv(0x73, t73))
+        max_len = first_value(prop, 0x9F65)
         if max_len is not None and not 1 <= len(max_len) <= 2:
             raise DecodeError("9F65 (maximum length of data field in command message) is 1 or 2 bytes", 0)
         return cls(
             aid,
             card_data,
-            find(prop, 0x9F6E),
+            first_value(prop, 0x9F6E),
             int.from_bytes(max_len, "big") if max_len is not None else None,
             tuple((t, v) for t, v in prop if t not in (0x73, 0x9F6E, 0x9F65)),
         )
@@ -138,14 +139,14 @@ def get_status_command(
 ) -> CommandApdu:
     """GET STATUS ``80 F2 P1 P2 Lc 4F len AID-prefix 00`` (Tables 11-33 to 11-35): P2 b2 = TLV format, b1 = next."""
     p2 = (0x02 if tlv else 0x00) | (0x01 if next_occurrence else 0x00)
-    return _gp(INS_GET_STATUS, int(scope), p2, encode_tlv(0x4F, aid_prefix), channel=channel)
+    return _gp(INS_GET_STATUS, int(scope), p2, ber.tlv(0x4F, aid_prefix), channel=channel)
 
 
 # -- DELETE (11.2) --------------------------------------------------------------------------------------------------
 def delete_command(aid: bytes, *, related: bool = False, channel: int = 0) -> CommandApdu:
     """DELETE ``80 E4 00 P2 Lc 4F len AID 00``; P2 = 80 deletes the object and its related objects (Table 11-22)."""
     _check_aid(aid)
-    return _gp(INS_DELETE, 0x00, 0x80 if related else 0x00, encode_tlv(0x4F, aid), channel=channel)
+    return _gp(INS_DELETE, 0x00, 0x80 if related else 0x00, ber.tlv(0x4F, aid), channel=channel)
 
 
 # -- INSTALL (11.5) -------------------------------------------------------------------------------------------------
@@ -217,14 +218,14 @@ def key_set_dgis(keys: StaticKeys, encrypt: Callable[[bytes], bytes]) -> bytes:
     crts, values = b"", b""
     for key_id, (key, check) in enumerate(zip((keys.enc, keys.mac, keys.dek), keys.kcvs(), strict=True), start=1):
         body = (
-            encode_tlv(0x95, b"\x18")
-            + encode_tlv(0x80, bytes((keys.key_type.value,)))
-            + encode_tlv(0x81, bytes((len(key),)))
-            + encode_tlv(0x82, bytes((key_id,)))
-            + encode_tlv(0x83, bytes((keys.kvn,)))
-            + encode_tlv(0x84, check)
+            ber.tlv(0x95, b"\x18")
+            + ber.tlv(0x80, bytes((keys.key_type.value,)))
+            + ber.tlv(0x81, bytes((len(key),)))
+            + ber.tlv(0x82, bytes((key_id,)))
+            + ber.tlv(0x83, bytes((keys.kvn,)))
+            + ber.tlv(0x84, check)
         )
-        crts += encode_tlv(0xB9, body)
+        crts += ber.tlv(0xB9, body)
         values += _dgi(0x8113, encrypt(key))
     return _dgi(0x00B9, crts) + values
 
