@@ -24,7 +24,7 @@ from gpchannel.card.context import CardContext
 from gpchannel.card.state import Application, ContentKey
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.tlv import first_value, parse_pairs
-from gpchannel.crypto.asym import EcCurve, EcPublicKey, RsaPublicKey
+from gpchannel.crypto.asym import EcCurve, EcPublicKey, RsaPublicKey, rsa_public_key
 from gpchannel.crypto.keys import KeyType
 from gpchannel.errors import DecodeError, IncorrectData, SecurityNotSatisfied
 from gpchannel.gp import lifecycle as lc
@@ -64,7 +64,7 @@ def is_delegated(sd: Application) -> bool:
 def signature_key(key: ContentKey) -> VerificationKey:
     """The verification (or, for a symmetric key, signing) key of a stored content key."""
     if key.kind == "rsa":
-        return RsaPublicKey(key.value, key.exponent)
+        return rsa_public_key(key.value, key.exponent)
     if key.kind == "ec":
         return EcPublicKey(EcCurve(key.curve), key.value)
     return SymmetricKey(KeyType.AES if key.kind == "aes" else KeyType.DES3, key.value)
@@ -213,7 +213,7 @@ def put_content_key(sd: Application, session: CardChannel, command: CommandApdu)
         if kvn == KVN_RECEIPT_GENERATION:
             raise IncorrectData("receipt keys are AES or DES keys on this card")
         if isinstance(public, RsaPublicKey):
-            key = ContentKey(kvn, "rsa", public.modulus, public.exponent)
+            key = ContentKey(kvn, "rsa", public.modulus_bytes, public.exponent_bytes)
         else:
             key = ContentKey(kvn, "ec", public.point, curve=int(public.curve))
     else:

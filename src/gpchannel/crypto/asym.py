@@ -7,7 +7,8 @@ Three schemes, chosen by the key as Table C-1 says:
 * ECC (B.4.3): ECDSA over P-256/P-384/P-521 or brainpool r1 curves, SHA-256/384/512 by the key length
   (Table B-3); the signature in plain format (r || s, each as long as the order, TR-03111).
 
-Public keys are plain values (:class:`RsaPublicKey` with the modulus and exponent bytes, :class:`EcPublicKey`
+Public keys are plain values (:class:`~gpchannel.crypto.rsa.RsaPublicKey`, the project's one RSA key type, built
+here by :func:`rsa_public_key` with the 1024-bit floor of Table C-1; :class:`EcPublicKey`
 with the curve and the uncompressed point ``04 || X || Y``), as a card stores them. Private keys
 (:class:`PrivateKey`) come from PEM files on the host; their repr shows the scheme, never key material.
 
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from gpchannel.crypto.rsa import RsaPublicKey
+
 __all__ = [
     "AsymScheme",
     "EcCurve",
@@ -35,6 +38,7 @@ __all__ = [
     "RsaPublicKey",
     "load_private_key_pem",
     "load_public_key_pem",
+    "rsa_public_key",
     "scheme_of",
     "verify",
 ]
@@ -88,28 +92,16 @@ def _pss() -> padding.PSS:
     return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
-@dataclass(frozen=True, slots=True)
-class RsaPublicKey:
-    """An RSA public key: modulus N and public exponent e, big-endian (the A1 / A0 components of PUT KEY)."""
-
-    modulus: bytes
-    exponent: bytes
-
-    def __post_init__(self) -> None:
-        n = int.from_bytes(self.modulus, "big")
-        if n.bit_length() < 1024 or not n & 1:
-            raise ValueError(f"an RSA modulus of {n.bit_length()} bits is not a usable key (1024 bits or more)")
-        if int.from_bytes(self.exponent, "big") < 3:
-            raise ValueError("the RSA public exponent must be at least 3")
-
-    @property
-    def bits(self) -> int:
-        return int.from_bytes(self.modulus, "big").bit_length()
-
-    def _key(self) -> rsa.RSAPublicKey:
-        return rsa.RSAPublicNumbers(
-            int.from_bytes(self.exponent, "big"), int.from_bytes(self.modulus, "big")
-        ).public_key()
+def rsa_public_key(modulus: bytes | int, exponent: bytes | int) -> RsaPublicKey:
+    """The RSA public key of a token, receipt or DAP scheme: big-endian bytes (the A1 / A0 components of PUT KEY)
+    or ints; ValueError below the 1024 bits of Table C-1, or for an even modulus or an exponent below 3."""
+    n = modulus if isinstance(modulus, int) else int.from_bytes(modulus, "big")
+    e = exponent if isinstance(exponent, int) else int.from_bytes(exponent, "big")
+    if n.bit_length() < 1024 or not n & 1:
+        raise ValueError(f"an RSA modulus of {n.bit_length()} bits is not a usable key (1024 bits or more)")
+    if e < 3:
+        raise ValueError("the RSA public exponent must be at least 3")
+    return RsaPublicKey(n, e)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +145,9 @@ def verify(key: PublicKey, data: bytes, signature: bytes) -> bool:
             r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
             key._key().verify(encode_dss_signature(r, s), data, ec.ECDSA(_ecdsa_hash(key.curve)))
         elif scheme_of(key) is AsymScheme.RSA_PKCS1_SHA1:
-            key._key().verify(signature, data, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 (B.3.1.1)
+            key.to_cryptography().verify(signature, data, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 (B.3.1.1)
         else:
-            key._key().verify(signature, data, _pss(), hashes.SHA256())
+            key.to_cryptography().verify(signature, data, _pss(), hashes.SHA256())
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -175,10 +167,7 @@ class PrivateKey:
         public = self._key.public_key()
         if isinstance(public, rsa.RSAPublicKey):
             numbers = public.public_numbers()
-            return RsaPublicKey(
-                numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
-                numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
-            )
+            return rsa_public_key(numbers.n, numbers.e)
         point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return EcPublicKey(_curve_of(public.curve), point)
 
@@ -219,10 +208,7 @@ def load_public_key_pem(pem: bytes) -> PublicKey:
         raise ValueError(f"not a PEM public key: {type(exc).__name__}") from None
     if isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
-        return RsaPublicKey(
-            numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
-            numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
-        )
+        return rsa_public_key(numbers.n, numbers.e)
     if isinstance(key, ec.EllipticCurvePublicKey):
         point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return EcPublicKey(_curve_of(key.curve), point)

@@ -46,7 +46,9 @@ def sha1(data: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RsaPublicKey:
-    """An RSA public key: modulus ``n`` and public exponent ``e``."""
+    """An RSA public key: modulus ``n`` and public exponent ``e``; the one RSA public key type of the project
+    (SCP10 certificates and trust points here; tokens, receipts and DAPs in :mod:`gpchannel.crypto.asym`; the
+    A1 / A0 components of PUT KEY as :attr:`modulus_bytes` / :attr:`exponent_bytes`)."""
 
     n: int
     e: int
@@ -59,6 +61,16 @@ class RsaPublicKey:
     def size(self) -> int:
         """The modulus length in bytes (the signature and block length, F.2.1)."""
         return (self.n.bit_length() + 7) // 8
+
+    @classmethod
+    def from_bytes(cls, modulus: bytes, exponent: bytes) -> RsaPublicKey:
+        """The key of a big-endian modulus and exponent (the A1 / A0 key components, GP 2.3.1 Table 11-16)."""
+        return cls(int.from_bytes(modulus, "big"), int.from_bytes(exponent, "big"))
+
+    @property
+    def bits(self) -> int:
+        """The modulus length in bits (Table C-1 chooses the scheme by it)."""
+        return self.n.bit_length()
 
     @property
     def modulus_bytes(self) -> bytes:
@@ -73,15 +85,20 @@ class RsaPublicKey:
         x = _to_int(data, self.n)
         return pow(x, self.e, self.n).to_bytes(self.size, "big")
 
-    def _crypto(self) -> rsa.RSAPublicKey:
+    def to_cryptography(self) -> rsa.RSAPublicKey:
+        """The key as the ``cryptography`` library's object, for its verifiers."""
         return rsa.RSAPublicNumbers(self.e, self.n).public_key()
 
     def to_der(self) -> bytes:
         """SubjectPublicKeyInfo DER."""
-        return self._crypto().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self.to_cryptography().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def to_pem(self) -> bytes:
-        return self._crypto().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self.to_cryptography().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @classmethod
     def from_pem_or_der(cls, data: bytes) -> RsaPublicKey:
@@ -211,7 +228,7 @@ def pkcs1_v15_verify_sha1(key: RsaPublicKey, message: bytes, signature: bytes) -
     if len(signature) != key.size:
         return False
     try:
-        key._crypto().verify(signature, message, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+        key.to_cryptography().verify(signature, message, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
     except InvalidSignature:
         return False
     return True

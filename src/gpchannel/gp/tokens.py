@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from gpchannel.codec.tlv import decode_length, encode_length, tlv
-from gpchannel.crypto.asym import EcCurve, EcPublicKey, PrivateKey, PublicKey, RsaPublicKey
+from gpchannel.crypto.asym import EcCurve, EcPublicKey, PrivateKey, PublicKey, RsaPublicKey, rsa_public_key
 from gpchannel.crypto.asym import verify as asym_verify
 from gpchannel.crypto.ciphers import aes_cmac, constant_time_equal, retail_mac
 from gpchannel.crypto.keys import KeyType
@@ -323,7 +323,7 @@ def public_key_data(key: PublicKey) -> bytes:
     RSA as ``A1`` modulus then ``A0`` exponent (Table 11-75), ECC as ``B0`` point then ``F0`` key parameter
     reference (Table 11-73); in clear, with an empty key check value (``00``)."""
     if isinstance(key, RsaPublicKey):
-        parts = [(_KEY_RSA_MODULUS, key.modulus), (_KEY_RSA_EXPONENT, key.exponent)]
+        parts = [(_KEY_RSA_MODULUS, key.modulus_bytes), (_KEY_RSA_EXPONENT, key.exponent_bytes)]
     else:
         parts = [(_KEY_EC_PUBLIC, key.point), (_KEY_EC_REFERENCE, bytes((int(key.curve),)))]
     return b"".join(bytes((t,)) + encode_length(len(v)) + v for t, v in parts) + b"\x00"
@@ -344,7 +344,7 @@ def parse_public_key_data(raw: bytes) -> PublicKey:
         raise DecodeError("the key data field must end with the key check value length and value", offset)
     try:
         if set(components) == {_KEY_RSA_MODULUS, _KEY_RSA_EXPONENT}:
-            return RsaPublicKey(components[_KEY_RSA_MODULUS], components[_KEY_RSA_EXPONENT])
+            return rsa_public_key(components[_KEY_RSA_MODULUS], components[_KEY_RSA_EXPONENT])
         if set(components) == {_KEY_EC_PUBLIC, _KEY_EC_REFERENCE} and len(components[_KEY_EC_REFERENCE]) == 1:
             return EcPublicKey(EcCurve(components[_KEY_EC_REFERENCE][0]), components[_KEY_EC_PUBLIC])
     except ValueError as exc:
