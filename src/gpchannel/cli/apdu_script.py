@@ -1,4 +1,4 @@
-"""APDU scripts for ``gpchannel apdu --script FILE|-`` (issue 17), in the spirit of GPShell's ``send_apdu`` lines.
+"""APDU scripts for ``gpchannel apdu --script FILE|-``, in the spirit of GPShell's ``send_apdu`` lines.
 
 One command APDU per line, in hex as ``gpchannel apdu`` reads it (cli/apdu_text.py), optionally followed by the
 status word expected, where ``X`` matches any hex digit::

@@ -1,4 +1,4 @@
-"""``gpchannel card init|show|serve``: create, inspect and run an emulated card (issue 3)."""
+"""``gpchannel card init|show|serve``: create, inspect and run an emulated card."""
 
 from __future__ import annotations
 

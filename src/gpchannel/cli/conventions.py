@@ -1,4 +1,4 @@
-"""What a GlobalPlatformPro (``gp``) user expects of the command line (issue 17): its environment variables, key
+"""What a GlobalPlatformPro (``gp``) user expects of the command line: its environment variables, key
 versions in hex, and a warning when a card still opens with the well-known test key.
 
 * ``GP_KEY``, ``GP_KEY_ENC``, ``GP_KEY_MAC``, ``GP_KEY_DEK`` and ``GP_READER`` are read as aliases of

@@ -1,5 +1,5 @@
 """The example card profiles shipped inside the package (``gpchannel/data/profiles/*.toml``), so that a pip user
-can follow the README: ``gpchannel card init --example scp03 --state DIR`` (issue 17).
+can follow the README: ``gpchannel card init --example scp03 --state DIR``.
 
 The repository's ``examples/profiles/*.toml`` are links to these files: one source of truth.
 """

@@ -1,4 +1,4 @@
-"""What to install when a command needs one of gpchannel's optional parts (issue 17).
+"""What to install when a command needs one of gpchannel's optional parts.
 
 ``pip install gpchannel`` gives the host tool and the card emulator. The OTA server's dependencies are the
 ``server`` extra, pyscard (PC/SC readers) the ``pcsc`` extra. The command line never imports them when it starts:

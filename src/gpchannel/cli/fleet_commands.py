@@ -1,4 +1,4 @@
-"""``gpchannel fleet``: fleets of emulated cards for campaigns (issue 10).
+"""``gpchannel fleet``: fleets of emulated cards for campaigns.
 
     gpchannel fleet generate --count 1000 --dir ./fleet
     gpchannel fleet generate --count 20 --dir ./fleet --master-key 000102...0F --inventory inventory.csv

@@ -1,6 +1,6 @@
 """What to do about the usual ``6985`` (conditions of use not satisfied, GP 2.3.1 11.1.3, 11.2.3, 11.5.3): the
 card does not say why, so the host tool reads the card's registry with GET STATUS (11.4) and says which case it
-is (issue 17):
+is:
 
 * INSTALL [for load] of a package that is already there: delete it first, or ``load --force``;
 * DELETE of a load file that has instances (applications installed from it): add ``--related``.

@@ -1,4 +1,4 @@
-"""Global options after the command, as GlobalPlatformPro users type them (issue 17).
+"""Global options after the command, as GlobalPlatformPro users type them.
 
 ``gpchannel list --reader X -k KEY`` is read as ``gpchannel --reader X -k KEY list``: before click parses the
 command line, :class:`LiftingGroup` moves every global option (with its value) that appears after the command to

@@ -1,4 +1,4 @@
-"""The ``gpchannel`` command line: manage GlobalPlatform cards over PC/SC or the emulator (issue 4).
+"""The ``gpchannel`` command line: manage GlobalPlatform cards over PC/SC or the emulator.
 
 Target and secure channel options are global and come before the command::
 

@@ -1,4 +1,4 @@
-"""How ``gpchannel`` prints: for a program reading its output, and for a person at a terminal (issue 17).
+"""How ``gpchannel`` prints: for a program reading its output, and for a person at a terminal.
 
 * stdout is not a terminal (a pipe, a file, a test): tables are plain text, one row per line, every value in full
   (no truncation, no wrapping, no colour, no box); columns are padded with spaces so ``column``/``awk`` and a

@@ -1,4 +1,4 @@
-"""SCP10 on the command line (GP Card Specification 2.2.1, Appendix F; issue 8).
+"""SCP10 on the command line (GP Card Specification 2.2.1, Appendix F).
 
 * ``gpchannel scp10 make-pki --out DIR``: a matching test PKI (Figure F-1) written as files: the trust points
   TP_EX (certifies the off-card side) and TP_IN (certifies the card), the intermediate KA_EX, the card's key

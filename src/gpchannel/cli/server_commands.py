@@ -1,4 +1,4 @@
-"""``gpchannel server`` (the Remote Administration Server and its job API, issue 7) and ``gpchannel ram
+"""``gpchannel server`` (the Remote Administration Server of GP Amendment B and its job API) and ``gpchannel ram
 push|status|results|cancel`` (clients of that job API).
 
 ``gpchannel server`` runs until SIGTERM or SIGINT, then stops listening, lets the admin sessions end (a job whose

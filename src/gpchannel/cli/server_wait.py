@@ -1,5 +1,5 @@
-"""``gpchannel server wait``: return once a ``gpchannel server`` started in the background serves (issue 17,
-deliverable 4), so that a script or a pasted README block can run ``gpchannel server ... &`` and call the API
+"""``gpchannel server wait``: return once a ``gpchannel server`` started in the background serves,
+so that a script or a pasted README block can run ``gpchannel server ... &`` and call the API
 right after it.
 
 Ready means both listeners answer: the job API an HTTP request (``GET /api/v1/health``; any HTTP status counts,

@@ -1,4 +1,5 @@
-"""``gpchannel trace decode`` and ``gpchannel keys doctor``: the trace inspector and the key doctor (issue 9).
+"""``gpchannel trace decode`` and ``gpchannel keys doctor``: the trace inspector and the key doctor
+(:mod:`gpchannel.trace`).
 
 ``trace decode FILE`` reads an APDU trace (gpchannel's own ``--trace`` / ``--trace-file`` output, pcscd's debug
 log, GPShell's trace, GlobalPlatformPro's ``-d`` output or plain ``C-APDU`` / ``R-APDU`` lines; the format is

@@ -1,4 +1,4 @@
-"""The job API of ``gpchannel server``: JSON over HTTP on a local port (issue 7 deliverable 2), aiohttp.
+"""The job API of ``gpchannel server``: JSON over HTTP on a local port, aiohttp.
 
 Routes, all under ``/api/v1`` (docs/server.md has an example of each):
 

@@ -1,4 +1,4 @@
-"""The campaign routes of the job API (issue 10, deliverable 1), added to D's application by
+"""The campaign routes of the job API, added to D's application by
 :func:`add_campaign_routes`; JSON in and out, errors as ``{"error": message, "status": code}`` like the rest.
 
 - ``POST /api/v1/inventory`` ``{"format"?: "csv"|"json", "data": text}`` (or the file itself with Content-Type

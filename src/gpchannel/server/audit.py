@@ -1,4 +1,4 @@
-"""The OTA server's audit trail (issue 16, deliverable 3): an append-only, hash-chained log of who did what.
+"""The OTA server's audit trail: an append-only, hash-chained log of who did what.
 
 Every state-changing API call and every script that leaves for a card appends one record through
 :func:`append`, on the connection of the transaction that makes the change (Repository.atomic), so the record

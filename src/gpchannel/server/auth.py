@@ -1,4 +1,4 @@
-"""Authentication and authorization of the job API (issue 16, deliverables 1, 2 and 4).
+"""Authentication and authorization of the job API: bearer tokens (RFC 6750), scopes, card filters and limits.
 
 :func:`auth_middleware` runs before every handler of the API application (the ``/api/v1`` routes and the pages at
 ``/`` and ``/campaigns/{id}``): it takes the token from ``Authorization: Bearer <token>`` (or, for a browser on the

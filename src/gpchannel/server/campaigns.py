@@ -1,5 +1,5 @@
 """Campaigns: one script run on a set of cards over SCP80 (SMS through SMPP), SCP81 (RAM over HTTP), or SCP81
-with an SCP80 trigger and SMS fallback (issue 10, deliverable 1).
+with an SCP80 trigger (Amendment B Table 3-3, ota-notes B.3) and SMS fallback.
 
 A campaign is a row (name, transport, target, script, :class:`CampaignSettings`) and one job per card
 (Repository.create_campaign). Each job follows the per-card state machine below (the states are the

@@ -1,4 +1,4 @@
-"""The configuration of one ``gpchannel server`` process and the services it hands to its parts (issue 7, 10).
+"""The configuration of one ``gpchannel server`` process and the services it hands to its parts.
 
 :class:`ServerConfig` is what the command line (or a test) decides: where the PSK-TLS admin listener and the local
 JSON API listen, where the job store lives, which TLS policy the admin listener applies (GP Amendment B over the
@@ -85,12 +85,14 @@ class ServerConfig:
     legacy_tls: bool = False
     """Also TLS 1.0/1.1 and TLS_PSK_WITH_AES_128_CBC_SHA for old cards (PskTlsPolicy.legacy)."""
     allow_null_tls: bool = False
-    """NULL (integrity-only) PSK suites: never unless explicitly enabled (issue 7 deliverable 1)."""
+    """NULL (integrity-only) PSK suites: never unless explicitly enabled (they carry no
+    confidentiality: ota-notes B.2, E)."""
     max_record: int = 16384
     """Largest plaintext in one TLS record the server sends (ota-notes B.1: some cards want about 256 bytes)."""
     handshake_timeout: float = 30.0
     read_timeout: float = 60.0
-    """How long an admin session may stay silent (seconds) before the server gives up on it (issue 7 del. 5)."""
+    """How long an admin session may stay silent (seconds) before the server gives up on it (a silent card holds
+    a connection and its lease)."""
     max_body: int = 65536
     """Largest response script body a card may POST (413 above)."""
     admin_path: str = "/gp/admin"

@@ -1,5 +1,5 @@
 """Card inventory import: a CSV or JSON file of cards with their numbers, SCP81 PSK and SCP80 key sets, written
-into the Repository (cards, counters) and the KeyProvider (keys) (issue 10, deliverable 1).
+into the Repository (cards, counters) and the KeyProvider (keys).
 
 **CSV** (RFC 4180, UTF-8, a header line naming the columns; one row per card and SCP80 key set; rows with the
 same ICCID add key sets to the same card)::

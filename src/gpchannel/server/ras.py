@@ -1,4 +1,4 @@
-"""The Remote Administration Server: one GP Amendment B admin session per PSK-TLS connection (issue 7).
+"""The Remote Administration Server: one GP Amendment B admin session per PSK-TLS connection.
 
 Flow (GP Amendment B "RAM over HTTP" section 3, ETSI TS 102 226 Annex B; ota-notes B.1): the card, TLS client and
 HTTP client, opens PSK-TLS (ETSI TS 102 225; io/tls_psk.py) and POSTs with no body; the server answers 200 with
@@ -25,7 +25,8 @@ to that delivery arrives, whatever happens to the connection. Then:
    but nobody can tell whether it ran it; the job is failed "outcome unknown: session broken after the script was
    sent" and never re-run blindly (an operator queues it again after checking the card).
 
-**Bad input** (issue 7 deliverable 5): malformed HTTP -> the status :class:`AdminProtocolError` carries (400, 404,
+**Bad input** (every fault has its answer):
+malformed HTTP -> the status :class:`AdminProtocolError` carries (400, 404,
 405, 411, 413, 415) and the connection closes; when a script was outstanding its job is failed with the reason. A
 response that is not a valid response script TLV -> the job is failed with the decoding error and the card gets
 400. ``X-Admin-Script-Status`` other than ``ok`` -> the job is failed with that status, the session goes on. A card

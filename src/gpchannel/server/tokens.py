@@ -1,4 +1,4 @@
-"""API tokens of the job API (issue 16, deliverable 1): who may call it, with which scopes, on which cards.
+"""API tokens of the job API (bearer tokens, RFC 6750): who may call it, with which scopes, on which cards.
 
 A token is ``gpc1_<key id>_<secret>``: the key id (8 random bytes, hex) is its public lookup part, the secret 32
 random bytes (256 bits, base64url). The store keeps the key id, a random per-token salt and

@@ -1,4 +1,4 @@
-"""The read-only HTML pages of the API port (issue 10, deliverable 1; issue 17, deliverable 6).
+"""The read-only HTML pages of the API port: campaigns and their progress, for a person watching a rollout.
 
 - ``/``: the campaigns, each with its transport, state and a progress bar whose segments show the cards done,
   failed, cancelled and sent in their own colours (three failed cards are a red bar, not a full blue one), and

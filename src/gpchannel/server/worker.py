@@ -1,4 +1,5 @@
-"""A worker process: the SCP80 campaign worker alone, no listeners (issue 10, deliverable 3: scale-out).
+"""A worker process: the SCP80 campaign worker alone, no listeners (scale-out: more
+workers for more SMS throughput).
 
 Several such processes, on one machine or several, share one PostgreSQL and split the campaigns' SMS jobs
 without any coordination of their own: each claims jobs with ``FOR UPDATE SKIP LOCKED`` under a lease

@@ -1,4 +1,5 @@
-"""The trace inspector and the key doctor (issue 9), sans-I/O.
+"""The trace inspector and the key doctor (cryptograms of GP 2.2.1 D.4.2, E.4.2;
+Amendment D 6.2.2), sans-I/O.
 
 - :func:`decode_trace` reads an APDU trace (plain hex, pcscd, GPShell, GlobalPlatformPro, gpchannel's own; the
   format detected), finds each SCP01/02/03 session, and checks and decrypts it with the given keys.

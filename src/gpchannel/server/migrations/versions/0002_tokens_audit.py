@@ -1,4 +1,4 @@
-"""API tokens and the hash-chained audit log (issue 16).
+"""API tokens and the hash-chained audit log (the tables of server/tokens.py and server/audit.py).
 
 Revision ID: 0002
 Revises: 0001
