@@ -1,8 +1,8 @@
-"""Per-principal limits of the job API, so that one token cannot starve the others:
-requests per second (a token bucket, burst =
-one second's worth, at least 1), scripts per hour (a sliding hour: a job is one script, a campaign one per card)
-and the most cards one campaign may target. The server's defaults (``--api-rate``, ``--api-scripts-per-hour``,
-``--api-max-campaign-cards``) apply to every principal; a token's ``limits`` override them for it.
+"""Per-principal limits of the job API, so that one token cannot starve the others: requests per second (a
+token bucket, burst = one second's worth, at least 1), scripts per hour (a sliding hour: a job is one script, a
+campaign one per card) and the most cards one campaign may target. The server's defaults (``--api-rate``,
+``--api-scripts-per-hour``, ``--api-max-campaign-cards``) apply to every principal; a token's ``limits``
+override them for it.
 
 State is in the memory of one server process (several API processes each count their own); a rate refusal says
 how many seconds to wait (``Retry-After``). Called from the event loop only, so no lock.
