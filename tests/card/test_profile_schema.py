@@ -12,7 +12,7 @@ import pytest
 
 from gpchannel.card.profile import load_profile, profile_from_dict
 from gpchannel.card.profile_ota import check_ota, check_scp81
-from gpchannel.card.profile_schema import FIELDS, Kind, check_shape
+from gpchannel.card.profile_schema import FIELDS, Kind, check_shape, hex_field
 from gpchannel.errors import ProfileError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "profiles" / "scp03.toml"
@@ -91,3 +91,17 @@ def test_scp81_psk_of_the_wrong_type_is_named_without_its_value() -> None:
         check_scp81({"psk_identity": "x", "psk": 12345678, "server": "h:1"})
     assert "scp81.psk: expected a string, got an integer" in str(info.value)
     assert "12345678" not in str(info.value)
+
+
+def test_hex_field_is_the_profiles_one_hex_reader() -> None:
+    assert hex_field("A0 00 00 01 51", "isd.aid", range(5, 17)) == bytes.fromhex("A000000151")
+    with pytest.raises(ProfileError, match=re.escape("profile key card.kdd: expected 10 bytes, got 2")):
+        hex_field("0102", "card.kdd", (10,))
+    with pytest.raises(ProfileError, match=re.escape("isd.aid: expected an AID of 5 to 16 bytes, got 1")):
+        hex_field("01", "isd.aid", range(5, 17), "an AID of 5 to 16")
+    with pytest.raises(ProfileError, match=re.escape("ota.keysets[0].tar: expected hex digits")):
+        hex_field("zz", "ota.keysets[0].tar", (3,))
+    with pytest.raises(ProfileError, match="expected a string of hex digits"):
+        hex_field(12, "card.cin")
+    with pytest.raises(ProfileError, match="expected 16 or 24 bytes"):
+        hex_field("00" * 8, "k", (16, 24))

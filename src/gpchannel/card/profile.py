@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from gpchannel.card.applets import AppletRegistry, default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
-from gpchannel.card.profile_schema import check_shape
+from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.card.scp10_domain import SCP10, material_from_profile
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -57,21 +57,8 @@ def _table(raw: object, key: str) -> dict[str, Any]:
     return raw
 
 
-def _hex(value: object, key: str, sizes: Collection[int] | None = None, what: str = "") -> bytes:
-    if not isinstance(value, str):
-        raise _fail(key, "a string of hex digits", value)
-    try:
-        out = bytes.fromhex(value.replace(" ", ""))
-    except ValueError:
-        raise _fail(key, "hex digits (spaces allowed)", value) from None
-    if sizes is not None and len(out) not in sizes:
-        lengths = what or ", ".join(str(n) for n in sorted(sizes))
-        raise _fail(key, f"{lengths} bytes, got {len(out)}", None)
-    return out
-
-
 def _aid(value: object, key: str) -> bytes:
-    return _hex(value, key, range(5, 17), "an AID of 5 to 16")
+    return hex_field(value, key, range(5, 17), "an AID of 5 to 16")
 
 
 def _byte(value: object, key: str) -> int:
@@ -127,7 +114,7 @@ def _keyset(raw: object, key: str, scp: int) -> KeySet:
     for name in ("enc", "mac", "dek"):
         if name not in table:
             raise _fail(f"{key}.{name}", f"the {name.upper()} key in hex")
-        values[name] = _hex(table[name], f"{key}.{name}", key_type.allowed_lengths)
+        values[name] = hex_field(table[name], f"{key}.{name}", key_type.allowed_lengths)
     StaticKeys(values["enc"], values["mac"], values["dek"], kvn, key_type)
     return KeySet(kvn, key_type, values["enc"], values["mac"], values["dek"])
 
@@ -168,12 +155,12 @@ def profile_from_dict(
     iccid = card.get("iccid", "")
     if not isinstance(iccid, str) or (iccid and not (iccid.isascii() and iccid.isdigit() and 10 <= len(iccid) <= 20)):
         raise _fail("card.iccid", "10 to 20 decimal digits", iccid)
-    atr = _hex(card["atr"], "card.atr", range(2, 34), "an ATR of 2 to 33") if "atr" in card else DEFAULT_ATR
-    cplc = _hex(card["cplc"], "card.cplc", (42,)) if "cplc" in card else generate_cplc(iccid or "gpchannel")
+    atr = hex_field(card["atr"], "card.atr", range(2, 34), "an ATR of 2 to 33") if "atr" in card else DEFAULT_ATR
+    cplc = hex_field(card["cplc"], "card.cplc", (42,)) if "cplc" in card else generate_cplc(iccid or "gpchannel")
     lifecycle = _card_lifecycle(card.get("lifecycle", "SECURED"))
-    iin = _hex(card["iin"], "card.iin") if "iin" in card else (_bcd(iccid[:6]) if iccid else b"")
-    cin = _hex(card["cin"], "card.cin") if "cin" in card else (_bcd(iccid) if iccid else b"")
-    kdd = _hex(card["kdd"], "card.kdd", (10,)) if "kdd" in card else cplc[0:4] + cplc[10:16]
+    iin = hex_field(card["iin"], "card.iin") if "iin" in card else (_bcd(iccid[:6]) if iccid else b"")
+    cin = hex_field(card["cin"], "card.cin") if "cin" in card else (_bcd(iccid) if iccid else b"")
+    kdd = hex_field(card["kdd"], "card.kdd", (10,)) if "kdd" in card else cplc[0:4] + cplc[10:16]
 
     for name in ("aid", "scp", "i"):
         if name not in isd_table:
@@ -199,7 +186,7 @@ def profile_from_dict(
         raise _fail("isd.keysets", "distinct kvn values", kvns)
     for k in keysets:
         k.sequence_counter = counter
-    privileges_raw = _hex(isd_table.get("privileges", DEFAULT_ISD_PRIVILEGES.hex()), "isd.privileges", (3,))
+    privileges_raw = hex_field(isd_table.get("privileges", DEFAULT_ISD_PRIVILEGES.hex()), "isd.privileges", (3,))
     try:
         isd_privileges = Privileges.from_bytes(privileges_raw)
     except DecodeError as exc:
@@ -234,14 +221,14 @@ def profile_from_dict(
         sd = state.application(sd_aid)
         if sd is None or sd.sd is None:
             raise _fail(f"{key}.sd", "the AID of the ISD or of a Security Domain defined before it", table.get("sd"))
-        privileges_hex = _hex(table.get("privileges", "00"), f"{key}.privileges", (1, 3))
+        privileges_hex = hex_field(table.get("privileges", "00"), f"{key}.privileges", (1, 3))
         try:
             privileges = Privileges.from_bytes(privileges_hex)
         except DecodeError as exc:
             raise _fail(f"{key}.privileges", "valid privileges (GP 2.3.1 11.1.2)", str(exc)) from None
         if Privilege.SECURITY_DOMAIN in privileges:
             raise _fail(f"{key}.privileges", "an application's privileges (Security Domains come with the ISD)")
-        parameters = _hex(table.get("parameters", ""), f"{key}.parameters")
+        parameters = hex_field(table.get("parameters", ""), f"{key}.parameters")
         state.applications.append(
             Application(
                 aid,

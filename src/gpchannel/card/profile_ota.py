@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from gpchannel.card.profile_schema import check_shape
+from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.errors import ProfileError
 from gpchannel.ota.algorithms import KIC_ALGORITHMS, KID_ALGORITHMS, key_lengths
 
@@ -29,19 +29,10 @@ def _table(raw: object, key: str, allowed: Collection[str]) -> dict[str, Any]:
     return raw
 
 
-def _hex(raw: dict[str, Any], name: str, key: str, sizes: Collection[int] | None = None) -> bytes:
+def _required_hex(raw: dict[str, Any], name: str, key: str, sizes: Collection[int] | None = None) -> bytes:
     if name not in raw:
         raise _fail(f"{key}.{name}", "a value")
-    value = raw[name]
-    try:
-        out = bytes.fromhex(value.replace(" ", "")) if isinstance(value, str) else None
-    except ValueError:
-        out = None
-    if out is None:
-        raise _fail(f"{key}.{name}", "hex digits", value)
-    if sizes is not None and len(out) not in sizes:
-        raise _fail(f"{key}.{name}", f"{' or '.join(str(n) for n in sizes)} bytes, got {len(out)}")
-    return out
+    return hex_field(raw[name], f"{key}.{name}", sizes)
 
 
 def _int(raw: dict[str, Any], name: str, key: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -70,9 +61,9 @@ def check_ota(raw: object) -> dict[str, Any]:
         table = _table(item, key, {"kvn", "kic", "kic_algorithm", "kid", "kid_algorithm", "counter"})
         kvns.append(_int(table, "kvn", key, 1, 15))
         kic_algorithm = _choice(table, "kic_algorithm", key, KIC_ALGORITHMS)
-        _hex(table, "kic", key, key_lengths(KIC_ALGORITHMS[kic_algorithm]))
+        _required_hex(table, "kic", key, key_lengths(KIC_ALGORITHMS[kic_algorithm]))
         kid_algorithm = _choice(table, "kid_algorithm", key, KID_ALGORITHMS)
-        _hex(table, "kid", key, key_lengths(KID_ALGORITHMS[kid_algorithm]))
+        _required_hex(table, "kid", key, key_lengths(KID_ALGORITHMS[kid_algorithm]))
         _int(table, "counter", key, 0, (1 << 40) - 1, default=0)
     if len(set(kvns)) != len(kvns):
         raise _fail("ota.keysets", "distinct kvn values", kvns)
@@ -82,10 +73,10 @@ def check_ota(raw: object) -> dict[str, Any]:
     for n, item in enumerate(tars):
         key = f"ota.tars[{n}]"
         table = _table(item, key, {"tar", "target", "msl", "allow_single_des"})
-        tar = _hex(table, "tar", key, (3,))
+        tar = _required_hex(table, "tar", key, (3,))
         if "target" in table or not (tar == b"\x00\x00\x00" or tar[0] == 0xB0):  # ISD RAM; RFM (B0xxxx)
-            _hex(table, "target", key, range(5, 17))
-        if "msl" in table and _hex(table, "msl", key, (1, 2))[0] > 0x1F:
+            _required_hex(table, "target", key, range(5, 17))
+        if "msl" in table and _required_hex(table, "msl", key, (1, 2))[0] > 0x1F:
             raise _fail(f"{key}.msl", "a first octet coded like SPI1 (00..1F)", table["msl"])
         if not isinstance(table.get("allow_single_des", False), bool):
             raise _fail(f"{key}.allow_single_des", "true or false", table["allow_single_des"])
@@ -120,7 +111,7 @@ def check_scp81(raw: object) -> dict[str, Any]:
 def scp81_psk(table: dict[str, Any]) -> bytes:
     """The ``[scp81] psk`` of a profile table (hex, spaces anywhere allowed; 1 to 64 bytes): the one parser the
     profile check, the card agent and the server's ``--profile`` use. ProfileError naming the key otherwise."""
-    return _hex(table, "psk", "scp81", range(1, 65))
+    return _required_hex(table, "psk", "scp81", range(1, 65))
 
 
 def server_port(text: str) -> int | None:

@@ -7,6 +7,9 @@ list where a string belongs, a table where an integer belongs, ...). The loaders
 (:mod:`gpchannel.card.profile`, :mod:`gpchannel.card.profile_ota`, :mod:`gpchannel.card.scp10_domain`, the host
 tool's ``--profile``) check ranges, lengths, choices and consistency, and can rely on the types.
 
+:func:`hex_field` is the profile's one reader of hex text (the TOML string of a key, an AID, a TAR, ...): the
+core takes bytes, the profile is where text becomes them.
+
 Paths: ``section.key``; an element of an array of tables is ``section.array[]`` (reported with its index).
 Whether a key is required is the loaders' business (``gpchannel ota ... --profile`` reads a profile that need
 not have an ``[isd]``).
@@ -15,12 +18,12 @@ not have an ``[isd]``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from gpchannel.errors import ProfileError
 
-__all__ = ["FIELDS", "Kind", "check_shape"]
+__all__ = ["FIELDS", "Kind", "check_shape", "hex_field"]
 
 
 def _is_int(value: object) -> bool:
@@ -164,3 +167,24 @@ _TYPE_WORDS: tuple[tuple[type, str], ...] = (
     (dict, "a table"),
     (list, "an array"),
 )
+
+
+def hex_field(value: object, key: str, sizes: Collection[int] | None = None, what: str = "") -> bytes:
+    """The bytes of the hex text ``value`` of profile key ``key`` (spaces allowed); ProfileError naming the key
+    when it is not a string of hex digits, or when its length is not in ``sizes`` (``what`` names the lengths, as
+    in "an AID of 5 to 16")."""
+    if not isinstance(value, str):
+        raise ProfileError(f"profile key {key}: expected a string of hex digits, got {value!r}")
+    try:
+        out = bytes.fromhex(value.replace(" ", ""))
+    except ValueError:
+        raise ProfileError(f"profile key {key}: expected hex digits (spaces allowed), got {value!r}") from None
+    if sizes is not None and len(out) not in sizes:
+        raise ProfileError(f"profile key {key}: expected {what or _lengths(sizes)} bytes, got {len(out)}")
+    return out
+
+
+def _lengths(sizes: Collection[int]) -> str:
+    if isinstance(sizes, range) and sizes.step == 1 and len(sizes) > 2:
+        return f"{sizes.start} to {sizes.stop - 1}"
+    return " or ".join(str(n) for n in sorted(sizes))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpchannel.card.context import CardContext, ChannelContext
-from gpchannel.card.profile_schema import check_shape
+from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.card.state import Application, Scp10Material
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import Tlv
@@ -204,18 +204,6 @@ def _read(value: object, key: str, resolve: Callable[[str], bytes] | None) -> by
         raise ProfileError(f"profile key {key}: cannot read {value!r}: {exc.strerror or exc}") from None
 
 
-def _hex(value: object, key: str, sizes: range) -> bytes:
-    if not isinstance(value, str):
-        raise ProfileError(f"profile key {key}: expected hex digits, got {value!r}")
-    try:
-        out = bytes.fromhex(value.replace(" ", ""))
-    except ValueError:
-        raise ProfileError(f"profile key {key}: expected hex digits, got {value!r}") from None
-    if len(out) not in sizes:
-        raise ProfileError(f"profile key {key}: expected {sizes.start} to {sizes.stop - 1} bytes, got {len(out)}")
-    return out
-
-
 def _options(value: object) -> list[int]:
     if not isinstance(value, list) or not value:
         raise ProfileError(
@@ -261,13 +249,13 @@ def material_from_profile(
     except DecodeError as exc:
         raise ProfileError(f"profile key isd.scp10.certificate: expected a 7F21 certificate ({exc})") from None
     if "card_id" in table:
-        card_id = _hex(table["card_id"], "isd.scp10.card_id", range(8, 9))
+        card_id = hex_field(table["card_id"], "isd.scp10.card_id", (8,))
     elif subject is not None:
         card_id = subject
     else:
         raise ProfileError("profile key isd.scp10.card_id: needed with a certificate with message recovery")
     anchor_id = (
-        _hex(table["trust_anchor_id"], "isd.scp10.trust_anchor_id", range(1, 17))
+        hex_field(table["trust_anchor_id"], "isd.scp10.trust_anchor_id", range(1, 17))
         if "trust_anchor_id" in table
         else b"TP_EX\x00\x00\x01"
     )

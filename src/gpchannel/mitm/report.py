@@ -91,7 +91,7 @@ def outcome_table(outcomes: list[Outcome], title: str) -> Table:
     return table
 
 
-def _hex(raw: bytes | None) -> str | None:
+def _shown(raw: bytes | None) -> str | None:
     return raw.hex().upper() if raw is not None else None
 
 
@@ -114,10 +114,10 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
             {
                 "label": e.label,
                 "origin": e.origin,
-                "host_sent": _hex(e.original),
-                "card_received": _hex(e.sent),
-                "card_answered": _hex(e.answer),
-                "host_received": _hex(e.to_host),
+                "host_sent": _shown(e.original),
+                "card_received": _shown(e.sent),
+                "card_answered": _shown(e.answer),
+                "host_received": _shown(e.to_host),
                 "tampered": e.tampered,
                 "note": e.note or None,
             }
@@ -130,14 +130,14 @@ def _notes(events: list[WireEvent]) -> list[str]:
     lines = []
     for e in events:
         mark = "!!" if e.tampered else "  "
-        sent = _hex(e.sent) or "(never reached the card)"
+        sent = _shown(e.sent) or "(never reached the card)"
         lines.append(f"{mark} {e.origin:8} {e.label}: {sent}")
         if e.original is not None and e.original != e.sent:
-            lines.append(f"            the host sent: {_hex(e.original)}")
+            lines.append(f"            the host sent: {_shown(e.original)}")
         if e.answer is not None:
-            lines.append(f"            card answered: {_hex(e.answer)}")
+            lines.append(f"            card answered: {_shown(e.answer)}")
         if e.to_host is not None and e.to_host != e.answer:
-            lines.append(f"            host received: {_hex(e.to_host)} (from the attacker)")
+            lines.append(f"            host received: {_shown(e.to_host)} (from the attacker)")
         if e.note:
             lines.append(f"            attacker: {e.note}")
     return lines

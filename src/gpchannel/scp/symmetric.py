@@ -85,10 +85,6 @@ def check_key_diversification_data(key_diversification_data: bytes) -> None:
         raise ValueError(f"key diversification data is 10 bytes, got {len(key_diversification_data)}")
 
 
-def _hex(data: bytes) -> str:
-    return data.hex().upper()
-
-
 class SymmetricHostChannel(HostChannel):
     """The host side that SCP01, SCP02 and SCP03 share (see the module docstring).
 
@@ -213,7 +209,7 @@ class SymmetricHostChannel(HostChannel):
             self._fail(
                 AuthenticationError(
                     "the card cryptogram did not verify: wrong keys or not the expected card "
-                    f"(key diversification data {_hex(parsed.key_diversification_data)}, KVN {parsed.kvn:02X}, "
+                    f"(key diversification data {parsed.key_diversification_data.hex().upper()}, KVN {parsed.kvn:02X}, "
                     f"KCVs ENC/MAC/DEK tried {self._kcvs(keys)}); "
                     "do not retry blindly, cards block after failed authentications"
                 )
@@ -228,14 +224,15 @@ class SymmetricHostChannel(HostChannel):
             self._fail(
                 AuthenticationError(
                     f"the pseudo-random card challenge did not verify (sequence counter "
-                    f"{_hex(parsed.sequence_counter or b'')}, AID {_hex(self.aid)}, key diversification data "
-                    f"{_hex(parsed.key_diversification_data)}, KCVs ENC/MAC/DEK {self._kcvs(keys)})"
+                    f"{(parsed.sequence_counter or b'').hex().upper()}, AID {self.aid.hex().upper()}, "
+                    f"key diversification data "
+                    f"{parsed.key_diversification_data.hex().upper()}, KCVs ENC/MAC/DEK {self._kcvs(keys)})"
                 )
             )
 
     @staticmethod
     def _kcvs(keys: _KeyCheckValues) -> str:
-        return "/".join(_hex(kcv) for kcv in keys.kcvs())
+        return "/".join(kcv.hex().upper() for kcv in keys.kcvs())
 
     def _check_plain_command(self, command: CommandApdu) -> None:
         """LocalProtocolError unless ``command`` is on the session's logical channel and has no secure messaging

@@ -15,7 +15,7 @@ from gpchannel.trace.session import ExchangeReport, SessionReport, TraceReport
 __all__ = ["doctor_json", "doctor_text", "trace_json", "trace_text"]
 
 
-def _hex(value: bytes | CommandApdu | ResponseApdu | None) -> str | None:
+def _shown(value: bytes | CommandApdu | ResponseApdu | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -36,8 +36,8 @@ def _session_json(s: SessionReport) -> dict[str, Any]:
         "kvn": s.kvn,
         "i": f"{s.i_param:02X}" if s.i_param is not None else None,
         "level": f"{int(s.level):02X}" if s.level is not None else None,
-        "key_diversification_data": _hex(s.key_diversification_data),
-        "sequence_counter": _hex(s.sequence_counter),
+        "key_diversification_data": _shown(s.key_diversification_data),
+        "sequence_counter": _shown(s.sequence_counter),
         "key_check_values": [v.hex().upper() for v in s.key_check_values],
         "checked": s.checked,
         "opened": s.opened,
@@ -55,10 +55,10 @@ def _exchange_json(e: ExchangeReport) -> dict[str, Any]:
         "line": e.line,
         "role": e.role.value,
         "session": e.session,
-        "command": _hex(e.command),
-        "response": _hex(e.response),
-        "plain_command": _hex(e.plain_command),
-        "plain_response": _hex(e.plain_response),
+        "command": _shown(e.command),
+        "response": _shown(e.response),
+        "plain_command": _shown(e.plain_command),
+        "plain_response": _shown(e.plain_response),
         "checks": list(e.checks),
         "failure": e.failure.value if e.failure is not None else None,
         "explanation": e.explanation,
@@ -144,8 +144,8 @@ def doctor_json(report: DoctorReport) -> dict[str, Any]:
         "protocol": protocol_name(report.protocol) if report.protocol is not None else None,
         "kvn": report.kvn,
         "i": f"{report.i_param:02X}" if report.i_param is not None else None,
-        "key_diversification_data": _hex(report.key_diversification_data),
-        "sequence_counter": _hex(report.sequence_counter),
+        "key_diversification_data": _shown(report.key_diversification_data),
+        "sequence_counter": _shown(report.sequence_counter),
         "match": ({"diversification": match.diversification.value, "role": match.role} if match is not None else None),
         "attempts": [
             {
@@ -169,7 +169,7 @@ def doctor_text(report: DoctorReport) -> str:
         head = f"{name}, KVN {report.kvn:02X}" if report.kvn is not None else name
         if report.i_param is not None:
             head += f", i={report.i_param:02X}"
-        head += f", key diversification data {_hex(report.key_diversification_data)}"
+        head += f", key diversification data {_shown(report.key_diversification_data)}"
         lines.append(head)
     for a in report.attempts:
         verdict = "MATCH" if a.matches else "no"
