@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpchannel.card import content, sd_data
+from gpchannel.card import content, scp11_domain, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
@@ -131,6 +131,10 @@ def process_security_domain(
     if stepped is not None:  # the protocol's own Security Domain side (SCP10: card/scp10_domain.py)
         return stepped(ctx, channel, sd, command, _handle)
     ins = command.ins
+    if scp11_domain.is_scp11_command(sd, command):  # SCP11 beside the SD's protocol (GP 2.3 Amendment F)
+        if ctx.state.lifecycle is CardLifeCycle.TERMINATED:
+            raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
+        return scp11_domain.process_scp11(ctx, channel, sd, command)
     if ins not in INS_NAMES:
         raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
     if not command.cla & 0x80 and ins not in (0xCA, 0xCB):
@@ -263,6 +267,8 @@ def _handle(
         return content.set_status(ctx, sd, command)
     if ins == 0xD8:
         assert session is not None
+        if scp11_domain.is_ec_put_key(command):
+            return scp11_domain.put_ec_key(sd, session, command)
         return content.put_key(sd, session, command)
     return _store_data(ctx, channel, sd, session, command)
 
@@ -333,6 +339,8 @@ def _store_data(
             raise ReferencedDataNotFound("the application to personalize has no applet class")
         return applet.personalize(command)
     objects = _store_objects(command)
+    if command.p1 & 0x18 == 0x10 and scp11_domain.store_objects(sd, objects):
+        return ResponseApdu()
     key_objects = [(t, v) for t, v in objects if command.p1 & 0x18 == 0x08 and t in (DGI_KEY_CRT, DGI_SECRET_KEY)]
     objects = [o for o in objects if o not in key_objects]
     if objects and command.p1 & 0x60 == 0x60:
