@@ -139,7 +139,10 @@ class Scp11Material:
         try:
             keys = [
                 Scp11KeyEntry(
-                    _byte(k["kid"]), _byte(k["kvn"]), str(k["private_key"]), [bytes.fromhex(c) for c in k["certificates"]]
+                    _byte(k["kid"]),
+                    _byte(k["kvn"]),
+                    str(k["private_key"]),
+                    [bytes.fromhex(c) for c in k["certificates"]],
                 )
                 for k in raw.get("keys", [])
             ]

@@ -137,7 +137,8 @@ def process_security_domain(
         return scp11_domain.process_scp11(ctx, channel, sd, command)
     if ins not in INS_NAMES:
         raise InsNotSupported(f"INS {ins:02X} is not a Security Domain command")
-    if not command.cla & 0x80 and ins not in (0xCA, 0xCB):
+    yubikey = sd.sd is not None and sd.sd.getdata_style == "yubikey"  # YubiKeys take ISO CLA (yubikit sends 00)
+    if not command.cla & 0x80 and ins not in (0xCA, 0xCB) and not yubikey:
         raise ClaNotSupported(f"{INS_NAMES[ins]} needs a GlobalPlatform (proprietary) class byte")
     if ctx.state.lifecycle is CardLifeCycle.TERMINATED and ins not in (0xCA, 0xCB):
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
