@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from gpchannel.cli import render
 from gpchannel.cli.apdu_text import parse_hex, parse_int
 from gpchannel.cli.exit_codes import ExitCode, exit_code_for
 from gpchannel.cli.scp10_commands import Scp10Credentials, today_utc
+from gpchannel.cli.scp11_commands import Scp11Credentials
 from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
 from gpchannel.codec.sw import describe
 from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
@@ -72,11 +74,15 @@ class Settings:
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
     scp10: Scp10Credentials | None = None
+    scp11: Scp11Credentials | None = None
     _card: GpCard | None = None
     _trace_stream: TextIO | None = None
 
     def channel_options(self) -> ChannelOptions:
         factory = self.scp10.host_factory(self.random, today_utc()) if self.scp10 is not None else None
+        if self.scp11 is not None:  # SCP11: the level comes from the key usage (cli/scp11_commands.py)
+            make11 = self.scp11.host_factory(datetime.datetime.now(datetime.UTC))
+            factory = lambda _level, channel: make11(channel)  # noqa: E731
         return ChannelOptions(
             key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16, factory
         )
