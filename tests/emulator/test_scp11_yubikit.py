@@ -127,7 +127,7 @@ def test_yubikit_scp11a_refused_when_not_in_the_allowlist(card: ServedCard, pki:
         oce = load_certificate((pki / "oce.cert.pem").read_bytes())
         sd.store_allowlist(KeyRef(0x10, 0x03), [oce.serial_number + 1])
         sd = SecurityDomainSession(PyscardConnection(connection))
-        with pytest.raises(Exception, match="6982|SECURITY"):
+        with pytest.raises(Exception, match=r"6982|SECURITY"):
             sd.authenticate(scp11_params(sd, pki, Scp11Variant.A))
         sd = SecurityDomainSession(PyscardConnection(connection))
         sd.authenticate(scp11_params(sd, pki, Scp11Variant.B))

@@ -24,7 +24,7 @@ from gpchannel.codec.sw import describe
 from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
 from gpchannel.host.card import GpCard
 from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
-from gpchannel.scp.common import ScpProtocol, SecurityLevel, protocol_name
+from gpchannel.scp.common import ScpProtocol, SecurityLevel, SteppedHostChannel, protocol_name
 from gpchannel.scp.registry import PROTOCOLS, Initiation
 
 __all__ = [
@@ -79,10 +79,15 @@ class Settings:
     _trace_stream: TextIO | None = None
 
     def channel_options(self) -> ChannelOptions:
-        factory = self.scp10.host_factory(self.random, today_utc()) if self.scp10 is not None else None
+        factory: Callable[[SecurityLevel, int], SteppedHostChannel] | None = None
+        if self.scp10 is not None:
+            factory = self.scp10.host_factory(self.random, today_utc())
         if self.scp11 is not None:  # SCP11: the level comes from the key usage (cli/scp11_commands.py)
             make11 = self.scp11.host_factory(datetime.datetime.now(datetime.UTC))
-            factory = lambda _level, channel: make11(channel)  # noqa: E731
+
+            def factory(_level: SecurityLevel, channel: int) -> SteppedHostChannel:
+                return make11(channel)
+
         return ChannelOptions(
             key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16, factory
         )

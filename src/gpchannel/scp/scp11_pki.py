@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 __all__ = ["Scp11Pki", "issue_certificate", "make_pki"]
 
 
-def _hash_for(curve: ec.EllipticCurve) -> hashes.HashAlgorithm:
+def _hash_for(curve: ec.EllipticCurve) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
     if curve.key_size >= 512:
         return hashes.SHA512()
     return hashes.SHA384() if curve.key_size >= 384 else hashes.SHA256()
