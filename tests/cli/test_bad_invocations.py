@@ -348,6 +348,8 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("doctor-trace", ("keys", "doctor", "--from-trace", "{t}/garbage.txt"), FAILURE),
     ("scp10-pki-file", ("scp10", "make-pki", "--out", "{t}/card.toml"), USAGE),
     ("scp10-pki-bits", ("scp10", "make-pki", "--out", "{t}/pki", "--bits", "10"), USAGE),
+    ("scp11-pki-file", ("scp11", "make-pki", "--out", "{t}/card.toml"), USAGE),
+    ("scp11-pki-curve", ("scp11", "make-pki", "--out", "{t}/pki11", "--curve", "P-999"), USAGE),
 ]
 LIBRARY_CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     *((f"load-{n}", (*E, "load", "{t}/" + n), FAILURE) for n in CRAFTED_CAPS),

@@ -248,6 +248,7 @@ def test_the_table_of_gpchannel_protocols() -> None:
         ScpProtocol.SCP02: Initiation.EXPLICIT,
         ScpProtocol.SCP03: Initiation.EXPLICIT,
         ScpProtocol.SCP10: Initiation.STEPS,
+        ScpProtocol.SCP11: Initiation.STEPS,
     }
     for entry in PROTOCOLS:
         host, card = entry.host, entry.card
@@ -257,7 +258,10 @@ def test_the_table_of_gpchannel_protocols() -> None:
         assert entry.name == ScpProtocol(entry.protocol).name
     scp10 = PROTOCOLS[ScpProtocol.SCP10]
     assert isinstance(scp10, SteppedProtocol) and issubclass(scp10.host, SteppedHostChannel)
-    assert PROTOCOLS.by_initiation() == {Initiation.EXPLICIT: ("SCP01", "SCP02", "SCP03"), Initiation.STEPS: ("SCP10",)}
+    assert PROTOCOLS.by_initiation() == {
+        Initiation.EXPLICIT: ("SCP01", "SCP02", "SCP03"),
+        Initiation.STEPS: ("SCP10", "SCP11"),
+    }
 
 
 @pytest.mark.parametrize(

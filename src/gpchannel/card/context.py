@@ -89,6 +89,8 @@ class ChannelContext:
     personalize_target: bytes | None = None
     pending_response: bytes = b""
     store_data_next_block: int = 0
+    chain: tuple[bytes, bytes] | None = None
+    """An ISO/IEC 7816-4 command chain in progress: (CLA without b5, INS, P1, P2) and the data so far."""
     delegated_load: tuple[LoadContext, LoadFile] | None = None
     """A combined load by a Delegated Management SD: loaded and checked, registered only when the final INSTALL's
     token verifies (GP 2.3.1, C.4.7)."""
@@ -109,6 +111,7 @@ class ChannelContext:
         self.personalize_target = None
         self.pending_response = b""
         self.store_data_next_block = 0
+        self.chain = None
         self.delegated_load = None
 
 

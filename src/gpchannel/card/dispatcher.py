@@ -60,6 +60,7 @@ _SW_CHANNEL_NOT_SUPPORTED = 0x6881
 _SW_SM_NOT_SUPPORTED = 0x6882
 _SW_CHAINING_NOT_SUPPORTED = 0x6884
 _SW_CHANNEL_CLOSED = 0x6200
+_MAX_CHAINED = 65535
 _SW_MEMORY_FAILURE = 0x6581
 _SW_CARD_LOCKED = 0x6283
 
@@ -273,10 +274,15 @@ class Card:
             raise ClaNotSupported(f"CLA {cla:02X} is not an ISO or GlobalPlatform class")
         number = cla_channel(cla)
         channel = self.channels.get(number)
-        if cla & 0x10 and not (channel is not None and takes_chaining(self.ctx.state, channel.selected)):
-            raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
         if channel is None:
+            if cla & 0x10:
+                raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
             raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
+        if not takes_chaining(self.ctx.state, channel.selected):  # SCP10 Security Domains chain themselves
+            whole = _unchain(channel, command)
+            if whole is None:
+                return ResponseApdu()
+            command = whole
         if command.ins == 0xC0 and not cla & 0x80:
             self._may_change = False
             return self._get_response(channel, command)
@@ -394,3 +400,31 @@ class Card:
         channel.applet = applet
         self._bind(channel, app.aid, applet)
         return applet.process(command)
+
+
+def _unchain(channel: ChannelContext, command: CommandApdu) -> CommandApdu | None:
+    """ISO/IEC 7816-4 5.3.3 command chaining (CLA b5): the segments of one command (same CLA, INS, P1, P2 but for
+    b5) are joined, answered 9000 until the last, which goes on with the whole data. A chained command without
+    data, or one past 65535 bytes, is refused (6884, 6700); another command abandons the chain and is processed
+    (a SELECT or MANAGE CHANNEL always gets through)."""
+    key = bytes((command.cla & ~0x10, command.ins, command.p1, command.p2))
+    pending = channel.chain
+    if pending is not None and pending[0] != key:
+        channel.chain = pending = None
+    if not command.cla & 0x10:
+        if pending is None:
+            return command
+        channel.chain = None
+        data = pending[1] + command.data
+        if len(data) > _MAX_CHAINED:
+            raise WrongLength(f"chained command data over {_MAX_CHAINED} bytes")
+        return command.with_changes(data=data)
+    if not command.data:
+        channel.chain = None
+        raise CardError("command chaining needs data in every segment", sw=_SW_CHAINING_NOT_SUPPORTED)
+    data = (pending[1] if pending else b"") + command.data
+    if len(data) > _MAX_CHAINED:
+        channel.chain = None
+        raise WrongLength(f"chained command data over {_MAX_CHAINED} bytes")
+    channel.chain = (key, data)
+    return None

@@ -20,6 +20,7 @@ from gpchannel.card.applets import AppletRegistry, default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
 from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.card.scp10_domain import SCP10, material_from_profile
+from gpchannel.card.scp11_profile import scp11_from_profile
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
@@ -200,6 +201,12 @@ def profile_from_dict(
         sd_config.scp10 = material_from_profile(_table(isd_table["scp10"], "isd.scp10"), i_param, resolve)
     elif "scp10" in isd_table:
         raise _fail("isd.scp10", 'no [isd.scp10] table unless isd.scp is "10"')
+    if "scp11" in isd_table:  # SCP11 beside the ISD's protocol (card/scp11_profile.py)
+        sd_config.scp11 = scp11_from_profile(_table(isd_table["scp11"], "isd.scp11"), resolve)
+    style = isd_table.get("getdata_style", "gp")
+    if style not in ("gp", "yubikey"):
+        raise _fail("isd.getdata_style", '"gp" or "yubikey"', style)
+    sd_config.getdata_style = style
     isd = Application(isd_aid, int(lifecycle), isd_privileges, isd_aid, applet="", sd=sd_config)
     state = CardState(lifecycle, isd_aid, atr, cplc, iin, cin, kdd, [isd])
 

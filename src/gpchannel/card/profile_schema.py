@@ -60,7 +60,7 @@ FIELDS: dict[str, Kind] = {
     "card.iin": Kind.STRING,
     "card.cin": Kind.STRING,
     "card.kdd": Kind.STRING,
-    # [isd], [[isd.keysets]], [isd.scp10]
+    # [isd], [[isd.keysets]], [isd.scp10], [isd.scp11]
     "isd": Kind.TABLE,
     "isd.aid": Kind.STRING,
     "isd.scp": Kind.BYTE,
@@ -80,6 +80,21 @@ FIELDS: dict[str, Kind] = {
     "isd.scp10.trust_anchor_id": Kind.STRING,
     "isd.scp10.card_id": Kind.STRING,
     "isd.scp10.options": Kind.NAMES,
+    "isd.getdata_style": Kind.STRING,
+    # [isd.scp11] (GP Card Specification v2.3 Amendment F; card/scp11_profile.py)
+    "isd.scp11": Kind.TABLE,
+    "isd.scp11.curve": Kind.STRING,
+    "isd.scp11.keys": Kind.TABLES,
+    "isd.scp11.keys[].kid": Kind.BYTE,
+    "isd.scp11.keys[].kvn": Kind.BYTE,
+    "isd.scp11.keys[].private_key": Kind.STRING,
+    "isd.scp11.keys[].certificates": Kind.NAMES,
+    "isd.scp11.ca": Kind.TABLES,
+    "isd.scp11.ca[].kid": Kind.BYTE,
+    "isd.scp11.ca[].kvn": Kind.BYTE,
+    "isd.scp11.ca[].certificate": Kind.STRING,
+    "isd.scp11.ca[].public_key": Kind.STRING,
+    "isd.scp11.ca[].allowlist": Kind.NAMES,
     # [[applications]]
     "applications": Kind.TABLES,
     "applications[].aid": Kind.STRING,

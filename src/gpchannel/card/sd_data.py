@@ -3,6 +3,7 @@ Table 11-82), GET DATA (11.3) and GET STATUS (11.4)."""
 
 from __future__ import annotations
 
+from gpchannel.card import scp11_domain
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.registry import is_under, visible_to
 from gpchannel.card.state import Application
@@ -58,7 +59,19 @@ def _key_information(sd: Application) -> bytes:
             entries.append(
                 KeyInformation(key_id, keyset.kvn, (KeyComponentInfo(keyset.key_type.value, len(keyset.enc)),))
             )
-    return encode_key_information_template(entries)
+    if sd.sd.scp11 is not None:  # EC keys: B1 private (SK.SD.ECKA), B0 public (CA-KLOC); F0 the curve (Table 11-16)
+        for key in sd.sd.scp11.keys:
+            entries.append(KeyInformation(key.kid, key.kvn, (KeyComponentInfo(0xB1, 0x20), KeyComponentInfo(0xF0, 1))))
+        for ca in sd.sd.scp11.cas:
+            entries.append(KeyInformation(ca.kid, ca.kvn, (KeyComponentInfo(0xB0, 0x41), KeyComponentInfo(0xF0, 1))))
+    template = encode_key_information_template(entries)
+    return _inner(template) if sd.sd.getdata_style == "yubikey" else template
+
+
+def _inner(template: bytes) -> bytes:
+    """The value of a one-object template: YubiKeys answer GET DATA E0 and 66 without the outer tag."""
+    items = parse_pairs(template)
+    return items[0][1] if len(items) == 1 else template
 
 
 def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> ResponseApdu:
@@ -69,7 +82,10 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
     if tag == 0x9F7F:
         return ResponseApdu(ber.tlv(0x9F7F, state.cplc))
     if tag == 0x0066:
-        return ResponseApdu(_recognition(sd).to_bytes())
+        data = _recognition(sd).to_bytes()
+        return ResponseApdu(_inner(data) if sd.sd.getdata_style == "yubikey" else data)
+    if tag == 0xBF21:
+        return scp11_domain.certificate_bundle(sd, command)
     if tag == 0x0067:
         capabilities = CardCapabilities(
             scps=(ScpInfo(sd.sd.scp, bytes((sd.sd.i_param,))),),

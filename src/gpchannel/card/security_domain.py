@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpchannel.card import content, sd_data
+from gpchannel.card import content, scp11_domain, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
@@ -112,10 +112,15 @@ def process_security_domain(
     stepped = stepped_domain(sd)
     if stepped is not None:  # the protocol's own Security Domain side (SCP10: card/scp10_domain.py)
         return stepped(ctx, channel, sd, command, _handle)
+    if scp11_domain.is_scp11_command(sd, command):  # SCP11 beside the SD's protocol (GP 2.3 Amendment F)
+        if ctx.state.lifecycle is CardLifeCycle.TERMINATED:
+            raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
+        return scp11_domain.process_scp11(ctx, channel, sd, command)
     ins = sd_command(command.ins)
     if ins is None:
         raise InsNotSupported(f"INS {command.ins:02X} is not a Security Domain command")
-    if not command.cla & 0x80 and not ins.interindustry:
+    yubikey = sd.sd is not None and sd.sd.getdata_style == "yubikey"  # YubiKeys take ISO CLA (yubikit sends 00)
+    if not command.cla & 0x80 and not ins.interindustry and not yubikey:
         raise ClaNotSupported(f"{ins.title} needs a GlobalPlatform (proprietary) class byte")
     if ctx.state.lifecycle is CardLifeCycle.TERMINATED and not ins.interindustry:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
@@ -247,6 +252,8 @@ def _put_key(
     ctx: CardContext, channel: ChannelContext, sd: Application, session: CardChannel | None, command: CommandApdu
 ) -> ResponseApdu:
     assert session is not None  # PUT KEY needs an authenticated session (Table 11-2)
+    if scp11_domain.is_ec_put_key(command):  # an EC key (Amendment F: SCP11's SK.SD.ECKA / PK.CA-KLOC)
+        return scp11_domain.put_ec_key(sd, session, command)
     return content.put_key(sd, session, command)
 
 
@@ -316,6 +323,8 @@ def _store_data(
             raise ReferencedDataNotFound("the application to personalize has no applet class")
         return applet.personalize(command)
     objects = _store_objects(command)
+    if command.p1 & 0x18 == 0x10 and scp11_domain.store_objects(sd, objects):
+        return ResponseApdu()
     key_objects = [(t, v) for t, v in objects if command.p1 & 0x18 == 0x08 and t in (DGI_KEY_CRT, DGI_SECRET_KEY)]
     objects = [o for o in objects if o not in key_objects]
     if objects and command.p1 & 0x60 == 0x60:

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gpchannel.card.scp11_material import Scp11Material
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
 from gpchannel.errors import DecodeError
@@ -235,6 +236,10 @@ class SdConfig:
     confirmation_counter: int = 0
     scp10: Scp10Material | None = None
     """SCP10 credentials, for a Security Domain whose ``scp`` is 10 (GP 2.2.1 Appendix F)."""
+    scp11: Scp11Material | None = None
+    """SCP11 credentials, beside the Security Domain's ``scp`` (GP 2.3 Amendment F)."""
+    getdata_style: str = "gp"
+    """``gp``: GET DATA E0 / 66 with their templates (GP 2.3.1 11.3); ``yubikey``: without them, as YubiKeys."""
 
     def content_key(self, kvn: int) -> ContentKey | None:
         return next((k for k in self.content_keys if k.kvn == kvn), None)
@@ -253,6 +258,10 @@ class SdConfig:
             out["confirmation_counter"] = self.confirmation_counter
         if self.scp10 is not None:
             out["scp10"] = self.scp10.to_dict()
+        if self.scp11 is not None:
+            out["scp11"] = self.scp11.to_dict()
+        if self.getdata_style != "gp":
+            out["getdata_style"] = self.getdata_style
         return out
 
     @classmethod
@@ -264,7 +273,11 @@ class SdConfig:
         ]
         counter = f.num("confirmation_counter", 0, hi=0xFFFF)
         scp10 = Scp10Material.from_dict(f.raw["scp10"], f"{where}.scp10") if "scp10" in f.raw else None
-        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter, scp10)
+        scp11 = Scp11Material.from_dict(f.raw["scp11"], f"{where}.scp11") if "scp11" in f.raw else None
+        style = f.text("getdata_style", "gp")
+        if style not in ("gp", "yubikey"):
+            raise DecodeError(f"{where}.getdata_style: {style!r} is neither gp nor yubikey")
+        return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter, scp10, scp11, style)
 
 
 @dataclass(slots=True)

@@ -44,6 +44,8 @@ from gpchannel.cli.lifting import LiftingGroup
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
+from gpchannel.cli.scp11_commands import load_scp11_credentials
+from gpchannel.cli.scp11_commands import scp11 as scp11_group
 from gpchannel.cli.server_commands import ram as ram_group
 from gpchannel.cli.server_commands import server as server_command
 from gpchannel.cli.server_wait import wait as server_wait_command
@@ -91,7 +93,11 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
 @click.option("--emulator", "emulator", type=click.Path(file_okay=False, path_type=Path), help="Emulator state dir.")
 @click.option("--isd", help="ISD AID (default: from the FCI of an empty SELECT, then the GP defaults).")
 @click.option("--app", help="Open the secure channel with this application (SELECTed first) instead of the ISD.")
-@click.option("--scp", type=click.Choice(["01", "02", "03", "10"]), help="Protocol (default: detected; 10 never is).")
+@click.option(
+    "--scp",
+    type=click.Choice(["01", "02", "03", "10", "11a", "11b", "11c"]),
+    help="Protocol (default: detected; 10 and 11 never are).",
+)
 @click.option("--scp-i", "scp_i", help="i parameter, hex (default: detected).")
 @click.option(
     "-K",
@@ -128,6 +134,19 @@ __all__ = ["EXIT_AUTHENTICATION", "EXIT_CARD_STATUS", "EXIT_FAILURE", "EXIT_TRAN
     "--scp10-trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP10: card CA key (PEM)."
 )
 @click.option("--scp10-option", type=click.Choice(["agreement", "transport"]), help="SCP10 i: 01 or 02 (default 02).")
+# -- SCP11 (cli/scp11_commands.py) --
+@click.option("--scp11-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP11a/c: OCE key.")
+@click.option(
+    "--scp11-chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="SCP11a/c: OCE certificates, CA-KLOC's first (repeat).",
+)
+@click.option(
+    "--scp11-trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="SCP11: CA-KLCC cert/key."
+)
+@click.option("--scp11-kvn", default="01", show_default=True, help="SCP11: KVN of the card's SK.SD.ECKA, hex.")
+@click.option("--scp11-ca", default="1003", show_default=True, help="SCP11a/c: KID and KVN of CA-KLOC, hex.")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -153,6 +172,11 @@ def cli(
     scp10_chain: tuple[Path, ...],
     scp10_trust: Path | None,
     scp10_option: str | None,
+    scp11_key: Path | None,
+    scp11_chain: tuple[Path, ...],
+    scp11_trust: Path | None,
+    scp11_kvn: str,
+    scp11_ca: str,
 ) -> None:
     """gpchannel: manage GlobalPlatform cards (SCP01, SCP02, SCP03) over PC/SC or the emulator.
 
@@ -181,6 +205,9 @@ def cli(
     # else its Security Domain's keys and the card's first key set (KVN 00), never the ISD's KVN
     own = prof.application_keys(settings.app) if prof is not None and settings.app is not None else None
     isd_prof = prof if own is None else None
+    scp11_variant = scp if scp and scp.startswith("11") else None  # SCP11: --scp 11a|11b|11c
+    if scp11_variant is not None:
+        scp = "11"
     settings.scp = ScpProtocol(int(scp, 16)) if scp else (isd_prof.scp if isd_prof else None)
     if scp_i is not None:
         try:
@@ -227,6 +254,12 @@ def cli(
             settings.scp10 = load_credentials(scp10_key, scp10_chain, scp10_trust, scp10_option)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+    if scp11_variant is not None:
+        try:
+            kvn11 = int(scp11_kvn, 16)
+        except ValueError:
+            raise click.BadParameter("a hex byte", param_hint="--scp11-kvn") from None
+        settings.scp11 = load_scp11_credentials(scp11_variant, scp11_key, scp11_chain, scp11_trust, kvn11, scp11_ca)
     ctx.obj = settings
 
 
@@ -512,6 +545,7 @@ cli.add_command(keys_group)
 cli.add_command(ota_group)
 cli.add_command(bridge_command)
 cli.add_command(scp10_group)
+cli.add_command(scp11_group)
 cli.add_command(fleet_group)
 cli.add_command(server_command)
 cli.add_command(audit_group)

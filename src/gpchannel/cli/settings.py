@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import os
 from collections.abc import Callable
@@ -19,13 +20,14 @@ from gpchannel.cli.conventions import TEST_KEY_WARNING, is_test_key
 from gpchannel.cli.exit_codes import ExitCode, exit_code_for
 from gpchannel.cli.output import stderr_console, stdout_console
 from gpchannel.cli.scp10_commands import Scp10Credentials, today_utc
+from gpchannel.cli.scp11_commands import Scp11Credentials
 from gpchannel.cli.target import DEFAULT_KEY, KeyMaterial, key_resolver, open_transport
 from gpchannel.codec.sw import describe
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.errors import AuthenticationError, CardStatusError, GPChannelError, UnsupportedError
 from gpchannel.host.card import GpCard
 from gpchannel.host.session import ApduTransport, CardSession, ChannelOptions, Exchange, TraceHook
-from gpchannel.scp.common import ScpProtocol, SecurityLevel, protocol_name
+from gpchannel.scp.common import ScpProtocol, SecurityLevel, SteppedHostChannel, protocol_name
 from gpchannel.scp.registry import PROTOCOLS, Initiation
 
 __all__ = [
@@ -75,11 +77,20 @@ class Settings:
     out: Console = field(default_factory=stdout_console)
     err: Console = field(default_factory=stderr_console)
     scp10: Scp10Credentials | None = None
+    scp11: Scp11Credentials | None = None
     _card: GpCard | None = None
     _trace_stream: TextIO | None = None
 
     def channel_options(self) -> ChannelOptions:
-        factory = self.scp10.host_factory(self.random, today_utc()) if self.scp10 is not None else None
+        factory: Callable[[SecurityLevel, int], SteppedHostChannel] | None = None
+        if self.scp10 is not None:
+            factory = self.scp10.host_factory(self.random, today_utc())
+        if self.scp11 is not None:  # SCP11: the level comes from the key usage (cli/scp11_commands.py)
+            make11 = self.scp11.host_factory(datetime.datetime.now(datetime.UTC))
+
+            def factory(_level: SecurityLevel, channel: int) -> SteppedHostChannel:
+                return make11(channel)
+
         return ChannelOptions(
             key_resolver(self.keys, self.kvn), self.level, self.scp, self.i_param, self.kvn, self.s16, factory
         )

@@ -81,6 +81,7 @@ class ScpProtocol(enum.IntEnum):
     SCP02 = 0x02
     SCP03 = 0x03
     SCP10 = 0x10
+    SCP11 = 0x11
 
 
 def protocol_name(protocol: int) -> str:

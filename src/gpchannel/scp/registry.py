@@ -46,6 +46,8 @@ from gpchannel.scp.scp03_card import Scp03Card
 from gpchannel.scp.scp03_host import Scp03Host
 from gpchannel.scp.scp10_card import Scp10Card
 from gpchannel.scp.scp10_host import Scp10Host
+from gpchannel.scp.scp11_card import Scp11Card
+from gpchannel.scp.scp11_host import Scp11Host
 from gpchannel.scp.symmetric import SymmetricCardChannel, SymmetricHostChannel
 
 __all__ = [
@@ -229,6 +231,7 @@ PROTOCOLS = ProtocolRegistry(
         ),  # GP 2.2.1 E.1.1: i=15 when the card does not say (the host checks are the same for 15 and 55)
         ExplicitProtocol(ScpProtocol.SCP03, Scp03Host, Scp03Card, IParamSource.CARD_RESPONSE, s16=True),
         SteppedProtocol(ScpProtocol.SCP10, Scp10Host, Scp10Card),
+        SteppedProtocol(ScpProtocol.SCP11, Scp11Host, Scp11Card),  # Amendment F; beside SCP03 on a Security Domain
     )
 )
 """The protocols gpchannel implements."""
