@@ -1,5 +1,5 @@
 """A fleet of emulated cards in one directory: what ``gpchannel fleet generate`` writes and what the handset
-bridge's fleet mode (:mod:`gpchannel.smpp.fleet`) serves.
+bridge's fleet mode (:mod:`gpchannel.emulator.fleet_handsets`) serves.
 
 Layout of a fleet directory::
 
