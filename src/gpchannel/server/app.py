@@ -26,9 +26,10 @@ from gpchannel.card.profile import load_profile
 from gpchannel.card.profile_ota import check_scp81, scp81_psk
 from gpchannel.errors import ProfileError, SecurityError
 from gpchannel.io.tls_stream import serve_psk
+from gpchannel.keystore import KeyProvider
 from gpchannel.server.api import build_api
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.keys import KeyProvider, open_key_provider
+from gpchannel.server.keys import open_key_provider
 from gpchannel.server.ras import AdminSessions
 from gpchannel.server.repository import Repository
 from gpchannel.server.tokens import has_active_tokens

@@ -24,7 +24,7 @@ from gpchannel.ram.admin import next_uri_ok
 
 if TYPE_CHECKING:
     from gpchannel.io.tls_psk import PskTlsPolicy
-    from gpchannel.server.keys import KeyProvider
+    from gpchannel.keystore import KeyProvider
     from gpchannel.server.repository import Repository
 
 __all__ = [

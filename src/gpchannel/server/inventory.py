@@ -27,7 +27,7 @@ in the file) with NIST SP 800-108 in counter mode over AES-CMAC (:func:`diversif
 purpose ``KIC``/``KID``/``PSK``, context = the ICCID's digits, a 32-bit counter before the fixed data, a 00
 separator, L in 32 bits; OpenSSL's KBKDF gives the same bytes), the scheme of ``gpchannel fleet generate
 --master-key`` for emulated cards. A KIc / KID cell ``derive:SCHEME:MASTER`` stores a *reference* instead
-(:class:`gpchannel.server.keys.DerivedKey`): the key provider derives the card key from the key of the same
+(:class:`gpchannel.keystore.DerivedKey`): the key provider derives the card key from the key of the same
 purpose and KVN of the master card ``MASTER`` (its ICCID or PSK identity; import it first) with ``SCHEME``
 ``emv`` / ``visa2`` (3DES 2-key masters) or ``kdf3`` (AES), the key diversification data being the card's ICCID
 as 10 bytes (:func:`iccid_kdd`); with a PKCS#11 token the derivation runs in the token and no card key exists
@@ -52,12 +52,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpchannel.crypto.ciphers import aes_cmac
+from gpchannel.crypto.diversification import Diversification
 from gpchannel.errors import DecodeError, InventoryError
+from gpchannel.keystore import DerivedKey, KeyProvider
 from gpchannel.ota.scp80 import MAX_COUNTER
 from gpchannel.ota.spi import Spi
 
 if TYPE_CHECKING:
-    from gpchannel.server.keys import DerivedKey, KeyProvider
     from gpchannel.server.repository import Repository
 
 __all__ = [
@@ -539,9 +540,6 @@ def iccid_kdd(iccid: str) -> bytes:
 
 def _derived(repository: Repository, card: InventoryCard) -> dict[tuple[str, int], tuple[DerivedKey, str]]:
     """The card's ``derive:`` references as key-provider references, their master cards looked up."""
-    from gpchannel.crypto.diversification import Diversification
-    from gpchannel.server.keys import DerivedKey
-
     refs: dict[tuple[str, int], tuple[DerivedKey, str]] = {}
     for ks in card.keysets:
         for purpose, value, algorithm in (("kic", ks.kic, ks.kic_algorithm), ("kid", ks.kid, ks.kid_algorithm)):
