@@ -54,11 +54,11 @@ from sqlalchemy.engine import make_url
 
 from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.bridge_thread import BridgeThread
-from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import JobState, Transport
+from gpchannel.server.services import open_services
 
 __all__ = ["CampaignRow", "main", "run"]
 

@@ -19,11 +19,11 @@ from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.emulator.fleet import generate_fleet, write_inventory
 from gpchannel.emulator.fleet_handsets import FleetHandsets
-from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.inventory import import_inventory, read_inventory
 from gpchannel.server.repository import JobState, Transport
+from gpchannel.server.services import open_services
 from gpchannel.server.worker import WorkerOptions, main, run_worker
 from tests.server.test_fault import _wait_ready
 from tests.smpp.conftest import free_port

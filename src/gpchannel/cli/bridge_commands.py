@@ -23,6 +23,7 @@ import click
 
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.settings import fail_on
+from gpchannel.cli.target import open_transport
 from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.emulator.handset import HandsetCard
@@ -64,8 +65,6 @@ def _transport(reader: str | None, emulator: Path | None, profile: Path | None) 
         for line in differences:
             click.echo(f"note: the state in {emulator} differs from the profile: {line}", err=True)
         return InProcessTransport(card.process)
-    from gpchannel.cli.target import open_transport
-
     return open_transport(reader, None)
 
 
