@@ -3,6 +3,8 @@ a small fake tree with an upward import hidden inside a function under ``TYPE_CH
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,29 @@ def test_the_checker_passes_a_clean_tree(tmp_path: Path) -> None:
     graph = import_graph(package)
     assert layer_violations(graph) == [] and cycles(graph) == [] and unknown_units(graph) == []
     assert {i.target for i in graph["gpchannel.scp.scp03"]} == {"gpchannel.crypto.keys"}
+
+
+BANNED_IN_THE_CORE = {
+    "import threading": "threading",
+    "import secrets": "secrets",
+    "import os\nR = os.urandom": "os.urandom",
+    "import sqlalchemy": "sqlalchemy",
+    "import OpenSSL": "OpenSSL",
+    "import pkcs11": "pkcs11",
+    "import smpplib": "smpplib",
+    "from gpchannel.smpp.client import OtaSmppClient": "gpchannel.smpp.client",
+    "import socket": "socket",
+}
+
+
+def _ruff_banned(path: str, source: str) -> str:
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "TID251", "--stdin-filename", path, "-"]
+    done = subprocess.run(command, input=source, capture_output=True, text=True, cwd=repo, check=False)
+    return done.stdout
+
+
+@pytest.mark.parametrize("source", sorted(BANNED_IN_THE_CORE))
+def test_ruff_bans_io_threads_randomness_and_storage_in_the_core(source: str) -> None:
+    assert f"`{BANNED_IN_THE_CORE[source]}` is banned" in _ruff_banned("src/gpchannel/scp/probe.py", source)
+    assert "banned" not in _ruff_banned("src/gpchannel/server/probe.py", source)
