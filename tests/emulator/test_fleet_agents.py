@@ -17,7 +17,8 @@ from gpchannel.cli.main import cli
 from gpchannel.emulator.fleet import generate_fleet, write_inventory
 from gpchannel.server.campaigns import create_campaign
 from gpchannel.server.config import ServerConfig
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobState, Transport
 from gpchannel.server.services import open_services
 

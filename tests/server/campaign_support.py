@@ -15,7 +15,8 @@ from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.fleet import Fleet, generate_fleet, write_inventory
 from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import Repository
 from gpchannel.server.scp80_worker import Scp80Worker, WorkerSettings

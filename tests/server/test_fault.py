@@ -39,7 +39,8 @@ from gpchannel.emulator.fleet import Fleet, generate_fleet, write_inventory
 from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobRecord, JobState, Transport
 from gpchannel.server.scp80_worker import ORPHAN_REASON
 from gpchannel.server.services import open_services

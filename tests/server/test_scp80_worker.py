@@ -356,7 +356,8 @@ def test_campaign_to_a_card_through_pcscd(request: pytest.FixtureRequest, tmp_pa
     from gpchannel.emulator.bridge import HandsetBridge
     from gpchannel.emulator.handset import HandsetCard
     from gpchannel.io.pcsc import PcscTransport
-    from gpchannel.server.inventory import import_inventory, parse_inventory
+    from gpchannel.server.inventory import parse_inventory
+    from gpchannel.server.inventory_import import import_inventory
     from tests.server.campaign_support import store
     from tests.smpp.conftest import CARD_NUMBER, free_port, serving
 

@@ -38,7 +38,8 @@ from gpchannel.server.campaigns import (
     resolve_cards,
 )
 from gpchannel.server.config import ServerServices
-from gpchannel.server.inventory import InventoryCard, import_inventory, parse_inventory
+from gpchannel.server.inventory import InventoryCard, parse_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobRecord, JobState, Transport
 from gpchannel.server.tokens import Scope
 from gpchannel.server.web import PAGE_LIMIT, campaign_page, campaigns_page
