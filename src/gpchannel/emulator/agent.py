@@ -70,7 +70,8 @@ from gpchannel.card.ota_targets import TarEntry, tar_entry
 from gpchannel.card.profile_ota import scp81_psk, server_port
 from gpchannel.card.state import CardState
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, TransportError
-from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
+from gpchannel.io.tls_policy import PskTlsPolicy
+from gpchannel.io.tls_psk import PskClientContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
 from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus, next_uri_ok
