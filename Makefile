@@ -19,6 +19,7 @@ campaign-demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench fuzz
 	$(VENV)/bin/ruff format --check src tests bench fuzz
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_layers.py tests/test_module_size.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -52,13 +52,13 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from gpchannel.server.app import open_services
+from gpchannel.emulator.bridge import HandsetBridge
+from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import JobState, JobTransport
-from gpchannel.smpp import HandsetBridge
-from gpchannel.smpp.fleet import BridgeThread
+from gpchannel.server.services import open_services
 
 __all__ = ["CampaignRow", "main", "run"]
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from bench.timing import Comparison, rate
 from gpchannel.errors import TransportError
+from gpchannel.keystore import BaseKeyProvider
 from gpchannel.ota import CipherAlgorithm, CounterMode, Kic, Kid, MacAlgorithm, Spi, secure_command
-from gpchannel.server.keys import BaseKeyProvider, DbKeyProvider
+from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import CardRecord, Repository
 
 __all__ = ["run"]

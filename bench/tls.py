@@ -22,7 +22,8 @@ from pathlib import Path
 
 from bench.timing import Comparison
 from gpchannel.errors import TransportError
-from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsPolicy
+from gpchannel.io.tls_policy import PskTlsPolicy
+from gpchannel.io.tls_psk import PskClientContext, PskServerContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
 
 __all__ = ["run"]

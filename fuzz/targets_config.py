@@ -20,7 +20,8 @@ from fuzz.engine import Target, each
 from fuzz.seeds import example_bytes
 from gpchannel.card.profile import load_profile, profile_from_dict
 from gpchannel.server import api
-from gpchannel.server.inventory import parse_inventory, resolved_json
+from gpchannel.server.inventory import parse_inventory
+from gpchannel.server.inventory_import import resolved_json
 from gpchannel.server.repository import JobTransport
 
 __all__ = ["TARGETS"]

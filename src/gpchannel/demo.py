@@ -15,6 +15,10 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import GPChannelError
 from gpchannel.scp.common import CardChannel, SecurityLevel
 from gpchannel.scp.loopback import exchange, handshake
+from gpchannel.scp.scp02_card import Scp02Card
+from gpchannel.scp.scp02_host import Scp02Host
+from gpchannel.scp.scp03_card import Scp03Card
+from gpchannel.scp.scp03_host import Scp03Host
 from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["main"]
@@ -56,9 +60,6 @@ def _session(title: str, host: SymmetricHostChannel, card: CardChannel, commands
 
 
 def _scp03(random: Callable[[int], bytes]) -> None:
-    from gpchannel.scp.scp03_card import Scp03Card
-    from gpchannel.scp.scp03_host import Scp03Host
-
     keys = StaticKeys.single(DEFAULT_KEY, kvn=0x30, key_type=KeyType.AES)
     card = Scp03Card(keys, i_param=0x70, key_diversification_data=KDD, sequence_counter=0, random=random, aid=ISD_AID)
     host = Scp03Host(keys, level=SecurityLevel(0x33), host_challenge=random(8), aid=ISD_AID)
@@ -67,9 +68,6 @@ def _scp03(random: Callable[[int], bytes]) -> None:
 
 
 def _scp02(random: Callable[[int], bytes]) -> None:
-    from gpchannel.scp.scp02_card import Scp02Card
-    from gpchannel.scp.scp02_host import Scp02Host
-
     keys = StaticKeys.single(DEFAULT_KEY, kvn=0x20, key_type=KeyType.DES3)
     card = Scp02Card(keys, i_param=0x55, key_diversification_data=KDD, sequence_counter=1, random=random, aid=ISD_AID)
     host = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=random(8), i_param=0x55)

@@ -130,8 +130,8 @@ class UnsupportedError(GPChannelError):
 
 
 class KeyProviderError(GPChannelError):
-    """A key provider (gpchannel.server.keys, gpchannel.io.pkcs11) cannot give a card's key: a wrapped key that
-    does not verify (altered), a token that refuses an operation, a reference it cannot resolve."""
+    """A key provider (gpchannel.keystore, gpchannel.server.keys, gpchannel.io.pkcs11) cannot give a card's key: a
+    wrapped key that does not verify (altered), a token that refuses an operation, a reference it cannot resolve."""
 
 
 class KeyNotFound(KeyProviderError):

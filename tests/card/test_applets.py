@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from gpchannel.card.applets import Applet, AppletRegistry, EchoApplet, default_registry
+from gpchannel.card.applets import Applet, AppletRegistry, EchoApplet
+from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import MemoryStore

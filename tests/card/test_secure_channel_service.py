@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gpchannel.card.applets import default_registry
+from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile

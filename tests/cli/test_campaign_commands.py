@@ -17,11 +17,11 @@ from click.testing import CliRunner, Result
 
 from gpchannel.cli.main import cli
 from gpchannel.cli.settings import EXIT_FAILURE, EXIT_TRANSPORT, EXIT_USAGE
+from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.fleet import Fleet, generate_fleet, write_inventory
+from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.server.app import ServerAddresses, run_server
 from gpchannel.server.config import ServerServices
-from gpchannel.smpp import HandsetBridge
-from gpchannel.smpp.fleet import FleetHandsets
 from tests.server.campaign_support import READ_SPN, RFM_TAR, SELECT_SPN, UPDATE_SPN, store
 from tests.server.server_support import admin_token
 from tests.smpp.conftest import free_port

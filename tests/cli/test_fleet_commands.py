@@ -13,9 +13,9 @@ from gpchannel.cli.main import cli
 from gpchannel.emulator.fleet import Fleet, diversify_card_key
 from gpchannel.ota import ResponseStatus, unsecure_response
 from gpchannel.smpp import OtaSmppClient
+from tests.emulator.test_fleet_handsets import KIC, KID, SPI, _keys, _packet
 from tests.smpp.conftest import free_port, run
 from tests.smpp.test_cli import _first_line, _start
-from tests.smpp.test_fleet import KIC, KID, SPI, _keys, _packet
 
 
 def test_generate_writes_the_fleet_and_its_inventory(tmp_path: Path) -> None:

@@ -15,11 +15,12 @@ from click.testing import CliRunner
 
 from gpchannel.cli.main import cli
 from gpchannel.emulator.fleet import generate_fleet, write_inventory
-from gpchannel.server.app import open_services
 from gpchannel.server.campaigns import create_campaign
 from gpchannel.server.config import ServerConfig
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobState, JobTransport
+from gpchannel.server.services import open_services
 
 MASTER_KEY = "3C" * 32
 GET_DATA_IIN = bytes.fromhex("80CA004200")

@@ -24,13 +24,14 @@ from gpchannel.crypto.diversification import Diversification
 from gpchannel.crypto.kdf import DerivationConstant, scp03_kdf
 from gpchannel.errors import KeyNotFound, KeyProviderError, UnsupportedError
 from gpchannel.io.pkcs11 import Pkcs11Key, Pkcs11KeyProvider
+from gpchannel.keystore import DerivedKey
 from gpchannel.ota.algorithms import Scp80KeySet, resolve_check, resolve_cipher
 from gpchannel.ota.packet import SMS_RESPONSE_UDH, CommandPacket
 from gpchannel.ota.scp80 import ResponseStatus, secure_command, secure_response, unsecure_command, unsecure_response
 from gpchannel.ota.spi import CipherAlgorithm, Integrity, Kic, Kid, MacAlgorithm, Spi
 from gpchannel.scp.scp03 import card_cryptogram, host_cryptogram
 from gpchannel.server.config import ServerConfig
-from gpchannel.server.keys import DbKeyProvider, DerivedKey, open_key_provider
+from gpchannel.server.keys import DbKeyProvider, open_key_provider
 from gpchannel.server.repository import CardRecord, Repository
 from tests.io.softhsm_support import SoftHsm, start_softhsm
 from tests.ota._ota_cases import gsm0348_args, pysim_keyset

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from gpchannel.errors import TlsError, UnsupportedError
 from gpchannel.io import tls_psk
-from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection, PskTlsPolicy, TlsVersion
+from gpchannel.io.tls_policy import PskTlsPolicy, TlsVersion
+from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
 PSK = bytes.fromhex("0102030405060708090A0B0C0D0E0F10")
 OTHER_PSK = bytes.fromhex("F0E0D0C0B0A090807060504030201000")

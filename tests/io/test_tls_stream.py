@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import pytest
 
 from gpchannel.errors import TlsError, TransportError
-from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsPolicy
+from gpchannel.io.tls_policy import PskTlsPolicy
+from gpchannel.io.tls_psk import PskClientContext, PskServerContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
 from tests.io.openssl_peer import SServer, s_client, spawn_s_client
 
@@ -66,7 +67,7 @@ class LogEvent(logging.Handler):
 
 async def serving(
     handler: Callable[[PskStream], Awaitable[None]],
-    policy: PskTlsPolicy = PskTlsPolicy(),  # noqa: B008
+    policy: PskTlsPolicy = PskTlsPolicy(),
     handshake_timeout: float = 30.0,
 ) -> tuple[asyncio.Server, int]:
     server = await serve_psk(

@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.fleet import Fleet, generate_fleet, write_inventory
+from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import Repository
 from gpchannel.server.scp80_worker import Scp80Worker, WorkerSettings
-from gpchannel.smpp import HandsetBridge, OtaSmppClient
-from gpchannel.smpp.fleet import FleetHandsets
+from gpchannel.smpp import OtaSmppClient
 from tests.smpp.conftest import OTA_SERVER, free_port
 
 __all__ = ["Clock", "bridge_for", "fleet_services", "settle", "store", "worker_on"]

@@ -17,7 +17,8 @@ from typing import Any
 import h11
 
 from gpchannel.codec.apdu import ResponseApdu
-from gpchannel.io.tls_psk import PskClientContext, PskTlsPolicy
+from gpchannel.io.tls_policy import PskTlsPolicy
+from gpchannel.io.tls_psk import PskClientContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream
 from gpchannel.ota.remote_apdu import CommandScript, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
@@ -134,7 +135,7 @@ class AdminCard:
         identity: str,
         psk: bytes,
         agent_from: str | None = "//test",
-        policy: PskTlsPolicy = PskTlsPolicy(),  # noqa: B008 - frozen
+        policy: PskTlsPolicy = PskTlsPolicy(),
     ) -> AdminCard:
         context = PskClientContext(identity.encode(), psk, policy)
         stream = await open_psk_stream("127.0.0.1", port, context, timeout=10)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from gpchannel.errors import ProfileError
-from gpchannel.server.app import card_from_profile, open_services, register_profile, run_server
+from gpchannel.server.app import card_from_profile, register_profile, run_server
 from gpchannel.server.config import ServerConfig, parse_address
+from gpchannel.server.services import open_services
 from tests.server.server_support import bearer, token_for
 
 ROOT = Path(__file__).resolve().parents[2]

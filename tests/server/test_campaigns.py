@@ -314,7 +314,8 @@ def test_two_workers_split_a_rate_limited_campaign(tmp_path: Path) -> None:
 
 
 def test_cards_that_cannot_be_reached_fail_with_the_reason(tmp_path: Path) -> None:
-    from gpchannel.server.inventory import import_inventory, parse_inventory
+    from gpchannel.server.inventory import parse_inventory
+    from gpchannel.server.inventory_import import import_inventory
 
     services, _ = fleet_services(tmp_path, 1)
     repo = services.repository

@@ -33,15 +33,17 @@ from pathlib import Path
 
 import pytest
 
+from gpchannel.emulator.bridge import HandsetBridge
+from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.emulator.fleet import Fleet, generate_fleet, write_inventory
-from gpchannel.server.app import open_services
+from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.inventory import import_inventory, read_inventory
+from gpchannel.server.inventory import read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobRecord, JobState, JobTransport
 from gpchannel.server.scp80_worker import ORPHAN_REASON
-from gpchannel.smpp import HandsetBridge
-from gpchannel.smpp.fleet import BridgeThread, FleetHandsets
+from gpchannel.server.services import open_services
 from tests.smpp.conftest import free_port
 
 pytestmark = pytest.mark.postgres

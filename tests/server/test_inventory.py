@@ -12,7 +12,8 @@ import pytest
 
 from gpchannel.errors import InventoryError
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
-from gpchannel.server.inventory import diversify_card_key, import_inventory, parse_inventory, read_inventory
+from gpchannel.server.inventory import diversify_card_key, parse_inventory, read_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.keys import DbKeyProvider
 from gpchannel.server.repository import Repository
 from tests.vectors import VectorCase, params
@@ -248,7 +249,7 @@ def test_the_fleet_inventory_imports(tmp_path: Path, store: tuple[Repository, Db
 
 
 def test_resolved_json_carries_the_derived_keys(store: tuple[Repository, DbKeyProvider]) -> None:
-    from gpchannel.server.inventory import has_references, resolved_json
+    from gpchannel.server.inventory_import import has_references, resolved_json
 
     repo, keys = store
     master = bytes.fromhex(K16)
@@ -275,7 +276,7 @@ def _emv_cps(master: bytes, kdd: bytes, kt: int) -> bytes:
 
 
 def test_derive_references_go_to_the_key_provider(store: tuple[Repository, DbKeyProvider]) -> None:
-    from gpchannel.server.inventory import iccid_kdd
+    from gpchannel.server.inventory_import import iccid_kdd
 
     repo, keys = store
     m_kic, m_kid = bytes.fromhex("404142434445464748494A4B4C4D4E4F"), bytes.fromhex("505152535455565758595A5B5C5D5E5F")

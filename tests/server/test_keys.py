@@ -18,6 +18,7 @@ from gpchannel.crypto.ciphers import aes_ecb_encrypt
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.crypto.keys import KeyType, kcv
 from gpchannel.errors import KeyNotFound, KeyProviderError, UnsupportedError, WrongMasterKey
+from gpchannel.keystore import DerivedKey, KeyFamily, parse_algorithm
 from gpchannel.ota.scp80 import ResponseStatus, secure_command, unsecure_response
 from gpchannel.ota.spi import CipherAlgorithm, MacAlgorithm
 from gpchannel.scp.scp03 import card_cryptogram
@@ -26,12 +27,9 @@ from gpchannel.server.keys import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
     DbKeyProvider,
-    DerivedKey,
-    KeyFamily,
     load_master_key,
     master_key_id,
     open_key_provider,
-    parse_algorithm,
 )
 from gpchannel.server.repository import CardRecord, Repository
 from tests.ota._ota_cases import pysim_keyset

@@ -20,7 +20,7 @@ import pytest
 
 from gpchannel.codec.apdu import ResponseApdu
 from gpchannel.errors import TlsError
-from gpchannel.io.tls_psk import PskTlsPolicy, TlsVersion
+from gpchannel.io.tls_policy import PskTlsPolicy, TlsVersion
 from gpchannel.ota.remote_apdu import BadFormat, CommandScript, RApdu, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus
 from gpchannel.ram.client import AdminServerError, ScriptDelivery, SessionEnd

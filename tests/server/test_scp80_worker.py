@@ -353,9 +353,11 @@ def test_campaign_to_a_card_through_pcscd(request: pytest.FixtureRequest, tmp_pa
     opening it as a PC/SC reader), the card's keys from an inventory in the example profile's values."""
     serve: Serve = request.getfixturevalue("virtual_reader")  # tests/io's pcscd + vpcd fixtures
     from gpchannel.emulator.app import EmulatedCard, open_card
+    from gpchannel.emulator.bridge import HandsetBridge
+    from gpchannel.emulator.handset import HandsetCard
     from gpchannel.io.pcsc import PcscTransport
-    from gpchannel.server.inventory import import_inventory, parse_inventory
-    from gpchannel.smpp import HandsetBridge, HandsetCard
+    from gpchannel.server.inventory import parse_inventory
+    from gpchannel.server.inventory_import import import_inventory
     from tests.server.campaign_support import store
     from tests.smpp.conftest import CARD_NUMBER, free_port, serving
 
@@ -411,8 +413,8 @@ def test_no_smsc_uses_no_attempt_and_no_counter(tmp_path: Path) -> None:
             await worker.tick()
         assert len(binds) == 1 and worker.held() == 2
         assert all((j.state, j.attempts, j.counter_used) == (JobState.QUEUED, 0, None) for j in repo.jobs())
-        from gpchannel.smpp import HandsetBridge
-        from gpchannel.smpp.fleet import FleetHandsets
+        from gpchannel.emulator.bridge import HandsetBridge
+        from gpchannel.emulator.fleet_handsets import FleetHandsets
 
         bridge = HandsetBridge(None, fleet=FleetHandsets(fleet), port=port)
         stop = asyncio.Event()

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from gpchannel.smpp import HandsetBridge, OtaSmppClient
+from gpchannel.emulator.bridge import HandsetBridge
+from gpchannel.smpp import OtaSmppClient
 from tests.io.conftest import pcscd_readers, virtual_reader
 
 __all__ = [

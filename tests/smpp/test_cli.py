@@ -16,8 +16,8 @@ from gpchannel.cli.main import cli
 from gpchannel.ota import ResponseStatus, Spi, unsecure_response
 from gpchannel.ota.remote_apdu import CompactResponse
 from gpchannel.smpp import OtaSmppClient
+from tests.emulator.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, _packet
 from tests.smpp.conftest import CARD_NUMBER, free_port, run
-from tests.smpp.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, _packet
 
 GPCHANNEL = [sys.executable, "-c", "from gpchannel.cli.main import main; main()"]
 

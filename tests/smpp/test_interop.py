@@ -24,9 +24,9 @@ from gpchannel.ota import ResponseStatus, Spi, unsecure_response
 from gpchannel.ota.remote_apdu import CompactResponse
 from gpchannel.smpp import DeliveryReceipt, MessageState, OtaSmppClient, PorMessage
 from gpchannel.smpp.client import command_segments
+from tests.emulator.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, _packet
 from tests.smpp.conftest import CARD_NUMBER, OTA_SERVER, free_port, run
 from tests.smpp.lifecycle_support import Proc
-from tests.smpp.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, _packet
 
 PERL_SMSC = Path(__file__).with_name("perl_smsc.pl")
 

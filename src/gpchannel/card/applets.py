@@ -7,30 +7,77 @@ instance AID, privileges and application specific parameters are made known to t
 compatible dict, committed with the card state after each command that changes it).
 
 Built in: ``echo``, which answers any command with its own data field (and 9000), ``INS CA`` with its
-install parameters, and ``INS 6F`` with 6F00 to exercise errors. ``default_registry`` also registers the example
-applets of :mod:`gpchannel.card.applets_examples` (indirect and direct handling of the secure channel).
+install parameters, and ``INS 6F`` with 6F00 to exercise errors. :func:`gpchannel.card.builtin_applets.default_registry`
+registers it with the example applets of :mod:`gpchannel.card.applets_examples` (indirect and direct handling of
+the secure channel).
 
 Before ``select``, ``process`` and ``deselect`` the card binds an :class:`AppletEnvironment` to the applet: its
 logical channel, its install parameters, the card's random source and the GlobalPlatform SecureChannel service of
-its associated Security Domain (``get_secure_channel()``, as ``GPSystem.getSecureChannel()``; GP 2.3.1, 10.3).
+its associated Security Domain (``get_secure_channel()``, as ``GPSystem.getSecureChannel()``; GP 2.3.1, 10.3): an
+object with the methods of the :class:`SecureChannel` interface (the card's is
+:class:`gpchannel.card.secure_channel_service.SecureChannelService`).
 Commands with the secure messaging bit reach only applets whose ``secure_messaging`` is True (6882 otherwise).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import CardError, ConditionsNotSatisfied, InsNotSupported
 from gpchannel.scp.common import RandomSource
 
 if TYPE_CHECKING:
-    from gpchannel.card.secure_channel_service import SecureChannelService
     from gpchannel.crypto.keys import StaticKeys
 
-__all__ = ["Applet", "AppletEnvironment", "AppletRegistry", "EchoApplet", "default_registry"]
+__all__ = ["Applet", "AppletEnvironment", "AppletRegistry", "CurrentSecurityLevel", "EchoApplet", "SecureChannel"]
+
+
+class CurrentSecurityLevel(enum.IntFlag):
+    """The Current Security Level bit map of GP 2.3.1 Table 10-1 (the value of ``getSecurityLevel()``)."""
+
+    NO_SECURITY_LEVEL = 0x00
+    C_MAC = 0x01
+    C_DECRYPTION = 0x02
+    R_MAC = 0x10
+    R_ENCRYPTION = 0x20
+    ANY_AUTHENTICATED = 0x40
+    AUTHENTICATED = 0x80
+
+
+class SecureChannel(Protocol):
+    """The ``org.globalplatform.SecureChannel`` interface an applet calls (GP Card API; GP 2.3.1, 10.2 and 10.3)."""
+
+    def process_security(self, command: CommandApdu) -> ResponseApdu:
+        """``processSecurity``: INITIALIZE UPDATE and EXTERNAL AUTHENTICATE."""
+        ...
+
+    def unwrap(self, command: CommandApdu) -> CommandApdu:
+        """``unwrap``: the command with its secure messaging removed."""
+        ...
+
+    def wrap(self, response: ResponseApdu) -> ResponseApdu:
+        """``wrap``: the response with the secure messaging the Current Security Level asks for."""
+        ...
+
+    def decrypt_data(self, data: bytes) -> bytes:
+        """``decryptData``: sensitive data under the session's data encryption key."""
+        ...
+
+    def encrypt_data(self, data: bytes) -> bytes:
+        """``encryptData``: sensitive data under the session's data encryption key."""
+        ...
+
+    def get_security_level(self) -> CurrentSecurityLevel:
+        """``getSecurityLevel``: the Current Security Level (Table 10-1)."""
+        ...
+
+    def reset_security(self) -> None:
+        """``resetSecurity``: terminate the session."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +87,7 @@ class AppletEnvironment:
     channel: int
     install_parameters: bytes = field(repr=False)
     random: RandomSource = field(repr=False)
-    secure_channel: SecureChannelService | None = field(default=None, repr=False)
+    secure_channel: SecureChannel | None = field(default=None, repr=False)
 
 
 class Applet:
@@ -85,7 +132,7 @@ class Applet:
         """Called by the card before ``select`` / ``process`` / ``deselect``."""
         self.environment = environment
 
-    def get_secure_channel(self) -> SecureChannelService:
+    def get_secure_channel(self) -> SecureChannel:
         """The SecureChannel service of the associated Security Domain on the current logical channel
         (``GPSystem.getSecureChannel()``); 6985 outside a card (no environment bound)."""
         if self.environment is None or self.environment.secure_channel is None:
@@ -137,12 +184,3 @@ class AppletRegistry:
         except KeyError:
             raise LookupError(f"no applet class named {name!r}; known: {', '.join(self.names())}") from None
         return factory(aid, data)
-
-
-def default_registry() -> AppletRegistry:
-    from gpchannel.card.applets_examples import register_examples  # the examples build on this module
-
-    registry = AppletRegistry()
-    registry.register(EchoApplet.name, EchoApplet)
-    register_examples(registry)
-    return registry

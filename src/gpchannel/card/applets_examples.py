@@ -40,8 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpchannel.card.applets import Applet, AppletRegistry
-from gpchannel.card.secure_channel_service import CurrentSecurityLevel
+from gpchannel.card.applets import Applet, AppletRegistry, CurrentSecurityLevel
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import (

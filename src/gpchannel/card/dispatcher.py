@@ -22,7 +22,8 @@ import datetime
 import logging
 from collections.abc import Callable
 
-from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, default_registry
+from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry
+from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.ota_handler import OtaHandler, is_ota_command
 from gpchannel.card.registry import find_for_select

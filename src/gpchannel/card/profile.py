@@ -16,7 +16,8 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from gpchannel.card.applets import AppletRegistry, default_registry
+from gpchannel.card.applets import AppletRegistry
+from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
 from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.card.scp10_domain import SCP10, material_from_profile

@@ -36,8 +36,7 @@ them propagate, and the card answers with their status word.
 
 from __future__ import annotations
 
-import enum
-
+from gpchannel.card.applets import CurrentSecurityLevel
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.state import Application, KeySet
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
@@ -59,18 +58,6 @@ __all__ = ["CurrentSecurityLevel", "SecureChannelService"]
 
 _INS_INITIALIZE_UPDATE = 0x50
 _INS_EXTERNAL_AUTHENTICATE = 0x82
-
-
-class CurrentSecurityLevel(enum.IntFlag):
-    """The Current Security Level bit map of GP 2.3.1 Table 10-1 (the value of ``getSecurityLevel()``)."""
-
-    NO_SECURITY_LEVEL = 0x00
-    C_MAC = 0x01
-    C_DECRYPTION = 0x02
-    R_MAC = 0x10
-    R_ENCRYPTION = 0x20
-    ANY_AUTHENTICATED = 0x40
-    AUTHENTICATED = 0x80
 
 
 class SecureChannelService:

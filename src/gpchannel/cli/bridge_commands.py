@@ -9,7 +9,7 @@ card (a PC/SC reader or the emulator in-process), of a fleet of emulated cards e
 
 An OTA server binds to it (any system_id, or only those given with ``--system-id``) and sends SCP80 command
 packets as submit_sm; each goes to the card in an SMS-PP DOWNLOAD ENVELOPE and the PoR comes back as deliver_sm
-(see :mod:`gpchannel.smpp.bridge`). Runs until SIGTERM or SIGINT; prints what it did on the way out.
+(see :mod:`gpchannel.emulator.bridge`). Runs until SIGTERM or SIGINT; prints what it did on the way out.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import click
 
 from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.settings import fail_on
+from gpchannel.cli.target import open_transport
+from gpchannel.emulator.bridge import HandsetBridge
+from gpchannel.emulator.fleet_handsets import FleetHandsets
+from gpchannel.emulator.handset import HandsetCard
 from gpchannel.errors import GPChannelError, TransportError
 from gpchannel.io.transport import InProcessTransport, Transport
-from gpchannel.smpp import HandsetBridge, HandsetCard
-from gpchannel.smpp.fleet import FleetHandsets
 
 __all__ = ["bridge", "parse_smpp_address"]
 
@@ -63,8 +65,6 @@ def _transport(reader: str | None, emulator: Path | None, profile: Path | None) 
         for line in differences:
             click.echo(f"note: the state in {emulator} differs from the profile: {line}", err=True)
         return InProcessTransport(card.process)
-    from gpchannel.cli.target import open_transport
-
     return open_transport(reader, None)
 
 

@@ -65,7 +65,8 @@ def _masters(values: tuple[str, ...]) -> dict[str, bytes]:
 
 def _inventory_body(path: Path, masters: dict[str, bytes]) -> dict[str, str]:
     """The inventory as the API takes it, references resolved locally; usage error naming the bad row."""
-    from gpchannel.server.inventory import has_references, read_inventory, resolved_json
+    from gpchannel.server.inventory import read_inventory
+    from gpchannel.server.inventory_import import has_references, resolved_json
 
     try:
         cards = read_inventory(path)

@@ -33,6 +33,7 @@ from gpchannel.cli.exit_codes import ExitCode
 from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
 from gpchannel.cli.settings import fail, fail_on
+from gpchannel.cli.target import open_transport
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.errors import DecodeError, GPChannelError, ProfileError, UnsupportedError
 from gpchannel.ota import (
@@ -419,8 +420,6 @@ def send(
 
     Exits 4 when the card refused (PoR status other than 00, or a last status word other than success), unless
     --ok-on-refusal."""
-    from gpchannel.cli.target import open_transport
-
     profile = profile or _global("profile")
     if reader is None and emulator is None:
         reader, emulator = _global("reader"), _global("emulator")

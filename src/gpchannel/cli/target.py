@@ -159,7 +159,7 @@ def _application_keys(raw: object, path: Path) -> dict[bytes, AppKeySet]:
     entry's ``kind`` reads them from its install ``parameters`` (``Applet.own_key_set``)."""
     if not isinstance(raw, list):
         raise ProfileError("applications: expected an array of [[applications]] tables")
-    from gpchannel.card.applets import default_registry  # the emulator's applet classes, only when needed
+    from gpchannel.card.builtin_applets import default_registry  # the emulator's applet classes, only when needed
 
     registry = default_registry()
     out: dict[bytes, AppKeySet] = {}

@@ -19,7 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpchannel.card.applets import AppletRegistry, EchoApplet, default_registry
+from gpchannel.card.applets import AppletRegistry, EchoApplet
+from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile, profile_differences
 from gpchannel.card.state import CardState, LoadFile

@@ -1,5 +1,5 @@
 """A fleet of emulated cards in one directory: what ``gpchannel fleet generate`` writes and what the handset
-bridge's fleet mode (:mod:`gpchannel.smpp.fleet`) serves.
+bridge's fleet mode (:mod:`gpchannel.emulator.fleet_handsets`) serves.
 
 Layout of a fleet directory::
 
@@ -44,6 +44,7 @@ from gpchannel.card.applets import AppletRegistry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
+from gpchannel.emulator.app import emulator_applets
 from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.io.store import DirectoryStore
 
@@ -299,8 +300,6 @@ class Fleet:
         """The card's emulator core over its state directory. A card never used starts from its personalised
         state without writing it (it can be rebuilt from the manifest at any time); its directory is written,
         atomically, at its first change (the first OTA packet it accepts)."""
-        from gpchannel.emulator.app import emulator_applets
-
         registry = applets or emulator_applets()
         store = DirectoryStore(self.state_dir(card))
         state = store.load() or self.initial_state(card, registry)

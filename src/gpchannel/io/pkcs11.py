@@ -9,7 +9,7 @@ Every SCP80 and SCP03 key is a secret key object with ``CKA_SENSITIVE`` true and
   MAC algorithm 1), for AES ``CKM_AES_CMAC`` (NIST SP 800-38B);
 - the SCP03 KDF (Amendment D 4.1.5): each PRF call is ``CKM_AES_CMAC`` in the token; only the session keys come
   out (they are per-session, as the card's are);
-- per-card diversification (:class:`gpchannel.server.keys.DerivedKey`) with ``C_DeriveKey``, so that the card key
+- per-card diversification (:class:`gpchannel.keystore.DerivedKey`) with ``C_DeriveKey``, so that the card key
   exists only in the token, as a session object: EMV CPS 1.1 and VISA2 are one 3DES-ECB encryption of a 16-byte
   block (``CKM_DES3_ECB_ENCRYPT_DATA``); KDF3 is AES-CMAC over exactly one block ``i || 00 00 00 || kt || 00 ||
   KDD``, i.e. ``AES(master, block XOR K1)`` with the CMAC subkey K1 (SP 800-38B 6.1), so it is
@@ -49,7 +49,7 @@ from pkcs11.exceptions import NoSuchKey, NoSuchToken, PKCS11Error, UserAlreadyLo
 from gpchannel.crypto.ciphers import KeyMaterial
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.errors import KeyNotFound, KeyProviderError, UnsupportedError
-from gpchannel.server.keys import (
+from gpchannel.keystore import (
     BaseKeyProvider,
     KeyFamily,
     KeyPurpose,

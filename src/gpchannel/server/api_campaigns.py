@@ -38,9 +38,11 @@ from gpchannel.server.campaigns import (
     resolve_cards,
 )
 from gpchannel.server.config import ServerServices
-from gpchannel.server.inventory import InventoryCard, import_inventory, parse_inventory
+from gpchannel.server.inventory import InventoryCard, parse_inventory
+from gpchannel.server.inventory_import import import_inventory
 from gpchannel.server.repository import JobRecord, JobState, JobTransport
 from gpchannel.server.tokens import Scope
+from gpchannel.server.web import PAGE_LIMIT, campaign_page, campaigns_page
 
 __all__ = ["add_campaign_routes", "campaign_json", "progress_json"]
 
@@ -168,8 +170,6 @@ def _import_audited(request: web.Request, services: ServerServices, cards: list[
 
 def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
     """Add the campaign and inventory routes (and the HTML page at ``/``) to the API application."""
-    from gpchannel.server.web import PAGE_LIMIT, campaign_page, campaigns_page
-
     app[_SERVICES] = services
     repo = services.repository
 

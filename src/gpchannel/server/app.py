@@ -28,17 +28,16 @@ from gpchannel.errors import ProfileError, SecurityError
 from gpchannel.io.tls_stream import serve_psk
 from gpchannel.server.api import build_api
 from gpchannel.server.config import ServerConfig, ServerServices
-from gpchannel.server.keys import KeyProvider, open_key_provider
 from gpchannel.server.ras import AdminSessions
-from gpchannel.server.repository import Repository
+from gpchannel.server.services import open_services
 from gpchannel.server.tokens import has_active_tokens
+from gpchannel.server.worker import run_scp80_worker, run_worker
 
 __all__ = [
     "PSK_KVN",
     "ProfileCard",
     "ServerAddresses",
     "card_from_profile",
-    "open_services",
     "register_profile",
     "run_server",
 ]
@@ -99,18 +98,6 @@ def register_profile(services: ServerServices, path: Path) -> int:
     services.keys.store_card_keys(card_id, {("psk", PSK_KVN): (card.psk, "psk")})
     _log.info("profile %s: card %d (iccid %s, identity %r) registered", path, card_id, card.iccid, card.psk_identity)
     return card_id
-
-
-def open_services(config: ServerConfig) -> ServerServices:
-    """Open the store (migrating it) and the key provider (synchronous; call it through a thread)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    repository = Repository(config.database_url)
-    try:
-        keys: KeyProvider = open_key_provider(config, repository)
-    except BaseException:
-        repository.close()
-        raise
-    return ServerServices(repository=repository, keys=keys, config=config)
 
 
 async def run_server(
@@ -236,12 +223,8 @@ def _start_worker(services: ServerServices, stop: asyncio.Event) -> asyncio.Task
     it needs an SMSC); else, with ``--smpp``, the SCP80 worker of the campaigns (server/scp80_worker.py, G)."""
     config = services.config
     if config.worker_only:
-        from gpchannel.server.worker import run_worker  # lazily: SMPP and the campaign code
-
         return asyncio.create_task(run_worker(services, stop=stop), name="gpchannel-worker")
     if config.smpp:
-        from gpchannel.server.worker import run_scp80_worker
-
         return asyncio.create_task(
             run_scp80_worker(services, owner=config.owner, stop=stop), name="gpchannel-scp80-worker"
         )

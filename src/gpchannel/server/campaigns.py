@@ -40,9 +40,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import InventoryError, LocalProtocolError, RepositoryError
 from gpchannel.ota.spi import Spi
 from gpchannel.server.inventory import ISD_TAR
+from gpchannel.server.repository import CampaignState, JobState
 
 if TYPE_CHECKING:
     from gpchannel.server.repository import CardRecord, JobState, JobTransport, Repository
@@ -274,8 +276,6 @@ class TokenBucket:
 
 def parse_script(apdus: Iterable[str | bytes]) -> list[bytes]:
     """The C-APDUs of a script from hex strings (spaces allowed) or bytes; ValueError for a bad one."""
-    from gpchannel.codec.apdu import CommandApdu
-
     out = []
     for n, item in enumerate(apdus, start=1):
         raw = item if isinstance(item, bytes) else _hex(str(item), f"APDU {n}")
@@ -333,8 +333,6 @@ def create_campaign(
 ) -> int:
     """Create the campaign and its per-card jobs (QUEUED, one transaction in the Repository); returns its id.
     ValueError for a combination the transports cannot run."""
-    from gpchannel.server.repository import JobTransport
-
     kind = JobTransport(str(transport))
     settings = settings or CampaignSettings()
     if kind is JobTransport.SCP81_SMS and target and settings.fallback_tar is None:
@@ -368,8 +366,6 @@ def scp80_tar(card_ota: Mapping[str, Any], target: bytes, kvn: int) -> bytes:
 
 def finish_if_done(repository: Repository, campaign_id: int) -> bool:
     """A RUNNING campaign whose jobs are all final becomes FINISHED (True when it is finished now)."""
-    from gpchannel.server.repository import CampaignState, JobState
-
     record = repository.campaign(campaign_id)
     if record is None or record.state is not CampaignState.RUNNING:
         return record is not None and record.state is CampaignState.FINISHED

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpchannel.io.tls_policy import PskTlsPolicy
 from gpchannel.ram.admin import next_uri_ok
 
 if TYPE_CHECKING:
-    from gpchannel.io.tls_psk import PskTlsPolicy
-    from gpchannel.server.keys import KeyProvider
+    from gpchannel.keystore import KeyProvider
     from gpchannel.server.repository import Repository
 
 __all__ = [
@@ -167,8 +167,6 @@ class ServerConfig:
     def tls_policy(self) -> PskTlsPolicy:
         """The admin listener's PSK-TLS policy: TLS 1.2 with PSK-AES128-CBC-SHA256 and PSK-AES128-GCM-SHA256 in
         server preference order by default; the legacy set on request; NULL suites only when allowed."""
-        from gpchannel.io.tls_psk import PskTlsPolicy  # lazily: the TLS engine loads OpenSSL
-
         if self.legacy_tls:
             policy = PskTlsPolicy.legacy(allow_null=self.allow_null_tls)
         elif self.allow_null_tls:  # TLS_PSK_WITH_NULL_SHA256 (0x00B0), least preferred

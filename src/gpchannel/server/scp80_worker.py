@@ -47,10 +47,10 @@ from gpchannel.errors import GPChannelError, TransportError
 from gpchannel.server.campaigns import CampaignSettings, TokenBucket, finish_if_done, retry_at
 from gpchannel.server.job_state import FlightEvent, FlightState, JobState, next_flight_state
 from gpchannel.server.repository import ApduResult
-from gpchannel.server.sender import Flight, SenderRegistry
+from gpchannel.server.sender import Flight, SenderRegistry, SmsLink
 from gpchannel.server.senders import SENDERS
 from gpchannel.server.senders.scp81_sms import TRIGGER_DEFAULTS
-from gpchannel.server.senders.sms import SmsLink, interpret_por, msisdn_of
+from gpchannel.server.senders.sms import interpret_por, msisdn_of
 from gpchannel.server.sms_events import SmsEvents
 from gpchannel.smpp.client import PorMessage
 from gpchannel.smpp.receipt import DeliveryReceipt, MessageState

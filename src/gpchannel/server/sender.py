@@ -23,13 +23,14 @@ from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.spi import Kic, Kid, Spi
 from gpchannel.server.campaigns import CampaignSettings
 from gpchannel.server.job_state import FlightEvent, FlightState, next_flight_state
+from gpchannel.smpp.client import PorMessage, Submitted
+from gpchannel.smpp.receipt import DeliveryReceipt
 
 if TYPE_CHECKING:
     from gpchannel.server.config import ServerServices
     from gpchannel.server.repository import CardRecord, JobRecord, Repository
-    from gpchannel.server.senders.sms import SmsLink
 
-__all__ = ["Flight", "Sender", "SenderRegistry", "WorkerContext"]
+__all__ = ["Flight", "Sender", "SenderRegistry", "SmsLink", "WorkerContext"]
 
 
 @dataclass
@@ -59,6 +60,20 @@ class Flight:
     def advance(self, event: FlightEvent) -> None:
         """Move to the state the transition table gives (RepositoryError if ``event`` does not apply)."""
         self.state = next_flight_state(self.state, event)
+
+
+class SmsLink(Protocol):
+    """What the worker needs of an SMPP bind (:class:`gpchannel.smpp.client.OtaSmppClient` is one)."""
+
+    closed: bool
+
+    async def submit_packet(
+        self, destination: str, packet: bytes, *, reference: int = 0, receipt: bool = True, timeout: float = 10.0
+    ) -> Submitted: ...
+
+    async def next_event(self, timeout: float = 10.0) -> DeliveryReceipt | PorMessage | None: ...
+
+    async def close(self) -> None: ...
 
 
 class WorkerContext(Protocol):

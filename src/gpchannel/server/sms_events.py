@@ -15,29 +15,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gpchannel.errors import DecodeError, GPChannelError, TransportError
 from gpchannel.ota.packet import ResponsePacket
 from gpchannel.ota.scp80 import Response, ResponseStatus
 from gpchannel.server.job_state import FlightState
-from gpchannel.server.sender import Flight
+from gpchannel.server.sender import Flight, SmsLink, WorkerContext
 from gpchannel.server.senders.sms import FINAL_POR, interpret_por, match_por
 from gpchannel.smpp.client import PorMessage
 from gpchannel.smpp.receipt import DeliveryReceipt, MessageState
 
-if TYPE_CHECKING:
-    from gpchannel.server.scp80_worker import Scp80Worker
-
-__all__ = ["SmsEvents"]
+__all__ = ["EventCounts", "EventsWorker", "SmsEvents"]
 
 _log = logging.getLogger("gpchannel.server.scp80_worker")
+
+
+class EventCounts(Protocol):
+    """The worker's counters the events move."""
+
+    receipts: int
+    pors: int
+    unmatched_pors: int
+
+
+class EventsWorker(WorkerContext, Protocol):
+    """What the events need of the worker loop (:class:`gpchannel.server.scp80_worker.Scp80Worker` is one)."""
+
+    @property
+    def link(self) -> SmsLink | None:
+        """The SMPP bind the events come from (None while unbound)."""
+
+    @property
+    def stats(self) -> EventCounts: ...
+
+    def flights(self) -> list[Flight]:
+        """The flights held, oldest claim first."""
+
+    def flight_of_message(self, message_id: str) -> Flight | None:
+        """The flight whose packet went out as the SM ``message_id``."""
+
+    async def failed(self, flight: Flight, reason: str) -> None:
+        """The job failed for good on what the card answered."""
+
+    async def fall_back(self, flight: Flight, reason: str) -> None:
+        """A trigger the card did not take: the job goes to its SMS fallback."""
 
 
 class SmsEvents:
     """PoRs and receipts of one worker's bind (see the module docstring)."""
 
-    def __init__(self, worker: Scp80Worker) -> None:
+    def __init__(self, worker: EventsWorker) -> None:
         self.worker = worker
 
     async def handle(self, event: DeliveryReceipt | PorMessage) -> None:

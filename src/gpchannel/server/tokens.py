@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from gpchannel.errors import AuthenticationError, RepositoryError
+from gpchannel.server.audit import append
 from gpchannel.server.db import api_tokens
 
 if TYPE_CHECKING:
@@ -152,8 +153,6 @@ def create_token(
 ) -> str:
     """Store a new token and return it (the only time it exists in clear). ValueError for a bad name, scope,
     tag or limit; RepositoryError when the name is taken. The creation is audited in the same transaction."""
-    from gpchannel.server.audit import append
-
     if not _NAME.match(name):
         raise ValueError(f"token name {name!r}: letters, digits, '.', '_' or '-', at most 64")
     try:
@@ -210,8 +209,6 @@ def list_tokens(repo: Repository) -> list[TokenInfo]:
 
 def revoke_token(repo: Repository, name: str, *, now: datetime, actor: str = "local-admin") -> bool:
     """Revoke the token ``name`` at once (True), or False when there is no such active token. Audited."""
-    from gpchannel.server.audit import append
-
     with repo.atomic() as c:
         done = c.execute(
             update(api_tokens)

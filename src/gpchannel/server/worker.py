@@ -31,7 +31,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpchannel.errors import GPChannelError
+from gpchannel.server.campaigns import CampaignSettings
 from gpchannel.server.config import ServerConfig, ServerServices, parse_address
+from gpchannel.server.scp80_worker import Scp80Worker, WorkerSettings
+from gpchannel.server.sender import SmsLink
+from gpchannel.server.services import open_services
+from gpchannel.smpp.client import OtaSmppClient
 
 __all__ = ["ENV_PREFIX", "WorkerOptions", "main", "run_scp80_worker", "run_worker", "run_worker_process"]
 
@@ -91,10 +96,6 @@ async def run_worker(
     The bind's system_id, password and source address and the campaign defaults (rate, attempts, PoR timeout)
     are the config's, as for the server's own SCP80 worker. Returns the worker's counts (claimed, sent, done,
     failed, ...). ValueError when no SMSC is configured."""
-    from gpchannel.server.campaigns import CampaignSettings
-    from gpchannel.server.scp80_worker import Scp80Worker, SmsLink, WorkerSettings
-    from gpchannel.smpp.client import OtaSmppClient
-
     options = options or WorkerOptions.from_env()
     config = services.config
     if not config.smpp:
@@ -137,10 +138,6 @@ async def run_scp80_worker(services: ServerServices, *, owner: str, stop: asynci
     a campaign and the keys a campaign's settings leave out). Returns at once when no SMSC is configured. The bind
     is made at the first send and again whenever it is lost.
     """
-    from gpchannel.server.campaigns import CampaignSettings
-    from gpchannel.server.scp80_worker import Scp80Worker, SmsLink, WorkerSettings
-    from gpchannel.smpp.client import OtaSmppClient
-
     config = services.config
     if not config.smpp:
         _log_scp80.info("no SMSC configured (--smpp): no SCP80 worker")
@@ -175,8 +172,6 @@ async def run_worker_process(
 ) -> dict[str, int]:
     """A whole worker process: open the store and the key provider (as the server does), run the worker until
     ``stop``, close the store."""
-    from gpchannel.server.app import open_services
-
     services = await asyncio.to_thread(open_services, config)
     try:
         if on_ready is not None:

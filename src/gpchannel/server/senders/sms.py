@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Protocol
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import (
@@ -37,9 +36,8 @@ from gpchannel.server.campaigns import CampaignSettings, ScriptFormat
 from gpchannel.server.inventory import DEFAULT_SPI
 from gpchannel.server.job_state import FlightEvent
 from gpchannel.server.repository import CardRecord
-from gpchannel.server.sender import Flight, WorkerContext
-from gpchannel.smpp.client import PorMessage, Submitted
-from gpchannel.smpp.receipt import DeliveryReceipt
+from gpchannel.server.sender import Flight, SmsLink, WorkerContext
+from gpchannel.smpp.client import PorMessage
 
 __all__ = [
     "FINAL_POR",
@@ -68,20 +66,6 @@ FINAL_POR = frozenset(
     }
 )
 """PoR statuses that end the job (TS 102 225 5.2 Table 5.4); the others (more time, ...) wait for the timeout."""
-
-
-class SmsLink(Protocol):
-    """What the worker needs of an SMPP bind (:class:`gpchannel.smpp.client.OtaSmppClient` is one)."""
-
-    closed: bool
-
-    async def submit_packet(
-        self, destination: str, packet: bytes, *, reference: int = 0, receipt: bool = True, timeout: float = 10.0
-    ) -> Submitted: ...
-
-    async def next_event(self, timeout: float = 10.0) -> DeliveryReceipt | PorMessage | None: ...
-
-    async def close(self) -> None: ...
 
 
 def interpret_por(

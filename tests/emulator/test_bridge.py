@@ -13,6 +13,8 @@ import pytest
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.emulator.app import open_card
+from gpchannel.emulator.bridge import ESME_RINVESMCLASS, ESME_RINVMSGLEN, ESME_RINVSYSID, HandsetBridge
+from gpchannel.emulator.handset import HandsetCard
 from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.io.transport import InProcessTransport
 from gpchannel.ota import (
@@ -28,8 +30,7 @@ from gpchannel.ota import (
     unsecure_response,
 )
 from gpchannel.ota.remote_apdu import CompactResponse
-from gpchannel.smpp import DeliveryReceipt, HandsetBridge, HandsetCard, MessageState, OtaSmppClient
-from gpchannel.smpp.bridge import ESME_RINVESMCLASS, ESME_RINVMSGLEN, ESME_RINVSYSID
+from gpchannel.smpp import DeliveryReceipt, MessageState, OtaSmppClient
 from gpchannel.smpp.pdu import CommandId, Pdu, ShortMessageBody, decode
 from tests.smpp.cards import PYSIM_SESSION, ScriptedCard, pysim_card, pysim_keys
 from tests.smpp.conftest import CARD_NUMBER, OTA_SERVER, client, free_port, run, serving

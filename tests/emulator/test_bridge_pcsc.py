@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from gpchannel.emulator.app import EmulatedCard, open_card
+from gpchannel.emulator.bridge import HandsetBridge
+from gpchannel.emulator.handset import HandsetCard
 from gpchannel.io.pcsc import PcscTransport
 from gpchannel.ota import ResponseStatus, Spi, unsecure_response
 from gpchannel.ota.remote_apdu import CompactResponse
-from gpchannel.smpp import HandsetBridge, HandsetCard, MessageState
+from gpchannel.smpp import MessageState
+from tests.emulator.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, UPDATE_SPN, _packet
 from tests.io.conftest import Serve
 from tests.smpp.conftest import CARD_NUMBER, client, free_port, run, serving
-from tests.smpp.test_bridge import KEYS, KIC, KID, PROFILE, READ_SPN, SELECT_SPN, UPDATE_SPN, _packet
 
 
 @pytest.mark.pcsc

@@ -1,4 +1,4 @@
-"""gpchannel.smpp.handset: SMS-DELIVER -> SMS-PP DOWNLOAD ENVELOPE -> PoR, against scripted cards and pySim's
+"""gpchannel.emulator.handset: SMS-DELIVER -> SMS-PP DOWNLOAD ENVELOPE -> PoR, against scripted cards and pySim's
 real-card session (tests/vectors/smpp/pysim.json)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.emulator.handset import MAX_PROACTIVE, HandsetCard, submit_in_proactive
 from gpchannel.errors import DecodeError, TransportError
 from gpchannel.ota import Address, ResponseStatus, SmsDeliver, SmsPpDownload, SmsSubmit, unsecure_response
 from gpchannel.ota.udh import Reassembler
-from gpchannel.smpp.handset import MAX_PROACTIVE, HandsetCard, submit_in_proactive
 from tests.smpp.cards import PYSIM_SESSION, ScriptedCard, pysim_card, pysim_keys
 
 SERVER = Address("4912345")

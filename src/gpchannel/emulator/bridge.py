@@ -2,7 +2,7 @@
 
 Each submit_sm (SMPP 3.4 4.4) from a bound ESME becomes an SMS-DELIVER TPDU (3GPP TS 23.040 9.2.2.1: TP-OA =
 the submit_sm's source_addr, TP-PID = protocol_id, TP-DCS = data_coding, TP-UDHI from esm_class, TP-UD =
-short_message) and is downloaded to the card by :class:`gpchannel.smpp.handset.HandsetCard`; the PoR goes
+short_message) and is downloaded to the card by :class:`gpchannel.emulator.handset.HandsetCard`; the PoR goes
 back to the ESME as deliver_sm (4.6.1) from the submit_sm's destination_addr (the card's number), with esm_class
 UDHI, protocol_id 7F and data_coding F6. When registered_delivery asks for it (5.2.17) a delivery receipt
 follows each submit_sm (esm_class 04, Appendix B text plus the receipted_message_id and message_state TLVs):
@@ -10,9 +10,9 @@ DELIVRD when the card took the ENVELOPE, UNDELIV (with the status word in the te
 
 In ``sink`` mode there is no card: every valid submit_sm is accepted and receipted as delivered (benchmarks).
 
-In ``fleet`` mode (:class:`gpchannel.smpp.fleet.FleetHandsets`) there are many cards, each reached by its MSISDN:
-the submit_sm's destination_addr picks the card (ESME_RINVDSTADR for a number the fleet does not hold). Cards
-are driven by ``workers`` tasks (threads); all the messages of one card go through the same one, in order.
+In ``fleet`` mode (:class:`gpchannel.emulator.fleet_handsets.FleetHandsets`) there are many cards, each reached by
+its MSISDN: the submit_sm's destination_addr picks the card (ESME_RINVDSTADR for a number the fleet does not
+hold). Cards are driven by ``workers`` tasks (threads); all the messages of one card go through the same one, in order.
 
 The SMPP session layer (binds, enquire_link, sequence numbers, generic_nack for unknown or malformed PDUs) is
 :class:`gpchannel.smpp.smsc.SmscServer`: a bind whose system_id is not allowed is refused with ESME_RINVSYSID
@@ -30,12 +30,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpchannel.emulator.fleet_handsets import FleetHandsets
+from gpchannel.emulator.handset import CardOutcome, HandsetCard
 from gpchannel.errors import DecodeError, GPChannelError, TransportError
 from gpchannel.ota.sms import Address, SmsDeliver, TypeOfNumber
 from gpchannel.ota.udh import MAX_USER_DATA
 from gpchannel.smpp.esme import BindMode
-from gpchannel.smpp.fleet import FleetHandsets
-from gpchannel.smpp.handset import CardOutcome, HandsetCard
 from gpchannel.smpp.pdu import BindBody, CommandStatus, ShortMessageBody, Tlv
 from gpchannel.smpp.receipt import (
     DATA_CODING_OTA,
@@ -62,7 +62,7 @@ __all__ = [
     "deliver_tpdu",
 ]
 
-_log = logging.getLogger("gpchannel.smpp.bridge")
+_log = logging.getLogger("gpchannel.emulator.bridge")
 
 # SMPP 3.4 5.1.3 command_status values the bridge answers with.
 ESME_RINVMSGLEN = 0x01

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from gpchannel.codec.apdu import CommandApdu
+from gpchannel.emulator.bridge import ESME_RINVDSTADR, HandsetBridge
+from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.emulator.fleet import Fleet, FleetCard, generate_fleet
+from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.ota import (
     CipherAlgorithm,
@@ -24,9 +27,7 @@ from gpchannel.ota import (
     unsecure_response,
 )
 from gpchannel.ota.remote_apdu import CompactResponse
-from gpchannel.smpp import HandsetBridge, OtaSmppClient
-from gpchannel.smpp.bridge import ESME_RINVDSTADR
-from gpchannel.smpp.fleet import BridgeThread, FleetHandsets
+from gpchannel.smpp import OtaSmppClient
 from tests.smpp.conftest import client, free_port, run, serving
 
 SPI = Spi.from_bytes(bytes.fromhex("1619"))  # CC, ciphered, counter higher; PoR with CC, ciphered, in the report
