@@ -16,6 +16,7 @@ from typing import Any
 
 from gpchannel.card.applets import Applet, AppletRegistry
 from gpchannel.card.state import CardState, KeySet, LoadFile
+from gpchannel.card.state_tracker import StateTracker
 from gpchannel.errors import ConditionsNotSatisfied, FunctionNotSupported
 from gpchannel.scp.common import CardChannel, RandomSource
 from gpchannel.scp.registry import PROTOCOLS
@@ -126,6 +127,9 @@ class CardContext:
     """The date certificates are checked against (SCP10, GP 2.2.1 F.1.3.2); injected, None when the card has no
     date source (SCP10 initiation is then refused)."""
 
+    def __post_init__(self) -> None:
+        self.tracker = StateTracker(self.state)
+
     def applet(self, aid: bytes) -> Applet | None:
         """The live object of an installed applet instance (created on first use from its persisted data)."""
         if aid in self.instances:
@@ -137,7 +141,26 @@ class CardContext:
         self.instances[aid] = instance
         return instance
 
+    tracker: StateTracker = field(init=False)
+    """The state's change tracker (card/state_tracker.py)."""
+    rollbacks: int = 0
+    """How many times the live state was put back: live applet objects of the channels are stale after one."""
+
     def reload(self, state: CardState) -> None:
-        """Replace the live state (after a failed commit); live applets are rebuilt from it."""
+        """Replace the live state; live applets are rebuilt from it."""
         self.state = state
+        self.tracker.replace(state)
+        self.rolled_back()
+
+    def savepoint(self) -> dict[str, Any]:
+        """What the current command changed so far (to :meth:`rollback` to)."""
+        return self.tracker.pending() or {}
+
+    def rollback(self, savepoint: dict[str, Any] | None = None) -> None:
+        """Put the state back as committed, or as at ``savepoint``; live applets are rebuilt from it."""
+        self.tracker.rollback(savepoint)
+        self.rolled_back()
+
+    def rolled_back(self) -> None:
         self.instances.clear()
+        self.rollbacks += 1

@@ -7,10 +7,13 @@ bits in CLA; 11.7), each with its selected application and its own secure channe
 [by name] for the OPEN (11.9), and hands every other command to the selected application: a Security Domain
 (security_domain.py) or a Python applet (applets.py).
 
-Persistence: after each command the state is compared with the last committed one. A change that comes with
-a success (9000, 62xx, 63xx) is committed through the StateStore *before* the response is returned; a change
-that comes with an error status, or an exception, is rolled back to the committed state. If the commit
-fails, the live state returns to the committed one and the answer is 6581 (memory failure).
+Persistence (card/state_tracker.py): every write to the state is tracked, so a command that changed nothing costs
+nothing. A change that comes with a success (9000, 62xx, 63xx) is committed through the StateStore *before* the
+response is returned, as a delta of the changed units when the store takes one (``commit_delta``); a change that
+comes with an error status, or an exception, is rolled back to the committed state, except for the sequence
+counters that moved (GP 2.2.1 E.1.2). If the commit fails, the live state returns to the committed one and the
+answer is 6581 (memory failure). With the debug check on (``check_state``, or GPCHANNEL_STATE_CHECK=1), every
+command ends by comparing the full serialisation with the committed one.
 
 GET RESPONSE (T=0-style clients): when the response data exceed what the command's Le allows (or 256 bytes
 for a short command), the first part comes with ``61 xx`` and the rest is fetched with GET RESPONSE (C0).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry, default_registry
 from gpchannel.card.context import CardContext, ChannelContext
@@ -61,7 +65,6 @@ _SW_CHAINING_NOT_SUPPORTED = 0x6884
 _SW_CHANNEL_CLOSED = 0x6200
 _SW_MEMORY_FAILURE = 0x6581
 _SW_CARD_LOCKED = 0x6283
-_READ_ONLY_SD_INS = frozenset({0xCA, 0xCB, 0xF2})
 
 
 def _shown(raw: bytes) -> str:
@@ -95,6 +98,7 @@ class Card:
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
         today: Callable[[], datetime.date] | None = None,
+        check_state: bool | None = None,
     ) -> None:
         if not 1 <= max_channels <= 20:
             raise ValueError(f"max_channels must be 1..20, got {max_channels}")
@@ -103,8 +107,8 @@ class Card:
         self.max_channels = max_channels
         self.trace = trace
         self.log = logger or logging.getLogger("gpchannel.card")
-        self._committed = state.to_json()
-        self._may_change = True
+        if check_state is not None:
+            self.ctx.tracker.check_enabled = check_state
         self.channels: dict[int, ChannelContext] = {}
         self.reset()
 
@@ -139,9 +143,11 @@ class Card:
 
     def save(self) -> None:
         """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""
-        current = self.ctx.state.to_json()
-        self.store.commit(self.ctx.state)
-        self._committed = current
+        tracker = self.ctx.tracker
+        delta = tracker.pending()
+        if delta:
+            self._write(delta)
+        tracker.accept(delta)
 
     @property
     def state(self) -> CardState:
@@ -189,7 +195,6 @@ class Card:
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
         command: CommandApdu | None = None
-        self._may_change = True
         try:
             command = CommandApdu.from_bytes(raw)
             response = self._dispatch(command)
@@ -201,8 +206,10 @@ class Card:
         except Exception:
             self.log.exception("unexpected error processing %s", _shown(raw))
             response = ResponseApdu(sw=0x6F00)
-        if self._may_change:
+        if self.ctx.tracker.dirty:
             response = self._persist(response)
+        if self.ctx.tracker.check_enabled:
+            self.ctx.tracker.check()
         if command is not None:
             response = self._limit(command, response)
         out = response.to_bytes()
@@ -212,31 +219,37 @@ class Card:
         return out
 
     def _persist(self, response: ResponseApdu) -> ResponseApdu:
-        try:
-            current = self.ctx.state.to_json()
-        except Exception:
-            self.log.exception("the state cannot be serialised; rolling back")
-            self._rollback()
-            return ResponseApdu(sw=0x6F00)
-        if current == self._committed:
-            return response
+        tracker = self.ctx.tracker
         if not _is_success(response.sw):
             counters = sequence_counters(self.ctx.state)
             self._rollback()
             if not keep_sequence_counters(self.ctx.state, counters):
-                return response
-            current = self.ctx.state.to_json()  # a counter that moved stays moved, even with an error (E.1.2)
+                return response  # a counter that moved stays moved, even with an error (E.1.2)
         try:
-            self.store.commit(self.ctx.state)
+            delta = tracker.pending()
         except Exception:
-            self.log.exception("committing the card state failed; rolling back")
+            self.log.exception("the state cannot be serialised; rolling back")
             self._rollback()
-            return ResponseApdu(sw=_SW_MEMORY_FAILURE)
-        self._committed = current
+            return ResponseApdu(sw=0x6F00)
+        if delta:
+            try:
+                self._write(delta)
+            except Exception:
+                self.log.exception("committing the card state failed; rolling back")
+                self._rollback()
+                return ResponseApdu(sw=_SW_MEMORY_FAILURE)
+        tracker.accept(delta)
         return response
 
+    def _write(self, delta: dict[str, Any]) -> None:
+        commit_delta = getattr(self.store, "commit_delta", None)
+        if commit_delta is not None:
+            commit_delta(delta, self.ctx.state)
+        else:
+            self.store.commit(self.ctx.state)
+
     def _rollback(self) -> None:
-        self.ctx.reload(CardState.from_json(self._committed))
+        self.ctx.rollback()
         for channel in self.channels.values():
             channel.applet = None
 
@@ -257,9 +270,9 @@ class Card:
     def _dispatch(self, command: CommandApdu) -> ResponseApdu:
         cla = command.cla
         if is_ota_command(command):  # ENVELOPE (SMS-PP download), FETCH, TERMINAL RESPONSE: card/ota_handler.py
-            state = self.ctx.state
+            rollbacks = self.ctx.rollbacks
             response = self.ota.process(self.ctx, self.channels[0], command)
-            if self.ctx.state is not state:  # a remote APDU was undone: live applets come back from the state
+            if self.ctx.rollbacks != rollbacks:  # a remote APDU was undone: live applets come back from the state
                 for live in self.channels.values():
                     live.applet = None
             return response
@@ -272,11 +285,9 @@ class Card:
         if channel is None:
             raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
         if command.ins == 0xC0 and not cla & 0x80:
-            self._may_change = False
             return self._get_response(channel, command)
         channel.pending_response = b""
         if command.ins == 0x70 and not cla & 0x80:
-            self._may_change = False
             return self._manage_channel(channel, command)
         if command.ins == 0xA4 and command.p1 == 0x04 and not cla & 0x80:
             return self._select(channel, command)
@@ -284,9 +295,6 @@ class Card:
         if app is None:
             raise FileNotFound("no application is selected on this logical channel")
         if app.sd is not None:
-            # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered), but with
-            # secure messaging they may open an SCP02 implicit session, whose sequence counter moves (E.1.2.2).
-            self._may_change = command.ins not in _READ_ONLY_SD_INS or cla_has_secure_messaging(command.cla)
             return process_security_domain(self.ctx, channel, app, command)
         return self._applet(channel, app, command)
 
@@ -360,7 +368,6 @@ class Card:
         self._deselect(channel)
         channel.selected = target.aid
         if target.sd is not None:
-            self._may_change = False  # only an applet's select() can change persistent data
             data = fci(self.ctx, target) if not command.p2 & 0x0C else b""
             return ResponseApdu(data, warning)
         applet = self.ctx.applet(target.aid)
