@@ -124,6 +124,7 @@ class Card:
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
         today: Callable[[], datetime.date] | None = None,
+        check_state: bool | None = None,
     ) -> Card:
         """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) is committed first."""
         state = store.load()
@@ -139,14 +140,14 @@ class Card:
             trace=trace,
             logger=logger,
             today=today,
+            check_state=check_state,
         )
 
     def save(self) -> None:
         """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""
         tracker = self.ctx.tracker
         delta = tracker.pending()
-        if delta:
-            self._write(delta)
+        self.store.commit(self.ctx.state)
         tracker.accept(delta)
 
     @property

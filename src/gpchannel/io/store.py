@@ -94,6 +94,7 @@ class DirectoryStore:
         self._generation = 0
         self._journal_size = 0
         self._snapshot_size = 0
+        self._known = False  # whether _generation and _journal_size describe the directory (after load/commit)
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -135,8 +136,7 @@ class DirectoryStore:
         raw, generation, valid = read
         state = CardState.from_dict(raw)
         self.close()
-        self._generation, self._journal_size = generation, valid
-        self._open_journal(valid)
+        self._generation, self._journal_size, self._known = generation, valid, True
         return state
 
     def _open_journal(self, valid: int) -> None:
@@ -157,21 +157,21 @@ class DirectoryStore:
         raw = state.to_dict()
         raw[_GENERATION] = generation
         self._write_snapshot(json.dumps(raw, indent=1, sort_keys=True))
-        self._generation = generation
+        self._generation, self._journal_size, self._known = generation, 0, True
         if self._journal_fd is not None or self.journal_path.exists():
             self.close()
             self._open_journal(0)
-        self._journal_size = 0
 
     def commit_delta(self, delta: dict[str, Any], state: CardState) -> None:
         """Append ``delta`` to the journal durably (one write, one fdatasync); compact when it grew large."""
         if self._journal_fd is None:
-            read = self._read()
-            if read is None:
-                self.commit(state)
-                return
-            self._generation, self._journal_size = read[1], read[2]
-            self._open_journal(read[2])
+            if not self._known:
+                read = self._read()
+                if read is None:
+                    self.commit(state)
+                    return
+                self._generation, self._journal_size = read[1], read[2]
+            self._open_journal(self._journal_size)
         assert self._journal_fd is not None
         record = _record(self._generation, delta)
         _write_all(self._journal_fd, record)
