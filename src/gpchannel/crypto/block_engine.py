@@ -1,0 +1,141 @@
+"""Cipher contexts kept per key, so that a session's many small operations pay the key schedule once.
+
+A secure channel session (SCP02, SCP03) or an SCP80 key set runs many short ECB, CBC and MAC operations under
+the same few keys; building a ``cryptography`` cipher context per call costs more than the operation itself.
+:class:`BlockEngine` keeps, per key, one ECB encryptor and decryptor and one CBC encryptor and decryptor that are
+never finalised, and runs CBC with any IV on them:
+
+- CBC encryption: the context's chaining value is the last ciphertext block it produced (``C``); xoring the first
+  plaintext block with ``C ^ IV`` makes the context compute ``E(P1 ^ IV)``, the CBC output for that IV;
+- CBC decryption: the context xors the first output block with the last ciphertext block it was given; xoring it
+  again with that block and the IV gives ``D(C1) ^ IV``;
+- AES-CMAC (NIST SP 800-38B): the subkeys K1, K2 are computed once; the MAC is the last block of the CBC
+  encryption (IV zero) of the message whose last block was xored with K1 (complete) or padded and xored with K2.
+
+Engines live in a small per-thread cache (contexts are stateful and must never be shared between threads),
+keyed by algorithm and key value; the outputs are exactly those of fresh contexts (tests/vectors check them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = ["BlockEngine", "engine"]
+
+_CACHE_SIZE = 64
+"""Engines kept per thread (the oldest dropped first): a few sessions' keys."""
+_local = threading.local()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def _shift(block: bytes, rb: int) -> bytes:
+    """One step of the CMAC subkey generation (SP 800-38B, 6.1)."""
+    value = int.from_bytes(block, "big") << 1
+    size = len(block)
+    if value >> (8 * size):
+        value ^= rb
+    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
+
+
+class BlockEngine:
+    """ECB, CBC (any IV) and CMAC under one key, on contexts kept open (see the module docstring)."""
+
+    __slots__ = ("_algorithm", "_cbc_dec", "_cbc_enc", "_dec_last", "_ecb_dec", "_ecb_enc", "_enc_last", "_k1", "_k2")
+
+    def __init__(self, algorithm: Any) -> None:
+        self._algorithm = algorithm
+        size = algorithm.block_size // 8
+        zero = bytes(size)
+        self._ecb_enc = Cipher(algorithm, modes.ECB()).encryptor()
+        self._ecb_dec: Any = None
+        self._cbc_enc = Cipher(algorithm, modes.CBC(zero)).encryptor()
+        self._enc_last = zero
+        self._cbc_dec: Any = None
+        self._dec_last = zero
+        self._k1 = self._k2 = b""
+
+    @property
+    def block_size(self) -> int:
+        return len(self._enc_last)
+
+    def check_iv(self, iv: bytes) -> None:
+        if len(iv) != len(self._enc_last):
+            raise ValueError(f"Invalid IV size ({len(iv)}) for CBC.")
+
+    def ecb_encrypt(self, data: bytes) -> bytes:
+        return self._ecb_enc.update(data)  # type: ignore[no-any-return]
+
+    def ecb_decrypt(self, data: bytes) -> bytes:
+        if self._ecb_dec is None:
+            self._ecb_dec = Cipher(self._algorithm, modes.ECB()).decryptor()
+        return self._ecb_dec.update(data)  # type: ignore[no-any-return]
+
+    def cbc_encrypt(self, data: bytes, iv: bytes) -> bytes:
+        """CBC encryption of whole blocks with ``iv``."""
+        if not data:
+            return b""
+        size = len(self._enc_last)
+        mask = _xor(iv, self._enc_last)
+        first = _xor(data[:size], mask)
+        out: bytes = self._cbc_enc.update(first + data[size:] if len(data) > size else first)
+        self._enc_last = out[-size:]
+        return out
+
+    def cbc_decrypt(self, data: bytes, iv: bytes) -> bytes:
+        """CBC decryption of whole blocks with ``iv``."""
+        if not data:
+            return b""
+        if self._cbc_dec is None:
+            self._cbc_dec = Cipher(self._algorithm, modes.CBC(bytes(len(self._enc_last)))).decryptor()
+        size = len(self._enc_last)
+        out: bytes = self._cbc_dec.update(data)
+        first = _xor(out[:size], _xor(self._dec_last, iv))
+        self._dec_last = data[-size:]
+        return first + out[size:]
+
+    def cbc_mac(self, data: bytes, iv: bytes) -> bytes:
+        """The last block of the CBC encryption of ``data`` (whole blocks) with ``iv``."""
+        return self.cbc_encrypt(data, iv)[-len(self._enc_last) :]
+
+    def cmac(self, data: bytes) -> bytes:
+        """AES-CMAC (NIST SP 800-38B), the full tag."""
+        size = len(self._enc_last)
+        if not self._k1:
+            zero = self.ecb_encrypt(bytes(size))
+            self._k1 = _shift(zero, 0x87 if size == 16 else 0x1B)
+            self._k2 = _shift(self._k1, 0x87 if size == 16 else 0x1B)
+        rest = len(data) % size
+        if data and not rest:
+            head, last = data[:-size], _xor(data[-size:], self._k1)
+        else:
+            cut = len(data) - rest
+            head, last = data[:cut], _xor(data[cut:] + b"\x80" + bytes(size - rest - 1), self._k2)
+        return self.cbc_encrypt(head + last, bytes(size))[-size:]
+
+
+def _cache() -> OrderedDict[tuple[str, bytes], BlockEngine]:
+    cache: OrderedDict[tuple[str, bytes], BlockEngine] | None = getattr(_local, "engines", None)
+    if cache is None:
+        cache = _local.engines = OrderedDict()
+    return cache
+
+
+def engine(kind: str, key: bytes) -> BlockEngine:
+    """The calling thread's engine for ``key``: ``kind`` "aes", or "des3" (a 24-byte 3DES key)."""
+    cache = _cache()
+    found = cache.get((kind, key))
+    if found is not None:
+        return found
+    made = BlockEngine(algorithms.AES(key) if kind == "aes" else TripleDES(key))
+    cache[(kind, key)] = made
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return made
