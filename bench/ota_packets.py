@@ -52,7 +52,7 @@ def _packet_round(cipher: CipherAlgorithm, mac: MacAlgorithm, kic_len: int, kid_
     return round_trip
 
 
-def _run_raw(algorithm: object, mode: modes.Mode, encrypt: bool, data: bytes) -> bytes:
+def _run_raw(algorithm: object, mode: modes.ECB | modes.CBC, encrypt: bool, data: bytes) -> bytes:
     cipher = Cipher(algorithm, mode)  # type: ignore[arg-type]
     ctx = cipher.encryptor() if encrypt else cipher.decryptor()
     return ctx.update(data) + ctx.finalize()

@@ -54,7 +54,7 @@ def _scp03_pair() -> tuple[HostChannel, CardChannel]:
     return host, card
 
 
-def _aes(key: bytes, mode: modes.Mode, encrypt: bool, data: bytes) -> bytes:
+def _aes(key: bytes, mode: modes.ECB | modes.CBC, encrypt: bool, data: bytes) -> bytes:
     cipher = Cipher(algorithms.AES(key), mode)
     ctx = cipher.encryptor() if encrypt else cipher.decryptor()
     return ctx.update(data) + ctx.finalize()
@@ -101,7 +101,7 @@ def _scp02_pair() -> tuple[HostChannel, CardChannel]:
     return host, card
 
 
-def _des(key: bytes, mode: modes.Mode, encrypt: bool, data: bytes) -> bytes:
+def _des(key: bytes, mode: modes.ECB | modes.CBC, encrypt: bool, data: bytes) -> bytes:
     cipher = Cipher(TripleDES(key), mode)
     ctx = cipher.encryptor() if encrypt else cipher.decryptor()
     return ctx.update(data) + ctx.finalize()

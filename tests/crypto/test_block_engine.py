@@ -49,7 +49,11 @@ def test_aes_matches_fresh_contexts(key: bytes, steps: list[tuple[str, int, byte
 @given(
     key=st.binary(min_size=24, max_size=24),
     steps=st.lists(
-        st.tuples(st.sampled_from(["ecb_enc", "ecb_dec", "cbc_enc", "cbc_dec"]), st.integers(0, 5), st.binary(min_size=8, max_size=8)),
+        st.tuples(
+            st.sampled_from(["ecb_enc", "ecb_dec", "cbc_enc", "cbc_dec"]),
+            st.integers(0, 5),
+            st.binary(min_size=8, max_size=8),
+        ),
         max_size=8,
     ),
 )

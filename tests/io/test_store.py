@@ -14,8 +14,8 @@ import pytest
 
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import CardState
-from gpchannel.errors import DecodeError
 from gpchannel.card.state_tracker import StateTracker
+from gpchannel.errors import DecodeError
 from gpchannel.io.store import JOURNAL_FILE, STATE_FILE, DirectoryStore
 from tests.card.harness import profile_text
 
@@ -81,7 +81,7 @@ def test_torn_journal_tail_is_ignored_then_cut_off(tmp_path: Path) -> None:
     _changed(store, tracker)
     good = state.to_dict()
     with (tmp_path / JOURNAL_FILE).open("ab") as journal:
-        journal.write(b"0badc0de {\"g\":1,\"d\":{\"card\"")  # a line cut by a crash
+        journal.write(b'0badc0de {"g":1,"d":{"card"')  # a line cut by a crash
     reopened = DirectoryStore(tmp_path)
     loaded = reopened.load()
     assert loaded is not None and loaded.to_dict() == good

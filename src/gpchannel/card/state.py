@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gpchannel.crypto.keys import KeyType, StaticKeys
-from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
 from gpchannel.card.state_fields import Fields, hex_text
 from gpchannel.card.tracking import Tracked, Unit
+from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
 from gpchannel.errors import DecodeError
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges

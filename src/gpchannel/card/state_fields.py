@@ -69,5 +69,3 @@ class Fields:
 
 
 _REQUIRED = object()
-
-

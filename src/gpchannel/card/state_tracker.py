@@ -30,7 +30,10 @@ from gpchannel.card.tracking import Tracked, TrackedList, Unit, adopt
 __all__ = ["CHECK_ENV", "StateTracker", "StateTrackingError", "check_from_env"]
 
 CHECK_ENV = "GPCHANNEL_STATE_CHECK"
-_ELEMENT = {"applications": ("app", "app_order", Application), "load_files": ("lf", "lf_order", LoadFile)}
+_ELEMENT: dict[str, tuple[str, str, type[Application] | type[LoadFile]]] = {
+    "applications": ("app", "app_order", Application),
+    "load_files": ("lf", "lf_order", LoadFile),
+}
 _ENTRY_KIND = {"apps": "app", "lfs": "lf"}
 
 

@@ -28,6 +28,10 @@ class Tracker(Protocol):
 
     def touch(self, unit: Unit) -> None: ...
 
+    def child(self, name: str, value: Any) -> Any:
+        """A CardState field's new value, adopted into the unit it belongs to."""
+        ...
+
 
 class Unit:
     """One piece of the state the store writes whole. ``kind`` names it ("card", "app", "app_order", "lf",
@@ -133,7 +137,7 @@ class TrackedList(list[Any]):
         self._unit.touch()
         super().__delitem__(index)
 
-    def __iadd__(self, values: Iterable[Any]) -> TrackedList:  # type: ignore[override, misc]
+    def __iadd__(self, values: Iterable[Any]) -> TrackedList:  # type: ignore[misc]
         self.extend(values)
         return self
 
@@ -223,7 +227,7 @@ class TrackedDict(dict[Any, Any]):
         self._unit.touch()
         super().__delitem__(key)
 
-    def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[override, misc]
+    def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[misc]
         self.update(other)
         return self
 

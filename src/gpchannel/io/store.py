@@ -7,8 +7,9 @@ Two files (docs/storage.md says why this layout, with the measurements):
   ``os.replace`` (atomic on POSIX) and fsyncs the directory, then empties the journal.
 - ``state.journal``: one line per committed command since that snapshot, ``<crc32 hex> <delta JSON>``, each
   delta (card/state_delta.py) holding only the units the command changed, tagged with the snapshot's
-  generation (a random number drawn at each snapshot). :meth:`DirectoryStore.commit_delta` appends a line and fdatasyncs the file: one small write and
-  one flush per changing command. When the journal outgrows the snapshot it is compacted into a new snapshot.
+  generation (a random number drawn at each snapshot). :meth:`DirectoryStore.commit_delta` appends a line and
+  fdatasyncs the file: one small write and one flush per changing command. When the journal outgrows the
+  snapshot it is compacted into a new snapshot.
 
 A SIGKILL or a power cut at any instant leaves the state of just before or just after the last commit:
 ``load`` replays the lines of the snapshot's generation and stops at the first torn or corrupt one (the
