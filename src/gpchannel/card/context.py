@@ -94,6 +94,24 @@ class ChannelContext:
     """A combined load by a Delegated Management SD: loaded and checked, registered only when the final INSTALL's
     token verifies (GP 2.3.1, C.4.7)."""
 
+    def is_idle(self) -> bool:
+        """No session (not even an aborted one's level), applet or multi-command operation: a SELECT of a
+        Security Domain then changes nothing but the selected application."""
+        return (
+            self.session is None
+            and self.applet is None
+            and not self.session_level
+            and not self.session_sd
+            and self.status_pending is None
+            and self.load is None
+            and not self.install_chain
+            and not self.delete_chain
+            and self.personalize_target is None
+            and not self.pending_response
+            and not self.store_data_next_block
+            and self.delegated_load is None
+        )
+
     def end_session(self) -> None:
         if self.session is not None:
             self.session.terminate()
@@ -123,6 +141,8 @@ class CardContext:
     instances: dict[bytes, Applet] = field(default_factory=dict)
     trace: Callable[[str], None] | None = None
     fci_cache: dict[tuple[bytes, int, int, bytes], bytes] = field(default_factory=dict)
+    status_cache: dict[tuple[int, bytes, int, int, bytes], list[bytes]] = field(default_factory=dict)
+    """GET STATUS answers by (state version, SD, P1, P2 format, criteria): valid while no unit is marked."""
     today: Callable[[], datetime.date] | None = None
     """The date certificates are checked against (SCP10, GP 2.2.1 F.1.3.2); injected, None when the card has no
     date source (SCP10 initiation is then refused)."""

@@ -110,6 +110,8 @@ class Card:
         if check_state is not None:
             self.ctx.tracker.check_enabled = check_state
         self.channels: dict[int, ChannelContext] = {}
+        self._selects: dict[bytes, tuple[int, bytes, bytes]] = {}
+        """Answers of SELECT on the basic channel by command bytes: (state version, selected AID, answer)."""
         self.reset()
 
     @classmethod
@@ -195,6 +197,9 @@ class Card:
     # -- the boundary ----------------------------------------------------------------------------------------
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
+        fast = self._repeated_select(raw)
+        if fast is not None:
+            return fast
         command: CommandApdu | None = None
         try:
             command = CommandApdu.from_bytes(raw)
@@ -214,10 +219,36 @@ class Card:
         if command is not None:
             response = self._limit(command, response)
         out = response.to_bytes()
+        if command is not None and command.ins == 0xA4 and _is_success(response.sw) and not self.ctx.tracker.dirty:
+            self._remember_select(raw, out)
         if self.trace is not None:
             self.trace(f">> {_shown(raw)}")
             self.trace(f"<< {out.hex().upper()}")
         return out
+
+    def _repeated_select(self, raw: bytes) -> bytes | None:
+        """The answer to a SELECT of a Security Domain on an idle basic channel, as it was last computed, while the
+        state has not moved since: such a SELECT changes nothing but the selected application (11.9)."""
+        found = self._selects.get(raw)
+        channel = self.channels[0]
+        tracker = self.ctx.tracker
+        if found is None or found[0] != tracker.version or tracker.dirty or self.trace or not channel.is_idle():
+            return None
+        channel.selected = found[1]
+        if tracker.check_enabled:
+            tracker.check()
+        return found[2]
+
+    def _remember_select(self, raw: bytes, out: bytes) -> None:
+        channel = self.channels[0]
+        selected = self.ctx.state.application(channel.selected) if channel.selected is not None else None
+        if raw[0] != 0x00 or raw[2] != 0x04 or raw[3] & 0x02 or selected is None or selected.sd is None:
+            return  # only SELECT [by name, first or only occurrence] on the basic channel, of a Security Domain
+        if not channel.is_idle():
+            return
+        if len(self._selects) > 16 or any(v[0] != self.ctx.tracker.version for v in self._selects.values()):
+            self._selects.clear()
+        self._selects[raw] = (self.ctx.tracker.version, selected.aid, out)
 
     def _persist(self, response: ResponseApdu) -> ResponseApdu:
         tracker = self.ctx.tracker

@@ -51,6 +51,9 @@ class StateTracker:
 
     def __init__(self, state: CardState, *, check: bool | None = None) -> None:
         self.check_enabled = check_from_env() if check is None else check
+        self.version = 0
+        """Counts the changes of the committed state (and rollbacks): with no unit marked, an answer computed from
+        the state at one version holds until it moves (GET STATUS, SELECT)."""
         self.dirty: set[Unit] = set()
         self.units = {kind: Unit(self, kind) for kind in ("card", "app_order", "lf_order", *BLOBS)}
         self.state = state
@@ -91,6 +94,7 @@ class StateTracker:
         """Track ``state`` instead (it replaced the live one): everything in it counts as changed."""
         self._attach(state)
         self.dirty.update(self.units.values())
+        self.version += 1
 
     def pending(self) -> dict[str, Any] | None:
         """The delta of the marked units against the committed state; None when nothing was marked, {} when
@@ -138,6 +142,7 @@ class StateTracker:
         """``delta`` (from :meth:`pending`) is durable: it is now the committed state."""
         if delta:
             self.committed.accept(delta)
+            self.version += 1
         self.dirty.clear()
 
     def rollback(self, savepoint: dict[str, Any] | None = None) -> None:
@@ -167,6 +172,7 @@ class StateTracker:
                 object.__setattr__(state, blob, adopt(copy.deepcopy(view.blobs[blob]), self.units[blob]))
         self.dirty.clear()
         self._mark(over)
+        self.version += 1
 
     def _mark(self, delta: dict[str, Any]) -> None:
         """Mark the units ``delta`` names (after a rollback to a savepoint: they still differ from the committed)."""

@@ -12,14 +12,13 @@ never finalised, and runs CBC with any IV on them:
 - AES-CMAC (NIST SP 800-38B): the subkeys K1, K2 are computed once; the MAC is the last block of the CBC
   encryption (IV zero) of the message whose last block was xored with K1 (complete) or padded and xored with K2.
 
-Engines live in a small per-thread cache (contexts are stateful and must never be shared between threads),
-keyed by algorithm and key value; the outputs are exactly those of fresh contexts (tests/vectors check them).
+Engines live in a small cache keyed by thread, algorithm and key value (contexts are stateful and must never be
+shared between threads; a thread that ended leaves its slots to a new thread with the same identifier); the outputs are exactly those of fresh contexts (tests/vectors check them).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+from threading import get_ident
 from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -27,9 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 __all__ = ["BlockEngine", "engine"]
 
-_CACHE_SIZE = 64
-"""Engines kept per thread (the oldest dropped first): a few sessions' keys."""
-_local = threading.local()
+_CACHE_SIZE = 256
+"""Engines kept, by thread and key (the oldest dropped first): a few sessions' keys."""
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -121,21 +119,20 @@ class BlockEngine:
         return self.cbc_encrypt(head + last, bytes(size))[-size:]
 
 
-def _cache() -> OrderedDict[tuple[str, bytes], BlockEngine]:
-    cache: OrderedDict[tuple[str, bytes], BlockEngine] | None = getattr(_local, "engines", None)
-    if cache is None:
-        cache = _local.engines = OrderedDict()
-    return cache
+_engines: dict[tuple[int, str, bytes], BlockEngine] = {}
 
 
 def engine(kind: str, key: bytes) -> BlockEngine:
     """The calling thread's engine for ``key``: ``kind`` "aes", or "des3" (a 24-byte 3DES key)."""
-    cache = _cache()
-    found = cache.get((kind, key))
+    slot = (get_ident(), kind, key)
+    found = _engines.get(slot)
     if found is not None:
         return found
     made = BlockEngine(algorithms.AES(key) if kind == "aes" else TripleDES(key))
-    cache[(kind, key)] = made
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
+    if len(_engines) >= _CACHE_SIZE:
+        try:
+            del _engines[next(iter(_engines))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread changed the cache meanwhile
+            pass
+    _engines[slot] = made
     return made
