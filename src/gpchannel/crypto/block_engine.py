@@ -13,7 +13,8 @@ never finalised, and runs CBC with any IV on them:
   encryption (IV zero) of the message whose last block was xored with K1 (complete) or padded and xored with K2.
 
 Engines live in a small cache keyed by thread, algorithm and key value (contexts are stateful and must never be
-shared between threads; a thread that ended leaves its slots to a new thread with the same identifier); the outputs are exactly those of fresh contexts (tests/vectors check them).
+shared between threads; a thread that ended leaves its slots to a new thread with the same identifier). The
+outputs are exactly those of fresh contexts (tests/crypto/test_block_engine.py and the vectors check them).
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ __all__ = ["BlockEngine", "engine"]
 
 _CACHE_SIZE = 256
 """Engines kept, by thread and key (the oldest dropped first): a few sessions' keys."""
-
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def _shift(block: bytes, rb: int) -> bytes:
@@ -81,8 +78,8 @@ class BlockEngine:
         if not data:
             return b""
         size = len(self._enc_last)
-        mask = _xor(iv, self._enc_last)
-        first = _xor(data[:size], mask)
+        mask = int.from_bytes(iv, "big") ^ int.from_bytes(self._enc_last, "big")
+        first = (int.from_bytes(data[:size], "big") ^ mask).to_bytes(size, "big")
         out: bytes = self._cbc_enc.update(first + data[size:] if len(data) > size else first)
         self._enc_last = out[-size:]
         return out
@@ -95,28 +92,40 @@ class BlockEngine:
             self._cbc_dec = Cipher(self._algorithm, modes.CBC(bytes(len(self._enc_last)))).decryptor()
         size = len(self._enc_last)
         out: bytes = self._cbc_dec.update(data)
-        first = _xor(out[:size], _xor(self._dec_last, iv))
+        mask = int.from_bytes(self._dec_last, "big") ^ int.from_bytes(iv, "big")
         self._dec_last = data[-size:]
-        return first + out[size:]
+        return (int.from_bytes(out[:size], "big") ^ mask).to_bytes(size, "big") + out[size:]
 
     def cbc_mac(self, data: bytes, iv: bytes) -> bytes:
         """The last block of the CBC encryption of ``data`` (whole blocks) with ``iv``."""
         return self.cbc_encrypt(data, iv)[-len(self._enc_last) :]
 
     def cmac(self, data: bytes) -> bytes:
-        """AES-CMAC (NIST SP 800-38B), the full tag."""
+        """AES-CMAC (NIST SP 800-38B), the full tag: CBC-MAC with IV zero, the last block xored with K1
+        (complete) or padded with 80 00.. and xored with K2."""
         size = len(self._enc_last)
         if not self._k1:
-            zero = self.ecb_encrypt(bytes(size))
-            self._k1 = _shift(zero, 0x87 if size == 16 else 0x1B)
-            self._k2 = _shift(self._k1, 0x87 if size == 16 else 0x1B)
-        rest = len(data) % size
-        if data and not rest:
-            head, last = data[:-size], _xor(data[-size:], self._k1)
+            rb = 0x87 if size == 16 else 0x1B
+            self._k1 = _shift(self.ecb_encrypt(bytes(size)), rb)
+            self._k2 = _shift(self._k1, rb)
+        n = len(data)
+        rest = n % size
+        if n and not rest:
+            cut = n - size
+            tail = int.from_bytes(data[cut:], "big") ^ int.from_bytes(self._k1, "big")
         else:
-            cut = len(data) - rest
-            head, last = data[:cut], _xor(data[cut:] + b"\x80" + bytes(size - rest - 1), self._k2)
-        return self.cbc_encrypt(head + last, bytes(size))[-size:]
+            cut = n - rest
+            padded = data[cut:] + b"\x80" + bytes(size - rest - 1)
+            tail = int.from_bytes(padded, "big") ^ int.from_bytes(self._k2, "big")
+        previous = int.from_bytes(self._enc_last, "big")
+        if cut:
+            first = (int.from_bytes(data[:size], "big") ^ previous).to_bytes(size, "big")
+            message = first + data[size:cut] + tail.to_bytes(size, "big")
+        else:
+            message = (tail ^ previous).to_bytes(size, "big")
+        out: bytes = self._cbc_enc.update(message)
+        self._enc_last = tag = out[-size:]
+        return tag
 
 
 _engines: dict[tuple[int, str, bytes], BlockEngine] = {}
