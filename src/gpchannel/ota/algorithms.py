@@ -108,22 +108,23 @@ def _shape(key: KeyMaterial) -> object:
     return len(key) if isinstance(key, bytes) else (key.key_length, key.block_size)
 
 
-def _memo(key: tuple[object, ...], resolve: Callable[[], _R]) -> _R:
-    """``resolve()``, remembered under ``key`` (errors are not remembered)."""
-    found = _RESOLVED.get(key, _RESOLVED)
-    if found is not _RESOLVED:
-        return cast(_R, found)
+def _memo(key: tuple[object, ...], byte: object, resolve: Callable[[], _R]) -> _R:
+    """``resolve()``, remembered under ``key`` (errors are not remembered). Keys hold object identities (enum
+    members, and ``byte``, the KIc or KID, kept alive with the value so that its identity is never reused)."""
+    found = _RESOLVED.get(key)
+    if found is not None:
+        return cast(_R, found[1])
     value = resolve()
     if len(_RESOLVED) >= _RESOLVED_MAX:
         _RESOLVED.clear()
-    _RESOLVED[key] = value
+    _RESOLVED[key] = (byte, value)
     return value
 
 
 def resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
     """The ciphering algorithm for ``kic`` under ``keyset``; :class:`UnsupportedError` when refused."""
-    shape = (kic, keyset.cipher, keyset.allow_single_des, _shape(keyset.kic_key))
-    return _memo(shape, lambda: _resolve_cipher(kic, keyset))
+    shape = (id(kic), id(keyset.cipher), keyset.allow_single_des, _shape(keyset.kic_key))
+    return _memo(shape, kic, lambda: _resolve_cipher(kic, keyset))
 
 
 def _resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
@@ -135,8 +136,9 @@ def _resolve_cipher(kic: Kic, keyset: KeySet) -> CipherAlgorithm:
 
 def resolve_check(integrity: Integrity, kid: Kid, keyset: KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
     """The RC/CC algorithm and its length L for ``integrity`` under ``kid`` and ``keyset``."""
-    shape = (integrity, kid, keyset.mac, keyset.rc, keyset.cmac_length, keyset.allow_single_des, _shape(keyset.kid_key))
-    return _memo(shape, lambda: _resolve_check(integrity, kid, keyset))
+    key = keyset.kid_key
+    shape = (id(integrity), id(kid), id(keyset.mac), id(keyset.rc), keyset.cmac_length, keyset.allow_single_des)
+    return _memo((*shape, _shape(key)), kid, lambda: _resolve_check(integrity, kid, keyset))
 
 
 def _resolve_check(integrity: Integrity, kid: Kid, keyset: KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
