@@ -14,6 +14,7 @@ from gpchannel.card.state import CardState, MemoryStore
 from gpchannel.card.state_tracker import StateTracker, StateTrackingError
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
+from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.scp.put_key import PutKeyData, put_key_command
 from tests.card.harness import ECHO_AID, ISD_AID, counter_random, open_session, profile_text, secure, send
 
@@ -107,3 +108,30 @@ def test_nested_json_read_out_and_changed_is_tracked() -> None:
     assert send(card, "00A4040008" + ISD_AID.hex()).sw == 0x9000
     loaded = store.load()
     assert loaded is not None and loaded.ota["x"] == {"n": 2}
+
+
+def test_repeated_select_still_ends_a_session_and_follows_the_state() -> None:
+    card, _ = _card()
+    select = "00A4040008" + ISD_AID.hex()
+    first = send(card, select)
+    assert send(card, select) == first  # answered again from the same state
+    host = open_session(card, "03", 0x01)
+    assert send(card, select) == first
+    assert card.channels[0].session is None  # the SELECT ended the session, as processing it does
+    refused = secure(card, host, CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", le=256))
+    assert refused.sw == 0x6982  # secure messaging without a session
+    card.state.lifecycle = CardLifeCycle.CARD_LOCKED
+    card.save()
+    assert send(card, select).sw == 0x6283  # the state moved: computed again
+
+
+def test_get_status_follows_the_registry() -> None:
+    card, _ = _card()
+    host = open_session(card, "03", 0x01)
+    status = CommandApdu(0x80, 0xF2, 0x40, 0x02, b"\x4f\x00", le=256)
+    before = secure(card, host, status)
+    assert ECHO_AID in before.data
+    delete = CommandApdu(0x80, 0xE4, 0x00, 0x00, b"\x4f" + bytes((len(ECHO_AID),)) + ECHO_AID, le=256)
+    assert secure(card, host, delete).sw == 0x9000
+    after = secure(card, host, status)
+    assert ECHO_AID not in after.data
