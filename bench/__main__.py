@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from bench import ota_packets, pcsc, scp, tls
+from bench import fleet, ota_packets, pcsc, scp, tls
+from bench.timing import Comparison
 from gpchannel.errors import TransportError
+
+_aims: list[tuple[str, bool]] = []
+
+
+def _show(line: Comparison) -> None:
+    print(line.line())
+    if line.aim is not None:
+        _aims.append((line.name, line.met))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per figure")
     parser.add_argument("--pcsc-apdus", type=int, default=2000, help="APDUs per PC/SC figure")
+    parser.add_argument("--fleet-cards", type=int, default=600, help="cards in the fleet bridge figure")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a figure is below its aim")
     args = parser.parse_args()
-    print("== secure messaging (sans-I/O core) ==")
+    print("== secure messaging, bytes in and out, vs raw cryptography calls (sans-I/O core) ==")
     for line in scp.run(args.seconds):
-        print(line.line())
-    print("== SCP80 OTA packets (sans-I/O core) ==")
+        _show(line)
+    print("== SCP80 OTA packets vs raw cryptography calls (sans-I/O core) ==")
     for line in ota_packets.run(args.seconds):
-        print(line.line())
+        _show(line)
+    print("== Fleet bridge: one OTA packet per card (bench/fleet.py) ==")
+    fleet_line = fleet.run(args.fleet_cards)
+    print(fleet_line)
+    _aims.append(("fleet bridge", fleet_line.endswith(": met")))
     print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential) ==")
     try:
         for line in tls.run(args.seconds):
@@ -33,7 +49,7 @@ def main() -> None:
     else:
         print(f"({how})")
         for line in pcsc_lines:
-            print(line.line())
+            _show(line)
     print("== SCP80 packets: keys in the DB vs in a PKCS#11 token (bench/keys.py) ==")
     from bench import keys
 
@@ -52,6 +68,12 @@ def main() -> None:
     from bench import campaign
 
     campaign.main([])
+    below = [name for name, met in _aims if not met]
+    print(f"== aims: {len(_aims) - len(below)} met, {len(below)} below aim ==")
+    for name in below:
+        print(f"below aim: {name}")
+    if below and args.check:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """APDUs/s to the card emulator through the real PC/SC stack (pyscard -> pcscd -> vpcd -> serve_vpcd -> Card),
 beside a null card (bench/pcsc_null.py: answers 9000 at once) measured in the same run on the same path.
 
-Two figures: a plain SELECT of the ISD (the aim: 90 % or more of the null card's rate, i.e. the emulator adds
-little to the stack's own cost), and a C-MACed GET STATUS inside an SCP03 session (i=70, level 01, GP 2.3.1
-Amendment D 6.2.4): the host wraps, the card verifies the MAC, builds the registry answer, and the host unwraps.
+The figures and their aims (each a ratio to the null card's rate in the same run): a plain SELECT of the ISD
+(0.9: the emulator adds little to the stack's own cost); GET STATUS inside an SCP03 session at level 33 (i=70:
+C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION, Amendment D 6.2.4-6.2.7; 0.6, the crypto of both sides included) and
+inside an SCP02 session at level 03 (i=55, C-MAC and C-DECRYPTION, GP 2.3.1 E.4; 0.6); and PUT KEY replacing a
+key set in the SCP03 session, a durable write per command, reported per second (no aim: the disk's flush rate
+sets it).
 Both cards run as their own processes, as ``gpchannel card serve`` does for users (the emulator is exactly that
 command). Each figure is the best of its batches (the machine's other work only ever slows a batch); with two free
 vpcd slots both cards are served at once and their batches alternate, otherwise they are measured in turn.
@@ -31,12 +34,15 @@ from gpchannel.errors import CardStatusError, TransportError
 from gpchannel.io.pcsc import PcscTransport, card_present, list_readers
 from gpchannel.io.vpcd import VpcdSlotLock, vpcd_base_port
 from gpchannel.scp.common import SecurityLevel
+from gpchannel.scp.put_key import PutKeyData, put_key_command
+from gpchannel.scp.scp02_host import Scp02Host
 from gpchannel.scp.scp03_host import Scp03Host
 
-__all__ = ["emulator_rates", "null_rate", "run"]
+__all__ = ["run"]
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "examples" / "profiles" / "scp03.toml"
+PROFILE_SCP02 = REPO / "examples" / "profiles" / "scp02.toml"
 ISD_AID = bytes.fromhex("A000000151000000")
 DEFAULT_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 SELECT_ISD = CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, le=256)
@@ -113,13 +119,13 @@ def _null_card(port: int) -> list[str]:
 
 
 @contextmanager
-def _emulator() -> Iterator[PcscTransport]:
-    """``gpchannel card serve`` on a fresh state directory built from examples/profiles/scp03.toml."""
+def _emulator(profile: Path = PROFILE) -> Iterator[PcscTransport]:
+    """``gpchannel card serve`` on a fresh state directory built from ``profile`` (examples/profiles)."""
     with tempfile.TemporaryDirectory(prefix="gpchannel-bench-") as tmp:
         state = str(Path(tmp) / "state")
 
         def serve(port: int) -> list[str]:
-            return [sys.executable, "-c", _GPCHANNEL, "card", "serve", "--profile", str(PROFILE), "--state", state,
+            return [sys.executable, "-c", _GPCHANNEL, "card", "serve", "--profile", str(profile), "--state", state,
                     "--vpcd", f"127.0.0.1:{port}"]  # fmt: skip
 
         with _card_process(serve) as transport:
@@ -130,13 +136,44 @@ def _select(transport: PcscTransport) -> Callable[[], ResponseApdu]:
     return lambda: _check(transport.transmit(SELECT_ISD), "SELECT")
 
 
-def _get_status(transport: PcscTransport) -> Callable[[], ResponseApdu]:
-    """Open an SCP03 session at level 01 (C-MAC); the callable sends one wrapped GET STATUS and unwraps it."""
+def _scp03_session(transport: PcscTransport, level: int) -> Scp03Host:
     keys = StaticKeys.single(DEFAULT_KEY, 0x30, KeyType.AES)
-    host = Scp03Host(keys, level=SecurityLevel.C_MAC, host_challenge=os.urandom(8), i_param=0x70, kvn=0x30, aid=ISD_AID)
+    host = Scp03Host(
+        keys, level=SecurityLevel(level), host_challenge=os.urandom(8), i_param=0x70, kvn=0x30, aid=ISD_AID
+    )
     host.receive_initialize_update(transport.transmit(host.initialize_update()))
     host.receive_external_authenticate(transport.transmit(host.external_authenticate()))
+    return host
+
+
+def _get_status(transport: PcscTransport, level: int = 0x33) -> Callable[[], ResponseApdu]:
+    """Open an SCP03 session at ``level``; the callable sends one wrapped GET STATUS and unwraps the answer."""
+    host = _scp03_session(transport, level)
     return lambda: _check(host.unwrap(transport.transmit(host.wrap(GET_STATUS_ISD))), "GET STATUS")
+
+
+def _get_status_scp02(transport: PcscTransport) -> Callable[[], ResponseApdu]:
+    """Open an SCP02 session (i=55) at level 03; the callable sends one wrapped GET STATUS and unwraps it."""
+    keys = StaticKeys.single(DEFAULT_KEY, 0x20, KeyType.DES3)
+    host = Scp02Host(keys, level=SecurityLevel(0x03), host_challenge=os.urandom(8), i_param=0x55, kvn=0x20)
+    host.receive_initialize_update(transport.transmit(host.initialize_update()))
+    host.receive_external_authenticate(transport.transmit(host.external_authenticate()))
+    return lambda: _check(host.unwrap(transport.transmit(host.wrap(GET_STATUS_ISD))), "GET STATUS (SCP02)")
+
+
+def _put_key(transport: PcscTransport) -> Callable[[], ResponseApdu]:
+    """In an SCP03 session at level 03, PUT KEY adds key set 31, then each call replaces it (a durable write)."""
+    host = _scp03_session(transport, 0x03)
+    counter = iter(range(1, 1 << 30))
+
+    def one() -> ResponseApdu:
+        n = next(counter)
+        keys = StaticKeys.single(bytes([n % 251 + 1]) * 16, 0x31, KeyType.AES)
+        data = PutKeyData.from_static_keys(keys, host.encrypt_key)
+        command = put_key_command(data, key_id=1, old_kvn=0 if n == 1 else 0x31)
+        return _check(host.unwrap(transport.transmit(host.wrap(command))), "PUT KEY")
+
+    return one
 
 
 def _interleaved(exchanges: list[Callable[[], ResponseApdu]], n: int, batches: int = 20) -> list[float]:
@@ -155,54 +192,32 @@ def _interleaved(exchanges: list[Callable[[], ResponseApdu]], n: int, batches: i
     return best
 
 
-def null_rate(n: int = 2000) -> float:
-    """APDUs/s to bench/pcsc_null.py's NullCard (9000 at once) served by its own process, on the same path."""
-    with _card_process(_null_card) as transport:
-        return _rate(_select(transport), n)
-
-
-def emulator_rates(n: int = 2000) -> tuple[float, float]:
-    """(plain SELECT, C-MACed GET STATUS in SCP03) APDUs/s to ``gpchannel card serve`` through pcscd + vpcd."""
-    with _emulator() as transport:
-        select = _rate(_select(transport), n)
-        status = _rate(_get_status(transport), n)
-    return select, status
+SELECT_AIM = 0.9
+SESSION_AIM = 0.6
 
 
 def run(n: int = 2000) -> tuple[list[Comparison], str]:
     """The emulator's PC/SC figures beside the null card's, and how they were taken; TransportError when pcscd
-    is not available.
-
-    With two free vpcd slots both cards are served at once and their batches alternate (the fairest comparison
-    on a shared machine); with one, the null card and the emulator are measured in turn, twice, best kept.
-    """
+    is not available or no two vpcd slots are free (the null card and the emulator are served at once, their
+    batches alternated: the fairest comparison on a shared machine)."""
     with contextlib.ExitStack() as stack:
         null_transport = stack.enter_context(_card_process(_null_card))
-        try:
-            emulator_transport = stack.enter_context(_emulator())
-        except TransportError:
-            emulator_transport = None
-        if emulator_transport is not None:
-            # SELECT ends a secure channel session (GP 2.3.1, 10.2.3): the two emulator figures take turns with the
-            # null card in two phases, and the null card's best of both phases is the baseline.
-            null_1, select = _interleaved([_select(null_transport), _select(emulator_transport)], n)
-            null_2, status = _interleaved([_select(null_transport), _get_status(emulator_transport)], n)
-            null = max(null_1, null_2)
-            how = "both cards served at once, batches alternated, best of 20"
-    if emulator_transport is None:
-        nulls: list[float] = []
-        selects: list[float] = []
-        statuses: list[float] = []
-        for _ in range(2):
-            nulls.append(null_rate(n))
-            one_select, one_status = emulator_rates(n)
-            selects.append(one_select)
-            statuses.append(one_status)
-        null, select, status = max(nulls), max(selects), max(statuses)
-        how = "one free vpcd slot: null card and emulator in turn, twice, best of 10 batches each"
+        null = _select(null_transport)
+        with _emulator() as emulator:
+            # SELECT ends a secure channel session (GP 2.3.1, 10.2.3): each emulator figure takes turns with the null
+            # card in its own phase, and the null card's best of all phases is the baseline.
+            null_1, select = _interleaved([null, _select(emulator)], n)
+            null_2, status = _interleaved([null, _get_status(emulator)], n)
+            put_key = _rate(_put_key(emulator), max(50, n // 10), batches=5)
+        with _emulator(PROFILE_SCP02) as emulator:
+            null_3, status_02 = _interleaved([null, _get_status_scp02(emulator)], n)
+    best = max(null_1, null_2, null_3)
+    how = "both cards served at once, batches alternated, best of 20"
     return [
-        Comparison("PC/SC emulator: plain SELECT", select, "null card", null, aim=0.9),
-        Comparison("PC/SC emulator: C-MACed GET STATUS (SCP03 i=70)", status, "null card", null),
+        Comparison("PC/SC emulator: plain SELECT", select, "null card", best, aim=SELECT_AIM),
+        Comparison("PC/SC emulator: GET STATUS, SCP03 i=70 level 33", status, "null card", best, aim=SESSION_AIM),
+        Comparison("PC/SC emulator: GET STATUS, SCP02 i=55 level 03", status_02, "null card", best, aim=SESSION_AIM),
+        Comparison("PC/SC emulator: PUT KEY (durable write), SCP03", put_key, "null card", best),
     ], how
 
 

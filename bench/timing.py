@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "rate"]
+__all__ = ["Comparison", "interleaved", "rate"]
 
 
 def rate(fn: Callable[[], object], seconds: float = 1.0, batch: int = 50) -> float:
@@ -24,6 +24,28 @@ def rate(fn: Callable[[], object], seconds: float = 1.0, batch: int = 50) -> flo
     return calls / elapsed
 
 
+def interleaved(
+    contender: Callable[[], object], baseline: Callable[[], object], seconds: float = 1.0, batch: int = 50
+) -> tuple[float, float, float]:
+    """(contender rate, baseline rate, ratio): batches of the two taken in turn in this process, so that both see
+    the same moments of a shared machine; the rates are the medians of the batches' and the ratio the median of
+    the ratios of neighbouring batches (after one warm-up batch of each)."""
+    for _ in range(batch):
+        contender()
+        baseline()
+    ours: list[float] = []
+    theirs: list[float] = []
+    deadline = time.perf_counter() + 2 * seconds
+    while time.perf_counter() < deadline or len(ours) < 5:
+        for fn, out in ((contender, ours), (baseline, theirs)):
+            start = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            out.append(batch / (time.perf_counter() - start))
+    ratios = sorted(a / b for a, b in zip(ours, theirs, strict=True))
+    return sorted(ours)[len(ours) // 2], sorted(theirs)[len(theirs) // 2], ratios[len(ratios) // 2]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """A measured rate beside its baseline from the same process."""
@@ -34,15 +56,23 @@ class Comparison:
     baseline: float
     unit: str = "APDUs/s"
     aim: float | None = None
+    paired_ratio: float | None = None
+    """The ratio measured batch by batch (see :func:`interleaved`), when there is one."""
 
     @property
     def ratio(self) -> float:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.rate / self.baseline if self.baseline else 0.0
+
+    @property
+    def met(self) -> bool:
+        return self.aim is None or self.ratio >= self.aim
 
     def line(self) -> str:
         aim = ""
         if self.aim is not None:
-            aim = f"  aim >= {self.aim:.2f}: {'met' if self.ratio >= self.aim else 'NOT met'}"
+            aim = f"  aim >= {self.aim:.2f}: {'met' if self.met else 'below aim'}"
         return (
             f"{self.name:<48} {self.rate:>10.0f} {self.unit}   baseline ({self.baseline_name}) "
             f"{self.baseline:>10.0f}   ratio {self.ratio:.2f}{aim}"

@@ -11,6 +11,10 @@ import tracemalloc  # noqa: F401
 
 from hypothesis import HealthCheck, settings
 
+# The card state engine's debug check (card/state_tracker.py): after every command, the full serialisation must
+# equal the committed state, so a change that escapes tracking fails the test. Child processes inherit it.
+os.environ.setdefault("GPCHANNEL_STATE_CHECK", "1")
+
 settings.register_profile("default", deadline=None, max_examples=60)
 settings.register_profile(
     "ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow], derandomize=True

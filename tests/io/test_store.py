@@ -14,8 +14,9 @@ import pytest
 
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import CardState
+from gpchannel.card.state_tracker import StateTracker
 from gpchannel.errors import DecodeError
-from gpchannel.io.store import STATE_FILE, DirectoryStore
+from gpchannel.io.store import JOURNAL_FILE, STATE_FILE, DirectoryStore
 from tests.card.harness import profile_text
 
 
@@ -45,6 +46,78 @@ def test_corrupt_state_is_reported(tmp_path: Path) -> None:
     (tmp_path / STATE_FILE).write_text("{")
     with pytest.raises(DecodeError):
         DirectoryStore(tmp_path).load()
+
+
+def _changed(store: DirectoryStore, tracker: StateTracker) -> None:
+    delta = tracker.pending()
+    assert delta
+    store.commit_delta(delta, tracker.state)
+    tracker.accept(delta)
+
+
+def test_deltas_are_journaled_and_replayed(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    state = load_profile(profile_text())
+    store.commit(state)
+    snapshot = (tmp_path / STATE_FILE).read_bytes()
+    tracker = StateTracker(state)
+    for n in range(5):
+        state.cin = bytes([n])
+        state.isd.sd.keysets[0].sequence_counter = n  # type: ignore[union-attr]
+        _changed(store, tracker)
+    state.applications.pop()
+    _changed(store, tracker)
+    assert (tmp_path / STATE_FILE).read_bytes() == snapshot  # only the journal grew
+    assert len((tmp_path / JOURNAL_FILE).read_bytes().splitlines()) == 6
+    assert DirectoryStore(tmp_path).load() == state
+
+
+def test_torn_journal_tail_is_ignored_then_cut_off(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    state = load_profile(profile_text())
+    store.commit(state)
+    tracker = StateTracker(state)
+    state.cin = b"\x01"
+    _changed(store, tracker)
+    good = state.to_dict()
+    with (tmp_path / JOURNAL_FILE).open("ab") as journal:
+        journal.write(b'0badc0de {"g":1,"d":{"card"')  # a line cut by a crash
+    reopened = DirectoryStore(tmp_path)
+    loaded = reopened.load()
+    assert loaded is not None and loaded.to_dict() == good
+    tracker = StateTracker(loaded)
+    loaded.cin = b"\x02"
+    _changed(reopened, tracker)
+    again = DirectoryStore(tmp_path).load()
+    assert again is not None and again.cin == b"\x02"
+
+
+def test_a_state_directory_without_journal_loads_and_takes_deltas(tmp_path: Path) -> None:
+    state = load_profile(profile_text())
+    (tmp_path / STATE_FILE).write_text(state.to_json())  # as written before the journal existed
+    store = DirectoryStore(tmp_path)
+    loaded = store.load()
+    assert loaded == state and loaded is not None
+    tracker = StateTracker(loaded)
+    loaded.iin = b"\x12\x34"
+    _changed(store, tracker)
+    assert DirectoryStore(tmp_path).load() == loaded
+
+
+def test_journal_is_compacted_and_stale_lines_never_apply(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path, compact_bytes=2000)
+    state = load_profile(profile_text())
+    store.commit(state)
+    tracker = StateTracker(state)
+    stale = b""
+    for n in range(40):
+        state.cin = n.to_bytes(2, "big") * 8
+        _changed(store, tracker)
+        stale = stale or (tmp_path / JOURNAL_FILE).read_bytes()
+    assert (tmp_path / JOURNAL_FILE).stat().st_size < 2000 + 400  # compacted on the way
+    with (tmp_path / JOURNAL_FILE).open("ab") as journal:
+        journal.write(stale)  # a line of an earlier snapshot (a crash between snapshot and truncation)
+    assert DirectoryStore(tmp_path).load() == state
 
 
 _CHILD = textwrap.dedent(

@@ -16,6 +16,7 @@ from typing import Any
 
 from gpchannel.card.applets import Applet, AppletRegistry
 from gpchannel.card.state import CardState, KeySet, LoadFile
+from gpchannel.card.state_tracker import StateTracker
 from gpchannel.errors import ConditionsNotSatisfied, FunctionNotSupported
 from gpchannel.scp.common import CardChannel, RandomSource
 from gpchannel.scp.registry import PROTOCOLS
@@ -95,6 +96,24 @@ class ChannelContext:
     """A combined load by a Delegated Management SD: loaded and checked, registered only when the final INSTALL's
     token verifies (GP 2.3.1, C.4.7)."""
 
+    def is_idle(self) -> bool:
+        """No session (not even an aborted one's level), applet or multi-command operation: a SELECT of a
+        Security Domain then changes nothing but the selected application."""
+        return (
+            self.session is None
+            and self.applet is None
+            and not self.session_level
+            and not self.session_sd
+            and self.status_pending is None
+            and self.load is None
+            and not self.install_chain
+            and not self.delete_chain
+            and self.personalize_target is None
+            and not self.pending_response
+            and not self.store_data_next_block
+            and self.delegated_load is None
+        )
+
     def end_session(self) -> None:
         if self.session is not None:
             self.session.terminate()
@@ -125,9 +144,14 @@ class CardContext:
     instances: dict[bytes, Applet] = field(default_factory=dict)
     trace: Callable[[str], None] | None = None
     fci_cache: dict[tuple[bytes, int, int, bytes], bytes] = field(default_factory=dict)
+    status_cache: dict[tuple[int, bytes, int, int, bytes], list[bytes]] = field(default_factory=dict)
+    """GET STATUS answers by (state version, SD, P1, P2 format, criteria): valid while no unit is marked."""
     today: Callable[[], datetime.date] | None = None
     """The date certificates are checked against (SCP10, GP 2.2.1 F.1.3.2); injected, None when the card has no
     date source (SCP10 initiation is then refused)."""
+
+    def __post_init__(self) -> None:
+        self.tracker = StateTracker(self.state)
 
     def applet(self, aid: bytes) -> Applet | None:
         """The live object of an installed applet instance (created on first use from its persisted data)."""
@@ -140,7 +164,26 @@ class CardContext:
         self.instances[aid] = instance
         return instance
 
+    tracker: StateTracker = field(init=False)
+    """The state's change tracker (card/state_tracker.py)."""
+    rollbacks: int = 0
+    """How many times the live state was put back: live applet objects of the channels are stale after one."""
+
     def reload(self, state: CardState) -> None:
-        """Replace the live state (after a failed commit); live applets are rebuilt from it."""
+        """Replace the live state; live applets are rebuilt from it."""
         self.state = state
+        self.tracker.replace(state)
+        self.rolled_back()
+
+    def savepoint(self) -> dict[str, Any]:
+        """What the current command changed so far (to :meth:`rollback` to)."""
+        return self.tracker.pending() or {}
+
+    def rollback(self, savepoint: dict[str, Any] | None = None) -> None:
+        """Put the state back as committed, or as at ``savepoint``; live applets are rebuilt from it."""
+        self.tracker.rollback(savepoint)
+        self.rolled_back()
+
+    def rolled_back(self) -> None:
         self.instances.clear()
+        self.rollbacks += 1

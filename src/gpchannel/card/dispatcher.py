@@ -7,10 +7,13 @@ bits in CLA; 11.7), each with its selected application and its own secure channe
 [by name] for the OPEN (11.9), and hands every other command to the selected application: a Security Domain
 (security_domain.py) or a Python applet (applets.py).
 
-Persistence: after each command the state is compared with the last committed one. A change that comes with
-a success (9000, 62xx, 63xx) is committed through the StateStore *before* the response is returned; a change
-that comes with an error status, or an exception, is rolled back to the committed state. If the commit
-fails, the live state returns to the committed one and the answer is 6581 (memory failure).
+Persistence (card/state_tracker.py): every write to the state is tracked, so a command that changed nothing costs
+nothing. A change that comes with a success (9000, 62xx, 63xx) is committed through the StateStore *before* the
+response is returned, as a delta of the changed units when the store takes one (``commit_delta``); a change that
+comes with an error status, or an exception, is rolled back to the committed state, except for the sequence
+counters that moved (GP 2.2.1 E.1.2). If the commit fails, the live state returns to the committed one and the
+answer is 6581 (memory failure). With the debug check on (``check_state``, or GPCHANNEL_STATE_CHECK=1), every
+command ends by comparing the full serialisation with the committed one.
 
 GET RESPONSE (T=0-style clients): when the response data exceed what the command's Le allows (or 256 bytes
 for a short command), the first part comes with ``61 xx`` and the rest is fetched with GET RESPONSE (C0).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gpchannel.card.applets import Applet, AppletEnvironment, AppletRegistry
 from gpchannel.card.builtin_applets import default_registry
@@ -103,6 +107,7 @@ class Card:
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
         today: Callable[[], datetime.date] | None = None,
+        check_state: bool | None = None,
     ) -> None:
         if not 1 <= max_channels <= 20:
             raise ValueError(f"max_channels must be 1..20, got {max_channels}")
@@ -111,9 +116,11 @@ class Card:
         self.max_channels = max_channels
         self.trace = trace
         self.log = logger or logging.getLogger("gpchannel.card")
-        self._committed = state.to_json()
-        self._may_change = True
+        if check_state is not None:
+            self.ctx.tracker.check_enabled = check_state
         self.channels: dict[int, ChannelContext] = {}
+        self._selects: dict[bytes, tuple[int, bytes, bytes]] = {}
+        """Answers of SELECT on the basic channel by command bytes: (state version, selected AID, answer)."""
         self.reset()
 
     @classmethod
@@ -128,6 +135,7 @@ class Card:
         trace: TraceSink | None = None,
         logger: logging.Logger | None = None,
         today: Callable[[], datetime.date] | None = None,
+        check_state: bool | None = None,
     ) -> Card:
         """The card kept in ``store``; the first time, ``initial()`` (e.g. from a profile) is committed first."""
         state = store.load()
@@ -143,13 +151,15 @@ class Card:
             trace=trace,
             logger=logger,
             today=today,
+            check_state=check_state,
         )
 
     def save(self) -> None:
         """Commit the live state now: for tools and tests that edit ``state`` directly between commands."""
-        current = self.ctx.state.to_json()
+        tracker = self.ctx.tracker
+        delta = tracker.pending()
         self.store.commit(self.ctx.state)
-        self._committed = current
+        tracker.accept(delta)
 
     @property
     def state(self) -> CardState:
@@ -196,8 +206,10 @@ class Card:
     # -- the boundary ----------------------------------------------------------------------------------------
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
+        fast = self._repeated_select(raw)
+        if fast is not None:
+            return fast
         command: CommandApdu | None = None
-        self._may_change = True
         try:
             command = CommandApdu.from_bytes(raw)
             response = self._dispatch(command)
@@ -209,42 +221,76 @@ class Card:
         except Exception:
             self.log.exception("unexpected error processing %s", _shown(raw))
             response = ResponseApdu(sw=0x6F00)
-        if self._may_change:
+        if self.ctx.tracker.dirty:
             response = self._persist(response)
+        if self.ctx.tracker.check_enabled:
+            self.ctx.tracker.check()
         if command is not None:
             response = self._limit(command, response)
         out = response.to_bytes()
+        if command is not None and command.ins == 0xA4 and _is_success(response.sw) and not self.ctx.tracker.dirty:
+            self._remember_select(raw, out)
         if self.trace is not None:
             self.trace(f">> {_shown(raw)}")
             self.trace(f"<< {out.hex().upper()}")
         return out
 
+    def _repeated_select(self, raw: bytes) -> bytes | None:
+        """The answer to a SELECT of a Security Domain on an idle basic channel, as it was last computed, while the
+        state has not moved since: such a SELECT changes nothing but the selected application (11.9)."""
+        found = self._selects.get(raw)
+        channel = self.channels[0]
+        tracker = self.ctx.tracker
+        if found is None or found[0] != tracker.version or tracker.dirty or self.trace or not channel.is_idle():
+            return None
+        channel.selected = found[1]
+        if tracker.check_enabled:
+            tracker.check()
+        return found[2]
+
+    def _remember_select(self, raw: bytes, out: bytes) -> None:
+        channel = self.channels[0]
+        selected = self.ctx.state.application(channel.selected) if channel.selected is not None else None
+        if raw[0] != 0x00 or raw[2] != 0x04 or raw[3] & 0x02 or selected is None or selected.sd is None:
+            return  # only SELECT [by name, first or only occurrence] on the basic channel, of a Security Domain
+        if not channel.is_idle():
+            return
+        if len(self._selects) > 16 or any(v[0] != self.ctx.tracker.version for v in self._selects.values()):
+            self._selects.clear()
+        self._selects[raw] = (self.ctx.tracker.version, selected.aid, out)
+
     def _persist(self, response: ResponseApdu) -> ResponseApdu:
-        try:
-            current = self.ctx.state.to_json()
-        except Exception:
-            self.log.exception("the state cannot be serialised; rolling back")
-            self._rollback()
-            return ResponseApdu(sw=0x6F00)
-        if current == self._committed:
-            return response
+        tracker = self.ctx.tracker
         if not _is_success(response.sw):
             counters = sequence_counters(self.ctx.state)
             self._rollback()
             if not keep_sequence_counters(self.ctx.state, counters):
-                return response
-            current = self.ctx.state.to_json()  # a counter that moved stays moved, even with an error (E.1.2)
+                return response  # a counter that moved stays moved, even with an error (E.1.2)
         try:
-            self.store.commit(self.ctx.state)
+            delta = tracker.pending()
         except Exception:
-            self.log.exception("committing the card state failed; rolling back")
+            self.log.exception("the state cannot be serialised; rolling back")
             self._rollback()
-            return ResponseApdu(sw=_SW_MEMORY_FAILURE)
-        self._committed = current
+            return ResponseApdu(sw=0x6F00)
+        if delta:
+            try:
+                self._write(delta)
+            except Exception:
+                self.log.exception("committing the card state failed; rolling back")
+                self._rollback()
+                return ResponseApdu(sw=_SW_MEMORY_FAILURE)
+        tracker.accept(delta)
         return response
 
+    def _write(self, delta: dict[str, Any]) -> None:
+        commit_delta = getattr(self.store, "commit_delta", None)
+        if commit_delta is not None:
+            commit_delta(delta, self.ctx.state)
+        else:
+            self.store.commit(self.ctx.state)
+
     def _rollback(self) -> None:
-        self.ctx.reload(CardState.from_json(self._committed))
+        self.ctx.rollback()
         for channel in self.channels.values():
             channel.applet = None
 
@@ -265,9 +311,9 @@ class Card:
     def _dispatch(self, command: CommandApdu) -> ResponseApdu:
         cla = command.cla
         if is_ota_command(command):  # ENVELOPE (SMS-PP download), FETCH, TERMINAL RESPONSE: card/ota_handler.py
-            state = self.ctx.state
+            rollbacks = self.ctx.rollbacks
             response = self.ota.process(self.ctx, self.channels[0], command)
-            if self.ctx.state is not state:  # a remote APDU was undone: live applets come back from the state
+            if self.ctx.rollbacks != rollbacks:  # a remote APDU was undone: live applets come back from the state
                 for live in self.channels.values():
                     live.applet = None
             return response
@@ -285,11 +331,9 @@ class Card:
                 return ResponseApdu()
             command = whole
         if command.ins == 0xC0 and not cla & 0x80:
-            self._may_change = False
             return self._get_response(channel, command)
         channel.pending_response = b""
         if command.ins == 0x70 and not cla & 0x80:
-            self._may_change = False
             return self._manage_channel(channel, command)
         if command.ins == 0xA4 and command.p1 == 0x04 and not cla & 0x80:
             return self._select(channel, command)
@@ -297,9 +341,6 @@ class Card:
         if app is None:
             raise FileNotFound("no application is selected on this logical channel")
         if app.sd is not None:
-            # GET DATA and GET STATUS never change what is persisted (the INS byte is never enciphered), but with
-            # secure messaging they may open an SCP02 implicit session, whose sequence counter moves (E.1.2.2).
-            self._may_change = not _read_only(command.ins) or cla_has_secure_messaging(command.cla)
             return process_security_domain(self.ctx, channel, app, command)
         return self._applet(channel, app, command)
 
@@ -373,7 +414,6 @@ class Card:
         self._deselect(channel)
         channel.selected = target.aid
         if target.sd is not None:
-            self._may_change = False  # only an applet's select() can change persistent data
             data = fci(self.ctx, target) if not command.p2 & 0x0C else b""
             return ResponseApdu(data, warning)
         applet = self.ctx.applet(target.aid)

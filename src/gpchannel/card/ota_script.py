@@ -66,7 +66,7 @@ class _Executor:
             self.files = FileSystem.from_dict(raw) if raw else default_filesystem(_iccid_digits(ctx.state))
 
     def run(self, apdu: CommandApdu) -> ResponseApdu:
-        snapshot = self.ctx.state.to_json()
+        snapshot = self.ctx.savepoint()
         try:
             if self.files is not None:
                 response = process_file_command(self.files, self.file_session, apdu)
@@ -79,7 +79,7 @@ class _Executor:
             log.exception("remote APDU %s failed", apdu.header().hex().upper())
             response = ResponseApdu(sw=0x6F00)
         if response.sw >> 8 not in _OK_SW1:
-            self.ctx.reload(CardState.from_json(snapshot))
+            self.ctx.rollback(snapshot)
             if self.files is not None:
                 raw = self.ctx.state.files
                 self.files = FileSystem.from_dict(raw) if raw else default_filesystem(_iccid_digits(self.ctx.state))

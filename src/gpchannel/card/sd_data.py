@@ -190,13 +190,21 @@ def get_status(ctx: CardContext, channel: ChannelContext, sd: Application, comma
         raise IncorrectData("GET STATUS needs the AID search criterion (4F)")
     tag_list_raw = first_value(criteria, 0x5C)
     tag_list = _split_tags(tag_list_raw) if tag_list_raw else None
-    entries = _entries(ctx, sd, scope, b"" if scope is StatusScope.ISD else prefix)
-    if not entries:
-        raise ReferencedDataNotFound("no registry entry matches")
-    tlv = bool(command.p2 & 0x02)
-    encoded = [encode_entry(e, scope, tlv=tlv, tag_list=tag_list) for e in entries]
+    tracker = ctx.tracker
+    key = (tracker.version, sd.aid, command.p1, command.p2 & 0x02, command.data)
+    encoded = None if tracker.dirty else ctx.status_cache.get(key)
+    if encoded is None:
+        entries = _entries(ctx, sd, scope, b"" if scope is StatusScope.ISD else prefix)
+        if not entries:
+            raise ReferencedDataNotFound("no registry entry matches")
+        tlv = bool(command.p2 & 0x02)
+        encoded = [encode_entry(e, scope, tlv=tlv, tag_list=tag_list) for e in entries]
+        if not tracker.dirty:
+            if len(ctx.status_cache) > 16 or any(k[0] != tracker.version for k in ctx.status_cache):
+                ctx.status_cache.clear()
+            ctx.status_cache[key] = encoded
     channel.status_scope = (command.p1, command.p2 & 0x02)
-    return _page(channel, encoded)
+    return _page(channel, list(encoded))
 
 
 def _split_tags(raw: bytes) -> list[int]:

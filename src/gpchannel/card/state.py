@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gpchannel.card.scp11_material import Scp11Material
+from gpchannel.card.state_fields import Fields, hex_text
+from gpchannel.card.tracking import Tracked, Unit
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.crypto.rsa import RsaPrivateKey, RsaPublicKey
 from gpchannel.errors import DecodeError
@@ -29,6 +31,7 @@ __all__ = [
     "Application",
     "CardState",
     "ContentKey",
+    "DeltaStore",
     "KeySet",
     "LoadFile",
     "MemoryStore",
@@ -40,70 +43,8 @@ __all__ = [
 STATE_FORMAT = 1
 
 
-def _hex(value: bytes) -> str:
-    return value.hex().upper()
-
-
-class _Fields:
-    """Typed access to one JSON object, with errors that name the field."""
-
-    def __init__(self, raw: object, where: str) -> None:
-        if not isinstance(raw, dict):
-            raise DecodeError(f"{where}: expected an object, got {type(raw).__name__}")
-        self.raw: dict[str, Any] = raw
-        self.where = where
-
-    def _get(self, key: str, default: object) -> object:
-        if key not in self.raw:
-            if default is _REQUIRED:
-                raise DecodeError(f"{self.where}.{key}: missing")
-            return default
-        return self.raw[key]
-
-    def hex(self, key: str, default: object = None, sizes: tuple[int, ...] | None = None) -> bytes:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if isinstance(value, bytes):
-            return value
-        if not isinstance(value, str):
-            raise DecodeError(f"{self.where}.{key}: expected a hex string")
-        try:
-            out = bytes.fromhex(value)
-        except ValueError:
-            raise DecodeError(f"{self.where}.{key}: {value!r} is not hex") from None
-        if sizes is not None and len(out) not in sizes:
-            raise DecodeError(f"{self.where}.{key}: {len(out)} bytes, expected {sizes}")
-        return out
-
-    def num(self, key: str, default: object = None, lo: int = 0, hi: int = 0xFFFFFFFF) -> int:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise DecodeError(f"{self.where}.{key}: expected an integer {lo}..{hi}, got {value!r}")
-        return value
-
-    def text(self, key: str, default: object = None) -> str:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if not isinstance(value, str):
-            raise DecodeError(f"{self.where}.{key}: expected a string")
-        return value
-
-    def items(self, key: str) -> list[Any]:
-        value = self._get(key, [])
-        if not isinstance(value, list):
-            raise DecodeError(f"{self.where}.{key}: expected a list")
-        return value
-
-    def obj(self, key: str) -> dict[str, Any]:
-        value = self._get(key, {})
-        if not isinstance(value, dict):
-            raise DecodeError(f"{self.where}.{key}: expected an object")
-        return value
-
-
-_REQUIRED = object()
-
-
-@dataclass(slots=True)
-class KeySet:
+@dataclass(slots=True, eq=True)
+class KeySet(Tracked):
     """One key version of a Security Domain: ENC, MAC, DEK and the sequence counter (SCP02 2 bytes, SCP03 3)."""
 
     kvn: int
@@ -120,15 +61,15 @@ class KeySet:
         return {
             "kvn": self.kvn,
             "type": self.key_type.name.lower(),
-            "enc": _hex(self.enc),
-            "mac": _hex(self.mac),
-            "dek": _hex(self.dek),
+            "enc": hex_text(self.enc),
+            "mac": hex_text(self.mac),
+            "dek": hex_text(self.dek),
             "sequence_counter": self.sequence_counter,
         }
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> KeySet:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         kind = f.text("type")
         try:
             key_type = KeyType[kind.upper()]
@@ -146,8 +87,8 @@ class KeySet:
 _CONTENT_KEY_KINDS = ("des3", "aes", "rsa", "ec")
 
 
-@dataclass(slots=True)
-class ContentKey:
+@dataclass(slots=True, eq=True)
+class ContentKey(Tracked):
     """A Security Domain's token verification (KVN 70), receipt generation (71) or DAP verification (73) key
     (GP 2.3.1, C.1; 11.1.8). ``kind`` is des3/aes (``value`` the secret key), rsa (``value`` the modulus,
     ``exponent`` e) or ec (``value`` the uncompressed point, ``curve`` its key parameter reference)."""
@@ -162,22 +103,22 @@ class ContentKey:
         return {
             "kvn": self.kvn,
             "kind": self.kind,
-            "value": _hex(self.value),
-            "exponent": _hex(self.exponent),
+            "value": hex_text(self.value),
+            "exponent": hex_text(self.exponent),
             "curve": self.curve,
         }
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> ContentKey:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         kind = f.text("kind")
         if kind not in _CONTENT_KEY_KINDS:
             raise DecodeError(f"{where}.kind: {kind!r} is none of {_CONTENT_KEY_KINDS}")
         return cls(f.num("kvn", hi=0x7F), kind, f.hex("value"), f.hex("exponent", ""), f.num("curve", 0, hi=0xFFFF))
 
 
-@dataclass(slots=True)
-class Scp10Material:
+@dataclass(slots=True, eq=True)
+class Scp10Material(Tracked):
     """A Security Domain's SCP10 credentials (GP 2.2.1 F.1.3.1): SK.SD.AUT (PEM, never in a repr), CERT.SD.AUT
     (the encoded 7F21 data object), its subject (the card id, Table F-9), PK.TP_EX.AUT (PEM) with the reference
     MSE tag 83 may name, and the "i" options (Table F-1) the Security Domain accepts."""
@@ -192,16 +133,16 @@ class Scp10Material:
     def to_dict(self) -> dict[str, Any]:
         return {
             "private_key": self.private_key,
-            "certificate": _hex(self.certificate),
-            "card_id": _hex(self.card_id),
+            "certificate": hex_text(self.certificate),
+            "card_id": hex_text(self.card_id),
             "trust_point": self.trust_point,
-            "trust_point_id": _hex(self.trust_point_id),
+            "trust_point_id": hex_text(self.trust_point_id),
             "options": list(self.options),
         }
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> Scp10Material:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         options = f.items("options") or [0x01, 0x02]
         if not all(o in (0x01, 0x02) for o in options):
             raise DecodeError(f"{where}.options: expected a list of 1 (key agreement) and 2 (key transport)")
@@ -224,8 +165,8 @@ class Scp10Material:
         return material
 
 
-@dataclass(slots=True)
-class SdConfig:
+@dataclass(slots=True, eq=True)
+class SdConfig(Tracked):
     """What makes an application a Security Domain: its secure channel protocol, i parameter and key sets,
     and for Delegated Management / DAP its content keys and receipt confirmation counter (GP 2.3.1, C.1, C.5)."""
 
@@ -266,7 +207,7 @@ class SdConfig:
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> SdConfig:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         keysets = [KeySet.from_dict(k, f"{where}.keysets[{n}]") for n, k in enumerate(f.items("keysets"))]
         content_keys = [
             ContentKey.from_dict(k, f"{where}.content_keys[{n}]") for n, k in enumerate(f.items("content_keys"))
@@ -280,8 +221,8 @@ class SdConfig:
         return cls(f.num("scp", hi=0xFF), f.num("i", hi=0xFF), keysets, content_keys, counter, scp10, scp11, style)
 
 
-@dataclass(slots=True)
-class Application:
+@dataclass(slots=True, eq=True)
+class Application(Tracked):
     """A registry entry for an application or Security Domain (the ISD included), GP 2.3.1 6.4.1."""
 
     aid: bytes
@@ -305,26 +246,26 @@ class Application:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "aid": _hex(self.aid),
+            "aid": hex_text(self.aid),
             "lifecycle": self.lifecycle,
-            "privileges": _hex(self.privileges.to_bytes()),
-            "sd_aid": _hex(self.sd_aid),
-            "load_file_aid": _hex(self.load_file_aid),
-            "module_aid": _hex(self.module_aid),
+            "privileges": hex_text(self.privileges.to_bytes()),
+            "sd_aid": hex_text(self.sd_aid),
+            "load_file_aid": hex_text(self.load_file_aid),
+            "module_aid": hex_text(self.module_aid),
             "applet": self.applet,
-            "install_parameters": _hex(self.install_parameters),
+            "install_parameters": hex_text(self.install_parameters),
             "implicit_selection": list(self.implicit_selection),
             "data": copy.deepcopy(self.data),
         }
         if self.sd is not None:
             out["sd"] = self.sd.to_dict()
         if self.system_parameters:
-            out["system_parameters"] = _hex(self.system_parameters)
+            out["system_parameters"] = hex_text(self.system_parameters)
         return out
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> Application:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         try:
             privileges = Privileges.from_bytes(f.hex("privileges", sizes=(3,)))
         except DecodeError as exc:
@@ -348,8 +289,8 @@ class Application:
         )
 
 
-@dataclass(slots=True)
-class LoadFile:
+@dataclass(slots=True, eq=True)
+class LoadFile(Tracked):
     """An Executable Load File and its Executable Modules (GP 2.3.1, 5.2, 6.4.1)."""
 
     aid: bytes
@@ -362,21 +303,21 @@ class LoadFile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "aid": _hex(self.aid),
-            "sd_aid": _hex(self.sd_aid),
-            "modules": [_hex(m) for m in self.modules],
-            "version": _hex(self.version),
+            "aid": hex_text(self.aid),
+            "sd_aid": hex_text(self.sd_aid),
+            "modules": [hex_text(m) for m in self.modules],
+            "version": hex_text(self.version),
             "lifecycle": self.lifecycle,
-            "data_hash": _hex(self.data_hash),
+            "data_hash": hex_text(self.data_hash),
             "size": self.size,
         }
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> LoadFile:
-        f = _Fields(raw, where)
+        f = Fields(raw, where)
         modules = []
         for n, m in enumerate(f.items("modules")):
-            modules.append(_Fields({"m": m}, f"{where}.modules[{n}]").hex("m"))
+            modules.append(Fields({"m": m}, f"{where}.modules[{n}]").hex("m"))
         return cls(
             f.hex("aid", sizes=tuple(range(5, 17))),
             f.hex("sd_aid"),
@@ -388,8 +329,8 @@ class LoadFile:
         )
 
 
-@dataclass(slots=True)
-class CardState:
+@dataclass(slots=True, eq=True)
+class CardState(Tracked):
     """Everything the card keeps. ``applications`` holds the ISD (``isd_aid``), SSDs and applications."""
 
     lifecycle: CardLifeCycle
@@ -418,40 +359,56 @@ class CardState:
     def load_file(self, aid: bytes) -> LoadFile | None:
         return next((f for f in self.load_files if f.aid == aid), None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _child(self, name: str, value: Any, unit: Unit) -> Any:
+        return unit.tracker.child(name, value)
+
+    def header_dict(self) -> dict[str, Any]:
+        """The card's own fields in the JSON form (everything but the registry, load files, OTA and files)."""
         return {
             "format": STATE_FORMAT,
             "lifecycle": self.lifecycle.name,
-            "isd_aid": _hex(self.isd_aid),
-            "atr": _hex(self.atr),
-            "cplc": _hex(self.cplc),
-            "iin": _hex(self.iin),
-            "cin": _hex(self.cin),
-            "key_diversification_data": _hex(self.key_diversification_data),
-            "applications": [a.to_dict() for a in self.applications],
-            "load_files": [f.to_dict() for f in self.load_files],
-            "ota": copy.deepcopy(self.ota),
-            "files": copy.deepcopy(self.files),
+            "isd_aid": hex_text(self.isd_aid),
+            "atr": hex_text(self.atr),
+            "cplc": hex_text(self.cplc),
+            "iin": hex_text(self.iin),
+            "cin": hex_text(self.cin),
+            "key_diversification_data": hex_text(self.key_diversification_data),
         }
 
-    @classmethod
-    def from_dict(cls, raw: object) -> CardState:
-        f = _Fields(raw, "state")
+    @staticmethod
+    def header_fields(raw: object, where: str = "state") -> dict[str, Any]:
+        """The card's own fields read from the JSON form (see :meth:`header_dict`), by attribute name."""
+        f = Fields(raw, where)
         if f.num("format", hi=0xFFFF) != STATE_FORMAT:
-            raise DecodeError(f"state.format: {f.raw['format']}, this version reads format {STATE_FORMAT}")
+            raise DecodeError(f"{where}.format: {f.raw['format']}, this version reads format {STATE_FORMAT}")
         name = f.text("lifecycle")
         try:
             lifecycle = CardLifeCycle[name]
         except KeyError:
-            raise DecodeError(f"state.lifecycle: {name!r} is not a card life cycle state") from None
+            raise DecodeError(f"{where}.lifecycle: {name!r} is not a card life cycle state") from None
+        return {
+            "lifecycle": lifecycle,
+            "isd_aid": f.hex("isd_aid", sizes=tuple(range(5, 17))),
+            "atr": f.hex("atr"),
+            "cplc": f.hex("cplc"),
+            "iin": f.hex("iin", ""),
+            "cin": f.hex("cin", ""),
+            "key_diversification_data": f.hex("key_diversification_data", sizes=(10,)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.header_dict()
+        out["applications"] = [a.to_dict() for a in self.applications]
+        out["load_files"] = [f.to_dict() for f in self.load_files]
+        out["ota"] = copy.deepcopy(self.ota)
+        out["files"] = copy.deepcopy(self.files)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: object) -> CardState:
+        f = Fields(raw, "state")
         state = cls(
-            lifecycle=lifecycle,
-            isd_aid=f.hex("isd_aid", sizes=tuple(range(5, 17))),
-            atr=f.hex("atr"),
-            cplc=f.hex("cplc"),
-            iin=f.hex("iin", ""),
-            cin=f.hex("cin", ""),
-            key_diversification_data=f.hex("key_diversification_data", sizes=(10,)),
+            **cls.header_fields(raw),
             applications=[
                 Application.from_dict(a, f"state.applications[{n}]") for n, a in enumerate(f.items("applications"))
             ],
@@ -495,17 +452,39 @@ class StateStore(Protocol):
         ...
 
 
+class DeltaStore(StateStore, Protocol):
+    """A StateStore that can also persist one command's changes alone (card/state_tracker.py's delta: the units
+    that changed), atomically and durably, as :meth:`StateStore.commit` persists a whole state."""
+
+    def commit_delta(self, delta: dict[str, Any], state: CardState) -> None:
+        """Persist ``delta`` (``state`` is the live state it was taken from, already holding it)."""
+        ...
+
+
 class MemoryStore:
-    """A StateStore in memory, for tests and the in-process transport; it keeps the JSON text, so what it
+    """A StateStore in memory, for tests and the in-process transport; it keeps the JSON form, so what it
     returns went through the same serialisation as a file would."""
 
     def __init__(self) -> None:
-        self.text: str | None = None
+        self.raw: dict[str, Any] | None = None
         self.commits = 0
 
+    @property
+    def text(self) -> str | None:
+        return None if self.raw is None else json.dumps(self.raw, indent=1, sort_keys=True)
+
     def load(self) -> CardState | None:
-        return None if self.text is None else CardState.from_json(self.text)
+        return None if self.raw is None else CardState.from_json(json.dumps(self.raw))
 
     def commit(self, state: CardState) -> None:
-        self.text = state.to_json()
+        self.raw = json.loads(state.to_json())
+        self.commits += 1
+
+    def commit_delta(self, delta: dict[str, Any], state: CardState) -> None:
+        from gpchannel.card.state_delta import apply_delta
+
+        if self.raw is None:
+            self.commit(state)
+            return
+        self.raw = apply_delta(self.raw, json.loads(json.dumps(delta)))
         self.commits += 1

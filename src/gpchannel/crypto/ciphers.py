@@ -1,4 +1,5 @@
-"""Block ciphers and MACs: the only module that imports ``cryptography``.
+"""Block ciphers and MACs: with crypto/block_engine.py (cipher contexts kept per key), the only modules that
+import ``cryptography`` for them:
 
 - DES and two- or three-key 3DES in ECB and CBC (keys of 8, 16 or 24 bytes; 8- and 16-byte keys are expanded to
   24 bytes here, since cryptography >= 47 warns on short TripleDES keys);
@@ -22,11 +23,9 @@ import hmac
 from typing import Protocol, TypeAlias, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.cmac import CMAC
 
+from gpchannel.crypto.block_engine import BlockEngine, engine
 from gpchannel.errors import IntegrityError
 
 __all__ = [
@@ -108,39 +107,32 @@ def _check_blocks(data: bytes, size: int) -> None:
         raise ValueError(f"data must be a multiple of {size} bytes, got {len(data)}")
 
 
-_Mode = modes.ECB | modes.CBC
-
-
-def _run(cipher: Cipher[_Mode], data: bytes, encrypt: bool) -> bytes:
-    if encrypt:
-        enc = cipher.encryptor()
-        return enc.update(data) + enc.finalize()
-    dec = cipher.decryptor()
-    return dec.update(data) + dec.finalize()
-
-
-def _des3(key: bytes, mode: _Mode) -> Cipher[_Mode]:
-    return Cipher(TripleDES(expand_des_key(key)), mode)
+def _des3(key: bytes) -> BlockEngine:
+    return engine("des3", expand_des_key(key))
 
 
 def des3_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data, 8)
-    return _run(_des3(key, modes.ECB()), data, True)
+    return _des3(key).ecb_encrypt(data)
 
 
 def des3_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data, 8)
-    return _run(_des3(key, modes.ECB()), data, False)
+    return _des3(key).ecb_decrypt(data)
 
 
 def des3_cbc_encrypt(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
     _check_blocks(data, 8)
-    return _run(_des3(key, modes.CBC(iv)), data, True)
+    cipher = _des3(key)
+    cipher.check_iv(iv)
+    return cipher.cbc_encrypt(data, iv)
 
 
 def des3_cbc_decrypt(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
     _check_blocks(data, 8)
-    return _run(_des3(key, modes.CBC(iv)), data, False)
+    cipher = _des3(key)
+    cipher.check_iv(iv)
+    return cipher.cbc_decrypt(data, iv)
 
 
 def des_ecb_encrypt(key: bytes, data: bytes) -> bytes:
@@ -177,29 +169,31 @@ def retail_mac(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
 
 def aes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data, 16)
-    return _run(Cipher(algorithms.AES(key), modes.ECB()), data, True)
+    return engine("aes", key).ecb_encrypt(data)
 
 
 def aes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data, 16)
-    return _run(Cipher(algorithms.AES(key), modes.ECB()), data, False)
+    return engine("aes", key).ecb_decrypt(data)
 
 
 def aes_cbc_encrypt(key: bytes, data: bytes, iv: bytes = _ZERO16) -> bytes:
     _check_blocks(data, 16)
-    return _run(Cipher(algorithms.AES(key), modes.CBC(iv)), data, True)
+    cipher = engine("aes", key)
+    cipher.check_iv(iv)
+    return cipher.cbc_encrypt(data, iv)
 
 
 def aes_cbc_decrypt(key: bytes, data: bytes, iv: bytes = _ZERO16) -> bytes:
     _check_blocks(data, 16)
-    return _run(Cipher(algorithms.AES(key), modes.CBC(iv)), data, False)
+    cipher = engine("aes", key)
+    cipher.check_iv(iv)
+    return cipher.cbc_decrypt(data, iv)
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:
     """AES-CMAC (NIST SP 800-38B), the full 16-byte tag."""
-    c = CMAC(algorithms.AES(key))
-    c.update(data)
-    return c.finalize()
+    return engine("aes", key).cmac(data)
 
 
 def aes_gcm_encrypt(key: bytes, nonce: bytes, data: bytes, aad: bytes = b"") -> bytes:

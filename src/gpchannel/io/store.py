@@ -1,61 +1,196 @@
-"""Atomic persistence of the card emulator's state in a directory (implements card.state.StateStore).
+"""Durable, atomic persistence of the card emulator's state in a directory (implements card.state.DeltaStore).
 
-``commit`` writes ``state.json.tmp``, flushes and fsyncs it, renames it over ``state.json`` with
-``os.replace`` (atomic on POSIX) and fsyncs the directory so the rename itself is durable. A SIGKILL or a
-power cut at any instant therefore leaves either the previous ``state.json`` or the new one, complete; a
-leftover ``state.json.tmp`` is ignored and overwritten by the next commit.
+Two files (docs/storage.md says why this layout, with the measurements):
+
+- ``state.json``: a full snapshot of the state (the JSON form of card/state.py, plus ``journal_generation``).
+  :meth:`DirectoryStore.commit` writes ``state.json.tmp``, fsyncs it, renames it over ``state.json`` with
+  ``os.replace`` (atomic on POSIX) and fsyncs the directory, then empties the journal.
+- ``state.journal``: one line per committed command since that snapshot, ``<crc32 hex> <delta JSON>``, each
+  delta (card/state_delta.py) holding only the units the command changed, tagged with the snapshot's
+  generation (a random number drawn at each snapshot). :meth:`DirectoryStore.commit_delta` appends a line and
+  fdatasyncs the file: one small write and one flush per changing command. When the journal outgrows the
+  snapshot it is compacted into a new snapshot.
+
+A SIGKILL or a power cut at any instant leaves the state of just before or just after the last commit:
+``load`` replays the lines of the snapshot's generation and stops at the first torn or corrupt one (the
+command whose line was cut never committed), which the next append cuts off. A leftover ``state.json.tmp`` is
+ignored. A directory written before the journal existed (``state.json`` alone) loads as it is.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import zlib
 from pathlib import Path
+from typing import Any
 
 from gpchannel.card.state import CardState
+from gpchannel.card.state_delta import apply_delta
+from gpchannel.errors import DecodeError
 
-__all__ = ["STATE_FILE", "DirectoryStore"]
+__all__ = ["JOURNAL_FILE", "STATE_FILE", "DirectoryStore"]
 
 STATE_FILE = "state.json"
+JOURNAL_FILE = "state.journal"
+_GENERATION = "journal_generation"
+_COMPACT_MIN_BYTES = 256 * 1024
+"""The journal is compacted once it is larger than this and than the snapshot."""
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _record(generation: int, delta: dict[str, Any]) -> bytes:
+    body = json.dumps({"g": generation, "d": delta}, separators=(",", ":"), sort_keys=True).encode()
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _replay(raw: dict[str, Any], journal: bytes, generation: int) -> tuple[dict[str, Any], int]:
+    """``raw`` with the journal's records of ``generation`` applied, and the length of the journal's valid part."""
+    end = 0
+    while True:
+        newline = journal.find(b"\n", end)
+        if newline < 0:
+            return raw, end
+        line = journal[end:newline]
+        if len(line) < 10 or line[8:9] != b" ":
+            return raw, end
+        body = line[9:]
+        try:
+            if int(line[:8], 16) != zlib.crc32(body):
+                return raw, end
+            record = json.loads(body)
+        except ValueError:
+            return raw, end
+        if not isinstance(record, dict) or not isinstance(record.get("d"), dict):
+            return raw, end
+        if record.get("g") == generation:
+            raw = apply_delta(raw, record["d"])
+        end = newline + 1
 
 
 class DirectoryStore:
-    """A StateStore over one directory (created on first commit)."""
+    """A DeltaStore over one directory (created on first commit)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, compact_bytes: int = _COMPACT_MIN_BYTES) -> None:
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILE
+        self.journal_path = self.directory / JOURNAL_FILE
         self._tmp = self.directory / (STATE_FILE + ".tmp")
+        self.compact_bytes = compact_bytes
+        self._journal_fd: int | None = None
+        self._generation = 0
+        self._journal_size = 0
+        self._snapshot_size = 0
+        self._known = False  # whether _generation and _journal_size describe the directory (after load/commit)
 
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def load(self) -> CardState | None:
-        """The committed state, None if the directory holds none; DecodeError if the file is not a state."""
+    def close(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _read(self) -> tuple[dict[str, Any], int, int] | None:
+        """(the replayed JSON form, its generation, the valid journal length); None without a snapshot."""
         try:
             text = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        return CardState.from_json(text)
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise DecodeError(f"the state is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise DecodeError("state: expected an object")
+        generation = raw.pop(_GENERATION, 0)
+        self._snapshot_size = len(text)
+        try:
+            journal = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            journal = b""
+        raw, valid = _replay(raw, journal, generation)
+        return raw, generation, valid
+
+    def load(self) -> CardState | None:
+        """The committed state, None if the directory holds none; DecodeError if it is not a state."""
+        read = self._read()
+        if read is None:
+            return None
+        raw, generation, valid = read
+        state = CardState.from_dict(raw)
+        self.close()
+        self._generation, self._journal_size, self._known = generation, valid, True
+        return state
+
+    def _open_journal(self, valid: int) -> None:
+        """Open the journal for appending, cutting off a torn tail after ``valid`` bytes."""
+        created = not self.journal_path.exists()
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.fstat(fd).st_size != valid:
+            os.ftruncate(fd, valid)
+            os.fsync(fd)
+        if created:
+            _fsync_directory(self.directory)
+        self._journal_fd = fd
 
     def commit(self, state: CardState) -> None:
-        self.write_text(state.to_json())
+        """Write ``state`` as a new snapshot (a new, random generation: journal lines of any earlier snapshot
+        never apply to it) and empty the journal."""
+        generation = int.from_bytes(os.urandom(6), "big") | 1
+        raw = state.to_dict()
+        raw[_GENERATION] = generation
+        self._write_snapshot(json.dumps(raw, indent=1, sort_keys=True))
+        self._generation, self._journal_size, self._known = generation, 0, True
+        if self._journal_fd is not None or self.journal_path.exists():
+            self.close()
+            self._open_journal(0)
 
-    def write_text(self, text: str) -> None:
-        """Atomically replace the state file with ``text``."""
+    def commit_delta(self, delta: dict[str, Any], state: CardState) -> None:
+        """Append ``delta`` to the journal durably (one write, one fdatasync); compact when it grew large."""
+        if self._journal_fd is None:
+            if not self._known:
+                read = self._read()
+                if read is None:
+                    self.commit(state)
+                    return
+                self._generation, self._journal_size = read[1], read[2]
+            self._open_journal(self._journal_size)
+        assert self._journal_fd is not None
+        record = _record(self._generation, delta)
+        _write_all(self._journal_fd, record)
+        os.fdatasync(self._journal_fd)
+        self._journal_size += len(record)
+        if self._journal_size > max(self.compact_bytes, self._snapshot_size):
+            self.commit(state)
+
+    def _write_snapshot(self, text: str) -> None:
+        """Atomically replace the snapshot file with ``text``."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = text.encode()
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(self._tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(self.directory)
+        self._snapshot_size = len(data)

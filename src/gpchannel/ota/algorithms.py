@@ -18,9 +18,9 @@ does not fit the algorithm (an AES key named by a 3DES KIc) is refused like a wr
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from gpchannel.crypto import ciphers
 from gpchannel.crypto.ciphers import KeyMaterial, key_length
@@ -81,6 +81,7 @@ def key_lengths(algorithm: CipherAlgorithm | MacAlgorithm) -> tuple[int, ...]:
 
 
 _T = TypeVar("_T", CipherAlgorithm, MacAlgorithm, RcAlgorithm)
+_R = TypeVar("_R")
 _SINGLE_DES = (CipherAlgorithm.DES_CBC, CipherAlgorithm.DES_ECB, MacAlgorithm.DES_CBC_MAC)
 
 
@@ -125,8 +126,36 @@ def _refuse_single_des(alg: object, keyset: Scp80KeySet) -> None:
         raise UnsupportedError("single DES is refused for this key set (TS 102 225 keeps it for legacy only)")
 
 
+_RESOLVED: dict[tuple[object, ...], Any] = {}
+"""Algorithms already resolved for a KIc or KID and what of a key set decides it (never the key values): a
+packet stream resolves the same ones every time."""
+_RESOLVED_MAX = 256
+
+
+def _shape(key: KeyMaterial) -> object:
+    return len(key) if isinstance(key, bytes) else (key.key_length, key.block_size)
+
+
+def _memo(key: tuple[object, ...], byte: object, resolve: Callable[[], _R]) -> _R:
+    """``resolve()``, remembered under ``key`` (errors are not remembered). Keys hold object identities (enum
+    members, and ``byte``, the KIc or KID, kept alive with the value so that its identity is never reused)."""
+    found = _RESOLVED.get(key)
+    if found is not None:
+        return cast(_R, found[1])
+    value = resolve()
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    _RESOLVED[key] = (byte, value)
+    return value
+
+
 def resolve_cipher(kic: Kic, keyset: Scp80KeySet) -> CipherAlgorithm:
     """The ciphering algorithm for ``kic`` under ``keyset``; :class:`UnsupportedError` when refused."""
+    shape = (id(kic), id(keyset.cipher), keyset.allow_single_des, _shape(keyset.kic_key))
+    return _memo(shape, kic, lambda: _resolve_cipher(kic, keyset))
+
+
+def _resolve_cipher(kic: Kic, keyset: Scp80KeySet) -> CipherAlgorithm:
     alg = _bind(kic.cipher, kic.family, keyset.cipher, "KIc")
     _refuse_single_des(alg, keyset)
     _check_key(keyset.kic_key, _CIPHER_KEY_LENGTHS[alg], alg.block_size, alg.value)
@@ -135,6 +164,14 @@ def resolve_cipher(kic: Kic, keyset: Scp80KeySet) -> CipherAlgorithm:
 
 def resolve_check(integrity: Integrity, kid: Kid, keyset: Scp80KeySet) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
     """The RC/CC algorithm and its length L for ``integrity`` under ``kid`` and ``keyset``."""
+    key = keyset.kid_key
+    shape = (id(integrity), id(kid), id(keyset.mac), id(keyset.rc), keyset.cmac_length, keyset.allow_single_des)
+    return _memo((*shape, _shape(key)), kid, lambda: _resolve_check(integrity, kid, keyset))
+
+
+def _resolve_check(
+    integrity: Integrity, kid: Kid, keyset: Scp80KeySet
+) -> tuple[MacAlgorithm | RcAlgorithm | None, int]:
     if integrity is Integrity.NONE:
         return None, 0
     if integrity is Integrity.DS:

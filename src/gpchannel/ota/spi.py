@@ -218,6 +218,10 @@ class _KeyByte:
         return self.to_bytes()[0]
 
 
+_DECODED: dict[tuple[type, bytes], _KeyByte] = {}
+"""KIc and KID bytes already decoded (immutable values)."""
+
+
 def _split(raw: bytes, name: str) -> tuple[int, AlgorithmFamily, int]:
     if len(raw) != 1:
         raise DecodeError(f"{name} is 1 byte, got {len(raw)}", offset=min(len(raw), 1))
@@ -249,7 +253,12 @@ class Kic(_KeyByte):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Kic:
-        return cls(*_split(raw, "KIc"))
+        found = _DECODED.get((cls, raw)) if type(raw) is bytes else None
+        if found is None:
+            found = cls(*_split(raw, "KIc"))
+            if type(raw) is bytes:
+                _DECODED[(cls, raw)] = found  # one byte: at most 256 values per class
+        return found  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,4 +295,9 @@ class Kid(_KeyByte):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Kid:
-        return cls(*_split(raw, "KID"))
+        found = _DECODED.get((cls, raw)) if type(raw) is bytes else None
+        if found is None:
+            found = cls(*_split(raw, "KID"))
+            if type(raw) is bytes:
+                _DECODED[(cls, raw)] = found  # one byte: at most 256 values per class
+        return found  # type: ignore[return-value]

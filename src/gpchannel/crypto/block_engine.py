@@ -1,0 +1,147 @@
+"""Cipher contexts kept per key, so that a session's many small operations pay the key schedule once.
+
+A secure channel session (SCP02, SCP03) or an SCP80 key set runs many short ECB, CBC and MAC operations under
+the same few keys; building a ``cryptography`` cipher context per call costs more than the operation itself.
+:class:`BlockEngine` keeps, per key, one ECB encryptor and decryptor and one CBC encryptor and decryptor that are
+never finalised, and runs CBC with any IV on them:
+
+- CBC encryption: the context's chaining value is the last ciphertext block it produced (``C``); xoring the first
+  plaintext block with ``C ^ IV`` makes the context compute ``E(P1 ^ IV)``, the CBC output for that IV;
+- CBC decryption: the context xors the first output block with the last ciphertext block it was given; xoring it
+  again with that block and the IV gives ``D(C1) ^ IV``;
+- AES-CMAC (NIST SP 800-38B): the subkeys K1, K2 are computed once; the MAC is the last block of the CBC
+  encryption (IV zero) of the message whose last block was xored with K1 (complete) or padded and xored with K2.
+
+Engines live in a small cache keyed by thread, algorithm and key value (contexts are stateful and must never be
+shared between threads; a thread that ended leaves its slots to a new thread with the same identifier). The
+outputs are exactly those of fresh contexts (tests/crypto/test_block_engine.py and the vectors check them).
+"""
+
+from __future__ import annotations
+
+from threading import get_ident
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = ["BlockEngine", "engine"]
+
+_CACHE_SIZE = 256
+"""Engines kept, by thread and key (the oldest dropped first): a few sessions' keys."""
+
+
+def _shift(block: bytes, rb: int) -> bytes:
+    """One step of the CMAC subkey generation (SP 800-38B, 6.1)."""
+    value = int.from_bytes(block, "big") << 1
+    size = len(block)
+    if value >> (8 * size):
+        value ^= rb
+    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
+
+
+class BlockEngine:
+    """ECB, CBC (any IV) and CMAC under one key, on contexts kept open (see the module docstring)."""
+
+    __slots__ = ("_algorithm", "_cbc_dec", "_cbc_enc", "_dec_last", "_ecb_dec", "_ecb_enc", "_enc_last", "_k1", "_k2")
+
+    def __init__(self, algorithm: Any) -> None:
+        self._algorithm = algorithm
+        size = algorithm.block_size // 8
+        zero = bytes(size)
+        self._ecb_enc = Cipher(algorithm, modes.ECB()).encryptor()  # noqa: S305 (the protocols use ECB blocks)
+        self._ecb_dec: Any = None
+        self._cbc_enc = Cipher(algorithm, modes.CBC(zero)).encryptor()
+        self._enc_last = zero
+        self._cbc_dec: Any = None
+        self._dec_last = zero
+        self._k1 = self._k2 = b""
+
+    @property
+    def block_size(self) -> int:
+        return len(self._enc_last)
+
+    def check_iv(self, iv: bytes) -> None:
+        if len(iv) != len(self._enc_last):
+            raise ValueError(f"Invalid IV size ({len(iv)}) for CBC.")
+
+    def ecb_encrypt(self, data: bytes) -> bytes:
+        return self._ecb_enc.update(data)
+
+    def ecb_decrypt(self, data: bytes) -> bytes:
+        if self._ecb_dec is None:
+            self._ecb_dec = Cipher(self._algorithm, modes.ECB()).decryptor()  # noqa: S305
+        return self._ecb_dec.update(data)  # type: ignore[no-any-return]
+
+    def cbc_encrypt(self, data: bytes, iv: bytes) -> bytes:
+        """CBC encryption of whole blocks with ``iv``."""
+        if not data:
+            return b""
+        size = len(self._enc_last)
+        mask = int.from_bytes(iv, "big") ^ int.from_bytes(self._enc_last, "big")
+        first = (int.from_bytes(data[:size], "big") ^ mask).to_bytes(size, "big")
+        out: bytes = self._cbc_enc.update(first + data[size:] if len(data) > size else first)
+        self._enc_last = out[-size:]
+        return out
+
+    def cbc_decrypt(self, data: bytes, iv: bytes) -> bytes:
+        """CBC decryption of whole blocks with ``iv``."""
+        if not data:
+            return b""
+        if self._cbc_dec is None:
+            self._cbc_dec = Cipher(self._algorithm, modes.CBC(bytes(len(self._enc_last)))).decryptor()
+        size = len(self._enc_last)
+        out: bytes = self._cbc_dec.update(data)
+        mask = int.from_bytes(self._dec_last, "big") ^ int.from_bytes(iv, "big")
+        self._dec_last = data[-size:]
+        return (int.from_bytes(out[:size], "big") ^ mask).to_bytes(size, "big") + out[size:]
+
+    def cbc_mac(self, data: bytes, iv: bytes) -> bytes:
+        """The last block of the CBC encryption of ``data`` (whole blocks) with ``iv``."""
+        return self.cbc_encrypt(data, iv)[-len(self._enc_last) :]
+
+    def cmac(self, data: bytes) -> bytes:
+        """AES-CMAC (NIST SP 800-38B), the full tag: CBC-MAC with IV zero, the last block xored with K1
+        (complete) or padded with 80 00.. and xored with K2."""
+        size = len(self._enc_last)
+        if not self._k1:
+            rb = 0x87 if size == 16 else 0x1B
+            self._k1 = _shift(self.ecb_encrypt(bytes(size)), rb)
+            self._k2 = _shift(self._k1, rb)
+        n = len(data)
+        rest = n % size
+        if n and not rest:
+            cut = n - size
+            tail = int.from_bytes(data[cut:], "big") ^ int.from_bytes(self._k1, "big")
+        else:
+            cut = n - rest
+            padded = data[cut:] + b"\x80" + bytes(size - rest - 1)
+            tail = int.from_bytes(padded, "big") ^ int.from_bytes(self._k2, "big")
+        previous = int.from_bytes(self._enc_last, "big")
+        if cut:
+            first = (int.from_bytes(data[:size], "big") ^ previous).to_bytes(size, "big")
+            message = first + data[size:cut] + tail.to_bytes(size, "big")
+        else:
+            message = (tail ^ previous).to_bytes(size, "big")
+        out: bytes = self._cbc_enc.update(message)
+        self._enc_last = tag = out[-size:]
+        return tag
+
+
+_engines: dict[tuple[int, str, bytes], BlockEngine] = {}
+
+
+def engine(kind: str, key: bytes) -> BlockEngine:
+    """The calling thread's engine for ``key``: ``kind`` "aes", or "des3" (a 24-byte 3DES key)."""
+    slot = (get_ident(), kind, key)
+    found = _engines.get(slot)
+    if found is not None:
+        return found
+    made = BlockEngine(algorithms.AES(key) if kind == "aes" else TripleDES(key))
+    if len(_engines) >= _CACHE_SIZE:
+        try:
+            del _engines[next(iter(_engines))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread changed the cache meanwhile
+            pass
+    _engines[slot] = made
+    return made
