@@ -35,7 +35,7 @@ _MIN_WIDTH = 150
 
 @click.group()
 def demo() -> None:
-    """Demonstrations with an emulated card, in memory."""
+    """Demonstrations with an emulated card, in memory or through PC/SC."""
 
 
 def _levels(scp: int) -> tuple[int, ...]:
