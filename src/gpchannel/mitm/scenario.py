@@ -38,6 +38,8 @@ __all__ = [
     "Outcome",
     "demo_card",
     "profile_text",
+    "referee_clear",
+    "referee_read",
     "run_gp",
 ]
 
@@ -215,6 +217,36 @@ def _judge(attack: Attack, outcome: Outcome, stored: str | None, message: bytes)
     return (Service.INTEGRITY if refused or host_caught else None), False
 
 
+def _referee(transport: Transport, scp: int, ins: int) -> ResponseApdu | None:
+    """The referee's own honest session (C-MAC) on the line: one store command (INS CA GET, E4 DELETE) of ``msg``.
+
+    The referee holds the keys; the attacker never does. None: the referee could not open its session.
+    """
+    key_type = KeyType.AES if scp == 0x03 else KeyType.DES3
+    options = ChannelOptions(
+        StaticKeys.single(DEMO_KEY, 0x30, key_type), SecurityLevel.C_MAC, scp=scp, i_param=I_PARAM[scp], kvn=0x30
+    )
+    session = CardSession(transport, random=os.urandom)
+    try:
+        session.transmit_plain(CommandApdu(0x00, 0xA4, 0x04, 0x00, STORE_AID, le=256))
+        session.open_secure_channel(options, aid=STORE_AID)
+        return session.transmit(CommandApdu(0x80, ins, 0, 0, MESSAGE_KEY, le=256 if ins == 0xCA else None))
+    except GPChannelError:
+        return None
+
+
+def referee_read(transport: Transport, scp: int) -> str | None:
+    """What the store holds under ``msg`` (hex), for a card served by another process, which the referee cannot
+    look into. None: nothing is stored (6A88), or the referee could not read it."""
+    got = _referee(transport, scp, 0xCA)
+    return got.data.hex().upper() if got is not None and got.sw == 0x9000 else None
+
+
+def referee_clear(transport: Transport, scp: int) -> None:
+    """Empty the store before a cell (a card served by another process keeps what the last cell left)."""
+    _referee(transport, scp, 0xE4)
+
+
 def run_gp(
     scp: int,
     level: int,
@@ -226,7 +258,8 @@ def run_gp(
     """Run ``attack`` against a session at ``level`` of SCP ``scp`` (02 or 03) and judge it.
 
     ``transport`` gives the line to the card and, when the card is in this process, the card for the referee
-    (default: a fresh emulated card in memory).
+    (default: a fresh emulated card in memory); without the card, the referee reads the store through its own
+    session on the same line (:func:`referee_read`).
     """
     if transport is None:
         card: Card | None = demo_card(scp)
@@ -234,15 +267,19 @@ def run_gp(
         inner: Transport = InProcessTransport(card.process)
     else:
         inner, card = transport()
+        if card is None:
+            referee_clear(inner, scp)
     mitm = MitmTransport(inner, attack, message, scp=scp, i_param=I_PARAM[scp])
     trace: list[Exchange] = []
     host, host_error, _ = _host_session(mitm, scp, level, message, trace)
     mitm.finish()
-    mitm.close()
     stored: str | None = None
     if card is not None:
         app = card.state.application(STORE_AID)
         stored = app.data.get("values", {}).get(MESSAGE_KEY.hex().upper()) if app is not None else None
+    else:
+        stored = referee_read(inner, scp)
+    mitm.close()
     saw, visible = _saw(mitm.events, message)
     changed = "; ".join(f"{e.label}: {e.note}" for e in mitm.events if e.tampered and e.note) or "nothing"
     card_text, sws = _card_summary(mitm.events)
