@@ -3,7 +3,8 @@
 
 ``trace decode FILE`` reads an APDU trace (gpchannel's own ``--trace`` / ``--trace-file`` output, pcscd's debug
 log, GPShell's trace, GlobalPlatformPro's ``-d`` output or plain ``C-APDU`` / ``R-APDU`` lines; the format is
-detected), finds each SCP01/02/03 session and checks it with the keys (:func:`gpchannel.trace.decode_trace`):
+detected), finds each SCP01/02/03 and SCP11 session and checks it with the keys
+(:func:`gpchannel.trace.decode_trace`; an SCP11 session with its session keys, ``--scp11-session-keys``):
 every command and response in plain form beside the wire bytes, each cryptogram and MAC checked (GP 2.3.1, 10.2
 to 10.8), the first point where anything fails to verify marked and explained.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,6 +37,7 @@ from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
     EXIT_FAILURE,
+    EXIT_USAGE,
     Settings,
     fail,
     handle_errors,
@@ -46,6 +49,7 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp import scp02
 from gpchannel.scp.common import ScpProtocol, initialize_update_command
+from gpchannel.scp.scp11 import Scp11SessionKeys
 from gpchannel.trace import (
     DoctorReport,
     Failure,
@@ -60,6 +64,7 @@ from gpchannel.trace import (
     trace_json,
     trace_text,
 )
+from gpchannel.trace.scp11_checker import parse_session_keys
 
 __all__ = ["EXIT_NOT_VERIFIED", "keys_group", "trace_group"]
 
@@ -142,6 +147,27 @@ def _i_params(settings: Settings, scp01_i: str | None, scp02_i: str | None) -> t
 _STDIN = "<stdin>"
 
 
+def _scp11_keys(settings: Settings, values: tuple[str, ...]) -> tuple[Scp11SessionKeys, ...]:
+    """The SCP11 session key sets of ``--scp11-session-keys`` (hex, or @FILE with one set a line, # comments)."""
+    out: list[Scp11SessionKeys] = []
+    for value in values:
+        lines = [value]
+        if value.startswith("@"):
+            try:
+                lines = Path(value[1:]).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                fail(settings, f"--scp11-session-keys {value}: {exc.strerror}", EXIT_USAGE)
+        for line in lines:
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                out.append(parse_session_keys(text))
+            except DecodeError as exc:
+                fail(settings, f"--scp11-session-keys: {exc}", EXIT_USAGE)
+    return tuple(out)
+
+
 def _file_name(file: Any) -> str:
     """The name of a click.File (standard input has none under a test runner)."""
     return str(getattr(file, "name", _STDIN))
@@ -183,6 +209,12 @@ def trace_group() -> None:
 )
 @click.option("--scp01-i", help="SCP01 i (05 or 15; default: detected from the C-MACs).")
 @click.option("--scp02-i", help="SCP02 i, hex (default: detected from the MACs).")
+@click.option(
+    "--scp11-session-keys",
+    "scp11_keys",
+    multiple=True,
+    help="An SCP11 session's keys, hex (receipt:S-ENC:S-MAC:S-RMAC:S-DEK), or @FILE with one set a line; repeatable.",
+)
 @click.option("--no-keys", is_flag=True, help="Only find and list the sessions; check nothing.")
 @click.option("--format", "trace_format", type=click.Choice([f.value for f in TraceFormat]), help="Default: detected.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -198,6 +230,7 @@ def decode(
     kdf: str | None,
     scp01_i: str | None,
     scp02_i: str | None,
+    scp11_keys: tuple[str, ...],
     no_keys: bool,
     trace_format: str | None,
     as_json: bool,
@@ -211,7 +244,8 @@ def decode(
     if kdf is not None:
         keys = _Keys(keys.enc, keys.mac, keys.dek, Diversification(kdf), keys.source)
     i01, i02 = _i_params(settings, scp01_i, scp02_i)
-    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02)
+    sessions = () if no_keys else _scp11_keys(settings, scp11_keys)
+    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02, sessions)
     text = file.read()
     name = _file_name(file)
     try:
