@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gpchannel.cli.main import EXIT_AUTHENTICATION, EXIT_USAGE, cli
 from gpchannel.scp.scp11 import Scp11Variant
@@ -62,3 +63,21 @@ def test_malformed_session_keys_are_a_usage_error(pki: Scp11Pki, tmp_path: Path)
     assert result.exit_code == EXIT_USAGE and result.output.count("error:") == 1
     result = run("trace", "decode", str(path), "--scp11-session-keys", f"@{tmp_path / 'missing'}")
     assert result.exit_code == EXIT_USAGE
+
+
+def test_keys_doctor_reads_scp11_sessions(pki: Scp11Pki, tmp_path: Path) -> None:
+    path, keys = write_trace(pki, tmp_path)
+    out = tmp_path / "pki"
+    assert run("scp11", "make-pki", "--out", str(out)).exit_code == 0  # another PKI: its anchors do not fit
+    good = tmp_path / "card-ca.pem"
+    good.write_bytes(pki.card_ca.public_bytes(Encoding.PEM))
+    oce = tmp_path / "oce-ca.pem"
+    oce.write_bytes(pki.oce_ca.public_bytes(Encoding.PEM))
+    args = ["keys", "doctor", "--from-trace", str(path), "--scp11-oce-ca", str(oce), "--scp11-session-keys", keys]
+    result = run(*args, "--scp11-card-ca", str(good))
+    assert result.exit_code == 0, result.output
+    assert "SCP11a key agreement" in result.output and "session key set 1" in result.output
+    result = run(*args, "--scp11-card-ca", str(out / "card-ca.cert.pem"), "--json")
+    assert result.exit_code == EXIT_AUTHENTICATION
+    (diagnosis,) = json.loads(result.stdout)["scp11"]
+    assert "does not verify" in diagnosis["card_chain"] and diagnosis["session_keys"] == 0

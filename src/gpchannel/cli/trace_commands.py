@@ -25,14 +25,18 @@ reader.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.scp11_commands import read_public_key
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
@@ -65,6 +69,7 @@ from gpchannel.trace import (
     trace_text,
 )
 from gpchannel.trace.scp11_checker import parse_session_keys
+from gpchannel.trace.scp11_doctor import scp11_doctor, scp11_doctor_text
 
 __all__ = ["EXIT_NOT_VERIFIED", "keys_group", "trace_group"]
 
@@ -145,6 +150,9 @@ def _i_params(settings: Settings, scp01_i: str | None, scp02_i: str | None) -> t
 
 
 _STDIN = "<stdin>"
+
+
+_CA_HELP = "With --from-trace: the %s certificate or PEM public key that SCP11 chains are checked from."
 
 
 def _scp11_keys(settings: Settings, values: tuple[str, ...]) -> tuple[Scp11SessionKeys, ...]:
@@ -315,6 +323,9 @@ def _exchange_json(command: CommandApdu, response: ResponseApdu) -> dict[str, st
     type=click.File("r", encoding="utf-8", errors="replace"),
     help="Offline: every INITIALIZE UPDATE of a trace file (any format `trace decode` reads).",
 )
+@click.option("--scp11-card-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLCC")
+@click.option("--scp11-oce-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLOC")
+@click.option("--scp11-session-keys", "scp11_keys", multiple=True, help="As for `trace decode`; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_settings
 @handle_errors
@@ -324,6 +335,9 @@ def doctor_command(
     command_hex: str | None,
     response_hex: str | None,
     trace_file: Any,
+    scp11_card_ca: Path | None,
+    scp11_oce_ca: Path | None,
+    scp11_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Which use of the key (static, or master under EMV, VISA2 or KDF3) reproduces the card cryptogram.
@@ -336,7 +350,10 @@ def doctor_command(
     if trace_file is not None:
         if command_hex or response_hex:
             raise click.UsageError("give --from-trace, or --command and --response, not both")
-        _doctor_trace(settings, trace_file, the_key, source, as_json)
+        text = trace_file.read()
+        anchors = [read_public_key(p) if p is not None else None for p in (scp11_card_ca, scp11_oce_ca)]
+        scp11 = _Scp11Doctor(_scp11_keys(settings, scp11_keys), anchors[0], anchors[1])
+        _doctor_trace(settings, _file_name(trace_file), text, the_key, source, as_json, scp11)
         return
     if (command_hex is None) != (response_hex is None):
         raise click.UsageError("--command and --response go together (the host challenge is in the command)")
@@ -367,15 +384,37 @@ def doctor_command(
     _doctor_exit(settings, _exit_code(report))
 
 
-def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, source: str, as_json: bool) -> None:
-    name = _file_name(trace_file)
+@dataclass(frozen=True)
+class _Scp11Doctor:
+    keys: tuple[Scp11SessionKeys, ...] = field(repr=False)
+    card_anchor: ec.EllipticCurvePublicKey | None
+    oce_anchor: ec.EllipticCurvePublicKey | None
+
+
+def _doctor_trace(
+    settings: Settings, name: str, text: str, key: bytes | StaticKeys, source: str, as_json: bool, scp11: _Scp11Doctor
+) -> None:
     try:
-        found = doctor_exchanges(parse_trace(trace_file.read()), key)
+        exchanges = parse_trace(text)
+        found = doctor_exchanges(exchanges, key)
     except DecodeError as exc:
         fail(settings, f"{name}: {exc}", EXIT_FAILURE)
         return
+    now = datetime.datetime.now(datetime.UTC)
+    diagnoses = scp11_doctor(
+        exchanges, session_keys=scp11.keys, card_anchor=scp11.card_anchor, oce_anchor=scp11.oce_anchor, now=now
+    )
+    if not found and not diagnoses:
+        fail(settings, f"{name}: no answered INITIALIZE UPDATE or SCP11 key agreement in the trace", EXIT_FAILURE)
+    scp11_code = EXIT_NOT_VERIFIED if any(not d.ok for d in diagnoses) else 0
+    if as_json and not found:
+        _print_json(settings, {"scp11": [dataclasses.asdict(d) for d in diagnoses]})
+    elif not found:
+        _print(settings, scp11_doctor_text(diagnoses))
     if not found:
-        fail(settings, f"{name}: no answered INITIALIZE UPDATE in the trace", EXIT_FAILURE)
+        if scp11_code:
+            fail(settings, "an SCP11 session does not fit the anchors or session keys given (see above)", scp11_code)
+        return
     if as_json:
         out = []
         for exchange, report in found:
@@ -384,10 +423,13 @@ def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, 
             assert exchange.response is not None
             data["initialize_update"] = _exchange_json(exchange.command, exchange.response)
             out.append(data)
-        _print_json(settings, {"key_source": source, "reports": out})
+        scp11_json = [dataclasses.asdict(d) for d in diagnoses]
+        _print_json(settings, {"key_source": source, "reports": out, "scp11": scp11_json})
     else:
         _print(settings, f"key: {source}\n")
         for exchange, report in found:
             _print(settings, f"\nexchange #{exchange.index} (line {exchange.line}): INITIALIZE UPDATE\n")
             _print(settings, doctor_text(report))
-    _doctor_exit(settings, max(_exit_code(report) for _, report in found))
+        if diagnoses:
+            _print(settings, "\n" + scp11_doctor_text(diagnoses))
+    _doctor_exit(settings, max([scp11_code] + [_exit_code(report) for _, report in found]))
