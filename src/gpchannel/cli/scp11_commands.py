@@ -136,7 +136,7 @@ class Scp11Credentials:
         return make
 
 
-def _read_public(path: Path) -> ec.EllipticCurvePublicKey:
+def read_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     raw = path.read_bytes()
     try:
         key: object = load_certificate(raw).public_key()
@@ -180,7 +180,7 @@ def load_scp11_credentials(
         raise click.BadParameter(str(exc)) from None
     if len(reference) != 2:
         raise click.BadParameter("--scp11-ca is the KID and KVN of the card's CA-KLOC key, e.g. 1003")
-    return Scp11Credentials(chosen, _read_public(trust), kvn, oce_key, certs, (reference[0], reference[1]))
+    return Scp11Credentials(chosen, read_public_key(trust), kvn, oce_key, certs, (reference[0], reference[1]))
 
 
 @click.group()

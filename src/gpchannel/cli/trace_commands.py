@@ -3,7 +3,8 @@
 
 ``trace decode FILE`` reads an APDU trace (gpchannel's own ``--trace`` / ``--trace-file`` output, pcscd's debug
 log, GPShell's trace, GlobalPlatformPro's ``-d`` output or plain ``C-APDU`` / ``R-APDU`` lines; the format is
-detected), finds each SCP01/02/03 session and checks it with the keys (:func:`gpchannel.trace.decode_trace`):
+detected), finds each SCP01/02/03 and SCP11 session and checks it with the keys
+(:func:`gpchannel.trace.decode_trace`; an SCP11 session with its session keys, ``--scp11-session-keys``):
 every command and response in plain form beside the wire bytes, each cryptogram and MAC checked (GP 2.3.1, 10.2
 to 10.8), the first point where anything fails to verify marked and explained.
 
@@ -24,17 +25,23 @@ reader.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gpchannel.cli.apdu_text import parse_apdu_text, parse_hex
+from gpchannel.cli.scp11_commands import read_public_key
 from gpchannel.cli.settings import (
     EXIT_AUTHENTICATION,
     EXIT_CARD_STATUS,
     EXIT_FAILURE,
+    EXIT_USAGE,
     Settings,
     fail,
     handle_errors,
@@ -46,6 +53,7 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp import scp02
 from gpchannel.scp.common import ScpProtocol, initialize_update_command
+from gpchannel.scp.scp11 import Scp11SessionKeys
 from gpchannel.trace import (
     DoctorReport,
     Failure,
@@ -60,6 +68,8 @@ from gpchannel.trace import (
     trace_json,
     trace_text,
 )
+from gpchannel.trace.scp11_checker import parse_session_keys
+from gpchannel.trace.scp11_doctor import scp11_doctor, scp11_doctor_text
 
 __all__ = ["EXIT_NOT_VERIFIED", "keys_group", "trace_group"]
 
@@ -142,6 +152,30 @@ def _i_params(settings: Settings, scp01_i: str | None, scp02_i: str | None) -> t
 _STDIN = "<stdin>"
 
 
+_CA_HELP = "With --from-trace: the %s certificate or PEM public key that SCP11 chains are checked from."
+
+
+def _scp11_keys(settings: Settings, values: tuple[str, ...]) -> tuple[Scp11SessionKeys, ...]:
+    """The SCP11 session key sets of ``--scp11-session-keys`` (hex, or @FILE with one set a line, # comments)."""
+    out: list[Scp11SessionKeys] = []
+    for value in values:
+        lines = [value]
+        if value.startswith("@"):
+            try:
+                lines = Path(value[1:]).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                fail(settings, f"--scp11-session-keys {value}: {exc.strerror}", EXIT_USAGE)
+        for line in lines:
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                out.append(parse_session_keys(text))
+            except DecodeError as exc:
+                fail(settings, f"--scp11-session-keys: {exc}", EXIT_USAGE)
+    return tuple(out)
+
+
 def _file_name(file: Any) -> str:
     """The name of a click.File (standard input has none under a test runner)."""
     return str(getattr(file, "name", _STDIN))
@@ -183,6 +217,12 @@ def trace_group() -> None:
 )
 @click.option("--scp01-i", help="SCP01 i (05 or 15; default: detected from the C-MACs).")
 @click.option("--scp02-i", help="SCP02 i, hex (default: detected from the MACs).")
+@click.option(
+    "--scp11-session-keys",
+    "scp11_keys",
+    multiple=True,
+    help="An SCP11 session's keys, hex (receipt:S-ENC:S-MAC:S-RMAC:S-DEK), or @FILE with one set a line; repeatable.",
+)
 @click.option("--no-keys", is_flag=True, help="Only find and list the sessions; check nothing.")
 @click.option("--format", "trace_format", type=click.Choice([f.value for f in TraceFormat]), help="Default: detected.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -198,6 +238,7 @@ def decode(
     kdf: str | None,
     scp01_i: str | None,
     scp02_i: str | None,
+    scp11_keys: tuple[str, ...],
     no_keys: bool,
     trace_format: str | None,
     as_json: bool,
@@ -211,7 +252,8 @@ def decode(
     if kdf is not None:
         keys = _Keys(keys.enc, keys.mac, keys.dek, Diversification(kdf), keys.source)
     i01, i02 = _i_params(settings, scp01_i, scp02_i)
-    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02)
+    sessions = () if no_keys else _scp11_keys(settings, scp11_keys)
+    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02, sessions)
     text = file.read()
     name = _file_name(file)
     try:
@@ -281,6 +323,9 @@ def _exchange_json(command: CommandApdu, response: ResponseApdu) -> dict[str, st
     type=click.File("r", encoding="utf-8", errors="replace"),
     help="Offline: every INITIALIZE UPDATE of a trace file (any format `trace decode` reads).",
 )
+@click.option("--scp11-card-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLCC")
+@click.option("--scp11-oce-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLOC")
+@click.option("--scp11-session-keys", "scp11_keys", multiple=True, help="As for `trace decode`; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_settings
 @handle_errors
@@ -290,6 +335,9 @@ def doctor_command(
     command_hex: str | None,
     response_hex: str | None,
     trace_file: Any,
+    scp11_card_ca: Path | None,
+    scp11_oce_ca: Path | None,
+    scp11_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Which use of the key (static, or master under EMV, VISA2 or KDF3) reproduces the card cryptogram.
@@ -302,7 +350,10 @@ def doctor_command(
     if trace_file is not None:
         if command_hex or response_hex:
             raise click.UsageError("give --from-trace, or --command and --response, not both")
-        _doctor_trace(settings, trace_file, the_key, source, as_json)
+        text = trace_file.read()
+        anchors = [read_public_key(p) if p is not None else None for p in (scp11_card_ca, scp11_oce_ca)]
+        scp11 = _Scp11Doctor(_scp11_keys(settings, scp11_keys), anchors[0], anchors[1])
+        _doctor_trace(settings, _file_name(trace_file), text, the_key, source, as_json, scp11)
         return
     if (command_hex is None) != (response_hex is None):
         raise click.UsageError("--command and --response go together (the host challenge is in the command)")
@@ -333,15 +384,37 @@ def doctor_command(
     _doctor_exit(settings, _exit_code(report))
 
 
-def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, source: str, as_json: bool) -> None:
-    name = _file_name(trace_file)
+@dataclass(frozen=True)
+class _Scp11Doctor:
+    keys: tuple[Scp11SessionKeys, ...] = field(repr=False)
+    card_anchor: ec.EllipticCurvePublicKey | None
+    oce_anchor: ec.EllipticCurvePublicKey | None
+
+
+def _doctor_trace(
+    settings: Settings, name: str, text: str, key: bytes | StaticKeys, source: str, as_json: bool, scp11: _Scp11Doctor
+) -> None:
     try:
-        found = doctor_exchanges(parse_trace(trace_file.read()), key)
+        exchanges = parse_trace(text)
+        found = doctor_exchanges(exchanges, key)
     except DecodeError as exc:
         fail(settings, f"{name}: {exc}", EXIT_FAILURE)
         return
+    now = datetime.datetime.now(datetime.UTC)
+    diagnoses = scp11_doctor(
+        exchanges, session_keys=scp11.keys, card_anchor=scp11.card_anchor, oce_anchor=scp11.oce_anchor, now=now
+    )
+    if not found and not diagnoses:
+        fail(settings, f"{name}: no answered INITIALIZE UPDATE or SCP11 key agreement in the trace", EXIT_FAILURE)
+    scp11_code = EXIT_NOT_VERIFIED if any(not d.ok for d in diagnoses) else 0
+    if as_json and not found:
+        _print_json(settings, {"scp11": [dataclasses.asdict(d) for d in diagnoses]})
+    elif not found:
+        _print(settings, scp11_doctor_text(diagnoses))
     if not found:
-        fail(settings, f"{name}: no answered INITIALIZE UPDATE in the trace", EXIT_FAILURE)
+        if scp11_code:
+            fail(settings, "an SCP11 session does not fit the anchors or session keys given (see above)", scp11_code)
+        return
     if as_json:
         out = []
         for exchange, report in found:
@@ -350,10 +423,13 @@ def _doctor_trace(settings: Settings, trace_file: Any, key: bytes | StaticKeys, 
             assert exchange.response is not None
             data["initialize_update"] = _exchange_json(exchange.command, exchange.response)
             out.append(data)
-        _print_json(settings, {"key_source": source, "reports": out})
+        scp11_json = [dataclasses.asdict(d) for d in diagnoses]
+        _print_json(settings, {"key_source": source, "reports": out, "scp11": scp11_json})
     else:
         _print(settings, f"key: {source}\n")
         for exchange, report in found:
             _print(settings, f"\nexchange #{exchange.index} (line {exchange.line}): INITIALIZE UPDATE\n")
             _print(settings, doctor_text(report))
-    _doctor_exit(settings, max(_exit_code(report) for _, report in found))
+        if diagnoses:
+            _print(settings, "\n" + scp11_doctor_text(diagnoses))
+    _doctor_exit(settings, max([scp11_code] + [_exit_code(report) for _, report in found]))

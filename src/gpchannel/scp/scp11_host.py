@@ -186,6 +186,12 @@ class Scp11Host(SteppedHostChannel):
         self.sm = Scp03Messaging(keys.s_enc, keys.s_mac, keys.s_rmac, self.level, chain=card_receipt)
         self.state = ChannelState.OPEN
 
+    @property
+    def session_keys(self) -> Scp11SessionKeys | None:
+        """The open session's five keys, for a program that records its own traces (``trace decode
+        --scp11-session-keys``); None before the receipt verified. Never logged by gpchannel."""
+        return self._keys
+
     def _need_sd_key(self) -> ec.EllipticCurvePublicKey:
         if self.sd_public_key is None:
             raise LocalProtocolError("PK.SD.ECKA is not validated: receive_certificates() first")

@@ -23,8 +23,10 @@ from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel, protocol_name
+from gpchannel.scp.scp11 import Scp11SessionKeys
 from gpchannel.trace.checkers import CHECKERS, checker_for
 from gpchannel.trace.formats import TraceExchange, TraceFormat, detect_format, join_get_response, parse_trace
+from gpchannel.trace.scp11_checker import Scp11Checker, key_agreement_parameters
 from gpchannel.trace.verifiers import Checker, Failure, Mismatch
 
 __all__ = [
@@ -51,13 +53,15 @@ class KeyOptions:
     then derived with the key diversification data of each INITIALIZE UPDATE response). The key type follows the
     protocol the card announces (3DES for SCP01/02, AES for SCP03) when the lengths allow it. ``scp01_i`` and
     ``scp02_i`` name the i parameter, which those protocols do not put on the wire; None: detected.
-    ``keys`` None checks nothing: the sessions are only found and listed.
+    ``keys`` None checks nothing: the sessions are only found and listed. ``scp11_keys`` are the session keys of
+    SCP11 sessions (:func:`gpchannel.trace.scp11_checker.parse_session_keys`); each session's receipt picks its own.
     """
 
     keys: StaticKeys | None = field(default=None, repr=False)
     diversification: Diversification = Diversification.NONE
     scp01_i: int | None = None
     scp02_i: int | None = None
+    scp11_keys: tuple[Scp11SessionKeys, ...] = field(default=(), repr=False)
 
     @classmethod
     def single(cls, key: bytes, diversification: Diversification = Diversification.NONE) -> KeyOptions:
@@ -71,6 +75,8 @@ class Role(enum.Enum):
 
     INITIALIZE_UPDATE = "initialize-update"
     EXTERNAL_AUTHENTICATE = "external-authenticate"
+    KEY_AGREEMENT = "key-agreement"
+    """SCP11's INTERNAL / MUTUAL AUTHENTICATE: the session opens at its receipt."""
     SECURED = "secured"
     """A command of an open session (protected or not, as the level says)."""
     OUTSIDE = "outside"
@@ -203,6 +209,8 @@ class _Session:
         self.first = self.last = exchange.index
         self.channel = exchange.command.channel
         self.parsed: InitializeUpdateResponse | None = None
+        self.protocol: int | None = None
+        self.kvn: int | None = None
         self.checker: Checker | None = None
         self.kcvs: tuple[bytes, ...] = ()
         self.failure: Failure | None = None
@@ -222,8 +230,8 @@ class _Session:
             self.number,
             self.first,
             self.last,
-            p.protocol if p else None,
-            p.kvn if p else None,
+            p.protocol if p else self.protocol,
+            p.kvn if p else self.kvn,
             self.checker.i_param if self.checker else (p.i_param if p else None),
             self.checker.level if self.checker and self.opened else None,
             p.key_diversification_data if p else b"",
@@ -316,6 +324,27 @@ def _external_authenticate(session: _Session, exchange: TraceExchange) -> Exchan
     return replace(base, checks=checks)
 
 
+def _key_agreement(session: _Session, exchange: TraceExchange, options: KeyOptions) -> ExchangeReport:
+    """SCP11's key agreement (Amendment F): the receipt verified with one of the given session key sets."""
+    command, response = exchange.command, exchange.response
+    base = ExchangeReport(exchange.index, exchange.line, Role.KEY_AGREEMENT, command, response, session=session.number)
+    session.protocol, session.kvn = ScpProtocol.SCP11, command.p1
+    if response is None or response.sw != 0x9000:
+        what = "the trace ends before the card answered" if response is None else f"the card answered {response.sw:04X}"
+        session.fail(exchange.index, Failure.CARD_REFUSED, f"key agreement refused: {what}")
+        return replace(base, failure=Failure.CARD_REFUSED, explanation=session.explanation)
+    if not options.scp11_keys:
+        session.checked, session.stopped = False, True
+        return replace(base, explanation="no SCP11 session keys given: not checked")
+    try:
+        session.checker = Scp11Checker(options.scp11_keys, command, response)
+    except Mismatch as exc:
+        session.fail(exchange.index, exc.failure, exc.explanation)
+        return replace(base, failure=exc.failure, explanation=session.explanation)
+    session.opened = True
+    return replace(base, checks=("receipt",))
+
+
 def _secured(session: _Session, exchange: TraceExchange) -> ExchangeReport:
     command, response = exchange.command, exchange.response
     base = ExchangeReport(exchange.index, exchange.line, Role.SECURED, command, response, session=session.number)
@@ -393,6 +422,12 @@ def decode_exchanges(
             sessions.append(session)
             current[channel] = session
             reports.append(_initialize_update(session, exchange, keys))
+            continue
+        if key_agreement_parameters(command) is not None:
+            session = _Session(len(sessions) + 1, exchange)
+            sessions.append(session)
+            current[channel] = session
+            reports.append(_key_agreement(session, exchange, keys))
             continue
         outside = ExchangeReport(exchange.index, exchange.line, Role.OUTSIDE, command, exchange.response)
         found = current.get(channel)

@@ -60,6 +60,8 @@ class Failure(enum.Enum):
     """Encrypted response data does not decrypt to correctly padded data."""
     OUTSIDE_CHANNEL = "outside-channel"
     """A command without the secure messaging bit where the security level requires a C-MAC."""
+    RECEIPT = "receipt"
+    """An SCP11 receipt does not verify with the session keys given."""
     UNSUPPORTED = "unsupported"
     """The keys do not fit the protocol, or the protocol is not one the inspector checks."""
 
