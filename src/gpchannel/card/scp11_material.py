@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gpchannel.card.tracking import Tracked
 from gpchannel.errors import DecodeError
 from gpchannel.scp.scp11 import SCP11_CURVES, encode_point, public_key_from_point
 from gpchannel.scp.scp11_card import Scp11CaKey, Scp11CardConfig, Scp11SdKey
@@ -37,8 +38,8 @@ def _load_private(pem: str, where: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-@dataclass(slots=True)
-class Scp11KeyEntry:
+@dataclass(slots=True, eq=True)
+class Scp11KeyEntry(Tracked):
     """SK.SD.ECKA (KID 11, 13 or 15) and its chain (DER certificates, CA first)."""
 
     kid: int
@@ -47,8 +48,8 @@ class Scp11KeyEntry:
     certificates: list[bytes] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Scp11CaEntry:
+@dataclass(slots=True, eq=True)
+class Scp11CaEntry(Tracked):
     """PK.CA-KLOC.ECDSA (KID 10 or 20-2F) as a point; ``allowlist`` the accepted OCE serials (None: any);
     ``issuer`` the CA's key identifier, when one was stored."""
 
@@ -59,8 +60,11 @@ class Scp11CaEntry:
     issuer: bytes = b""
 
 
-@dataclass(slots=True)
-class Scp11Material:
+@dataclass(slots=True, eq=True)
+class Scp11Material(Tracked):
+    """A Security Domain's SCP11 keys and CA keys. Part of the card state: writes (a certificate bundle, an
+    allowlist, an EC PUT KEY) mark the Security Domain's unit (card/tracking.py)."""
+
     curve: str = "P-256"
     keys: list[Scp11KeyEntry] = field(default_factory=list)
     cas: list[Scp11CaEntry] = field(default_factory=list)

@@ -61,6 +61,23 @@ class StateTracker:
         self._attach(state)
         self.dirty.clear()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> StateTracker:
+        """A tracker of a deep copy of the state, for a card copied whole (the fuzzer copies its templates so). The
+        state objects' own deep copies are detached (card/tracking.py), so the copy attaches them anew; the committed
+        state and the version come along, and a copy taken with marks pending counts everything as changed."""
+        new = StateTracker.__new__(StateTracker)
+        memo[id(self)] = new
+        new.check_enabled = self.check_enabled
+        new.version = self.version
+        new.dirty = set()
+        new.units = {kind: Unit(new, kind) for kind in self.units}
+        new.committed = copy.deepcopy(self.committed, memo)
+        new._attach(copy.deepcopy(self.state, memo))
+        new.dirty.clear()
+        if self.dirty:
+            new.replace(new.state)
+        return new
+
     # -- the Tracker protocol of card/tracking.py -------------------------------------------------------------
     def touch(self, unit: Unit) -> None:
         self.dirty.add(unit)
