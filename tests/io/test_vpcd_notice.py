@@ -1,6 +1,7 @@
 """SlotNotice on its own (hand-given times), then serve_vpcd saying it: against a port where nothing listens
 (a listener appears later) and against a silent vpcd (a listening socket that never accepts, as vpcd does while
-another card holds the slot), on a hand-driven clock; every wait is on a log line."""
+another card holds the slot), on a hand-driven clock; and a second card on a slot of the real pcscd + vpcd
+that a first card holds (marker pcsc). Every wait is on a log line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 from gpchannel.io.vpcd import Control, VpcdControl, VpcdFramer, serve_vpcd
 from gpchannel.io.vpcd_notice import SlotNotice
-from tests.io.cards import ATR_T1, EchoCard
+from tests.io.cards import ATR_T0, ATR_T1, EchoCard
+from tests.io.conftest import Serve
 
 LOGGER = "gpchannel.io.vpcd"
 
@@ -200,3 +202,23 @@ def test_a_silent_vpcd_is_said_and_the_connection_kept_until_it_speaks(lines: Lo
         stop.set()
         thread.join(10)
         server.close()
+
+
+@pytest.mark.pcsc
+def test_a_second_card_on_a_held_slot_of_the_real_vpcd_is_told_so(virtual_reader: Serve, lines: LogLines) -> None:
+    # Through pcscd + vpcd: one card is in the slot; a second one connected to the same port hears nothing.
+    with virtual_reader(EchoCard()) as reader:
+        stop = threading.Event()
+        second = threading.Thread(
+            target=serve_vpcd,
+            args=(EchoCard(ATR_T0), "127.0.0.1", reader.port),
+            kwargs={"stop": stop, "silence": 1.0},
+        )
+        second.start()
+        try:
+            said = lines.wait(rf"127.0.0.1:{reader.port} but it sends nothing", timeout=20)
+            assert f"try --vpcd 127.0.0.1:{reader.port + 1}" in said
+            assert lines.count(r"speaks now") == 0
+        finally:
+            stop.set()
+            second.join(10)
