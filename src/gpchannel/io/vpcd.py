@@ -14,12 +14,9 @@ socket loop that drives a :class:`VirtualCard` with it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +27,8 @@ from types import FrameType
 from typing import Protocol
 
 from gpchannel.errors import DecodeError, LocalProtocolError, TransportError
+from gpchannel.io.vpcd_notice import DEFAULT_SILENCE, SlotNotice
+from gpchannel.io.vpcd_slot import VpcdSlotLock
 from gpchannel.io.vpcd_watch import DEFAULT_PATIENCE, DEFAULT_REST, InsertionWatch, next_patience
 
 __all__ = [
@@ -211,8 +210,10 @@ class _Session:
         accepted: Callable[[], None] | None,
         watch: InsertionWatch,
         clock: Callable[[], float],
+        notice: SlotNotice,
     ) -> None:
         self.card = card
+        self.notice = notice
         self.accepted = accepted
         self.watch = watch
         self.clock = clock
@@ -232,11 +233,14 @@ class _Session:
         while not stop.is_set():
             if self.watch.stuck(self.clock()):
                 return True
+            self.notice.check(self.clock())  # silent: another card holds the slot (gpchannel.io.vpcd_notice)
             self.sock.settimeout(self._timeout())
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 continue
+            if data:
+                self.notice.heard()
             if self.quickack:
                 _set_quickack(self.sock)
             if not data:
@@ -261,10 +265,10 @@ class _Session:
 
     def _timeout(self) -> float:
         """The receive timeout: ``poll``, or less when the watch's deadline comes first."""
-        deadline = self.watch.deadline()
-        if deadline is None:
+        deadlines = [d for d in (self.watch.deadline(), self.notice.deadline()) if d is not None]
+        if not deadlines:
             return self.poll
-        return max(0.001, min(self.poll, deadline - self.clock()))
+        return max(0.001, min(self.poll, min(deadlines) - self.clock()))
 
     def handle(self, message: VpcdMessage) -> bytes | None:
         if isinstance(message, Apdu):
@@ -315,6 +319,7 @@ def serve_vpcd(
     patience: float | None = DEFAULT_PATIENCE,
     rest: float = DEFAULT_REST,
     clock: Callable[[], float] = time.monotonic,
+    silence: float | None = DEFAULT_SILENCE,
 ) -> None:
     """Connect ``card`` to vpcd at ``host:port`` and answer it until ``stop`` is set.
 
@@ -331,8 +336,13 @@ def serve_vpcd(
     power it on; the loop closes, waits ``rest`` seconds (so a presence poll records the removal) and reconnects
     (a real insertion), giving the next connection twice the patience while it stays stuck. ``patience`` None
     turns the watch off.
+
+    The notices (gpchannel.io.vpcd_notice): a refused connection is said once (WARNING) and again when one
+    succeeds; a connection on which vpcd sends nothing for ``silence`` seconds (another card holds the slot) is
+    said once and kept (vpcd accepts it when the slot is free).
     """
     stop = stop or threading.Event()
+    notice = SlotNotice(host, port, retry=max_backoff, silence=silence)
     backoff = 0.05
     current = patience
     while not stop.is_set():
@@ -343,16 +353,16 @@ def serve_vpcd(
                 raise TransportError(
                     f"cannot reach vpcd at {host}:{port} ({exc}); is pcscd running (scripts/pcscd.sh start)?"
                 ) from exc
-            _log.debug("vpcd at %s:%d not reachable (%s); retrying in %.2fs", host, port, exc, backoff)
+            notice.refused(exc)
             stop.wait(backoff)
             backoff = min(backoff * 2, max_backoff)
             continue
         backoff = 0.05
-        _log.info("connected to vpcd at %s:%d", host, port)
+        notice.connected(clock())
         watch = InsertionWatch(current)
         stuck = False
         try:
-            stuck = _Session(card, sock, trace, quickack, poll, accepted, watch, clock).run(stop)
+            stuck = _Session(card, sock, trace, quickack, poll, accepted, watch, clock, notice).run(stop)
         except (OSError, DecodeError) as exc:
             _log.warning("vpcd connection to %s:%d lost: %s", host, port, exc)
         finally:
@@ -428,50 +438,6 @@ class VpcdThread:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class VpcdSlotLock:
-    """An advisory lock on one vpcd slot (its TCP port) between cooperating processes on this machine.
-
-    vpcd serves one card per slot; a second card's connection just waits in the listen backlog, and two test
-    runs (or a test and the emulator) sharing a slot see each other's card. Whoever serves a card on a slot can
-    hold ``<tmp>/gpchannel-vpcd-<port>.lock`` (``flock``, released when the process dies) for as long as it does;
-    :meth:`try_acquire` takes it only if it is free.
-    """
-
-    def __init__(self, port: int, directory: str | None = None) -> None:
-        self.port = port
-        self.path = Path(directory or tempfile.gettempdir()) / f"gpchannel-vpcd-{port}.lock"
-        self._fd: int | None = None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if no other holder has it; True when this object holds it."""
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> VpcdSlotLock:
-        if not self.try_acquire():
-            raise TransportError(f"vpcd slot on port {self.port} is in use by another process (lock {self.path})")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
 
 
 def install_sigterm_handler(stop: threading.Event, *, also_sigint: bool = False) -> None:
