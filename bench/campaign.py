@@ -52,6 +52,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bench.profile import profiled
 from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
@@ -261,7 +262,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
             args = ["-m", "gpchannel.server.worker", "--db", url, "--smpp", f"127.0.0.1:{port}", "--data", str(data)]
             args += ["--lease-seconds", str(LEASE_SECONDS), "--batch", str(BATCH), "--poll-interval", "0.05"]
             args += ["--link-rate", "1000000", "--max-in-flight", str(count + 1)]  # the sink sends no PoR
-            procs = [_spawn([*args, "--owner", f"bench-{n}"]) for n in range(workers)]
+            procs = [_spawn(profiled("scp80-worker", [*args, "--owner", f"bench-{n}"])) for n in range(workers)]
             try:
                 for proc in procs:
                     _ready(proc)
@@ -431,10 +432,11 @@ def run_scp81(store: str, url: str, servers: int, count: int, data: Path) -> Cam
         admins: list[str] = []
         try:
             for _ in range(servers):
-                proc = _spawn(
+                proc = _spawn(profiled(
+                    "scp81-server",
                     ["-c", "from gpchannel.cli.main import main; main()", "server", "--admin", "127.0.0.1:0",
-                     "--api", "127.0.0.1:0", "--db", url, "--data", str(data), "--log-level", "warning"]
-                )  # fmt: skip
+                     "--api", "127.0.0.1:0", "--db", url, "--data", str(data), "--log-level", "warning"],
+                ))  # fmt: skip
                 procs.append(proc)
                 admins += [line.split()[1] for line in _ready(proc) if line.startswith("admin ")]
             for k in range(AGENT_PROCESSES):

@@ -126,8 +126,11 @@ def _bench_token(data: Path) -> str:
 
 
 def _start_server(data: Path) -> tuple[subprocess.Popen[str], tuple[str, int], str]:
-    command = [sys.executable, "-c", "from gpchannel.cli.main import main; main()", "server"]
-    command += ["--admin", "127.0.0.1:0", "--api", "127.0.0.1:0", "--data", str(data), "--log-level", "warning"]
+    from bench.profile import profiled
+
+    args = ["-c", "from gpchannel.cli.main import main; main()", "server"]
+    args += ["--admin", "127.0.0.1:0", "--api", "127.0.0.1:0", "--data", str(data), "--log-level", "warning"]
+    command = [sys.executable, *profiled("scp81-server", args)]
     env = dict(os.environ, GPCHANNEL_MASTER_KEY=os.urandom(32).hex())
     _API_HEADERS["Authorization"] = f"Bearer {_bench_token(data)}"
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

@@ -44,10 +44,10 @@ from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import InventoryError, LocalProtocolError, RepositoryError
 from gpchannel.ota.spi import Spi
 from gpchannel.server.inventory import ISD_TAR
-from gpchannel.server.repository import CampaignState, JobState
+from gpchannel.server.repository import CampaignState, JobState, JobTransport
 
 if TYPE_CHECKING:
-    from gpchannel.server.repository import CardRecord, JobState, JobTransport, Repository
+    from gpchannel.server.repository import CardRecord, Repository
 
 __all__ = [
     "TRANSITIONS",
