@@ -120,7 +120,7 @@ def report(path: Path) -> list[str]:
         where = function if filename in ("~", "builtins") else filename
         by_centre[_centre(where)] += tottime
         for label, name, fragments in CALLS:
-            if (function == name or function.endswith(f"'{name}'") or f" '{name}' " in function) and any(
+            if (function in (name, f"Cursor.{name}", f"Connection.{name}") or f" '{name}' " in function) and any(
                 f in where for f in fragments.split("|")
             ):
                 calls[label] += ncalls
