@@ -19,10 +19,10 @@ def main() -> None:
     print("== SCP80 OTA packets (sans-I/O core) ==")
     for line in ota_packets.run(args.seconds):
         print(line.line())
-    print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential) ==")
+    print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential; wall clock, then")
+    print("   per server CPU second) ==")
     try:
-        for line in tls.run(args.seconds):
-            print(line.line())
+        print("\n".join(row.line() for row in tls.run(args.seconds)))
     except TransportError as exc:
         print(f"skipped: {exc}")
     print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")

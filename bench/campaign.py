@@ -53,6 +53,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.profile import profiled
+from bench.timing import aim_note
 from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
@@ -74,6 +75,8 @@ BATCH = 50
 """Jobs a worker claims per round: the per-card time includes the wait behind the others of its batch."""
 GET_DATA_IIN = bytes.fromhex("80CA004200")
 RUN_TIMEOUT = 300.0
+AIMS: dict[tuple[str, str, int], float] = {("SCP80", "sqlite", 1): 500.0, ("SCP80", "postgresql", 4): 1000.0}
+"""cards/s aimed at, claim to submit_sm: SQLite with one worker, PostgreSQL with four."""
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,17 @@ class CampaignRow:
     def rate(self) -> float:
         return self.cards / self.seconds if self.seconds else 0.0
 
+    @property
+    def aim(self) -> float | None:
+        """cards/s aimed at for this configuration (AIMS), None where there is none."""
+        return AIMS.get((self.transport, self.store, self.processes))
+
     def line(self) -> str:
         check = "yes" if self.once else "NO"
+        aim = f"  ({aim_note(self.rate, self.aim)})" if self.aim is not None else ""
         return (
             f"{self.transport:<6} {self.store:<10} {self.processes:>4} {self.cards:>7} {self.rate:>10.0f} "
-            f"{1000 * self.p50:>9.0f} {1000 * self.p99:>9.0f}   {check}{'  ' + self.note if self.note else ''}"
+            f"{1000 * self.p50:>9.0f} {1000 * self.p99:>9.0f}   {check}{aim}{'  ' + self.note if self.note else ''}"
         )
 
 
