@@ -3,10 +3,12 @@ own admin listener and job API, its own data directory), card agents spread over
 
 The cards and their SCP81 jobs are registered through the first server's API (the second reads them from the
 database); half the card agents run their session against one server, half against the other, all at once.
-Then every card opens a second session on the *other* server: it must find nothing to run (the job is DONE
-in the shared store, so neither process hands it out again). Checked: every job DONE with exactly one R-APDU
+Then every card opens a second session on the *other* server (with SO_REUSEPORT: wherever the kernel sends it):
+it must find nothing to run (the job is DONE in the shared store, so neither process hands it out again). Checked: every job DONE with exactly one R-APDU
 9000, read through both APIs; every card ran exactly one script and holds the new Supplementary Security
-Domain (INSTALL [for install] of an existing AID fails with 6A89, so a second run would show). The processes
+Domain (INSTALL [for install] of an existing AID fails with 6A89, so a second run would show). Run twice: each
+process on a port of its own (the agents pick one), and both on one port with SO_REUSEPORT (``gpchannel server
+--admin-reuse-port``: the kernel spreads the connections over the processes). The processes
 are waited for by the lines they print (``admin ...``, ``api ...``, ``ready``), never by a sleep.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
@@ -60,9 +63,10 @@ dek = "404142434445464748494A4B4C4D4E4F"
 class Server:
     """One ``gpchannel server`` process: its admin address and API URL, read from its stdout."""
 
-    def __init__(self, url: str, data: Path, master_key: str) -> None:
+    def __init__(self, url: str, data: Path, master_key: str, admin: str = "127.0.0.1:0", shared: bool = False) -> None:
         data.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "gpchannel.cli.main", "server", "--admin", "127.0.0.1:0"]
+        command = [sys.executable, "-m", "gpchannel.cli.main", "server", "--admin", admin]
+        command += ["--admin-reuse-port"] if shared else []
         command += ["--api", "127.0.0.1:0", "--db", url, "--data", str(data), "--log-level", "warning"]
         env = dict(os.environ, GPCHANNEL_MASTER_KEY=master_key)
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -89,12 +93,14 @@ class Server:
 
 
 @contextmanager
-def two_servers(url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+def two_servers(url: str, tmp_path: Path, *, shared: bool) -> Iterator[tuple[Server, Server]]:
+    """Two processes: each on a port of its own, or (``shared``) both on one port with SO_REUSEPORT."""
     master_key = os.urandom(32).hex()
     servers: list[Server] = []
     try:
-        for name in ("a", "b"):
-            servers.append(Server(url, tmp_path / name, master_key))
+        servers.append(Server(url, tmp_path / "a", master_key, shared=shared))
+        admin = servers[0].admin if shared else "127.0.0.1:0"
+        servers.append(Server(url, tmp_path / "b", master_key, admin, shared=shared))
         yield servers[0], servers[1]
     finally:
         for server in servers:
@@ -153,11 +159,16 @@ async def job_states(api: str, token: str, ids: list[int]) -> list[tuple[str, li
     return out
 
 
-def test_two_server_processes_on_one_postgresql_run_every_job_exactly_once(postgres_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["two-ports", "one-port-so-reuseport"])
+def test_two_server_processes_on_one_postgresql_run_every_job_exactly_once(
+    postgres_url: str, tmp_path: Path, shared: bool
+) -> None:
     with Repository(postgres_url) as repo:  # migrates the fresh database once, before either process opens it
         token = create_token(repo, name="two-servers", scopes=["admin"], now=datetime.now(UTC), limits={"rate": 1e9})
     deck = cards(CARDS)
-    with two_servers(postgres_url, tmp_path) as (a, b):
+    with two_servers(postgres_url, tmp_path, shared=shared) as (a, b):
+        if shared:  # one port: the kernel spreads the connections over the two processes
+            assert a.admin == b.admin
         ids = asyncio.run(register(a.api, token, deck))
         first = asyncio.run(sessions(deck, [a.admin, b.admin]))
         # the second round: every card on the other server than the first time
