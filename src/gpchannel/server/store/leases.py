@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from gpchannel.errors import LeaseLost, RepositoryError
+from gpchannel.server import audit
 from gpchannel.server.db import jobs
 from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
 from gpchannel.server.store.cards import advance_counter
 from gpchannel.server.store.core import StoreCore, check_aware
-from gpchannel.server.store.jobs import JobRecord, audit_sent, job_record
+from gpchannel.server.store.jobs import JobRecord, audit_record, audit_sent, job_record
 from gpchannel.server.transports import JobTransport
 
 __all__ = ["LeaseStore", "SendRequest"]
@@ -192,8 +193,8 @@ class LeaseStore(StoreCore):
                 )
                 out[job_id] = counter
                 sent.append((row, request.kvn))
-            for row, kvn in sent:
-                audit_sent(c, job_record(row), owner, now, f"sent ({row.transport} SMS, kvn {kvn})")
+            audit.append_many(c, [audit_record(job_record(row), owner, now, f"sent ({row.transport} SMS, kvn {kvn})")
+                                  for row, kvn in sent])  # fmt: skip
         return out
 
     def renew_lease(self, job_ids: Sequence[int], *, owner: str, lease_seconds: float, now: datetime) -> list[int]:
