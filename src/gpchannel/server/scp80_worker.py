@@ -274,11 +274,12 @@ class Scp80Worker:
             lease_seconds=self.settings.lease_seconds,
             now=now,
         )
+        found = await self.db(self.repo.cards_by_id, [j.card_id for j in jobs if j.id not in self._flights])
         for job in jobs:
             if job.id in self._flights:
                 continue
             self.stats.claimed += 1
-            card = await self.db(self.repo.card, job.card_id)
+            card = found.get(job.card_id)
             settings = await self._settings_for(job)
             if card is None:
                 await self.final(job.id, "the card is no longer in the store", job.campaign_id)
