@@ -4,12 +4,13 @@ own admin listener and job API, its own data directory), card agents spread over
 The cards and their SCP81 jobs are registered through the first server's API (the second reads them from the
 database); half the card agents run their session against one server, half against the other, all at once.
 Then every card opens a second session on the *other* server (with SO_REUSEPORT: wherever the kernel sends it):
-it must find nothing to run (the job is DONE in the shared store, so neither process hands it out again). Checked: every job DONE with exactly one R-APDU
-9000, read through both APIs; every card ran exactly one script and holds the new Supplementary Security
-Domain (INSTALL [for install] of an existing AID fails with 6A89, so a second run would show). Run twice: each
-process on a port of its own (the agents pick one), and both on one port with SO_REUSEPORT (``gpchannel server
---admin-reuse-port``: the kernel spreads the connections over the processes). The processes
-are waited for by the lines they print (``admin ...``, ``api ...``, ``ready``), never by a sleep.
+it must find nothing to run (the job is DONE in the shared store, so neither process hands it out again).
+Checked: every job DONE with exactly one R-APDU 9000, read through both APIs; every card ran exactly one script
+and holds the new Supplementary Security Domain (INSTALL [for install] of an existing AID fails with 6A89, so a
+second run would show). Run twice: each process on a port of its own (the agents pick one), and both on one
+port with SO_REUSEPORT (``gpchannel server --admin-reuse-port``: the kernel spreads the connections over the
+processes). The processes are waited for by the lines they print (``admin ...``, ``api ...``, ``ready``), never
+by a sleep.
 """
 
 from __future__ import annotations
