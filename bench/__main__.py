@@ -35,10 +35,10 @@ def main() -> None:
     fleet_line = fleet.run(args.fleet_cards)
     print(fleet_line)
     _aims.append(("fleet bridge", fleet_line.endswith(": met")))
-    print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential) ==")
+    print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential; wall clock, then")
+    print("   per server CPU second) ==")
     try:
-        for line in tls.run(args.seconds):
-            print(line.line())
+        print("\n".join(row.line() for row in tls.run(args.seconds)))
     except TransportError as exc:
         print(f"skipped: {exc}")
     print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")

@@ -52,6 +52,8 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bench.profile import profiled
+from bench.timing import aim_note
 from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.bridge_thread import BridgeThread
 from gpchannel.server.campaigns import CampaignSettings, create_campaign
@@ -73,6 +75,8 @@ BATCH = 50
 """Jobs a worker claims per round: the per-card time includes the wait behind the others of its batch."""
 GET_DATA_IIN = bytes.fromhex("80CA004200")
 RUN_TIMEOUT = 300.0
+AIMS: dict[tuple[str, str, int], float] = {("SCP80", "sqlite", 1): 500.0, ("SCP80", "postgresql", 4): 1000.0}
+"""cards/s aimed at, claim to submit_sm: SQLite with one worker, PostgreSQL with four."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,17 @@ class CampaignRow:
     def rate(self) -> float:
         return self.cards / self.seconds if self.seconds else 0.0
 
+    @property
+    def aim(self) -> float | None:
+        """cards/s aimed at for this configuration (AIMS), None where there is none."""
+        return AIMS.get((self.transport, self.store, self.processes))
+
     def line(self) -> str:
         check = "yes" if self.once else "NO"
+        aim = f"  ({aim_note(self.rate, self.aim)})" if self.aim is not None else ""
         return (
             f"{self.transport:<6} {self.store:<10} {self.processes:>4} {self.cards:>7} {self.rate:>10.0f} "
-            f"{1000 * self.p50:>9.0f} {1000 * self.p99:>9.0f}   {check}{'  ' + self.note if self.note else ''}"
+            f"{1000 * self.p50:>9.0f} {1000 * self.p99:>9.0f}   {check}{aim}{'  ' + self.note if self.note else ''}"
         )
 
 
@@ -261,7 +271,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
             args = ["-m", "gpchannel.server.worker", "--db", url, "--smpp", f"127.0.0.1:{port}", "--data", str(data)]
             args += ["--lease-seconds", str(LEASE_SECONDS), "--batch", str(BATCH), "--poll-interval", "0.05"]
             args += ["--link-rate", "1000000", "--max-in-flight", str(count + 1)]  # the sink sends no PoR
-            procs = [_spawn([*args, "--owner", f"bench-{n}"]) for n in range(workers)]
+            procs = [_spawn(profiled("scp80-worker", [*args, "--owner", f"bench-{n}"])) for n in range(workers)]
             try:
                 for proc in procs:
                     _ready(proc)
@@ -431,10 +441,11 @@ def run_scp81(store: str, url: str, servers: int, count: int, data: Path) -> Cam
         admins: list[str] = []
         try:
             for _ in range(servers):
-                proc = _spawn(
+                proc = _spawn(profiled(
+                    "scp81-server",
                     ["-c", "from gpchannel.cli.main import main; main()", "server", "--admin", "127.0.0.1:0",
-                     "--api", "127.0.0.1:0", "--db", url, "--data", str(data), "--log-level", "warning"]
-                )  # fmt: skip
+                     "--api", "127.0.0.1:0", "--db", url, "--data", str(data), "--log-level", "warning"],
+                ))  # fmt: skip
                 procs.append(proc)
                 admins += [line.split()[1] for line in _ready(proc) if line.startswith("admin ")]
             for k in range(AGENT_PROCESSES):

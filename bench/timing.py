@@ -6,7 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "interleaved", "rate"]
+__all__ = ["Comparison", "aim_note", "interleaved", "rate"]
+
+
+def aim_note(figure: float, aim: float | None, *, at_most: bool = False) -> str:
+    """``aim 0.70, met`` / ``aim 0.70, below aim`` (``above aim`` for a ceiling): printed beside the figure."""
+    if aim is None:
+        return ""
+    met = figure <= aim if at_most else figure >= aim
+    return f"aim {aim:g}, {'met' if met else ('above aim' if at_most else 'below aim')}"
 
 
 def rate(fn: Callable[[], object], seconds: float = 1.0, batch: int = 50) -> float:
@@ -70,9 +78,7 @@ class Comparison:
         return self.aim is None or self.ratio >= self.aim
 
     def line(self) -> str:
-        aim = ""
-        if self.aim is not None:
-            aim = f"  aim >= {self.aim:.2f}: {'met' if self.met else 'below aim'}"
+        aim = f"  ({aim_note(self.ratio, self.aim)})" if self.aim is not None else ""
         return (
             f"{self.name:<48} {self.rate:>10.0f} {self.unit}   baseline ({self.baseline_name}) "
             f"{self.baseline:>10.0f}   ratio {self.ratio:.2f}{aim}"

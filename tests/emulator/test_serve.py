@@ -205,7 +205,10 @@ def test_trace_logs_apdus_and_never_keys(pcscd_readers: list[str], tmp_path: Pat
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (('enc = "404142434445464748494A4B4C4D4E4F"', 'enc = "40414243"'), ("isd.keysets[0].enc", "16, 24, 32 bytes")),
+        (
+            ('enc = "404142434445464748494A4B4C4D4E4F"', 'enc = "40414243"'),
+            ("isd.keysets[0].enc", "16 or 24 or 32 bytes"),
+        ),
         (('type = "aes"', 'type = "rsa"'), ("isd.keysets[0].type", '"aes" or "des3"')),
         (('i = "70"', 'i = "7Z"'), ("isd.i", "a hex byte")),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,34 @@ def test_an_intact_chain_verifies(repo_url: str) -> None:
     _chain(repo_url)
     code, output = _verify(repo_url)
     assert code == 0 and "6 record(s)" in output and "TAMPERED" not in output, output
+
+
+def test_append_many_makes_the_chain_that_appends_one_by_one_make(repo_url: str) -> None:
+    """audit.append_many (the group-committed sends' records): the chain verifies, links to the records before
+    and after it, and holds each record's fields in order."""
+    _chain(repo_url, 2)
+    engine = db.make_engine(repo_url)
+    at = datetime.now(UTC)
+    records = [
+        {"principal": "server:w", "action": "script.sent", "at": at, "card_ids": [n], "job_id": n, "outcome": "sent"}
+        for n in (7, 8, 9)
+    ]
+    try:
+        with engine.begin() as c:
+            ids = audit.append_many(c, records)
+            after = audit.append(c, principal="server:w", action="script.sent", at=at, card_ids=[10], job_id=10)
+            assert audit.append_many(c, []) == []
+        with engine.connect() as c:
+            rows = c.execute(select(db.audit_log).order_by(db.audit_log.c.id)).all()
+    finally:
+        engine.dispose()
+    assert ids == [4, 5, 6] and after == 7
+    assert [(r.id, r.job_id, list(r.card_ids), r.outcome) for r in rows[3:]] == [
+        (4, 7, [7], "sent"), (5, 8, [8], "sent"), (6, 9, [9], "sent"), (7, 10, [10], "ok"),
+    ]  # fmt: skip
+    assert all(r.prev_hash == p.hash for p, r in pairwise(rows))
+    code, output = _verify(repo_url)
+    assert code == 0 and "7 record(s)" in output and "TAMPERED" not in output, output
 
 
 def test_verify_names_a_deleted_record(repo_url: str) -> None:

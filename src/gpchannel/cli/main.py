@@ -336,3 +336,7 @@ cli.add_command(demo_group)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``gpchannel`` console script."""
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="gpchannel")
+
+
+if __name__ == "__main__":
+    main()

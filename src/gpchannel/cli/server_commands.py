@@ -56,6 +56,9 @@ _DEFAULT_SMPP_PORT = 2775
     help="PSK-TLS admin listener host:port (port 0: any free port).",
 )
 @click.option(
+    "--admin-reuse-port", is_flag=True, help="SO_REUSEPORT on the admin listener: server processes share its port."
+)
+@click.option(
     "--api",
     "api",
     default=f"127.0.0.1:{DEFAULT_API_PORT}",
@@ -130,6 +133,7 @@ _DEFAULT_SMPP_PORT = 2775
 def server(
     ctx: click.Context,
     admin: str,
+    admin_reuse_port: bool,
     api: str,
     db_url: str | None,
     data_dir: Path,
@@ -168,6 +172,7 @@ def server(
         config = ServerConfig(
             admin_host=admin_host,
             admin_port=admin_port,
+            admin_reuse_port=admin_reuse_port,
             api_host=api_host,
             api_port=api_port,
             data_dir=data_dir,

@@ -210,6 +210,7 @@ async def serve_psk(
     *,
     handshake_timeout: float = 30.0,
     lookup_in_thread: bool = False,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen on ``host:port`` (port 0 = any free port: see ``server.sockets``) and run ``handler`` on each
     connection whose handshake completed. The stream is closed when the handler returns or raises; handler
@@ -219,6 +220,8 @@ async def serve_psk(
     INFO). ``lookup_in_thread=True`` runs the handshake's record processing, and so the context's PSK lookup, in
     a worker thread (asyncio.to_thread): use it when the lookup blocks (database, HSM); it costs a thread hop
     per client flight. (Addition to the contract; the default keeps everything on the event loop.)
+    ``reuse_port=True`` sets SO_REUSEPORT: several processes listen on one port and the kernel spreads the
+    connections over them (Linux, BSD).
     """
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -258,4 +261,4 @@ async def serve_psk(
         finally:
             await stream.close()
 
-    return await asyncio.start_server(on_connection, host, port)
+    return await asyncio.start_server(on_connection, host, port, reuse_port=reuse_port or None)

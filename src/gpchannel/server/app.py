@@ -131,6 +131,7 @@ async def run_server(
                 # the PSK lookup (a store query and a key unwrap; on PostgreSQL a round trip, with PKCS#11 a token
                 # call) runs off the event loop so that one slow lookup does not stall every other session
                 lookup_in_thread=True,
+                reuse_port=config.admin_reuse_port,
             )
             admin = _bound(admin_server)
             tls = await asyncio.to_thread(check_api_exposure, services)

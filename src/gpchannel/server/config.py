@@ -77,6 +77,8 @@ class ServerConfig:
 
     admin_host: str = "127.0.0.1"
     admin_port: int = DEFAULT_ADMIN_PORT
+    admin_reuse_port: bool = False
+    """SO_REUSEPORT on the admin listener: several server processes of one host share its port."""
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     data_dir: Path = Path()

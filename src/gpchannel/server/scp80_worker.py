@@ -47,6 +47,7 @@ from gpchannel.errors import GPChannelError, TransportError
 from gpchannel.server.campaigns import CampaignSettings, TokenBucket, finish_if_done, retry_at
 from gpchannel.server.job_state import FlightEvent, FlightState, JobState, next_flight_state
 from gpchannel.server.repository import ApduResult
+from gpchannel.server.send_batch import SendBatch
 from gpchannel.server.sender import Flight, SenderRegistry, SmsLink
 from gpchannel.server.senders import SENDERS
 from gpchannel.server.senders.scp81_sms import TRIGGER_DEFAULTS
@@ -136,6 +137,7 @@ class Scp80Worker:
         self._connect = connect
         self.senders = senders if senders is not None else SENDERS
         self.events = SmsEvents(self)
+        self.send_batch = SendBatch(self.repo, owner, services.clock, self.db)
         self._flights: dict[int, Flight] = {}
         self._busy_cards: dict[int, int] = {}
         """card id -> the job id of this worker's job in flight for it."""
@@ -156,6 +158,9 @@ class Scp80Worker:
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def mark_sent(self, job_id: int, *, kvn: int, delivery_id: str) -> int:
+        return await self.send_batch.mark_sent(job_id, kvn=kvn, delivery_id=delivery_id)
 
     async def _settings_for(self, job: JobRecord) -> CampaignSettings:
         if job.campaign_id is None:
@@ -196,16 +201,9 @@ class Scp80Worker:
             self.stats.triggers += 1
         else:
             self.stats.sent += 1
-        _log.info(
-            "job %d: %s to %s, TAR %s, KVN %d, counter %d, %d SM",
-            flight.job.id,
-            "trigger" if triggered else "packet",
-            flight.msisdn,
-            flight.tar.hex().upper(),
-            flight.kvn,
-            flight.counter,
-            len(message_ids),
-        )
+        what = "trigger" if triggered else "packet"
+        _log.info("job %d: %s to %s, TAR %s, KVN %d, counter %d, %d SM", flight.job.id, what, flight.msisdn,
+                  flight.tar.hex().upper(), flight.kvn, flight.counter, len(message_ids))  # fmt: skip
 
     async def lease_lost(self, flight: Flight) -> None:
         self.stats.lost_leases += 1
@@ -276,11 +274,12 @@ class Scp80Worker:
             lease_seconds=self.settings.lease_seconds,
             now=now,
         )
+        found = await self.db(self.repo.cards_by_id, [j.card_id for j in jobs if j.id not in self._flights])
         for job in jobs:
             if job.id in self._flights:
                 continue
             self.stats.claimed += 1
-            card = await self.db(self.repo.card, job.card_id)
+            card = found.get(job.card_id)
             settings = await self._settings_for(job)
             if card is None:
                 await self.final(job.id, "the card is no longer in the store", job.campaign_id)
@@ -295,21 +294,19 @@ class Scp80Worker:
         waiting = [f for f in self._flights.values() if f.state.unsent]
         if not waiting or await self.sms_link() is None:
             return  # no bind: nothing is marked sent, no attempt is used; the jobs wait under their leases
+        going = []  # sent concurrently: their mark_sent are committed together (server/send_batch.py)
         for flight in sorted(waiting, key=lambda f: f.job.id):
-            if not flight.state.unsent or flight.job.id not in self._flights:
-                continue
             busy = self._busy_cards.get(flight.card.id)
             if busy is not None and busy != flight.job.id:
                 continue  # one job per card in flight
-            if (
-                self._link_bucket.available() < 1
-                or self._bucket(flight.job.campaign_id, flight.settings).available() < 1
-            ):
+            bucket = self._bucket(flight.job.campaign_id, flight.settings)
+            if self._link_bucket.available() < 1 or bucket.available() < 1:
                 continue
             self._link_bucket.take()
-            self._bucket(flight.job.campaign_id, flight.settings).take()
+            bucket.take()
             self._busy_cards[flight.card.id] = flight.job.id
-            await self.senders[flight.job.transport].send(self, flight)
+            going.append(flight)
+        await asyncio.gather(*(self.senders[f.job.transport].send(self, f) for f in going))
 
     async def sms_link(self) -> SmsLink | None:
         """The bound SMPP session; a new bind when it is gone (at most one try per ``reconnect_seconds``)."""

@@ -95,6 +95,10 @@ class WorkerContext(Protocol):
     def next_reference(self) -> int:
         """The next concatenated-SM reference number."""
 
+    async def mark_sent(self, job_id: int, *, kvn: int, delivery_id: str) -> int:
+        """Repository.mark_sent for this worker (its owner, now), group-committed with the round's other sends
+        (server/send_batch.py): the job's fresh counter, or LeaseLost."""
+
     def sent(self, flight: Flight, message_ids: tuple[str, ...]) -> None:
         """The flight's packet left as these SMs (receipts are matched by their ids; the counts of the stats)."""
 

@@ -159,14 +159,7 @@ async def send_script(worker: WorkerContext, flight: Flight, tar: bytes, *, done
         return
     delivery_id = f"sms-{job.id}-{job.attempts + 1}-{worker.owner}"
     try:
-        counter: int = await worker.db(
-            worker.repo.mark_sent,
-            job.id,
-            owner=worker.owner,
-            kvn=flight.kvn,
-            delivery_id=delivery_id,
-            now=worker.services.clock(),
-        )
+        counter = await worker.mark_sent(job.id, kvn=flight.kvn, delivery_id=delivery_id)
     except LeaseLost:
         await worker.lease_lost(flight)
         return

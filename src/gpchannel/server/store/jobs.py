@@ -25,7 +25,7 @@ from gpchannel.server.store.cards import require_card
 from gpchannel.server.store.core import StoreCore, check_aware, check_script, check_target
 from gpchannel.server.transports import SCP81_TRANSPORTS, JobTransport
 
-__all__ = ["ApduResult", "JobRecord", "JobStore", "audit_sent", "job_record"]
+__all__ = ["ApduResult", "JobRecord", "JobStore", "audit_record", "audit_sent", "job_record"]
 
 
 @dataclass(frozen=True)
@@ -92,19 +92,23 @@ def job_record(row: Row[Any]) -> JobRecord:
     )
 
 
+def audit_record(job: JobRecord, owner: str, now: datetime, outcome: str) -> dict[str, Any]:
+    """The audit record of a script leaving for a card (audit.append's keyword arguments)."""
+    return {
+        "principal": f"server:{owner}",
+        "action": "script.sent",
+        "at": now,
+        "outcome": outcome,
+        "card_ids": [job.card_id],
+        "campaign_id": job.campaign_id,
+        "job_id": job.id,
+        "script_sha256": audit.script_sha256(job.script),
+    }
+
+
 def audit_sent(c: Connection, job: JobRecord, owner: str, now: datetime, outcome: str) -> None:
     """A script leaves for a card: its audit record, in the transaction that marks the job SENT (audit.py)."""
-    audit.append(
-        c,
-        principal=f"server:{owner}",
-        action="script.sent",
-        at=now,
-        outcome=outcome,
-        card_ids=[job.card_id],
-        campaign_id=job.campaign_id,
-        job_id=job.id,
-        script_sha256=audit.script_sha256(job.script),
-    )
+    audit.append(c, **audit_record(job, owner, now, outcome))
 
 
 class JobStore(StoreCore):

@@ -7,24 +7,37 @@ leased job SENT with a fresh OTA counter, in one transaction.
 - :meth:`LeaseStore.mark_sent` advances the card's OTA counter (ETSI TS 102 225 5.1.1: the counter of a key set
   must never be used twice) and marks the job SENT in the same transaction as the lease check, so no counter
   value is ever handed out twice and a job is never SENT twice.
+- :meth:`LeaseStore.mark_sent_many` is the same for several jobs in ONE transaction (group commit: one commit,
+  one pass over the audit lock for a batch of sends); a job whose lease is lost is left out, the others are sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
 from gpchannel.errors import LeaseLost, RepositoryError
+from gpchannel.server import audit
 from gpchannel.server.db import jobs
 from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
 from gpchannel.server.store.cards import advance_counter
 from gpchannel.server.store.core import StoreCore, check_aware
-from gpchannel.server.store.jobs import JobRecord, audit_sent, job_record
+from gpchannel.server.store.jobs import JobRecord, audit_record, audit_sent, job_record
 from gpchannel.server.transports import JobTransport
 
-__all__ = ["LeaseStore"]
+__all__ = ["LeaseStore", "SendRequest"]
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One job of :meth:`LeaseStore.mark_sent_many`: its id, the key set whose counter to advance, the delivery."""
+
+    job_id: int
+    kvn: int
+    delivery_id: str
 
 
 class LeaseStore(StoreCore):
@@ -131,6 +144,58 @@ class LeaseStore(StoreCore):
             )
             audit_sent(c, job_record(row), owner, stamp, f"sent ({row.transport} SMS, kvn {kvn})")
             return counter
+
+    def mark_sent_many(
+        self, requests: Sequence[SendRequest], *, owner: str, now: datetime
+    ) -> dict[int, int | LeaseLost]:
+        """:meth:`mark_sent` for every request in ONE transaction: each job id maps to its counter, or to the
+        :class:`LeaseLost` that says why it was not sent (its lease is not ``owner``'s, or expired at ``now``).
+        The job rows are locked first, in id order, and the audit records appended last (audit.append's lock
+        order). A RepositoryError (an unknown job, an exhausted counter) rolls the whole batch back: call
+        :meth:`mark_sent` per job then. The requests must name distinct jobs of distinct (card, KVN) pairs."""
+        check_aware("now", now)
+        if not requests:
+            return {}
+        by_id = {r.job_id: r for r in requests}
+        if len(by_id) != len(requests):
+            raise RepositoryError("mark_sent_many: a job is named twice")
+        out: dict[int, int | LeaseLost] = {}
+        with self._write() as c:
+            rows = {
+                row.id: row
+                for row in c.execute(
+                    select(jobs).where(jobs.c.id.in_(sorted(by_id))).order_by(jobs.c.id).with_for_update()
+                )
+            }
+            sent = []
+            for job_id in sorted(by_id):
+                row = rows.get(job_id)
+                if row is None:
+                    raise RepositoryError(f"no job {job_id}")
+                if JobState(row.state) not in sources(JobEvent.SEND) or row.lease_owner != owner:
+                    holder = row.lease_owner
+                    out[job_id] = LeaseLost(f"job {job_id} is {row.state}, leased to {holder!r}, not {owner!r}")
+                    continue
+                if row.lease_until is None or row.lease_until < now:
+                    out[job_id] = LeaseLost(f"job {job_id}: the lease of {owner!r} expired")
+                    continue
+                request = by_id[job_id]
+                counter = advance_counter(self, c, row.card_id, request.kvn)
+                c.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        state=next_state(row.state, JobEvent.SEND).value,
+                        counter_used=counter,
+                        delivery_id=request.delivery_id,
+                        updated_at=now,
+                    )
+                )
+                out[job_id] = counter
+                sent.append((row, request.kvn))
+            audit.append_many(c, [audit_record(job_record(row), owner, now, f"sent ({row.transport} SMS, kvn {kvn})")
+                                  for row, kvn in sent])  # fmt: skip
+        return out
 
     def renew_lease(self, job_ids: Sequence[int], *, owner: str, lease_seconds: float, now: datetime) -> list[int]:
         """Extend ``owner``'s leases on these jobs to ``now + lease_seconds``; returns the ids renewed (a job
