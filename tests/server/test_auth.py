@@ -294,3 +294,43 @@ def test_a_route_missing_from_the_table_is_refused(world: World) -> None:
             assert got == 403 and "leaked" not in text
 
     asyncio.run(scenario())
+
+
+def test_basic_credentials_open_only_the_pages_never_the_api(world: World) -> None:
+    """A browser resends Basic credentials by itself: were they accepted on the API, a hostile page could make it
+    POST a job with them (cross-site request forgery). Only GET of the pages takes them."""
+    import base64
+
+    basic = {"Authorization": "Basic " + base64.b64encode(f"me:{world.tokens['admin']}".encode()).decode()}
+    job = {"card": {"id": world.card_a}, "apdus": [SELECT_MF]}
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            before = await asyncio.to_thread(snapshot, world.services)
+            got, _, headers = await _call(client, "POST", f"{_P}/jobs", job, basic)
+            assert got == 401 and headers.getall("WWW-Authenticate") == ['Bearer realm="gpchannel"']
+            assert (await _call(client, "GET", f"{_P}/jobs", None, basic))[0] == 401
+            assert (await _call(client, "POST", f"/campaigns/{world.campaign_a}", None, basic))[0] == 401
+            assert await asyncio.to_thread(snapshot, world.services) == before
+            assert (await _call(client, "GET", f"/campaigns/{world.campaign_a}", None, basic))[0] == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_restricted_token_cannot_derive_keys_from_another_teams_master_card(world: World) -> None:
+    """A ``derive:`` key uses the master card's keys: the master card counts as touched, so a token of team A
+    cannot key a new card of its own from team B's master card."""
+    inventory = (
+        "iccid,psk_identity,tags,kvn,kic,kic_algorithm,kid,kid_algorithm\n"
+        f"8988211000000000099,new-a,team-a,1,derive:emv:{ICCID_B},3des-2key,derive:emv:{ICCID_B},3des-2key\n"
+    )
+    body = {"format": "csv", "data": inventory}
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            before = await asyncio.to_thread(snapshot, world.services)
+            got, text, _ = await _call(client, "POST", f"{_P}/inventory", body, bearer(world.tokens["team-a"]))
+            assert got == 403 and "team-a" in text, text
+            assert await asyncio.to_thread(snapshot, world.services) == before
+
+    asyncio.run(scenario())

@@ -145,7 +145,13 @@ async def _parse(request: web.Request, services: ServerServices, text: str, fmt:
             found.append(repo.card_by_identity(card.psk_identity) if card.psk_identity else None)
             return [c for c in found if c is not None]
 
-        existing = await asyncio.to_thread(lambda: [c for card in cards for c in stored(card)])
+        def masters(card: InventoryCard) -> list[Any]:
+            """The master cards its ``derive:`` keys name: their keys are used too, so they count as touched."""
+            refs = [key.derive[1] for ks in card.keysets for key in (ks.kic, ks.kid) if key.derive is not None]
+            found = [repo.card_by_iccid(r.upper()) or repo.card_by_identity(r) for r in refs]
+            return [c for c in found if c is not None]  # one not found fails the import itself (400)
+
+        existing = await asyncio.to_thread(lambda: [c for card in cards for c in (*stored(card), *masters(card))])
         auth.require_cards(request, existing)
         if any(card.tags is not None and tag not in card.tags for card in cards):
             auth.fail(403, f"the token is limited to cards tagged {tag!r}: every card of the inventory must carry it")
@@ -283,11 +289,12 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         return None if record is None else (record, repo.campaign_progress(campaign_id))
 
     async def _campaign(campaign_id: int, request: web.Request | None = None) -> dict[str, Any]:
+        # the caller's card tag first: _load may write the campaign's end, which a refused request must not do
+        if request is not None and not await _may_touch(request, campaign_id):
+            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
         loaded = await asyncio.to_thread(_load, campaign_id)
         if loaded is None:
             _fail(404, f"no campaign {campaign_id}")
-        if request is not None and not await _may_touch(request, campaign_id):
-            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
         return campaign_json(*loaded)
 
     async def _may_touch(request: web.Request, campaign_id: int) -> bool:
@@ -309,8 +316,10 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         records = await asyncio.to_thread(repo.campaigns)
         out = []
         for record in records:
+            if not await _may_touch(request, record.id):
+                continue
             loaded = await asyncio.to_thread(_load, record.id)
-            if loaded is not None and await _may_touch(request, record.id):
+            if loaded is not None:
                 out.append(campaign_json(*loaded))
         return web.json_response({"campaigns": out})
 
@@ -362,11 +371,11 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         campaign_id = _id(request)
         state = _state_query(request)
         after = query_int(request, "after", 0)
+        if not await _may_touch(request, campaign_id):  # before _load, which may write the campaign's end
+            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
         loaded = await asyncio.to_thread(_load, campaign_id)
         if loaded is None:
             _fail(404, f"no campaign {campaign_id}")
-        if not await _may_touch(request, campaign_id):
-            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
 
         def load() -> list[tuple[JobRecord, Any]]:
             jobs = repo.jobs(campaign_id=campaign_id, state=state, after_id=after, limit=PAGE_LIMIT)

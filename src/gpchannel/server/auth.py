@@ -94,12 +94,19 @@ def route_scope(method: str, path: str) -> Scope | None:
     return ROUTE_SCOPES.get(("GET" if method == "HEAD" else method, path))
 
 
+def _page(request: web.Request) -> bool:
+    """A read of the campaign pages, the only requests a browser makes with HTTP Basic."""
+    return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/campaigns/"))
+
+
 def _presented(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     kind, _, value = header.partition(" ")
     if kind.lower() == "bearer":
         return value.strip()
-    if kind.lower() == "basic":  # a browser on the page: any user name, the token as the password
+    # A browser on the pages: any user name, the token as the password. Only there: a browser resends Basic
+    # credentials by itself, so a hostile page could otherwise make it POST to the API with them (CSRF).
+    if kind.lower() == "basic" and _page(request):
         try:
             return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
         except (binascii.Error, UnicodeDecodeError):
@@ -113,7 +120,7 @@ def auth_middleware(services: ServerServices, limits: Limits) -> Callable[..., A
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
         challenge = CIMultiDict({"WWW-Authenticate": 'Bearer realm="gpchannel"'})
-        if request.path == "/" or request.path.startswith("/campaigns/"):
+        if _page(request):
             # A header of its own: browsers read one challenge per WWW-Authenticate header (RFC 9110 11.6.1
             # allows a list, but Chromium takes the first scheme of a header only, and knows no Bearer).
             challenge.add("WWW-Authenticate", 'Basic realm="gpchannel"')
@@ -189,7 +196,7 @@ def require_cards(request: web.Request, cards: Iterable[Any]) -> None:
     principal = principal_of(request)
     if principal.cards_tag is None:
         return
-    outside = [int(c.id) for c in cards if not principal.may_touch(card_tags(c))]
+    outside = [int(c.id) if c is not None else -1 for c in cards if c is None or not principal.may_touch(card_tags(c))]
     if outside:
         _log.info("%s %s refused: %s may not touch cards %s", request.method, request.path, principal.name, outside)
         fail(403, f"the token {principal.name!r} is limited to cards tagged {principal.cards_tag!r}")

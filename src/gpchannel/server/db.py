@@ -301,12 +301,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         if _sqlite_memory(url):
             kwargs.setdefault("poolclass", StaticPool)
-        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        engine = create_engine(url, connect_args=connect_args, hide_parameters=True, **kwargs)
         _configure_sqlite(engine)
         return engine
     if name == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(url, **kwargs)
+        return create_engine(url, hide_parameters=True, **kwargs)
     raise RepositoryError(f"unsupported database URL scheme {name!r}: use sqlite:///PATH or postgresql+psycopg://")
 
 
