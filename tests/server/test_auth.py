@@ -1,8 +1,8 @@
 """Who may call the job API (server/auth.py, server/tokens.py), on SQLite and PostgreSQL, through aiohttp's test
 server: every route of the application (the table is built from its route list and checked against
 ROUTE_SCOPES) against no token, a malformed, wrong, revoked and expired token, a token without the route's scope
-and one limited to another card tag: each refused (401 / 403, JSON) with the whole database unchanged; and the
-same route allowed with exactly its scope."""
+and one limited to another card tag: each refused (401 / 403, JSON; 404 where a card of another tag must look
+like no card at all) with the whole database unchanged; and the same route allowed with exactly its scope."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from gpchannel.server.tokens import Scope, create_token, revoke_token
 from tests.server.server_support import bearer, make_services
 
 ICCID_A, ICCID_B = "8988211000000000001", "8988211000000000002"
-SELECT_MF = "00A40004023F00"  # a file-system command: push-rfm is enough
+SELECT_MF = "00A40004023F00"  # a file-system command: push-rfm is enough when it goes to an RFM target
+RFM_TAR = "B00001"  # ETSI TS 101 220 Annex D: B00000-B0FFFF are RFM TARs
+RFM_AID = "A0000000090003FFFFFFFF89B0000100"  # an RFM application's AID: bytes 13-15 are its TAR (TS 101 220)
 GET_DATA = "80CA006600"  # a GP command: push-ram
 
 
@@ -83,14 +85,17 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", f"{_P}/cards"): lambda w: (f"{_P}/cards", {"iccid": ICCID_A, "msisdn": "4915550001"}),
     ("GET", f"{_P}/cards"): lambda w: (f"{_P}/cards", None),
     ("GET", f"{_P}/cards/{{id}}"): lambda w: (f"{_P}/cards/{w.card_a}", None),
-    ("POST", f"{_P}/jobs"): lambda w: (f"{_P}/jobs", {"card": {"id": w.card_a}, "apdus": [SELECT_MF]}),
+    ("POST", f"{_P}/jobs"): lambda w: (
+        f"{_P}/jobs",
+        {"card": {"id": w.card_a}, "apdus": [SELECT_MF], "target": RFM_AID},
+    ),
     ("GET", f"{_P}/jobs"): lambda w: (f"{_P}/jobs", None),
     ("GET", f"{_P}/jobs/{{id}}"): lambda w: (f"{_P}/jobs/{w.job_a}", None),
     ("POST", f"{_P}/jobs/{{id}}/cancel"): lambda w: (f"{_P}/jobs/{w.job_a}/cancel", None),
     ("POST", f"{_P}/inventory"): lambda w: (f"{_P}/inventory", {"format": "csv", "data": INVENTORY_A}),
     ("POST", f"{_P}/campaigns"): lambda w: (
         f"{_P}/campaigns",
-        {"transport": "scp81", "apdus": [SELECT_MF], "cards": [ICCID_A]},
+        {"transport": "scp81", "apdus": [SELECT_MF], "cards": [ICCID_A], "target": RFM_AID},
     ),
     ("GET", f"{_P}/campaigns"): lambda w: (f"{_P}/campaigns", None),
     ("GET", f"{_P}/campaigns/{{id}}"): lambda w: (f"{_P}/campaigns/{w.campaign_a}", None),
@@ -102,6 +107,9 @@ REQUESTS: dict[tuple[str, str], Builder] = {
 LISTS = {("GET", f"{_P}/cards"), ("GET", f"{_P}/jobs"), ("GET", f"{_P}/campaigns"), ("GET", "/")}
 """Routes that touch no particular card: a token of another tag gets them filtered, not refused."""
 NO_CARDS = {("GET", f"{_P}/health")}
+TAG_WRITES = {("POST", f"{_P}/cards"), ("POST", f"{_P}/inventory")}
+"""Routes that write a card named in the body: another tag's card is refused (403); everywhere else it is answered
+as a card, job or campaign that does not exist (404), so a restricted token cannot learn what other teams hold."""
 ALLOWED = {("POST", f"{_P}/campaigns"): "campaign-rfm"}
 """The token allowed where the route's scope is not enough alone (a campaign's script needs its push scope)."""
 
@@ -164,7 +172,7 @@ def test_every_route_refuses_what_it_must_and_allows_its_scope(world: World, rou
         ("wrong scope", bearer(t[_wrong_scope_token(scope)]), 403),
     ]
     if route not in LISTS and route not in NO_CARDS:
-        refusals.append(("wrong card tag", bearer(t["team-b"]), 403))
+        refusals.append(("wrong card tag", bearer(t["team-b"]), 403 if route in TAG_WRITES else 404))
 
     async def scenario() -> None:
         async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
@@ -243,7 +251,7 @@ def test_limits_answer_429_with_retry_after(world: World) -> None:
             assert (await _call(client, "GET", f"{_P}/health", None, bearer(slow)))[0] == 200
             got, _, headers = await _call(client, "GET", f"{_P}/health", None, bearer(slow))
             assert got == 429 and int(headers["Retry-After"]) >= 1
-            job = {"card": {"id": world.card_a}, "apdus": [SELECT_MF]}
+            job = {"card": {"id": world.card_a}, "apdus": [SELECT_MF], "target": RFM_AID}
             assert (await _call(client, "POST", f"{_P}/jobs", job, bearer(few)))[0] == 201
             before = await asyncio.to_thread(snapshot, services)
             got, _, headers = await _call(client, "POST", f"{_P}/jobs", job, bearer(few))
@@ -292,6 +300,118 @@ def test_a_route_missing_from_the_table_is_refused(world: World) -> None:
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             got, text, _ = await _call(client, "GET", f"{_P}/unlisted", None, bearer(world.tokens["admin"]))
             assert got == 403 and "leaked" not in text
+
+    asyncio.run(scenario())
+
+
+def test_push_rfm_reaches_only_an_rfm_target(world: World) -> None:
+    """The same file-system bytes sent to a Security Domain could mean something else there (a lenient card takes
+    CLA 00 for GP commands): push-rfm holds only for an RFM TAR (SCP80) or an AID carrying one (SCP81)."""
+    rfm = bearer(world.tokens["rfm-only"])
+    card = {"id": world.card_a}
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            before = await asyncio.to_thread(snapshot, world.services)
+            for refused in (
+                {"card": card, "apdus": [SELECT_MF]},  # the ISD
+                {"card": card, "apdus": [SELECT_MF], "target": "A000000151000000"},  # an SD's AID
+                {"card": card, "apdus": [SELECT_MF], "target": "000000", "transport": "scp80"},  # the ISD's TAR
+                {"card": card, "apdus": [SELECT_MF], "target": "B20100", "transport": "scp80"},  # a RAM TAR
+            ):
+                got, text, _ = await _call(client, "POST", f"{_P}/jobs", refused, rfm)
+                assert got == 403 and "push-ram" in text, refused
+            assert await asyncio.to_thread(snapshot, world.services) == before
+            for allowed in (
+                {"card": card, "apdus": [SELECT_MF], "target": RFM_TAR, "transport": "scp80"},
+                {"card": card, "apdus": [SELECT_MF], "target": RFM_AID},
+            ):
+                got, text, _ = await _call(client, "POST", f"{_P}/jobs", allowed, rfm)
+                assert got == 201, (allowed, text)
+
+    asyncio.run(scenario())
+
+
+def test_a_restricted_token_cannot_tell_another_teams_card_from_no_card(world: World) -> None:
+    """Outside its tag a token gets exactly what a card, job or campaign that does not exist gets."""
+    team_a = bearer(world.tokens["team-a"])
+    job_b = world.services.repository.add_job(
+        card_id=world.card_b, transport=JobTransport.SCP81, script=[bytes.fromhex(SELECT_MF)]
+    )
+    campaign_b = create_campaign(
+        world.services.repository, name="of-b", transport="scp81", script=[bytes.fromhex(SELECT_MF)],
+        card_ids=[world.card_b],
+    )  # fmt: skip
+    missing = 9_999
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+
+            async def same(make: Callable[[Any], tuple[str, str, Any]]) -> None:
+                method, path, body = make(world.card_b)
+                other = await _call(client, method, path.replace("{b}", ""), body, team_a)
+                method, path, body = make(missing)
+                absent = await _call(client, method, path, body, team_a)
+                assert other[0] == absent[0] == 404, (other[1], absent[1])
+
+            await same(lambda c: ("GET", f"{_P}/cards/{c}", None))
+            await same(lambda c: ("POST", f"{_P}/jobs", {"card": {"id": c}, "apdus": [SELECT_MF], "target": RFM_AID}))
+            await same(lambda c: ("GET", f"{_P}/jobs/{job_b if c == world.card_b else missing}", None))
+            await same(lambda c: ("GET", f"{_P}/campaigns/{campaign_b if c == world.card_b else missing}", None))
+            await same(lambda c: ("GET", f"/campaigns/{campaign_b if c == world.card_b else missing}", None))
+            body = {"transport": "scp81", "apdus": [SELECT_MF], "cards": [ICCID_B], "target": RFM_AID}
+            got, text, _ = await _call(client, "POST", f"{_P}/campaigns", body, team_a)
+            assert got == 404 and "unknown card" in text
+            got, text, _ = await _call(client, "GET", f"{_P}/cards?iccid={ICCID_B}", None, team_a)
+            assert got == 200 and ICCID_B not in text
+
+    asyncio.run(scenario())
+
+
+def test_a_restricted_token_cannot_change_a_cards_tags(world: World) -> None:
+    """Adding another team's tag would hand the card over; removing one would take it from that team."""
+    repo = world.services.repository
+    shared = repo.upsert_card(iccid="8988211000000000003", psk_identity="card-ab", ota={"tags": ["team-a", "team-b"]})
+    team_a = bearer(world.tokens["team-a"])
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            before = await asyncio.to_thread(snapshot, world.services)
+            for tags in (["team-a"], ["team-a", "team-b", "team-c"], ["team-a", "team-c"]):
+                body = {"iccid": "8988211000000000003", "tags": tags}
+                got, text, _ = await _call(client, "POST", f"{_P}/cards", body, team_a)
+                assert got == 403 and "tags" in text, (tags, text)
+            body = {"iccid": ICCID_A, "tags": ["team-a", "team-b"]}
+            assert (await _call(client, "POST", f"{_P}/cards", body, team_a))[0] == 403
+            new = {"iccid": "8988211000000000004", "tags": ["team-a", "team-b"]}
+            assert (await _call(client, "POST", f"{_P}/cards", new, team_a))[0] == 403
+            inventory = "iccid,psk_identity,tags\n8988211000000000003,card-ab,team-a\n"
+            body = {"format": "csv", "data": inventory}
+            assert (await _call(client, "POST", f"{_P}/inventory", body, team_a))[0] == 403
+            assert await asyncio.to_thread(snapshot, world.services) == before
+            same = {"iccid": "8988211000000000003", "tags": ["team-b", "team-a"], "msisdn": "4915550003"}
+            got, text, _ = await _call(client, "POST", f"{_P}/cards", same, team_a)
+            assert got == 200, text
+            card = await asyncio.to_thread(repo.card, shared)
+            assert card is not None and card.ota["tags"] == ["team-a", "team-b"]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_write_gives_the_scripts_back(world: World) -> None:
+    """The scripts-per-hour budget pays for scripts that leave, not for a request whose write failed."""
+    one = _token(world.services, "one", ["campaign", "push-ram"], limits={"scripts_per_hour": 1})
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_api(world.services), host="127.0.0.1")) as client:
+            bad = {"transport": "scp81+sms", "apdus": [GET_DATA], "cards": [ICCID_A], "target": "A000000151000000"}
+            got, text, _ = await _call(client, "POST", f"{_P}/campaigns", bad, bearer(one))
+            assert got == 400 and "fallback_tar" in text  # refused inside the write
+            good = {"transport": "scp81", "apdus": [GET_DATA], "cards": [ICCID_A]}
+            got, text, _ = await _call(client, "POST", f"{_P}/campaigns", good, bearer(one))
+            assert got == 201, text
+            got, _, _ = await _call(client, "POST", f"{_P}/campaigns", good, bearer(one))
+            assert got == 429  # and the budget still counts what did leave
 
     asyncio.run(scenario())
 

@@ -340,3 +340,31 @@ def test_cards_that_cannot_be_reached_fail_with_the_reason(tmp_path: Path) -> No
     assert jobs[no_keys].state is JobState.FAILED and "no SCP80 key set 1" in (jobs[no_keys].reason or "")
     assert repo.campaign(campaign).state is CampaignState.FINISHED  # type: ignore[union-attr]
     assert repo.counter(no_keys, 1) is None  # nothing was sent, no counter used
+
+
+def test_the_end_of_a_campaign_is_audited_once(repo_url: str, tmp_path: Path) -> None:
+    """finish_if_done writes FINISHED and its ``campaign.finish`` record in one transaction; a second process that
+    notices the same end (here: a second call) writes neither again. The chain still verifies."""
+    from datetime import UTC, datetime
+
+    from gpchannel.server import audit
+    from gpchannel.server.campaigns import finish_if_done
+    from tests.server.server_support import make_services
+
+    services = make_services(repo_url, tmp_path)
+    repo = services.repository
+    try:
+        card = repo.upsert_card(iccid="8988211000000000001", psk_identity="card-1")
+        campaign = create_campaign(repo, name="c", transport="scp81", script=SCRIPT, card_ids=[card])
+        assert not finish_if_done(repo, campaign, by="server:api", at=datetime.now(UTC))  # its job is queued
+        (job,) = repo.jobs(campaign_id=campaign)
+        repo.fail_job(job.id, "unreachable")
+        for _ in range(2):
+            assert finish_if_done(repo, campaign, by="server:api", at=datetime.now(UTC))
+        records = [r for r in audit.export(repo.engine) if r["action"] == "campaign.finish"]
+        assert len(records) == 1 and records[0]["campaign_id"] == campaign
+        assert records[0]["principal"] == "server:api" and "1 failed" in records[0]["outcome"]
+        assert repo.campaign(campaign).state is CampaignState.FINISHED  # type: ignore[union-attr]
+        assert audit.verify(repo.engine).ok
+    finally:
+        repo.close()

@@ -195,9 +195,10 @@ def _apdus(value: object) -> list[bytes]:
     return out
 
 
-async def _find_card(services: ServerServices, selector: object) -> CardRecord:
-    """``{"iccid": ...}``, ``{"psk_identity": ...}`` or ``{"id": n}`` -> the card, or 404."""
-    repo = services.repository
+async def _find_card(request: web.Request, selector: object) -> CardRecord:
+    """``{"iccid": ...}``, ``{"psk_identity": ...}`` or ``{"id": n}`` -> the card, or 404 (also for a card outside
+    the caller's card tag)."""
+    repo = _services(request).repository
     if not isinstance(selector, dict) or len(selector) != 1:
         _fail(400, 'card: an object with one of "iccid", "psk_identity" or "id"')
     ((key, value),) = selector.items()
@@ -210,8 +211,8 @@ async def _find_card(services: ServerServices, selector: object) -> CardRecord:
         card = await asyncio.to_thread(repo.card, value) if 0 <= value <= MAX_ID else None
     else:
         _fail(400, 'card: an object with one of "iccid" (string), "psk_identity" (string) or "id" (integer)')
-    if card is None:
-        _fail(404, f"no card with {key} {value!r}")
+    auth.require_visible(request, card, f"no card with {key} {value!r}")
+    assert card is not None
     return card
 
 
@@ -255,9 +256,9 @@ async def _post_card(request: web.Request) -> web.Response:
     by_identity = await asyncio.to_thread(repo.card_by_identity, identity) if identity is not None else None
     existing = by_iccid or by_identity
     principal = auth.principal_of(request)
-    auth.require_cards(request, [c for c in (by_iccid, by_identity) if c is not None])
-    if principal.cards_tag is not None and (tags is not None or existing is None):
-        tags = sorted({*(tags or ()), principal.cards_tag})  # a restricted token's cards keep its tag
+    stored = [c for c in (by_iccid, by_identity) if c is not None]
+    auth.require_cards(request, stored)
+    tags = auth.tags_to_store(request, tags, stored)
     ota = None if tags is None else {**(existing.ota if existing is not None else {}), "tags": tags}
     now = services.clock()
 
@@ -301,17 +302,15 @@ async def _get_cards(request: web.Request) -> web.Response:
         if iccid is not None
         else await asyncio.to_thread(repo.card_by_identity, identity or "")
     )
-    if card is not None:
-        auth.require_cards(request, [card])
-    return web.json_response({"cards": [] if card is None else [card_json(card)]})
+    shown = [card_json(card)] if card is not None and auth.visible(request, card) else []
+    return web.json_response({"cards": shown})
 
 
 async def _get_card(request: web.Request) -> web.Response:
     card_id = _path_id(request)
     card = await asyncio.to_thread(_services(request).repository.card, card_id)
-    if card is None:
-        _fail(404, f"no card {card_id}")
-    auth.require_cards(request, [card])
+    auth.require_visible(request, card, f"no card {card_id}")
+    assert card is not None
     return web.json_response(card_json(card))
 
 
@@ -329,9 +328,7 @@ async def _post_job(request: web.Request) -> web.Response:
     target = parse_target(body.get("target"), transport)
     if "card" not in body:
         _fail(400, 'card: required, e.g. {"iccid": "8988211000000000001"}')
-    card = await _find_card(services, body["card"])
-    auth.require_cards(request, [card])
-    auth.check_script(request, apdus, 1)
+    card = await _find_card(request, body["card"])
     repo = services.repository
     principal, now = auth.principal_of(request).name, services.clock()
 
@@ -350,7 +347,8 @@ async def _post_job(request: web.Request) -> web.Response:
             )
             return job_id
 
-    job_id = await asyncio.to_thread(write)
+    with auth.script_budget(request, apdus, target, 1):
+        job_id = await asyncio.to_thread(write)
     job = await asyncio.to_thread(repo.job, job_id)
     assert job is not None
     _log.info("job %d queued for card %d: %d APDU(s) over %s", job_id, card.id, len(apdus), transport.value)
@@ -371,10 +369,7 @@ async def _get_jobs(request: web.Request) -> web.Response:
         card_id = _int_param(request, "card", 0, 1)
     elif request.query.get("iccid") or request.query.get("psk_identity"):
         key = "iccid" if request.query.get("iccid") else "psk_identity"
-        card_id = (await _find_card(services, {key: request.query[key]})).id
-    if card_id is not None and auth.principal_of(request).cards_tag is not None:
-        card = await asyncio.to_thread(repo.card, card_id)
-        auth.require_cards(request, [card] if card is not None else [])
+        card_id = (await _find_card(request, {key: request.query[key]})).id
     campaign = _int_param(request, "campaign", 0, 1) if request.query.get("campaign") else None
     after = _int_param(request, "after", 0)
     limit = min(_int_param(request, "limit", 100, 1), 1000)
@@ -392,17 +387,15 @@ async def _visible_jobs(request: web.Request, jobs: list[JobRecord]) -> list[Job
     if principal.cards_tag is None:
         return jobs
     repo = _services(request).repository
-    cards = await asyncio.to_thread(lambda: {i: repo.card(i) for i in {j.card_id for j in jobs}})
-    return [j for j in jobs if principal.may_touch(auth.card_tags(cards[j.card_id]))]
+    cards = await asyncio.to_thread(repo.cards_by_id, [j.card_id for j in jobs])
+    return [j for j in jobs if j.card_id in cards and principal.may_touch(auth.card_tags(cards[j.card_id]))]
 
 
 async def _job_of(request: web.Request, job_id: int) -> JobRecord:
-    """The job, 404, or 403 when its card is outside the caller's card tag."""
+    """The job, or 404 (also when its card is outside the caller's card tag)."""
     job = await asyncio.to_thread(_services(request).repository.job, job_id)
-    if job is None:
+    if job is None or not await _visible_jobs(request, [job]):
         _fail(404, f"no job {job_id}")
-    if not await _visible_jobs(request, [job]):
-        auth.require_cards(request, [await asyncio.to_thread(_services(request).repository.card, job.card_id)])
     return job
 
 

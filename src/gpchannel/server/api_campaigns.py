@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -155,8 +155,11 @@ async def _parse(request: web.Request, services: ServerServices, text: str, fmt:
         auth.require_cards(request, existing)
         if any(card.tags is not None and tag not in card.tags for card in cards):
             auth.fail(403, f"the token is limited to cards tagged {tag!r}: every card of the inventory must carry it")
-        if any(card.tags is None for card in cards if not stored(card)):
+        found = await asyncio.to_thread(lambda: [stored(card) for card in cards])
+        if any(card.tags is None for card, records in zip(cards, found, strict=True) if not records):
             auth.fail(403, f"new cards must carry the tag {tag!r} (a tags column)")
+        for card, records in zip(cards, found, strict=True):
+            auth.tags_to_store(request, card.tags, records)  # 403 when it would change a card's tags
     return cards
 
 
@@ -240,18 +243,15 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
             cards = body["cards"]
             if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
                 _fail(400, "cards: an array of ICCIDs or PSK identities")
-            try:
-                card_ids = await asyncio.to_thread(resolve_cards, repo, cards)
+            try:  # a card outside the caller's card tag is as unknown as one never imported
+                card_ids = await asyncio.to_thread(resolve_cards, repo, cards, lambda c: auth.visible(request, c))
             except InventoryError as exc:
                 _fail(404 if exc.line is not None else 400, str(exc))
-            if auth.principal_of(request).cards_tag is not None:
-                auth.require_cards(request, await asyncio.to_thread(lambda: [repo.card(i) for i in card_ids]))
             count = len(card_ids)
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             _fail(400, "name: a string")
         auth.campaign_cards_limit(request, count)
-        auth.check_script(request, script, count)
         label = name or f"{transport.value} campaign, {count} card(s)"
         principal, now = auth.principal_of(request).name, services.clock()
 
@@ -274,7 +274,8 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
                 return campaign_id
 
         try:
-            campaign_id = await asyncio.to_thread(write)
+            with auth.script_budget(request, script, target, count):
+                campaign_id = await asyncio.to_thread(write)
         except InventoryError as exc:
             _fail(400, f"inventory: {exc}")
         except ValueError as exc:
@@ -284,39 +285,40 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         return web.json_response(await _campaign(campaign_id), status=201)
 
     def _load(campaign_id: int) -> tuple[Any, Mapping[JobState, int]] | None:
-        finish_if_done(repo, campaign_id)  # SCP81 campaigns have no worker to notice their end
+        # SCP81 campaigns have no worker to notice their end: a read does, and audits it as the API's doing
+        finish_if_done(repo, campaign_id, by="server:api", at=services.clock())
         record = repo.campaign(campaign_id)
         return None if record is None else (record, repo.campaign_progress(campaign_id))
 
     async def _campaign(campaign_id: int, request: web.Request | None = None) -> dict[str, Any]:
         # the caller's card tag first: _load may write the campaign's end, which a refused request must not do
         if request is not None and not await _may_touch(request, campaign_id):
-            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
+            _fail(404, f"no campaign {campaign_id}")
         loaded = await asyncio.to_thread(_load, campaign_id)
         if loaded is None:
             _fail(404, f"no campaign {campaign_id}")
         return campaign_json(*loaded)
 
-    async def _may_touch(request: web.Request, campaign_id: int) -> bool:
-        """A restricted token touches a campaign only if every card of it carries its tag."""
+    async def _visible(request: web.Request, campaign_ids: Sequence[int]) -> set[int]:
+        """The campaigns a restricted token may see: those whose every card carries its tag (one query)."""
         principal = auth.principal_of(request)
         if principal.cards_tag is None:
-            return True
+            return set(campaign_ids)
+        otas = await asyncio.to_thread(repo.campaign_card_otas, list(campaign_ids))
+        return {i for i, docs in otas.items() if all(principal.may_touch(auth.ota_tags(d)) for d in docs)}
 
-        def load() -> list[Any]:
-            ids = {j.card_id for j in repo.jobs(campaign_id=campaign_id, limit=1_000_000)}
-            return [repo.card(i) for i in ids]
-
-        return all(principal.may_touch(auth.card_tags(c)) for c in await asyncio.to_thread(load))
+    async def _may_touch(request: web.Request, campaign_id: int) -> bool:
+        return campaign_id in await _visible(request, [campaign_id])
 
     def _id(request: web.Request) -> int:
         return path_id(request, "campaign")
 
     async def get_campaigns(request: web.Request) -> web.Response:
         records = await asyncio.to_thread(repo.campaigns)
+        shown = await _visible(request, [r.id for r in records])
         out = []
         for record in records:
-            if not await _may_touch(request, record.id):
+            if record.id not in shown:
                 continue
             loaded = await asyncio.to_thread(_load, record.id)
             if loaded is not None:
@@ -364,7 +366,9 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         def load() -> list[tuple[Any, Mapping[Any, int]]]:
             return [(r, repo.campaign_progress(r.id)) for r in repo.campaigns()]
 
-        rows = [r for r in await asyncio.to_thread(load) if await _may_touch(request, r[0].id)]
+        loaded = await asyncio.to_thread(load)
+        shown = await _visible(request, [r[0].id for r in loaded])
+        rows = [r for r in loaded if r[0].id in shown]
         return web.Response(text=campaigns_page(rows), content_type="text/html", charset="utf-8")
 
     async def one_page(request: web.Request) -> web.Response:
@@ -372,7 +376,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         state = _state_query(request)
         after = query_int(request, "after", 0)
         if not await _may_touch(request, campaign_id):  # before _load, which may write the campaign's end
-            auth.fail(403, f"the token is limited to cards tagged {auth.principal_of(request).cards_tag!r}")
+            _fail(404, f"no campaign {campaign_id}")
         loaded = await asyncio.to_thread(_load, campaign_id)
         if loaded is None:
             _fail(404, f"no campaign {campaign_id}")

@@ -10,9 +10,10 @@ fail closed), 429 (``Retry-After``). A refused request reaches no handler, so it
 
 :data:`ROUTE_SCOPES` is THE table of who may call what; a route not in it is refused, and the tests build their
 refusal matrix from the application's route list against it. The handlers add what depends on the body: the
-push scope of the script (:func:`script_scope`: ``push-rfm`` for file-system commands only, ``push-ram`` for
-anything else), ``keys`` for an inventory given with a campaign, and the card tag of a restricted token
-(:func:`require_cards`: every card a request touches must carry it; 403 otherwise).
+push scope of the script (:func:`script_scope`: ``push-rfm`` for file-system commands sent to an RFM TAR or
+AID only, ``push-ram`` for anything else), ``keys`` for an inventory given with a campaign, and the card tag of a
+restricted token (:func:`require_cards`: every card a request writes must carry it, 403 otherwise;
+:func:`require_visible`: a card, job or campaign outside it is answered as one that does not exist, 404).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 
 from aiohttp import web
@@ -39,11 +41,17 @@ __all__ = [
     "ROUTE_SCOPES",
     "auth_middleware",
     "card_tags",
+    "ota_tags",
     "principal_of",
     "require",
     "require_cards",
+    "require_visible",
+    "rfm_target",
     "route_scope",
+    "script_budget",
     "script_scope",
+    "tags_to_store",
+    "visible",
 ]
 
 _P = "/api/v1"
@@ -86,7 +94,11 @@ def _refuse(status: int, message: str, headers: Mapping[str, str] | CIMultiDict[
 def fail(status: int, message: str, headers: Mapping[str, str] | None = None) -> NoReturn:
     """Raise a JSON error (403, 429 ...) from a handler."""
     body = json.dumps({"error": message, "status": status})
-    classes: Mapping[int, type[web.HTTPException]] = {403: web.HTTPForbidden, 429: web.HTTPTooManyRequests}
+    classes: Mapping[int, type[web.HTTPException]] = {
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        429: web.HTTPTooManyRequests,
+    }
     raise classes.get(status, web.HTTPForbidden)(text=body, content_type="application/json", headers=headers)
 
 
@@ -167,10 +179,22 @@ def require(request: web.Request, scope: Scope) -> None:
         fail(403, f"the token {principal.name!r} lacks the {scope.value!r} scope")
 
 
-def script_scope(script: Sequence[bytes]) -> Scope:
-    """``push-rfm`` when every command is a file-system one (interindustry CLA, an RFM INS), else ``push-ram``."""
+RFM_TAR_FIRST_BYTE = 0xB0
+"""ETSI TS 101 220 Annex D (ota-notes A.8): TARs B00000-B0FFFF are the Remote File Management family."""
+
+
+def rfm_target(target: bytes) -> bool:
+    """``target`` names an RFM application: a 3-byte TAR of the RFM family (SCP80), or an AID whose bytes 13-15
+    are one (SCP81's X-Admin-Targeted-Application, TS 101 220: the TAR in the AID). '' (the ISD) is not."""
+    tar = target if len(target) == 3 else target[12:15] if len(target) >= 15 else b""
+    return len(tar) == 3 and tar[0] == RFM_TAR_FIRST_BYTE
+
+
+def script_scope(script: Sequence[bytes], target: bytes) -> Scope:
+    """``push-rfm`` when the target is an RFM application and every command is a file-system one (interindustry
+    CLA, an RFM INS), else ``push-ram``: the same bytes sent to a Security Domain could mean something else."""
     rfm = all(len(a) >= 2 and not a[0] & 0x80 and a[1] in _RFM_INS for a in script)
-    return Scope.PUSH_RFM if rfm and script else Scope.PUSH_RAM
+    return Scope.PUSH_RFM if rfm and script and rfm_target(target) else Scope.PUSH_RAM
 
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -187,8 +211,43 @@ def parse_tags(value: object) -> list[str] | Literal[False] | None:
 
 def card_tags(card: Any) -> list[str]:
     """A card's inventory tags (its ``ota`` document's ``tags``)."""
-    tags = (getattr(card, "ota", None) or {}).get("tags") or []
+    return ota_tags(getattr(card, "ota", None) or {})
+
+
+def ota_tags(ota: Mapping[str, Any]) -> list[str]:
+    """The inventory tags of a card's ``ota`` document."""
+    tags = ota.get("tags") or []
     return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def visible(request: web.Request, card: Any) -> bool:
+    """The caller may see ``card`` (a record or None): always without a card tag, else when the card carries it."""
+    principal = principal_of(request)
+    return principal.cards_tag is None or (card is not None and principal.may_touch(card_tags(card)))
+
+
+def require_visible(request: web.Request, card: Any, missing: str) -> None:
+    """404 ``missing`` (what a card that does not exist gets) unless the caller may see ``card``: a token limited to
+    a tag learns nothing of other cards, not even that they exist."""
+    if not visible(request, card):
+        _log.info("%s %s refused: %s may not see the card", request.method, request.path, principal_of(request).name)
+        fail(404, missing)
+
+
+def tags_to_store(request: web.Request, requested: Sequence[str] | None, stored: Iterable[Any]) -> list[str] | None:
+    """The tags a card write stores (None: leave them). ``stored``: the card's records as they are (none for a new
+    card). A token limited to a tag may not change a card's tags, which would hand the card to another team or
+    take it from one: what it asks must be the card's tags (403 otherwise); its cards always carry its tag."""
+    principal = principal_of(request)
+    own = principal.cards_tag
+    stored = list(stored)
+    if own is None:
+        return None if requested is None else sorted(set(requested))
+    current = {t for record in stored for t in card_tags(record)}
+    if requested is not None and set(requested) | {own} != current | {own}:
+        _log.info("%s %s refused: %s may not change card tags", request.method, request.path, principal.name)
+        fail(403, f"the token {principal.name!r} may not change a card's tags (only {own!r} is added)")
+    return sorted(current | {own}) if requested is not None or not stored else None
 
 
 def require_cards(request: web.Request, cards: Iterable[Any]) -> None:
@@ -202,14 +261,22 @@ def require_cards(request: web.Request, cards: Iterable[Any]) -> None:
         fail(403, f"the token {principal.name!r} is limited to cards tagged {principal.cards_tag!r}")
 
 
-def check_script(request: web.Request, script: Sequence[bytes], cards: int) -> None:
-    """The push scope of ``script`` and the caller's scripts-per-hour limit for ``cards`` scripts (429)."""
-    require(request, script_scope(script))
+@contextlib.contextmanager
+def script_budget(request: web.Request, script: Sequence[bytes], target: bytes, cards: int) -> Iterator[None]:
+    """The push scope of ``script`` at ``target`` (403), then ``cards`` scripts taken from the caller's
+    scripts-per-hour budget (429); given back when the block raises, since a write that fails sends nothing."""
+    require(request, script_scope(script, target))
     limits = request.app[LIMITS]
     principal = principal_of(request)
-    wait = limits.scripts(principal, cards, request.app[SERVICES_KEY].clock())
+    now = request.app[SERVICES_KEY].clock()
+    wait = limits.scripts(principal, cards, now)
     if wait is not None:
         fail(429, f"{principal.name}: scripts-per-hour limit reached", {"Retry-After": str(wait)})
+    try:
+        yield
+    except BaseException:
+        limits.give_back(principal, cards, now)
+        raise
 
 
 SERVICES_KEY = web.AppKey("auth_services", ServerServices)

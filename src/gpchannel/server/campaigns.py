@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import InventoryError, LocalProtocolError, RepositoryError
 from gpchannel.ota.spi import Spi
+from gpchannel.server import audit
 from gpchannel.server.inventory import ISD_TAR
 from gpchannel.server.repository import CampaignState, JobState, JobTransport
 
@@ -303,15 +304,18 @@ def parse_target(transport: JobTransport | str, target: str | None) -> bytes:
     return raw
 
 
-def resolve_cards(repository: Repository, cards: Iterable[str]) -> list[int]:
+def resolve_cards(
+    repository: Repository, cards: Iterable[str], visible: Callable[[CardRecord], bool] = lambda _: True
+) -> list[int]:
     """Card ids for ICCIDs (or PSK identities); :class:`InventoryError` naming the first unknown one (its index
-    from 1 as the line). Duplicates are dropped (a campaign runs once per card)."""
+    from 1 as the line), a card the caller may not see (``visible``) counting as unknown. Duplicates are dropped
+    (a campaign runs once per card)."""
     ids: list[int] = []
     seen: set[int] = set()
     for n, name in enumerate(cards, start=1):
         key = str(name).strip()
         record: CardRecord | None = repository.card_by_iccid(key.upper()) or repository.card_by_identity(key)
-        if record is None:
+        if record is None or not visible(record):
             raise InventoryError(f"unknown card {key!r} (import it first)", line=n, field="cards")
         if record.id not in seen:
             seen.add(record.id)
@@ -364,13 +368,19 @@ def scp80_tar(card_ota: Mapping[str, Any], target: bytes, kvn: int) -> bytes:
         return ISD_TAR
 
 
-def finish_if_done(repository: Repository, campaign_id: int) -> bool:
-    """A RUNNING campaign whose jobs are all final becomes FINISHED (True when it is finished now)."""
+def finish_if_done(repository: Repository, campaign_id: int, *, by: str, at: datetime) -> bool:
+    """A RUNNING campaign whose jobs are all final becomes FINISHED (True when it is finished now).
+
+    The change and its ``campaign.finish`` audit record (principal ``by``: the server part that noticed) are one
+    transaction; of several processes noticing the same end, one writes it."""
     record = repository.campaign(campaign_id)
     if record is None or record.state is not CampaignState.RUNNING:
         return record is not None and record.state is CampaignState.FINISHED
-    progress = repository.campaign_progress(campaign_id)
-    if progress.get(JobState.QUEUED, 0) or progress.get(JobState.SENT, 0):
-        return False
-    repository.set_campaign_state(campaign_id, CampaignState.FINISHED)
+    with repository.atomic() as c:
+        progress = repository.campaign_progress(campaign_id)
+        if progress.get(JobState.QUEUED, 0) or progress.get(JobState.SENT, 0):
+            return False
+        if repository.finish_campaign(campaign_id):
+            counts = ", ".join(f"{n} {state.value}" for state, n in sorted(progress.items()) if n)
+            audit.append(c, principal=by, action="campaign.finish", at=at, campaign_id=campaign_id, outcome=counts)
     return True

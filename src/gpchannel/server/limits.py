@@ -75,6 +75,13 @@ class Limits:
         window.append((t, count))
         return None
 
+    def give_back(self, principal: Principal, count: int, when: datetime) -> None:
+        """Return ``count`` scripts counted at ``when`` (the write they were counted for failed)."""
+        window = self._scripts.get(principal.name)
+        entry = (when.timestamp(), count)
+        if window is not None and entry in window:
+            window.remove(entry)
+
     def max_campaign_cards(self, principal: Principal) -> int | None:
         most = int(self._value(principal, "max_campaign_cards", self.campaign_cards))
         return most if most > 0 else None

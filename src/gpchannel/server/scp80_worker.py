@@ -442,7 +442,7 @@ class Scp80Worker:
             self._last_finish = now
             touched |= {r.id for r in await self.db(self.repo.campaigns) if str(r.state) == "running"}
         for campaign_id in sorted(touched):
-            await self.db(finish_if_done, self.repo, campaign_id)
+            await self.db(finish_if_done, self.repo, campaign_id, by=f"server:{self.owner}", at=now)
 
     # ---------------------------------------------------------------------------------------------- events
     async def handle(self, event: DeliveryReceipt | PorMessage) -> None:

@@ -148,6 +148,24 @@ class CampaignStore(StoreCore):
             rows = c.execute(select(campaigns).order_by(campaigns.c.id)).all()
         return [campaign_record(r) for r in rows]
 
+    def campaign_card_otas(self, campaign_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """The ``ota`` documents (where the inventory tags are) of the distinct cards of each campaign, in one
+        query: what a token limited to a card tag needs to tell which campaigns it may see."""
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in campaign_ids}
+        if not campaign_ids:
+            return out
+        with self._read() as c:
+            pairs = (
+                select(jobs.c.campaign_id, jobs.c.card_id)
+                .where(jobs.c.campaign_id.in_(sorted(set(campaign_ids))))
+                .distinct()
+                .subquery()
+            )
+            rows = c.execute(select(pairs.c.campaign_id, cards.c.ota).join(cards, cards.c.id == pairs.c.card_id)).all()
+        for campaign_id, ota in rows:
+            out[int(campaign_id)].append(dict(ota or {}))
+        return out
+
     def campaign_progress(self, campaign_id: int) -> dict[JobState, int]:
         """How many of the campaign's jobs are in each state (every state present, 0 when none)."""
         with self._read() as c:
@@ -186,6 +204,16 @@ class CampaignStore(StoreCore):
                 .values(state=target(JobEvent.CANCEL).value, lease_owner=None, lease_until=None, updated_at=now)
             )
             return int(result.rowcount)
+
+    def finish_campaign(self, campaign_id: int) -> bool:
+        """RUNNING -> FINISHED; False when the campaign was not RUNNING (another process finished it first)."""
+        with self._write() as c:
+            result = c.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id, campaigns.c.state == CampaignState.RUNNING.value)
+                .values(state=CampaignState.FINISHED.value, updated_at=self._clock())
+            )
+            return bool(result.rowcount == 1)
 
     def set_campaign_state(self, campaign_id: int, state: CampaignState) -> None:
         """Record a campaign's state (e.g. FINISHED once no job is QUEUED or SENT: the campaign runner decides)."""
