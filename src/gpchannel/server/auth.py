@@ -221,9 +221,10 @@ def ota_tags(ota: Mapping[str, Any]) -> list[str]:
 
 
 def visible(request: web.Request, card: Any) -> bool:
-    """The caller may see ``card`` (a record or None): always without a card tag, else when the card carries it."""
+    """``card`` (a record, or None: no such card) exists for the caller: any card without a card tag, else a card
+    carrying it."""
     principal = principal_of(request)
-    return principal.cards_tag is None or (card is not None and principal.may_touch(card_tags(card)))
+    return card is not None and (principal.cards_tag is None or principal.may_touch(card_tags(card)))
 
 
 def require_visible(request: web.Request, card: Any, missing: str) -> None:
