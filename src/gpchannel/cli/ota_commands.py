@@ -6,7 +6,8 @@
   counter and the remote APDU responses, verified with the command's SPI, KIc, KID and key set;
 * ``send``: the ENVELOPEs through PC/SC (``--reader``) or the in-process emulator (``--emulator DIR``); the
   PoR is fetched with GET RESPONSE on ``61 xx`` / ``9F xx``, or with FETCH on ``91 xx`` (SEND SHORT MESSAGE),
-  and verified. The command exits 4 when the card refused (a PoR status other than 00, or a last status word that
+  and verified (the global ``--trace-file`` records the exchanges for ``trace decode``). The command exits 4
+  when the card refused (a PoR status other than 00, or a last status word that
   is not success) unless ``--ok-on-refusal`` is given.
 
 Keys come from ``--profile FILE`` (its ``[[ota.keysets]]``, by ``--kvn``) or from ``--kic`` / ``--kid`` with
@@ -30,7 +31,7 @@ from gpchannel.card.profile_ota import check_ota
 from gpchannel.card.profile_schema import check_shape
 from gpchannel.cli.conventions import KVN_HELP, KvnType
 from gpchannel.cli.exit_codes import ExitCode
-from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
+from gpchannel.cli.ota_por import TracedTransport, exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
 from gpchannel.cli.settings import fail, fail_on
 from gpchannel.cli.target import open_transport
@@ -431,6 +432,9 @@ def send(
     the_tar = _hex(tar, "--tar")
     script = _script(apdus, expanded)
     transport = open_transport(reader, emulator, profile)  # errors: cli/exit_codes.py's table
+    trace_file = _global("trace_file")
+    if trace_file is not None:
+        transport = TracedTransport(transport, trace_file)
     try:
         built = _build(keys, the_spi, the_tar, script, counter, store, "12345678", sim)
         por_ud = exchange(transport, built.envelopes, sim)
