@@ -62,7 +62,16 @@ from gpchannel.ota import (
     unsecure_response,
 )
 
-__all__ = ["CounterStore", "OtaKeys", "default_counter_store", "ota", "parse_por", "proactive_submit"]
+__all__ = [
+    "CounterStore",
+    "OtaKeys",
+    "default_counter_store",
+    "ota",
+    "parse_por",
+    "proactive_submit",
+    "profile_keysets",
+    "resolve_keys",
+]
 
 DEFAULT_SPI = "1619"
 """CC, ciphering, counter strictly higher; PoR required, with CC and ciphered, in the SMS-DELIVER-REPORT."""
@@ -147,11 +156,7 @@ def resolve_keys(
         number = 1 if kvn is None else kvn
     elif profile is not None:
         raw = _read_profile(profile)
-        try:
-            section = check_ota(raw.get("ota", {}))
-        except ProfileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--profile") from None
-        keysets = section.get("keysets", [])
+        keysets = _profile_sets(raw)
         chosen = next((k for k in keysets if kvn is None or k["kvn"] == kvn), None)
         if chosen is None:
             raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
@@ -166,6 +171,23 @@ def resolve_keys(
     if not 1 <= number <= 15:
         raise click.BadParameter("an OTA key version is 1..15", param_hint="--kvn")
     return OtaKeys(keyset, Kic.for_cipher(cipher, number), Kid.for_mac(mac, number), number, card, counter)
+
+
+def _profile_sets(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        section = check_ota(raw.get("ota", {}))
+    except ProfileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--profile") from None
+    return list(section.get("keysets", []))
+
+
+def profile_keysets(profile: Path) -> list[tuple[int, Scp80KeySet]]:
+    """Every ``[[ota.keysets]]`` of a card profile as ``(kvn, key set)`` (the trace inspector's candidates)."""
+    out = []
+    for chosen in _profile_sets(_read_profile(profile)):
+        cipher, mac = KIC_ALGORITHMS[chosen["kic_algorithm"]], KID_ALGORITHMS[chosen["kid_algorithm"]]
+        out.append((int(chosen["kvn"]), _keyset(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher, mac)))
+    return out
 
 
 def _packet_options(fn: Any) -> Any:

@@ -346,7 +346,7 @@ class Scp10Tracker:
         elif not self.unreadable:
             self.unreadable = (
                 "key transport: the session keys travel in PSO [decipher] under PK.SD.AUT; give the card's private "
-                "key (--scp10-card-key) or the session keys (--scp10-session-keys)"
+                "key SK.SD.AUT (--scp10-card-key) or the session keys (--scp10-session-keys)"
             )
 
     # -- secure messaging ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Two sources:
 - packets in hex, one per line (:func:`packets_from_lines`): SMS user data with its UDH (``02 70 00 ..``,
   ``02 71 00 ..``, concatenation IEs), or bare command / response packets from their length field, as
   ``gpchannel ota build --format packet|sms`` prints them; a bare response packet is told from a command by its
-  TAR (bytes 4-6, where a command has its SPI) matching the last command's. ``C:`` / ``R:`` in front force it.
+  TAR (bytes 4-6, where a command has its SPI) matching the last command's.
 
 :func:`decode_packets` verifies each command packet with the key sets given (the one whose KVN is the KID's
 first), deciphers it, reads its remote APDUs (compact or expanded), verifies the PoR with the same key set and
@@ -59,7 +59,7 @@ __all__ = [
 
 _INS_ENVELOPE, _INS_FETCH, _INS_GET_RESPONSE = 0xC2, 0x12, 0xC0
 _UDH_PREFIXES = (b"\x02\x70\x00", b"\x02\x71\x00")
-_LINE = re.compile(r"^\s*(?:([CR])\s*:)?\s*([0-9A-Fa-f \t]+)\s*$")
+_LINE = re.compile(r"^\s*([0-9A-Fa-f \t]+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,8 @@ class OtaKeySet:
 class FoundPacket:
     """A command packet as the trace carries it (SMS layout, from CPL), with its PoR when one came back.
 
-    ``index`` / ``line``: the exchange (or the line) of its last segment; ``segments``: how many SMs carried it.
+    ``index`` / ``line``: the exchange (-1 in a file of packets) and the line of its last segment; ``segments``:
+    how many SMs carried it.
     ``por``: the response packet from RPL (its UDH removed), None when the trace shows none.
     """
 
@@ -148,10 +149,10 @@ def packets_from_lines(text: str) -> list[FoundPacket]:
         if not content.strip():
             continue
         match = _LINE.match(content)
-        hex_text = match.group(2).replace(" ", "").replace("\t", "") if match else ""
+        hex_text = match.group(1).replace(" ", "").replace("\t", "") if match else ""
         if match is None or len(hex_text) % 2 or not hex_text:
             raise DecodeError(f"line {number}: not a packet in hex", offset=number)
-        raw, forced = bytes.fromhex(hex_text), match.group(1)
+        raw = bytes.fromhex(hex_text)
         offset = sum(len(line) + 1 for line in text.splitlines()[: number - 1])
         try:
             if raw[:3] in _UDH_PREFIXES or (len(raw) > 2 and raw[1] in (0x00, 0x08) and raw[0] >= 5):
@@ -163,9 +164,7 @@ def packets_from_lines(text: str) -> list[FoundPacket]:
             else:
                 segments += 1
                 packet = raw
-                is_response = forced == "R" or (
-                    forced is None and bool(out) and out[-1].por is None and _looks_like_por(raw, out[-1].packet)
-                )
+                is_response = bool(out) and out[-1].por is None and _looks_like_por(raw, out[-1].packet)
         except DecodeError as exc:
             raise DecodeError(f"line {number}: {exc}", offset=offset) from None
         if is_response:
@@ -173,7 +172,7 @@ def packets_from_lines(text: str) -> list[FoundPacket]:
                 raise DecodeError(f"line {number}: a response packet with no command packet before it", offset=offset)
             out[-1] = _with_por(out[-1], packet)
         else:
-            out.append(FoundPacket(number, number, packet, segments))
+            out.append(FoundPacket(-1, number, packet, segments))
         segments = 0
     return out
 

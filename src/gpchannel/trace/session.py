@@ -276,7 +276,8 @@ def _scp10(session: _Session, exchange: TraceExchange) -> ExchangeReport:
     """One exchange of an SCP10 session (GP 2.2.1 Appendix F), through its tracker."""
     tracker = session.scp10
     assert tracker is not None
-    base = ExchangeReport(exchange.index, exchange.line, Role.INITIATION, exchange.command, exchange.response)
+    role = Role.SECURED if tracker.opened else Role.INITIATION
+    base = ExchangeReport(exchange.index, exchange.line, role, exchange.command, exchange.response)
     base = replace(base, session=session.number)
     try:
         step = tracker.step(exchange.command, exchange.response)
