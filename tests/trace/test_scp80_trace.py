@@ -130,7 +130,7 @@ def test_replay_and_concatenation() -> None:
         TraceExchange(i, 2 * i + 2, SmsPpDownload(SmsDeliver(Address("1"), ud).to_bytes()).to_apdu(), None)
         for i, ud in enumerate(uds)
     ]
-    exchanges.append(TraceExchange(2, 6, _envelope(_packet(7, big[:0] + [CommandApdu(0, 0xB0, 0, 0, le=4)])), None))
+    exchanges.append(TraceExchange(2, 6, _envelope(_packet(7, [CommandApdu(0, 0xB0, 0, 0, le=4)])), None))
     reports = decode_packets(packets_from_exchanges(exchanges), [OtaKeySet(1, KEYS, "k")])
     assert [r.segments for r in reports] == [2, 1]
     assert reports[0].failure is None and reports[0].apdus == tuple(big)
