@@ -230,7 +230,7 @@ class Scp10Tracker:
             if self.secrets.oce_key is None:
                 self.pk_oce = found.public_key
             self.oce_id = found.subject
-            return Step("initiation", ("certificate read",), note=f"off-card entity {found.subject.hex().upper()}")
+            return Step("initiation", ("certificate read",), note=f"certificate of {found.subject.hex().upper()}")
         if ins == INS_PERFORM_SECURITY_OPERATION and (p1, p2) == (0x80, 0x84):
             return self._decipher(data)
         if ins == INS_GET_CHALLENGE:
