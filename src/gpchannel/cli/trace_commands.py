@@ -22,8 +22,8 @@ key set, the environment), else the GlobalPlatform test key, as for every other 
 only their key check values.
 
 Exit codes: 0 the trace verifies / the doctor found the key's use; 3 a check failed / no use of the key
-reproduces the card cryptogram; 4 the card refused INITIALIZE UPDATE; 1 the file is not a trace; 2 usage; 5 no
-reader.
+reproduces the card cryptogram / no SCP10 or SCP80 candidate fits; 4 the card refused INITIALIZE UPDATE; 1 the
+file is not a trace; 2 usage; 5 no reader.
 """
 
 from __future__ import annotations
@@ -256,7 +256,8 @@ def decode(
     """Decode the APDU trace FILE ('-': standard input) and check every secure channel session in it.
 
     Prints each command and response, the plain form beside the wire bytes, the checks that passed, and the
-    first point where anything fails to verify, with what it means. Exit code 3 when a check fails.
+    first point where anything fails to verify, with what it means; then the SCP80 packets of its SMS-PP
+    ENVELOPEs with their PoRs (FILE may also hold OTA packets in hex, one a line). Exit code 3 when a check fails.
     """
     keys = _keys(settings, key, key_enc, key_mac, key_dek) or _global_keys(settings)
     if kdf is not None:
@@ -382,7 +383,9 @@ def doctor_command(
 
     On the card (--reader / --emulator, --kvn): sends only SELECT and INITIALIZE UPDATE, never EXTERNAL
     AUTHENTICATE, so nothing counts against the card. Offline: --command and --response of a saved INITIALIZE
-    UPDATE, or --from-trace FILE. Exit code 3 when no combination reproduces it, 4 when the card refused.
+    UPDATE, or --from-trace FILE; with --from-trace also which --scp10-* key fits each SCP10 session and which
+    OTA key set (--kic/--kid, the profile's) verifies each SCP80 packet. Exit code 3 when no combination
+    reproduces it (or no candidate fits), 4 when the card refused.
     """
     the_key, source = _doctor_key(settings, key)
     if trace_file is not None:

@@ -445,4 +445,3 @@ class Scp10Card(CardChannel):
             return None
         self._chain = None
         return command.with_changes(data=data)
-
