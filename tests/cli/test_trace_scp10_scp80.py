@@ -111,6 +111,9 @@ def ota(tmp_path_factory: pytest.TempPathFactory) -> Path:
     many = ["80CA9F7F00", "00A40004023F00"] * 20
     result = run(*target, "--trace-file", str(out / "many.txt"), "ota", "send", *store, "--expanded", *many)
     assert result.exit_code == 0, result.output
+    submit = ["--spi", "1639", "00A40004023F00"]  # the PoR in an SMS-SUBMIT: 91xx, FETCH, TERMINAL RESPONSE
+    result = run(*target, "--trace-file", str(out / "submit.txt"), "ota", "send", *store, *submit)
+    assert result.exit_code == 0, result.output
     return out
 
 
@@ -125,6 +128,13 @@ def test_scp80_envelopes_decode(ota: Path) -> None:
     keys = ["--kic", "000102030405060708090A0B0C0D0E0F", "--kid", "101112131415161718191A1B1C1D1E1F"]
     text = run("trace", "decode", str(ota / "one.txt"), *keys)
     assert text.exit_code == 0 and "remote APDUs (compact):" in text.stdout and "PoR: status 00 POR_OK" in text.stdout
+
+
+def test_scp80_por_fetched_from_send_short_message(ota: Path) -> None:
+    result = run("--profile", str(ota / "card.toml"), "trace", "decode", str(ota / "submit.txt"), "--json")
+    assert result.exit_code == 0, result.output
+    (packet,) = json.loads(result.stdout)["scp80"]
+    assert packet["spi"] == "1639" and packet["por_status"] == "00 POR_OK" and "PoR CC" in packet["checks"]
 
 
 def test_scp80_replay_wrong_key_and_doctor(ota: Path, tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def packets_from_exchanges(exchanges: Sequence[TraceExchange]) -> list[FoundPack
         if command.ins == _INS_FETCH and waiting_por and response is not None:
             try:
                 packet = _user_data(proactive_submit(response.data).user_data, pors, "card")
-            except DecodeError:
+            except (DecodeError, ValueError):
                 packet = None
             if out:
                 if packet is not None:
