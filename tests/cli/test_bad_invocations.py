@@ -100,6 +100,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
         (tmp / name).write_bytes(raw)
     (tmp / "empty.txt").write_text("")
     (tmp / "garbage.txt").write_text("hello\nworld\n")
+    (tmp / "packet.txt").write_text("# a command packet too short for its CHL\n0001FF\n")
+    (tmp / "orphan.txt").write_text(
+        "027100002412B00011EBC6B497E2CAD7AEDF36ACE0E3A29B38853F0FE9CCDE81913BE5702B73ABCE1F\n"
+    )
     (tmp / "inventory.csv").write_text("iccid,msisdn\nnot-a-number,xx\n")
     (tmp / "inventory.json").write_text("{")
     (tmp / "counters.json").write_text("[1]")
@@ -346,6 +350,33 @@ CASES: list[tuple[str, tuple[str, ...], ExitCode]] = [
     ("doctor-command-alone", ("keys", "doctor", "--command", "8050000008" + "00" * 8), USAGE),
     ("doctor-short-response", ("keys", "doctor", "--command", "8050000008" + "00" * 8, "--response", "9000"), FAILURE),
     ("doctor-trace", ("keys", "doctor", "--from-trace", "{t}/garbage.txt"), FAILURE),
+    # trace decode / keys doctor: SCP10 and SCP80 options and inputs
+    ("trace-scp10-card-key-missing", ("trace", "decode", "{t}/garbage.txt", "--scp10-card-key", "{t}/no.pem"), USAGE),
+    ("trace-scp10-card-key-text", ("trace", "decode", "{t}/garbage.txt", "--scp10-card-key", "{t}/garbage.txt"), USAGE),
+    ("trace-scp10-oce-key-text", ("trace", "decode", "{t}/garbage.txt", "--scp10-oce-key", "{t}/garbage.txt"), USAGE),
+    ("trace-scp10-session-keys", ("trace", "decode", "{t}/garbage.txt", "--scp10-session-keys", "mac=00"), USAGE),
+    ("trace-scp10-session-file", ("trace", "decode", "{t}/garbage.txt", "--scp10-session-keys", "@{t}/no.txt"), USAGE),
+    ("trace-kic-alone", ("trace", "decode", "{t}/garbage.txt", "--kic", "00" * 16), USAGE),
+    ("trace-kid-length", ("trace", "decode", "{t}/garbage.txt", "--kic", "00" * 16, "--kid", "00"), USAGE),
+    ("trace-kid-hex", ("trace", "decode", "{t}/garbage.txt", "--kic", "00" * 16, "--kid", "zz"), USAGE),
+    ("trace-kic-algorithm", ("trace", "decode", "{t}/garbage.txt", "--kic-algorithm", "rot13"), USAGE),
+    ("trace-packet-malformed", ("trace", "decode", "{t}/packet.txt"), AUTH),
+    ("trace-packet-orphan-por", ("trace", "decode", "{t}/orphan.txt"), FAILURE),
+    (
+        "doctor-scp10-card-key",
+        ("keys", "doctor", "--from-trace", "{t}/packet.txt", "--scp10-card-key", "{t}/no"),
+        USAGE,
+    ),
+    ("doctor-scp10-oce-key", ("keys", "doctor", "--from-trace", "{t}/packet.txt", "--scp10-oce-key", "{t}/no"), USAGE),
+    (
+        "doctor-scp10-session-keys",
+        ("keys", "doctor", "--from-trace", "{t}/packet.txt", "--scp10-session-keys", "x"),
+        USAGE,
+    ),
+    ("doctor-kid-alone", ("keys", "doctor", "--from-trace", "{t}/packet.txt", "--kid", "00" * 16), USAGE),
+    ("doctor-kid-algorithm", ("keys", "doctor", "--from-trace", "{t}/packet.txt", "--kid-algorithm", "x"), USAGE),
+    ("doctor-packets-no-keys", ("keys", "doctor", "--from-trace", "{t}/packet.txt"), FAILURE),
+    ("doctor-packets-wrong", ("keys", "doctor", "--from-trace", "{t}/packet.txt", *P), AUTH),
     ("scp10-pki-file", ("scp10", "make-pki", "--out", "{t}/card.toml"), USAGE),
     ("scp10-pki-bits", ("scp10", "make-pki", "--out", "{t}/pki", "--bits", "10"), USAGE),
     ("scp11-pki-file", ("scp11", "make-pki", "--out", "{t}/card.toml"), USAGE),

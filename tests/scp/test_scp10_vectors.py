@@ -27,7 +27,7 @@ from gpchannel.scp.scp10 import (
     pkcs1_type2_block,
     pkcs1_type2_open,
 )
-from gpchannel.scp.scp10_card import _leftmost_key_data
+from gpchannel.scp.scp10 import leftmost_key_data as _leftmost_key_data
 from gpchannel.scp.scp10_cert import CertificateBody, issue_certificate, verify_certificate
 from gpchannel.scp.scp10_sm import SecureMessaging
 from tests.vectors import VectorCase, cases

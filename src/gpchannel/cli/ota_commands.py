@@ -6,7 +6,8 @@
   counter and the remote APDU responses, verified with the command's SPI, KIc, KID and key set;
 * ``send``: the ENVELOPEs through PC/SC (``--reader``) or the in-process emulator (``--emulator DIR``); the
   PoR is fetched with GET RESPONSE on ``61 xx`` / ``9F xx``, or with FETCH on ``91 xx`` (SEND SHORT MESSAGE),
-  and verified. The command exits 4 when the card refused (a PoR status other than 00, or a last status word that
+  and verified (the global ``--trace-file`` records the exchanges for ``trace decode``). The command exits 4
+  when the card refused (a PoR status other than 00, or a last status word that
   is not success) unless ``--ok-on-refusal`` is given.
 
 Keys come from ``--profile FILE`` (its ``[[ota.keysets]]``, by ``--kvn``) or from ``--kic`` / ``--kid`` with
@@ -30,7 +31,7 @@ from gpchannel.card.profile_ota import check_ota
 from gpchannel.card.profile_schema import check_shape
 from gpchannel.cli.conventions import KVN_HELP, KvnType
 from gpchannel.cli.exit_codes import ExitCode
-from gpchannel.cli.ota_por import exchange, proactive_submit, refusal
+from gpchannel.cli.ota_por import TracedTransport, exchange, proactive_submit, refusal
 from gpchannel.cli.ota_store import CounterStore, default_counter_store
 from gpchannel.cli.settings import fail, fail_on
 from gpchannel.cli.target import open_transport
@@ -61,7 +62,16 @@ from gpchannel.ota import (
     unsecure_response,
 )
 
-__all__ = ["CounterStore", "OtaKeys", "default_counter_store", "ota", "parse_por", "proactive_submit"]
+__all__ = [
+    "CounterStore",
+    "OtaKeys",
+    "default_counter_store",
+    "ota",
+    "parse_por",
+    "proactive_submit",
+    "profile_keysets",
+    "resolve_keys",
+]
 
 DEFAULT_SPI = "1619"
 """CC, ciphering, counter strictly higher; PoR required, with CC and ciphered, in the SMS-DELIVER-REPORT."""
@@ -146,11 +156,7 @@ def resolve_keys(
         number = 1 if kvn is None else kvn
     elif profile is not None:
         raw = _read_profile(profile)
-        try:
-            section = check_ota(raw.get("ota", {}))
-        except ProfileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--profile") from None
-        keysets = section.get("keysets", [])
+        keysets = _profile_sets(raw)
         chosen = next((k for k in keysets if kvn is None or k["kvn"] == kvn), None)
         if chosen is None:
             raise click.BadParameter(f"no [[ota.keysets]] with kvn {kvn}", param_hint="--profile")
@@ -165,6 +171,23 @@ def resolve_keys(
     if not 1 <= number <= 15:
         raise click.BadParameter("an OTA key version is 1..15", param_hint="--kvn")
     return OtaKeys(keyset, Kic.for_cipher(cipher, number), Kid.for_mac(mac, number), number, card, counter)
+
+
+def _profile_sets(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        section = check_ota(raw.get("ota", {}))
+    except ProfileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--profile") from None
+    return list(section.get("keysets", []))
+
+
+def profile_keysets(profile: Path) -> list[tuple[int, Scp80KeySet]]:
+    """Every ``[[ota.keysets]]`` of a card profile as ``(kvn, key set)`` (the trace inspector's candidates)."""
+    out = []
+    for chosen in _profile_sets(_read_profile(profile)):
+        cipher, mac = KIC_ALGORITHMS[chosen["kic_algorithm"]], KID_ALGORITHMS[chosen["kid_algorithm"]]
+        out.append((int(chosen["kvn"]), _keyset(_hex(chosen["kic"], "kic"), _hex(chosen["kid"], "kid"), cipher, mac)))
+    return out
 
 
 def _packet_options(fn: Any) -> Any:
@@ -431,6 +454,9 @@ def send(
     the_tar = _hex(tar, "--tar")
     script = _script(apdus, expanded)
     transport = open_transport(reader, emulator, profile)  # errors: cli/exit_codes.py's table
+    trace_file = _global("trace_file")
+    if trace_file is not None:
+        transport = TracedTransport(transport, trace_file)
     try:
         built = _build(keys, the_spi, the_tar, script, counter, store, "12345678", sim)
         por_ud = exchange(transport, built.envelopes, sim)

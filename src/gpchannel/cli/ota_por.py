@@ -4,15 +4,18 @@ success."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.sw import describe
 from gpchannel.codec.sw import is_success as sw_success
-from gpchannel.errors import CardStatusError, DecodeError, TransportError
-from gpchannel.ota import Reassembler, Response, ResponseStatus, SmsSubmit
+from gpchannel.errors import CardStatusError, TransportError
+from gpchannel.ota import Reassembler, Response, ResponseStatus
+from gpchannel.ota.envelope import proactive_submit
+from gpchannel.trace.ourformat import HEADER, format_exchange
 
-__all__ = ["REFUSAL_ADVICE", "exchange", "proactive_submit", "refusal"]
+__all__ = ["REFUSAL_ADVICE", "TracedTransport", "exchange", "proactive_submit", "refusal"]
 
 REFUSAL_ADVICE = {
     ResponseStatus.RC_CC_DS_FAILED: "the card's KID key is not this one: check --kid / the profile's key set and --kvn",
@@ -38,6 +41,29 @@ def refusal(por: Response, info: dict[str, Any]) -> str | None:
         sw = int(last[0]["sw"], 16)
         return f"the card ran the script but its last command answered {describe(sw)}"
     return None
+
+
+class TracedTransport:
+    """The global ``--trace-file``: every ENVELOPE, GET RESPONSE, FETCH and TERMINAL RESPONSE written in
+    gpchannel's trace format, which ``gpchannel trace decode`` reads back (OTA packets and PoRs included)."""
+
+    def __init__(self, inner: Any, path: Path) -> None:
+        self.inner = inner
+        try:
+            self.stream = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--trace-file {path}: {exc.strerror or exc}") from None
+        self.stream.write(HEADER + "\n")
+
+    def transmit(self, command: CommandApdu) -> ResponseApdu:
+        response: ResponseApdu = self.inner.transmit(command)
+        self.stream.write("\n".join(format_exchange(command, response)) + "\n")
+        self.stream.flush()
+        return response
+
+    def close(self) -> None:
+        self.stream.close()
+        self.inner.close()
 
 
 def exchange(transport: Any, envelopes: list[CommandApdu], sim: bool) -> bytes:
@@ -72,19 +98,3 @@ def _fetch_submits(transport: Any, cla: int, sw: int) -> bytes:
         if message is not None:
             return b"\x02\x71\x00" + message.packet
     raise TransportError(f"the card stopped its SMS-SUBMITs ({sw:04X}) before the PoR was whole")
-
-
-def proactive_submit(proactive: bytes) -> SmsSubmit:
-    """The SMS-SUBMIT of a proactive SEND SHORT MESSAGE (TS 102 223 6.6.9: D0 { 81 .. 13 .., 82, [05,] 8B })."""
-    if len(proactive) < 2 or proactive[0] != 0xD0:
-        raise DecodeError("not a proactive command (D0)", offset=0)
-    at = 3 if proactive[1] == 0x81 else 2
-    while at + 2 <= len(proactive):
-        tag, length = proactive[at] & 0x7F, proactive[at + 1]
-        start = at + 2
-        if length == 0x81 and start < len(proactive):
-            length, start = proactive[start], start + 1
-        if tag == 0x0B:
-            return SmsSubmit.from_bytes(proactive[start : start + length])
-        at = start + length
-    raise DecodeError("the proactive command has no SMS TPDU (8B)", offset=len(proactive))

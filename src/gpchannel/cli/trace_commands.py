@@ -3,8 +3,11 @@
 
 ``trace decode FILE`` reads an APDU trace (gpchannel's own ``--trace`` / ``--trace-file`` output, pcscd's debug
 log, GPShell's trace, GlobalPlatformPro's ``-d`` output or plain ``C-APDU`` / ``R-APDU`` lines; the format is
-detected), finds each SCP01/02/03 and SCP11 session and checks it with the keys
-(:func:`gpchannel.trace.decode_trace`; an SCP11 session with its session keys, ``--scp11-session-keys``):
+detected), finds each SCP01/02/03, SCP10 and SCP11 session and checks it with the keys
+(:func:`gpchannel.trace.decode_trace`; an SCP11 session with its session keys, ``--scp11-session-keys``; an SCP10
+session with the card's or the off-card entity's private key or its session keys), and the SCP80 command packets
+and PoRs of SMS-PP DOWNLOAD ENVELOPEs (or a file of packets in hex, one a line) with the OTA key sets
+(:mod:`gpchannel.cli.trace_options`):
 every command and response in plain form beside the wire bytes, each cryptogram and MAC checked (GP 2.3.1, 10.2
 to 10.8), the first point where anything fails to verify marked and explained.
 
@@ -19,8 +22,8 @@ key set, the environment), else the GlobalPlatform test key, as for every other 
 only their key check values.
 
 Exit codes: 0 the trace verifies / the doctor found the key's use; 3 a check failed / no use of the key
-reproduces the card cryptogram; 4 the card refused INITIALIZE UPDATE; 1 the file is not a trace; 2 usage; 5 no
-reader.
+reproduces the card cryptogram / no SCP10 or SCP80 candidate fits; 4 the card refused INITIALIZE UPDATE; 1 the
+file is not a trace; 2 usage; 5 no reader.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from gpchannel.cli.settings import (
     handle_errors,
     key_option,
 )
+from gpchannel.cli.trace_options import Extra, doctor_extra, extra_options, ota_report, read_extra
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -59,17 +63,20 @@ from gpchannel.trace import (
     Failure,
     KeyOptions,
     TraceFormat,
+    TraceReport,
     decode_trace,
     doctor,
     doctor_exchanges,
     doctor_json,
     doctor_text,
+    join_get_response,
     parse_trace,
     trace_json,
     trace_text,
 )
 from gpchannel.trace.scp11_checker import parse_session_keys
 from gpchannel.trace.scp11_doctor import scp11_doctor, scp11_doctor_text
+from gpchannel.trace.scp80_trace import FoundPacket, packets_from_exchanges, packets_from_lines
 
 __all__ = ["EXIT_NOT_VERIFIED", "keys_group", "trace_group"]
 
@@ -223,6 +230,7 @@ def trace_group() -> None:
     multiple=True,
     help="An SCP11 session's keys, hex (receipt:S-ENC:S-MAC:S-RMAC:S-DEK), or @FILE with one set a line; repeatable.",
 )
+@extra_options
 @click.option("--no-keys", is_flag=True, help="Only find and list the sessions; check nothing.")
 @click.option("--format", "trace_format", type=click.Choice([f.value for f in TraceFormat]), help="Default: detected.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -230,6 +238,7 @@ def trace_group() -> None:
 @handle_errors
 def decode(
     settings: Settings,
+    /,
     file: Any,
     key: str | None,
     key_enc: str | None,
@@ -242,41 +251,68 @@ def decode(
     no_keys: bool,
     trace_format: str | None,
     as_json: bool,
+    **extra_values: Any,
 ) -> None:
     """Decode the APDU trace FILE ('-': standard input) and check every secure channel session in it.
 
     Prints each command and response, the plain form beside the wire bytes, the checks that passed, and the
-    first point where anything fails to verify, with what it means. Exit code 3 when a check fails.
+    first point where anything fails to verify, with what it means; then the SCP80 packets of its SMS-PP
+    ENVELOPEs with their PoRs (FILE may also hold OTA packets in hex, one a line). Exit code 3 when a check fails.
     """
     keys = _keys(settings, key, key_enc, key_mac, key_dek) or _global_keys(settings)
     if kdf is not None:
         keys = _Keys(keys.enc, keys.mac, keys.dek, Diversification(kdf), keys.source)
     i01, i02 = _i_params(settings, scp01_i, scp02_i)
     sessions = () if no_keys else _scp11_keys(settings, scp11_keys)
-    options = KeyOptions() if no_keys else KeyOptions(keys.static_keys(), keys.scheme, i01, i02, sessions)
+    extra = Extra() if no_keys else read_extra(settings, extra_values)
+    options = KeyOptions(keys.static_keys(), keys.scheme, i01, i02, sessions, extra.secrets())
     text = file.read()
     name = _file_name(file)
-    try:
-        report = decode_trace(text, options, TraceFormat(trace_format) if trace_format else None)
-    except DecodeError as exc:
-        fail(settings, f"{name}: {exc}", EXIT_FAILURE)
-        return
-    if not report.exchanges:
+    report, found = _decode(settings, name, text, KeyOptions() if no_keys else options, trace_format)
+    if report is not None and not report.exchanges:
         fail(settings, f"{name}: no exchange of the {report.format and report.format.value} format", EXIT_FAILURE)
+    ota_text, ota_json, ota_failure = ota_report(settings, found, extra)
     if as_json:
-        data = trace_json(report)
+        data = trace_json(report if report is not None else TraceReport(None, (), ()))
+        data["format"] = data["format"] or "packets"
         data["keys"] = None if no_keys else {"source": keys.source, "diversification": keys.scheme.value}
+        if found:
+            data["ok"], data["scp80"] = data["ok"] and not ota_failure, ota_json
         _print_json(settings, data)
     else:
         _print(settings, ("keys: none (--no-keys)" if no_keys else keys.describe()) + "\n")
-        _print(settings, trace_text(report))
-    first = report.first_failure
+        _print(settings, trace_text(report) if report is not None else "trace format: packets\n")
+        _print(settings, ota_text)
+    first = report.first_failure if report is not None else None
+    if first is None and ota_failure:
+        fail(settings, ota_failure, EXIT_NOT_VERIFIED)
     if first is not None:
         what = first.failure.value if first.failure is not None else "failure"
         message = f"the trace does not verify: exchange #{first.index} (line {first.line}), {what}: {first.explanation}"
         if first.failure is Failure.CARD_CRYPTOGRAM and name != _STDIN:
             message += f"\nhow the key fits the card: gpchannel keys doctor --from-trace {name}"
         fail(settings, message, EXIT_NOT_VERIFIED)
+
+
+def _decode(
+    settings: Settings, name: str, text: str, options: KeyOptions, trace_format: str | None
+) -> tuple[TraceReport | None, list[FoundPacket]]:
+    """The APDU trace's report and its OTA packets; a file of packets in hex (no APDU trace) gives no report."""
+    try:
+        report = decode_trace(text, options, TraceFormat(trace_format) if trace_format else None)
+    except DecodeError as exc:
+        found = _packet_lines(text) if trace_format is None else []
+        if not found:
+            fail(settings, f"{name}: {exc}", EXIT_FAILURE)
+        return None, found
+    return report, packets_from_exchanges(join_get_response(parse_trace(text, report.format)))
+
+
+def _packet_lines(text: str) -> list[FoundPacket]:
+    try:
+        return packets_from_lines(text)
+    except DecodeError:
+        return []
 
 
 # -- gpchannel keys -------------------------------------------------------------------------------------------------
@@ -326,11 +362,13 @@ def _exchange_json(command: CommandApdu, response: ResponseApdu) -> dict[str, st
 @click.option("--scp11-card-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLCC")
 @click.option("--scp11-oce-ca", type=click.Path(dir_okay=False, path_type=Path), help=_CA_HELP % "CA-KLOC")
 @click.option("--scp11-session-keys", "scp11_keys", multiple=True, help="As for `trace decode`; repeatable.")
+@extra_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_settings
 @handle_errors
 def doctor_command(
     settings: Settings,
+    /,
     key: str | None,
     command_hex: str | None,
     response_hex: str | None,
@@ -339,12 +377,15 @@ def doctor_command(
     scp11_oce_ca: Path | None,
     scp11_keys: tuple[str, ...],
     as_json: bool,
+    **extra_values: Any,
 ) -> None:
     """Which use of the key (static, or master under EMV, VISA2 or KDF3) reproduces the card cryptogram.
 
     On the card (--reader / --emulator, --kvn): sends only SELECT and INITIALIZE UPDATE, never EXTERNAL
     AUTHENTICATE, so nothing counts against the card. Offline: --command and --response of a saved INITIALIZE
-    UPDATE, or --from-trace FILE. Exit code 3 when no combination reproduces it, 4 when the card refused.
+    UPDATE, or --from-trace FILE; with --from-trace also which --scp10-* key fits each SCP10 session and which
+    OTA key set (--kic/--kid, the profile's) verifies each SCP80 packet. Exit code 3 when no combination
+    reproduces it (or no candidate fits), 4 when the card refused.
     """
     the_key, source = _doctor_key(settings, key)
     if trace_file is not None:
@@ -352,7 +393,9 @@ def doctor_command(
             raise click.UsageError("give --from-trace, or --command and --response, not both")
         text = trace_file.read()
         anchors = [read_public_key(p) if p is not None else None for p in (scp11_card_ca, scp11_oce_ca)]
-        scp11 = _Scp11Doctor(_scp11_keys(settings, scp11_keys), anchors[0], anchors[1])
+        scp11 = _Scp11Doctor(
+            _scp11_keys(settings, scp11_keys), anchors[0], anchors[1], read_extra(settings, extra_values)
+        )
         _doctor_trace(settings, _file_name(trace_file), text, the_key, source, as_json, scp11)
         return
     if (command_hex is None) != (response_hex is None):
@@ -389,6 +432,7 @@ class _Scp11Doctor:
     keys: tuple[Scp11SessionKeys, ...] = field(repr=False)
     card_anchor: ec.EllipticCurvePublicKey | None
     oce_anchor: ec.EllipticCurvePublicKey | None
+    extra: Extra
 
 
 def _doctor_trace(
@@ -397,23 +441,29 @@ def _doctor_trace(
     try:
         exchanges = parse_trace(text)
         found = doctor_exchanges(exchanges, key)
+        packets = packets_from_exchanges(join_get_response(exchanges))
     except DecodeError as exc:
-        fail(settings, f"{name}: {exc}", EXIT_FAILURE)
-        return
+        exchanges, found, packets = [], [], _packet_lines(text)
+        if not packets:
+            fail(settings, f"{name}: {exc}", EXIT_FAILURE)
     now = datetime.datetime.now(datetime.UTC)
     diagnoses = scp11_doctor(
         exchanges, session_keys=scp11.keys, card_anchor=scp11.card_anchor, oce_anchor=scp11.oce_anchor, now=now
     )
-    if not found and not diagnoses:
-        fail(settings, f"{name}: no answered INITIALIZE UPDATE or SCP11 key agreement in the trace", EXIT_FAILURE)
+    extra_text, extra_json, extra_code = doctor_extra(settings, exchanges, packets, scp11.extra, as_json)
+    if not found and not diagnoses and not extra_text:
+        what = "no answered INITIALIZE UPDATE or SCP11 key agreement, nor an SCP10 session or OTA packet with keys"
+        fail(settings, f"{name}: {what} to try in the trace", EXIT_FAILURE)
     scp11_code = EXIT_NOT_VERIFIED if any(not d.ok for d in diagnoses) else 0
     if as_json and not found:
-        _print_json(settings, {"scp11": [dataclasses.asdict(d) for d in diagnoses]})
+        _print_json(settings, {"scp11": [dataclasses.asdict(d) for d in diagnoses]} | extra_json)
     elif not found:
-        _print(settings, scp11_doctor_text(diagnoses))
+        _print(settings, (scp11_doctor_text(diagnoses) if diagnoses else "") + extra_text)
     if not found:
         if scp11_code:
             fail(settings, "an SCP11 session does not fit the anchors or session keys given (see above)", scp11_code)
+        if extra_code:
+            fail(settings, "an SCP10 session or an OTA packet fits none of the candidate keys (see above)", extra_code)
         return
     if as_json:
         out = []
@@ -424,7 +474,7 @@ def _doctor_trace(
             data["initialize_update"] = _exchange_json(exchange.command, exchange.response)
             out.append(data)
         scp11_json = [dataclasses.asdict(d) for d in diagnoses]
-        _print_json(settings, {"key_source": source, "reports": out, "scp11": scp11_json})
+        _print_json(settings, {"key_source": source, "reports": out, "scp11": scp11_json} | extra_json)
     else:
         _print(settings, f"key: {source}\n")
         for exchange, report in found:
@@ -432,4 +482,6 @@ def _doctor_trace(
             _print(settings, doctor_text(report))
         if diagnoses:
             _print(settings, "\n" + scp11_doctor_text(diagnoses))
-    _doctor_exit(settings, max([scp11_code] + [_exit_code(report) for _, report in found]))
+        if extra_text:
+            _print(settings, "\n" + extra_text)
+    _doctor_exit(settings, max([scp11_code, extra_code] + [_exit_code(report) for _, report in found]))

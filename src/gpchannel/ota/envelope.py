@@ -8,7 +8,8 @@ device identities and the TPDU (``82``, ``8B``); the decoder accepts either form
 
 With SPI2 asking for the PoR in the SMS-DELIVER-REPORT, the card answers the ENVELOPE with the response packet
 as TP-UD (``02 71 00`` + RPL..end, SW 61xx on a UICC, 9Fxx on a SIM) and the handset returns it in the RP-ACK
-(ota-notes A.6, [C]: pySim and SIMtester read it that way).
+(ota-notes A.6, [C]: pySim and SIMtester read it that way). With SPI2 asking for an SMS-SUBMIT, the card answers
+``91 xx`` and the PoR comes in proactive SEND SHORT MESSAGEs (:func:`proactive_submit`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.codec.tlv import decode_length, encode_length
 from gpchannel.errors import DecodeError
-from gpchannel.ota.sms import Address
+from gpchannel.ota.sms import Address, SmsSubmit
 
 __all__ = [
     "DEVICE_NETWORK",
@@ -26,6 +27,7 @@ __all__ = [
     "ENVELOPE_INS",
     "SMS_PP_DOWNLOAD_TAG",
     "SmsPpDownload",
+    "proactive_submit",
 ]
 
 SMS_PP_DOWNLOAD_TAG = 0xD1
@@ -115,3 +117,19 @@ class SmsPpDownload:
         if apdu.ins != ENVELOPE_INS:
             raise DecodeError(f"INS {apdu.ins:02X} is not ENVELOPE (C2)", offset=1)
         return cls.from_bytes(apdu.data)
+
+
+def proactive_submit(proactive: bytes) -> SmsSubmit:
+    """The SMS-SUBMIT of a proactive SEND SHORT MESSAGE (TS 102 223 6.6.9: D0 { 81 .. 13 .., 82, [05,] 8B })."""
+    if len(proactive) < 2 or proactive[0] != 0xD0:
+        raise DecodeError("not a proactive command (D0)", offset=0)
+    at = 3 if proactive[1] == 0x81 else 2
+    while at + 2 <= len(proactive):
+        tag, length = proactive[at] & 0x7F, proactive[at + 1]
+        start = at + 2
+        if length == 0x81 and start < len(proactive):
+            length, start = proactive[start], start + 1
+        if tag == 0x0B:
+            return SmsSubmit.from_bytes(proactive[start : start + length])
+        at = start + length
+    raise DecodeError("the proactive command has no SMS TPDU (8B)", offset=len(proactive))

@@ -36,6 +36,7 @@ __all__ = [
     "chain_command",
     "check_level",
     "derive_agreement_keys",
+    "leftmost_key_data",
     "pkcs1_type2_block",
     "pkcs1_type2_open",
 ]
@@ -277,6 +278,20 @@ def derive_agreement_keys(crts: Iterable[Crt], oes: bytes, cs: bytes) -> Session
                 raise DecodeError(f"two CRTs ask for the {usage.value} key")
             out.keys[usage] = key
     return out
+
+
+def leftmost_key_data(middle: bytes) -> SessionKeyData:
+    """Split ``RPD || D3 01 SL || CRTs`` (Table F-10): the leftmost position where the rest parses strictly.
+
+    Used by the card on the off-card entity's recovered signature, and by the trace inspector."""
+    for start in range(1, len(middle) - 2):
+        if middle[start] != TAG_SECURITY_LEVEL:
+            continue
+        try:
+            return SessionKeyData.from_bytes(middle[start:])
+        except (DecodeError, ValueError):
+            continue
+    raise DecodeError("no security level and CRTs found in the recovered message")
 
 
 def chain_command(command: CommandApdu, size: int = 255) -> list[CommandApdu]:

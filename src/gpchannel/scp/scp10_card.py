@@ -65,6 +65,7 @@ from gpchannel.scp.scp10 import (
     SessionKeyData,
     SessionKeys,
     derive_agreement_keys,
+    leftmost_key_data,
     pkcs1_type2_open,
 )
 from gpchannel.scp.scp10_cert import verify_certificate
@@ -253,7 +254,7 @@ class Scp10Card(CardChannel):
         ):
             raise SecurityError("off-card entity signature does not verify")
         oes, middle = recovered[-32:], recovered[:-32]
-        key_data = _leftmost_key_data(middle)
+        key_data = leftmost_key_data(middle)
         if any(c.key is not None or c.counter is not None for c in key_data.crts):
             raise DecodeError("key agreement CRTs carry no keys")
         self._key_data = key_data
@@ -444,15 +445,3 @@ class Scp10Card(CardChannel):
             return None
         self._chain = None
         return command.with_changes(data=data)
-
-
-def _leftmost_key_data(middle: bytes) -> SessionKeyData:
-    """Split ``RPD || D3 01 SL || CRTs`` (Table F-10): the leftmost position where the rest parses strictly."""
-    for start in range(1, len(middle) - 2):
-        if middle[start] != 0xD3:
-            continue
-        try:
-            return SessionKeyData.from_bytes(middle[start:])
-        except (DecodeError, ValueError):
-            continue
-    raise DecodeError("no security level and CRTs found in the recovered message")

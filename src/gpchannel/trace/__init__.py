@@ -2,7 +2,8 @@
 Amendment D 6.2.2), sans-I/O.
 
 - :func:`decode_trace` reads an APDU trace (plain hex, pcscd, GPShell, GlobalPlatformPro, gpchannel's own; the
-  format detected), finds each SCP01/02/03 session, and checks and decrypts it with the given keys.
+  format detected), finds each SCP01/02/03, SCP10 and SCP11 session, and checks and decrypts it with the given
+  keys; :mod:`gpchannel.trace.scp80_trace` reads the SCP80 packets and PoRs of its ENVELOPEs (or of packet lines).
 - :func:`doctor` says which use of a key (static, or master under EMV / VISA2 / KDF3) reproduces the card
   cryptogram of an INITIALIZE UPDATE exchange.
 - :mod:`gpchannel.trace.report` renders both as text or JSON; :mod:`gpchannel.trace.ourformat` is the format of

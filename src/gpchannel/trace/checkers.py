@@ -3,7 +3,8 @@ checker of a session from its parsed INITIALIZE UPDATE response, in one table ra
 
 The keys are the identifiers of :data:`gpchannel.scp.registry.PROTOCOLS` initiated by INITIALIZE UPDATE (SCP01,
 SCP02, SCP03: GP 2.1.1 Appendix D, GP 2.2.1 Appendix E, Amendment D); ``tests/trace/test_checkers.py`` checks that
-each of them has one. A protocol initiated by steps (SCP10) has no INITIALIZE UPDATE to start a check from.
+each of them has one. A protocol initiated by steps (SCP10) has no INITIALIZE UPDATE to start a check from: its
+sessions start at MANAGE SECURITY ENVIRONMENT (:mod:`gpchannel.trace.scp10_checker`).
 """
 
 from __future__ import annotations

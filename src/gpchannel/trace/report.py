@@ -90,7 +90,7 @@ def _session_title(s: SessionReport) -> str:
     if s.key_check_values:
         parts.append(f"(keys KCV {_kcvs(s.key_check_values)})")
     if not s.checked:
-        parts.append("- not checked (no keys)")
+        parts.append("- not checked" if s.notes else "- not checked (no keys)")
     elif s.ok and not s.opened:
         parts.append("- card cryptogram verified; no EXTERNAL AUTHENTICATE followed (the session never opened)")
     elif s.ok:
@@ -128,7 +128,7 @@ def trace_text(report: TraceReport) -> str:
     lines.append("")
     first = report.first_failure
     if not report.sessions:
-        lines.append("no secure channel session found (no INITIALIZE UPDATE)")
+        lines.append("no secure channel session found (no INITIALIZE UPDATE, SCP10 MSE or SCP11 key agreement)")
     elif first is None:
         lines.append(f"{len(report.sessions)} session(s), no failure")
     else:

@@ -7,25 +7,27 @@ protocol's checker (:mod:`gpchannel.trace.verifiers`): card cryptogram, host cry
 C-DECRYPTION and R-ENCRYPTION undone, so that the plain command and response stand beside the wire bytes. The
 check of a session stops at the first exchange where anything fails to verify; that exchange carries the failure
 and its explanation, and the later exchanges of the session are listed unchecked. A new INITIALIZE UPDATE starts
-a new session; a SELECT by name on the session's channel ends it (GP 2.3.1, 10.2.3).
+a new session; a SELECT by name on the session's channel ends it (GP 2.3.1, 10.2.3). An SCP11 session starts at
+its key agreement (:mod:`gpchannel.trace.scp11_checker`), an SCP10 session at its MANAGE SECURITY ENVIRONMENT
+(:mod:`gpchannel.trace.scp10_checker`, which says what each key exchange needs to be read).
 
 Sans-I/O: :func:`decode_trace` takes the text of a trace and returns a :class:`TraceReport`.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.crypto.diversification import Diversification, diversify
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, UnsupportedError
 from gpchannel.scp.common import InitializeUpdateResponse, ScpProtocol, SecurityLevel, protocol_name
-from gpchannel.scp.scp11 import Scp11SessionKeys
 from gpchannel.trace.checkers import CHECKERS, checker_for
 from gpchannel.trace.formats import TraceExchange, TraceFormat, detect_format, join_get_response, parse_trace
+from gpchannel.trace.model import ExchangeReport, KeyOptions, Role, SessionReport, TraceReport
+from gpchannel.trace.scp10_checker import Scp10Tracker, scp10_option
 from gpchannel.trace.scp11_checker import Scp11Checker, key_agreement_parameters
 from gpchannel.trace.verifiers import Checker, Failure, Mismatch
 
@@ -43,116 +45,6 @@ __all__ = [
 INS_INITIALIZE_UPDATE = 0x50
 INS_EXTERNAL_AUTHENTICATE = 0x82
 INS_SELECT = 0xA4
-
-
-@dataclass(frozen=True, slots=True)
-class KeyOptions:
-    """The keys to check a trace with. Key values never appear in a repr.
-
-    ``keys`` are the static keys, or the master keys when ``diversification`` is not NONE (the card keys are
-    then derived with the key diversification data of each INITIALIZE UPDATE response). The key type follows the
-    protocol the card announces (3DES for SCP01/02, AES for SCP03) when the lengths allow it. ``scp01_i`` and
-    ``scp02_i`` name the i parameter, which those protocols do not put on the wire; None: detected.
-    ``keys`` None checks nothing: the sessions are only found and listed. ``scp11_keys`` are the session keys of
-    SCP11 sessions (:func:`gpchannel.trace.scp11_checker.parse_session_keys`); each session's receipt picks its own.
-    """
-
-    keys: StaticKeys | None = field(default=None, repr=False)
-    diversification: Diversification = Diversification.NONE
-    scp01_i: int | None = None
-    scp02_i: int | None = None
-    scp11_keys: tuple[Scp11SessionKeys, ...] = field(default=(), repr=False)
-
-    @classmethod
-    def single(cls, key: bytes, diversification: Diversification = Diversification.NONE) -> KeyOptions:
-        """One key used as ENC, MAC and DEK (the key type is fitted to the protocol later)."""
-        key_type = KeyType.DES3 if len(key) == 16 and diversification is not Diversification.KDF3 else KeyType.AES
-        return cls(StaticKeys.single(key, 0, key_type), diversification)
-
-
-class Role(enum.Enum):
-    """What an exchange is in the trace."""
-
-    INITIALIZE_UPDATE = "initialize-update"
-    EXTERNAL_AUTHENTICATE = "external-authenticate"
-    KEY_AGREEMENT = "key-agreement"
-    """SCP11's INTERNAL / MUTUAL AUTHENTICATE: the session opens at its receipt."""
-    SECURED = "secured"
-    """A command of an open session (protected or not, as the level says)."""
-    OUTSIDE = "outside"
-    """No session is open (or it ended): the command went as it is."""
-    UNCHECKED = "unchecked"
-    """In a session whose check stopped earlier, or without keys."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeReport:
-    """One exchange as found: the wire bytes, the plain ones where they were computed, and the verdict.
-
-    ``checks`` lists what verified (``"card cryptogram"``, ``"C-MAC"``, ``"R-MAC"``, ...). ``failure`` is set on
-    the exchange where the session's check stopped, with ``explanation`` for a person.
-    """
-
-    index: int
-    line: int
-    role: Role
-    command: CommandApdu
-    response: ResponseApdu | None
-    plain_command: CommandApdu | None = None
-    plain_response: ResponseApdu | None = None
-    session: int | None = None
-    checks: tuple[str, ...] = ()
-    failure: Failure | None = None
-    explanation: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionReport:
-    """One secure channel session: where it starts and ends in the trace, what the card announced, the outcome.
-
-    ``key_check_values`` are the KCVs of the static ENC/MAC/DEK keys used (after diversification), safe to show.
-    """
-
-    number: int
-    first: int
-    last: int
-    protocol: int | None
-    kvn: int | None
-    i_param: int | None
-    level: SecurityLevel | None
-    key_diversification_data: bytes
-    sequence_counter: bytes | None
-    key_check_values: tuple[bytes, ...] = ()
-    failure: Failure | None = None
-    failed_at: int | None = None
-    explanation: str = ""
-    checked: bool = True
-    opened: bool = False
-    """Whether EXTERNAL AUTHENTICATE succeeded (a host that rejects the card cryptogram sends none)."""
-    notes: tuple[str, ...] = ()
-    """Remarks that are not failures: an abandoned session, a sequence counter that jumped."""
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True, slots=True)
-class TraceReport:
-    """All exchanges of a trace with their verdicts, and the sessions found in it."""
-
-    format: TraceFormat | None
-    exchanges: tuple[ExchangeReport, ...]
-    sessions: tuple[SessionReport, ...]
-
-    @property
-    def first_failure(self) -> ExchangeReport | None:
-        """The first exchange where a check failed, if any."""
-        return next((e for e in self.exchanges if e.failure is not None), None)
-
-    @property
-    def ok(self) -> bool:
-        return self.first_failure is None
 
 
 def _fit(keys: StaticKeys, protocol: int) -> StaticKeys:
@@ -212,6 +104,7 @@ class _Session:
         self.protocol: int | None = None
         self.kvn: int | None = None
         self.checker: Checker | None = None
+        self.scp10: Scp10Tracker | None = None
         self.kcvs: tuple[bytes, ...] = ()
         self.failure: Failure | None = None
         self.failed_at: int | None = None
@@ -224,6 +117,12 @@ class _Session:
     def fail(self, index: int, failure: Failure, explanation: str) -> None:
         self.failure, self.failed_at, self.explanation, self.stopped = failure, index, explanation, True
 
+    def _level(self) -> SecurityLevel | None:
+        if self.scp10 is not None:
+            level = self.scp10.level
+            return SecurityLevel(level) if level is not None and self.opened else None
+        return self.checker.level if self.checker and self.opened else None
+
     def report(self) -> SessionReport:
         p = self.parsed
         return SessionReport(
@@ -233,7 +132,7 @@ class _Session:
             p.protocol if p else self.protocol,
             p.kvn if p else self.kvn,
             self.checker.i_param if self.checker else (p.i_param if p else None),
-            self.checker.level if self.checker and self.opened else None,
+            self._level(),
             p.key_diversification_data if p else b"",
             p.sequence_counter if p else None,
             self.kcvs,
@@ -373,6 +272,34 @@ def _secured(session: _Session, exchange: TraceExchange) -> ExchangeReport:
     return replace(base, plain_command=plain, plain_response=plain_response, checks=tuple(checks))
 
 
+def _scp10(session: _Session, exchange: TraceExchange) -> ExchangeReport:
+    """One exchange of an SCP10 session (GP 2.2.1 Appendix F), through its tracker."""
+    tracker = session.scp10
+    assert tracker is not None
+    role = Role.SECURED if tracker.opened else Role.INITIATION
+    base = ExchangeReport(exchange.index, exchange.line, role, exchange.command, exchange.response)
+    base = replace(base, session=session.number)
+    try:
+        step = tracker.step(exchange.command, exchange.response)
+    except Mismatch as exc:
+        explanation = exc.explanation + _status_hint(exc.failure, exchange.response)
+        session.fail(exchange.index, exc.failure, explanation)
+        return replace(base, failure=exc.failure, explanation=explanation)
+    session.opened = tracker.opened
+    if tracker.unreadable and tracker.opened:
+        session.checked, session.stopped = False, True
+        session.notes.append(tracker.unreadable)
+    role = Role(step.role)
+    return replace(
+        base,
+        role=role,
+        checks=step.checks,
+        plain_command=step.plain_command,
+        plain_response=step.plain_response,
+        explanation=step.note,
+    )
+
+
 def _ends_session(command: CommandApdu) -> bool:
     """SELECT by name, or MANAGE CHANNEL close, on the session's channel ends it (GP 2.3.1, 10.2.3)."""
     if command.cla & 0x0C:
@@ -414,9 +341,28 @@ def decode_exchanges(
     reports: list[ExchangeReport] = []
     sessions: list[_Session] = []
     current: dict[int, _Session] = {}
+    certificates: dict[int, bytes] = {}
     for exchange in exchanges:
-        command = exchange.command
+        command, response = exchange.command, exchange.response
         channel = command.channel
+        if command.ins == 0xCA and (command.p1, command.p2) == (0x7F, 0x21) and response and response.sw == 0x9000:
+            certificates[channel] = response.data  # CERT.SD.AUT: the card id of an SCP10 session (F.4.3)
+        if scp10_option(command) is not None:
+            session = _Session(len(sessions) + 1, exchange)
+            session.protocol, session.scp10 = (
+                ScpProtocol.SCP10,
+                Scp10Tracker(command, keys.scp10, certificates.get(channel)),
+            )
+            sessions.append(session)
+            current[channel] = session
+            base = ExchangeReport(
+                exchange.index, exchange.line, Role.INITIATION, command, response, session=session.number
+            )
+            if response is None or response.sw != 0x9000:
+                session.fail(exchange.index, Failure.CARD_REFUSED, "MANAGE SECURITY ENVIRONMENT refused")
+                base = replace(base, failure=Failure.CARD_REFUSED, explanation=session.explanation)
+            reports.append(base)
+            continue
         if command.ins == INS_INITIALIZE_UPDATE and command.cla & 0x80 and not command.cla & 0x0C:
             session = _Session(len(sessions) + 1, exchange)
             sessions.append(session)
@@ -438,6 +384,10 @@ def decode_exchanges(
         if _ends_session(command):
             del current[channel]
             reports.append(outside)
+            continue
+        if session.scp10 is not None and not session.stopped:
+            session.last = exchange.index
+            reports.append(_scp10(session, exchange))
             continue
         if not session.stopped and not session.opened and command.ins != INS_EXTERNAL_AUTHENTICATE:
             session.notes.append("the host sent no EXTERNAL AUTHENTICATE: it abandoned the session")

@@ -62,6 +62,10 @@ class Failure(enum.Enum):
     """A command without the secure messaging bit where the security level requires a C-MAC."""
     RECEIPT = "receipt"
     """An SCP11 receipt does not verify with the session keys given."""
+    WRONG_KEY = "wrong-key"
+    """A private key or session key set given does not open what the trace carries (SCP10)."""
+    SIGNATURE = "signature"
+    """An SCP10 signature (off-card entity's or card's) does not verify."""
     UNSUPPORTED = "unsupported"
     """The keys do not fit the protocol, or the protocol is not one the inspector checks."""
 
