@@ -3,7 +3,7 @@ Table 11-82), GET DATA (11.3) and GET STATUS (11.4)."""
 
 from __future__ import annotations
 
-from gpchannel.card import scp11_domain
+from gpchannel.card import scp11_domain, scp11_keys
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.registry import is_under, visible_to
 from gpchannel.card.state import Application
@@ -86,6 +86,8 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
         return ResponseApdu(_inner(data) if sd.sd.getdata_style == "yubikey" else data)
     if tag == 0xBF21:
         return scp11_domain.certificate_bundle(sd, command)
+    if tag in (0xFF33, 0xFF34):  # CA-KLOC / CA-KLCC identifiers (card/scp11_keys.py)
+        return scp11_keys.ca_identifiers(sd, klcc=tag == 0xFF34)
     if tag == 0x0067:
         capabilities = CardCapabilities(
             scps=(ScpInfo(sd.sd.scp, bytes((sd.sd.i_param,))),),

@@ -1,0 +1,242 @@
+"""GENERATE KEY, DELETE [key], CA identifiers (GET DATA FF33 / FF34, STORE DATA A6 {80, 42, 83}), SCP11b's
+refusal of management commands and an SCP11-only Security Domain, through the Card front door with our host.
+
+Expected status words come from GP 2.3.1 11.2 (DELETE), Table 11-2 and the choices of card/scp11_keys.py's
+docstring; the peer check (yubikit) is tests/emulator/test_scp11_yubikit.py."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gpchannel.card.dispatcher import Card
+from gpchannel.card.profile import load_profile
+from gpchannel.card.state import CardState, MemoryStore
+from gpchannel.cli.scp11_commands import write_test_pki
+from gpchannel.codec.apdu import CommandApdu, ResponseApdu
+from gpchannel.codec.tlv import tlv
+from gpchannel.errors import ProfileError
+from gpchannel.scp.scp11 import Scp11Variant, public_key_from_point
+from gpchannel.scp.scp11_cert import load_certificate
+from gpchannel.scp.scp11_host import Scp11Host
+from tests.card.harness import counter_random, open_session, secure, send
+
+NOW = datetime.datetime.now(datetime.UTC)
+SELECT = bytes.fromhex("00A4040008A000000151000000")
+P256 = b"\xf0\x01\x00"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scp11-keys")
+    write_test_pki(out, NOW, style="yubikey")
+    return out
+
+
+def _card(pki: Path, text: str | None = None) -> Card:
+    state = load_profile(text or (pki / "card.toml").read_text(), resolve=lambda n: (pki / n).read_bytes())
+    store = MemoryStore()
+    store.commit(state)
+    card = Card(state, store, random=counter_random(), today=lambda: NOW.date())
+    assert send(card, SELECT.hex()).sw == 0x9000
+    return card
+
+
+def _transmit(card: Card) -> Callable[[CommandApdu], ResponseApdu]:
+    def transmit(command: CommandApdu) -> ResponseApdu:
+        out = card.process(command.to_bytes())
+        data, sw = out[:-2], int.from_bytes(out[-2:], "big")
+        while sw >> 8 == 0x61:
+            out = card.process(bytes.fromhex("00C0000000"))
+            data, sw = data + out[:-2], int.from_bytes(out[-2:], "big")
+        return ResponseApdu(data, sw)
+
+    return transmit
+
+
+def _scp11(card: Card, pki: Path, variant: Scp11Variant, *, kvn: int = 1, anchor: object = None) -> Scp11Host:
+    if anchor is None:
+        anchor = load_certificate((pki / "card-ca.cert.pem").read_bytes()).public_key()
+    extra: dict[str, object] = {}
+    if variant.oce_authenticated:
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key((pki / "oce.key.pem").read_bytes(), None)
+        chain = tuple(load_certificate((pki / n).read_bytes()) for n in ("oce-ca.cert.pem", "oce.cert.pem"))
+        extra = {"oce_key": key, "oce_chain": chain, "oce_ca": (0x10, 0x03)}
+    host = Scp11Host(variant, kvn=kvn, now=NOW, card_anchor=anchor, **extra)  # type: ignore[arg-type]
+    assert send(card, SELECT.hex()).sw == 0x9000  # a new session after a new SELECT, as yubikit does
+    host.run(_transmit(card))
+    assert host.is_open
+    return host
+
+
+def _generate(kid: int, kvn: int, replace: int = 0, params: bytes = P256) -> CommandApdu:
+    return CommandApdu(0x80, 0xF1, replace, kid, bytes((kvn,)) + params, le=256)
+
+
+def _delete(kid: int | None = None, kvn: int | None = None, p2: int = 0) -> CommandApdu:
+    data = (tlv(0xD0, bytes((kid,))) if kid is not None else b"") + (tlv(0xD2, bytes((kvn,))) if kvn else b"")
+    return CommandApdu(0x80, 0xE4, 0x00, p2, data, le=256)
+
+
+def test_generate_key_then_open_scp11b_with_it(pki: Path) -> None:
+    card = _card(pki)
+    host = _scp11(card, pki, Scp11Variant.A)
+    answer = secure(card, host, _generate(0x13, 0x02))
+    assert answer.sw == 0x9000 and answer.data[:2] == b"\xb0\x41" and answer.data[2] == 0x04
+    public = public_key_from_point(ec.SECP256R1(), answer.data[2:])
+    # the new key has no certificate yet: the host opens 11b with the returned point as the card's static key
+    host_b = Scp11Host(Scp11Variant.B, kvn=2, now=NOW, sd_public_key=public)
+    assert send(card, SELECT.hex()).sw == 0x9000
+    host_b.run(_transmit(card))
+    assert host_b.is_open
+    assert secure(card, host_b, CommandApdu(0x80, 0xCA, 0x00, 0xE0, le=256)).sw == 0x9000
+    # replacing KVN 02 by 03 keeps one KID 13 key of that lineage
+    host = _scp11(card, pki, Scp11Variant.C)
+    assert secure(card, host, _generate(0x13, 0x03, replace=0x02)).sw == 0x9000
+    sd = card.state.isd.sd
+    assert sd is not None and sd.scp11 is not None
+    assert sorted((k.kid, k.kvn) for k in sd.scp11.keys if k.kid == 0x13) == [(0x13, 0x01), (0x13, 0x03)]
+    again = CardState.from_json(card.state.to_json())
+    assert again.isd.sd is not None and again.isd.sd.scp11 == sd.scp11
+
+
+@pytest.mark.parametrize(
+    ("command", "sw"),
+    [
+        (_generate(0x10, 0x02), 0x6A86),  # a CA-KLOC key is not generated on the card
+        (_generate(0x01, 0x02), 0x6A86),
+        (_generate(0x13, 0x02, replace=0x09), 0x6A88),  # nothing to replace
+        (_generate(0x13, 0x01), 0x6A80),  # exists: replace it with P1 = 01
+        (_generate(0x13, 0x00), 0x6A80),
+        (_generate(0x13, 0xFF), 0x6A80),
+        (_generate(0x13, 0x02, params=b"\xf0\x01\x09"), 0x6A80),  # no such curve
+        (_generate(0x13, 0x02, params=b"\xf0\x01\x01"), 0x6A80),  # P-384 beside P-256 keys
+        (_generate(0x13, 0x02, params=b"\xf0\x02\x00\x00"), 0x6A80),  # wrong length
+        (_generate(0x13, 0x02, params=b""), 0x6A80),
+        (CommandApdu(0x80, 0xF1, 0x00, 0x13, b"", le=256), 0x6A80),
+    ],
+)
+def test_generate_key_refusals(pki: Path, command: CommandApdu, sw: int) -> None:
+    card = _card(pki)
+    host = _scp11(card, pki, Scp11Variant.A)
+    assert secure(card, host, command).sw == sw
+
+
+def test_management_refused_outside_an_authenticated_session(pki: Path) -> None:
+    card = _card(pki)
+    assert send(card, _generate(0x13, 0x02)).sw == 0x6982  # no session (Table 11-2)
+    assert send(card, _delete(0x13, 0x01)).sw == 0x6982
+    host = _scp11(card, pki, Scp11Variant.B)  # SCP11b does not authenticate the OCE
+    for command in (_generate(0x13, 0x02), _delete(0x13, 0x01), CommandApdu(0x80, 0xE2, 0x90, 0x00, b"\x70\x00")):
+        assert secure(card, host, command).sw == 0x6982
+    assert secure(card, host, CommandApdu(0x80, 0xCA, 0x00, 0xE0, le=256)).sw == 0x9000  # reading stays open
+    listing = CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", le=256)
+    assert secure(card, host, listing).sw == 0x9000
+
+
+def test_delete_scp11_and_ca_keys_and_key_sets(pki: Path) -> None:
+    card = _card(pki)
+    host = open_session(card, "03", 0x33)
+    sd = card.state.isd.sd
+    assert sd is not None and sd.scp11 is not None
+    assert secure(card, host, _delete(0x15, 0x01)) == ResponseApdu(b"\x00")
+    assert sd.scp11.key(0x15, 0x01) is None and sd.scp11.key(0x13, 0x01) is not None
+    assert secure(card, host, _delete(0x15, 0x01)).sw == 0x6A88  # gone
+    assert secure(card, host, _delete(kid=0x10)).sw == 0x9000  # by KID alone: every KVN of the CA
+    assert sd.scp11.cas == []
+    assert secure(card, host, _delete(kvn=0x01)).sw == 0x9000  # by KVN alone: the SCP11 keys 11 and 13
+    assert sd.scp11.keys == [] and [k.kvn for k in sd.keysets] == [0x30]
+    # the last key set: refused without P2 b1 (6985), deleted with it, and a YubiKey-style SD gets its default back
+    assert secure(card, host, _delete(kvn=0x30)).sw == 0x6985
+    assert secure(card, host, _delete(kvn=0x30, p2=0x01)).sw == 0x9000
+    assert [k.kvn for k in sd.keysets] == [0xFF]
+    assert open_session(card, "03", 0x33, kvn=0xFF).is_open
+
+
+@pytest.mark.parametrize(
+    ("data", "p2", "sw"),
+    [
+        (b"", 0x00, 0x6A80),  # neither D0 nor D2
+        (tlv(0xD0, b"\x13\x01"), 0x00, 0x6A80),  # a KID is one byte
+        (tlv(0xD2, b""), 0x00, 0x6A80),
+        (tlv(0xD2, b"\x01") + tlv(0xD2, b"\x02"), 0x00, 0x6A80),
+        (tlv(0xD2, b"\x01") + tlv(0xC0, b"\x02"), 0x00, 0x6A80),
+        (b"\xd2\x05\x01", 0x00, 0x6A80),  # not BER-TLV
+        (tlv(0xD0, b"\x17"), 0x00, 0x6A88),  # unknown KID
+        (tlv(0xD0, b"\x13") + tlv(0xD2, b"\x09"), 0x00, 0x6A88),
+        (tlv(0xD2, b"\x01"), 0x02, 0x6A86),  # P2 RFU bits
+    ],
+)
+def test_delete_key_refusals(pki: Path, data: bytes, p2: int, sw: int) -> None:
+    card = _card(pki)
+    host = _scp11(card, pki, Scp11Variant.A)
+    assert secure(card, host, CommandApdu(0x80, 0xE4, 0x00, p2, data, le=256)).sw == sw
+
+
+def test_delete_last_key_flag_is_rfu_on_a_gp_style_card(pki: Path) -> None:
+    text = (pki / "card.toml").read_text().replace('getdata_style = "yubikey"', 'getdata_style = "gp"')
+    card = _card(pki, text)
+    host = _scp11(card, pki, Scp11Variant.A)
+    assert secure(card, host, _delete(kvn=0x30, p2=0x01)).sw == 0x6A86
+    assert secure(card, host, _delete(kvn=0x30)).sw == 0x9000  # SCP11 keys remain: not the last key
+
+
+def test_ca_identifiers_kloc_and_klcc(pki: Path) -> None:
+    card = _card(pki)
+    assert send(card, "80CAFF3300").sw == 0x6A88 and send(card, "80CAFF3400").sw == 0x6A88
+    host = _scp11(card, pki, Scp11Variant.A)
+
+    def store(role: int, ski: bytes, kid: int, kvn: int) -> int:
+        body = tlv(0xA6, tlv(0x80, bytes((role,))) + tlv(0x42, ski) + tlv(0x83, bytes((kid, kvn))))
+        return secure(card, host, CommandApdu(0x80, 0xE2, 0x90, 0x00, body)).sw
+
+    assert store(0x00, b"\x01" * 20, 0x10, 0x03) == 0x9000
+    assert store(0x01, b"\x02" * 20, 0x13, 0x01) == 0x9000
+    assert store(0x01, b"\x02" * 20, 0x10, 0x03) == 0x6A80  # KLCC role for a CA-KLOC key
+    assert store(0x00, b"\x02" * 20, 0x13, 0x01) == 0x6A80
+    assert store(0x01, b"\x02" * 20, 0x13, 0x07) == 0x6A88
+    assert store(0x00, b"", 0x10, 0x03) == 0x6A80
+    kloc = secure(card, host, CommandApdu(0x80, 0xCA, 0xFF, 0x33, le=256))
+    klcc = secure(card, host, CommandApdu(0x80, 0xCA, 0xFF, 0x34, le=256))
+    assert kloc.data == tlv(0x42, b"\x01" * 20) + tlv(0x83, b"\x10\x03")
+    assert klcc.data == tlv(0x42, b"\x02" * 20) + tlv(0x83, b"\x13\x01")
+    again = CardState.from_json(card.state.to_json())
+    assert again.isd.sd is not None and again.isd.sd.scp11 == card.state.isd.sd.scp11  # type: ignore[union-attr]
+
+
+def _scp11_only(pki: Path) -> str:
+    text = (pki / "card.toml").read_text()
+    start, end = text.index("[[isd.keysets]]"), text.index("[isd.scp11]")
+    return text[:start].replace('scp = "03"', 'scp = "11"').replace('i = "70"', 'i = "00"') + text[end:]
+
+
+def test_scp11_only_security_domain(pki: Path) -> None:
+    card = _card(pki, _scp11_only(pki))
+    sd = card.state.isd.sd
+    assert sd is not None and sd.scp == 0x11 and sd.keysets == []
+    assert send(card, "8050000008" + "00" * 8 + "00").sw == 0x6D00  # no SCP03 initiation
+    assert send(card, "8082330010" + "00" * 16).sw == 0x6985  # EXTERNAL AUTHENTICATE without a session
+    recognition = send(card, "80CA006600")
+    assert recognition.sw == 0x9000 and bytes.fromhex("2A864886FC6B041100") in recognition.data  # SCP11, i 00
+    host = _scp11(card, pki, Scp11Variant.A)
+    assert secure(card, host, _generate(0x13, 0x02)).sw == 0x9000
+    assert secure(card, host, _delete(0x13, 0x01)).sw == 0x9000
+    # deleting every SCP11 key would leave no way in: refused (P2 b1 allows it on a YubiKey-style card)
+    assert secure(card, host, _delete(kvn=0x01)).sw == 0x9000  # 11 and 15; 13/02 remains
+    assert secure(card, host, _delete(0x13, 0x02)).sw == 0x6985
+
+
+def test_scp11_only_profile_errors(pki: Path) -> None:
+    text = (pki / "card.toml").read_text().replace('scp = "03"', 'scp = "11"')
+    with pytest.raises(ProfileError, match=r"isd\.scp11"):
+        load_profile(text, resolve=lambda n: (pki / n).read_bytes())  # key sets beside scp = "11"
+    only = _scp11_only(pki)
+    start = only.index("[isd.scp11]")
+    with pytest.raises(ProfileError, match=r"isd\.scp11"):
+        load_profile(only[:start], resolve=lambda n: (pki / n).read_bytes())
