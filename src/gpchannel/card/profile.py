@@ -21,13 +21,13 @@ from gpchannel.card.builtin_applets import default_registry
 from gpchannel.card.profile_ota import check_ota, check_scp81
 from gpchannel.card.profile_schema import check_shape, hex_field
 from gpchannel.card.scp10_domain import SCP10, material_from_profile
-from gpchannel.scp.common import ScpProtocol
 from gpchannel.card.scp11_profile import scp11_from_profile
 from gpchannel.card.state import Application, CardState, KeySet, SdConfig
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.gp.lifecycle import APPLICATION_INSTALLED, APPLICATION_SELECTABLE, CardLifeCycle, lock
 from gpchannel.gp.privileges import Privilege, Privileges
+from gpchannel.scp.common import ScpProtocol
 from gpchannel.scp.scp02 import I_PARAMS
 
 __all__ = [
