@@ -6,12 +6,15 @@ docstring; the peer check (yubikit) is tests/emulator/test_scp11_yubikit.py."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
@@ -240,3 +243,44 @@ def test_scp11_only_profile_errors(pki: Path) -> None:
     start = only.index("[isd.scp11]")
     with pytest.raises(ProfileError, match=r"isd\.scp11"):
         load_profile(only[:start], resolve=lambda n: (pki / n).read_bytes())
+
+
+_FUZZ_DATA = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [
+            b"\x02\xf0\x01\x00",
+            tlv(0xD0, b"\x13"),
+            tlv(0xD2, b"\x01"),
+            tlv(0xD0, b"\x10") + tlv(0xD2, b"\x03"),
+            tlv(0xA6, tlv(0x80, b"\x01") + tlv(0x42, b"\x01") + tlv(0x83, b"\x13\x01")),
+        ]
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def session_template(pki: Path) -> tuple[Card, Scp11Host]:
+    card = _card(pki)
+    card.ctx.tracker.check_enabled = True  # every command ends with the committed state compared to the live one
+    return card, _scp11(card, pki, Scp11Variant.A)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ins=st.sampled_from([0xF1, 0xE4, 0xE2, 0xCA, 0xD8]),
+    p1=st.sampled_from([0x00, 0x01, 0x02, 0x80, 0x90, 0xFF]) | st.integers(0, 255),
+    p2=st.sampled_from([0x00, 0x01, 0x10, 0x13, 0x15, 0x33, 0x34, 0x80]) | st.integers(0, 255),
+    data=_FUZZ_DATA,
+    wrapped=st.booleans(),
+)
+def test_key_management_commands_answer_a_status_word(
+    session_template: tuple[Card, Scp11Host], ins: int, p1: int, p2: int, data: bytes, wrapped: bool
+) -> None:
+    card, host = copy.deepcopy(session_template)
+    p1 = 0xFF if ins == 0xCA and p2 in (0x33, 0x34) else p1
+    command = CommandApdu(0x80, ins, p1, p2, data, le=256)
+    response = secure(card, host, command) if wrapped else send(card, command)
+    assert response.sw != 0x6F00  # never an unexpected exception
+    assert send(card, "80CA006600").sw in (0x9000, 0x6982)  # the card keeps answering
+    CardState.from_json(card.state.to_json())
