@@ -284,3 +284,49 @@ def test_key_management_commands_answer_a_status_word(
     assert response.sw != 0x6F00  # never an unexpected exception
     assert send(card, "80CA006600").sw in (0x9000, 0x6982)  # the card keeps answering
     CardState.from_json(card.state.to_json())
+
+
+STORE_AID = bytes.fromhex("F06770636800010101")
+
+
+def _with_store(text: str, level: str = "") -> str:
+    params = f'\nparameters = "{level}"' if level else ""
+    return text + f'\n[[applications]]\naid = "{STORE_AID.hex().upper()}"\nkind = "secure-store"{params}\n'
+
+
+@pytest.mark.parametrize("only", [False, True], ids=["beside-scp03", "scp11-only"])
+def test_secure_channel_service_runs_scp11_for_an_applet(pki: Path, only: bool) -> None:
+    card = _card(pki, _with_store(_scp11_only(pki) if only else (pki / "card.toml").read_text(), "33"))
+    select = CommandApdu(0x00, 0xA4, 0x04, 0x00, STORE_AID, le=256)
+    assert send(card, select).sw == 0x9000
+    sd_key = load_certificate((pki / "sd-11.cert.pem").read_bytes()).public_key()
+    from cryptography.hazmat.primitives import serialization
+
+    oce_key = serialization.load_pem_private_key((pki / "oce.key.pem").read_bytes(), None)
+    chain = tuple(load_certificate((pki / n).read_bytes()) for n in ("oce-ca.cert.pem", "oce.cert.pem"))
+    host = Scp11Host(
+        Scp11Variant.A,
+        kvn=1,
+        now=NOW,
+        sd_public_key=sd_key,  # type: ignore[arg-type]  # read from the SD's BF21 before selecting the applet
+        oce_key=oce_key,  # type: ignore[arg-type]
+        oce_chain=chain,
+        oce_ca=(0x10, 0x03),
+    )
+    host.run(_transmit(card))  # PSO and MUTUAL AUTHENTICATE through the applet's process_security
+    put = CommandApdu(0x80, 0xDA, 0x00, 0x00, b"\x01\x4b" + b"value", le=256)
+    assert secure(card, host, put).sw == 0x9000
+    got = secure(card, host, CommandApdu(0x80, 0xCA, 0x00, 0x00, b"\x4b", le=256))
+    assert got == ResponseApdu(b"value")
+    # SCP11b: the session opens, but the applet requires AUTHENTICATED, which 11b does not give
+    assert send(card, select).sw == 0x9000
+    sd_b = load_certificate((pki / "sd-13.cert.pem").read_bytes()).public_key()
+    host_b = Scp11Host(Scp11Variant.B, kvn=1, now=NOW, sd_public_key=sd_b)  # type: ignore[arg-type]
+    host_b.run(_transmit(card))
+    assert secure(card, host_b, CommandApdu(0x80, 0xCA, 0x00, 0x00, b"\x4b", le=256)).sw == 0x6982
+    # INITIALIZE UPDATE through the applet: the SD's SCP03, or 6D00 from an SCP11-only SD
+    assert send(card, select).sw == 0x9000
+    if only:
+        assert send(card, CommandApdu(0x80, 0x50, 0x00, 0x00, bytes(8), le=256)).sw == 0x6D00
+    else:
+        assert send(card, CommandApdu(0x80, 0x50, 0x30, 0x00, bytes(8), le=256)).sw == 0x9000

@@ -35,11 +35,12 @@ else:
     pytest.importorskip("yubikit.securitydomain", reason="yubikey-manager (yubikit) is not installed")
 
 from yubikit.core import TRANSPORT  # noqa: E402
-from yubikit.core.smartcard import ApduError, SmartCardConnection  # noqa: E402
+from yubikit.core.smartcard import ApduError, SmartCardConnection, SmartCardProtocol  # noqa: E402
 from yubikit.core.smartcard.scp import KeyRef, Scp03KeyParams, Scp11KeyParams, StaticKeys  # noqa: E402
 from yubikit.securitydomain import Curve, SecurityDomainSession  # noqa: E402
 
 NOW = datetime.datetime.now(datetime.UTC)
+STORE_AID = bytes.fromhex("F06770636800010101")
 
 
 class PyscardConnection(SmartCardConnection):
@@ -63,7 +64,9 @@ class PyscardConnection(SmartCardConnection):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scp11-pki")
-    write_test_pki(out, NOW, style="yubikey", atr=unique_atr())
+    profile = write_test_pki(out, NOW, style="yubikey", atr=unique_atr())
+    with profile.open("a") as f:  # an applet using its Security Domain's secure channel service (indirect)
+        f.write(f'\n[[applications]]\naid = "{STORE_AID.hex().upper()}"\nkind = "secure-store"\nparameters = "33"\n')
     return out
 
 
@@ -209,6 +212,27 @@ def test_yubikit_ca_identifiers(sd: SecurityDomainSession) -> None:
     with pytest.raises(ApduError) as missing:
         sd.store_ca_issuer(KeyRef(0x15, 0x09), b"\x0c" * 20)
     assert missing.value.sw == 0x6A88
+
+
+@pytest.mark.parametrize("variant", list(Scp11Variant), ids=lambda v: v.label)
+def test_yubikit_scp11_with_an_applet_through_the_secure_channel_service(
+    card: ServedCard, pki: Path, variant: Scp11Variant
+) -> None:
+    connection = card.connect()
+    try:
+        params = scp11_params(SecurityDomainSession(PyscardConnection(connection)), pki, variant)
+        protocol = SmartCardProtocol(PyscardConnection(connection))
+        protocol.select(STORE_AID)
+        protocol.init_scp(params)  # PSO and MUTUAL / INTERNAL AUTHENTICATE to the applet's process_security
+        if variant.oce_authenticated:
+            protocol.send_apdu(0x80, 0xDA, 0x00, 0x00, b"\x01\x4b" + variant.label.encode())
+            assert protocol.send_apdu(0x80, 0xCA, 0x00, 0x00, b"\x4b") == variant.label.encode()
+        else:  # the applet requires AUTHENTICATED, which SCP11b does not give: refused inside the session
+            with pytest.raises(ApduError) as refused:
+                protocol.send_apdu(0x80, 0xCA, 0x00, 0x00, b"\x4b")
+            assert refused.value.sw == 0x6982
+    finally:
+        connection.disconnect()
 
 
 def test_yubikit_deletes_every_key_and_the_last_only_when_told(card: ServedCard, pki: Path) -> None:
