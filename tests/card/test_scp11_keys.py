@@ -220,7 +220,7 @@ def _scp11_only(pki: Path) -> str:
 
 
 def test_scp11_only_security_domain(pki: Path) -> None:
-    card = _card(pki, _scp11_only(pki))
+    card = _card(pki, _with_store(_scp11_only(pki)))
     sd = card.state.isd.sd
     assert sd is not None and sd.scp == 0x11 and sd.keysets == []
     assert send(card, "8050000008" + "00" * 8 + "00").sw == 0x6D00  # no SCP03 initiation
@@ -230,8 +230,17 @@ def test_scp11_only_security_domain(pki: Path) -> None:
     host = _scp11(card, pki, Scp11Variant.A)
     assert secure(card, host, _generate(0x13, 0x02)).sw == 0x9000
     assert secure(card, host, _delete(0x13, 0x01)).sw == 0x9000
+    # PUT KEY of an SK.SD.ECKA under S-DEK, and content management, in the SCP11 session
+    private = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
+    data = b"\x05" + tlv(0xB1, host.encrypt_key(private)) + P256 + b"\x00"
+    assert secure(card, host, CommandApdu(0x80, 0xD8, 0x00, 0x11, data, le=256)) == ResponseApdu(b"\x05")
+    listing = secure(card, host, CommandApdu(0x80, 0xF2, 0x40, 0x02, b"\x4f\x00", le=256))
+    assert listing.sw == 0x9000 and STORE_AID in listing.data
+    assert secure(card, host, CommandApdu(0x80, 0xE4, 0x00, 0x00, tlv(0x4F, STORE_AID), le=256)).sw == 0x9000
+    assert card.state.application(STORE_AID) is None
     # deleting every SCP11 key would leave no way in: refused (P2 b1 allows it on a YubiKey-style card)
-    assert secure(card, host, _delete(kvn=0x01)).sw == 0x9000  # 11 and 15; 13/02 remains
+    assert secure(card, host, _delete(kvn=0x01)).sw == 0x9000  # 11 and 15; 13/02 and 11/05 remain
+    assert secure(card, host, _delete(0x11, 0x05)).sw == 0x9000
     assert secure(card, host, _delete(0x13, 0x02)).sw == 0x6985
 
 
