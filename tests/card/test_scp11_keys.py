@@ -339,3 +339,14 @@ def test_secure_channel_service_runs_scp11_for_an_applet(pki: Path, only: bool) 
         assert send(card, CommandApdu(0x80, 0x50, 0x00, 0x00, bytes(8), le=256)).sw == 0x6D00
     else:
         assert send(card, CommandApdu(0x80, 0x50, 0x30, 0x00, bytes(8), le=256)).sw == 0x9000
+
+
+def test_profile_ca_identifiers(pki: Path) -> None:
+    text = (pki / "card.toml").read_text()
+    text = text.replace('certificate = "oce-ca.cert.pem"', 'certificate = "oce-ca.cert.pem"\nca_identifier = "0A0B"')
+    text = text.replace('"sd-13.cert.pem"]', '"sd-13.cert.pem"]\nca_identifier = "0C0D"')
+    card = _card(pki, text)
+    assert send(card, "80CAFF3300").data == bytes.fromhex("42020A0B83021003")
+    assert send(card, "80CAFF3400").data == bytes.fromhex("42020C0D83021301")
+    with pytest.raises(ProfileError, match=r"isd\.scp11\.ca\[0\]\.ca_identifier"):
+        load_profile(text.replace('"0A0B"', '"0A0"'), resolve=lambda n: (pki / n).read_bytes())
