@@ -1,7 +1,9 @@
-"""SCP11 beside a Security Domain's own protocol in the emulator (GP Card Specification v2.3, Amendment F).
+"""SCP11 in the emulator, beside a Security Domain's own protocol or as its only one (``scp`` 11) (GP Card
+Specification v2.3, Amendment F).
 
 A Security Domain with SCP11 credentials (``sd.scp11``, from ``[isd.scp11]`` of a card profile or put with PUT
-KEY / STORE DATA) answers, besides its SCP03 commands:
+KEY / GENERATE KEY / STORE DATA; card/scp11_keys.py for GENERATE KEY, DELETE [key] and the CA identifiers)
+answers, besides its SCP03 commands:
 
 * PERFORM SECURITY OPERATION (2A), INTERNAL AUTHENTICATE (88) and MUTUAL AUTHENTICATE (82 without the secure
   messaging bit, data starting with A6): :func:`process_scp11` hands them to the channel's sans-I/O
@@ -13,6 +15,9 @@ KEY / STORE DATA) answers, besides its SCP03 commands:
   card/scp11_keys.py): :func:`store_objects`;
 * PUT KEY of an EC key (GP 2.3.1 11.8.2.3, key types B0 public, B1 private under the session's DEK, F0 the key
   parameter reference): :func:`put_ec_key`.
+
+Commands that change the card (PUT KEY, STORE DATA, DELETE, GENERATE KEY, ...) need an off-card entity the card
+authenticated: :func:`oce_authenticated` is False for SCP11b, and security_domain.py refuses them there (6982).
 
 Certificates are checked against the card's date (``CardContext.today``, noon UTC); a card without a date source
 refuses SCP11a / c (6985), whose OCE certificates must be checked.
@@ -26,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gpchannel.card.context import CardContext, ChannelContext
-from gpchannel.card.scp11_keys import store_ca_issuer
-from gpchannel.card.scp11_material import CA_KIDS, CURVE_NAMES, SD_KIDS, Scp11Material
+from gpchannel.card.scp11_keys import material_of, store_ca_issuer
+from gpchannel.card.scp11_material import CA_KIDS, CURVE_NAMES, SD_KIDS
 from gpchannel.card.state import Application
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import decode_length, parse_pairs, tlv
@@ -122,20 +127,13 @@ def certificate_bundle(sd: Application, command: CommandApdu) -> ResponseApdu:
     return ResponseApdu(b"".join(key.certificates))
 
 
-def _material(sd: Application) -> Scp11Material:
-    assert sd.sd is not None
-    if sd.sd.scp11 is None:
-        sd.sd.scp11 = Scp11Material()
-    return sd.sd.scp11
-
-
 def store_objects(sd: Application, objects: list[tuple[int, bytes]]) -> bool:
     """STORE DATA of SCP11 objects (see the module docstring); False when ``objects`` are not SCP11's."""
     if not objects or objects[0][0] != 0xA6:
         return False
     head = tlv(0xA6, objects[0][1])
     kid, kvn = _key_reference(head)
-    material = _material(sd)
+    material = material_of(sd)
     rest = objects[1:]
     if not rest:  # A6 { 80 KLOC/KLCC, 42 key identifier, 83 ref }: the CA's issuer identifier
         store_ca_issuer(sd, kid, kvn, objects[0][1])
@@ -195,7 +193,7 @@ def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> R
         curve_name = CURVE_NAMES[EcCurve(param[0])]
     except (ValueError, IndexError):
         raise IncorrectData(f"key parameter reference {param.hex()} names no supported curve") from None
-    material = _material(sd)
+    material = material_of(sd)
     if material.keys or material.cas:
         if curve_name != material.curve:
             raise IncorrectData(f"this Security Domain's SCP11 keys are on {material.curve}, not {curve_name}")

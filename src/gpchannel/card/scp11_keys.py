@@ -39,13 +39,14 @@ from gpchannel.errors import (
 )
 from gpchannel.scp.scp11 import SCP11_CURVES, encode_point
 
-__all__ = ["YUBIKEY_DEFAULT_KVN", "ca_identifiers", "delete_keys", "generate_key"]
+__all__ = ["YUBIKEY_DEFAULT_KVN", "ca_identifiers", "delete_keys", "generate_key", "material_of", "store_ca_issuer"]
 
 YUBIKEY_DEFAULT_KVN = 0xFF
 _YUBIKEY_DEFAULT_KEY = bytes(range(0x40, 0x50))  # Yubico: the published default SCP03 key set (KVN FF)
 
 
-def _material(sd: Application) -> Scp11Material:
+def material_of(sd: Application) -> Scp11Material:
+    """The Security Domain's SCP11 material, made (empty, P-256) when it has none."""
     assert sd.sd is not None
     if sd.sd.scp11 is None:
         sd.sd.scp11 = Scp11Material()
@@ -67,7 +68,7 @@ def generate_key(sd: Application, command: CommandApdu) -> ResponseApdu:
         curve_name = CURVE_NAMES[EcCurve(data[3])]
     except ValueError:
         raise IncorrectData(f"key parameter reference {data[3]:02X} names no supported curve") from None
-    material = _material(sd)
+    material = material_of(sd)
     if (material.keys or material.cas) and curve_name != material.curve:
         raise IncorrectData(f"this Security Domain's SCP11 keys are on {material.curve}, not {curve_name}")
     existing = {(k.kid, k.kvn) for k in material.keys}
@@ -152,7 +153,7 @@ def store_ca_issuer(sd: Application, kid: int, kvn: int, template: bytes) -> Non
         raise IncorrectData(f"80 {role.hex()} does not fit KID {kid:02X} (00: CA-KLOC, 01: CA-KLCC)")
     if not ski or len(ski) > 64:
         raise IncorrectData("the CA key identifier (42) is 1 to 64 bytes")
-    material = _material(sd)
+    material = material_of(sd)
     entry = material.key(kid, kvn) if klcc else material.ca(kid, kvn) if kid in CA_KIDS else None
     if entry is None:
         raise ReferencedDataNotFound(f"no key KID {kid:02X} KVN {kvn:02X} for a CA identifier")
