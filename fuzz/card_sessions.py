@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
+from cryptography.hazmat.primitives import serialization
+
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import MemoryStore
@@ -23,6 +25,9 @@ from gpchannel.scp.common import HostChannel, ScpProtocol, SecurityLevel
 from gpchannel.scp.scp10 import Scp10Option
 from gpchannel.scp.scp10_cert import TestPki, make_test_pki
 from gpchannel.scp.scp10_host import Scp10Host
+from gpchannel.scp.scp11 import Scp11Variant
+from gpchannel.scp.scp11_host import Scp11Host
+from gpchannel.scp.scp11_pki import Scp11Pki, make_pki
 
 __all__ = ["ISD", "OTA_PROFILE", "CardUnderTest", "drbg", "fresh"]
 
@@ -119,6 +124,57 @@ kind = "echo"
 """
 
 
+_NOON = datetime.datetime.combine(TODAY, datetime.time(12), datetime.UTC)
+
+
+@cache
+def _scp11_pki() -> Scp11Pki:
+    return make_pki(_NOON)
+
+
+def _scp11_profile() -> str:
+    """The SCP03 ISD with SCP11 a/b/c keys beside it (inline PEM), the CA-KLOC as KID 10 KVN 03."""
+    p = _scp11_pki()
+    pem = serialization.Encoding.PEM
+    ca = p.card_ca.public_bytes(pem).decode()
+    tables = ['\n[isd.scp11]\ncurve = "P-256"']
+    for kid, key in sorted(p.sd_keys.items()):
+        private = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        cert = p.sd_certs[kid].public_bytes(pem).decode()
+        tables.append(
+            f'[[isd.scp11.keys]]\nkid = {kid}\nkvn = 1\nprivate_key = """{private}"""\n'
+            f'certificates = ["""{ca}""", """{cert}"""]'
+        )
+    tables.append(f'[[isd.scp11.ca]]\nkid = 0x10\nkvn = 3\ncertificate = """{p.oce_ca.public_bytes(pem).decode()}"""')
+    return _profile("03", "70") + "\n".join(tables) + "\n"
+
+
+def _scp11_host(card: Card, variant: Scp11Variant) -> Scp11Host:
+    p = _scp11_pki()
+    oce = variant.oce_authenticated
+    host = Scp11Host(
+        variant,
+        kvn=1,
+        now=_NOON,
+        card_anchor=p.card_ca_key.public_key(),
+        oce_key=p.oce_key if oce else None,
+        oce_chain=(p.oce_ca, p.oce_cert) if oce else (),
+        oce_ca=(0x10, 0x03),
+    )
+
+    def transmit(command: CommandApdu) -> ResponseApdu:  # the chain (BF21) is longer than one answer: 61xx
+        response = ResponseApdu.from_bytes(card.process(command.to_bytes()))
+        data = response.data
+        while response.sw >> 8 == 0x61:
+            response = ResponseApdu.from_bytes(card.process(bytes.fromhex("00C0000000")))
+            data += response.data
+        return ResponseApdu(data, response.sw)
+
+    card.process(bytes.fromhex("00A4040008") + ISD)
+    host.run(transmit)
+    return host
+
+
 @dataclass
 class CardUnderTest:
     card: Card
@@ -149,11 +205,14 @@ def _card(text: str) -> Card:
 @cache
 def _template(spec: str) -> CardUnderTest:
     """``none`` (no session), ``scp01-15-03``, ``scp02-55-03``, ``scp03-70-33``, ``scp10-02-03`` (protocol, i,
-    level)."""
+    level), ``scp11-a-3C`` (SCP11 variant, key usage)."""
     if spec == "none":
         return CardUnderTest(_card(_profile("03", "70")), None)
     protocol, i, level = spec.split("-")
     scp = protocol[3:]
+    if scp == "11":  # scp11-a-3C: the variant, the key usage (3C: C-MAC, C-DEC, R-MAC, R-ENC)
+        card = _card(_scp11_profile())
+        return CardUnderTest(card, _scp11_host(card, Scp11Variant.from_name(i)))
     card = _card(_scp10_profile(i) if scp == "10" else _profile(scp, i))
     session = CardSession(_Wire(card), random=drbg(b"host"))
     gp = GpCard.connect(session, ISD)

@@ -44,8 +44,24 @@ _COMMANDS = [
     "00C0000000",
     "8050000008000102030405060700",
     "84820000100102030405060708090A0B0C0D0E0F10",
+    "80F100130402F0010000",  # GENERATE KEY (SCP11)
+    "80E4000006D00113D2010100",  # DELETE [key] KID 13 KVN 01
+    "80E4000103D2013000",  # DELETE [key] KVN 30, "the last key"
+    "80E2900011A60F8001014204010203048302130100",  # STORE DATA of a CA-KLCC identifier
+    "80CAFF3300",
+    "80CABF2106A6048302130100",
 ]
-_SESSIONS = ("scp01-15-03", "scp02-55-03", "scp02-15-01", "scp03-70-33", "scp03-00-03", "scp10-02-03", "scp10-01-33")
+_SESSIONS = (
+    "scp01-15-03",
+    "scp02-55-03",
+    "scp02-15-01",
+    "scp03-70-33",
+    "scp03-00-03",
+    "scp10-02-03",
+    "scp10-01-33",
+    "scp11-a-3C",
+    "scp11-b-3C",
+)
 
 
 def _items(data: bytes) -> list[tuple[bool, bytes]]:

@@ -61,3 +61,23 @@ def test_card_chain_from_another_ca_is_one_error_line(pki: Path, tmp_path: Path)
 def test_scp11a_without_oce_key_is_a_usage_error(pki: Path, tmp_path: Path) -> None:
     result = run("--emulator", str(tmp_path / "state"), "--profile", str(pki / "card.toml"), "--scp", "11a", "list")
     assert result.exit_code != 0 and "error" in result.output.lower()
+
+
+def test_generate_and_delete_keys(pki: Path, tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    out = tmp_path / "pub.pem"
+    result = run("--emulator", state, *options(pki, "11a"), "scp11", "generate-key", "--kvn", "02", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    result = run("--emulator", state, *options(pki, "11c"), "scp11", "generate-key", "--kvn", "03", "--replace", "02")
+    assert result.exit_code == 0 and result.stdout.startswith("-----BEGIN PUBLIC KEY-----"), result.output
+    refused = run("--emulator", state, *options(pki, "11b"), "scp11", "generate-key", "--kvn", "04")
+    assert refused.exit_code != 0 and refused.output.startswith("error: ") and "6982" in refused.output
+    result = run("--emulator", state, *options(pki, "11a"), "delete-key", "--kid", "13", "--kvn", "03")
+    assert result.exit_code == 0 and "KID 13 KVN 03" in result.output, result.output
+    again = run("--emulator", state, *options(pki, "11a"), "delete-key", "--kid", "13", "--kvn", "03")
+    assert again.exit_code != 0 and again.output.startswith("error: ") and "6A88" in again.output
+    usage = run("--emulator", state, *options(pki, "11a"), "delete-key")
+    assert usage.exit_code == 2 and "--kid" in usage.output
+    bad = run("--emulator", state, *options(pki, "11a"), "scp11", "generate-key", "--kid", "10", "--kvn", "02")
+    assert bad.exit_code == 2

@@ -1,7 +1,9 @@
 """SCP11 and SCP03 through the real PC/SC stack with an independent peer: Yubico's yubikit (PyPI
 yubikey-manager) against the emulator served on a vpcd slot of pcscd. Its SecurityDomainSession opens SCP03,
 SCP11a, SCP11b and SCP11c sessions and runs management operations inside them (GET DATA E0 key information in
-the YubiKey form, STORE DATA of a certificate bundle and of an allowlist); our host opens the same sessions.
+the YubiKey form, STORE DATA of a certificate bundle and of an allowlist, GENERATE KEY, DELETE [key], CA
+identifiers); our host opens the same sessions. The tests share one card and run in file order: the last one
+deletes every key.
 
 yubikit is a dev dependency; outside CI a missing one skips these tests, in CI (CI=true) it fails them.
 """
@@ -33,11 +35,12 @@ else:
     pytest.importorskip("yubikit.securitydomain", reason="yubikey-manager (yubikit) is not installed")
 
 from yubikit.core import TRANSPORT  # noqa: E402
-from yubikit.core.smartcard import SmartCardConnection  # noqa: E402
+from yubikit.core.smartcard import ApduError, SmartCardConnection, SmartCardProtocol  # noqa: E402
 from yubikit.core.smartcard.scp import KeyRef, Scp03KeyParams, Scp11KeyParams, StaticKeys  # noqa: E402
-from yubikit.securitydomain import SecurityDomainSession  # noqa: E402
+from yubikit.securitydomain import Curve, SecurityDomainSession  # noqa: E402
 
 NOW = datetime.datetime.now(datetime.UTC)
+STORE_AID = bytes.fromhex("F06770636800010101")
 
 
 class PyscardConnection(SmartCardConnection):
@@ -61,7 +64,9 @@ class PyscardConnection(SmartCardConnection):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scp11-pki")
-    write_test_pki(out, NOW, style="yubikey", atr=unique_atr())
+    profile = write_test_pki(out, NOW, style="yubikey", atr=unique_atr())
+    with profile.open("a") as f:  # an applet using its Security Domain's secure channel service (indirect)
+        f.write(f'\n[[applications]]\naid = "{STORE_AID.hex().upper()}"\nkind = "secure-store"\nparameters = "33"\n')
     return out
 
 
@@ -114,6 +119,11 @@ def test_yubikit_scp11_session_with_management_operation(
     assert KeyRef(variant.kid, 0x01) in info
     # STORE DATA of a certificate bundle inside the session, read back with GET DATA BF21
     chain = sd.get_certificate_bundle(KeyRef(0x15, 0x01))
+    if not variant.oce_authenticated:  # "Requires OCE verification" (yubikit): SCP11b may only read
+        with pytest.raises(ApduError) as refused:
+            sd.store_certificate_bundle(KeyRef(0x15, 0x01), list(chain))
+        assert refused.value.sw == 0x6982
+        return
     sd.store_certificate_bundle(KeyRef(0x15, 0x01), list(chain))
     assert list(sd.get_certificate_bundle(KeyRef(0x15, 0x01))) == list(chain)
 
@@ -131,6 +141,11 @@ def test_yubikit_scp11a_refused_when_not_in_the_allowlist(card: ServedCard, pki:
             sd.authenticate(scp11_params(sd, pki, Scp11Variant.A))
         sd = SecurityDomainSession(PyscardConnection(connection))
         sd.authenticate(scp11_params(sd, pki, Scp11Variant.B))
+        with pytest.raises(ApduError) as refused:  # SCP11b does not authenticate the OCE: no management
+            sd.store_allowlist(KeyRef(0x10, 0x03), [oce.serial_number])
+        assert refused.value.sw == 0x6982
+        sd = SecurityDomainSession(PyscardConnection(connection))
+        sd.authenticate(Scp03KeyParams(KeyRef(0x01, 0x30), StaticKeys.default()))
         sd.store_allowlist(KeyRef(0x10, 0x03), [oce.serial_number])
         sd = SecurityDomainSession(PyscardConnection(connection))
         sd.authenticate(scp11_params(sd, pki, Scp11Variant.C))
@@ -154,5 +169,89 @@ def test_our_host_opens_scp11_through_pcscd(card: ServedCard, pki: Path, variant
         assert host.is_open
         response = host.unwrap(transmit(connection, host.wrap(CommandApdu(0x80, 0xCA, 0x00, 0xE0, le=256)).to_bytes()))
         assert response.sw == 0x9000 and bytes((variant.kid, 0x01)) in response.data
+    finally:
+        connection.disconnect()
+
+
+def test_yubikit_generates_a_key_and_opens_scp11b_with_it(sd: SecurityDomainSession, pki: Path) -> None:
+    sd.authenticate(Scp03KeyParams(KeyRef(0x01, 0x30), StaticKeys.default()))
+    public = sd.generate_ec_key(KeyRef(0x13, 0x02), Curve.SECP256R1)
+    assert KeyRef(0x13, 0x02) in sd.get_key_information()
+    assert sd.get_certificate_bundle(KeyRef(0x13, 0x02)) == []  # a generated key has no certificates yet
+    session = SecurityDomainSession(sd.protocol.connection)
+    session.authenticate(Scp11KeyParams(KeyRef(0x13, 0x02), public))  # the returned point is the card's key
+    assert KeyRef(0x13, 0x02) in session.get_key_information()
+    with pytest.raises(ApduError) as refused:  # and SCP11b may not generate (nor delete) keys
+        session.generate_ec_key(KeyRef(0x13, 0x03))
+    assert refused.value.sw == 0x6982
+    # inside SCP11a: replace KVN 02 by 03, then delete it
+    session = SecurityDomainSession(sd.protocol.connection)
+    session.authenticate(scp11_params(session, pki, Scp11Variant.A))
+    replaced = session.generate_ec_key(KeyRef(0x13, 0x03), replace_kvn=0x02)
+    info = session.get_key_information()
+    assert KeyRef(0x13, 0x03) in info and KeyRef(0x13, 0x02) not in info
+    assert replaced.public_numbers() != public.public_numbers()
+    session.delete_key(0x13, 0x03)
+    assert KeyRef(0x13, 0x03) not in session.get_key_information()
+    with pytest.raises(ApduError) as missing:
+        session.delete_key(0x13, 0x03)
+    assert missing.value.sw == 0x6A88
+    with pytest.raises(ApduError) as wrong_kid:
+        session.generate_ec_key(KeyRef(0x10, 0x05))  # a CA-KLOC key is not generated on the card
+    assert wrong_kid.value.sw == 0x6A86
+
+
+def test_yubikit_ca_identifiers(sd: SecurityDomainSession) -> None:
+    sd.authenticate(Scp03KeyParams(KeyRef(0x01, 0x30), StaticKeys.default()))
+    assert sd.get_supported_ca_identifiers() == {}  # 6A88 for both, which yubikit takes as none
+    sd.store_ca_issuer(KeyRef(0x10, 0x03), b"\x0a" * 20)  # CA-KLOC
+    sd.store_ca_issuer(KeyRef(0x13, 0x01), b"\x0b" * 20)  # CA-KLCC of the SCP11b key's certificate
+    assert sd.get_supported_ca_identifiers(kloc=True) == {KeyRef(0x10, 0x03): b"\x0a" * 20}
+    assert sd.get_supported_ca_identifiers(klcc=True) == {KeyRef(0x13, 0x01): b"\x0b" * 20}
+    assert len(sd.get_supported_ca_identifiers()) == 2
+    with pytest.raises(ApduError) as missing:
+        sd.store_ca_issuer(KeyRef(0x15, 0x09), b"\x0c" * 20)
+    assert missing.value.sw == 0x6A88
+
+
+@pytest.mark.parametrize("variant", list(Scp11Variant), ids=lambda v: v.label)
+def test_yubikit_scp11_with_an_applet_through_the_secure_channel_service(
+    card: ServedCard, pki: Path, variant: Scp11Variant
+) -> None:
+    connection = card.connect()
+    try:
+        params = scp11_params(SecurityDomainSession(PyscardConnection(connection)), pki, variant)
+        protocol = SmartCardProtocol(PyscardConnection(connection))
+        protocol.select(STORE_AID)
+        protocol.init_scp(params)  # PSO and MUTUAL / INTERNAL AUTHENTICATE to the applet's process_security
+        if variant.oce_authenticated:
+            protocol.send_apdu(0x80, 0xDA, 0x00, 0x00, b"\x01\x4b" + variant.label.encode())
+            assert protocol.send_apdu(0x80, 0xCA, 0x00, 0x00, b"\x4b") == variant.label.encode()
+        else:  # the applet requires AUTHENTICATED, which SCP11b does not give: refused inside the session
+            with pytest.raises(ApduError) as refused:
+                protocol.send_apdu(0x80, 0xCA, 0x00, 0x00, b"\x4b")
+            assert refused.value.sw == 0x6982
+    finally:
+        connection.disconnect()
+
+
+def test_yubikit_deletes_every_key_and_the_last_only_when_told(card: ServedCard, pki: Path) -> None:
+    connection = card.connect()
+    try:
+        sd = SecurityDomainSession(PyscardConnection(connection))
+        sd.authenticate(scp11_params(sd, pki, Scp11Variant.A))
+        sd.delete_key(kvn=0x30)  # the SCP03 key set (by KVN, as yubikit allows for SCP03)
+        sd.delete_key(kid=0x15)
+        sd.delete_key(kid=0x11)
+        sd.delete_key(kid=0x10)  # the CA-KLOC key: SCP11a/c can no longer be opened
+        assert set(sd.get_key_information()) == {KeyRef(0x13, 0x01)}
+        with pytest.raises(ApduError) as last:
+            sd.delete_key(kid=0x13)  # the last key that opens a secure channel
+        assert last.value.sw == 0x6985
+        sd.delete_key(kid=0x13, delete_last=True)
+        # the YubiKey-style Security Domain is back to its default SCP03 key set (KVN FF), as Yubico documents
+        sd = SecurityDomainSession(PyscardConnection(connection))
+        sd.authenticate(Scp03KeyParams(KeyRef(0x01, 0xFF), StaticKeys.default()))
+        assert set(sd.get_key_information()) == {KeyRef(0x01, 0xFF), KeyRef(0x02, 0xFF), KeyRef(0x03, 0xFF)}
     finally:
         connection.disconnect()

@@ -10,11 +10,11 @@ def _with(trait: Trait) -> set[int]:
 
 
 def test_table_11_2_commands_need_an_authenticated_session() -> None:
-    assert _with(Trait.AUTHENTICATED) == {0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2, 0x7A, 0x78}
+    assert _with(Trait.AUTHENTICATED) == {0xE4, 0xF2, 0xE6, 0xE8, 0xD8, 0xF0, 0xE2, 0x7A, 0x78, 0xF1}
 
 
 def test_card_content_changes_are_those_refused_when_card_locked() -> None:
-    assert _with(Trait.CHANGES_CONTENT) == {0xE4, 0xE6, 0xE8, 0xD8, 0xE2}
+    assert _with(Trait.CHANGES_CONTENT) == {0xE4, 0xE6, 0xE8, 0xD8, 0xE2, 0xF1}  # F1: SCP11 GENERATE KEY
 
 
 def test_get_data_alone_is_interindustry_and_read_only_with_get_status() -> None:

@@ -2,7 +2,8 @@
 
 ``secure-store`` (:class:`SecureStoreApplet`), *indirect handling*: a small key-value store that lets its
 associated Security Domain run the secure channel through the SecureChannel service
-(:mod:`gpchannel.card.secure_channel_service`). It hands INITIALIZE UPDATE and EXTERNAL AUTHENTICATE to
+(:mod:`gpchannel.card.secure_channel_service`). It hands INITIALIZE UPDATE and EXTERNAL AUTHENTICATE (and SCP11's
+PERFORM SECURITY OPERATION, INTERNAL and MUTUAL AUTHENTICATE, when the Security Domain has SCP11 keys) to
 ``process_security``, unwraps every other command, refuses it with 6982 unless the Current Security Level is
 AUTHENTICATED with at least the level it requires, and wraps its answers (R-MAC / R-ENCRYPTION when the level
 has them). The keys are the Security Domain's: put it under an SSD with its own key set, or extradite it to one,
@@ -25,6 +26,7 @@ Commands (class 80, or 84 with secure messaging; any logical channel):
 INS         secure-store            scp03-direct
 ==========  ======================  ============================================================================
 50, 82      to process_security     INITIALIZE UPDATE, EXTERNAL AUTHENTICATE of its own SCP03 session
+2A, 88      to process_security     -
 DA          PUT: ``Lk key value``   -
 CA          GET: ``key`` -> value   -
 E4          DELETE: ``key``         -
@@ -120,7 +122,7 @@ class SecureStoreApplet(Applet):
     def process(self, command: CommandApdu) -> ResponseApdu:
         _check_class(command)
         channel = self.get_secure_channel()
-        if command.ins in (0x50, 0x82):
+        if command.ins in (0x50, 0x82, 0x2A, 0x88):  # SCP01/02/03, or SCP11 when the SD has SCP11 keys
             return channel.process_security(command)
         plain = channel.unwrap(command)  # 6982 on a bad C-MAC / cryptogram (the session is then aborted)
         level = channel.get_security_level()

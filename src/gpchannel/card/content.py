@@ -14,6 +14,7 @@ from gpchannel.card import delegated
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.loading import begin_load
 from gpchannel.card.registry import delete_application, delete_load_file, is_under, load_file_of_module
+from gpchannel.card.scp11_keys import delete_keys
 from gpchannel.card.state import Application, KeySet, SdConfig
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu
 from gpchannel.codec.tlv import first_value, parse_pairs
@@ -291,44 +292,33 @@ def delete(ctx: CardContext, channel: ChannelContext, sd: Application, command: 
         channel.delete_chain += command.data
         return ResponseApdu(b"\x00")
     data, channel.delete_chain = channel.delete_chain + command.data, b""
-    if command.p1 & 0x7F or command.p2 & 0x7F:
-        raise IncorrectP1P2(f"DELETE P1 {command.p1:02X} / P2 {command.p2:02X} has RFU bits set")
     try:
         items = parse_pairs(data)
     except DecodeError:
         raise IncorrectData("DELETE data is not BER-TLV") from None
     aid = first_value(items, 0x4F)
-    if aid is not None:
-        _require_management(ctx, sd)
-        raw_token = first_value(items, 0x9E)
-        if raw_token is not None and not delegated.is_delegated(sd):
-            raise IncorrectData("a Delete Token is only for Delegated Management (11.2.2.3.1)")
-        token = raw_token or b""
-
-        def signed() -> bytes:
-            try:
-                return token_data(command.p1 & 0x7F, command.p2, split_delete_token(data, token))
-            except (DecodeError, ValueError):
-                raise IncorrectData("the Delete Token (9E) must be the last data object") from None
-
-        delegated.authorize(ctx, sd, token, signed)
-        _delete_content(ctx, sd, aid, related=bool(command.p2 & 0x80))
-        identifier = delegated.token_identifier(data)
-        return ResponseApdu(delegated.confirm(ctx, sd, identifier, lambda cd: delete_receipt_data(cd, aid)))
-    kvn, key_id = first_value(items, 0xD2), first_value(items, 0xD0)
-    if kvn is None:
-        raise IncorrectData("DELETE needs an AID (4F) or a key version number (D2)")
-    if len(kvn) != 1 or (key_id is not None and len(key_id) != 1):
-        raise IncorrectData("key identifier and key version number are one byte each")
     assert sd.sd is not None
-    if sd.sd.content_key(kvn[0]) is not None and key_id in (None, b"\x01"):  # a token, receipt or DAP key
-        sd.sd.content_keys = [k for k in sd.sd.content_keys if k.kvn != kvn[0]]
-        return ResponseApdu(b"\x00")
-    keysets = [k for k in sd.sd.keysets if k.kvn == kvn[0]]
-    if not keysets or (key_id is not None and key_id[0] not in (1, 2, 3)):
-        raise ReferencedDataNotFound("no such key")
-    sd.sd.keysets = [k for k in sd.sd.keysets if k.kvn != kvn[0]]  # a key set is deleted as a whole
-    return ResponseApdu(b"\x00")
+    last = aid is None and bool(command.p2 & 0x01) and sd.sd.getdata_style == "yubikey"  # delete the last key
+    if command.p1 & 0x7F or command.p2 & (0x7E if last else 0x7F):
+        raise IncorrectP1P2(f"DELETE P1 {command.p1:02X} / P2 {command.p2:02X} has RFU bits set")
+    if aid is None:  # DELETE [key] (11.2.2.3.2): card/scp11_keys.py, for every kind of key
+        return delete_keys(sd, items, last=last)
+    _require_management(ctx, sd)
+    raw_token = first_value(items, 0x9E)
+    if raw_token is not None and not delegated.is_delegated(sd):
+        raise IncorrectData("a Delete Token is only for Delegated Management (11.2.2.3.1)")
+    token = raw_token or b""
+
+    def signed() -> bytes:
+        try:
+            return token_data(command.p1 & 0x7F, command.p2, split_delete_token(data, token))
+        except (DecodeError, ValueError):
+            raise IncorrectData("the Delete Token (9E) must be the last data object") from None
+
+    delegated.authorize(ctx, sd, token, signed)
+    _delete_content(ctx, sd, aid, related=bool(command.p2 & 0x80))
+    identifier = delegated.token_identifier(data)
+    return ResponseApdu(delegated.confirm(ctx, sd, identifier, lambda cd: delete_receipt_data(cd, aid)))
 
 
 def _delete_content(ctx: CardContext, sd: Application, aid: bytes, *, related: bool) -> None:
@@ -429,7 +419,7 @@ def put_key(sd: Application, session: CardChannel, command: CommandApdu) -> Resp
         raise IncorrectP1P2("chained PUT KEY commands are not supported; send the three keys at once")
     if parsed.key_id != 1 or len(parsed.data.keys) != 3:
         raise IncorrectData("PUT KEY must carry the key set's three keys (ENC, MAC, DEK) from key id 01")
-    expected = KeyType.AES if sd.sd.scp == 0x03 else KeyType.DES3
+    expected = KeyType.AES if sd.sd.scp in (0x03, 0x11) else KeyType.DES3
     for component in parsed.data.keys:
         if component.key_type != expected.value:
             raise IncorrectData(f"SCP{sd.sd.scp:02X} key sets are {expected.name} keys")

@@ -97,7 +97,7 @@ def store_keys(sd: Application, session: CardChannel, objects: list[tuple[int, b
         per_kvn[crt.key_id] = (crt.key_type, clear)
     if pending:
         raise IncorrectData("a key CRT (00B9) has no DGI 8113 with its value")
-    expected = KeyType.AES if sd.sd.scp == 0x03 else KeyType.DES3
+    expected = KeyType.AES if sd.sd.scp in (0x03, 0x11) else KeyType.DES3
     new_sets: list[KeySet] = []
     for kvn, per_id in keys.items():
         if sorted(per_id) != [1, 2, 3]:

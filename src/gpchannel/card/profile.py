@@ -27,6 +27,7 @@ from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.gp.lifecycle import APPLICATION_INSTALLED, APPLICATION_SELECTABLE, CardLifeCycle, lock
 from gpchannel.gp.privileges import Privilege, Privileges
+from gpchannel.scp.common import ScpProtocol
 from gpchannel.scp.scp02 import I_PARAMS
 
 __all__ = [
@@ -40,11 +41,13 @@ __all__ = [
 
 DEFAULT_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 DEFAULT_ISD_PRIVILEGES = bytes.fromhex("9EFE80")
+SCP11 = ScpProtocol.SCP11
 _SCP_I_VALUES = {
     0x01: frozenset({0x05, 0x15}),
     0x02: I_PARAMS,  # the options of GP 2.2.1 E.1.1 we implement, explicit and implicit, each with or without b6
     0x03: frozenset({0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x01, 0x11, 0x21, 0x31, 0x61, 0x71}),
     SCP10: frozenset({0x01, 0x02}),  # GP 2.2.1 Table F-1: the default option; [isd.scp10] options lists all
+    SCP11: frozenset(range(256)),  # Amendment F's i coding is not public: reported in recognition data, not used
 }
 
 
@@ -105,12 +108,12 @@ def _keyset(raw: object, key: str, scp: int) -> KeySet:
     kvn = table["kvn"]
     if not isinstance(kvn, int) or isinstance(kvn, bool) or not 1 <= kvn <= 0xFF:
         raise _fail(f"{key}.kvn", "an integer 1..255", kvn)
-    default_type = "aes" if scp == 0x03 else "des3"
+    default_type = "aes" if scp in (0x03, 0x11) else "des3"
     kind = table.get("type", default_type)
     if kind not in ("aes", "des3"):
         raise _fail(f"{key}.type", '"aes" or "des3"', kind)
     key_type = KeyType.AES if kind == "aes" else KeyType.DES3
-    if (scp == 0x03) != (key_type is KeyType.AES):
+    if (scp in (0x03, 0x11)) != (key_type is KeyType.AES):
         raise _fail(f"{key}.type", f'"{default_type}" for SCP{scp:02X}', kind)
     values = {}
     for name in ("enc", "mac", "dek"):
@@ -170,7 +173,7 @@ def profile_from_dict(
     isd_aid = _aid(isd_table["aid"], "isd.aid")
     scp = _byte(isd_table["scp"], "isd.scp")
     if scp not in _SCP_I_VALUES:
-        raise _fail("isd.scp", '"01", "02", "03" or "10"', isd_table["scp"])
+        raise _fail("isd.scp", '"01", "02", "03", "10" or "11"', isd_table["scp"])
     i_param = _byte(isd_table["i"], "isd.i")
     if i_param not in _SCP_I_VALUES[scp]:
         allowed = " | ".join(f"{i:02X}" for i in sorted(_SCP_I_VALUES[scp]))
@@ -180,7 +183,7 @@ def profile_from_dict(
     if not isinstance(counter, int) or isinstance(counter, bool) or not 0 <= counter <= limit:
         raise _fail("isd.sequence_counter", f"an integer 0..{limit}", counter)
     raw_keysets = isd_table.get("keysets", [])
-    if not isinstance(raw_keysets, list) or (not raw_keysets and scp != SCP10):
+    if not isinstance(raw_keysets, list) or (not raw_keysets and scp not in (SCP10, SCP11)):
         raise _fail("isd.keysets", "at least one [[isd.keysets]] table")
     keysets = [_keyset(k, f"isd.keysets[{n}]", scp) for n, k in enumerate(raw_keysets)]
     kvns = [k.kvn for k in keysets]
@@ -202,8 +205,10 @@ def profile_from_dict(
         sd_config.scp10 = material_from_profile(_table(isd_table["scp10"], "isd.scp10"), i_param, resolve)
     elif "scp10" in isd_table:
         raise _fail("isd.scp10", 'no [isd.scp10] table unless isd.scp is "10"')
-    if "scp11" in isd_table:  # SCP11 beside the ISD's protocol (card/scp11_profile.py)
+    if "scp11" in isd_table:  # SCP11 beside the ISD's protocol, or its only one (card/scp11_profile.py)
         sd_config.scp11 = scp11_from_profile(_table(isd_table["scp11"], "isd.scp11"), resolve)
+    if scp == SCP11 and (keysets or sd_config.scp11 is None or not sd_config.scp11.keys):
+        raise _fail("isd.scp11", 'with isd.scp = "11": SCP11 keys ([[isd.scp11.keys]]) and no [[isd.keysets]]')
     style = isd_table.get("getdata_style", "gp")
     if style not in ("gp", "yubikey"):
         raise _fail("isd.getdata_style", '"gp" or "yubikey"', style)

@@ -1,7 +1,9 @@
-"""SCP11 beside a Security Domain's own protocol in the emulator (GP Card Specification v2.3, Amendment F).
+"""SCP11 in the emulator, beside a Security Domain's own protocol or as its only one (``scp`` 11) (GP Card
+Specification v2.3, Amendment F).
 
 A Security Domain with SCP11 credentials (``sd.scp11``, from ``[isd.scp11]`` of a card profile or put with PUT
-KEY / STORE DATA) answers, besides its SCP03 commands:
+KEY / GENERATE KEY / STORE DATA; card/scp11_keys.py for GENERATE KEY, DELETE [key] and the CA identifiers)
+answers, besides its SCP03 commands:
 
 * PERFORM SECURITY OPERATION (2A), INTERNAL AUTHENTICATE (88) and MUTUAL AUTHENTICATE (82 without the secure
   messaging bit, data starting with A6): :func:`process_scp11` hands them to the channel's sans-I/O
@@ -9,9 +11,13 @@ KEY / STORE DATA) answers, besides its SCP03 commands:
   succeeds; every later command is unwrapped and wrapped by it as by an SCP03 session (security_domain.py);
 * GET DATA BF21 with ``A6 { 83 KID KVN }``: the key's certificate chain (:func:`certificate_bundle`);
 * STORE DATA of ``A6 { 83 KID KVN }`` with ``BF21`` (a certificate chain), ``70 { 93 serial ... }`` (an
-  allowlist; empty: none) or ``A6 { 80, 42 key identifier, 83 }`` (a CA issuer id): :func:`store_objects`;
+  allowlist; empty: none) or ``A6 { 80, 42 key identifier, 83 }`` (a CA-KLOC or CA-KLCC identifier,
+  card/scp11_keys.py): :func:`store_objects`;
 * PUT KEY of an EC key (GP 2.3.1 11.8.2.3, key types B0 public, B1 private under the session's DEK, F0 the key
   parameter reference): :func:`put_ec_key`.
+
+Commands that change the card (PUT KEY, STORE DATA, DELETE, GENERATE KEY, ...) need an off-card entity the card
+authenticated: :func:`oce_authenticated` is False for SCP11b, and security_domain.py refuses them there (6982).
 
 Certificates are checked against the card's date (``CardContext.today``, noon UTC); a card without a date source
 refuses SCP11a / c (6985), whose OCE certificates must be checked.
@@ -25,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gpchannel.card.context import CardContext, ChannelContext
-from gpchannel.card.scp11_material import Scp11Material
+from gpchannel.card.scp11_keys import material_of, store_ca_issuer
+from gpchannel.card.scp11_material import CA_KIDS, CURVE_NAMES, SD_KIDS
 from gpchannel.card.state import Application
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import decode_length, parse_pairs, tlv
@@ -37,7 +44,7 @@ from gpchannel.errors import (
     IncorrectData,
     ReferencedDataNotFound,
 )
-from gpchannel.scp.common import CardChannel
+from gpchannel.scp.common import CardChannel, ChannelState
 from gpchannel.scp.scp11 import SCP11_CURVES, public_key_from_point
 from gpchannel.scp.scp11_card import Scp11Card
 from gpchannel.scp.scp11_cert import split_certificates
@@ -46,22 +53,13 @@ __all__ = [
     "certificate_bundle",
     "is_ec_put_key",
     "is_scp11_command",
+    "oce_authenticated",
     "process_scp11",
     "put_ec_key",
     "store_objects",
 ]
 
 _CONTENT_KEY_KVNS = frozenset({0x70, 0x71, 0x73})  # token, receipt and DAP keys: content.put_key (GP 2.3.1 C.1)
-_SD_KIDS = frozenset({0x11, 0x13, 0x15})
-_CA_KIDS = frozenset({0x10, *range(0x20, 0x30)})
-_CURVE_NAMES = {
-    EcCurve.P256: "P-256",
-    EcCurve.P384: "P-384",
-    EcCurve.P521: "P-521",
-    EcCurve.BRAINPOOL_P256R1: "brainpoolP256r1",
-    EcCurve.BRAINPOOL_P384R1: "brainpoolP384r1",
-    EcCurve.BRAINPOOL_P512R1: "brainpoolP512r1",
-}
 
 
 def is_scp11_command(sd: Application, command: CommandApdu) -> bool:
@@ -71,6 +69,13 @@ def is_scp11_command(sd: Application, command: CommandApdu) -> bool:
     if command.ins in (0x2A, 0x88):
         return True
     return command.ins == 0x82 and command.data[:1] == b"\xa6"
+
+
+def oce_authenticated(session: CardChannel) -> bool:
+    """False for an SCP11b session (the card does not authenticate the off-card entity: yubikit's
+    ``SecurityDomainSession.authenticate`` says such a session "will not allow the usage of commands which require
+    authentication of the OCE"); True for every other session."""
+    return not isinstance(session, Scp11Card) or session.variant is None or session.variant.oce_authenticated
 
 
 def _now(ctx: CardContext) -> datetime.datetime:
@@ -83,7 +88,8 @@ def process_scp11(ctx: CardContext, channel: ChannelContext, sd: Application, co
     """PSO, INTERNAL or MUTUAL AUTHENTICATE through the channel's SCP11 card object (made when it has none)."""
     assert sd.sd is not None and sd.sd.scp11 is not None
     session = channel.session
-    if not isinstance(session, Scp11Card) or channel.session_sd != sd.aid:
+    if not isinstance(session, Scp11Card) or channel.session_sd != sd.aid or session.state is not ChannelState.IDLE:
+        # a new initiation (only an OCE chain in progress continues): keys generated or deleted since count
         channel.end_session()
         try:
             config = sd.sd.scp11.card_config()
@@ -121,27 +127,16 @@ def certificate_bundle(sd: Application, command: CommandApdu) -> ResponseApdu:
     return ResponseApdu(b"".join(key.certificates))
 
 
-def _material(sd: Application) -> Scp11Material:
-    assert sd.sd is not None
-    if sd.sd.scp11 is None:
-        sd.sd.scp11 = Scp11Material()
-    return sd.sd.scp11
-
-
 def store_objects(sd: Application, objects: list[tuple[int, bytes]]) -> bool:
     """STORE DATA of SCP11 objects (see the module docstring); False when ``objects`` are not SCP11's."""
     if not objects or objects[0][0] != 0xA6:
         return False
     head = tlv(0xA6, objects[0][1])
     kid, kvn = _key_reference(head)
-    material = _material(sd)
+    material = material_of(sd)
     rest = objects[1:]
     if not rest:  # A6 { 80 KLOC/KLCC, 42 key identifier, 83 ref }: the CA's issuer identifier
-        ski = next((v for t, v in parse_pairs(objects[0][1]) if t == 0x42), None)
-        ca = material.ca(kid, kvn)
-        if ski is None or ca is None:
-            raise ReferencedDataNotFound(f"no CA key KID {kid:02X} KVN {kvn:02X} for an issuer identifier")
-        ca.issuer = ski
+        store_ca_issuer(sd, kid, kvn, objects[0][1])
         return True
     for tag, value in rest:
         if tag == 0xBF21:
@@ -195,10 +190,10 @@ def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> R
     fields = _key_components(command.data)
     param = fields.get(0xF0, b"\x00")
     try:
-        curve_name = _CURVE_NAMES[EcCurve(param[0])]
+        curve_name = CURVE_NAMES[EcCurve(param[0])]
     except (ValueError, IndexError):
         raise IncorrectData(f"key parameter reference {param.hex()} names no supported curve") from None
-    material = _material(sd)
+    material = material_of(sd)
     if material.keys or material.cas:
         if curve_name != material.curve:
             raise IncorrectData(f"this Security Domain's SCP11 keys are on {material.curve}, not {curve_name}")
@@ -207,7 +202,7 @@ def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> R
     curve = SCP11_CURVES[curve_name]
     old = command.p1 or new_kvn
     if 0xB0 in fields:
-        if kid not in _CA_KIDS:
+        if kid not in CA_KIDS:
             raise IncorrectData(f"KID {kid:02X} is not a CA-KLOC key")
         try:
             public = public_key_from_point(curve, fields[0xB0])
@@ -216,7 +211,7 @@ def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> R
         material.cas = [c for c in material.cas if (c.kid, c.kvn) != (kid, old)]
         material.put_ca(kid, new_kvn, public)
     elif 0xB1 in fields:
-        if kid not in _SD_KIDS:
+        if kid not in SD_KIDS:
             raise IncorrectData(f"KID {kid:02X} is not an SK.SD.ECKA key")
         size = (curve.key_size + 7) // 8
         try:

@@ -14,12 +14,27 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gpchannel.card.tracking import Tracked
+from gpchannel.crypto.asym import EcCurve
 from gpchannel.errors import DecodeError
 from gpchannel.scp.scp11 import SCP11_CURVES, encode_point, public_key_from_point
 from gpchannel.scp.scp11_card import Scp11CaKey, Scp11CardConfig, Scp11SdKey
 from gpchannel.scp.scp11_cert import load_certificate
 
-__all__ = ["Scp11CaEntry", "Scp11KeyEntry", "Scp11Material", "private_key_pem"]
+__all__ = ["CA_KIDS", "CURVE_NAMES", "SD_KIDS", "Scp11CaEntry", "Scp11KeyEntry", "Scp11Material", "private_key_pem"]
+
+SD_KIDS = frozenset({0x11, 0x13, 0x15})
+"""SK.SD.ECKA for SCP11a, b and c."""
+CA_KIDS = frozenset({0x10, *range(0x20, 0x30)})
+"""PK.CA-KLOC.ECDSA."""
+CURVE_NAMES = {
+    EcCurve.P256: "P-256",
+    EcCurve.P384: "P-384",
+    EcCurve.P521: "P-521",
+    EcCurve.BRAINPOOL_P256R1: "brainpoolP256r1",
+    EcCurve.BRAINPOOL_P384R1: "brainpoolP384r1",
+    EcCurve.BRAINPOOL_P512R1: "brainpoolP512r1",
+}
+"""The name (a key of :data:`SCP11_CURVES`) of each key parameter reference (F0; GP 2.3.1 Table B-2)."""
 
 
 def private_key_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -40,12 +55,14 @@ def _load_private(pem: str, where: str) -> ec.EllipticCurvePrivateKey:
 
 @dataclass(slots=True, eq=True)
 class Scp11KeyEntry(Tracked):
-    """SK.SD.ECKA (KID 11, 13 or 15) and its chain (DER certificates, CA first)."""
+    """SK.SD.ECKA (KID 11, 13 or 15) and its chain (DER certificates, CA first); ``issuer`` the key identifier of
+    the CA-KLCC that issued its certificate, when one was stored."""
 
     kid: int
     kvn: int
     private_key: str = field(repr=False)
     certificates: list[bytes] = field(default_factory=list)
+    issuer: bytes = b""
 
 
 @dataclass(slots=True, eq=True)
@@ -118,6 +135,7 @@ class Scp11Material(Tracked):
                     "kvn": k.kvn,
                     "private_key": k.private_key,
                     "certificates": [c.hex().upper() for c in k.certificates],
+                    "issuer": k.issuer.hex().upper(),
                 }
                 for k in self.keys
             ],
@@ -147,6 +165,7 @@ class Scp11Material(Tracked):
                     _byte(k["kvn"]),
                     str(k["private_key"]),
                     [bytes.fromhex(c) for c in k["certificates"]],
+                    bytes.fromhex(k.get("issuer", "")),
                 )
                 for k in raw.get("keys", [])
             ]

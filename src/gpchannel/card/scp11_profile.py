@@ -8,11 +8,13 @@ chains and CA-KLOC trust anchors (GP Card Specification v2.3, Amendment F)::
     kvn = 0x01
     private_key = "sd-13.key.pem"      # PEM; a relative path is relative to the profile
     certificates = ["sd-ca.cert.pem", "sd-13.cert.pem"]   # X.509 chain served by GET DATA BF21, CA first
+    ca_identifier = "0A0B..."          # optional: the CA-KLCC's key identifier (GET DATA FF34)
     [[isd.scp11.ca]]                   # PK.CA-KLOC.ECDSA: the trust anchor for OCE certificates
     kid = 0x10
     kvn = 0x03
     certificate = "oce-ca.cert.pem"    # or public_key = "oce-ca.pub.pem"
     allowlist = ["7F01"]               # optional: the OCE certificate serial numbers accepted (hex)
+    ca_identifier = "0C0D..."          # optional: the CA-KLOC's key identifier (GET DATA FF33)
 
 Values may be inline PEM instead of file names. Raises ProfileError naming the key.
 """
@@ -34,8 +36,8 @@ from gpchannel.scp.scp11_cert import load_certificate
 __all__ = ["scp11_from_profile"]
 
 _TABLE = frozenset({"curve", "keys", "ca"})
-_KEY = frozenset({"kid", "kvn", "private_key", "certificates"})
-_CA = frozenset({"kid", "kvn", "certificate", "public_key", "allowlist"})
+_KEY = frozenset({"kid", "kvn", "private_key", "certificates", "ca_identifier"})
+_CA = frozenset({"kid", "kvn", "certificate", "public_key", "allowlist", "ca_identifier"})
 _SD_KIDS = frozenset({0x11, 0x13, 0x15})
 _CA_KIDS = frozenset({0x10, *range(0x20, 0x30)})
 
@@ -59,6 +61,18 @@ def _byte(value: object, where: str, allowed: frozenset[int] | None = None) -> i
     if allowed is not None and value not in allowed:
         raise ProfileError(f"profile key {where}: expected one of {', '.join(f'{v:02X}' for v in sorted(allowed))}")
     return value
+
+
+def _identifier(table: Mapping[str, Any], where: str) -> bytes:
+    """``ca_identifier``: the CA key identifier (hex, 1-64 bytes) answered by GET DATA FF33 / FF34; b"" when none."""
+    value = table.get("ca_identifier", "")
+    try:
+        out = bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        out = None
+    if out is None or len(out) > 64:
+        raise ProfileError(f"profile key {where}.ca_identifier: expected 1 to 64 bytes in hex, got {value!r}")
+    return out
 
 
 def _certificate(value: object, where: str, resolve: Resolve) -> bytes:
@@ -95,7 +109,11 @@ def _key(raw: object, where: str, curve: ec.EllipticCurve, resolve: Resolve) -> 
         raise ProfileError(f"profile key {where}.certificates: expected a list of certificates, CA first")
     ders = [_certificate(c, f"{where}.certificates[{n}]", resolve) for n, c in enumerate(certs)]
     return Scp11KeyEntry(
-        _byte(raw["kid"], f"{where}.kid", _SD_KIDS), _byte(raw["kvn"], f"{where}.kvn"), private_key_pem(private), ders
+        _byte(raw["kid"], f"{where}.kid", _SD_KIDS),
+        _byte(raw["kvn"], f"{where}.kvn"),
+        private_key_pem(private),
+        ders,
+        _identifier(raw, where),
     )
 
 
@@ -129,6 +147,7 @@ def _ca(raw: object, where: str, curve: ec.EllipticCurve, resolve: Resolve) -> S
         _byte(raw.get("kvn"), f"{where}.kvn"),
         encode_point(public),
         serials,
+        _identifier(raw, where),
     )
 
 

@@ -3,7 +3,7 @@ Table 11-82), GET DATA (11.3) and GET STATUS (11.4)."""
 
 from __future__ import annotations
 
-from gpchannel.card import scp11_domain
+from gpchannel.card import scp11_domain, scp11_keys
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.registry import is_under, visible_to
 from gpchannel.card.state import Application
@@ -60,10 +60,12 @@ def _key_information(sd: Application) -> bytes:
                 KeyInformation(key_id, keyset.kvn, (KeyComponentInfo(keyset.key_type.value, len(keyset.enc)),))
             )
     if sd.sd.scp11 is not None:  # EC keys: B1 private (SK.SD.ECKA), B0 public (CA-KLOC); F0 the curve (Table 11-16)
+        size = (sd.sd.scp11.ec_curve.key_size + 7) // 8  # the private value; a point is 04 || X || Y
         for key in sd.sd.scp11.keys:
-            entries.append(KeyInformation(key.kid, key.kvn, (KeyComponentInfo(0xB1, 0x20), KeyComponentInfo(0xF0, 1))))
+            entries.append(KeyInformation(key.kid, key.kvn, (KeyComponentInfo(0xB1, size), KeyComponentInfo(0xF0, 1))))
         for ca in sd.sd.scp11.cas:
-            entries.append(KeyInformation(ca.kid, ca.kvn, (KeyComponentInfo(0xB0, 0x41), KeyComponentInfo(0xF0, 1))))
+            point = KeyComponentInfo(0xB0, 2 * size + 1)
+            entries.append(KeyInformation(ca.kid, ca.kvn, (point, KeyComponentInfo(0xF0, 1))))
     template = encode_key_information_template(entries)
     return _inner(template) if sd.sd.getdata_style == "yubikey" else template
 
@@ -86,6 +88,8 @@ def get_data(ctx: CardContext, sd: Application, command: CommandApdu) -> Respons
         return ResponseApdu(_inner(data) if sd.sd.getdata_style == "yubikey" else data)
     if tag == 0xBF21:
         return scp11_domain.certificate_bundle(sd, command)
+    if tag in (0xFF33, 0xFF34):  # CA-KLOC / CA-KLCC identifiers (card/scp11_keys.py)
+        return scp11_keys.ca_identifiers(sd, klcc=tag == 0xFF34)
     if tag == 0x0067:
         capabilities = CardCapabilities(
             scps=(ScpInfo(sd.sd.scp, bytes((sd.sd.i_param,))),),

@@ -15,7 +15,11 @@ Theory of operation (what each call does, as the GP API describes it):
   the context of SCP02 / SCP03 pseudo-random card challenges (the invoking application).
 * ``process_security``: INITIALIZE UPDATE starts a new session (any current one is terminated), EXTERNAL
   AUTHENTICATE opens it; the Session Security Level is P1 of EXTERNAL AUTHENTICATE and the Current Security
-  Level becomes that level plus AUTHENTICATED (10.4.1). Another INS is 6D00, a non-GlobalPlatform class 6E00.
+  Level becomes that level plus AUTHENTICATED (10.4.1). With a Security Domain that has SCP11 keys, PERFORM
+  SECURITY OPERATION, INTERNAL and MUTUAL AUTHENTICATE (data A6 ...) run SCP11 (Amendment F) instead: the level
+  is the key agreement's, plus AUTHENTICATED for 11a / 11c only (11b does not authenticate the off-card entity);
+  an SCP11-only Security Domain answers INITIALIZE UPDATE with 6D00. Another INS is 6D00, a non-GlobalPlatform
+  class 6E00.
 * ``unwrap``: without an open session (Session Security Level NO_SECURITY_LEVEL) the command is returned as it
   is and nothing fails; with one, the protocol checks it (C-MAC, C-DECRYPTION; a command without secure
   messaging at a C-MAC level is refused). A failure answers 6982 and *aborts* the session (10.2.3): the Current
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 from gpchannel.card.applets import CurrentSecurityLevel
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
+from gpchannel.card.scp11_domain import is_scp11_command, oce_authenticated, process_scp11
 from gpchannel.card.state import Application, KeySet
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.crypto.ciphers import des3_ecb_encrypt
@@ -53,6 +58,7 @@ from gpchannel.errors import (
 from gpchannel.scp import scp02, scp03
 from gpchannel.scp.common import ChannelState, ScpProtocol
 from gpchannel.scp.scp02_card import Scp02Card
+from gpchannel.scp.scp11_card import Scp11Card
 
 __all__ = ["CurrentSecurityLevel", "SecureChannelService"]
 
@@ -123,15 +129,35 @@ class SecureChannelService:
             raise ClaNotSupported(f"CLA {command.cla:02X} is not a GlobalPlatform class")
         if command.ins == _INS_INITIALIZE_UPDATE:
             return self._initialize_update(command)
+        sd = self.security_domain()
+        if is_scp11_command(sd, command):  # SCP11 (Amendment F): PSO, INTERNAL / MUTUAL AUTHENTICATE
+            return self._scp11(sd, command)
         if command.ins == _INS_EXTERNAL_AUTHENTICATE:
             return self._external_authenticate(command)
         raise InsNotSupported(f"INS {command.ins:02X} is not a security command of the Security Domain")
+
+    def _scp11(self, sd: Application, command: CommandApdu) -> ResponseApdu:
+        """An SCP11 initiation step with the Security Domain's SCP11 keys (card/scp11_domain.py); after the key
+        agreement the Current Security Level is the session's, with AUTHENTICATED for 11a / 11c only (11b does not
+        authenticate the off-card entity)."""
+        channel = self._channel
+        try:
+            response = process_scp11(self._ctx, channel, sd, command)
+        except CardError:
+            channel.end_session()
+            raise
+        session = channel.session
+        if session is not None and session.state is ChannelState.OPEN:
+            channel.session_level = int(self.get_security_level())
+        return response
 
     def _initialize_update(self, command: CommandApdu) -> ResponseApdu:
         channel = self._channel
         channel.end_session()
         sd = self.security_domain()
         assert sd.sd is not None
+        if sd.sd.scp == ScpProtocol.SCP11:
+            raise InsNotSupported("the Security Domain opens SCP11 sessions only: no INITIALIZE UPDATE")
         keyset = sd.sd.keyset(command.p1)
         if keyset is None:
             raise ReferencedDataNotFound(f"the Security Domain has no key set with KVN {command.p1:02X}")
@@ -202,7 +228,7 @@ class SecureChannelService:
         if session is None or session.state is not ChannelState.OPEN:
             raise SecurityNotSatisfied("no open secure channel session")
         protocol = ScpProtocol(session.protocol)
-        return protocol, 16 if protocol is ScpProtocol.SCP03 else 8
+        return protocol, 16 if protocol in (ScpProtocol.SCP03, ScpProtocol.SCP11) else 8
 
     def decrypt_data(self, data: bytes) -> bytes:
         """``decryptData``: sensitive data decrypted with the session's data encryption key (see the module)."""
@@ -219,6 +245,8 @@ class SecureChannelService:
         if not data or len(data) % block:
             raise WrongLength(f"data to encrypt must be a non-empty multiple of {block} bytes, got {len(data)}")
         session = self._channel.session
+        if isinstance(session, Scp11Card):
+            return session.encrypt_data(data)
         keyset = self._keyset()
         if keyset is None:
             raise SecurityNotSatisfied("the session's key set is gone")
@@ -238,7 +266,8 @@ class SecureChannelService:
         session = self._channel.session if self._own_session() else None
         if session is None or session.state is not ChannelState.OPEN:
             return CurrentSecurityLevel.NO_SECURITY_LEVEL
-        return CurrentSecurityLevel.AUTHENTICATED | CurrentSecurityLevel(int(session.level))
+        level = CurrentSecurityLevel(int(session.level))
+        return level | CurrentSecurityLevel.AUTHENTICATED if oce_authenticated(session) else level
 
     def reset_security(self) -> None:
         """``resetSecurity``: terminate the session and erase its keys; both levels NO_SECURITY_LEVEL."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpchannel.card import content, scp11_domain, sd_data
+from gpchannel.card import content, scp11_domain, scp11_keys, sd_data
 from gpchannel.card.context import CardContext, ChannelContext, open_card_channel
 from gpchannel.card.key_loading import DGI_KEY_CRT, DGI_SECRET_KEY, store_keys
 from gpchannel.card.loading import load_block
@@ -125,6 +125,8 @@ def process_security_domain(
     if ctx.state.lifecycle is CardLifeCycle.TERMINATED and not ins.interindustry:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
     if ins is Ins.INITIALIZE_UPDATE:
+        if sd.sd is not None and sd.sd.scp == ScpProtocol.SCP11:  # an SCP11-only Security Domain (Amendment F)
+            raise InsNotSupported("this Security Domain opens SCP11 sessions only: no INITIALIZE UPDATE")
         if _implicit_sd(sd):  # E.1.6 (implicit): no explicit initiation; an implicit session in progress stays
             raise InsNotSupported("this Security Domain uses SCP02 implicit initiation: no INITIALIZE UPDATE")
         return _initialize_update(ctx, channel, sd, command)
@@ -149,6 +151,8 @@ def process_security_domain(
     try:
         if session.state is not ChannelState.OPEN and ins.authenticated:  # implicit: aborted or not yet open
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
+        if ins.authenticated and not ins.read_only and not scp11_domain.oce_authenticated(session):
+            raise SecurityNotSatisfied(f"{ins.title} needs an authenticated off-card entity; SCP11b has none")
         if ins in (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION):
             response = _rmac_session(session, plain)
         else:
@@ -400,6 +404,7 @@ _HANDLERS: dict[Ins, Handler] = {
     Ins.SET_STATUS: lambda ctx, channel, sd, session, command: content.set_status(ctx, sd, command),
     Ins.PUT_KEY: _put_key,
     Ins.STORE_DATA: _store_data,
+    Ins.GENERATE_KEY: lambda ctx, channel, sd, session, command: scp11_keys.generate_key(sd, command),
 }
 """The handler of each Security Domain command of :class:`~gpchannel.gp.ins.Ins` that is not a channel command
 (those are the session's: INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, BEGIN / END R-MAC SESSION)."""

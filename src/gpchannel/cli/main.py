@@ -35,7 +35,15 @@ from gpchannel.cli.examples import example_names, example_profile
 from gpchannel.cli.exit_codes import epilog
 from gpchannel.cli.fleet_commands import fleet as fleet_group
 from gpchannel.cli.lifting import LiftingGroup
-from gpchannel.cli.manage_commands import create_ssd, install, put_key, set_status, store_data
+from gpchannel.cli.manage_commands import (
+    create_ssd,
+    delete_key,
+    generate_key,
+    install,
+    put_key,
+    set_status,
+    store_data,
+)
 from gpchannel.cli.ota_commands import ota as ota_group
 from gpchannel.cli.scp10_commands import load_credentials, scp10_level
 from gpchannel.cli.scp10_commands import scp10 as scp10_group
@@ -309,6 +317,7 @@ def list_(settings: Settings, as_json: bool) -> None:
 
 cli.add_command(apdu_command)
 cli.add_command(put_key)
+cli.add_command(delete_key)
 cli.add_command(install)
 cli.add_command(store_data)
 cli.add_command(set_status)
@@ -321,6 +330,7 @@ cli.add_command(keys_group)
 cli.add_command(ota_group)
 cli.add_command(bridge_command)
 cli.add_command(scp10_group)
+scp11_group.add_command(generate_key)
 cli.add_command(scp11_group)
 cli.add_command(fleet_group)
 cli.add_command(server_command)

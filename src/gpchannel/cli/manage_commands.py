@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives import serialization
 
 from gpchannel.cli.apdu_text import parse_hex
 from gpchannel.cli.conventions import KVN_HELP, kvn_option
@@ -30,9 +31,12 @@ from gpchannel.gp.cap import CapFile
 from gpchannel.gp.lifecycle import CardLifeCycle
 from gpchannel.gp.privileges import Privilege, Privileges
 from gpchannel.host.commands import SetStatusScope, key_set_dgis
+from gpchannel.host.sd_keys import delete_key as delete_sd_key
+from gpchannel.host.sd_keys import generate_sd_key
 from gpchannel.scp.common import ScpProtocol
+from gpchannel.scp.scp11 import SCP11_CURVES
 
-__all__ = ["create_ssd", "install", "put_key", "set_status", "store_data"]
+__all__ = ["create_ssd", "delete_key", "generate_key", "install", "put_key", "set_status", "store_data"]
 
 pass_settings = click.make_pass_decorator(Settings)
 
@@ -107,6 +111,45 @@ def put_key(
     card.put_key(keys, replace_kvn=kvn_option(replace_kvn, "--replace") or 0)
     kcvs = "/".join(k.hex().upper() for k in keys.kcvs())
     settings.out.print(f"key set {kvn:02X} written; KCVs ENC/MAC/DEK {kcvs} confirmed by the card", highlight=False)
+
+
+@click.command(name="delete-key")
+@click.option("--kid", help="Key identifier (hex; SCP11 11/13/15, CA-KLOC 10/20-2F, 01-03 for a key set).")
+@click.option("--kvn", help=f"Key version number ({KVN_HELP}).")
+@click.option("--last", is_flag=True, help="Allow deleting the last key (P2 b1, as YubiKeys take it).")
+@pass_settings
+@handle_errors
+def delete_key(settings: Settings, kid: str | None, kvn: str | None, last: bool) -> None:
+    """DELETE [key] (GP 2.3.1 11.2.2.3.2): every key of the selected Security Domain with this KID and / or KVN."""
+    kid_value, kvn_value = kvn_option(kid, "--kid", 0, 0xFF), kvn_option(kvn, "--kvn", 0, 0xFF)
+    if kid_value is None and kvn_value is None:
+        raise click.UsageError("give --kid, --kvn or both")
+    delete_sd_key(settings.card().session, kid_value, kvn_value, last=last)
+    shown = " ".join(f"{n} {v:02X}" for n, v in (("KID", kid_value), ("KVN", kvn_value)) if v is not None)
+    settings.out.print(f"deleted the keys with {shown}", highlight=False)
+
+
+@click.command(name="generate-key")
+@click.option("--kid", default="13", show_default=True, help="KID of the SK.SD.ECKA: 11 (11a), 13 (11b), 15 (11c).")
+@click.option("--kvn", required=True, help="KVN of the new key (hex, 01..FE).")
+@click.option("--replace", "replace_kvn", help="KVN of the key it replaces (hex; default: a new key).")
+@click.option("--curve", type=click.Choice(sorted(SCP11_CURVES)), default="P-256", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the public key (PEM) here.")
+@pass_settings
+@handle_errors
+def generate_key(settings: Settings, kid: str, kvn: str, replace_kvn: str | None, curve: str, out: Path | None) -> None:
+    """GENERATE KEY (SCP11, as YubiKeys take it): the card makes a key pair and answers its public key (PEM on
+    stdout, or in --out). The new key has no certificate until one is stored (STORE DATA BF21)."""
+    kid_value, kvn_value = kvn_option(kid, "--kid", 0x11, 0x15), kvn_option(kvn, "--kvn", 1, 0xFE)
+    assert kid_value is not None and kvn_value is not None
+    replace = kvn_option(replace_kvn, "--replace", 1, 0xFE) or 0
+    public = generate_sd_key(settings.card().session, kid_value, kvn_value, curve, replace_kvn=replace)
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if out is None:
+        click.echo(pem.decode(), nl=False)
+    else:
+        out.write_bytes(pem)
+        settings.out.print(f"key {kid_value:02X}/{kvn_value:02X} generated; public key in {out}", highlight=False)
 
 
 def _privileges(text: str | None) -> Privileges:

@@ -117,8 +117,14 @@ class Settings:
                 raise UnsupportedError(f"--app with --scp {self.scp:02X}: {name} runs with a Security Domain only")
             else:
                 self._card.open_application_channel(self.app, self.channel_options())
-            if self.keys.scheme is Diversification.NONE and is_test_key(self.keys.enc, self.keys.mac, self.keys.dek):
-                self.err.print(TEST_KEY_WARNING, markup=False)
+            opened = self._card.session.secure
+            symmetric = opened is not None and PROTOCOLS.initiation(opened.protocol) is not Initiation.STEPS
+            if (
+                symmetric
+                and self.keys.scheme is Diversification.NONE
+                and is_test_key(self.keys.enc, self.keys.mac, self.keys.dek)
+            ):
+                self.err.print(TEST_KEY_WARNING, markup=False)  # SCP10 / SCP11 sessions use no symmetric key
         return self._card
 
     def _trace_hook(self) -> TraceHook | None:

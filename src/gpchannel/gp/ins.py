@@ -62,6 +62,9 @@ class Ins(IntEnum):
     PUT_KEY = (0xD8, "PUT KEY", _AUTH | _CONTENT | _REDACTED)
     SET_STATUS = (0xF0, "SET STATUS", _AUTH)
     STORE_DATA = (0xE2, "STORE DATA", _AUTH | _CONTENT | _REDACTED)
+    GENERATE_KEY = (0xF1, "GENERATE KEY", _AUTH | _CONTENT)
+    """An SCP11 SK.SD.ECKA key pair made on the card (INS F1, P1 the KVN replaced, P2 the KID; data the new KVN and
+    ``F0`` curve; answer ``B0`` point): not in GP 2.3.1 Table 11-1, taken as YubiKeys do (docs/scp11.md)."""
     BEGIN_R_MAC_SESSION = (0x7A, "BEGIN R-MAC SESSION", _AUTH | Trait.CHANNEL)
     END_R_MAC_SESSION = (0x78, "END R-MAC SESSION", _AUTH | Trait.CHANNEL)
 

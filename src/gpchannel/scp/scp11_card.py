@@ -41,7 +41,7 @@ from gpchannel.errors import (
     UnsupportedError,
 )
 from gpchannel.scp.common import CardChannel, ChannelState, ScpProtocol
-from gpchannel.scp.scp03 import decrypt_sensitive_data
+from gpchannel.scp.scp03 import decrypt_sensitive_data, encrypt_sensitive_data
 from gpchannel.scp.scp03_sm import Scp03Messaging
 from gpchannel.scp.scp11 import (
     TAG_EPK,
@@ -221,6 +221,12 @@ class Scp11Card(CardChannel):
         if not self.sm.exchanged:
             self._abort(SecurityNotSatisfied("no command was unwrapped in this session"))
         return self.sm.wrap_response(response)
+
+    def encrypt_data(self, data: bytes) -> bytes:
+        """Sensitive data under S-DEK (AES-CBC, zero IV), for the secure channel service's ``encryptData``."""
+        self._require(ChannelState.OPEN)
+        assert self._keys is not None
+        return encrypt_sensitive_data(self._keys.s_dek, data)
 
     def decrypt_key(self, data: bytes, key_length: int | None = None) -> bytes:
         """Key material sent under S-DEK (AES-CBC, zero IV); 6A80 when it does not fit."""
