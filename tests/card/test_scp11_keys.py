@@ -234,6 +234,10 @@ def test_scp11_only_security_domain(pki: Path) -> None:
     private = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
     data = b"\x05" + tlv(0xB1, host.encrypt_key(private)) + P256 + b"\x00"
     assert secure(card, host, CommandApdu(0x80, 0xD8, 0x00, 0x11, data, le=256)) == ResponseApdu(b"\x05")
+    # as for key sets (GP 11.8.2.2): P1 = 00 adds a version that must not exist, P1 = KVN replaces one that must
+    assert secure(card, host, CommandApdu(0x80, 0xD8, 0x00, 0x11, data, le=256)).sw == 0x6A80
+    assert secure(card, host, CommandApdu(0x80, 0xD8, 0x07, 0x11, data, le=256)).sw == 0x6A88
+    assert secure(card, host, CommandApdu(0x80, 0xD8, 0x05, 0x11, data, le=256)) == ResponseApdu(b"\x05")
     listing = secure(card, host, CommandApdu(0x80, 0xF2, 0x40, 0x02, b"\x4f\x00", le=256))
     assert listing.sw == 0x9000 and STORE_AID in listing.data
     assert secure(card, host, CommandApdu(0x80, 0xE4, 0x00, 0x00, tlv(0x4F, STORE_AID), le=256)).sw == 0x9000

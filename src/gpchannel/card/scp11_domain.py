@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gpchannel.card.context import CardContext, ChannelContext
 from gpchannel.card.scp11_keys import material_of, store_ca_issuer
-from gpchannel.card.scp11_material import CA_KIDS, CURVE_NAMES, SD_KIDS
+from gpchannel.card.scp11_material import CA_KIDS, CURVE_NAMES, SD_KIDS, Scp11Material
 from gpchannel.card.state import Application
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
 from gpchannel.codec.tlv import decode_length, parse_pairs, tlv
@@ -182,6 +182,16 @@ def _key_components(data: bytes) -> dict[int, bytes]:
     return out
 
 
+def _check_versions(material: Scp11Material, kid: int, old: int, new: int) -> None:
+    """GP 2.3.1 11.8.2.2, as PUT KEY of a key set: P1 = 00 adds a key version (6A80 when it exists: replace it with
+    P1 = its KVN), P1 = a KVN replaces that version (6A88 when there is none)."""
+    held = {(k.kid, k.kvn) for k in material.keys} | {(c.kid, c.kvn) for c in material.cas}
+    if old == 0 and (kid, new) in held:
+        raise IncorrectData(f"key KID {kid:02X} KVN {new:02X} exists; replace it with P1 = {new:02X}")
+    if old != 0 and (kid, old) not in held:
+        raise ReferencedDataNotFound(f"no key KID {kid:02X} KVN {old:02X} to replace")
+
+
 def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> ResponseApdu:
     """PUT KEY of one EC key: P1 the KVN replaced (00: a new key), P2 the KID; data ``KVN, B0|B1, F0, 00``.
     B0 (a point) is a CA-KLOC key (KID 10, 20-2F); B1 (the private value, under the session's DEK) an SK.SD.ECKA
@@ -200,6 +210,7 @@ def put_ec_key(sd: Application, session: CardChannel, command: CommandApdu) -> R
     else:
         material.curve = curve_name
     curve = SCP11_CURVES[curve_name]
+    _check_versions(material, kid, command.p1, new_kvn)
     old = command.p1 or new_kvn
     if 0xB0 in fields:
         if kid not in CA_KIDS:
