@@ -66,6 +66,11 @@ def test_get_data_styles_and_chaining(pki: Path, tmp_path: Path) -> None:
     assert card.process(bytes.fromhex("90CABF2103") + query[:3]) == b"\x90\x00"
     assert card.process(bytes.fromhex("80CABF21") + bytes((len(query) - 3,)) + query[3:] + b"\x00") == whole
     assert card.process(bytes.fromhex("10CA000000")) == bytes.fromhex("6884")  # chaining without data
+    # SCP11 keys beside SCP03 key sets: one '64' per protocol (GP 2.3.1 Table H-1, note 4)
+    scp03 = bytes.fromhex("640B06092A864886FC6B040370")
+    scp11 = bytes.fromhex("640B06092A864886FC6B041100")
+    recognition = card.process(bytes.fromhex("80CA006600"))
+    assert scp03 in recognition and scp11 in recognition
 
 
 def test_our_host_through_the_card_front_door(pki: Path, tmp_path: Path) -> None:

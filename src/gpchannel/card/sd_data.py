@@ -31,9 +31,18 @@ _FREE_NVM = 0x00016DB4
 _FREE_VM = 0x0000086A
 
 
+SCP11_BESIDE_I = 0x00
+"""The ``i`` reported for SCP11 beside another protocol (Amendment F's coding of ``i`` is not public here)."""
+
+
 def _recognition(sd: Application) -> CardRecognitionData:
+    """Format 1 (Table H-1): one '64' per protocol the Security Domain opens (note 4 allows several), so an
+    ISD with SCP11 keys beside its SCP03 key sets names both."""
     assert sd.sd is not None
-    return CardRecognitionData(gp_version=GP_VERSION, scps=((sd.sd.scp, sd.sd.i_param),))
+    scps = [(sd.sd.scp, sd.sd.i_param)]
+    if sd.sd.scp != 0x11 and sd.sd.scp11 is not None and sd.sd.scp11.keys:  # read only: no material made here
+        scps.append((0x11, SCP11_BESIDE_I))
+    return CardRecognitionData(gp_version=GP_VERSION, scps=tuple(scps))
 
 
 def fci(ctx: CardContext, app: Application) -> bytes:
