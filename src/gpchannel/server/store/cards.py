@@ -20,6 +20,7 @@ __all__ = [
     "CardRecord",
     "CardStore",
     "advance_counter",
+    "advance_counters",
     "card_record",
     "require_card",
 ]
@@ -71,6 +72,29 @@ def advance_counter(store: StoreCore, c: Connection, card_id: int, kvn: int) -> 
     if counter > MAX_OTA_COUNTER:
         raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
     return counter
+
+
+def advance_counters(store: StoreCore, c: Connection, pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """:func:`advance_counter` for several distinct (card id, KVN) pairs in ONE statement (a multi-row upsert
+    ``... ON CONFLICT DO UPDATE SET value = value + 1 RETURNING``): the new value of each pair. Each stored value
+    only grows, by exactly one; RepositoryError when a pair is named twice, one is missing from what the database
+    gives back, or a counter would pass 5 bytes (TS 102 225 5.1.1), so the caller's transaction rolls back."""
+    if len(set(pairs)) != len(pairs):
+        raise RepositoryError("advance_counters: a (card, key set) pair is named twice")
+    if not pairs:
+        return {}
+    stmt = store._insert(ota_counters).values([{"card_id": card, "kvn": kvn, "value": 1} for card, kvn in pairs])
+    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+        index_elements=["card_id", "kvn"], set_={"value": ota_counters.c.value + 1}
+    ).returning(ota_counters.c.card_id, ota_counters.c.kvn, ota_counters.c.value)
+    out = {(int(r.card_id), int(r.kvn)): int(r.value) for r in c.execute(stmt)}
+    for card_id, kvn in pairs:
+        value = out.get((card_id, kvn))
+        if value is None or value < 1:
+            raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} was not advanced")
+        if value > MAX_OTA_COUNTER:
+            raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
+    return out
 
 
 class CardStore(StoreCore):
