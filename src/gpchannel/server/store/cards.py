@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, TextClause, select, text, update
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server.db import card_keys, cards, ota_counters
@@ -74,6 +75,17 @@ def advance_counter(store: StoreCore, c: Connection, card_id: int, kvn: int) -> 
     return counter
 
 
+@functools.lru_cache(maxsize=64)
+def _counters_upsert(rows: int) -> TextClause:
+    """The multi-row counter upsert for ``rows`` pairs, one text per batch size (built and compiled once; the
+    same SQL on SQLite >= 3.35 and PostgreSQL). Only bound parameters vary, never the text."""
+    values = ", ".join(f"(:c{n}, :k{n}, 1)" for n in range(rows))
+    return text(
+        f"INSERT INTO ota_counters (card_id, kvn, value) VALUES {values} "  # noqa: S608 - numbered placeholders only
+        "ON CONFLICT (card_id, kvn) DO UPDATE SET value = ota_counters.value + 1 RETURNING card_id, kvn, value"
+    )
+
+
 def advance_counters(store: StoreCore, c: Connection, pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
     """:func:`advance_counter` for several distinct (card id, KVN) pairs in ONE statement (a multi-row upsert
     ``... ON CONFLICT DO UPDATE SET value = value + 1 RETURNING``): the new value of each pair. Each stored value
@@ -83,11 +95,10 @@ def advance_counters(store: StoreCore, c: Connection, pairs: Sequence[tuple[int,
         raise RepositoryError("advance_counters: a (card, key set) pair is named twice")
     if not pairs:
         return {}
-    stmt = store._insert(ota_counters).values([{"card_id": card, "kvn": kvn, "value": 1} for card, kvn in pairs])
-    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-        index_elements=["card_id", "kvn"], set_={"value": ota_counters.c.value + 1}
-    ).returning(ota_counters.c.card_id, ota_counters.c.kvn, ota_counters.c.value)
-    out = {(int(r.card_id), int(r.kvn)): int(r.value) for r in c.execute(stmt)}
+    params: dict[str, int] = {}
+    for n, (card_id, kvn) in enumerate(pairs):
+        params[f"c{n}"], params[f"k{n}"] = card_id, kvn
+    out = {(int(r.card_id), int(r.kvn)): int(r.value) for r in c.execute(_counters_upsert(len(pairs)), params)}
     for card_id, kvn in pairs:
         value = out.get((card_id, kvn))
         if value is None or value < 1:
