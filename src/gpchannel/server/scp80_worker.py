@@ -486,6 +486,7 @@ class Scp80Worker:
                 except TimeoutError:
                     continue
                 await self.events.handle_safely(first)
+            await self.events.handle_all(inbox)  # what came in the last round, the receipts' notes stored
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
