@@ -15,12 +15,13 @@ This module sits in the core, below the adapters and the server: it imports the 
 
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from gpchannel.crypto import ciphers
 from gpchannel.crypto.ciphers import KeyMaterial, key_length
@@ -297,6 +298,13 @@ class BaseKeyProvider(ABC):
         return None
 
     # -- shared -------------------------------------------------------------------------------------------------
+    def reading_from(self, repository: KeyRepository) -> Self:
+        """This provider looking its ``card_keys`` rows up in ``repository`` instead (a worker's rows, read for a
+        whole batch of cards in one query): a shallow copy sharing the master key or the token session."""
+        clone = copy.copy(self)
+        clone.repository = repository
+        return clone
+
     def store_card_keys(self, card_id: int, keys: Mapping[tuple[str, int], tuple[bytes, str]]) -> None:
         for (purpose_name, kvn), (key, algorithm) in keys.items():
             purpose = KeyPurpose(purpose_name)

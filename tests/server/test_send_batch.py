@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gpchannel.errors import LeaseLost, RepositoryError
-from gpchannel.server.repository import JobState, JobTransport, Repository
+from gpchannel.server.repository import MAX_OTA_COUNTER, JobState, JobTransport, Repository
 from gpchannel.server.send_batch import SendBatch
 from gpchannel.server.store.leases import SendRequest
 
@@ -90,3 +90,45 @@ def test_cards_by_id_reads_a_claimed_batch_in_one_query(repo: Repository) -> Non
     found = repo.cards_by_id([*ids, 12345, ids[0]])
     assert sorted(found) == ids and found[ids[1]].msisdn == "491700000001"
     assert repo.cards_by_id([]) == {}
+
+
+def test_a_batch_advances_every_counter_by_one_from_where_it_stands(repo: Repository) -> None:
+    jobs = _jobs(repo, 3)
+    cards = [repo.job(job).card_id for job in jobs]  # type: ignore[union-attr]
+    repo.set_counter(cards[1], 1, 41)  # an imported counter: the next is 42, never a value used before
+    repo.set_counter(cards[2], 2, 7)  # another key set of the same card is not touched
+    out = repo.mark_sent_many([SendRequest(job, 1, f"d-{job}") for job in jobs], owner="w1", now=NOW)
+    assert [out[job] for job in jobs] == [1, 42, 1]
+    assert [repo.counter(card, 1) for card in cards] == [1, 42, 1] and repo.counter(cards[2], 2) == 7
+    assert [repo.job(job).counter_used for job in jobs] == [1, 42, 1]  # type: ignore[union-attr]
+
+
+def test_an_exhausted_counter_rolls_the_whole_batch_back(repo: Repository) -> None:
+    jobs = _jobs(repo, 2)
+    cards = [repo.job(job).card_id for job in jobs]  # type: ignore[union-attr]
+    repo.set_counter(cards[1], 1, MAX_OTA_COUNTER)
+    with pytest.raises(RepositoryError, match=r"exhausted|constraint"):  # the CHECK constraint refuses it first
+        repo.mark_sent_many([SendRequest(job, 1, f"d-{job}") for job in jobs], owner="w1", now=NOW)
+    # nothing of the batch was written: the first card's counter did not move, both jobs are still QUEUED
+    assert repo.counter(cards[0], 1) is None and repo.counter(cards[1], 1) == MAX_OTA_COUNTER
+    assert {repo.job(job).state for job in jobs} == {JobState.QUEUED}  # type: ignore[union-attr]
+
+
+def test_two_jobs_of_one_card_and_key_set_in_one_batch_are_refused(repo: Repository) -> None:
+    (job,) = _jobs(repo, 1)
+    card = repo.job(job).card_id  # type: ignore[union-attr]
+    other = repo.add_job(card_id=card, transport=JobTransport.SCP80, script=[GET_DATA], not_before=NOW)
+    repo.claim_jobs(transports=[JobTransport.SCP80], owner="w1", limit=5, lease_seconds=60, now=NOW)
+    with pytest.raises(RepositoryError, match="named twice"):
+        repo.mark_sent_many([SendRequest(job, 1, "a"), SendRequest(other, 1, "b")], owner="w1", now=NOW)
+    assert repo.counter(card, 1) is None  # replayed one by one, they would take 1 then 2
+
+
+def test_receipt_notes_are_stored_together_and_only_on_jobs_still_sent(repo: Repository) -> None:
+    jobs = _jobs(repo, 3)
+    repo.mark_sent_many([SendRequest(job, 1, f"d-{job}") for job in jobs], owner="w1", now=NOW)
+    repo.complete_job(f"d-{jobs[2]}", [], state=JobState.DONE)
+    notes = [(f"d-{job}", f"delivered {job}") for job in jobs] + [("unknown", "x")]
+    assert repo.note_sent_jobs(notes) == 2
+    assert [repo.job(job).reason for job in jobs] == [f"delivered {jobs[0]}", f"delivered {jobs[1]}", None]  # type: ignore[union-attr]
+    assert repo.note_sent_jobs([]) == 0

@@ -80,6 +80,10 @@ JOB_TRANSITIONS: Mapping[tuple[JobState, JobEvent], JobState] = {
 }
 """(state, event) -> the next state; a pair not in the table is refused."""
 
+_SOURCES: Mapping[JobEvent, tuple[JobState, ...]] = {
+    event: tuple(s for s in JobState if (s, event) in JOB_TRANSITIONS) for event in JobEvent
+}
+
 
 def next_state(state: JobState | str, event: JobEvent) -> JobState:
     """The stored state after ``event``; RepositoryError when the event does not apply to ``state``."""
@@ -92,7 +96,7 @@ def next_state(state: JobState | str, event: JobEvent) -> JobState:
 
 def sources(event: JobEvent) -> tuple[JobState, ...]:
     """The states ``event`` applies to, in declaration order (e.g. the WHERE of a bulk cancel)."""
-    return tuple(s for s in JobState if (s, JobEvent(event)) in JOB_TRANSITIONS)
+    return _SOURCES[JobEvent(event)]
 
 
 def target(event: JobEvent) -> JobState:

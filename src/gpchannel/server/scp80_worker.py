@@ -5,8 +5,8 @@ One round (:meth:`Scp80Worker.tick`, driven by :func:`gpchannel.server.worker.ru
 its own clock):
 
 1. **claim** QUEUED jobs of the transports whose sender is ``claimed`` (``scp80``, ``scp81+sms``;
-   Repository.claim_jobs: a lease for ``lease_seconds``; FOR UPDATE SKIP LOCKED on PostgreSQL, so several
-   workers split the queue);
+   Repository.claim_batch: a lease for ``lease_seconds``; FOR UPDATE SKIP LOCKED on PostgreSQL, so several
+   workers split the queue; with the jobs' cards and key sets, :mod:`gpchannel.server.claim_round`);
 2. for each job, within the campaign's and the bind's rate limits (token buckets), its **sender** sends it
    (:mod:`gpchannel.server.senders.sms`: mark_sent, the secured packet, ``submit_sm``); the job in flight is a
    :class:`~gpchannel.server.sender.Flight` whose state (:class:`~gpchannel.server.job_state.FlightState`)
@@ -44,7 +44,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gpchannel.errors import GPChannelError, TransportError
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.server.campaigns import CampaignSettings, TokenBucket, finish_if_done, retry_at
+from gpchannel.server.claim_round import ClaimedRound, SettingsCache, claim_round
 from gpchannel.server.job_state import FlightEvent, FlightState, JobState, next_flight_state
 from gpchannel.server.repository import ApduResult
 from gpchannel.server.send_batch import SendBatch
@@ -58,7 +60,7 @@ from gpchannel.smpp.receipt import DeliveryReceipt, MessageState
 
 if TYPE_CHECKING:
     from gpchannel.server.config import ServerServices
-    from gpchannel.server.repository import JobRecord, Repository
+    from gpchannel.server.repository import CardRecord, JobRecord, Repository
 
 __all__ = [
     "ORPHAN_REASON",
@@ -142,7 +144,9 @@ class Scp80Worker:
         self._busy_cards: dict[int, int] = {}
         """card id -> the job id of this worker's job in flight for it."""
         self._by_message: dict[str, int] = {}
-        self._campaigns: dict[int, CampaignSettings] = {}
+        self._campaigns = SettingsCache(self.repo, self.settings.defaults)
+        self._keysets: dict[tuple[int, int], Scp80KeySet] = {}
+        """The key sets opened with this round's claim, by (card id, KVN): dropped at the round's end."""
         self._buckets: dict[int | None, TokenBucket] = {}
         self._link_bucket = TokenBucket(self.settings.link_rate, self.settings.link_burst, self._seconds)
         self._reference = 0
@@ -163,19 +167,13 @@ class Scp80Worker:
         return await self.send_batch.mark_sent(job_id, kvn=kvn, delivery_id=delivery_id)
 
     async def _settings_for(self, job: JobRecord) -> CampaignSettings:
-        if job.campaign_id is None:
-            return self.settings.defaults
-        cached = self._campaigns.get(job.campaign_id)
-        if cached is None:
-            record = await self.db(self.repo.campaign, job.campaign_id)
-            raw = getattr(record, "settings", None) if record is not None else None
-            try:
-                cached = CampaignSettings.from_dict(raw, defaults=self.settings.defaults)
-            except ValueError as exc:
-                _log.error("campaign %d has bad settings (%s): the worker's defaults apply", job.campaign_id, exc)
-                cached = self.settings.defaults
-            self._campaigns[job.campaign_id] = cached
-        return cached
+        cached = self._campaigns.cached(job)
+        return cached if cached is not None else await self.db(self._campaigns, job)
+
+    async def scp80_keyset(self, card: CardRecord, kvn: int) -> Scp80KeySet:
+        """The key set opened with this round's claim (claim_round.py), else read now (KeyNotFound, ...)."""
+        found = self._keysets.pop((card.id, kvn), None)
+        return found if found is not None else await self.db(self.services.keys.scp80_keyset, card, kvn)
 
     def _bucket(self, campaign_id: int | None, settings: CampaignSettings) -> TokenBucket:
         bucket = self._buckets.get(campaign_id)
@@ -235,7 +233,10 @@ class Scp80Worker:
         await self._expire(now)
         await self._renew(now)
         await self._claim(now)
-        await self._send_ready()
+        try:
+            await self._send_ready()
+        finally:
+            self._keysets.clear()
         await self._finish_campaigns(now)
 
     async def _renew(self, now: datetime) -> None:
@@ -266,21 +267,16 @@ class Scp80Worker:
         room = min(self.settings.batch - unsent, self.settings.max_in_flight - len(self._flights))
         if room <= 0:
             return
-        jobs: list[JobRecord] = await self.db(
-            self.repo.claim_jobs,
-            transports=self.senders.claimed(),
-            owner=self.owner,
-            limit=room,
-            lease_seconds=self.settings.lease_seconds,
-            now=now,
-        )
-        found = await self.db(self.repo.cards_by_id, [j.card_id for j in jobs if j.id not in self._flights])
-        for job in jobs:
+        claimed: ClaimedRound = await self.db(
+            claim_round, self.repo, self.services.keys, transports=self.senders.claimed(), owner=self.owner,
+            limit=room, lease_seconds=self.settings.lease_seconds, now=now, settings_of=self._campaigns,
+            held=set(self._flights),
+        )  # fmt: skip
+        self._keysets.update(claimed.keysets)
+        for job, card, settings in ((c.job, c.card, c.settings) for c in claimed.claimed):
             if job.id in self._flights:
                 continue
             self.stats.claimed += 1
-            card = found.get(job.card_id)
-            settings = await self._settings_for(job)
             if card is None:
                 await self.final(job.id, "the card is no longer in the store", job.campaign_id)
                 continue
@@ -448,6 +444,7 @@ class Scp80Worker:
     async def handle(self, event: DeliveryReceipt | PorMessage) -> None:
         """A PoR or a delivery receipt from the bind (:class:`~gpchannel.server.sms_events.SmsEvents`)."""
         await self.events.handle(event)
+        await self.events.flush_notes()
 
     async def drain(self, timeout: float) -> int:
         """Handle the PoRs and receipts that arrive until none has come for ``timeout`` seconds; how many."""
@@ -489,6 +486,7 @@ class Scp80Worker:
                 except TimeoutError:
                     continue
                 await self.events.handle_safely(first)
+            await self.events.handle_all(inbox)  # what came in the last round, the receipts' notes stored
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

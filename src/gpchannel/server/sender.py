@@ -92,6 +92,10 @@ class WorkerContext(Protocol):
     async def sms_link(self) -> SmsLink | None:
         """The bound SMPP session (a new bind when it is gone), or None."""
 
+    async def scp80_keyset(self, card: CardRecord, kvn: int) -> Scp80KeySet:
+        """The card's SCP80 key set ``kvn`` (KeyProvider.scp80_keyset; opened with the round's claim when it
+        could be): KeyNotFound, KeyProviderError, ..."""
+
     def next_reference(self) -> int:
         """The next concatenated-SM reference number."""
 

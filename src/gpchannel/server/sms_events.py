@@ -8,7 +8,8 @@ the flights the worker holds (:class:`gpchannel.server.scp80_worker.Scp80Worker`
   (:data:`~gpchannel.server.senders.sms.FINAL_POR`) -> FAILED with the status named; the others wait for the PoR
   timeout. A PoR that does not verify is ignored (logged: anyone can send an SMS).
 - **Delivery receipts** are matched by message_id; an UNDELIVERABLE one is treated like a missing PoR (or, for
-  a trigger, like a refused trigger); a DELIVERED one is noted on the SENT job.
+  a trigger, like a refused trigger); a DELIVERED one is noted on the SENT job (the notes of a round in one
+  transaction: :meth:`SmsEvents.flush_notes`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class SmsEvents:
 
     def __init__(self, worker: EventsWorker) -> None:
         self.worker = worker
+        self._notes: list[tuple[str, str]] = []
+        """(delivery id, note) of the DELIVERED receipts not yet stored."""
+
+    async def flush_notes(self) -> None:
+        """Store the receipts' notes gathered since the last flush in one transaction (Repository.note_sent_jobs;
+        a job no longer SENT under that delivery is left alone)."""
+        notes, self._notes = self._notes, []
+        if notes:
+            await self.worker.db(self.worker.repo.note_sent_jobs, notes)
 
     async def handle(self, event: DeliveryReceipt | PorMessage) -> None:
         w = self.worker
@@ -84,7 +94,7 @@ class SmsEvents:
                 elif flight.delivery_id is not None and event.state is MessageState.DELIVERED:
                     # recorded on the SENT job: "delivered, no PoR yet" and "never delivered" differ
                     note = f"SMS delivered (receipt {event.message_id}), waiting for the PoR"
-                    await w.db(w.repo.note_sent_job, flight.delivery_id, note)
+                    self._notes.append((flight.delivery_id, note))  # stored by flush_notes, once a round
             return
         w.stats.pors += 1
         await self._por(event)
@@ -142,6 +152,7 @@ class SmsEvents:
                 break
             await self.handle(event)
             handled += 1
+        await self.flush_notes()
         return handled
 
     async def receive(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage], stop: asyncio.Event) -> None:
@@ -172,3 +183,7 @@ class SmsEvents:
     async def handle_all(self, inbox: asyncio.Queue[DeliveryReceipt | PorMessage]) -> None:
         while not inbox.empty():
             await self.handle_safely(inbox.get_nowait())
+        try:
+            await self.flush_notes()
+        except (GPChannelError, OSError) as exc:
+            _log.error("storing the receipts' notes failed: %s", exc)

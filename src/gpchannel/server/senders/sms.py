@@ -123,7 +123,7 @@ async def prepare(worker: WorkerContext, flight: Flight, tar: bytes) -> bool:
     """Key set, KIc/KID and SPI of the job; False (job failed) when the card's keys cannot be had."""
     kvn = kvn_for(flight.card, flight.settings)
     try:
-        keyset: Scp80KeySet = await worker.db(worker.services.keys.scp80_keyset, flight.card, kvn)
+        keyset: Scp80KeySet = await worker.scp80_keyset(flight.card, kvn)
     except (GPChannelError, ValueError) as exc:
         await worker.final(flight.job.id, f"no SCP80 key set {kvn} for the card: {exc}")
         worker.forget(flight)

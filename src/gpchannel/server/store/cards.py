@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, TextClause, select, text, update
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server.db import card_keys, cards, ota_counters
@@ -20,6 +21,7 @@ __all__ = [
     "CardRecord",
     "CardStore",
     "advance_counter",
+    "advance_counters",
     "card_record",
     "require_card",
 ]
@@ -71,6 +73,39 @@ def advance_counter(store: StoreCore, c: Connection, card_id: int, kvn: int) -> 
     if counter > MAX_OTA_COUNTER:
         raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
     return counter
+
+
+@functools.lru_cache(maxsize=64)
+def _counters_upsert(rows: int) -> TextClause:
+    """The multi-row counter upsert for ``rows`` pairs, one text per batch size (built and compiled once; the
+    same SQL on SQLite >= 3.35 and PostgreSQL). Only bound parameters vary, never the text."""
+    values = ", ".join(f"(:c{n}, :k{n}, 1)" for n in range(rows))
+    return text(
+        f"INSERT INTO ota_counters (card_id, kvn, value) VALUES {values} "  # noqa: S608 - numbered placeholders only
+        "ON CONFLICT (card_id, kvn) DO UPDATE SET value = ota_counters.value + 1 RETURNING card_id, kvn, value"
+    )
+
+
+def advance_counters(store: StoreCore, c: Connection, pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """:func:`advance_counter` for several distinct (card id, KVN) pairs in ONE statement (a multi-row upsert
+    ``... ON CONFLICT DO UPDATE SET value = value + 1 RETURNING``): the new value of each pair. Each stored value
+    only grows, by exactly one; RepositoryError when a pair is named twice, one is missing from what the database
+    gives back, or a counter would pass 5 bytes (TS 102 225 5.1.1), so the caller's transaction rolls back."""
+    if len(set(pairs)) != len(pairs):
+        raise RepositoryError("advance_counters: a (card, key set) pair is named twice")
+    if not pairs:
+        return {}
+    params: dict[str, int] = {}
+    for n, (card_id, kvn) in enumerate(pairs):
+        params[f"c{n}"], params[f"k{n}"] = card_id, kvn
+    out = {(int(r.card_id), int(r.kvn)): int(r.value) for r in c.execute(_counters_upsert(len(pairs)), params)}
+    for card_id, kvn in pairs:
+        value = out.get((card_id, kvn))
+        if value is None or value < 1:
+            raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} was not advanced")
+        if value > MAX_OTA_COUNTER:
+            raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
+    return out
 
 
 class CardStore(StoreCore):

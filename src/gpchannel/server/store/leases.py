@@ -17,18 +17,48 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from gpchannel.errors import LeaseLost, RepositoryError
 from gpchannel.server import audit
-from gpchannel.server.db import jobs
+from gpchannel.server.db import card_keys, cards, jobs
 from gpchannel.server.job_state import JobEvent, JobState, next_state, sources
-from gpchannel.server.store.cards import advance_counter
+from gpchannel.server.store.cards import CardRecord, advance_counter, advance_counters, card_record
 from gpchannel.server.store.core import StoreCore, check_aware
 from gpchannel.server.store.jobs import JobRecord, audit_record, audit_sent, job_record
 from gpchannel.server.transports import JobTransport
 
-__all__ = ["LeaseStore", "SendRequest"]
+__all__ = ["ClaimedBatch", "LeaseStore", "SendRequest"]
+
+# The hot path's statements, built once (bound parameters; SQLAlchemy compiles each once per engine and caches it).
+_LOCK_FOR_SEND = (
+    select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True))).order_by(jobs.c.id).with_for_update()
+)
+_MARK_SENT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job"))
+    .values(
+        state=bindparam("state"),
+        counter_used=bindparam("counter"),
+        delivery_id=bindparam("delivery"),
+        updated_at=bindparam("at"),
+    )
+)
+_NOTE_SENT = (
+    update(jobs)
+    .where(jobs.c.delivery_id == bindparam("delivery"), jobs.c.state == bindparam("sent"))
+    .values(reason=bindparam("reason"), updated_at=bindparam("at"))
+)
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    """What :meth:`LeaseStore.claim_batch` gives a worker: the jobs it now leases (oldest due first), their cards
+    by id, and their cards' key rows, (card id, purpose, KVN) -> (blob, algorithm)."""
+
+    jobs: list[JobRecord]
+    cards: dict[int, CardRecord]
+    keys: dict[tuple[int, str, int], tuple[bytes, str]]
 
 
 @dataclass(frozen=True)
@@ -65,13 +95,30 @@ class LeaseStore(StoreCore):
             return []
         if lease_seconds <= 0:
             raise RepositoryError("lease_seconds must be positive")
+        with self._write() as c:
+            return self._claim(c, transports, owner, limit, lease_seconds, now, one_per_card)
+
+    def _claim(
+        self,
+        c: Connection,
+        transports: Collection[JobTransport],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        one_per_card: bool,
+    ) -> list[JobRecord]:
+        """The claim of :meth:`claim_jobs` in ONE statement: ``UPDATE jobs ... WHERE id IN (SELECT id ... LIMIT n
+        FOR UPDATE SKIP LOCKED) RETURNING *`` (SQLite has no row locks and needs none: the write transaction
+        holds the database's write lock)."""
         kinds = [JobTransport(t).value for t in transports]
         until = now + timedelta(seconds=lease_seconds)
+        due = jobs.alias("due")
         conditions = [
-            jobs.c.state == JobState.QUEUED.value,
-            jobs.c.transport.in_(kinds),
-            jobs.c.not_before <= now,
-            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
+            due.c.state == JobState.QUEUED.value,
+            due.c.transport.in_(kinds),
+            due.c.not_before <= now,
+            or_(due.c.lease_until.is_(None), due.c.lease_until < now),
         ]
         if one_per_card:
             # Two NOT EXISTS with equalities on (card_id, state): each is one probe of ix_jobs_card_id_state.
@@ -80,7 +127,7 @@ class LeaseStore(StoreCore):
             conditions.append(
                 ~select(sent.c.id)
                 .where(
-                    sent.c.card_id == jobs.c.card_id,
+                    sent.c.card_id == due.c.card_id,
                     sent.c.state == JobState.SENT.value,
                     sent.c.transport.in_(kinds),
                 )
@@ -89,31 +136,61 @@ class LeaseStore(StoreCore):
             conditions.append(
                 ~select(queued.c.id)
                 .where(
-                    queued.c.card_id == jobs.c.card_id,
+                    queued.c.card_id == due.c.card_id,
                     queued.c.state == JobState.QUEUED.value,
                     queued.c.transport.in_(kinds),
-                    queued.c.id != jobs.c.id,
-                    or_(queued.c.id < jobs.c.id, queued.c.lease_until >= now),
+                    queued.c.id != due.c.id,
+                    or_(queued.c.id < due.c.id, queued.c.lease_until >= now),
                 )
                 .exists()
             )
+        chosen = (
+            select(due.c.id)
+            .where(*conditions)
+            .order_by(due.c.not_before, due.c.id)
+            .limit(limit)
+            .with_for_update(of=due, skip_locked=True)
+        )
+        rows = c.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(lease_owner=owner, lease_until=until, updated_at=now)
+            .returning(*jobs.c)
+        ).all()
+        return sorted((job_record(r) for r in rows), key=lambda j: (j.not_before or now, j.id))
+
+    def claim_batch(
+        self,
+        *,
+        transports: Collection[JobTransport],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        key_purposes: Collection[str] = ("kic", "kid"),
+    ) -> ClaimedBatch:
+        """A worker's round in ONE transaction and three statements: :meth:`claim_jobs`, the claimed jobs'
+        cards and their key rows of ``key_purposes`` (every KVN; the blobs the key provider opens, never keys)."""
+        check_aware("now", now)
+        if limit <= 0:
+            return ClaimedBatch([], {}, {})
+        if lease_seconds <= 0:
+            raise RepositoryError("lease_seconds must be positive")
         with self._write() as c:
-            ids = list(
-                c.execute(
-                    select(jobs.c.id)
-                    .where(*conditions)
-                    .order_by(jobs.c.not_before, jobs.c.id)
-                    .limit(limit)
-                    .with_for_update(of=jobs, skip_locked=True)
-                ).scalars()
-            )
-            if not ids:
-                return []
-            c.execute(
-                update(jobs).where(jobs.c.id.in_(ids)).values(lease_owner=owner, lease_until=until, updated_at=now)
-            )
-            rows = c.execute(select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.not_before, jobs.c.id)).all()
-        return [job_record(r) for r in rows]
+            claimed = self._claim(c, transports, owner, limit, lease_seconds, now, False)
+            card_ids = sorted({j.card_id for j in claimed})
+            if not card_ids:
+                return ClaimedBatch(claimed, {}, {})
+            found = {int(r.id): card_record(r) for r in c.execute(select(cards).where(cards.c.id.in_(card_ids)))}
+            keys = {
+                (int(r.card_id), str(r.purpose), int(r.kvn)): (bytes(r.blob), str(r.algorithm))
+                for r in c.execute(
+                    select(card_keys.c.card_id, card_keys.c.purpose, card_keys.c.kvn, card_keys.c.blob,
+                           card_keys.c.algorithm)
+                    .where(card_keys.c.card_id.in_(card_ids), card_keys.c.purpose.in_(sorted(key_purposes)))
+                )
+            }  # fmt: skip
+        return ClaimedBatch(claimed, found, keys)
 
     def mark_sent(self, job_id: int, *, owner: str, kvn: int, delivery_id: str, now: datetime | None = None) -> int:
         """In one transaction: check that ``owner`` still holds the job's lease (else :class:`LeaseLost`; with
@@ -161,13 +238,8 @@ class LeaseStore(StoreCore):
             raise RepositoryError("mark_sent_many: a job is named twice")
         out: dict[int, int | LeaseLost] = {}
         with self._write() as c:
-            rows = {
-                row.id: row
-                for row in c.execute(
-                    select(jobs).where(jobs.c.id.in_(sorted(by_id))).order_by(jobs.c.id).with_for_update()
-                )
-            }
-            sent = []
+            rows = {row.id: row for row in c.execute(_LOCK_FOR_SEND, {"ids": sorted(by_id)})}
+            sendable = []
             for job_id in sorted(by_id):
                 row = rows.get(job_id)
                 if row is None:
@@ -179,23 +251,35 @@ class LeaseStore(StoreCore):
                 if row.lease_until is None or row.lease_until < now:
                     out[job_id] = LeaseLost(f"job {job_id}: the lease of {owner!r} expired")
                     continue
-                request = by_id[job_id]
-                counter = advance_counter(self, c, row.card_id, request.kvn)
-                c.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id)
-                    .values(
-                        state=next_state(row.state, JobEvent.SEND).value,
-                        counter_used=counter,
-                        delivery_id=request.delivery_id,
-                        updated_at=now,
-                    )
-                )
-                out[job_id] = counter
-                sent.append((row, request.kvn))
-            audit.append_many(c, [audit_record(job_record(row), owner, now, f"sent ({row.transport} SMS, kvn {kvn})")
-                                  for row, kvn in sent])  # fmt: skip
+                sendable.append((row, by_id[job_id]))
+            if not sendable:
+                return out
+            counters = advance_counters(self, c, [(row.card_id, request.kvn) for row, request in sendable])
+            changes = []
+            for row, request in sendable:
+                counter = counters[(row.card_id, request.kvn)]
+                out[row.id] = counter
+                changes.append(
+                    {"job": row.id, "state": next_state(row.state, JobEvent.SEND).value, "counter": counter,
+                     "delivery": request.delivery_id, "at": now}
+                )  # fmt: skip
+            c.execute(_MARK_SENT, changes)
+            audit.append_many(c, [audit_record(job_record(row), owner, now, f"sent ({row.transport} SMS, kvn {r.kvn})")
+                                  for row, r in sendable])  # fmt: skip
         return out
+
+    def note_sent_jobs(self, notes: Sequence[tuple[str, str]]) -> int:
+        """:meth:`JobStore.note_sent_job` for several (delivery id, reason) pairs in ONE transaction (a worker's
+        delivery receipts of one round); how many notes were stored."""
+        if not notes:
+            return 0
+        stamp = self._clock()
+        with self._write() as c:
+            result = c.execute(
+                _NOTE_SENT, [{"delivery": d, "reason": reason, "at": stamp, "sent": JobState.SENT.value}
+                             for d, reason in notes]
+            )  # fmt: skip
+            return int(result.rowcount)
 
     def renew_lease(self, job_ids: Sequence[int], *, owner: str, lease_seconds: float, now: datetime) -> list[int]:
         """Extend ``owner``'s leases on these jobs to ``now + lease_seconds``; returns the ids renewed (a job
