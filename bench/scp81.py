@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.profile import mark_phase
 from bench.timing import aim_note, cpu_seconds
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
@@ -234,8 +235,10 @@ def run(agents: int | None = None) -> Scp81Figures:
             cards = _cards(count)
             job_ids = asyncio.run(_setup(api, cards))
             setup = time.perf_counter() - started
+            mark_phase(proc.pid, start=True)
             server_before, client_before = cpu_seconds(proc.pid), time.process_time()
             wall, times, summaries = asyncio.run(_sessions(admin, cards))
+            mark_phase(proc.pid, start=False)
             server_after, client_cpu = cpu_seconds(proc.pid), time.process_time() - client_before
             server_cpu = None if server_before is None or server_after is None else server_after - server_before
             done, problems = asyncio.run(_check(api, job_ids))
