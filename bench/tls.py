@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.timing import Comparison, aim_note, cpu_seconds
 from gpchannel.errors import TransportError
+from gpchannel.io import event_loop
 from gpchannel.io.tls_policy import PskTlsPolicy
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
@@ -174,7 +175,7 @@ def main() -> None:
     parser.add_argument("--serve", metavar="CIPHER", help="internal: run the benchmark's serve_psk process")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve))
+        event_loop.run(_serve(args.serve))  # the event loop of `gpchannel server`
         return
     print("== PSK-TLS handshakes (same client: our engine over asyncio, sequential connections) ==")
     for line in run(args.seconds):

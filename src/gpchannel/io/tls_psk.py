@@ -49,6 +49,8 @@ from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLook
 
 __all__ = ["PskClientContext", "PskServerContext", "PskTlsConnection"]
 
+_BIO_CHUNK = 65536
+
 
 class PskServerContext:
     """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake, on the thread that drives
@@ -198,12 +200,16 @@ class PskTlsConnection:
         if data:
             if self._eof:
                 raise TlsError("bytes received after TCP EOF")
-            view = memoryview(data)
-            while view:
-                written = lib.BIO_write(self._rbio, bytes(view[:65536]), min(len(view), 65536))
-                if written <= 0:
+            if len(data) <= _BIO_CHUNK:  # one flight or record: handed to OpenSSL without a copy
+                if lib.BIO_write(self._rbio, data, len(data)) != len(data):
                     raise TlsError("BIO_write failed")
-                view = view[written:]
+            else:
+                view = memoryview(data)
+                while view:
+                    written = lib.BIO_write(self._rbio, bytes(view[:_BIO_CHUNK]), min(len(view), _BIO_CHUNK))
+                    if written <= 0:
+                        raise TlsError("BIO_write failed")
+                    view = view[written:]
         else:
             self._eof = True
             lib.BIO_set_mem_eof_return(self._rbio, 0)
@@ -211,13 +217,22 @@ class PskTlsConnection:
 
     def data_to_send(self) -> bytes:
         """Network bytes to send to the peer now (b"" if none)."""
-        chunks: list[bytes] = []
-        while True:
-            buffer = scratch()
-            n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
-            if n <= 0:
-                return b"".join(chunks)
+        buffer = scratch()
+        n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
+        if n <= 0:
+            return b""
+        first: bytes = ffi.buffer(buffer, n)[:]
+        if n < RECORD_READ:  # a memory BIO hands out all it holds: a flight is one read
+            return first
+        chunks = [first]
+        while (n := lib.BIO_read(self._wbio, buffer, RECORD_READ)) > 0:
             chunks.append(ffi.buffer(buffer, n)[:])
+        return b"".join(chunks)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of application data decrypted and not read yet."""
+        return len(self._plaintext)
 
     def read(self) -> bytes:
         """The application data decrypted so far (b"" if none)."""
