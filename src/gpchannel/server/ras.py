@@ -119,11 +119,12 @@ class AdminSessions:
             _log.info("PSK identity %r is not UTF-8: refused", identity)
             return None
         try:
-            card = self.services.repository.card_by_identity(text)
-            if card is None:
-                _log.info("unknown PSK identity %r", text)
-                return None
-            psk = self.services.keys.psk(card)
+            with self.services.repository.read_block():  # the card and its key: one read transaction
+                card = self.services.repository.card_by_identity(text)
+                if card is None:
+                    _log.info("unknown PSK identity %r", text)
+                    return None
+                psk = self.services.keys.psk(card)
             if psk is not None:
                 self._handshake_cards[text] = card
         except Exception:
