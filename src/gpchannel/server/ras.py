@@ -253,7 +253,8 @@ class _Session:
             if self.http.closed:
                 return _Lost("the card closed the connection")
             try:
-                data = await asyncio.wait_for(self.stream.read(), self.config.read_timeout)
+                async with asyncio.timeout(self.config.read_timeout):  # no task per read, unlike wait_for
+                    data = await self.stream.read()
             except TimeoutError:
                 part = f" after {received} bytes of a request" if received else ""
                 return _Lost(f"the card was silent for {self.config.read_timeout:g} s{part}")
