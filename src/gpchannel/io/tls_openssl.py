@@ -71,10 +71,11 @@ _thread_state = threading.local()
 def scratch() -> Any:
     """This thread's read buffer (one per thread, not per connection: a RAS may hold thousands of connections;
     a buffer is only used inside one synchronous call)."""
-    buffer = getattr(_thread_state, "buffer", None)
-    if buffer is None:
+    try:
+        return _thread_state.buffer
+    except AttributeError:
         buffer = _thread_state.buffer = ffi.new("unsigned char[]", RECORD_READ)
-    return buffer
+        return buffer
 
 
 def _connection_of(ssl: Any) -> Peer | None:
@@ -82,8 +83,11 @@ def _connection_of(ssl: Any) -> Peer | None:
     return ref() if ref is not None else None
 
 
-def _on_info(ssl: Any, where: int, ret: int) -> None:
-    if not where & lib.SSL_CB_ALERT:
+_CB_ALERT = int(lib.SSL_CB_ALERT)
+
+
+def _on_info(ssl: Any, where: int, ret: int, _alert: int = _CB_ALERT) -> None:
+    if not where & _alert:  # OpenSSL calls this at every handshake state: the alerts are all we want
         return
     conn = _connection_of(ssl)
     if conn is None:

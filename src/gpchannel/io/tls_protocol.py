@@ -192,8 +192,8 @@ class PskProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.close()
-        if self.lost.done():
-            return
+        if self.lost.done() or not self.transport.get_write_buffer_size():
+            return  # nothing left to send: the transport closes the socket at once
         timer = self.loop.call_later(timeout, self.transport.abort)
         try:
             await asyncio.shield(self.lost)

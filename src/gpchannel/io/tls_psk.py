@@ -50,6 +50,9 @@ from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLook
 __all__ = ["PskClientContext", "PskServerContext", "PskTlsConnection"]
 
 _BIO_CHUNK = 65536
+_WANT_IO = frozenset({int(lib.SSL_ERROR_WANT_READ), int(lib.SSL_ERROR_WANT_WRITE)})
+_EOF_ERRORS = frozenset({int(lib.SSL_ERROR_WANT_READ), int(lib.SSL_ERROR_SYSCALL)})
+_ZERO_RETURN = int(lib.SSL_ERROR_ZERO_RETURN)
 
 
 class PskServerContext:
@@ -298,9 +301,9 @@ class PskTlsConnection:
             ret = lib.SSL_do_handshake(self._ssl)
             if ret != 1:
                 err = self._ssl_error(ret)
-                if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+                if err in _WANT_IO and not self._eof:
                     return
-                if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or unexpected_eof()):
+                if self._eof and (err in _EOF_ERRORS or unexpected_eof()):
                     raise self._fail("the peer closed the connection during the handshake")
                 raise self._fail("TLS handshake failed")
             self.handshake_complete = True
@@ -312,19 +315,19 @@ class PskTlsConnection:
         self._read_records()
 
     def _read_records(self) -> None:
+        buffer = scratch()
         while not self.peer_closed:
-            buffer = scratch()
             n = lib.SSL_read(self._ssl, buffer, RECORD_READ)
             if n > 0:
-                self._plaintext += ffi.buffer(buffer, n)[:]
+                self._plaintext += ffi.buffer(buffer, n)
                 continue
             err = self._ssl_error(n)
-            if err == lib.SSL_ERROR_ZERO_RETURN:
+            if err == _ZERO_RETURN:
                 self.peer_closed = True
                 return
-            if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+            if err in _WANT_IO and not self._eof:
                 return
-            if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or unexpected_eof()):
+            if self._eof and (err in _EOF_ERRORS or unexpected_eof()):
                 raise self._fail("the peer closed the TCP connection without close_notify (truncation)")
             raise self._fail("TLS record processing failed")
 
