@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import pstats
 import runpy
+import signal
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["CENTRES", "profiled", "report"]
+__all__ = ["CENTRES", "mark_phase", "profiled", "report"]
 
 ENV = "GPCHANNEL_BENCH_PROFILE"
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,13 @@ def profiled(role: str, args: list[str]) -> list[str]:
     return ["-c", boot, str(Path(target) / role), *args[1:]]
 
 
+def mark_phase(pid: int, *, start: bool) -> None:
+    """When profiling: the timed phase of the bench starts (the profile so far is dropped) or ends (what was
+    profiled since is saved as ``PREFIX-<pid>-timed.prof``), so that setup work is not mixed into the figures."""
+    if os.environ.get(ENV):
+        os.kill(pid, signal.SIGUSR1 if start else signal.SIGUSR2)
+
+
 def child() -> None:
     """``python -c ... PREFIX MODULE ARGS...``: run MODULE as ``__main__`` under yappi (CPU clock, all threads) and
     write ``PREFIX-<pid>.prof`` when it returns or exits."""
@@ -76,6 +84,14 @@ def child() -> None:
 
     prefix, module, *rest = sys.argv[1:]
     sys.argv = [module, *rest]
+
+    def timed_phase(signum: int, _frame: object) -> None:  # the bench's SIGUSR1 / SIGUSR2 (phase_marks)
+        if signum == signal.SIGUSR2:
+            yappi.get_func_stats().save(f"{prefix}-{os.getpid()}-timed.prof", type="pstat")
+        yappi.clear_stats()
+
+    signal.signal(signal.SIGUSR1, timed_phase)
+    signal.signal(signal.SIGUSR2, timed_phase)
     yappi.set_clock_type("cpu")
     yappi.start(builtins=True)
     try:

@@ -31,7 +31,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.timing import aim_note
+from bench.profile import mark_phase
+from bench.timing import aim_note, cpu_seconds
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import CardState, LoadFile, MemoryStore
@@ -41,6 +42,7 @@ from gpchannel.errors import TransportError
 from gpchannel.gp.install import InstallForInstall
 from gpchannel.gp.privileges import Privilege, Privileges
 from gpchannel.host.commands import install_for_install_command
+from gpchannel.io import event_loop
 
 __all__ = ["Scp81Figures", "run"]
 
@@ -78,6 +80,10 @@ class Scp81Figures:
     cards_ran_once: int
     problems: tuple[str, ...]
     setup_seconds: float = 0.0
+    server_cpu: float | None = None
+    """CPU seconds of the server process during the timed sessions (None without ``/proc``)."""
+    client_cpu: float | None = None
+    """CPU seconds of this process (the agents: TLS client, card emulator) during the timed sessions."""
 
     @property
     def rate(self) -> float:
@@ -93,8 +99,14 @@ class Scp81Figures:
             f"{'every job ran exactly once':<48} {'yes' if ok else 'NO'}: {self.jobs_done_once}/{self.agents} jobs "
             f"done with one 9000, {self.cards_ran_once}/{self.agents} cards ran one script"
             f"{', completed sessions ' + str(self.completed) if self.completed != self.agents else ''}",
+            *(
+                [f"{'CPU per session: server / agents':<48} {1000 * self.server_cpu / self.agents:>10.2f} ms / "
+                 f"{1000 * self.client_cpu / self.agents:.2f} ms   (server {self.agents / self.server_cpu:.0f} "
+                 "sessions per CPU second)"]
+                if self.server_cpu and self.client_cpu else []
+            ),
             *(f"  problem: {p}" for p in self.problems[:10]),
-        ]
+        ]  # fmt: skip
 
 
 def _cards(count: int) -> list[tuple[str, bytes, Card]]:
@@ -224,7 +236,12 @@ def run(agents: int | None = None) -> Scp81Figures:
             cards = _cards(count)
             job_ids = asyncio.run(_setup(api, cards))
             setup = time.perf_counter() - started
-            wall, times, summaries = asyncio.run(_sessions(admin, cards))
+            mark_phase(proc.pid, start=True)
+            server_before, client_before = cpu_seconds(proc.pid), time.process_time()
+            wall, times, summaries = event_loop.run(_sessions(admin, cards))  # the agents on the server's loop
+            mark_phase(proc.pid, start=False)
+            server_after, client_cpu = cpu_seconds(proc.pid), time.process_time() - client_before
+            server_cpu = None if server_before is None or server_after is None else server_after - server_before
             done, problems = asyncio.run(_check(api, job_ids))
         finally:
             proc.terminate()
@@ -242,7 +259,7 @@ def run(agents: int | None = None) -> Scp81Figures:
             problems.append(f"card {identity}: {summary.describe()}")
     return Scp81Figures(
         count, wall, statistics.median(times) if times else 0.0, _percentile(times, 0.99), completed, done, once,
-        tuple(problems), setup,
+        tuple(problems), setup, server_cpu, client_cpu,
     )  # fmt: skip
 
 

@@ -24,8 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.timing import Comparison, aim_note
+from bench.timing import Comparison, aim_note, cpu_seconds
 from gpchannel.errors import TransportError
+from gpchannel.io import event_loop
 from gpchannel.io.tls_policy import PskTlsPolicy
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
@@ -88,15 +89,6 @@ def _start_openssl(cipher: str) -> tuple[subprocess.Popen[bytes], int]:
     raise TransportError("openssl s_server did not start")
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), None where it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _handshakes(port: int, cipher: str, seconds: float, pid: int) -> tuple[int, float, float | None]:
     """Sequential full handshakes against 127.0.0.1:port (after a short warm-up): how many, in how many seconds,
     and the CPU seconds the server process ``pid`` spent on them (None without ``/proc``)."""
@@ -111,14 +103,14 @@ async def _handshakes(port: int, cipher: str, seconds: float, pid: int) -> tuple
     for _ in range(10):
         await one()
     count = 0
-    cpu_start = _cpu_seconds(pid)
+    cpu_start = cpu_seconds(pid)
     start = time.perf_counter()
     elapsed = 0.0
     while elapsed < seconds:
         await one()
         count += 1
         elapsed = time.perf_counter() - start
-    cpu_end = _cpu_seconds(pid)
+    cpu_end = cpu_seconds(pid)
     return count, elapsed, (None if cpu_start is None or cpu_end is None else cpu_end - cpu_start)
 
 
@@ -183,7 +175,7 @@ def main() -> None:
     parser.add_argument("--serve", metavar="CIPHER", help="internal: run the benchmark's serve_psk process")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve))
+        event_loop.run(_serve(args.serve))  # the event loop of `gpchannel server`
         return
     print("== PSK-TLS handshakes (same client: our engine over asyncio, sequential connections) ==")
     for line in run(args.seconds):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpchannel.errors import TlsError, UnsupportedError
-from gpchannel.io import tls_psk
+from gpchannel.io import tls_openssl
 from gpchannel.io.tls_policy import PskTlsPolicy, TlsVersion
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
@@ -333,13 +333,13 @@ def test_psk_never_in_reprs_or_errors() -> None:
 
 def test_connections_are_freed() -> None:
     gc.collect()
-    before = len(tls_psk._connections)
+    before = len(tls_openssl.connections)
     client, server = pair()
     pump(client, server)
-    assert len(tls_psk._connections) == before + 2
+    assert len(tls_openssl.connections) == before + 2
     del client, server
     gc.collect()
-    assert len(tls_psk._connections) == before
+    assert len(tls_openssl.connections) == before
 
 
 @settings(max_examples=200, deadline=None)

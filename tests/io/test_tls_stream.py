@@ -437,7 +437,7 @@ def test_client_errors() -> None:
 def test_truncation_is_reported_to_the_reader() -> None:
     async def handler(stream: PskStream) -> None:
         await stream.write(b"partial answer")
-        stream._writer.close()  # TCP close without close_notify
+        stream._transport.close()  # TCP close without close_notify
 
     async def main() -> None:
         server, port = await serving(handler)
@@ -477,7 +477,7 @@ def test_close_does_not_hang_on_a_peer_that_stops_reading(monkeypatch: pytest.Mo
             stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
             async with asyncio.timeout(20):
                 await closed.wait()
-            stream._writer.transport.abort()
+            stream._transport.abort()
 
     run(main())
     assert done == ["closed"]

@@ -33,6 +33,7 @@ from gpchannel.cli.settings import fail_on
 from gpchannel.codec.sw import describe
 from gpchannel.codec.sw import is_success as sw_success
 from gpchannel.errors import GPChannelError
+from gpchannel.io import event_loop
 from gpchannel.server.config import DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, ServerConfig, parse_address
 
 __all__ = ["ram", "server"]
@@ -212,7 +213,7 @@ def server(
     if log_level != "debug":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter at every start
     try:
-        asyncio.run(_serve(config))
+        event_loop.run(_serve(config))
     except GPChannelError as exc:
         fail_on(None, exc)
     except OSError as exc:

@@ -375,7 +375,8 @@ class CardAgent:
                 raise _Stop(SessionStatus.PROTOCOL_ERROR, f"unreadable server response: {exc}") from None
             if event is not None:
                 return event
-            data = await asyncio.wait_for(stream.read(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task per read, unlike wait_for
+                data = await stream.read()
             try:
                 http.receive_data(data)
             except GPChannelError as exc:

@@ -28,194 +28,31 @@ connections and threads; one :class:`PskTlsConnection` must be driven by one cor
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from OpenSSL._util import ffi, lib
-
-from gpchannel.errors import TlsError, UnsupportedError
-from gpchannel.io.tls_policy import (
-    ALERT_NAMES,
-    MAX_IDENTITY_LENGTH,
-    MAX_PSK_LENGTH,
-    PskLookup,
-    PskTlsPolicy,
+from gpchannel.errors import TlsError
+from gpchannel.io.tls_openssl import (
+    RECORD_READ,
+    connections,
+    connections_lock,
+    ffi,
+    free_ssl,
+    lib,
+    make_ctx,
+    openssl_errors,
+    scratch,
+    unexpected_eof,
 )
+from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskTlsPolicy
 
 __all__ = ["PskClientContext", "PskServerContext", "PskTlsConnection"]
 
-_NEEDED = (
-    "SSL_CTX_set_psk_server_callback",
-    "SSL_CTX_set_psk_client_callback",
-    "SSL_CTX_set_info_callback",
-    "BIO_s_mem",
-    "BIO_set_mem_eof_return",
-    "SSL_get_cipher_list",
-)
-_missing = [name for name in _NEEDED if not hasattr(lib, name)]
-if _missing:  # pragma: no cover - depends on the installed cryptography build
-    raise ImportError(f"gpchannel.io.tls_psk: cryptography's OpenSSL binding lacks {_missing} (pyOpenSSL too old?)")
-
-# SSL_OP_NO_ENCRYPT_THEN_MAC is SSL_OP_BIT(19) in OpenSSL 1.1.1 to 4.0 ssl.h; the cffi binding does not export it.
-_SSL_OP_NO_ENCRYPT_THEN_MAC = 1 << 19
-_RECORD_READ = 16384 + 2048  # the largest TLS 1.2 ciphertext record (RFC 5246 6.2.3)
-
-# ---------------------------------------------------------------------------------------------------------------
-# OpenSSL callbacks. They are module-level (created once, alive for the process) and find the Python connection
-# through the SSL pointer, so contexts and connections hold no reference cycles through C.
-
-_connections: dict[int, weakref.ref[PskTlsConnection]] = {}
-_connections_lock = threading.Lock()
-
-
-_thread_state = threading.local()
-
-
-def _scratch() -> Any:
-    """This thread's read buffer (one per thread, not per connection: a RAS may hold thousands of connections;
-    a buffer is only used inside one synchronous call)."""
-    buffer = getattr(_thread_state, "buffer", None)
-    if buffer is None:
-        buffer = _thread_state.buffer = ffi.new("unsigned char[]", _RECORD_READ)
-    return buffer
-
-
-def _connection_of(ssl: Any) -> PskTlsConnection | None:
-    ref = _connections.get(int(ffi.cast("uintptr_t", ssl)))
-    return ref() if ref is not None else None
-
-
-def _on_info(ssl: Any, where: int, ret: int) -> None:
-    if not where & lib.SSL_CB_ALERT:
-        return
-    conn = _connection_of(ssl)
-    if conn is None:
-        return
-    name = ALERT_NAMES.get(ret & 0xFF, f"alert_{ret & 0xFF}")
-    fatal = (ret >> 8) == 2
-    if where & lib.SSL_CB_READ:
-        conn._alert_received(name, fatal)
-    else:
-        conn._alert_sent(name, fatal)
-
-
-def _on_server_psk(ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
-    conn = _connection_of(ssl)
-    if conn is None or conn._lookup is None:
-        return 0
-    ident = ffi.string(identity) if identity != ffi.NULL else b""
-    conn.identity = ident
-    try:
-        psk = conn._lookup(ident)
-    except Exception as exc:  # a lookup failure (e.g. database down) is the server's fault: internal_error
-        conn._callback_error = exc
-        return max_psk_len + 1  # OpenSSL answers a length above its maximum with internal_error
-    if psk is None:
-        return 0  # OpenSSL: unknown_psk_identity (RFC 4279 2)
-    if not 0 < len(psk) <= min(max_psk_len, MAX_PSK_LENGTH):
-        conn._callback_error = ValueError(f"the PSK of identity {ident!r} has an unusable length {len(psk)}")
-        return max_psk_len + 1
-    ffi.memmove(psk_out, psk, len(psk))
-    return len(psk)
-
-
-def _on_client_psk(ssl: Any, hint: Any, identity_out: Any, max_identity_len: int, psk_out: Any, max_psk: int) -> int:
-    conn = _connection_of(ssl)
-    if conn is None or conn._client_key is None:
-        return 0
-    identity, psk = conn._client_key
-    if len(identity) + 1 > max_identity_len or len(psk) > max_psk:
-        conn._callback_error = ValueError("PSK identity or key longer than OpenSSL accepts")
-        return 0
-    ffi.memmove(identity_out, identity + b"\x00", len(identity) + 1)
-    ffi.memmove(psk_out, psk, len(psk))
-    return len(psk)
-
-
-_INFO_CALLBACK = ffi.callback("void(SSL *, int, int)", _on_info)
-_SERVER_PSK_CALLBACK = ffi.callback("unsigned int(SSL *, char *, unsigned char *, unsigned int)", _on_server_psk)
-_CLIENT_PSK_CALLBACK = ffi.callback(
-    "unsigned int(SSL *, char *, char *, unsigned int, unsigned char *, unsigned int)", _on_client_psk
-)
-
-
-def _openssl_errors() -> list[str]:
-    """Drain this thread's OpenSSL error queue into readable reasons."""
-    reasons: list[str] = []
-    while True:
-        code = lib.ERR_get_error()
-        if not code:
-            return reasons
-        text = lib.ERR_reason_error_string(code)
-        reasons.append(ffi.string(text).decode("ascii", "replace") if text != ffi.NULL else f"error {code:#x}")
-
-
-def _unexpected_eof() -> bool:
-    """Whether OpenSSL's last error is "unexpected eof while reading" (TCP EOF inside a record / before
-    close_notify; OpenSSL 3+ also queues a decode_error alert then)."""
-    code = lib.ERR_peek_error()
-    return bool(code) and lib.ERR_GET_REASON(code) == lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
-
-
-def _make_ctx(server: bool, policy: PskTlsPolicy) -> Any:
-    method = lib.TLS_server_method() if server else lib.TLS_client_method()
-    ctx = lib.SSL_CTX_new(method)
-    if ctx == ffi.NULL:
-        raise TlsError(f"SSL_CTX_new failed: {_openssl_errors()}")
-    ctx = ffi.gc(ctx, lib.SSL_CTX_free)
-    options = (
-        lib.SSL_OP_NO_TICKET
-        | _SSL_OP_NO_ENCRYPT_THEN_MAC
-        | lib.SSL_OP_NO_RENEGOTIATION
-        | lib.SSL_OP_NO_COMPRESSION
-        | lib.SSL_OP_NO_TLSv1_3
-        # TLS 1.0 CBC (legacy policy only): no empty record before each record (OpenSSL's BEAST counter-measure,
-        # off in SSL_OP_ALL as in most servers); small card TLS stacks mishandle zero-length records.
-        | lib.SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS
-    )
-    if server:
-        options |= lib.SSL_OP_CIPHER_SERVER_PREFERENCE
-    lib.SSL_CTX_set_options(ctx, options)
-    lib.SSL_CTX_set_session_cache_mode(ctx, lib.SSL_SESS_CACHE_OFF)
-    lib.SSL_CTX_set_mode(ctx, lib.SSL_MODE_RELEASE_BUFFERS)
-    if lib.SSL_CTX_set_cipher_list(ctx, policy.cipher_string.encode("ascii")) != 1:
-        raise UnsupportedError(f"no cipher suite of {policy.ciphers} is available: {_openssl_errors()}")
-    if not lib.SSL_CTX_set_min_proto_version(ctx, policy.min_version.openssl) or not (
-        lib.SSL_CTX_set_max_proto_version(ctx, policy.max_version.openssl)
-    ):
-        raise TlsError(f"cannot set the TLS versions of {policy}: {_openssl_errors()}")
-    lib.SSL_CTX_set_info_callback(ctx, _INFO_CALLBACK)
-    if server:
-        lib.SSL_CTX_set_psk_server_callback(ctx, _SERVER_PSK_CALLBACK)
-    else:
-        lib.SSL_CTX_set_psk_client_callback(ctx, _CLIENT_PSK_CALLBACK)
-    _check_ciphers(ctx, policy)
-    _openssl_errors()
-    return ctx
-
-
-def _check_ciphers(ctx: Any, policy: PskTlsPolicy) -> None:
-    """Every named suite must be one this OpenSSL knows and enables (set_cipher_list ignores unknown names)."""
-    ssl = lib.SSL_new(ctx)
-    if ssl == ffi.NULL:
-        raise TlsError(f"SSL_new failed: {_openssl_errors()}")
-    try:
-        enabled: set[str] = set()
-        index = 0
-        while True:
-            name = lib.SSL_get_cipher_list(ssl, index)
-            if name == ffi.NULL:
-                break
-            enabled.add(ffi.string(name).decode("ascii"))
-            index += 1
-    finally:
-        lib.SSL_free(ssl)
-    missing = [name for name in policy.ciphers if name not in enabled]
-    if missing:
-        version = ffi.string(lib.OpenSSL_version(0)).decode()
-        raise UnsupportedError(f"cipher suites not available in {version} (or not with this policy): {missing}")
+_BIO_CHUNK = 65536
+_WANT_IO = frozenset({int(lib.SSL_ERROR_WANT_READ), int(lib.SSL_ERROR_WANT_WRITE)})
+_EOF_ERRORS = frozenset({int(lib.SSL_ERROR_WANT_READ), int(lib.SSL_ERROR_SYSCALL)})
+_ZERO_RETURN = int(lib.SSL_ERROR_ZERO_RETURN)
 
 
 class PskServerContext:
@@ -226,7 +63,7 @@ class PskServerContext:
     def __init__(self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
         self.policy = policy
         self._lookup = lookup
-        self._ctx = _make_ctx(True, policy)
+        self._ctx = make_ctx(True, policy)
 
     def connection(self) -> PskTlsConnection:
         return PskTlsConnection(
@@ -253,7 +90,7 @@ class PskClientContext:
             raise ValueError(f"PSK: expected 1..{MAX_PSK_LENGTH} bytes")
         self.policy = policy
         self._key = _ClientKey(bytes(identity), bytes(psk))
-        self._ctx = _make_ctx(False, policy)
+        self._ctx = make_ctx(False, policy)
 
     @property
     def identity(self) -> bytes:
@@ -269,12 +106,6 @@ class PskClientContext:
 
     def __repr__(self) -> str:
         return f"PskClientContext(identity={self._key.identity!r}, policy={self.policy!r})"
-
-
-def _free_ssl(key: int, ssl: Any) -> None:
-    with _connections_lock:
-        _connections.pop(key, None)
-    lib.SSL_free(ssl)
 
 
 class PskTlsConnection:
@@ -317,12 +148,12 @@ class PskTlsConnection:
         self._eof = False
         ssl = lib.SSL_new(ctx)
         if ssl == ffi.NULL:
-            raise TlsError(f"SSL_new failed: {_openssl_errors()}")
+            raise TlsError(f"SSL_new failed: {openssl_errors()}")
         self._ssl = ssl
         self._key = int(ffi.cast("uintptr_t", ssl))
-        with _connections_lock:
-            _connections[self._key] = weakref.ref(self)
-        self._finalizer = weakref.finalize(self, _free_ssl, self._key, ssl)
+        with connections_lock:
+            connections[self._key] = weakref.ref(self)
+        self._finalizer = weakref.finalize(self, free_ssl, self._key, ssl)
         self._rbio = lib.BIO_new(lib.BIO_s_mem())
         self._wbio = lib.BIO_new(lib.BIO_s_mem())
         if self._rbio == ffi.NULL or self._wbio == ffi.NULL:
@@ -372,12 +203,16 @@ class PskTlsConnection:
         if data:
             if self._eof:
                 raise TlsError("bytes received after TCP EOF")
-            view = memoryview(data)
-            while view:
-                written = lib.BIO_write(self._rbio, bytes(view[:65536]), min(len(view), 65536))
-                if written <= 0:
+            if len(data) <= _BIO_CHUNK:  # one flight or record: handed to OpenSSL without a copy
+                if lib.BIO_write(self._rbio, data, len(data)) != len(data):
                     raise TlsError("BIO_write failed")
-                view = view[written:]
+            else:
+                view = memoryview(data)
+                while view:
+                    written = lib.BIO_write(self._rbio, bytes(view[:_BIO_CHUNK]), min(len(view), _BIO_CHUNK))
+                    if written <= 0:
+                        raise TlsError("BIO_write failed")
+                    view = view[written:]
         else:
             self._eof = True
             lib.BIO_set_mem_eof_return(self._rbio, 0)
@@ -385,13 +220,22 @@ class PskTlsConnection:
 
     def data_to_send(self) -> bytes:
         """Network bytes to send to the peer now (b"" if none)."""
-        chunks: list[bytes] = []
-        while True:
-            buffer = _scratch()
-            n = lib.BIO_read(self._wbio, buffer, _RECORD_READ)
-            if n <= 0:
-                return b"".join(chunks)
+        buffer = scratch()
+        n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
+        if n <= 0:
+            return b""
+        first: bytes = ffi.buffer(buffer, n)[:]
+        if n < RECORD_READ:  # a memory BIO hands out all it holds: a flight is one read
+            return first
+        chunks = [first]
+        while (n := lib.BIO_read(self._wbio, buffer, RECORD_READ)) > 0:
             chunks.append(ffi.buffer(buffer, n)[:])
+        return b"".join(chunks)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of application data decrypted and not read yet."""
+        return len(self._plaintext)
 
     def read(self) -> bytes:
         """The application data decrypted so far (b"" if none)."""
@@ -419,7 +263,7 @@ class PskTlsConnection:
             return
         lib.ERR_clear_error()
         lib.SSL_shutdown(self._ssl)
-        _openssl_errors()
+        openssl_errors()
 
     # -- internals --------------------------------------------------------------------------------------------------
 
@@ -428,7 +272,7 @@ class PskTlsConnection:
             raise TlsError(f"connection already failed: {self._error}", alert=self._error.alert)
 
     def _fail(self, message: str) -> TlsError:
-        reasons = _openssl_errors()
+        reasons = openssl_errors()
         # The first fatal alert (sent or received) says why; else the last warning alert other than close_notify.
         alert: str | None = None
         direction = ""
@@ -457,9 +301,9 @@ class PskTlsConnection:
             ret = lib.SSL_do_handshake(self._ssl)
             if ret != 1:
                 err = self._ssl_error(ret)
-                if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+                if err in _WANT_IO and not self._eof:
                     return
-                if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or _unexpected_eof()):
+                if self._eof and (err in _EOF_ERRORS or unexpected_eof()):
                     raise self._fail("the peer closed the connection during the handshake")
                 raise self._fail("TLS handshake failed")
             self.handshake_complete = True
@@ -471,19 +315,19 @@ class PskTlsConnection:
         self._read_records()
 
     def _read_records(self) -> None:
+        buffer = scratch()
         while not self.peer_closed:
-            buffer = _scratch()
-            n = lib.SSL_read(self._ssl, buffer, _RECORD_READ)
+            n = lib.SSL_read(self._ssl, buffer, RECORD_READ)
             if n > 0:
-                self._plaintext += ffi.buffer(buffer, n)[:]
+                self._plaintext += ffi.buffer(buffer, n)
                 continue
             err = self._ssl_error(n)
-            if err == lib.SSL_ERROR_ZERO_RETURN:
+            if err == _ZERO_RETURN:
                 self.peer_closed = True
                 return
-            if err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE) and not self._eof:
+            if err in _WANT_IO and not self._eof:
                 return
-            if self._eof and (err in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_SYSCALL) or _unexpected_eof()):
+            if self._eof and (err in _EOF_ERRORS or unexpected_eof()):
                 raise self._fail("the peer closed the TCP connection without close_notify (truncation)")
             raise self._fail("TLS record processing failed")
 

@@ -11,7 +11,8 @@ agent, tests and benchmarks).
 Stream semantics: :meth:`PskStream.read` returns b"" once the peer sent close_notify; a TCP EOF without it
 raises TlsError (truncation, RFC 5246 7.2.1). After the peer's close_notify we may still write (half-close)
 until :meth:`PskStream.close`, which sends our close_notify and closes the TCP connection. :meth:`PskStream.write`
-waits for the transport's buffer to drain (backpressure).
+waits for the transport's buffer to drain (backpressure). The engine runs in the transport's callbacks
+(io/tls_protocol.py): a handshake costs no task of its own.
 """
 
 from __future__ import annotations
@@ -22,29 +23,29 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from gpchannel.errors import TlsError, TransportError
+from gpchannel.io.tls_protocol import PskProtocol
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
 __all__ = ["CLOSE_TIMEOUT", "PskStream", "open_psk_stream", "serve_psk"]
 
 logger = logging.getLogger("gpchannel.io.tls")
 
-_READ_CHUNK = 65536
 CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection may take to flush what is buffered before it is aborted."""
 
 
 class PskStream:
-    """One established PSK-TLS connection over an asyncio stream pair."""
+    """One established PSK-TLS connection."""
 
-    def __init__(self, connection: PskTlsConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._conn = connection
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, protocol: PskProtocol) -> None:
+        self._proto = protocol
+        self._conn = protocol.conn
+        assert protocol.transport is not None
+        self._transport = protocol.transport
         self._buffer = bytearray()
         self._closed = False
         self._read_lock = asyncio.Lock()
-        peer = writer.get_extra_info("peername")
-        self.peername: tuple[str, int] | None = (str(peer[0]), int(peer[1])) if peer else None
+        self.peername: tuple[str, int] | None = protocol.peername
 
     @property
     def identity(self) -> bytes | None:
@@ -69,43 +70,33 @@ class PskStream:
     def __repr__(self) -> str:
         return f"PskStream(peer={self.peername!r}, identity={self.identity!r}, cipher={self.cipher_name!r})"
 
-    def _flush(self) -> None:
-        data = self._conn.data_to_send()
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
-
-    async def read(self, max_bytes: int = _READ_CHUNK) -> bytes:
+    async def read(self, max_bytes: int = 65536) -> bytes:
         """Up to ``max_bytes`` of application data, waiting for some; b"" at close_notify (or after close())."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         async with self._read_lock:
             while True:
-                self._buffer += self._conn.read()
+                if self._conn.buffered:
+                    self._buffer += self._conn.read()
                 if self._buffer:
                     data = bytes(self._buffer[:max_bytes])
                     del self._buffer[:max_bytes]
                     return data
                 if self._conn.peer_closed or self._closed:
                     return b""
-                try:
-                    network = await self._reader.read(_READ_CHUNK)
-                except (ConnectionError, OSError) as exc:
-                    raise TransportError(f"TLS peer {self.peername}: {exc}") from exc
-                try:
-                    self._conn.receive(network)
-                finally:
-                    self._flush()
+                if self._proto.error is not None:
+                    raise self._proto.error
+                if self._proto.eof:
+                    return b""  # our own close (connection_lost without an error after the peer's EOF)
+                await self._proto.readable()
 
     async def write(self, data: bytes) -> None:
         """Encrypt and send ``data``; returns once the transport accepted it (flow control)."""
         if self._closed or self._conn.closed:
             raise TlsError("write on a closed PskStream")
         self._conn.write(data)
-        self._flush()
-        try:
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            raise TransportError(f"TLS peer {self.peername}: {exc}") from exc
+        self._proto.flush()
+        await self._proto.drain()
 
     async def write_eof(self) -> None:
         """Half-close: send close_notify and stop writing, but keep reading until the peer's close_notify
@@ -113,11 +104,8 @@ class PskStream:
         if self._closed or self._conn.closed:
             return
         self._conn.close()
-        self._flush()
-        try:
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            raise TransportError(f"TLS peer {self.peername}: {exc}") from exc
+        self._proto.flush()
+        await self._proto.drain()
 
     async def close(self) -> None:
         """Send close_notify (if the connection is still sound) and close the TCP connection. Idempotent."""
@@ -127,57 +115,10 @@ class PskStream:
         with contextlib.suppress(TlsError):
             self._conn.close()
         with contextlib.suppress(ConnectionError, OSError):
-            self._flush()
-            if self._writer.can_write_eof() and not self._writer.is_closing():
-                self._writer.write_eof()
-        await _close_writer(self._writer)
-
-
-async def _handshake(
-    conn: PskTlsConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, in_thread: bool = False
-) -> None:
-    """Drive the handshake to completion (TlsError on failure; the alert is sent before raising). With
-    ``in_thread`` the engine processes the peer's flights in a worker thread, so a blocking PSK lookup does not
-    stall the event loop."""
-    try:
-        if not conn.server:
-            conn.start()
-        while not conn.handshake_complete:
-            data = conn.data_to_send()
-            if data:
-                writer.write(data)
-                await writer.drain()
-            network = await reader.read(_READ_CHUNK)
-            if in_thread and network:
-                await asyncio.to_thread(conn.receive, network)
-            else:
-                conn.receive(network)
-        data = conn.data_to_send()
-        if data:
-            writer.write(data)
-            await writer.drain()
-    except TlsError:
-        with contextlib.suppress(ConnectionError, OSError):
-            alert = conn.data_to_send()
-            if alert and not writer.is_closing():
-                writer.write(alert)
-                await writer.drain()
-        raise
-    except (ConnectionError, OSError) as exc:
-        raise TlsError(f"connection lost during the TLS handshake: {exc}") from exc
-
-
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
-    """Close the TCP connection, letting buffered bytes (close_notify, an alert) go out; a peer that does not
-    read them within CLOSE_TIMEOUT seconds gets the connection aborted instead of holding us forever."""
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except TimeoutError:
-        writer.transport.abort()
-    except (ConnectionError, OSError):
-        pass
+            self._proto.flush()
+            if self._transport.can_write_eof() and not self._transport.is_closing():
+                self._transport.write_eof()
+        await self._proto.close(CLOSE_TIMEOUT)
 
 
 async def open_psk_stream(host: str, port: int, context: PskClientContext, *, timeout: float = 30.0) -> PskStream:
@@ -185,21 +126,22 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
 
     Raises TlsError (handshake refused: ``alert`` says why, or timed out) or TransportError (TCP connect failed).
     """
-    conn = context.connection()
+    loop = asyncio.get_running_loop()
+    protocol = PskProtocol(context.connection(), loop)
     try:
         async with asyncio.timeout(timeout):
             try:
-                reader, writer = await asyncio.open_connection(host, port)
+                await loop.create_connection(lambda: protocol, host, port)
             except OSError as exc:
                 raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
             try:
-                await _handshake(conn, reader, writer)
+                await protocol.handshake
             except BaseException:
-                await _close_writer(writer)
+                await protocol.close(CLOSE_TIMEOUT)
                 raise
     except TimeoutError as exc:
         raise TlsError(f"TLS handshake with {host}:{port} did not complete within {timeout} s") from exc
-    return PskStream(conn, reader, writer)
+    return PskStream(protocol)
 
 
 async def serve_psk(
@@ -219,46 +161,58 @@ async def serve_psk(
     A client that has not completed the handshake within ``handshake_timeout`` seconds is dropped (logged at
     INFO). ``lookup_in_thread=True`` runs the handshake's record processing, and so the context's PSK lookup, in
     a worker thread (asyncio.to_thread): use it when the lookup blocks (database, HSM); it costs a thread hop
-    per client flight. (Addition to the contract; the default keeps everything on the event loop.)
-    ``reuse_port=True`` sets SO_REUSEPORT: several processes listen on one port and the kernel spreads the
-    connections over them (Linux, BSD).
+    per client flight that may reach the lookup. (Addition to the contract; the default keeps everything on the
+    event loop.) ``reuse_port=True`` sets SO_REUSEPORT: several processes listen on one port and the kernel
+    spreads the connections over them (Linux, BSD).
     """
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[None]] = set()
 
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        conn = context.connection()
-        try:
-            async with asyncio.timeout(handshake_timeout):
-                await _handshake(conn, reader, writer, in_thread=lookup_in_thread)
-        except asyncio.CancelledError:
-            writer.close()
-            raise
-        except TimeoutError:
-            logger.info(
-                "PSK-TLS handshake from %s timed out after %s s (identity %r); connection dropped",
-                peer,
-                handshake_timeout,
-                conn.identity,
-            )
-            await _close_writer(writer)
-            return
-        except TlsError as exc:
-            logger.info(
-                "PSK-TLS handshake from %s failed (identity %r, alert %s): %s", peer, conn.identity, exc.alert, exc
-            )
-            await _close_writer(writer)
-            return
-        stream = PskStream(conn, reader, writer)
-        logger.debug(
-            "PSK-TLS session from %s: identity %r, %s, %s", peer, conn.identity, conn.version, conn.cipher_name
-        )
+    async def session(protocol: PskProtocol) -> None:
+        stream = PskStream(protocol)
+        conn = protocol.conn
+        logger.debug("PSK-TLS session from %s: identity %r, %s, %s", stream.peername, conn.identity, conn.version,
+                     conn.cipher_name)  # fmt: skip
         try:
             await handler(stream)
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("PSK-TLS handler for %s (identity %r) failed", peer, conn.identity)
+            logger.exception("PSK-TLS handler for %s (identity %r) failed", stream.peername, conn.identity)
         finally:
             await stream.close()
 
-    return await asyncio.start_server(on_connection, host, port, reuse_port=reuse_port or None)
+    def established(protocol: PskProtocol) -> None:
+        task = loop.create_task(session(protocol))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    def dropped(protocol: PskProtocol, timer: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
+        timer.cancel()
+        if future.cancelled() or future.exception() is None:
+            return
+        exc = future.exception()
+        conn = protocol.conn
+        if isinstance(exc, TimeoutError):
+            logger.info("PSK-TLS handshake from %s timed out after %s s (identity %r); connection dropped",
+                        protocol.peername, handshake_timeout, conn.identity)  # fmt: skip
+        else:
+            alert = exc.alert if isinstance(exc, TlsError) else None
+            logger.info("PSK-TLS handshake from %s failed (identity %r, alert %s): %s", protocol.peername,
+                        conn.identity, alert, exc)  # fmt: skip
+        task = loop.create_task(protocol.close(CLOSE_TIMEOUT))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    def stall(protocol: PskProtocol) -> None:
+        if not protocol.handshake.done():
+            protocol.handshake.set_exception(TimeoutError())
+
+    def factory() -> PskProtocol:
+        protocol = PskProtocol(context.connection(), loop, lookup_in_thread=lookup_in_thread)
+        protocol.on_handshake = established
+        timer = loop.call_later(handshake_timeout, stall, protocol)
+        protocol.handshake.add_done_callback(lambda future: dropped(protocol, timer, future))
+        return protocol
+
+    return await loop.create_server(factory, host, port, reuse_port=reuse_port or None)

@@ -49,11 +49,13 @@ from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, TransportError
 from gpchannel.io.tls_psk import PskServerContext
 from gpchannel.io.tls_stream import PskStream
-from gpchannel.ota.remote_apdu import BadFormat, CommandScript, ResponseScript
+from gpchannel.ota.remote_apdu import CommandScript, ResponseScript
 from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
+from gpchannel.server.admin_batch import AdminBatch
 from gpchannel.server.config import ServerServices
-from gpchannel.server.repository import SCP81_TRANSPORTS, ApduResult, CardRecord, JobRecord, JobState
+from gpchannel.server.ras_results import admin_delivery, partial_results, results_of
+from gpchannel.server.repository import AdminOutcome, AdminStep, ApduResult, CardRecord, Completion, JobRecord, JobState
 from gpchannel.server.store_gate import StoreGate
 
 __all__ = ["OUTCOME_UNKNOWN", "AdminSessions", "results_of"]
@@ -61,50 +63,9 @@ __all__ = ["OUTCOME_UNKNOWN", "AdminSessions", "results_of"]
 _log = logging.getLogger("gpchannel.server.ras")
 
 OUTCOME_UNKNOWN = "outcome unknown: session broken after the script was sent"
-SMS_DELIVERY_PREFIX = "sms-"
-"""Delivery ids of jobs sent by SMS (SCP80; the scp81+sms fallback), which admin sessions leave alone."""
 _RESPONSE_TYPES = frozenset({ContentType.GP_RESPONSE, ContentType.ETSI_RESPONSE})
 _DRAIN_SECONDS = 30.0
 """How long shutdown waits for store calls already running in worker threads (one query each)."""
-
-
-def results_of(job: JobRecord, script: ResponseScript) -> tuple[tuple[ApduResult, ...], JobState, str | None]:
-    """Pair the job's C-APDUs with the card's R-APDUs (TS 102 226 5.2.2) -> (results, state, reason).
-
-    ``done`` when the card answered every command (whatever their status words: they are the results); ``failed``
-    with the reason when it stopped early (an error action, or a failing command), reported a bad format TLV, or
-    answered more commands than the script had. The results that were answered are kept in every case.
-    """
-    responses = script.responses
-    total = len(job.script)
-    results = tuple(ApduResult(job.script[i], r.data, r.sw) for i, r in enumerate(responses[:total]))
-    bad = [item for item in script.items if isinstance(item, BadFormat)]
-    if bad:
-        return results, JobState.FAILED, f"the card reported a bad format TLV (90 {bad[0].value.hex().upper()})"
-    if len(responses) > total:
-        return results, JobState.FAILED, f"the response script holds {len(responses)} R-APDUs for {total} commands"
-    executed = script.executed if script.executed is not None else len(responses)
-    if executed < total or len(responses) < total:
-        done = min(executed, len(responses))
-        last = f" (last status {responses[done - 1].sw:04X})" if 0 < done <= len(responses) else ""
-        return results, JobState.FAILED, f"the card stopped after {done} of {total} commands{last}"
-    return results, JobState.DONE, None
-
-
-def _partial(job: JobRecord, body: bytes) -> tuple[ApduResult, ...]:
-    """The results a non-``ok`` POST may carry (the SE admin agent variant sends those of the commands it ran
-    before the failure; Amendment B's card sends no body): kept when they parse, else none."""
-    if not body:
-        return ()
-    try:
-        return results_of(job, ResponseScript.from_bytes(body))[0]
-    except DecodeError:
-        return ()
-
-
-def _admin_delivery(job: JobRecord) -> bool:
-    """Whether the job's delivery is an admin session's (not an SMS one: scp80_worker's ids start ``sms-``)."""
-    return job.transport in SCP81_TRANSPORTS and not (job.delivery_id or "sms-").startswith(SMS_DELIVERY_PREFIX)
 
 
 @dataclass
@@ -132,6 +93,12 @@ class AdminSessions:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._gate = StoreGate()
+        self._batch = AdminBatch(
+            services.repository, services.config.owner, services.clock, admin_delivery, self._gate.call
+        )
+        self._handshake_cards: dict[str, CardRecord] = {}
+        """The card each identity's last PSK lookup found, taken by the session its handshake opens (no second
+        query); a handshake that fails after the lookup leaves at most one entry per registered identity."""
 
     # ------------------------------------------------------------------------------------------------ TLS side
 
@@ -152,11 +119,14 @@ class AdminSessions:
             _log.info("PSK identity %r is not UTF-8: refused", identity)
             return None
         try:
-            card = self.services.repository.card_by_identity(text)
-            if card is None:
-                _log.info("unknown PSK identity %r", text)
-                return None
-            psk = self.services.keys.psk(card)
+            with self.services.repository.read_block():  # the card and its key: one read transaction
+                card = self.services.repository.card_by_identity(text)
+                if card is None:
+                    _log.info("unknown PSK identity %r", text)
+                    return None
+                psk = self.services.keys.psk(card)
+            if psk is not None:
+                self._handshake_cards[text] = card
         except Exception:
             _log.exception("PSK lookup for identity %r failed", text)
             return None
@@ -185,12 +155,14 @@ class AdminSessions:
         try:
             identity = stream.identity
             text = identity.decode("utf-8") if identity else ""
-            lookup = self.services.repository.card_by_identity
-            card = await self._gate.call(functools.partial(lookup, text)) if text else None
+            card = self._handshake_cards.pop(text, None)  # the card its PSK lookup found, in this handshake
+            if card is None and text:
+                lookup = self.services.repository.card_by_identity
+                card = await self._gate.call(functools.partial(lookup, text))
             if card is None:
                 _log.warning("session from %s: identity %r has no card any more; closing", stream.peername, text)
                 return
-            await _Session(self.services, stream, card, self._gate).run()
+            await _Session(self.services, stream, card, self._gate, self._batch).run()
         except asyncio.CancelledError:
             if not self._closing:
                 raise
@@ -222,10 +194,14 @@ class AdminSessions:
 class _Session:
     """One admin session: the HTTP exchange (ram.server, sans-I/O) driven over one PskStream."""
 
-    def __init__(self, services: ServerServices, stream: PskStream, card: CardRecord, gate: StoreGate) -> None:
+    def __init__(
+        self, services: ServerServices, stream: PskStream, card: CardRecord, gate: StoreGate, batch: AdminBatch
+    ) -> None:
         self.services = services
         self.gate = gate
         """Every store call goes through ``gate.call`` (a worker thread, counted, refused after shutdown)."""
+        self.batch = batch
+        """The hot path (a first POST, a completion and the next job) goes through the group commit."""
         self.config = services.config
         self.repo = services.repository
         self.stream = stream
@@ -277,7 +253,8 @@ class _Session:
             if self.http.closed:
                 return _Lost("the card closed the connection")
             try:
-                data = await asyncio.wait_for(self.stream.read(), self.config.read_timeout)
+                async with asyncio.timeout(self.config.read_timeout):  # no task per read, unlike wait_for
+                    data = await self.stream.read()
             except TimeoutError:
                 part = f" after {received} bytes of a request" if received else ""
                 return _Lost(f"the card was silent for {self.config.read_timeout:g} s{part}")
@@ -310,55 +287,43 @@ class _Session:
 
     # ---------------------------------------------------------------------------------------------- first POST
 
-    async def _admin_sent_job(self) -> JobRecord | None:
-        """The card's oldest job whose script went out in an admin session and was not acknowledged (a job the
-        SMS fallback of a scp81+sms campaign sent as SCP80 is not one: its PoR settles it)."""
-        sent = await self.gate.call(functools.partial(self.repo.sent_job, self.card.id))
-        if sent is None or _admin_delivery(sent):
-            return sent
-        listed = await self.gate.call(
-            functools.partial(self.repo.jobs, card_id=self.card.id, state=JobState.SENT, limit=1000)
-        )
-        return next((job for job in listed if job.transport in SCP81_TRANSPORTS and _admin_delivery(job)), None)
-
     async def _first_post(self, request: AdminRequest) -> bytes:
-        sent = await self._admin_sent_job()
-        if sent is not None and sent.delivery_id is not None:
-            if request.resume:
-                _log.info(
-                    "%s: resumed session without results: delivery %s (job %d) sent again",
-                    self._where(),
-                    sent.delivery_id,
-                    sent.id,
-                )
-                return await self._deliver(sent)
-            _log.warning(
-                "%s: first POST without X-Admin-Resume while job %d (delivery %s) was sent: %s",
+        outcome = await self.batch.step(AdminStep(self.card.id, first=True))
+        sent = outcome.outstanding  # a script an admin session sent and the card never acknowledged
+        if sent is None or sent.delivery_id is None:
+            return await self._send_or_end(outcome.delivered)
+        if request.resume:
+            _log.info(
+                "%s: resumed session without results: delivery %s (job %d) sent again",
                 self._where(),
-                sent.id,
                 sent.delivery_id,
-                OUTCOME_UNKNOWN,
+                sent.id,
             )
-            await self._complete(sent, (), JobState.FAILED, OUTCOME_UNKNOWN)
-        return await self._next_job()
+            return await self._deliver(sent)
+        _log.warning(
+            "%s: first POST without X-Admin-Resume while job %d (delivery %s) was sent: %s",
+            self._where(),
+            sent.id,
+            sent.delivery_id,
+            OUTCOME_UNKNOWN,
+        )
+        return await self._complete_then_next(sent, (), JobState.FAILED, OUTCOME_UNKNOWN)
 
     async def _after_duplicate(self) -> bytes:
         """The card re-POSTed a response that was stored already: it never saw our answer to it, so a job that
         answer delivered (``sent``, not acknowledged) never reached the card: send that same delivery again."""
-        sent = await self._admin_sent_job()
+        outcome = await self.batch.step(AdminStep(self.card.id, first=True))
+        sent = outcome.outstanding
         if sent is not None and sent.delivery_id is not None:
             _log.info(
                 "%s: delivery %s (job %d) was in the lost answer: sent again", self._where(), sent.delivery_id, sent.id
             )
             return await self._deliver(sent)
-        return await self._next_job()
+        return await self._send_or_end(outcome.delivered)
 
-    async def _next_job(self) -> bytes:
+    async def _send_or_end(self, job: JobRecord | None) -> bytes:
+        """The script of ``job`` (moved to SENT by the committed step), or 204 when there is none."""
         while True:
-            now = self.services.clock()
-            job = await self.gate.call(
-                functools.partial(self.repo.deliver_next_job, self.card.id, owner=self.config.owner, now=now)
-            )
             if job is None:
                 self.pending = None
                 _log.info("%s: no more jobs, 204 after %d script(s)", self._where(), self.scripts)
@@ -367,7 +332,8 @@ class _Session:
                 return await self._deliver(job)
             except (DecodeError, ValueError) as exc:  # a stored script that cannot be sent: say so, go on
                 _log.error("%s: job %d cannot be sent: %s", self._where(), job.id, exc)
-                await self._complete(job, (), JobState.FAILED, f"the script cannot be sent: {exc}")
+                failed = f"the script cannot be sent: {exc}"
+                job = (await self._step(job, (), JobState.FAILED, failed, deliver=True)).delivered
 
     async def _deliver(self, job: JobRecord) -> bytes:
         assert job.delivery_id is not None
@@ -401,7 +367,7 @@ class _Session:
         if self.pending is not None and self.pending.delivery_id == delivery_id:
             return self.pending
         job = await self.gate.call(functools.partial(self.repo.job_by_delivery, delivery_id))
-        if job is None or job.card_id != self.card.id or not _admin_delivery(job):
+        if job is None or job.card_id != self.card.id or not admin_delivery(job):
             return None
         return job
 
@@ -424,10 +390,9 @@ class _Session:
         status = request.script_status or ScriptStatus.OK
         if status is not ScriptStatus.OK:
             _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self._where(), job.id, status.value, resumed)
-            await self._complete(
-                job, _partial(job, request.body), JobState.FAILED, f"X-Admin-Script-Status: {status.value}"
+            return await self._complete_then_next(
+                job, partial_results(job, request.body), JobState.FAILED, f"X-Admin-Script-Status: {status.value}"
             )
-            return await self._next_job()
         if request.content_type not in _RESPONSE_TYPES:
             ctype = request.content_type.value if request.content_type else "none"
             await self._complete(job, (), JobState.FAILED, f"the card answered with content type {ctype}")
@@ -439,7 +404,7 @@ class _Session:
             await self._complete(job, (), JobState.FAILED, f"the response script is not valid TLV: {exc}")
             return self.http.send_error(400, "the body is not a response script (TS 102 226 5.2.2)")
         results, state, reason = results_of(job, script)
-        await self._complete(job, results, state, reason)
+        outcome = await self._step(job, results, state, reason, deliver=True)
         sws = " ".join(f"{r.sw:04X}" for r in results)
         _log.info(
             "%s: job %d %s%s: %s%s",
@@ -450,16 +415,30 @@ class _Session:
             sws or "no R-APDU",
             f" ({reason})" if reason else "",
         )
-        return await self._next_job()
+        return await self._send_or_end(outcome.delivered)
+
+    async def _complete_then_next(
+        self, job: JobRecord, results: Sequence[ApduResult], state: JobState, reason: str | None
+    ) -> bytes:
+        outcome = await self._step(job, results, state, reason, deliver=True)
+        return await self._send_or_end(outcome.delivered)
 
     async def _complete(
         self, job: JobRecord, results: Sequence[ApduResult], state: JobState, reason: str | None
     ) -> None:
+        await self._step(job, results, state, reason, deliver=False)
+
+    async def _step(
+        self, job: JobRecord, results: Sequence[ApduResult], state: JobState, reason: str | None, *, deliver: bool
+    ) -> AdminOutcome:
+        """Store the answer to ``job``'s delivery (then, with ``deliver``, hand over the card's next job) in the
+        next group commit; returns once that is committed."""
         assert job.delivery_id is not None
-        delivery_id = job.delivery_id
-        await self.gate.call(lambda: self.repo.complete_job(delivery_id, results, state=state, reason=reason))
+        completion = Completion(job.delivery_id, tuple(results), state, reason)
+        outcome = await self.batch.step(AdminStep(self.card.id, complete=completion, deliver=deliver))
         if self.pending is not None and self.pending.id == job.id:
             self.pending = None
+        return outcome
 
     # ---------------------------------------------------------------------------------------------- failures
 

@@ -30,6 +30,7 @@ completes nothing.
 from __future__ import annotations
 
 from gpchannel.server.job_state import JobState
+from gpchannel.server.store.admin import AdminOutcome, AdminStep, AdminStore, Completion
 from gpchannel.server.store.campaigns import CampaignRecord, CampaignState, CampaignStore
 from gpchannel.server.store.cards import KEY_PURPOSES, MAX_OTA_COUNTER, CardRecord, CardStore
 from gpchannel.server.store.jobs import ApduResult, JobRecord, JobStore
@@ -40,10 +41,13 @@ __all__ = [
     "KEY_PURPOSES",
     "MAX_OTA_COUNTER",
     "SCP81_TRANSPORTS",
+    "AdminOutcome",
+    "AdminStep",
     "ApduResult",
     "CampaignRecord",
     "CampaignState",
     "CardRecord",
+    "Completion",
     "JobRecord",
     "JobState",
     "JobTransport",
@@ -51,6 +55,6 @@ __all__ = [
 ]
 
 
-class Repository(CardStore, JobStore, LeaseStore, CampaignStore):
+class Repository(CardStore, JobStore, LeaseStore, CampaignStore, AdminStore):
     """Storage of the OTA server on one database URL; migrates the schema to the latest revision when opened
     (``migrate=False``: refuse a database that is not at that revision instead). See the module docstring."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, TextClause, select, text, update
+from sqlalchemy import Connection, Row, TextClause, bindparam, select, text, update
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server.db import card_keys, cards, ota_counters
@@ -31,6 +31,10 @@ KEY_PURPOSES = frozenset({"psk", "kic", "kid", "enc", "mac", "dek"})
 
 # ETSI TS 102 225 5.1.1: the OTA counter (CNTR) is 5 bytes.
 MAX_OTA_COUNTER = (1 << 40) - 1
+
+
+_BY_IDENTITY = select(cards).where(cards.c.psk_identity == bindparam("identity"))
+"""Built once: every PSK-TLS handshake runs it (server/ras.py), so only its compiled-cache lookup is paid."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class CardStore(StoreCore):
 
     def card_by_identity(self, psk_identity: str) -> CardRecord | None:
         with self._read() as c:
-            row = c.execute(select(cards).where(cards.c.psk_identity == psk_identity)).one_or_none()
+            row = c.execute(_BY_IDENTITY, {"identity": psk_identity}).one_or_none()
         return None if row is None else card_record(row)
 
     def card_by_iccid(self, iccid: str) -> CardRecord | None:

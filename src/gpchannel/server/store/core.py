@@ -147,6 +147,22 @@ class StoreCore:
         with self._read() as connection:
             yield connection
 
+    @contextmanager
+    def read_block(self) -> Iterator[Connection]:
+        """One read transaction for every read this thread makes with the Repository inside the block (e.g. the
+        PSK lookup's card and key: one connection, one BEGIN and COMMIT instead of two). Nothing inside may
+        write. Inside an atomic() block it joins that block's transaction."""
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is not None:
+            yield current
+            return
+        with self._read() as connection:
+            self._local.connection = connection
+            try:
+                yield connection
+            finally:
+                self._local.connection = None
+
     def atomic_connection(self) -> Connection:
         """The connection of this thread's atomic() block (RepositoryError outside one)."""
         current: Connection | None = getattr(self._local, "connection", None)

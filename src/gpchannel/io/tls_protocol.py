@@ -1,0 +1,201 @@
+"""The asyncio protocol under io/tls_stream.py: one TCP connection driving one PSK-TLS engine (io/tls_psk.py).
+
+The engine is fed from the transport's callbacks, so a handshake costs no task, no stream reader and no future
+per flight: each flight from the peer is one :meth:`PskProtocol.data_received`, one ``receive`` into the engine
+and one ``transport.write`` of what it answers. The handshake's outcome is the :attr:`PskProtocol.handshake`
+future; afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
+while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transport's buffer to drain.
+
+With ``lookup_in_thread`` (the server's PSK lookup blocks: a database, a token) the flights that may run the
+lookup are processed in a worker thread while the socket is paused; a lone ClientHello record cannot reach the
+lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
+processed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from gpchannel.errors import TlsError, TransportError
+from gpchannel.io.tls_psk import PskTlsConnection
+
+__all__ = ["MAX_BUFFERED", "PskProtocol"]
+
+MAX_BUFFERED = 1 << 17
+"""Plaintext bytes that may wait for a reader before reading from the socket pauses."""
+_HANDSHAKE, _CLIENT_HELLO = 22, 1
+
+
+def _lone_client_hello(data: bytes) -> bool:
+    """Whether ``data`` is exactly one handshake record holding a ClientHello (RFC 5246 6.2.1, 7.4)."""
+    return (
+        len(data) > 5
+        and data[0] == _HANDSHAKE
+        and data[5] == _CLIENT_HELLO
+        and len(data) == 5 + (data[3] << 8 | data[4])
+    )
+
+
+class PskProtocol(asyncio.Protocol):
+    """One connection: feeds the engine from the transport, flushes what it produces, wakes the waiters."""
+
+    def __init__(
+        self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop, *, lookup_in_thread: bool = False
+    ) -> None:
+        self.conn = conn
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.error: BaseException | None = None
+        """Why reading stopped (a TlsError from the engine, a TransportError from the socket)."""
+        self.eof = False
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.on_handshake: Callable[[PskProtocol], None] | None = None
+        self._threaded = lookup_in_thread
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._busy: asyncio.Task[None] | None = None
+
+    # -- transport callbacks ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is not a subclass)
+        if not self.conn.server:
+            try:
+                self.conn.start()
+            except TlsError as exc:
+                self._failed(exc)
+                return
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self._threaded and not self.conn.handshake_complete and not _lone_client_hello(data):
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._busy = self.loop.create_task(self._receive_in_thread(data))
+            return
+        self._receive(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self._busy is None or self._busy.done():
+            self._receive(b"")
+        return True  # keep our half open: the engine may still write (half-close, RFC 5246 7.2.1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = TransportError(f"TLS peer {self.peername}: {exc}")
+        self.eof = True
+        if not self.handshake.done():
+            reason = exc or "the peer closed the connection"
+            self.handshake.set_exception(TlsError(f"connection lost during the TLS handshake: {reason}"))
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- the engine -------------------------------------------------------------------------------------------
+
+    @property
+    def peername(self) -> tuple[str, int] | None:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return (str(peer[0]), int(peer[1])) if peer else None
+
+    def _receive(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.conn.receive(data)
+        except TlsError as exc:
+            self.flush()  # the alert
+            self._failed(exc)
+            return
+        self._progress()
+
+    async def _receive_in_thread(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self.conn.receive, data)
+        except TlsError as exc:
+            self.flush()
+            self._failed(exc)
+            return
+        self._progress()
+        if self.eof:
+            self._receive(b"")
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _progress(self) -> None:
+        self.flush()
+        if self.conn.handshake_complete and not self.handshake.done():
+            self.handshake.set_result(None)
+            if self.on_handshake is not None:
+                self.on_handshake(self)
+        if self.conn.buffered > MAX_BUFFERED and self.transport is not None and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
+        if not self.handshake.done():
+            self.handshake.set_exception(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def flush(self) -> None:
+        """Send what the engine produced (records, an alert, close_notify)."""
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def readable(self) -> None:
+        """Wait until plaintext, EOF or an error may have arrived."""
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        self._waiter = self.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark; TransportError once lost."""
+        if self.lost.done():
+            raise TransportError(f"TLS peer {self.peername}: connection lost")
+        if not self._write_paused:
+            return
+        self._drain = self.loop.create_future()
+        await self._drain
+        if self.lost.done():
+            raise TransportError(f"TLS peer {self.peername}: connection lost")
+
+    async def close(self, timeout: float) -> None:
+        """Close the TCP connection, letting buffered bytes (close_notify, an alert) go out; a peer that does not
+        read them within ``timeout`` seconds gets the connection aborted instead of holding us forever."""
+        if self.transport is None:
+            return
+        self.transport.close()
+        if self.lost.done() or not self.transport.get_write_buffer_size():
+            return  # nothing left to send: the transport closes the socket at once
+        timer = self.loop.call_later(timeout, self.transport.abort)
+        try:
+            await asyncio.shield(self.lost)
+        finally:
+            timer.cancel()
