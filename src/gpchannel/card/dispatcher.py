@@ -206,7 +206,7 @@ class Card:
     # -- the boundary ----------------------------------------------------------------------------------------
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
-        fast = self._repeated_select(raw)
+        fast = self._repeated_select(raw) if raw in self._selects else None
         if fast is not None:
             return fast
         command: CommandApdu | None = None

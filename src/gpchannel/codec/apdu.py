@@ -128,14 +128,14 @@ class CommandApdu:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def to_bytes(self) -> bytes:
+        data, le = self.data, self.le
+        if not self.extended and len(data) <= _SHORT_MAX_DATA and (le is None or le <= 256):  # not is_extended
+            head = (self.cla, self.ins, self.p1, self.p2)
+            if data:
+                out = bytes((*head, len(data))) + data
+                return out if le is None else out + bytes((le & 0xFF,))
+            return bytes(head if le is None else (*head, le & 0xFF))
         out = bytearray(self.header())
-        if not self.is_extended:
-            if self.data:
-                out.append(len(self.data))
-                out += self.data
-            if self.le is not None:
-                out.append(self.le & 0xFF)
-            return bytes(out)
         # Extended: a 00 byte, then 2-byte Lc and/or 2-byte Le (Le alone gets the 00 prefix).
         if self.data:
             out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data
