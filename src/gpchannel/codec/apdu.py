@@ -132,8 +132,8 @@ class CommandApdu:
         if not self.extended and len(data) <= _SHORT_MAX_DATA and (le is None or le <= 256):  # not is_extended
             head = (self.cla, self.ins, self.p1, self.p2)
             if data:
-                out = bytes((*head, len(data))) + data
-                return out if le is None else out + bytes((le & 0xFF,))
+                short = bytes((*head, len(data))) + data
+                return short if le is None else short + bytes((le & 0xFF,))
             return bytes(head if le is None else (*head, le & 0xFF))
         out = bytearray(self.header())
         # Extended: a 00 byte, then 2-byte Lc and/or 2-byte Le (Le alone gets the 00 prefix).
