@@ -9,7 +9,9 @@ key set in the SCP03 session, a durable write per command, reported per second (
 sets it).
 Both cards run as their own processes, as ``gpchannel card serve`` does for users (the emulator is exactly that
 command). Each figure is the best of its batches (the machine's other work only ever slows a batch); with two free
-vpcd slots both cards are served at once and their batches alternate, otherwise they are measured in turn.
+vpcd slots both cards are served at once and their batches alternate, otherwise they are measured in turn. The
+aims are checked against the null card's best phase (the strictest baseline); the line saying how the figures were
+taken also gives each ratio to the null card's batches of the figure's own phase, taken at the same moments.
 Needs pcscd (`scripts/pcscd.sh start`) and a free vpcd slot; when PC/SC is not available, :func:`run` raises
 TransportError with the reason. Run alone: `python -m bench.pcsc [N]`.
 """
@@ -212,7 +214,10 @@ def run(n: int = 2000) -> tuple[list[Comparison], str]:
         with _emulator(PROFILE_SCP02) as emulator:
             null_3, status_02 = _interleaved([null, _get_status_scp02(emulator)], n)
     best = max(null_1, null_2, null_3)
-    how = "both cards served at once, batches alternated, best of 20"
+    how = (
+        "both cards served at once, batches alternated, best of 20; each ratio is to the null card's best phase, to"
+        f" its own phase's: SELECT {select / null_1:.2f}, SCP03 {status / null_2:.2f}, SCP02 {status_02 / null_3:.2f}"
+    )
     return [
         Comparison("PC/SC emulator: plain SELECT", select, "null card", best, aim=SELECT_AIM),
         Comparison("PC/SC emulator: GET STATUS, SCP03 i=70 level 33", status, "null card", best, aim=SESSION_AIM),

@@ -97,8 +97,12 @@ start() {
     fi
     mkdir -p "$RUN_DIR"
     echo "--- $(date -u +%FT%TZ) pcscd.sh start" >>"$LOG"
-    # setsid + every descriptor redirected: the daemon outlives this script and holds no caller's pipe open.
-    setsid pcscd --foreground --info </dev/null >>"$LOG" 2>&1 &
+    # setsid + every descriptor redirected or closed: the daemon outlives this script and holds no caller's pipe
+    # open, nor a lock file (`flock FILE scripts/pcscd.sh start` would otherwise stay locked while pcscd runs).
+    (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done
+        exec setsid pcscd --foreground --info </dev/null >>"$LOG" 2>&1
+    ) &
     local pid=$!
     echo "$pid" >"$PIDFILE"
     local steps=$((WAIT_SECONDS * 10))

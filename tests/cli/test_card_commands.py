@@ -3,6 +3,7 @@ so once on stderr, keeps retrying, and a SIGTERM ends it with exit 0."""
 
 from __future__ import annotations
 
+import os
 import selectors
 import signal
 import socket
@@ -22,22 +23,29 @@ def _free_port() -> int:
     return port
 
 
-def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30.0) -> list[str]:
-    """stderr lines up to the one holding ``needle`` (fails at ``timeout`` or when the process ends first)."""
+def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30.0) -> tuple[list[str], str]:
+    """stderr lines up to the one holding ``needle``, and what came after it in the same reads (fails at ``timeout``
+    or when the process ends first). Reads the pipe itself: a buffered readline could keep a second line that
+    arrived with the first out of the selector's sight."""
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     lines: list[str] = []
+    pending = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stderr, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while True:
             left = deadline - time.monotonic()
             assert left > 0, f"no {needle!r} on stderr in {timeout}s: {lines}"
             if selector.select(left):
-                line = proc.stderr.readline()
-                assert line, f"card serve ended before saying {needle!r}: {lines}"
-                lines.append(line)
-                if needle in line:
-                    return lines
+                chunk = os.read(fd, 65536)
+                assert chunk, f"card serve ended before saying {needle!r}: {lines}"
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    lines.append(line.decode() + "\n")
+                    if needle in lines[-1]:
+                        return lines, pending.decode()
 
 
 def test_serve_says_once_that_nothing_listens_on_the_vpcd_port(tmp_path: Path) -> None:
@@ -46,13 +54,14 @@ def test_serve_says_once_that_nothing_listens_on_the_vpcd_port(tmp_path: Path) -
     cmd = [str(GPCHANNEL), "card", "serve", "--profile", str(EXAMPLE), "--state", str(state), "--vpcd"]
     proc = subprocess.Popen([*cmd, f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
     try:
-        lines = _read_until(proc, "nothing listens on vpcd")
+        lines, after = _read_until(proc, "nothing listens on vpcd")
         assert (
             f"nothing listens on vpcd at 127.0.0.1:{port}: is pcscd running with the vpcd driver? retrying every 2 s"
             in lines[-1]
         )
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=30)
+        rest = after + rest
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -37,7 +37,7 @@ from gpchannel.card.security_domain import (
     keep_sequence_counters,
     process_security_domain,
     sequence_counters,
-    takes_chaining,
+    stepped_domain,
 )
 from gpchannel.card.state import Application, CardState, StateStore
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_channel, cla_has_secure_messaging
@@ -206,7 +206,7 @@ class Card:
     # -- the boundary ----------------------------------------------------------------------------------------
     def process(self, raw: bytes) -> bytes:
         """Answer one C-APDU; always returns a valid R-APDU (at least a status word)."""
-        fast = self._repeated_select(raw)
+        fast = self._repeated_select(raw) if raw in self._selects else None
         if fast is not None:
             return fast
         command: CommandApdu | None = None
@@ -325,8 +325,9 @@ class Card:
             if cla & 0x10:
                 raise CardError("command chaining is not supported", sw=_SW_CHAINING_NOT_SUPPORTED)
             raise CardError(f"logical channel {number} is not open", sw=_SW_CHANNEL_NOT_SUPPORTED)
-        if not takes_chaining(self.ctx.state, channel.selected):  # SCP10 Security Domains chain themselves
-            whole = _unchain(channel, command)
+        app = self.ctx.state.application(channel.selected) if channel.selected is not None else None
+        if (command.cla & 0x10 or channel.chain is not None) and stepped_domain(app) is None:
+            whole = _unchain(channel, command)  # a Security Domain initiated by steps (SCP10) chains itself
             if whole is None:
                 return ResponseApdu()
             command = whole
@@ -337,7 +338,6 @@ class Card:
             return self._manage_channel(channel, command)
         if command.ins == 0xA4 and command.p1 == 0x04 and not cla & 0x80:
             return self._select(channel, command)
-        app = self.ctx.state.application(channel.selected) if channel.selected is not None else None
         if app is None:
             raise FileNotFound("no application is selected on this logical channel")
         if app.sd is not None:

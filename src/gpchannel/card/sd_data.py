@@ -194,19 +194,20 @@ def get_status(ctx: CardContext, channel: ChannelContext, sd: Application, comma
             raise ConditionsNotSatisfied("GET STATUS [get next occurrence] without a pending GET STATUS")
         return _page(channel, channel.status_pending)
     channel.status_pending = None
-    try:
-        criteria = parse_pairs(command.data)
-    except DecodeError:
-        raise IncorrectData("GET STATUS search criteria are not BER-TLV") from None
-    prefix = first_value(criteria, 0x4F)
-    if prefix is None:
-        raise IncorrectData("GET STATUS needs the AID search criterion (4F)")
-    tag_list_raw = first_value(criteria, 0x5C)
-    tag_list = _split_tags(tag_list_raw) if tag_list_raw else None
     tracker = ctx.tracker
     key = (tracker.version, sd.aid, command.p1, command.p2 & 0x02, command.data)
+    # A cached answer was computed from these very criteria bytes, so they parsed and named an AID prefix then.
     encoded = None if tracker.dirty else ctx.status_cache.get(key)
     if encoded is None:
+        try:
+            criteria = parse_pairs(command.data)
+        except DecodeError:
+            raise IncorrectData("GET STATUS search criteria are not BER-TLV") from None
+        prefix = first_value(criteria, 0x4F)
+        if prefix is None:
+            raise IncorrectData("GET STATUS needs the AID search criterion (4F)")
+        tag_list_raw = first_value(criteria, 0x5C)
+        tag_list = _split_tags(tag_list_raw) if tag_list_raw else None
         entries = _entries(ctx, sd, scope, b"" if scope is StatusScope.ISD else prefix)
         if not entries:
             raise ReferencedDataNotFound("no registry entry matches")

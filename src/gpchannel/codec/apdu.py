@@ -81,10 +81,11 @@ class CommandApdu:
     :attr:`is_extended` tells which encoding is used."""
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            value = getattr(self, name)
-            if not 0 <= value <= 0xFF:
-                raise ValueError(f"{name} must be a byte (0..255), got {value}")
+        if not (0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF and 0 <= self.p1 <= 0xFF and 0 <= self.p2 <= 0xFF):
+            for name in ("cla", "ins", "p1", "p2"):
+                value = getattr(self, name)
+                if not 0 <= value <= 0xFF:
+                    raise ValueError(f"{name} must be a byte (0..255), got {value}")
         if len(self.data) > _EXT_MAX_DATA:
             raise ValueError(f"command data is {len(self.data)} bytes; at most {_EXT_MAX_DATA} fit an APDU")
         if self.le is not None and not 1 <= self.le <= 65536:
@@ -94,7 +95,8 @@ class CommandApdu:
         # Keep ``extended`` only where it changes the encoding, so that APDUs that encode alike compare equal and
         # from_bytes(to_bytes(x)) == x: case 1 has no length field to extend, and a long Lc or Le needs extended
         # lengths anyway (``is_extended`` says so).
-        object.__setattr__(self, "extended", self.extended and self._has_lengths() and not self._needs_extended())
+        if self.extended:
+            object.__setattr__(self, "extended", self._has_lengths() and not self._needs_extended())
 
     def _has_lengths(self) -> bool:
         return bool(self.data) or self.le is not None
@@ -126,14 +128,14 @@ class CommandApdu:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def to_bytes(self) -> bytes:
+        data, le = self.data, self.le
+        if not self.extended and len(data) <= _SHORT_MAX_DATA and (le is None or le <= 256):  # not is_extended
+            head = (self.cla, self.ins, self.p1, self.p2)
+            if data:
+                short = bytes((*head, len(data))) + data
+                return short if le is None else short + bytes((le & 0xFF,))
+            return bytes(head if le is None else (*head, le & 0xFF))
         out = bytearray(self.header())
-        if not self.is_extended:
-            if self.data:
-                out.append(len(self.data))
-                out += self.data
-            if self.le is not None:
-                out.append(self.le & 0xFF)
-            return bytes(out)
         # Extended: a 00 byte, then 2-byte Lc and/or 2-byte Le (Le alone gets the 00 prefix).
         if self.data:
             out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data

@@ -160,11 +160,13 @@ def retail_mac(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
     _check_blocks(data, 8)
     if not data:
         raise ValueError("retail MAC needs at least one block")
+    if len(iv) != 8:
+        raise ValueError(f"Invalid IV size ({len(iv)}) for CBC.")
     chain = iv
     if len(data) > 8:
-        chain = des_cbc_encrypt(key[:8], data[:-8], iv)[-8:]
-    last = bytes(a ^ b for a, b in zip(chain, data[-8:], strict=True))
-    return des3_ecb_encrypt(key, last)
+        chain = engine("des3", key[:8] * 3).cbc_encrypt(data[:-8], iv)[-8:]  # single DES: K1 K1 K1
+    last = int.from_bytes(chain, "big") ^ int.from_bytes(data[-8:], "big")
+    return engine("des3", key + key[:8]).ecb_encrypt(last.to_bytes(8, "big"))
 
 
 def aes_ecb_encrypt(key: bytes, data: bytes) -> bytes:

@@ -417,11 +417,17 @@ class AgentRunner:
         self.agent_options = agent_options
         self.thread: threading.Thread | None = None
         self.summaries: list[SessionSummary] = []
+        self._quiet: int | None = None
+        """The state version at which no trigger was pending: a trigger is a committed change of the state, so
+        none can be pending while the version stays there and nothing is marked."""
 
     def poll(self) -> bool:
         """Start a session if a trigger is pending and none runs; True when one was started. A trigger that
         arrives while a session runs is taken by that thread when its session ends (one session at a time)."""
         if self.thread is not None and self.thread.is_alive():
+            return False
+        tracker = self.card.ctx.tracker
+        if tracker.version == self._quiet and not tracker.dirty:
             return False
         trigger = self._take()
         if trigger is None:
@@ -433,6 +439,8 @@ class AgentRunner:
     def _take(self) -> TriggerParameters | None:
         with self.lock:
             if pending_trigger(self.card.state) is None:
+                tracker = self.card.ctx.tracker
+                self._quiet = None if tracker.dirty else tracker.version
                 return None
             trigger = take_trigger(self.card.state)
             self.card.save()

@@ -29,6 +29,9 @@ Protocol = Literal["T=0", "T=1", "any"]
 
 _START_PCSCD = "is pcscd running? start it with `scripts/pcscd.sh start`"
 
+_SUCCESS = 0
+"""SCARD_S_SUCCESS (PC/SC part 5; pcsc-lite's pcsclite.h)."""
+
 
 def complete_exchange(
     send: Callable[[bytes], bytes],
@@ -49,6 +52,8 @@ def complete_exchange(
     """
     first = command.with_changes(le=None) if t0 and command.case == 4 and not command.is_extended else command
     response = _decode(send(first.to_bytes()))
+    if response.sw >> 8 not in (0x61, 0x6C):
+        return response  # complete as it came (the usual case: nothing to fetch, nothing to re-send)
     if response.sw >> 8 == 0x6C:
         response = _decode(send(command.with_changes(le=(response.sw & 0xFF) or 256).to_bytes()))
     data = bytearray(response.data)
@@ -236,9 +241,10 @@ class PcscTransport:
             raise TransportError("the PC/SC transport is closed")
         scard = self._scard
         hresult, response = scard.SCardTransmit(self._card, self._active, list(apdu))
-        if hresult == scard.SCARD_W_RESET_CARD:
-            self._after_reset()
-        _check(scard, hresult, f"cannot exchange an APDU with {self.reader_name!r}", self.reader_name)
+        if hresult != _SUCCESS:
+            if hresult == scard.SCARD_W_RESET_CARD:
+                self._after_reset()
+            _check(scard, hresult, f"cannot exchange an APDU with {self.reader_name!r}", self.reader_name)
         return bytes(response)
 
     def _after_reset(self) -> None:
@@ -259,7 +265,7 @@ class PcscTransport:
         """Send ``command``; the R-APDU is completed with GET RESPONSE / 6Cxx handling (ISO 7816-4, 5.6)."""
         if not self.auto_get_response:
             return _decode(self.transmit_raw(command.to_bytes()))
-        return complete_exchange(self.transmit_raw, command, t0=self.protocol == "T=0")
+        return complete_exchange(self.transmit_raw, command, t0=self._active == self._scard.SCARD_PROTOCOL_T0)
 
     def close(self) -> None:
         """Disconnect (leaving the card powered) and release the PC/SC context; idempotent."""

@@ -36,13 +36,14 @@ import enum
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
+from gpchannel.crypto.block_engine import engine
 from gpchannel.crypto.ciphers import (
     des3_cbc_decrypt,
     des3_cbc_encrypt,
     des3_cbc_mac,
     des3_ecb_decrypt,
     des3_ecb_encrypt,
-    des_ecb_encrypt,
+    expand_des_key,
     retail_mac,
 )
 from gpchannel.crypto.keys import KeyType, StaticKeys
@@ -223,7 +224,9 @@ def aid_icv(mac_key: bytes, aid: bytes) -> bytes:
 
 def encrypt_icv(c_mac_key: bytes, icv: bytes) -> bytes:
     """ICV encryption: single DES-ECB with the left half of the C-MAC session key (E.3.4)."""
-    return des_ecb_encrypt(c_mac_key[:8], icv)
+    if len(icv) % 8:
+        raise ValueError(f"data must be a multiple of 8 bytes, got {len(icv)}")
+    return engine("des3", c_mac_key[:8] * 3).ecb_encrypt(icv)  # des_ecb_encrypt of one block, one call less
 
 
 def command_mac_input(command: CommandApdu, i_param: int) -> bytes:
@@ -263,14 +266,14 @@ def _is_success(sw: int) -> bool:
 
 def encrypt_command_data(enc_key: bytes, data: bytes) -> bytes:
     """C-DECRYPTION: 3DES-CBC, IV zero, with the ENC session key over the data padded 80 00.. (E.4.6)."""
-    return des3_cbc_encrypt(enc_key, pad80(data))
+    return engine("des3", expand_des_key(enc_key)).cbc_encrypt(pad80(data), _ZERO8)  # des3_cbc_encrypt
 
 
 def decrypt_command_data(enc_key: bytes, data: bytes) -> bytes:
     """Undo :func:`encrypt_command_data`; raises DecodeError when the length or the padding is wrong."""
     if not data or len(data) % 8:
         raise DecodeError(f"encrypted command data must be a non-empty multiple of 8 bytes, got {len(data)}")
-    return unpad80(des3_cbc_decrypt(enc_key, data))
+    return unpad80(engine("des3", expand_des_key(enc_key)).cbc_decrypt(data, _ZERO8))  # des3_cbc_decrypt
 
 
 def encrypt_sensitive_data(dek_key: bytes, data: bytes, *, explicit: bool) -> bytes:
