@@ -156,6 +156,8 @@ def bridge(
     finally:
         if transport is not None:
             transport.close()
+        if handsets is not None:
+            handsets.close()  # the fleet journal folded into the cards' state directories
     s = the_bridge.stats
     click.echo(
         f"bridge: stopped; submit_sm accepted {s.accepted}, refused {s.refused}; card took {s.delivered}, "

@@ -31,6 +31,7 @@ import datetime
 import io
 import json
 import os
+import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
 from gpchannel.emulator.app import emulator_applets
 from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
+from gpchannel.io.fleet_journal import FleetJournal, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
 
 __all__ = [
@@ -219,6 +222,8 @@ class Fleet:
         self._by_iccid = {c.iccid: c for c in self.cards}
         if len(self._by_msisdn) != len(self.cards) or len(self._by_iccid) != len(self.cards):
             raise DecodeError(f"{FLEET_FILE}: ICCIDs and MSISDNs must be unique")
+        self._journal: FleetJournal | None = None
+        self._journal_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -294,20 +299,51 @@ class Fleet:
             state.load_files.append(LoadFile(_SD_LOAD_FILE_AID, state.isd_aid, [_SD_MODULE_AID]))
         return state
 
+    def journal(self) -> FleetJournal:
+        """The fleet's journal (``cards.journal``, io/fleet_journal.py), opened at first use: every card opened
+        by :meth:`open_card` commits through it (group commit), until :meth:`close` folds it into the cards'
+        directories."""
+        with self._journal_lock:
+            if self._journal is None:
+                journal = FleetJournal(self.directory)
+                journal.open()
+                self._journal = journal
+            return self._journal
+
     def open_card(
         self, card: FleetCard, *, random: Callable[[int], bytes] = os.urandom, applets: AppletRegistry | None = None
     ) -> Card:
-        """The card's emulator core over its state directory. A card never used starts from its personalised
-        state without writing it (it can be rebuilt from the manifest at any time); its directory is written,
-        atomically, at its first change (the first OTA packet it accepts)."""
+        """The card's emulator core over its state directory and the fleet journal. A card never used starts
+        from its personalised state without writing it (it can be rebuilt from the manifest at any time); its
+        changes, from the first OTA packet it accepts, are committed to the fleet journal."""
         registry = applets or emulator_applets()
-        store = DirectoryStore(self.state_dir(card))
+        store = FleetCardStore(
+            self.journal(), card.iccid, DirectoryStore(self.state_dir(card)), lambda: self.initial_state(card, registry)
+        )
         state = store.load() or self.initial_state(card, registry)
         return Card(state, store, random=random, applets=registry, today=_today_utc)
 
     def stored_state(self, card: FleetCard) -> CardState | None:
-        """The card's committed state, None if it was never used."""
-        return DirectoryStore(self.state_dir(card)).load()
+        """The card's committed state (its directory and its journal lines), None if it was never used."""
+        with self._journal_lock:
+            journal = self._journal
+        records = journal.records_of(card.iccid) if journal is not None else read_fleet_journal(self.directory)
+        return stored_card_state(self, card, records if isinstance(records, list) else records.get(card.iccid, []))
+
+    def checkpoint(self) -> int:
+        """Fold the journal into the cards' directories (each written durably), then empty it; the number of
+        cards written."""
+        with self._journal_lock:
+            journal = self._journal
+        return 0 if journal is None else journal.checkpoint(checkpoint_writer(self))
+
+    def close(self) -> None:
+        """Checkpoint and close the journal (the cards' directories then hold every committed change)."""
+        self.checkpoint()
+        with self._journal_lock:
+            journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     def ota_counter(self, card: FleetCard) -> int:
         """The SCP80 counter the card holds for the fleet's key set (0 if the card was never used)."""

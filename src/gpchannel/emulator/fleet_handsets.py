@@ -130,7 +130,13 @@ class FleetHandsets:
             activity.counter = after
             for _, user_data in outcome.replies:
                 self._watch_reply(opened, user_data, activity)
-            return outcome
+        if self.fleet.journal().due():
+            self.fleet.checkpoint()
+        return outcome
+
+    def close(self) -> None:
+        """Fold the fleet journal into the cards' state directories and close it (when the bridge stops)."""
+        self.fleet.close()
 
     def _counter(self, opened: _OpenCard) -> int:
         for keyset in opened.card.ctx.state.ota.get("ota", {}).get("keysets", []):

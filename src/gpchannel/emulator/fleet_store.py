@@ -1,0 +1,95 @@
+"""Where a fleet card's state lives: its own state directory (io/store.py, ``cards/<ICCID>/``) plus its lines in the
+fleet's journal (io/fleet_journal.py, ``cards.journal``), which a checkpoint folds back into the directories.
+
+A card of a fleet commits through :class:`FleetCardStore`: each changing command appends its delta to the fleet
+journal, whose group commit makes several cards' changes durable with one fdatasync, and the command's answer
+(the PoR) is built only after that. Reading a card (:func:`card_raw`): the directory's state, or the card's
+initial state from the manifest when it has none, then the card's journal lines in order. A checkpoint
+(:func:`checkpoint_writer`) writes that state into the card's directory (temp file, fsync, rename, directory
+fsync) before the journal is emptied, so after a clean stop the directories hold everything, in the format they
+always had (docs/emulator.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gpchannel.card.state import CardState
+from gpchannel.card.state_delta import apply_delta
+from gpchannel.io.fleet_journal import FleetJournal
+from gpchannel.io.store import DirectoryStore
+
+if TYPE_CHECKING:
+    from gpchannel.emulator.fleet import Fleet, FleetCard
+
+__all__ = ["FleetCardStore", "card_raw", "checkpoint_writer", "stored_card_state"]
+
+
+def card_raw(
+    directory: DirectoryStore, initial: Callable[[], CardState], records: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The JSON form of a card's committed state: ``directory``'s (or ``initial()``'s when the card has no
+    directory yet but has ``records``) with ``records`` applied; None for a card never changed."""
+    if records and "s" in records[0]:
+        raw: dict[str, Any] | None = records[0]["s"]
+        records = records[1:]
+    else:
+        raw = directory.load_raw()
+        if raw is None:
+            if not records:
+                return None
+            raw = initial().to_dict()
+    assert raw is not None
+    for record in records:
+        raw = apply_delta(raw, record["d"])
+    return raw
+
+
+class FleetCardStore:
+    """The DeltaStore of one fleet card (``key``: its ICCID) over ``journal`` and its state ``directory``."""
+
+    def __init__(
+        self, journal: FleetJournal, key: str, directory: DirectoryStore, initial: Callable[[], CardState]
+    ) -> None:
+        self.journal = journal
+        self.key = key
+        self.directory = directory
+        self._initial = initial
+
+    def load(self) -> CardState | None:
+        records = self.journal.records_of(self.key)
+        if not records:
+            return self.directory.load()
+        raw = card_raw(self.directory, self._initial, records)
+        return None if raw is None else CardState.from_dict(raw)
+
+    def commit(self, state: CardState) -> None:
+        """The whole state, durably (one journal line)."""
+        self.journal.append_state(self.key, state.to_dict())
+
+    def commit_delta(self, delta: dict[str, Any], state: CardState) -> None:
+        """One command's changes, durably: returns once a journal flush covering them is on disk."""
+        self.journal.append_delta(self.key, delta)
+
+
+def stored_card_state(fleet: Fleet, card: FleetCard, records: list[dict[str, Any]]) -> CardState | None:
+    """``card``'s committed state: its directory with its journal ``records``; None if it was never used."""
+    raw = card_raw(DirectoryStore(fleet.state_dir(card)), lambda: fleet.initial_state(card), records)
+    return None if raw is None else CardState.from_dict(raw)
+
+
+def checkpoint_writer(fleet: Fleet) -> Callable[[str, list[dict[str, Any]]], None]:
+    """The ``write`` of :meth:`FleetJournal.checkpoint` for ``fleet``: each card's state into its own directory,
+    durably (a key the fleet does not hold is left out: its lines have no card)."""
+
+    def write(key: str, records: list[dict[str, Any]]) -> None:
+        card = fleet.by_iccid(key)
+        if card is None:
+            return
+        directory = DirectoryStore(fleet.state_dir(card))
+        raw = card_raw(directory, lambda: fleet.initial_state(card), records)
+        if raw is not None:
+            directory.commit(CardState.from_dict(raw))
+
+    return write
