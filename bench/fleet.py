@@ -1,6 +1,6 @@
 """The fleet bridge's card side: one SCP80 OTA packet (a RAM GET DATA, AES-CBC + AES-CMAC, counter higher) to
 each card of a fleet that was never used, as the handset bridge in fleet mode hands them over
-(``FleetHandsets.deliver`` from its worker threads, 4 by default): the card's state is opened (built from the
+(``FleetHandsets.deliver`` from its worker threads, ``FLEET_WORKERS`` by default): the card's state is opened (built from the
 fleet's profile and its own keys), the packet verified, its counter and state written durably to the card's
 state directory, and its PoR built. The figure is cards per second; the aim is 1,000 or more.
 
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.emulator.bridge import deliver_tpdu
+from gpchannel.emulator.bridge import FLEET_WORKERS, deliver_tpdu
 from gpchannel.emulator.fleet import FleetCard, generate_fleet
 from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.ota import CipherAlgorithm, Kic, Kid, MacAlgorithm, Scp80KeySet, Spi, encode_compact, secure_command
@@ -38,7 +38,7 @@ def _short_message(card: FleetCard) -> bytes:
     return SMS_COMMAND_UDH + packet.to_bytes()
 
 
-def run(cards: int = 600, workers: int = 4) -> str:
+def run(cards: int = 600, workers: int = FLEET_WORKERS) -> str:
     """One line: cards/s of one packet per card, and whether it meets the aim."""
     with tempfile.TemporaryDirectory(prefix="gpchannel-bench-fleet-") as tmp:
         fleet = generate_fleet(Path(tmp) / "fleet", cards)

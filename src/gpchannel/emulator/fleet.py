@@ -47,6 +47,7 @@ from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
 from gpchannel.emulator.app import emulator_applets
 from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.emulator.fleet_template import StateTemplate
 from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
 from gpchannel.io.fleet_journal import FleetJournal, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
@@ -224,6 +225,7 @@ class Fleet:
             raise DecodeError(f"{FLEET_FILE}: ICCIDs and MSISDNs must be unique")
         self._journal: FleetJournal | None = None
         self._journal_lock = threading.Lock()
+        self._templates: dict[tuple[str, ...] | None, StateTemplate] = {}
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -265,35 +267,41 @@ class Fleet:
     def state_dir(self, card: FleetCard) -> Path:
         return self.directory / CARDS_DIR / card.iccid
 
+    def card_tables(self, card: FleetCard) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The card's own profile fields: its ICCID, its ``[ota]`` and ``[scp81]`` tables."""
+        s = self.settings
+        keyset = {"kvn": s.kvn, "kic": card.kic.hex().upper(), "kic_algorithm": s.kic_algorithm}
+        keyset.update(kid=card.kid.hex().upper(), kid_algorithm=s.kid_algorithm, counter=0)
+        ota = {"keysets": [keyset], "tars": [{"tar": t, "target": a} for t, a in s.tars]}
+        scp81 = {"psk_identity": card.psk_identity, "psk": card.psk.hex().upper(), "server": s.scp81_server}
+        scp81.update(uri=s.scp81_uri, agent_id=f"//se-id/iccid/{card.iccid}")
+        return card.iccid, ota, scp81
+
     def profile_of(self, card: FleetCard) -> dict[str, Any]:
         """The card's profile (a parsed TOML document): the base with the card's own fields."""
         raw = copy.deepcopy(self.profile)
-        raw.setdefault("card", {})["iccid"] = card.iccid
-        s = self.settings
-        raw["ota"] = {
-            "keysets": [
-                {
-                    "kvn": s.kvn,
-                    "kic": card.kic.hex().upper(),
-                    "kic_algorithm": s.kic_algorithm,
-                    "kid": card.kid.hex().upper(),
-                    "kid_algorithm": s.kid_algorithm,
-                    "counter": 0,
-                }
-            ],
-            "tars": [{"tar": t, "target": a} for t, a in s.tars],
-        }
-        raw["scp81"] = {
-            "psk_identity": card.psk_identity,
-            "psk": card.psk.hex().upper(),
-            "server": s.scp81_server,
-            "uri": s.scp81_uri,
-            "agent_id": f"//se-id/iccid/{card.iccid}",
-        }
+        iccid, raw["ota"], raw["scp81"] = self.card_tables(card)
+        raw.setdefault("card", {})["iccid"] = iccid
         return raw
 
     def initial_state(self, card: FleetCard, applets: AppletRegistry | None = None) -> CardState:
-        """The card as personalised (ProfileError if the base profile does not make a card)."""
+        """The card as personalised (ProfileError if the base profile does not make a card), from a template of
+        the base profile checked against the profile itself (emulator/fleet_template.py)."""
+        if not (0 <= card.index < len(self.cards) and self.cards[card.index] == card):
+            return self._personalised(card, applets)
+        names = tuple(applets.names()) if applets is not None else None
+        with self._journal_lock:
+            template = self._templates.get(names)
+            if template is None:
+                template = self._templates[names] = StateTemplate(
+                    self.profile.get("card", {}),
+                    lambda n: self._personalised(self.cards[n], applets),
+                    lambda n: self.card_tables(self.cards[n]),
+                    len(self.cards),
+                )
+        return template.state(card.index)
+
+    def _personalised(self, card: FleetCard, applets: AppletRegistry | None) -> CardState:
         state = profile_from_dict(self.profile_of(card), applets)
         if state.load_file(_SD_LOAD_FILE_AID) is None:  # as emulator.app does: the SD package in ROM
             state.load_files.append(LoadFile(_SD_LOAD_FILE_AID, state.isd_aid, [_SD_MODULE_AID]))

@@ -27,6 +27,7 @@ import os
 import threading
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ __all__ = ["FLEET_JOURNAL_FILE", "FleetJournal", "read_fleet_journal"]
 FLEET_JOURNAL_FILE = "cards.journal"
 _CHECKPOINT_BYTES = 8 * 1024 * 1024
 """The journal is due for a checkpoint past this size."""
+_CHECKPOINT_THREADS = 8
+"""Cards written at once by a checkpoint (each write is a few fsyncs)."""
 
 Records = dict[str, list[dict[str, Any]]]
 """Key -> the records of that key in file order, each ``{"d": delta}`` or ``{"s": state}``."""
@@ -223,7 +226,7 @@ class FleetJournal:
         return self._size > self.checkpoint_bytes
 
     def checkpoint(self, write: Callable[[str, list[dict[str, Any]]], None]) -> int:
-        """Call ``write(key, records)`` for every key with records (it must store that key's state durably
+        """Call ``write(key, records)`` for every key with records, from a few threads (it must store that key's state durably
         elsewhere), then empty the journal; appends wait meanwhile. Returns the number of keys written. A
         ``write`` that raises leaves the journal whole (nothing is lost; the next checkpoint tries again)."""
         with self._cond:
@@ -234,10 +237,8 @@ class FleetJournal:
             self._checkpointing = True
             items: Iterable[tuple[str, list[dict[str, Any]]]] = list(self.records.items())
         try:
-            count = 0
-            for key, records in items:
-                write(key, records)
-                count += 1
+            with ThreadPoolExecutor(_CHECKPOINT_THREADS) as pool:  # the writes wait on fsync: overlap them
+                count = sum(1 for _ in pool.map(lambda item: write(*item), items))
             with self._cond:
                 assert self._fd is not None
                 os.ftruncate(self._fd, 0)
