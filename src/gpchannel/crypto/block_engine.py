@@ -9,8 +9,9 @@ never finalised, and runs CBC with any IV on them:
   plaintext block with ``C ^ IV`` makes the context compute ``E(P1 ^ IV)``, the CBC output for that IV;
 - CBC decryption: the context xors the first output block with the last ciphertext block it was given; xoring it
   again with that block and the IV gives ``D(C1) ^ IV``;
-- AES-CMAC (NIST SP 800-38B): the subkeys K1, K2 are computed once; the MAC is the last block of the CBC
-  encryption (IV zero) of the message whose last block was xored with K1 (complete) or padded and xored with K2.
+- CMAC (NIST SP 800-38B): for AES, a ``cryptography`` CMAC context made once per key and copied for each MAC;
+  for 3DES, the subkeys K1, K2 are computed once and the MAC is the last block of the CBC encryption (IV zero)
+  of the message whose last block was xored with K1 (complete) or padded and xored with K2.
 
 Engines live in a small cache keyed by thread, algorithm and key value (contexts are stateful and must never be
 shared between threads; a thread that ended leaves its slots to a new thread with the same identifier). The
@@ -24,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
 
 __all__ = ["BlockEngine", "engine"]
 
@@ -43,7 +45,18 @@ def _shift(block: bytes, rb: int) -> bytes:
 class BlockEngine:
     """ECB, CBC (any IV) and CMAC under one key, on contexts kept open (see the module docstring)."""
 
-    __slots__ = ("_algorithm", "_cbc_dec", "_cbc_enc", "_dec_last", "_ecb_dec", "_ecb_enc", "_enc_last", "_k1", "_k2")
+    __slots__ = (
+        "_algorithm",
+        "_cbc_dec",
+        "_cbc_enc",
+        "_cmac",
+        "_dec_last",
+        "_ecb_dec",
+        "_ecb_enc",
+        "_enc_last",
+        "_k1",
+        "_k2",
+    )
 
     def __init__(self, algorithm: Any) -> None:
         self._algorithm = algorithm
@@ -56,6 +69,7 @@ class BlockEngine:
         self._cbc_dec: Any = None
         self._dec_last = zero
         self._k1 = self._k2 = b""
+        self._cmac: CMAC | None = CMAC(algorithm) if size == 16 else None
 
     @property
     def block_size(self) -> int:
@@ -102,7 +116,13 @@ class BlockEngine:
 
     def cmac(self, data: bytes) -> bytes:
         """AES-CMAC (NIST SP 800-38B), the full tag: CBC-MAC with IV zero, the last block xored with K1
-        (complete) or padded with 80 00.. and xored with K2."""
+        (complete) or padded with 80 00.. and xored with K2. For AES, a copy of a CMAC context made once per key
+        (``cryptography``'s, the subkeys computed at its making): copying it costs less than the steps above."""
+        template = self._cmac
+        if template is not None:
+            mac = template.copy()
+            mac.update(data)
+            return mac.finalize()
         size = len(self._enc_last)
         if not self._k1:
             rb = 0x87 if size == 16 else 0x1B
