@@ -46,9 +46,9 @@ from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
 from gpchannel.emulator.app import emulator_applets
-from gpchannel.errors import DecodeError, ProfileError
-from gpchannel.emulator.fleet_template import StateTemplate
 from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
+from gpchannel.emulator.fleet_template import StateTemplate
+from gpchannel.errors import DecodeError, ProfileError
 from gpchannel.io.fleet_journal import FleetJournal, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
 

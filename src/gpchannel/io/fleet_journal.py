@@ -11,7 +11,8 @@ first waiting thread that finds no flush in progress writes every queued line in
 ``fdatasync`` once; the others wait for it, so N cards committing at once cost one flush. A card's answer, built
 after ``append`` returned, therefore never leaves before its new state (its OTA counter above all: ETSI TS 102
 225 5.1.1, a counter value is never used twice) is on disk. A failed write is cut off again (``ftruncate`` to the
-last durable length) and every line of that flush raises OSError (the card core then answers 6581 and rolls the command back).
+last durable length) and every line of that flush raises OSError (the card core then answers 6581 and rolls
+the command back).
 
 A SIGKILL or a power cut at any instant leaves each card at its state of just before or just after its last
 change: ``open`` stops at the first torn or corrupt line (the flush that wrote it never returned, so no answer
@@ -226,8 +227,8 @@ class FleetJournal:
         return self._size > self.checkpoint_bytes
 
     def checkpoint(self, write: Callable[[str, list[dict[str, Any]]], None]) -> int:
-        """Call ``write(key, records)`` for every key with records, from a few threads (it must store that key's state durably
-        elsewhere), then empty the journal; appends wait meanwhile. Returns the number of keys written. A
+        """Call ``write(key, records)`` for every key with records, from a few threads (it must store that key's
+        state durably elsewhere), then empty the journal; appends wait meanwhile. Returns the number of keys written. A
         ``write`` that raises leaves the journal whole (nothing is lost; the next checkpoint tries again)."""
         with self._cond:
             while self._flushing or self._checkpointing:
