@@ -5,7 +5,8 @@ Layout of a fleet directory::
 
     fleet.json          the manifest (mode 0600: it holds every card's keys, as a personalisation file does)
     inventory.csv       the same cards as the OTA server imports them (gpchannel.server.inventory's format)
-    cards/<ICCID>/      one emulator state directory per card (io/store.py), written at the card's first change
+    cards/<ICCID>/      one emulator state directory per card (io/store.py), written by a journal checkpoint
+    cards.journal       the cards' changes since the last checkpoint (io/fleet_journal.py: group commit)
 
 Each card is the base profile (``--profile``, or :data:`BASE_PROFILE`) with its own ICCID, MSISDN, SCP80 key
 set (KIc / KID, key version ``kvn``, counter 0) and SCP81 PSK identity and PSK. The TARs are shared
@@ -18,9 +19,9 @@ data, a 00 separator and L in 32 bits. This is our choice (the issue names no sc
 master key can rebuild any card's keys from its ICCID, and the scheme is the standard KDF, checked against the
 openssl command line (tests/vectors/emulator/).
 
-Speed: the base profile is parsed once; a card's state directory is written only when the card first changes
-(its first accepted OTA packet; until then it is rebuilt from the manifest), so a 1,000-card fleet is generated
-in well under a second: one manifest, one inventory.
+Speed: a 1,000-card fleet is generated in well under a second (one manifest, one inventory); a card never changed
+is rebuilt from the manifest (emulator/fleet_template.py); its changes go to the fleet journal, several cards per
+fdatasync, and reach its directory at a checkpoint (:meth:`Fleet.checkpoint`, :meth:`Fleet.close`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from gpchannel.emulator.app import emulator_applets
 from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
 from gpchannel.emulator.fleet_template import StateTemplate
 from gpchannel.errors import DecodeError, ProfileError
-from gpchannel.io.fleet_journal import FleetJournal, read_fleet_journal
+from gpchannel.io.fleet_journal import FleetJournal
 from gpchannel.io.store import DirectoryStore
 
 __all__ = [
@@ -224,8 +225,10 @@ class Fleet:
         if len(self._by_msisdn) != len(self.cards) or len(self._by_iccid) != len(self.cards):
             raise DecodeError(f"{FLEET_FILE}: ICCIDs and MSISDNs must be unique")
         self._journal: FleetJournal | None = None
-        self._journal_lock = threading.Lock()
+        self._journal_lock = threading.RLock()  # stored_state builds an initial state while holding it
         self._templates: dict[tuple[str, ...] | None, StateTemplate] = {}
+        self.checkpoint_bytes = 8 << 20
+        """The journal's size past which the handset bridge checkpoints it."""
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -313,7 +316,7 @@ class Fleet:
         directories."""
         with self._journal_lock:
             if self._journal is None:
-                journal = FleetJournal(self.directory)
+                journal = FleetJournal(self.directory, checkpoint_bytes=self.checkpoint_bytes)
                 journal.open()
                 self._journal = journal
             return self._journal
@@ -334,13 +337,10 @@ class Fleet:
     def stored_state(self, card: FleetCard) -> CardState | None:
         """The card's committed state (its directory and its journal lines), None if it was never used."""
         with self._journal_lock:
-            journal = self._journal
-        records = journal.records_of(card.iccid) if journal is not None else read_fleet_journal(self.directory)
-        return stored_card_state(self, card, records if isinstance(records, list) else records.get(card.iccid, []))
+            return stored_card_state(self, card, self._journal)
 
     def checkpoint(self) -> int:
-        """Fold the journal into the cards' directories (each written durably), then empty it; the number of
-        cards written."""
+        """Fold the journal into the cards' directories (each written durably), then empty it; cards written."""
         with self._journal_lock:
             journal = self._journal
         return 0 if journal is None else journal.checkpoint(checkpoint_writer(self))

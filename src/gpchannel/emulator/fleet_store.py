@@ -13,11 +13,12 @@ always had (docs/emulator.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpchannel.card.state import CardState
 from gpchannel.card.state_delta import apply_delta
-from gpchannel.io.fleet_journal import FleetJournal
+from gpchannel.io.fleet_journal import FLEET_JOURNAL_FILE, FleetJournal, Records, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
 
 if TYPE_CHECKING:
@@ -73,10 +74,31 @@ class FleetCardStore:
         self.journal.append_delta(self.key, delta)
 
 
-def stored_card_state(fleet: Fleet, card: FleetCard, records: list[dict[str, Any]]) -> CardState | None:
-    """``card``'s committed state: its directory with its journal ``records``; None if it was never used."""
+def stored_card_state(fleet: Fleet, card: FleetCard, journal: FleetJournal | None) -> CardState | None:
+    """``card``'s committed state: its directory with its lines of ``journal`` (the open one) or, when the fleet
+    has none open, of the journal file; None if the card was never used."""
+    records = journal.records_of(card.iccid) if journal is not None else _file_records(fleet.directory, card.iccid)
     raw = card_raw(DirectoryStore(fleet.state_dir(card)), lambda: fleet.initial_state(card), records)
     return None if raw is None else CardState.from_dict(raw)
+
+
+_read_cache: dict[Path, tuple[tuple[int, int], Records]] = {}
+
+
+def _file_records(directory: Path, key: str) -> list[dict[str, Any]]:
+    """``key``'s lines of the journal file in ``directory`` (parsed once per version of the file: a listing of
+    every card's counter reads it once)."""
+    path = directory / FLEET_JOURNAL_FILE
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return []
+    version = (info.st_size, info.st_mtime_ns)
+    cached = _read_cache.get(path)
+    if cached is None or cached[0] != version:
+        _read_cache.clear()
+        cached = _read_cache[path] = (version, read_fleet_journal(directory))
+    return cached[1].get(key, [])
 
 
 def checkpoint_writer(fleet: Fleet) -> Callable[[str, list[dict[str, Any]]], None]:

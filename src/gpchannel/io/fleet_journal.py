@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FLEET_JOURNAL_FILE", "FleetJournal", "read_fleet_journal"]
+__all__ = ["FLEET_JOURNAL_FILE", "FleetJournal", "Records", "read_fleet_journal"]
 
 FLEET_JOURNAL_FILE = "cards.journal"
 _CHECKPOINT_BYTES = 8 * 1024 * 1024
@@ -180,7 +180,7 @@ class FleetJournal:
                 raise OSError("the fleet journal is not open")
             self._queue.append(entry)
             while not entry.done:
-                if self._flushing:
+                if self._flushing or self._checkpointing:
                     self._cond.wait()
                 else:
                     self._flush()
@@ -231,7 +231,7 @@ class FleetJournal:
         state durably elsewhere), then empty the journal; appends wait meanwhile. Returns the number of keys written. A
         ``write`` that raises leaves the journal whole (nothing is lost; the next checkpoint tries again)."""
         with self._cond:
-            while self._flushing or self._checkpointing:
+            while self._flushing or self._checkpointing or self._queue:  # every queued line flushed first
                 self._cond.wait()
             if self._fd is None or not self.records:
                 return 0

@@ -58,20 +58,20 @@ def _no_check(keyset: Scp80KeySet, data: bytes) -> bytes:
 
 def _aes_cmac(keyset: Scp80KeySet, data: bytes) -> bytes:
     key = keyset.kid_key
-    tag = engine("aes", key).cmac(data) if type(key) is bytes else key.cmac(data)
+    tag = engine("aes", key).cmac(data) if isinstance(key, bytes) else key.cmac(data)
     return tag[: keyset.cmac_length]
 
 
 def _aes_cbc_encrypt(keyset: Scp80KeySet, data: bytes) -> bytes:
     key = keyset.kic_key
-    if type(key) is bytes:
+    if isinstance(key, bytes):
         return engine("aes", key).cbc_encrypt(data, _ZERO16)
     return encrypt(CipherAlgorithm.AES_CBC, key, data)
 
 
 def _aes_cbc_decrypt(keyset: Scp80KeySet, data: bytes) -> bytes:
     key = keyset.kic_key
-    if type(key) is bytes:
+    if isinstance(key, bytes):
         return engine("aes", key).cbc_decrypt(data, _ZERO16)
     return decrypt(CipherAlgorithm.AES_CBC, key, data)
 
