@@ -71,6 +71,7 @@ def test_sigkill_leaves_every_card_old_or_new_and_never_behind_its_por(tmp_path:
     root = Path(__file__).resolve().parents[2]
     fleet = generate_fleet(tmp_path / "fleet", CARDS)
     answered: dict[str, int] = {}
+    started: dict[str, int] = {}
     for round_ in range(kills):
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(fleet.directory)], cwd=root, stdout=subprocess.PIPE, text=True
@@ -91,7 +92,9 @@ def test_sigkill_leaves_every_card_old_or_new_and_never_behind_its_por(tmp_path:
         for card in loaded.cards:
             counter = loaded.ota_counter(card)
             assert counter >= answered.get(card.iccid, 0), f"{card.iccid}: a PoR left before its counter was durable"
-            assert counter <= answered.get(card.iccid, 0) + 1, "at most the packet in flight is ahead of its PoR"
+            # Ahead of the last PoR (or of where the round started) by the one packet in flight at most.
+            assert counter <= max(answered.get(card.iccid, 0), started.get(card.iccid, 0)) + 1
+            started[card.iccid] = counter
     assert sum(answered.values()) > kills, "the kills did not let the cards work"
     final = Fleet.load(fleet.directory)
     counters = {card.iccid: final.ota_counter(card) for card in final.cards}
