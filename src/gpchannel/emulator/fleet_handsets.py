@@ -2,8 +2,9 @@
 (the submit_sm's destination_addr), so that a campaign over thousands of cards gets real PoRs from real card
 cores (their own SCP80 checks: a reused counter is refused with status 02, TS 102 225 5.2.1).
 
-:class:`FleetHandsets` opens a card (:meth:`gpchannel.emulator.fleet.Fleet.open_card`, state directory written
-at its first change, every change committed atomically by the card core) when its first short message arrives, and
+:class:`FleetHandsets` opens a card (:meth:`gpchannel.emulator.fleet.Fleet.open_card`: every change committed
+durably by the card core through the fleet journal's group commit, before its answer) when its first short message
+arrives (the journal is checkpointed into the cards' directories when it grows large and at :meth:`close`), and
 keeps at most ``max_open`` cards in memory (one evicted is reopened from its state directory at its next
 message, having lost only its RAM, as after a power cycle: the segments of a concatenated packet half received).
 It also watches what each card did, for tests and benchmarks:
