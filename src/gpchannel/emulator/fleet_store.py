@@ -14,17 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gpchannel.card.state import CardState
 from gpchannel.card.state_delta import apply_delta
 from gpchannel.io.fleet_journal import FLEET_JOURNAL_FILE, FleetJournal, Records, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
 
-if TYPE_CHECKING:
-    from gpchannel.emulator.fleet import Fleet, FleetCard
 
-__all__ = ["FleetCardStore", "card_raw", "checkpoint_writer", "stored_card_state"]
+__all__ = ["FleetCardStore", "FleetView", "card_raw", "checkpoint_writer", "stored_card_state"]
+
+
+class FleetView(Protocol):
+    """What this module reads of a :class:`gpchannel.emulator.fleet.Fleet` (cards are its ``FleetCard``)."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def state_dir(self, card: Any) -> Path: ...
+
+    def initial_state(self, card: Any) -> CardState: ...
+
+    def by_iccid(self, iccid: str) -> Any: ...
 
 
 def card_raw(
@@ -74,7 +85,7 @@ class FleetCardStore:
         self.journal.append_delta(self.key, delta)
 
 
-def stored_card_state(fleet: Fleet, card: FleetCard, journal: FleetJournal | None) -> CardState | None:
+def stored_card_state(fleet: FleetView, card: Any, journal: FleetJournal | None) -> CardState | None:
     """``card``'s committed state: its directory with its lines of ``journal`` (the open one) or, when the fleet
     has none open, of the journal file; None if the card was never used."""
     records = journal.records_of(card.iccid) if journal is not None else _file_records(fleet.directory, card.iccid)
@@ -101,7 +112,7 @@ def _file_records(directory: Path, key: str) -> list[dict[str, Any]]:
     return cached[1].get(key, [])
 
 
-def checkpoint_writer(fleet: Fleet) -> Callable[[str, list[dict[str, Any]]], None]:
+def checkpoint_writer(fleet: FleetView) -> Callable[[str, list[dict[str, Any]]], None]:
     """The ``write`` of :meth:`FleetJournal.checkpoint` for ``fleet``: each card's state into its own directory,
     durably (a key the fleet does not hold is left out: its lines have no card)."""
 
