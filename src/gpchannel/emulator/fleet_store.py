@@ -21,7 +21,6 @@ from gpchannel.card.state_delta import apply_delta
 from gpchannel.io.fleet_journal import FLEET_JOURNAL_FILE, FleetJournal, Records, read_fleet_journal
 from gpchannel.io.store import DirectoryStore
 
-
 __all__ = ["FleetCardStore", "FleetView", "card_raw", "checkpoint_writer", "stored_card_state"]
 
 
