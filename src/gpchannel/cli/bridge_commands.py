@@ -100,7 +100,7 @@ async def _serve(bridge: HandsetBridge) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Fleet directory (gpchannel fleet generate): one emulated card per MSISDN.",
 )
-@click.option("--workers", type=click.IntRange(1, 64), help="Cards driven at once (fleet: 4, else 1).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Cards driven at once (fleet: 16, else 1).")
 @click.option("--sim", is_flag=True, help="GSM SIM class (A0 C2, 9F xx) instead of a UICC's 80 C2.")
 @click.option("--system-id", "system_ids", multiple=True, help="Allowed ESME system_id (repeat; default: any).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each refused message and card failure.")
@@ -156,6 +156,8 @@ def bridge(
     finally:
         if transport is not None:
             transport.close()
+        if handsets is not None:
+            handsets.close()  # the fleet journal folded into the cards' state directories
     s = the_bridge.stats
     click.echo(
         f"bridge: stopped; submit_sm accepted {s.accepted}, refused {s.refused}; card took {s.delivered}, "

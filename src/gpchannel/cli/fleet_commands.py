@@ -142,9 +142,12 @@ def agents(directory: Path, server: str | None, limit: int | None, concurrency: 
     except DecodeError as exc:
         fail_on(None, exc)
     chosen = loaded.cards[:limit] if limit is not None else loaded.cards
-    sessions = asyncio.run(
-        run_fleet_sessions(loaded, cards=chosen, server=server, concurrency=concurrency, timeout=timeout)
-    )
+    try:
+        sessions = asyncio.run(
+            run_fleet_sessions(loaded, cards=chosen, server=server, concurrency=concurrency, timeout=timeout)
+        )
+    finally:
+        loaded.close()  # the fleet journal folded into the cards' state directories
     failed = [s for s in sessions if not s.completed]
     scripts = sum(s.summary.scripts for s in sessions)
     click.echo(

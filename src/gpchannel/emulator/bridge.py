@@ -12,7 +12,9 @@ In ``sink`` mode there is no card: every valid submit_sm is accepted and receipt
 
 In ``fleet`` mode (:class:`gpchannel.emulator.fleet_handsets.FleetHandsets`) there are many cards, each reached by
 its MSISDN: the submit_sm's destination_addr picks the card (ESME_RINVDSTADR for a number the fleet does not
-hold). Cards are driven by ``workers`` tasks (threads); all the messages of one card go through the same one, in order.
+hold). Cards are driven by ``workers`` tasks, each with its own thread (:data:`FLEET_WORKERS` by default: the
+cards' commits wait for the fleet journal's group commit, so more cards in flight share each flush); all the
+messages of one card go through the same one, in order.
 
 The SMPP session layer (binds, enquire_link, sequence numbers, generic_nack for unknown or malformed PDUs) is
 :class:`gpchannel.smpp.smsc.SmscServer`: a bind whose system_id is not allowed is refused with ESME_RINVSYSID
@@ -24,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import zlib
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +61,7 @@ __all__ = [
     "ESME_RINVSRCADR",
     "ESME_RINVSYSID",
     "ESME_RMSGQFUL",
+    "FLEET_WORKERS",
     "BridgeStats",
     "HandsetBridge",
     "deliver_tpdu",
@@ -71,6 +76,9 @@ ESME_RINVDSTADR = 0x0B
 ESME_RINVSYSID = 0x0F
 ESME_RMSGQFUL = 0x14
 ESME_RINVESMCLASS = 0x43
+
+FLEET_WORKERS = 16
+"""Cards driven at once in fleet mode (default)."""
 
 
 def deliver_tpdu(
@@ -126,7 +134,7 @@ def _stamp(now: datetime.datetime) -> str:
 
 class HandsetBridge:
     """The SMPP server in front of ``card`` (``None``: sink mode), or of a ``fleet`` of cards (``card`` is then
-    ``None``; ``workers`` cards are driven at once, default 4).
+    ``None``; ``workers`` cards are driven at once, default :data:`FLEET_WORKERS`).
 
     ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
     dates (UTC by default). ``track_destinations``: count the accepted submit_sm per destination_addr in
@@ -161,11 +169,12 @@ class HandsetBridge:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._server: SmscServer | None = None
         self._sessions: dict[str, SmscSession] = {}
-        count = workers if workers is not None else (4 if fleet is not None else 1)
+        count = workers if workers is not None else (FLEET_WORKERS if fleet is not None else 1)
         if count < 1:
             raise ValueError(f"workers must be at least 1, got {count}")
         self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(queue_size) for _ in range(count)]
         self._next_id = 0
+        self._threads: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         """Listen; :class:`TransportError` when the address cannot be bound (e.g. the port is taken)."""
@@ -185,6 +194,7 @@ class HandsetBridge:
             await self.start()
         server = self._server
         assert server is not None
+        threads = self._threads = ThreadPoolExecutor(len(self._queues), thread_name_prefix="gpchannel-card")
         workers = [asyncio.create_task(self._work(queue)) for queue in self._queues]
         pending_next: asyncio.Future[Any] = asyncio.ensure_future(server.next())
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
@@ -203,6 +213,8 @@ class HandsetBridge:
             pending_next.cancel()
             await server.stop()
             self._server = None
+            threads.shutdown(wait=False)
+            self._threads = None
 
     # -- events ---------------------------------------------------------------------------------------------
     def _event(self, event: Event) -> None:
@@ -282,11 +294,13 @@ class HandsetBridge:
             outcome = CardOutcome(0x9000)
         else:
             try:
+                loop = asyncio.get_running_loop()
                 if self.fleet is not None:
-                    outcome = await asyncio.to_thread(self.fleet.deliver, job.destination_addr, job.deliver)
+                    call = functools.partial(self.fleet.deliver, job.destination_addr, job.deliver)
                 else:
                     assert self.card is not None
-                    outcome = await asyncio.to_thread(self.card.deliver, job.deliver)
+                    call = functools.partial(self.card.deliver, job.deliver)
+                outcome = await loop.run_in_executor(self._threads, call)
             except (GPChannelError, DecodeError) as exc:
                 _log.warning("the card did not take message %s: %s", job.message_id, exc)
                 outcome, error, text = CardOutcome(0), 2, "card unreachable"

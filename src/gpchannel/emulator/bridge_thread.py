@@ -59,6 +59,8 @@ class BridgeThread:
         if loop is not None and stop is not None and self._thread.is_alive():
             loop.call_soon_threadsafe(stop.set)
         self._thread.join(self.timeout)
+        if self.bridge.fleet is not None and not self._thread.is_alive():
+            self.bridge.fleet.close()
 
     def __enter__(self) -> BridgeThread:
         return self.start()

@@ -5,7 +5,8 @@ Layout of a fleet directory::
 
     fleet.json          the manifest (mode 0600: it holds every card's keys, as a personalisation file does)
     inventory.csv       the same cards as the OTA server imports them (gpchannel.server.inventory's format)
-    cards/<ICCID>/      one emulator state directory per card (io/store.py), written at the card's first change
+    cards/<ICCID>/      one emulator state directory per card (io/store.py), written by a journal checkpoint
+    cards.journal       the cards' changes since the last checkpoint (io/fleet_journal.py: group commit)
 
 Each card is the base profile (``--profile``, or :data:`BASE_PROFILE`) with its own ICCID, MSISDN, SCP80 key
 set (KIc / KID, key version ``kvn``, counter 0) and SCP81 PSK identity and PSK. The TARs are shared
@@ -18,9 +19,9 @@ data, a 00 separator and L in 32 bits. This is our choice (the issue names no sc
 master key can rebuild any card's keys from its ICCID, and the scheme is the standard KDF, checked against the
 openssl command line (tests/vectors/emulator/).
 
-Speed: the base profile is parsed once; a card's state directory is written only when the card first changes
-(its first accepted OTA packet; until then it is rebuilt from the manifest), so a 1,000-card fleet is generated
-in well under a second: one manifest, one inventory.
+Speed: a 1,000-card fleet is generated in well under a second (one manifest, one inventory); a card never changed
+is rebuilt from the manifest (emulator/fleet_template.py); its changes go to the fleet journal, several cards per
+fdatasync, and reach its directory at a checkpoint (:meth:`Fleet.checkpoint`, :meth:`Fleet.close`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import datetime
 import io
 import json
 import os
+import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +47,10 @@ from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
 from gpchannel.emulator.app import emulator_applets
+from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
+from gpchannel.emulator.fleet_template import StateTemplate
 from gpchannel.errors import DecodeError, ProfileError
+from gpchannel.io.fleet_journal import FleetJournal
 from gpchannel.io.store import DirectoryStore
 
 __all__ = [
@@ -219,6 +224,11 @@ class Fleet:
         self._by_iccid = {c.iccid: c for c in self.cards}
         if len(self._by_msisdn) != len(self.cards) or len(self._by_iccid) != len(self.cards):
             raise DecodeError(f"{FLEET_FILE}: ICCIDs and MSISDNs must be unique")
+        self._journal: FleetJournal | None = None
+        self._journal_lock = threading.RLock()  # stored_state builds an initial state while holding it
+        self._templates: dict[tuple[str, ...] | None, StateTemplate] = {}
+        self.checkpoint_bytes = 8 << 20
+        """The journal's size past which the handset bridge checkpoints it."""
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -260,54 +270,88 @@ class Fleet:
     def state_dir(self, card: FleetCard) -> Path:
         return self.directory / CARDS_DIR / card.iccid
 
+    def card_tables(self, card: FleetCard) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The card's own profile fields: its ICCID, its ``[ota]`` and ``[scp81]`` tables."""
+        s = self.settings
+        keyset = {"kvn": s.kvn, "kic": card.kic.hex().upper(), "kic_algorithm": s.kic_algorithm}
+        keyset.update(kid=card.kid.hex().upper(), kid_algorithm=s.kid_algorithm, counter=0)
+        ota = {"keysets": [keyset], "tars": [{"tar": t, "target": a} for t, a in s.tars]}
+        scp81 = {"psk_identity": card.psk_identity, "psk": card.psk.hex().upper(), "server": s.scp81_server}
+        scp81.update(uri=s.scp81_uri, agent_id=f"//se-id/iccid/{card.iccid}")
+        return card.iccid, ota, scp81
+
     def profile_of(self, card: FleetCard) -> dict[str, Any]:
         """The card's profile (a parsed TOML document): the base with the card's own fields."""
         raw = copy.deepcopy(self.profile)
-        raw.setdefault("card", {})["iccid"] = card.iccid
-        s = self.settings
-        raw["ota"] = {
-            "keysets": [
-                {
-                    "kvn": s.kvn,
-                    "kic": card.kic.hex().upper(),
-                    "kic_algorithm": s.kic_algorithm,
-                    "kid": card.kid.hex().upper(),
-                    "kid_algorithm": s.kid_algorithm,
-                    "counter": 0,
-                }
-            ],
-            "tars": [{"tar": t, "target": a} for t, a in s.tars],
-        }
-        raw["scp81"] = {
-            "psk_identity": card.psk_identity,
-            "psk": card.psk.hex().upper(),
-            "server": s.scp81_server,
-            "uri": s.scp81_uri,
-            "agent_id": f"//se-id/iccid/{card.iccid}",
-        }
+        iccid, raw["ota"], raw["scp81"] = self.card_tables(card)
+        raw.setdefault("card", {})["iccid"] = iccid
         return raw
 
     def initial_state(self, card: FleetCard, applets: AppletRegistry | None = None) -> CardState:
-        """The card as personalised (ProfileError if the base profile does not make a card)."""
+        """The card as personalised (ProfileError if the base profile does not make a card), from a template of
+        the base profile checked against the profile itself (emulator/fleet_template.py)."""
+        if not (0 <= card.index < len(self.cards) and self.cards[card.index] == card):
+            return self._personalised(card, applets)
+        names = tuple(applets.names()) if applets is not None else None
+        with self._journal_lock:
+            template = self._templates.get(names)
+            if template is None:
+                template = self._templates[names] = StateTemplate(
+                    self.profile.get("card", {}),
+                    lambda n: self._personalised(self.cards[n], applets),
+                    lambda n: self.card_tables(self.cards[n]),
+                    len(self.cards),
+                )
+        return template.state(card.index)
+
+    def _personalised(self, card: FleetCard, applets: AppletRegistry | None) -> CardState:
         state = profile_from_dict(self.profile_of(card), applets)
         if state.load_file(_SD_LOAD_FILE_AID) is None:  # as emulator.app does: the SD package in ROM
             state.load_files.append(LoadFile(_SD_LOAD_FILE_AID, state.isd_aid, [_SD_MODULE_AID]))
         return state
 
+    def journal(self) -> FleetJournal:
+        """The fleet's journal (``cards.journal``, io/fleet_journal.py), opened at first use: every card opened
+        by :meth:`open_card` commits through it (group commit), until :meth:`close` folds it into the cards'
+        directories."""
+        with self._journal_lock:
+            if self._journal is None:
+                journal = FleetJournal(self.directory, checkpoint_bytes=self.checkpoint_bytes)
+                journal.open()
+                self._journal = journal
+            return self._journal
+
     def open_card(
         self, card: FleetCard, *, random: Callable[[int], bytes] = os.urandom, applets: AppletRegistry | None = None
     ) -> Card:
-        """The card's emulator core over its state directory. A card never used starts from its personalised
-        state without writing it (it can be rebuilt from the manifest at any time); its directory is written,
-        atomically, at its first change (the first OTA packet it accepts)."""
+        """The card's emulator core over its state directory and the fleet journal. A card never used starts
+        from its personalised state without writing it (it can be rebuilt from the manifest at any time); its
+        changes, from the first OTA packet it accepts, are committed to the fleet journal."""
         registry = applets or emulator_applets()
-        store = DirectoryStore(self.state_dir(card))
+        store = FleetCardStore(
+            self.journal(), card.iccid, DirectoryStore(self.state_dir(card)), lambda: self.initial_state(card, registry)
+        )
         state = store.load() or self.initial_state(card, registry)
         return Card(state, store, random=random, applets=registry, today=_today_utc)
 
     def stored_state(self, card: FleetCard) -> CardState | None:
-        """The card's committed state, None if it was never used."""
-        return DirectoryStore(self.state_dir(card)).load()
+        """The card's committed state (its directory and its journal lines), None if it was never used."""
+        with self._journal_lock:
+            return stored_card_state(self, card, self._journal)
+
+    def checkpoint(self) -> int:
+        """Fold the journal into the cards' directories (each written durably), then empty it; cards written."""
+        with self._journal_lock:
+            journal = self._journal
+        return 0 if journal is None else journal.checkpoint(checkpoint_writer(self))
+
+    def close(self) -> None:
+        """Checkpoint and close the journal (the cards' directories then hold every committed change)."""
+        self.checkpoint()
+        with self._journal_lock:
+            journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     def ota_counter(self, card: FleetCard) -> int:
         """The SCP80 counter the card holds for the fleet's key set (0 if the card was never used)."""

@@ -2,8 +2,9 @@
 (the submit_sm's destination_addr), so that a campaign over thousands of cards gets real PoRs from real card
 cores (their own SCP80 checks: a reused counter is refused with status 02, TS 102 225 5.2.1).
 
-:class:`FleetHandsets` opens a card (:meth:`gpchannel.emulator.fleet.Fleet.open_card`, state directory written
-at its first change, every change committed atomically by the card core) when its first short message arrives, and
+:class:`FleetHandsets` opens a card (:meth:`gpchannel.emulator.fleet.Fleet.open_card`: every change committed
+durably by the card core through the fleet journal's group commit, before its answer) when its first short message
+arrives (the journal is checkpointed into the cards' directories when it grows large and at :meth:`close`), and
 keeps at most ``max_open`` cards in memory (one evicted is reopened from its state directory at its next
 message, having lost only its RAM, as after a power cycle: the segments of a concatenated packet half received).
 It also watches what each card did, for tests and benchmarks:
@@ -130,7 +131,13 @@ class FleetHandsets:
             activity.counter = after
             for _, user_data in outcome.replies:
                 self._watch_reply(opened, user_data, activity)
-            return outcome
+        if self.fleet.journal().due():
+            self.fleet.checkpoint()
+        return outcome
+
+    def close(self) -> None:
+        """Fold the fleet journal into the cards' state directories and close it (when the bridge stops)."""
+        self.fleet.close()
 
     def _counter(self, opened: _OpenCard) -> int:
         for keyset in opened.card.ctx.state.ota.get("ota", {}).get("keysets", []):

@@ -46,6 +46,18 @@ def _fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
+def _make_directory(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each new entry made durable (its parent fsynced)."""
+    if directory.is_dir():
+        return
+    _make_directory(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return
+    _fsync_directory(directory.parent)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -129,6 +141,11 @@ class DirectoryStore:
         raw, valid = _replay(raw, journal, generation)
         return raw, generation, valid
 
+    def load_raw(self) -> dict[str, Any] | None:
+        """The committed state's JSON form (card/state.py ``to_dict``), None if the directory holds none."""
+        read = self._read()
+        return None if read is None else read[0]
+
     def load(self) -> CardState | None:
         """The committed state, None if the directory holds none; DecodeError if it is not a state."""
         read = self._read()
@@ -183,7 +200,7 @@ class DirectoryStore:
 
     def _write_snapshot(self, text: str) -> None:
         """Atomically replace the snapshot file with ``text``."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        _make_directory(self.directory)
         data = text.encode()
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

@@ -85,7 +85,7 @@ _R = TypeVar("_R")
 _SINGLE_DES = (CipherAlgorithm.DES_CBC, CipherAlgorithm.DES_ECB, MacAlgorithm.DES_CBC_MAC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Scp80KeySet:
     """One SCP80 key set (one KVN): the ciphering key (KIc), the RC/CC key (KID) and their algorithms.
 

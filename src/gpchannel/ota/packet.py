@@ -53,6 +53,9 @@ SMS_RESPONSE_UDH = b"\x02\x71\x00"
 """The user data header of a response packet: UDHL 02, IEI 71 (RPI), IEIDL 00 (TS 31.115 4.4)."""
 
 _CPI = 0x01
+_HEADERS: dict[tuple[int, int, int, int], tuple[Spi, Kic, Kid, bytes]] = {}
+"""CHL SPI KIc KID of the packets built or read, by the identities of their SPI, KIc and KID and L."""
+_HEADERS_MAX = 256
 _RPI = 0x02
 _TAR_LEN = 3
 
@@ -132,16 +135,29 @@ class CommandPacket:
 
     def header_bytes(self) -> bytes:
         """CHL SPI KIc KID TAR: the clear part after the packet length."""
-        return bytes((self.chl,)) + self.spi.to_bytes() + self.kic.to_bytes() + self.kid.to_bytes() + self.tar
+        slot = (id(self.spi), id(self.kic), id(self.kid), self.check_length)
+        found = _HEADERS.get(slot)
+        if found is None:
+            head = bytes((self.chl,)) + self.spi.to_bytes() + self.kic.to_bytes() + self.kid.to_bytes()
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.clear()
+            # The objects are kept with their bytes, so that their identities are not reused meanwhile.
+            found = _HEADERS[slot] = (self.spi, self.kic, self.kid, head)
+        return found[3] + self.tar
 
     def to_bytes(self) -> bytes:
         body = self.header_bytes() + self.secured
+        if self.transport is PacketLayout.SMS and len(body) <= 0xFFFF:
+            return len(body).to_bytes(2, "big") + body
         return _outer_prefix(self.transport, _CPI, len(body)) + body
 
     @classmethod
     def from_bytes(cls, raw: bytes, transport: PacketLayout = PacketLayout.SMS) -> CommandPacket:
         """Decode the clear header; :class:`DecodeError` with the offset for truncated or oversized input."""
-        body, start = _read_outer(raw, transport, _CPI, "command packet")
+        if transport is PacketLayout.SMS and len(raw) >= 2 and (raw[0] << 8 | raw[1]) == len(raw) - 2:
+            body, start = raw[2:], 2
+        else:
+            body, start = _read_outer(raw, transport, _CPI, "command packet")
         if not body:
             raise DecodeError("command packet: CHL missing", offset=start)
         chl = body[0]

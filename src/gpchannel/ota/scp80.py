@@ -36,10 +36,8 @@ from gpchannel.errors import (
     SecurityError,
     UnsupportedError,
 )
-from gpchannel.ota.algorithms import Scp80KeySet, compute_check, decrypt, encrypt, resolve_check, resolve_cipher
+from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.ota.packet import (
-    COMMAND_HEADER_MIN,
-    RESPONSE_HEADER_MIN,
     SMS_RESPONSE_UDH,
     CommandPacket,
     PacketLayout,
@@ -47,6 +45,7 @@ from gpchannel.ota.packet import (
     command_length_field,
     response_length_field,
 )
+from gpchannel.ota.packet_plan import command_plan, response_plan
 from gpchannel.ota.spi import CounterMode, Integrity, Kic, Kid, PorMode, Spi
 
 __all__ = [
@@ -147,19 +146,24 @@ def secure_command(
     ``counter`` is the CNTR to send (the caller chooses and persists it). Raises :class:`UnsupportedError` when
     the key set refuses the algorithms named by ``kic``/``kid`` (or their key lengths).
     """
-    _check_tar(tar)
-    _check_counter_value("counter", counter)
-    check_alg, check_len = resolve_check(spi.integrity, kid, keyset)
-    cipher = resolve_cipher(kic, keyset) if spi.ciphered else None
-    pad = -(6 + check_len + len(data)) % cipher.block_size if cipher is not None else 0
-    header = bytes((COMMAND_HEADER_MIN + check_len,)) + spi.to_bytes() + kic.to_bytes() + kid.to_bytes() + tar
-    cntr_pcntr = counter.to_bytes(5, "big") + bytes((pad,))
-    body = data + bytes(pad)
-    length_field = command_length_field(transport, len(header) + 6 + check_len + len(body))
-    check = compute_check(check_alg, keyset, length_field + header + cntr_pcntr + body)
+    if len(tar) != 3:
+        _check_tar(tar)
+    if not 0 <= counter <= MAX_COUNTER:
+        _check_counter_value("counter", counter)
+    plan = command_plan(spi, kic, kid, keyset)
+    check_len, block = plan.check_len, plan.block
+    pad = -(6 + check_len + len(data)) % block if block else 0
+    cntr_pcntr = ((counter << 8) | pad).to_bytes(6, "big")
+    body = data + bytes(pad) if pad else data
+    length = 14 + check_len + len(body)  # CHL SPI KIc KID TAR (8), CNTR PCNTR (6), RC/CC/DS, data, padding
+    if transport is PacketLayout.SMS and length <= 0xFFFF:
+        length_field = length.to_bytes(2, "big")
+    else:
+        length_field = command_length_field(transport, length)
+    check = plan.check(keyset, length_field + plan.header + tar + cntr_pcntr + body)
     secured = cntr_pcntr + check + body
-    if cipher is not None:
-        secured = encrypt(cipher, keyset.kic_key, secured)
+    if block:
+        secured = plan.encrypt(keyset, secured)
     return CommandPacket(spi, kic, kid, tar, check_len, secured, transport)
 
 
@@ -182,31 +186,37 @@ def unsecure_command(
     if isinstance(packet, bytes):
         packet = CommandPacket.from_bytes(packet, transport)
     spi = packet.spi
-    check_alg, check_len = resolve_check(spi.integrity, packet.kid, keyset)
-    cipher = resolve_cipher(packet.kic, keyset) if spi.ciphered else None
+    plan = command_plan(spi, packet.kic, packet.kid, keyset)
+    check_len, block = plan.check_len, plan.block
     if packet.check_length != check_len:
         raise SecurityError(f"CHL gives an RC/CC/DS of {packet.check_length} bytes; SPI and KID give {check_len}")
     secured = packet.secured
-    if cipher is not None:
-        if len(secured) % cipher.block_size:
+    if block:
+        if len(secured) % block:
             raise DecodeError(
-                f"ciphered part is {len(secured)} bytes, not a multiple of {cipher.block_size}",
-                offset=len(packet.to_bytes()),
+                f"ciphered part is {len(secured)} bytes, not a multiple of {block}", offset=len(packet.to_bytes())
             )
-        secured = decrypt(cipher, keyset.kic_key, secured)
+        secured = plan.decrypt(keyset, secured)
     cntr_pcntr, check, body = secured[:6], secured[6 : 6 + check_len], secured[6 + check_len :]
-    header = packet.header_bytes()
-    length_field = command_length_field(packet.transport, len(header) + len(secured))
-    expected = compute_check(check_alg, keyset, length_field + header + cntr_pcntr + body)
+    header = plan.header + packet.tar
+    length = 8 + len(secured)
+    transport = packet.transport
+    if transport is PacketLayout.SMS and length <= 0xFFFF:
+        length_field = length.to_bytes(2, "big")
+    else:
+        length_field = command_length_field(transport, length)
+    expected = plan.check(keyset, length_field + header + cntr_pcntr + body)
     if not constant_time_equal(expected, check):
         raise IntegrityError(f"{spi.integrity.name} of the command packet does not verify")
     pcntr = cntr_pcntr[5]
-    if pcntr > len(body) or (cipher is None and pcntr) or (cipher is not None and pcntr >= cipher.block_size):
+    if pcntr > len(body) or (not block and pcntr) or (block and pcntr >= block):
         raise DecodeError(f"PCNTR {pcntr} is impossible here", offset=len(length_field) + len(header) + 5)
     counter = int.from_bytes(cntr_pcntr[:5], "big")
     if stored_counter is not None:
         check_counter(spi.counter_mode, counter, stored_counter)
-    return Command(spi, packet.kic, packet.kid, packet.tar, counter, pcntr, check, body[: len(body) - pcntr])
+    return Command(
+        spi, packet.kic, packet.kid, packet.tar, counter, pcntr, check, body[: len(body) - pcntr] if pcntr else body
+    )
 
 
 # --------------------------------------------------------------------------------------------- counter policy
@@ -261,17 +271,17 @@ def secure_response(
     """
     _check_tar(tar)
     _check_counter_value("counter", counter)
-    check_alg, check_len = resolve_check(spi.por_integrity, kid, keyset)
-    cipher = resolve_cipher(kic, keyset) if spi.por_ciphered else None
-    pad = -(7 + check_len + len(data)) % cipher.block_size if cipher is not None else 0
-    head = bytes((RESPONSE_HEADER_MIN + check_len,)) + tar
+    plan = response_plan(spi, kic, kid, keyset)
+    check_len, block = plan.check_len, plan.block
+    pad = -(7 + check_len + len(data)) % block if block else 0
+    head = plan.header + tar
     fields = counter.to_bytes(5, "big") + bytes((pad, status))
     body = data + bytes(pad)
     length_field = response_length_field(transport, len(head) + len(fields) + check_len + len(body))
-    check = compute_check(check_alg, keyset, _response_prefix(transport) + length_field + head + fields + body)
+    check = plan.check(keyset, _response_prefix(transport) + length_field + head + fields + body)
     secured = fields + check + body
-    if cipher is not None:
-        secured = encrypt(cipher, keyset.kic_key, secured)
+    if block:
+        secured = plan.encrypt(keyset, secured)
     return ResponsePacket(tar, check_len, secured, transport)
 
 
@@ -299,12 +309,10 @@ def unsecure_response(
     """
     if isinstance(packet, bytes):
         packet = ResponsePacket.from_bytes(packet, transport)
-    check_alg, check_len = resolve_check(spi.por_integrity, kid, keyset)
-    cipher = resolve_cipher(kic, keyset) if spi.por_ciphered else None
+    plan = response_plan(spi, kic, kid, keyset)
+    check_len, block = plan.check_len, plan.block
     secured = packet.secured
-    clear_error_por = packet.check_length == 0 and (
-        check_len != 0 or (cipher is not None and len(secured) % cipher.block_size != 0)
-    )
+    clear_error_por = packet.check_length == 0 and (check_len != 0 or (block and len(secured) % block != 0))
     if clear_error_por:
         status = _status(secured[6], 0)
         if status is ResponseStatus.POR_OK or secured[5]:
@@ -312,20 +320,18 @@ def unsecure_response(
         return Response(packet.tar, int.from_bytes(secured[:5], "big"), 0, status, b"", secured[7:], False)
     if packet.check_length != check_len:
         raise IntegrityError(f"RHL gives an RC/CC/DS of {packet.check_length} bytes; SPI2 and KID give {check_len}")
-    if cipher is not None:
-        if len(secured) % cipher.block_size:
-            raise DecodeError(f"ciphered PoR is {len(secured)} bytes, not a multiple of {cipher.block_size}")
-        secured = decrypt(cipher, keyset.kic_key, secured)
+    if block:
+        if len(secured) % block:
+            raise DecodeError(f"ciphered PoR is {len(secured)} bytes, not a multiple of {block}")
+        secured = plan.decrypt(keyset, secured)
     fields, check, body = secured[:7], secured[7 : 7 + check_len], secured[7 + check_len :]
     head = bytes((packet.rhl,)) + packet.tar
     length_field = response_length_field(packet.transport, len(head) + len(secured))
-    expected = compute_check(
-        check_alg, keyset, _response_prefix(packet.transport) + length_field + head + fields + body
-    )
+    expected = plan.check(keyset, _response_prefix(packet.transport) + length_field + head + fields + body)
     if not constant_time_equal(expected, check):
         raise IntegrityError(f"{spi.por_integrity.name} of the response packet does not verify")
     pcntr = fields[5]
-    if pcntr > len(body) or (cipher is None and pcntr) or (cipher is not None and pcntr >= cipher.block_size):
+    if pcntr > len(body) or (not block and pcntr) or (block and pcntr >= block):
         raise DecodeError(f"PCNTR {pcntr} is impossible here", offset=len(length_field) + len(head) + 5)
     status = _status(fields[6], len(length_field) + len(head) + 6)
     counter = int.from_bytes(fields[:5], "big")
