@@ -182,6 +182,10 @@ class RepositoryError(GPChannelError):
     """The OTA server's storage refused an operation (unknown row, constraint, database unreachable)."""
 
 
+class InUseError(GPChannelError):
+    """A store that one process writes at a time (a fleet's journal) is held by another process."""
+
+
 class LeaseLost(GPChannelError):
     """A worker acted on a job whose lease it no longer holds (expired and taken over, or the job left the queue);
     it must drop the job without sending anything."""

@@ -114,3 +114,33 @@ def test_checkpoint_empties_the_journal_or_keeps_it_whole(tmp_path: Path) -> Non
     journal.append_delta("a", {"card": {"n": 9}})  # appends go on after a checkpoint
     assert journal.records_of("a") == [{"d": {"card": {"n": 9}}}]
     journal.close()
+
+
+def test_one_writer_per_fleet(tmp_path: Path) -> None:
+    """A second writer (another process, or another open in this one) is refused while the first holds the
+    journal; once it is closed (or its process ended, however), the journal opens again."""
+    import subprocess
+    import sys
+
+    from gpchannel.errors import InUseError
+
+    first = FleetJournal(tmp_path)
+    first.open()
+    with pytest.raises(InUseError, match="held by another process"):
+        FleetJournal(tmp_path).open()
+    first.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from gpchannel.io.fleet_journal import FleetJournal as J; "
+         f"J({str(tmp_path)!r}).open(); print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(InUseError):
+            FleetJournal(tmp_path).open()
+    finally:
+        holder.kill()
+        holder.wait()
+    again = FleetJournal(tmp_path)
+    again.open()
+    again.close()

@@ -87,6 +87,7 @@ class FleetHandsets:
         self._open: OrderedDict[str, _OpenCard] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        fleet.journal()  # opened now: a fleet another process writes is refused at start (InUseError), not per SMS
 
     def knows(self, msisdn: str) -> bool:
         return self.fleet.by_msisdn(msisdn) is not None

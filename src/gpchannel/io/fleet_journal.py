@@ -23,6 +23,7 @@ already hold them, which gives the same states (a delta sets whole units: the la
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from gpchannel.errors import InUseError
 
 __all__ = ["FLEET_JOURNAL_FILE", "FleetJournal", "Records", "read_fleet_journal"]
 
@@ -47,6 +50,18 @@ Records = dict[str, list[dict[str, Any]]]
 def _line(key: str, record: dict[str, Any]) -> bytes:
     body = json.dumps({"c": key, **record}, separators=(",", ":"), sort_keys=True).encode()
     return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _hold(fd: int, path: Path) -> None:
+    """One writer per fleet: an exclusive ``flock`` on the journal, held while it is open (released by the kernel
+    when the process ends, however it ends). A second writer's lines would interleave with the first's flushes
+    and a checkpoint of either would cut the other's lines off."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InUseError(
+            f"{path} is held by another process (a bridge or `fleet agents` on this fleet): stop it first"
+        ) from None
 
 
 def _parse(journal: bytes) -> tuple[Records, int]:
@@ -132,6 +147,7 @@ class FleetJournal:
             created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                _hold(fd, self.path)
                 data = b""
                 while chunk := os.read(fd, 1 << 20):
                     data += chunk
