@@ -24,16 +24,15 @@ already hold them, which gives the same states (a delta sets whole units: the la
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from gpchannel.errors import InUseError
+from gpchannel.io.journal_lines import encode_line, valid_lines
 
 __all__ = ["FLEET_JOURNAL_FILE", "FleetJournal", "Records", "read_fleet_journal"]
 
@@ -48,8 +47,7 @@ Records = dict[str, list[dict[str, Any]]]
 
 
 def _line(key: str, record: dict[str, Any]) -> bytes:
-    body = json.dumps({"c": key, **record}, separators=(",", ":"), sort_keys=True).encode()
-    return b"%08x %s\n" % (zlib.crc32(body), body)
+    return encode_line({"c": key, **record})
 
 
 def _hold(fd: int, path: Path) -> None:
@@ -68,30 +66,18 @@ def _parse(journal: bytes) -> tuple[Records, int]:
     """The records of ``journal`` up to the first torn or corrupt line, and the length of that valid part."""
     records: Records = {}
     end = 0
-    while True:
-        newline = journal.find(b"\n", end)
-        if newline < 0:
-            return records, end
-        line = journal[end:newline]
-        if len(line) < 10 or line[8:9] != b" ":
-            return records, end
-        body = line[9:]
-        try:
-            if int(line[:8], 16) != zlib.crc32(body):
-                return records, end
-            raw = json.loads(body)
-        except ValueError:
-            return records, end
-        if not isinstance(raw, dict) or not isinstance(raw.get("c"), str):
-            return records, end
-        key = raw.pop("c")
+    for raw, after in valid_lines(journal):
+        key = raw.pop("c", None)
+        if not isinstance(key, str):
+            break
         if isinstance(raw.get("s"), dict):
             records[key] = [raw]  # a whole state: what came before it no longer matters
         elif isinstance(raw.get("d"), dict):
             records.setdefault(key, []).append(raw)
         else:
-            return records, end
-        end = newline + 1
+            break
+        end = after
+    return records, end
 
 
 def read_fleet_journal(directory: str | os.PathLike[str]) -> Records:

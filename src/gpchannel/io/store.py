@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 
 from gpchannel.card.state import CardState
 from gpchannel.card.state_delta import apply_delta
 from gpchannel.errors import DecodeError
+from gpchannel.io.journal_lines import encode_line, valid_lines
 
 __all__ = ["JOURNAL_FILE", "STATE_FILE", "DirectoryStore"]
 
@@ -66,32 +66,19 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _record(generation: int, delta: dict[str, Any]) -> bytes:
-    body = json.dumps({"g": generation, "d": delta}, separators=(",", ":"), sort_keys=True).encode()
-    return b"%08x %s\n" % (zlib.crc32(body), body)
+    return encode_line({"g": generation, "d": delta})
 
 
 def _replay(raw: dict[str, Any], journal: bytes, generation: int) -> tuple[dict[str, Any], int]:
     """``raw`` with the journal's records of ``generation`` applied, and the length of the journal's valid part."""
     end = 0
-    while True:
-        newline = journal.find(b"\n", end)
-        if newline < 0:
-            return raw, end
-        line = journal[end:newline]
-        if len(line) < 10 or line[8:9] != b" ":
-            return raw, end
-        body = line[9:]
-        try:
-            if int(line[:8], 16) != zlib.crc32(body):
-                return raw, end
-            record = json.loads(body)
-        except ValueError:
-            return raw, end
-        if not isinstance(record, dict) or not isinstance(record.get("d"), dict):
-            return raw, end
+    for record, after in valid_lines(journal):
+        if not isinstance(record.get("d"), dict):
+            break
         if record.get("g") == generation:
             raw = apply_delta(raw, record["d"])
-        end = newline + 1
+        end = after
+    return raw, end
 
 
 class DirectoryStore:
