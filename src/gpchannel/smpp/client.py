@@ -173,10 +173,13 @@ class OtaSmppClient:
             left = deadline - loop.time()
             if left <= 0:
                 return None
-            try:
-                pdu = await asyncio.wait_for(self.esme.next(), left)
-            except TimeoutError:
-                return None
+            if self.esme.waiting:  # one is there: taken at once, no timer
+                pdu = await self.esme.next()
+            else:
+                try:
+                    pdu = await asyncio.wait_for(self.esme.next(), left)
+                except TimeoutError:
+                    return None
             if pdu is None or not isinstance(pdu.body, ShortMessageBody):
                 self.closed = True
                 raise TransportError("the SMSC ended the SMPP session")
