@@ -115,6 +115,10 @@ class _Job:
     submitted: str
 
 
+_SINK_WORKERS = 8
+"""Receipts a sink sends at once (one per destination shard; each destination's stay in order)."""
+
+
 def _shard(destination: str, count: int) -> int:
     """The worker of a destination: stable (CRC-32, not the salted hash), so one card's messages stay in order."""
     return zlib.crc32(destination.encode()) % count
@@ -126,7 +130,8 @@ def _stamp(now: datetime.datetime) -> str:
 
 class HandsetBridge:
     """The SMPP server in front of ``card`` (``None``: sink mode), or of a ``fleet`` of cards (``card`` is then
-    ``None``; ``workers`` cards are driven at once, default 4).
+    ``None``; ``workers`` cards are driven at once, default 4; a sink answers ``workers`` destinations at once,
+    default 8).
 
     ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
     dates (UTC by default). ``track_destinations``: count the accepted submit_sm per destination_addr in
@@ -161,7 +166,9 @@ class HandsetBridge:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._server: SmscServer | None = None
         self._sessions: dict[str, SmscSession] = {}
-        count = workers if workers is not None else (4 if fleet is not None else 1)
+        count = (
+            workers if workers is not None else (1 if card is not None else 4 if fleet is not None else _SINK_WORKERS)
+        )
         if count < 1:
             raise ValueError(f"workers must be at least 1, got {count}")
         self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(queue_size) for _ in range(count)]
@@ -193,6 +200,8 @@ class HandsetBridge:
                 done, _ = await asyncio.wait({pending_next, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if pending_next in done:
                     self._event(pending_next.result())
+                    while (event := server.next_nowait()) is not None:  # the rest of a burst, without a task each
+                        self._event(event)
                     pending_next = asyncio.ensure_future(server.next())
             for queue in self._queues:
                 await queue.join()

@@ -31,6 +31,7 @@ from gpchannel.smpp.receipt import (
     MessageState,
     is_receipt,
 )
+from gpchannel.smpp.session import DEFAULT_WINDOW
 
 __all__ = ["OtaSmppClient", "PorMessage", "Submitted", "command_segments"]
 
@@ -105,12 +106,15 @@ class OtaSmppClient:
         source_addr: str,
         system_type: str = "",
         timeout: float = DEFAULT_TIMEOUT,
+        window: int = DEFAULT_WINDOW,
     ) -> OtaSmppClient:
-        """Connect and bind as a transceiver; :class:`TransportError` if the SMSC cannot be reached or refuses."""
+        """Connect and bind as a transceiver; :class:`TransportError` if the SMSC cannot be reached or refuses.
+        ``window``: submit_sm sent at most before their _resp came (SMPP 3.4 2.8; the SMSC's contract says how many)."""
         try:
             esme = await Esme.bind(
-                host, port, system_id, password, mode=BindMode.TRANSCEIVER, system_type=system_type, timeout=timeout
-            )
+                host, port, system_id, password, mode=BindMode.TRANSCEIVER, system_type=system_type, timeout=timeout,
+                window=window,
+            )  # fmt: skip
         except SmppStatusError as exc:
             raise SmppStatusError(exc.command_status, f"cannot bind to the SMSC at {host}:{port}: refused") from None
         except TransportError as exc:
