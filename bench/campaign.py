@@ -73,6 +73,8 @@ LEASE_SECONDS = 600.0
 MASTER_KEY = os.urandom(32).hex()
 BATCH = 50
 """Jobs a worker claims per round: the per-card time includes the wait behind the others of its batch."""
+SMPP_WINDOW = BATCH
+"""submit_sm a worker has in flight before their _resp (the SMSC's window): a round's batch at once."""
 GET_DATA_IIN = bytes.fromhex("80CA004200")
 RUN_TIMEOUT = 300.0
 AIMS: dict[tuple[str, str, int], float] = {("SCP80", "sqlite", 1): 500.0, ("SCP80", "postgresql", 4): 1000.0}
@@ -271,6 +273,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
             args = ["-m", "gpchannel.server.worker", "--db", url, "--smpp", f"127.0.0.1:{port}", "--data", str(data)]
             args += ["--lease-seconds", str(LEASE_SECONDS), "--batch", str(BATCH), "--poll-interval", "0.05"]
             args += ["--link-rate", "1000000", "--max-in-flight", str(count + 1)]  # the sink sends no PoR
+            args += ["--smpp-window", str(SMPP_WINDOW)]
             procs = [_spawn(profiled("scp80-worker", [*args, "--owner", f"bench-{n}"])) for n in range(workers)]
             try:
                 for proc in procs:

@@ -16,14 +16,11 @@ its own clock):
    not before now + backoff; the next send takes a NEW counter) or failed when attempts are used up.
 
 Crash rule (exact): a job is never resent blindly. A worker that dies loses only its leases: QUEUED jobs it held
-are claimed by another worker when the lease expires. A job it left SENT (counter used, SMS maybe delivered) is
-not in anyone's memory, and its PoR (if any) went to the dead bind; the **SENT-timeout rule** handles it: any
-worker's round FAILS the SMS jobs in state SENT that no live worker holds and whose send (``updated_at``) is older
-than their ``por_timeout`` + ``lease_seconds`` (the grace lets a live owner's own timeout act first), with the
-reason :data:`ORPHAN_REASON`. It does not retry them: the script may have run, and an operator decides (a new
-campaign on the failed cards). Within a live worker, a missing PoR is retried per the campaign's retry policy
-(:mod:`gpchannel.server.campaigns`); every retry is a new packet with a new counter, so an old packet still
-travelling is refused by the card (counter low, 02) and no counter value is ever used twice.
+are claimed by another worker when the lease expires; the jobs it left SENT are FAILED by the **SENT-timeout rule**
+of :mod:`gpchannel.server.orphans` (outcome unknown, :data:`ORPHAN_REASON`), never resent. Within a live worker, a
+missing PoR is retried per the campaign's retry policy (:mod:`gpchannel.server.campaigns`); every retry is a new
+packet with a new counter, so an old packet still travelling is refused by the card (counter low, 02) and no
+counter value is ever used twice.
 
 One job per card in flight per worker: a second job of a card (another campaign) waits until the first one is
 final, so the card sees its counters in order. SMPP trouble (bind lost, submit refused) is a transient error
@@ -140,6 +137,8 @@ class Scp80Worker:
         self.events = SmsEvents(self)
         self.send_batch = SendBatch(self.repo, owner, services.clock, self.db)
         self._flights: dict[int, Flight] = {}
+        self._unsent: dict[int, Flight] = {}
+        """The held flights that may have nothing sent yet (claimed, or back for a fallback): see _waiting."""
         self._busy_cards: dict[int, int] = {}
         """card id -> the job id of this worker's job in flight for it."""
         self._by_message: dict[str, int] = {}
@@ -210,7 +209,17 @@ class Scp80Worker:
     def _fall_back(self, flight: Flight, job: JobRecord) -> None:
         """A TRIGGERED flight whose job is still QUEUED: held again, for its sender's SMS fallback."""
         state = next_flight_state(flight.state, FlightEvent.FALL_BACK)
-        self._flights[job.id] = Flight(job, flight.card, flight.settings, flight.msisdn, state=state)
+        self._flights[job.id] = self._unsent[job.id] = Flight(
+            job, flight.card, flight.settings, flight.msisdn, state=state
+        )
+
+    def _waiting(self) -> list[Flight]:
+        """The held flights with nothing sent yet, those that went out or were dropped pruned (a flight leaves
+        the unsent states only by its sender's advance, or by forget): no scan of every flight held."""
+        for job_id, flight in list(self._unsent.items()):
+            if not flight.state.unsent or self._flights.get(job_id) is not flight:
+                del self._unsent[job_id]
+        return list(self._unsent.values())
 
     def held(self) -> int:
         """Jobs this worker holds now (claimed or in flight)."""
@@ -253,7 +262,7 @@ class Scp80Worker:
     def _drop_keysets(self) -> None:
         """Keep the key sets opened with a claim only for the jobs still waiting to be sent."""
         if self._keysets:
-            waiting = {f.card.id for f in self._flights.values() if f.state.unsent}
+            waiting = {f.card.id for f in self._waiting()}
             self._keysets = {key: found for key, found in self._keysets.items() if key[0] in waiting}
 
     async def _renew(self, now: datetime) -> None:
@@ -281,7 +290,7 @@ class Scp80Worker:
     async def _claim(self, now: datetime, *, sending: int = 0) -> None:
         # Hold no more unsent jobs than one batch besides the ``sending`` ones being sent now: the rest stay
         # claimable by the other workers.
-        unsent = sum(1 for f in self._flights.values() if f.state.unsent) - sending
+        unsent = len(self._waiting()) - sending
         room = min(self.settings.batch - unsent, self.settings.max_in_flight - len(self._flights))
         if room <= 0:
             return
@@ -302,12 +311,12 @@ class Scp80Worker:
             if msisdn is None:
                 await self.final(job.id, "the card has no MSISDN: it cannot be reached by SMS", job.campaign_id)
                 continue
-            self._flights[job.id] = Flight(job, card, settings, msisdn)
+            self._flights[job.id] = self._unsent[job.id] = Flight(job, card, settings, msisdn)
 
     async def _ready(self) -> list[Flight]:
         """The held unsent jobs that may go now (one per card, within the rate limits), their tokens taken; none
         without a bind (nothing is marked sent, no attempt is used: the jobs wait under their leases)."""
-        waiting = [f for f in self._flights.values() if f.state.unsent]
+        waiting = self._waiting()
         if not waiting or await self.sms_link() is None:
             return []
         going = []

@@ -60,6 +60,9 @@ class PorMessage:
     response: bool = True
 
 
+_STATES = frozenset(MessageState)
+
+
 def _receipt(event: ShortMessageBody) -> DeliveryReceipt:
     """The receipt's text, with the TLVs (receipted_message_id, message_state) winning where present."""
     receipt = DeliveryReceipt.from_text(event.short_message)
@@ -67,8 +70,10 @@ def _receipt(event: ShortMessageBody) -> DeliveryReceipt:
     for tlv in event.tlvs:
         if tlv.tag == TLV_RECEIPTED_MESSAGE_ID and tlv.as_string():
             message_id = str(tlv.as_string())
-        elif tlv.tag == TLV_MESSAGE_STATE and tlv.as_int() in set(MessageState):
+        elif tlv.tag == TLV_MESSAGE_STATE and tlv.as_int() in _STATES:
             state = MessageState(int(tlv.as_int() or 0))
+    if (message_id, state) == (receipt.message_id, receipt.state):
+        return receipt  # the TLVs agree with the text (the usual case): no second receipt to build and check
     return DeliveryReceipt(
         message_id,
         state,
