@@ -115,10 +115,6 @@ class _Job:
     submitted: str
 
 
-_SINK_WORKERS = 8
-"""Receipts a sink sends at once (one per destination shard; each destination's stay in order)."""
-
-
 def _shard(destination: str, count: int) -> int:
     """The worker of a destination: stable (CRC-32, not the salted hash), so one card's messages stay in order."""
     return zlib.crc32(destination.encode()) % count
@@ -130,8 +126,7 @@ def _stamp(now: datetime.datetime) -> str:
 
 class HandsetBridge:
     """The SMPP server in front of ``card`` (``None``: sink mode), or of a ``fleet`` of cards (``card`` is then
-    ``None``; ``workers`` cards are driven at once, default 4; a sink answers ``workers`` destinations at once,
-    default 8).
+    ``None``; ``workers`` cards are driven at once, default 4).
 
     ``allowed_system_ids``: the system_ids whose submit_sm are taken (``None``: any). ``clock`` gives the receipt
     dates (UTC by default). ``track_destinations``: count the accepted submit_sm per destination_addr in
@@ -166,9 +161,7 @@ class HandsetBridge:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._server: SmscServer | None = None
         self._sessions: dict[str, SmscSession] = {}
-        count = (
-            workers if workers is not None else (1 if card is not None else 4 if fleet is not None else _SINK_WORKERS)
-        )
+        count = workers if workers is not None else (4 if fleet is not None else 1)
         if count < 1:
             raise ValueError(f"workers must be at least 1, got {count}")
         self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(queue_size) for _ in range(count)]
