@@ -77,6 +77,9 @@ SMPP_WINDOW = BATCH
 """submit_sm a worker has in flight before their _resp (the SMSC's window): a round's batch at once."""
 GET_DATA_IIN = bytes.fromhex("80CA004200")
 RUN_TIMEOUT = 300.0
+PROGRESS_POLL = 0.05
+"""Seconds between two looks at the campaign's progress: the end of a run is known to within this (0.25 s was
+up to a tenth of a 2,000-card run)."""
 AIMS: dict[tuple[str, str, int], float] = {("SCP80", "sqlite", 1): 500.0, ("SCP80", "postgresql", 4): 1000.0}
 """cards/s aimed at, claim to submit_sm: SQLite with one worker, PostgreSQL with four."""
 
@@ -290,7 +293,7 @@ def run_scp80(store: str, url: str, workers: int, count: int, data: Path) -> Cam
                         break
                     if time.perf_counter() - start > RUN_TIMEOUT:
                         raise RuntimeError(f"SCP80 campaign not sent after {RUN_TIMEOUT} s: {progress}")
-                    time.sleep(0.25)
+                    time.sleep(PROGRESS_POLL)
                 seconds = time.perf_counter() - start
             finally:
                 _stop(procs)
