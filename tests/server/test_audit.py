@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from gpchannel.cli.main import cli
+from gpchannel.errors import RepositoryError
 from gpchannel.server import audit, db
 from gpchannel.server.api import build_api
 from gpchannel.server.repository import JobState, Repository
@@ -81,6 +83,31 @@ def test_append_many_makes_the_chain_that_appends_one_by_one_make(repo_url: str)
     assert all(r.prev_hash == p.hash for p, r in pairwise(rows))
     code, output = _verify(repo_url)
     assert code == 0 and "7 record(s)" in output and "TAMPERED" not in output, output
+
+
+def test_append_many_hashes_what_the_database_gives_back(repo_url: str) -> None:
+    """append_many computes the hashes before its insert (no read back): over a time with another UTC offset and
+    microseconds, one record alone and a batch, the chain verifies, and the stored times are the same instants."""
+    _chain(repo_url, 1)
+    engine = db.make_engine(repo_url)
+    at = datetime(2026, 3, 29, 2, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    try:
+        with engine.begin() as c:
+            assert audit.append_many(c, [{"principal": "server:w", "action": "script.sent", "at": at}]) == [3]
+            records = [
+                {"principal": "server:w", "action": "script.sent", "at": at, "card_ids": [n, 2**40], "job_id": n,
+                 "campaign_id": 2**33, "script_sha256": "ab" * 32, "outcome": "sent (scp80 SMS, kvn 1) \u00e9"}
+                for n in (1, 2)
+            ]  # fmt: skip
+            assert audit.append_many(c, records) == [4, 5]
+        with pytest.raises(RepositoryError), engine.begin() as c:
+            audit.append_many(c, [{"principal": "p", "action": "a", "at": datetime(2026, 1, 1)}])
+        stored = audit.export(engine)
+    finally:
+        engine.dispose()
+    assert [datetime.fromisoformat(r["at"]) for r in stored[2:]] == [at, at, at]
+    code, output = _verify(repo_url)
+    assert code == 0 and "5 record(s)" in output and "TAMPERED" not in output, output
 
 
 def test_verify_names_a_deleted_record(repo_url: str) -> None:

@@ -46,6 +46,10 @@ def test_options_from_the_environment() -> None:
         WorkerOptions(lease_seconds=0)
     with pytest.raises(ValueError, match="batch"):
         WorkerOptions(batch=0)
+    assert WorkerOptions.from_env({"GPCHANNEL_WORKER_SMPP_WINDOW": "50"}).smpp_window == 50
+    assert WorkerOptions().smpp_window == 10  # SMPP 3.4's usual window unless the SMSC's contract says more
+    with pytest.raises(ValueError, match="smpp_window"):
+        WorkerOptions(smpp_window=0)
 
 
 def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -203,6 +203,8 @@ class HandsetBridge:
                 done, _ = await asyncio.wait({pending_next, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if pending_next in done:
                     self._event(pending_next.result())
+                    while (event := server.next_nowait()) is not None:  # the rest of a burst, without a task each
+                        self._event(event)
                     pending_next = asyncio.ensure_future(server.next())
             for queue in self._queues:
                 await queue.join()

@@ -16,14 +16,11 @@ its own clock):
    not before now + backoff; the next send takes a NEW counter) or failed when attempts are used up.
 
 Crash rule (exact): a job is never resent blindly. A worker that dies loses only its leases: QUEUED jobs it held
-are claimed by another worker when the lease expires. A job it left SENT (counter used, SMS maybe delivered) is
-not in anyone's memory, and its PoR (if any) went to the dead bind; the **SENT-timeout rule** handles it: any
-worker's round FAILS the SMS jobs in state SENT that no live worker holds and whose send (``updated_at``) is older
-than their ``por_timeout`` + ``lease_seconds`` (the grace lets a live owner's own timeout act first), with the
-reason :data:`ORPHAN_REASON`. It does not retry them: the script may have run, and an operator decides (a new
-campaign on the failed cards). Within a live worker, a missing PoR is retried per the campaign's retry policy
-(:mod:`gpchannel.server.campaigns`); every retry is a new packet with a new counter, so an old packet still
-travelling is refused by the card (counter low, 02) and no counter value is ever used twice.
+are claimed by another worker when the lease expires; the jobs it left SENT are FAILED by the **SENT-timeout rule**
+of :mod:`gpchannel.server.orphans` (outcome unknown, :data:`ORPHAN_REASON`), never resent. Within a live worker, a
+missing PoR is retried per the campaign's retry policy (:mod:`gpchannel.server.campaigns`); every retry is a new
+packet with a new counter, so an old packet still travelling is refused by the card (counter low, 02) and no
+counter value is ever used twice.
 
 One job per card in flight per worker: a second job of a card (another campaign) waits until the first one is
 final, so the card sees its counters in order. SMPP trouble (bind lost, submit refused) is a transient error
@@ -48,6 +45,7 @@ from gpchannel.ota.algorithms import Scp80KeySet
 from gpchannel.server.campaigns import CampaignSettings, TokenBucket, finish_if_done, retry_at
 from gpchannel.server.claim_round import ClaimedRound, SettingsCache, claim_round
 from gpchannel.server.job_state import FlightEvent, FlightState, JobState, next_flight_state
+from gpchannel.server.orphans import ORPHAN_REASON, settle_orphans
 from gpchannel.server.repository import ApduResult
 from gpchannel.server.send_batch import SendBatch
 from gpchannel.server.sender import Flight, SenderRegistry, SmsLink
@@ -73,8 +71,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("gpchannel.server.scp80_worker")
-
-ORPHAN_REASON = "outcome unknown: the worker that sent it stopped before its PoR came (not resent)"
 
 
 @dataclass(frozen=True)
@@ -141,6 +137,8 @@ class Scp80Worker:
         self.events = SmsEvents(self)
         self.send_batch = SendBatch(self.repo, owner, services.clock, self.db)
         self._flights: dict[int, Flight] = {}
+        self._unsent: dict[int, Flight] = {}
+        """The held flights that may have nothing sent yet (claimed, or back for a fallback): see _waiting."""
         self._busy_cards: dict[int, int] = {}
         """card id -> the job id of this worker's job in flight for it."""
         self._by_message: dict[str, int] = {}
@@ -211,7 +209,17 @@ class Scp80Worker:
     def _fall_back(self, flight: Flight, job: JobRecord) -> None:
         """A TRIGGERED flight whose job is still QUEUED: held again, for its sender's SMS fallback."""
         state = next_flight_state(flight.state, FlightEvent.FALL_BACK)
-        self._flights[job.id] = Flight(job, flight.card, flight.settings, flight.msisdn, state=state)
+        self._flights[job.id] = self._unsent[job.id] = Flight(
+            job, flight.card, flight.settings, flight.msisdn, state=state
+        )
+
+    def _waiting(self) -> list[Flight]:
+        """The held flights with nothing sent yet, those that went out or were dropped pruned (a flight leaves
+        the unsent states only by its sender's advance, or by forget): no scan of every flight held."""
+        for job_id, flight in list(self._unsent.items()):
+            if not flight.state.unsent or self._flights.get(job_id) is not flight:
+                del self._unsent[job_id]
+        return list(self._unsent.values())
 
     def held(self) -> int:
         """Jobs this worker holds now (claimed or in flight)."""
@@ -228,16 +236,34 @@ class Scp80Worker:
 
     # ---------------------------------------------------------------------------------------------- a round
     async def tick(self) -> None:
-        """One round: timeouts, stale SENT jobs, leases, claims, sends (see the module docstring)."""
+        """One round: timeouts, stale SENT jobs, leases, claims, sends (see the module docstring).
+
+        The jobs held unsent are sent WHILE the next batch is claimed (two trips to the database overlapping: the
+        claim, and the sends' group commit then their submit_sm); the batch claimed is sent in the next round.
+        With nothing to send, the claim comes first and its batch is sent in this round."""
         now = self.services.clock()
         await self._expire(now)
         await self._renew(now)
-        await self._claim(now)
         try:
-            await self._send_ready()
+            going = await self._ready()
+            if not going:
+                await self._claim(now)
+                await self._send(await self._ready())
+            else:
+                sends = asyncio.ensure_future(self._send(going))
+                try:
+                    await self._claim(now, sending=len(going))
+                finally:
+                    await sends
         finally:
-            self._keysets.clear()
+            self._drop_keysets()
         await self._finish_campaigns(now)
+
+    def _drop_keysets(self) -> None:
+        """Keep the key sets opened with a claim only for the jobs still waiting to be sent."""
+        if self._keysets:
+            waiting = {f.card.id for f in self._waiting()}
+            self._keysets = {key: found for key, found in self._keysets.items() if key[0] in waiting}
 
     async def _renew(self, now: datetime) -> None:
         """Keep the leases of the QUEUED jobs held here (claimed, or triggered and waiting for the session), every
@@ -261,9 +287,10 @@ class Scp80Worker:
                 _log.info("job %d: lease not renewed (taken over, cancelled or in an admin session): dropped", job_id)
                 self.forget(flight)
 
-    async def _claim(self, now: datetime) -> None:
-        # Hold no more unsent jobs than one batch: the rest stay claimable by the other workers.
-        unsent = sum(1 for f in self._flights.values() if f.state.unsent)
+    async def _claim(self, now: datetime, *, sending: int = 0) -> None:
+        # Hold no more unsent jobs than one batch besides the ``sending`` ones being sent now: the rest stay
+        # claimable by the other workers.
+        unsent = len(self._waiting()) - sending
         room = min(self.settings.batch - unsent, self.settings.max_in_flight - len(self._flights))
         if room <= 0:
             return
@@ -284,13 +311,15 @@ class Scp80Worker:
             if msisdn is None:
                 await self.final(job.id, "the card has no MSISDN: it cannot be reached by SMS", job.campaign_id)
                 continue
-            self._flights[job.id] = Flight(job, card, settings, msisdn)
+            self._flights[job.id] = self._unsent[job.id] = Flight(job, card, settings, msisdn)
 
-    async def _send_ready(self) -> None:
-        waiting = [f for f in self._flights.values() if f.state.unsent]
+    async def _ready(self) -> list[Flight]:
+        """The held unsent jobs that may go now (one per card, within the rate limits), their tokens taken; none
+        without a bind (nothing is marked sent, no attempt is used: the jobs wait under their leases)."""
+        waiting = self._waiting()
         if not waiting or await self.sms_link() is None:
-            return  # no bind: nothing is marked sent, no attempt is used; the jobs wait under their leases
-        going = []  # sent concurrently: their mark_sent are committed together (server/send_batch.py)
+            return []
+        going = []
         for flight in sorted(waiting, key=lambda f: f.job.id):
             busy = self._busy_cards.get(flight.card.id)
             if busy is not None and busy != flight.job.id:
@@ -302,6 +331,10 @@ class Scp80Worker:
             bucket.take()
             self._busy_cards[flight.card.id] = flight.job.id
             going.append(flight)
+        return going
+
+    async def _send(self, going: list[Flight]) -> None:
+        """Send concurrently: their mark_sent are committed together (server/send_batch.py)."""
         await asyncio.gather(*(self.senders[f.job.transport].send(self, f) for f in going))
 
     async def sms_link(self) -> SmsLink | None:
@@ -395,41 +428,15 @@ class Scp80Worker:
         await self._stale(now)
 
     async def _stale(self, now: datetime) -> None:
-        """The crash rule: SMS jobs left SENT by a worker that stopped (nobody here holds them) whose PoR did not
-        come within ``por_timeout`` + ``lease_seconds`` of the send are FAILED, "outcome unknown", never resent:
-        the packet may have run on the card and its PoR went to the dead bind. Checked every ``lease_seconds`` / 4."""
+        """The crash rule (:mod:`gpchannel.server.orphans`), checked every ``lease_seconds`` / 4."""
         every = self.settings.lease_seconds / 4
         if self._last_stale is not None and (now - self._last_stale).total_seconds() < every:
             return
         self._last_stale = now
-        after = 0
-        while True:
-            sent: list[JobRecord] = await self.db(self.repo.jobs, state=JobState.SENT, after_id=after, limit=1000)
-            if not sent:
-                return
-            for job in sent:
-                mine = job.id in self._flights
-                sender = self.senders.get(job.transport)
-                if mine or sender is None or not sender.settles_orphan(job):
-                    continue  # an admin session's delivery follows the admin server's rules
-                settings = await self._settings_for(job)
-                if job.updated_at + timedelta(seconds=settings.por_timeout + self.settings.lease_seconds) > now:
-                    continue
-                self.stats.failed += 1
-                _log.warning(
-                    "job %d: SENT by %s, no PoR since %s: failed, outcome unknown",
-                    job.id,
-                    job.lease_owner,
-                    job.updated_at.isoformat(),
-                )
-                await self.db(
-                    self.repo.complete_job,
-                    job.delivery_id or "",
-                    [],
-                    state=JobState.FAILED,
-                    reason=ORPHAN_REASON,
-                )
-            after = sent[-1].id
+        await settle_orphans(
+            repo=self.repo, db=self.db, senders=self.senders, held=self._flights, settings_for=self._settings_for,
+            lease_seconds=self.settings.lease_seconds, stats=self.stats, now=now,
+        )  # fmt: skip
 
     async def _finish_campaigns(self, now: datetime) -> None:
         """Campaigns whose jobs went final here are checked every round; all RUNNING ones every minute."""

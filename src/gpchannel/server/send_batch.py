@@ -4,7 +4,7 @@ transaction (Repository.mark_sent_many) instead of one transaction each.
 Measured (docs/deploy.md): an SCP80 send spent most of its CPU in the statements and commits of its own
 ``mark_sent`` transaction (lease check, counter advance, job update, audit record), and on PostgreSQL every one
 took the audit chain's lock until its commit, so the sends of all workers queued on one lock, one commit at a
-time. The sends of one round run concurrently (scp80_worker._send_ready); each asks :meth:`SendBatch.mark_sent`
+time. The sends of one round run concurrently (scp80_worker._send); each asks :meth:`SendBatch.mark_sent`
 and waits; the first request of a round schedules a flush, which takes every request queued by then and marks
 them all in one transaction. What each caller gets back is what ``mark_sent`` would have given it: its counter,
 or :class:`~gpchannel.errors.LeaseLost`. Exactly once is unchanged: the lease check, the counter advance and the

@@ -12,8 +12,8 @@ Entry points: ``gpchannel server --worker-only --db URL --smpp HOST:PORT`` (the 
 :func:`run_worker_process`), and ``python -m gpchannel.server.worker --db URL --smpp HOST:PORT`` (the same, with
 the worker's knobs as options: tests and benchmarks start it so). The knobs come from :class:`WorkerOptions`,
 whose defaults can be set in the environment (``GPCHANNEL_WORKER_LEASE_SECONDS``, ``..._BATCH``,
-``..._POLL_INTERVAL``, ``..._LINK_RATE``, ``..._MAX_IN_FLIGHT``): a short lease is what a fault test wants, a
-long one what a WAN does.
+``..._POLL_INTERVAL``, ``..._LINK_RATE``, ``..._MAX_IN_FLIGHT``, ``..._SMPP_WINDOW``): a short lease is what a
+fault test wants, a long one what a WAN does.
 The process prints ``ready`` once the store is open, and stops cleanly on SIGTERM / SIGINT (its leases are
 released by expiry; nothing is half-written: every step is one transaction).
 """
@@ -37,6 +37,7 @@ from gpchannel.server.scp80_worker import Scp80Worker, WorkerSettings
 from gpchannel.server.sender import SmsLink
 from gpchannel.server.services import open_services
 from gpchannel.smpp.client import OtaSmppClient
+from gpchannel.smpp.session import DEFAULT_WINDOW
 
 __all__ = ["ENV_PREFIX", "WorkerOptions", "main", "run_scp80_worker", "run_worker", "run_worker_process"]
 
@@ -60,12 +61,17 @@ class WorkerOptions:
     """submit_sm per second on this process's bind."""
     max_in_flight: int = 5000
     """Jobs held at most (claimed, or sent and waiting for their PoR): the worker claims no more beyond."""
+    smpp_window: int = DEFAULT_WINDOW
+    """submit_sm in flight at most on the bind, before their submit_sm_resp (SMPP 3.4 2.8: the SMSC's contract)."""
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > 0 or not self.poll_interval > 0 or not self.link_rate > 0:
             raise ValueError("lease_seconds, poll_interval and link_rate must be positive")
-        if self.batch < 1 or self.max_in_flight < 1:
-            raise ValueError(f"batch and max_in_flight must be at least 1, got {self.batch}, {self.max_in_flight}")
+        if self.batch < 1 or self.max_in_flight < 1 or self.smpp_window < 1:
+            raise ValueError(
+                f"batch, max_in_flight and smpp_window must be at least 1, got {self.batch}, {self.max_in_flight}, "
+                f"{self.smpp_window}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerOptions:
@@ -78,6 +84,7 @@ class WorkerOptions:
             ("poll_interval", float),
             ("link_rate", float),
             ("max_in_flight", int),
+            ("smpp_window", int),
         )
         for name, kind in knobs:
             raw = env.get(ENV_PREFIX + name.upper())
@@ -117,8 +124,9 @@ async def run_worker(
 
     async def connect() -> SmsLink:
         return await OtaSmppClient.connect(
-            host, port, config.smpp_system_id, config.smpp_password, source_addr=config.source_addr
-        )
+            host, port, config.smpp_system_id, config.smpp_password, source_addr=config.source_addr,
+            window=options.smpp_window,
+        )  # fmt: skip
 
     worker = Scp80Worker(services, None, owner=config.owner, settings=settings, connect=connect)
     _log.info("worker %s: SMSC %s:%d, lease %g s", config.owner, host, port, options.lease_seconds)
@@ -193,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, help=f"seconds between rounds (default {defaults.poll_interval})")
     p.add_argument("--link-rate", type=float, help=f"submit_sm per second (default {defaults.link_rate:g})")
     p.add_argument("--max-in-flight", type=int, help=f"jobs held at most (default {defaults.max_in_flight})")
+    p.add_argument(
+        "--smpp-window", type=int, help=f"submit_sm awaiting their _resp at most (default {defaults.smpp_window})"
+    )
     p.add_argument("--system-id", default="gpchannel", help="SMPP system_id")
     p.add_argument("--password", default=os.environ.get("GPCHANNEL_SMPP_PASSWORD", ""), help="SMPP password")
     p.add_argument("--source-addr", default="0", help="the OTA server's address (TP-OA)")
@@ -209,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = WorkerOptions.from_env()
         changes = {
             name: getattr(args, name)
-            for name in ("lease_seconds", "batch", "poll_interval", "link_rate", "max_in_flight")
+            for name in ("lease_seconds", "batch", "poll_interval", "link_rate", "max_in_flight", "smpp_window")
             if getattr(args, name) is not None
         }
         options = replace(options, **changes)

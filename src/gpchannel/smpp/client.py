@@ -31,6 +31,7 @@ from gpchannel.smpp.receipt import (
     MessageState,
     is_receipt,
 )
+from gpchannel.smpp.session import DEFAULT_WINDOW
 
 __all__ = ["OtaSmppClient", "PorMessage", "Submitted", "command_segments"]
 
@@ -59,6 +60,9 @@ class PorMessage:
     response: bool = True
 
 
+_STATES = frozenset(MessageState)
+
+
 def _receipt(event: ShortMessageBody) -> DeliveryReceipt:
     """The receipt's text, with the TLVs (receipted_message_id, message_state) winning where present."""
     receipt = DeliveryReceipt.from_text(event.short_message)
@@ -66,8 +70,10 @@ def _receipt(event: ShortMessageBody) -> DeliveryReceipt:
     for tlv in event.tlvs:
         if tlv.tag == TLV_RECEIPTED_MESSAGE_ID and tlv.as_string():
             message_id = str(tlv.as_string())
-        elif tlv.tag == TLV_MESSAGE_STATE and tlv.as_int() in set(MessageState):
+        elif tlv.tag == TLV_MESSAGE_STATE and tlv.as_int() in _STATES:
             state = MessageState(int(tlv.as_int() or 0))
+    if (message_id, state) == (receipt.message_id, receipt.state):
+        return receipt  # the TLVs agree with the text (the usual case): no second receipt to build and check
     return DeliveryReceipt(
         message_id,
         state,
@@ -105,12 +111,15 @@ class OtaSmppClient:
         source_addr: str,
         system_type: str = "",
         timeout: float = DEFAULT_TIMEOUT,
+        window: int = DEFAULT_WINDOW,
     ) -> OtaSmppClient:
-        """Connect and bind as a transceiver; :class:`TransportError` if the SMSC cannot be reached or refuses."""
+        """Connect and bind as a transceiver; :class:`TransportError` if the SMSC cannot be reached or refuses.
+        ``window``: submit_sm sent at most before their _resp came (SMPP 3.4 2.8; the SMSC's contract says how many)."""
         try:
             esme = await Esme.bind(
-                host, port, system_id, password, mode=BindMode.TRANSCEIVER, system_type=system_type, timeout=timeout
-            )
+                host, port, system_id, password, mode=BindMode.TRANSCEIVER, system_type=system_type, timeout=timeout,
+                window=window,
+            )  # fmt: skip
         except SmppStatusError as exc:
             raise SmppStatusError(exc.command_status, f"cannot bind to the SMSC at {host}:{port}: refused") from None
         except TransportError as exc:
@@ -173,10 +182,13 @@ class OtaSmppClient:
             left = deadline - loop.time()
             if left <= 0:
                 return None
-            try:
-                pdu = await asyncio.wait_for(self.esme.next(), left)
-            except TimeoutError:
-                return None
+            if self.esme.waiting:  # one is there: taken at once, no timer
+                pdu = await self.esme.next()
+            else:
+                try:
+                    pdu = await asyncio.wait_for(self.esme.next(), left)
+                except TimeoutError:
+                    return None
             if pdu is None or not isinstance(pdu.body, ShortMessageBody):
                 self.closed = True
                 raise TransportError("the SMSC ended the SMPP session")

@@ -135,6 +135,11 @@ class Esme:
             raise TransportError("a receiver bind cannot submit_sm (SMPP 3.4 2.2)")
         return await self.session.request(CommandId.SUBMIT_SM, body, timeout=timeout)
 
+    @property
+    def waiting(self) -> int:
+        """deliver_sm received and not yet taken by :meth:`next` (which then returns without waiting)."""
+        return self._inbox.qsize()
+
     async def next(self) -> Pdu | None:
         """The next deliver_sm, ``None`` when the session has ended (and stays so)."""
         if self.session.closed and self._inbox.empty():

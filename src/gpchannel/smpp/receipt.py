@@ -107,7 +107,7 @@ class DeliveryReceipt:
     text: str = ""
 
     def __post_init__(self) -> None:
-        if not self.message_id or len(self.message_id) > 64 or any(c.isspace() for c in self.message_id):
+        if not self.message_id or len(self.message_id) > 64 or self.message_id.split() != [self.message_id]:
             raise ValueError("a message_id is 1..64 characters without spaces")
         for name in ("submit_date", "done_date"):
             if not _STAMP.fullmatch(getattr(self, name)):

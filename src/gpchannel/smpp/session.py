@@ -32,6 +32,8 @@ DEFAULT_RESPONSE_TIMEOUT = 10.0
 DEFAULT_ENQUIRE_INTERVAL = 30.0
 _UNBIND_WAIT = 2.0
 _READ_CHUNK = 65536
+_WRITE_HIGH_WATER = 65536
+"""Bytes buffered in the transport past which a writer waits for them to drain."""
 _COMMANDS = {int(c): c for c in CommandId}
 
 Handler = Callable[["SmppSession", Pdu], Awaitable[None]]
@@ -139,41 +141,63 @@ class SmppSession:
         self._sequence = self._sequence % 0x7FFFFFFF + 1
         return self._sequence
 
-    async def _write(self, pdu: Pdu) -> None:
+    def _send(self, pdu: Pdu) -> None:
+        """Hand one whole PDU to the transport (one write: PDUs never interleave, in call order)."""
         data = pdu.encode()
-        async with self._write_lock:
-            if self.closed:
-                raise TransportError(f"{self.name}: the SMPP connection is closed")
-            try:
-                self._writer.write(data)
-                await self._writer.drain()
-            except (OSError, RuntimeError) as exc:  # RuntimeError: the transport closed under the write
-                raise TransportError(f"{self.name}: cannot send {pdu.command_id.name}: {exc}") from None
+        if self.closed or self._writer.transport.is_closing():
+            raise TransportError(f"{self.name}: the SMPP connection is closed")
+        try:
+            self._writer.write(data)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the transport closed under the write
+            raise TransportError(f"{self.name}: cannot send {pdu.command_id.name}: {exc}") from None
+
+    async def _write(self, pdu: Pdu) -> None:
+        """:meth:`_send`, then wait for the transport's buffer to drain only when it holds more than
+        ``_WRITE_HIGH_WATER`` bytes (a peer that reads slowly holds the writers back; a fast one costs no wait)."""
+        self._send(pdu)
+        if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            async with self._write_lock:
+                try:
+                    await self._writer.drain()
+                except (OSError, RuntimeError) as exc:
+                    raise TransportError(f"{self.name}: cannot send {pdu.command_id.name}: {exc}") from None
 
     async def request(self, command_id: CommandId, body: Body = None, *, timeout: float | None = None) -> Pdu:
         """Send a request, return its _resp (or the generic_nack that answered it), whatever its status;
-        :class:`TransportError` when the connection closes or no answer comes within the timeout."""
+        :class:`TransportError` when the connection closes or no answer comes within the timeout (a timer of the
+        event loop per request, no task)."""
         wait = self.response_timeout if timeout is None else timeout
         async with self._window:
             if self.closed:
                 raise TransportError(f"{self.name}: the SMPP connection is closed")
             sequence = self._next_sequence()
-            future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Pdu] = loop.create_future()
             self._pending[sequence] = future
+            timer = loop.call_at(loop.time() + wait, self._expire, future, command_id, wait)
             try:
                 await self._write(Pdu(command_id, sequence, 0, body))
-                return await asyncio.wait_for(asyncio.shield(future), wait)
-            except TimeoutError:
-                raise TransportError(f"{self.name}: no answer to {command_id.name} within {wait:g} s") from None
+                return await future
             finally:
+                timer.cancel()
                 self._pending.pop(sequence, None)
                 if not future.done():
                     future.cancel()
+
+    def _expire(self, future: asyncio.Future[Pdu], command_id: CommandId, wait: float) -> None:
+        if not future.done():
+            future.set_exception(TransportError(f"{self.name}: no answer to {command_id.name} within {wait:g} s"))
 
     async def respond(self, request: Pdu, status: int = CommandStatus.ESME_ROK, body: Body = None) -> None:
         """Answer ``request`` with its _resp; a closed connection is not an error (the peer left)."""
         with contextlib.suppress(TransportError):
             await self._write(Pdu(request.command_id.response, request.sequence_number, status, body))
+
+    def respond_nowait(self, request: Pdu, status: int = CommandStatus.ESME_ROK, body: Body = None) -> None:
+        """:meth:`respond` without waiting for the transport's buffer (an answer is small; the requests the peer
+        sends are what a slow reader holds back)."""
+        with contextlib.suppress(TransportError):
+            self._send(Pdu(request.command_id.response, request.sequence_number, status, body))
 
     async def nack(self, sequence: int, status: int) -> None:
         with contextlib.suppress(TransportError):

@@ -18,9 +18,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from gpchannel.errors import SmppStatusError, TransportError
 from gpchannel.smpp.esme import BindMode
@@ -94,17 +93,7 @@ class SubmitSmEvent:
         if self.answered:
             return
         self.answered = True
-        answer = self.session.session.respond(self.pdu, status, MessageIdBody(message_id))
-        _spawn(answer)
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def _spawn(coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+        self.session.session.respond_nowait(self.pdu, status, MessageIdBody(message_id))
 
 
 Event = BoundEvent | SubmitSmEvent | UnboundEvent
@@ -134,6 +123,7 @@ class SmscServer:
         self._enquire_interval = enquire_interval
         self._server: asyncio.Server | None = None
         self._sessions: dict[str, SmscSession] = {}
+        self._by_session: dict[SmppSession, SmscSession] = {}
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._ids = itertools.count(1)
 
@@ -147,6 +137,10 @@ class SmscServer:
 
     async def next(self) -> Event:
         return await self._events.get()
+
+    def next_nowait(self) -> Event | None:
+        """The next event if one is waiting, else None (a caller draining a burst without waiting)."""
+        return None if self._events.empty() else self._events.get_nowait()
 
     @property
     def sessions(self) -> list[SmscSession]:
@@ -180,16 +174,18 @@ class SmscServer:
         )
         esme = SmscSession(session_id, session)
         self._sessions[session_id] = esme
+        self._by_session[session] = esme
         session.on_close(lambda: self._gone(esme))
         session.start()
 
     def _gone(self, esme: SmscSession) -> None:
         self._sessions.pop(esme.session_id, None)
+        self._by_session.pop(esme.session, None)
         if esme.mode is not None:
             self._events.put_nowait(UnboundEvent(esme))
 
     def _of(self, session: SmppSession) -> SmscSession | None:
-        return next((s for s in self._sessions.values() if s.session is session), None)
+        return self._by_session.get(session)
 
     async def _handle(self, session: SmppSession, pdu: Pdu) -> None:
         esme = self._of(session)
