@@ -38,7 +38,10 @@ def main() -> None:
     print("== PSK-TLS handshakes: serve_psk vs openssl s_server (same asyncio client, sequential; wall clock, then")
     print("   per server CPU second) ==")
     try:
-        print("\n".join(row.line() for row in tls.run(args.seconds)))
+        for row in tls.run(args.seconds):
+            print(row.line())
+            if isinstance(row, tls.CpuLine):
+                _aims.append((f"PSK-TLS server CPU, {row.cipher}", row.ratio >= tls.CPU_AIM))
     except TransportError as exc:
         print(f"skipped: {exc}")
     print("== PC/SC: pyscard -> pcscd -> vpcd -> card (emulator vs null card, same run) ==")
@@ -61,13 +64,20 @@ def main() -> None:
     from bench import scp81
 
     try:
-        print("\n".join(scp81.run().lines()))
+        figures = scp81.run()
+        print("\n".join(figures.lines()))
+        _aims.append(("SCP81 admin sessions/s", figures.rate >= scp81.RATE_AIM))
+        _aims.append(("SCP81 exactly once", figures.exactly_once))
     except TransportError as exc:
         print(f"skipped: {exc}")
     print("== Campaigns: SCP80 to the bridge (sink), SCP81 to agents; SQLite, PostgreSQL x 1/2/4 (bench/campaign) ==")
     from bench import campaign
 
-    campaign.main([])
+    for run in campaign.main([]):
+        name = f"{run.transport} campaign, {run.store} x {run.processes}"
+        if run.aim is not None:
+            _aims.append((name, run.rate >= run.aim))
+        _aims.append((f"{name}: exactly once", run.once))
     below = [name for name, met in _aims if not met]
     print(f"== aims: {len(_aims) - len(below)} met, {len(below)} below aim ==")
     for name in below:

@@ -530,7 +530,7 @@ def run(
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> list[CampaignRow]:
     parser = argparse.ArgumentParser(prog="python -m bench.campaign")
     parser.add_argument(
         "--scp80-cards", type=int, help=f"default {DEFAULT_SCP80_CARDS} (env GPCHANNEL_BENCH_CAMPAIGN_CARDS)"
@@ -545,10 +545,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed, numbers, *admins = args.agents_child
         addresses = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in admins]
         agents_child(seed, [int(n) for n in numbers.split(",") if n], addresses)
-        return
+        return []
     workers = tuple(int(n) for n in args.workers.split(","))
     rows = run(args.scp80_cards, args.scp81_cards, workers)
     print("every job ran exactly once: " + ("yes, in every run" if rows and all(r.once for r in rows) else "NO"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -89,8 +89,13 @@ class Scp81Figures:
     def rate(self) -> float:
         return self.agents / self.seconds if self.seconds else 0.0
 
+    @property
+    def exactly_once(self) -> bool:
+        """Every job done once with one 9000, every card ran one script, and nothing else went wrong."""
+        return not self.problems and self.jobs_done_once == self.agents == self.cards_ran_once
+
     def lines(self) -> list[str]:
-        ok = not self.problems and self.jobs_done_once == self.agents == self.cards_ran_once
+        ok = self.exactly_once
         return [
             f"{'SCP81 admin sessions, ' + str(self.agents) + ' agents at once':<48} {self.rate:>10.0f} sessions/s"
             f"   ({aim_note(self.rate, RATE_AIM)}; {self.seconds:.1f} s wall; setup through the API "
