@@ -11,7 +11,7 @@ import pytest
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import load_profile
 from gpchannel.card.state import CardState, MemoryStore
-from gpchannel.card.state_tracker import StateTracker, StateTrackingError
+from gpchannel.card.state_tracker import StateTracker, StateTrackingError, known_form
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.gp.lifecycle import CardLifeCycle
@@ -135,3 +135,19 @@ def test_get_status_follows_the_registry() -> None:
     assert secure(card, host, delete).sw == 0x9000
     after = secure(card, host, status)
     assert ECHO_AID not in after.data
+
+
+def test_a_known_form_replaces_the_serialisation_and_is_checked() -> None:
+    """known_form: the next tracker of that state takes the form (checked against the state in debug mode); a
+    form given for another state, or already taken, is not used."""
+    state = load_profile(profile_text())
+    form = state.to_dict()
+    known_form(state, form)
+    tracker = StateTracker(state, check=True)
+    assert tracker.committed.header is not form and tracker.committed.blobs["ota"] is form["ota"]
+    assert StateTracker(state, check=True).committed.blobs["ota"] is not form["ota"]  # taken once
+    known_form(load_profile(profile_text()), form)
+    assert StateTracker(state, check=True).committed.blobs["ota"] is not form["ota"]  # another state's
+    known_form(state, {**form, "cin": "00"})
+    with pytest.raises(StateTrackingError, match="JSON form"):
+        StateTracker(state, check=True)

@@ -54,6 +54,8 @@ def test_cards_from_one_template_stay_independent(tmp_path: Path, monkeypatch: p
     fleet = generate_fleet(tmp_path / "fleet", 4)
     a, b = (fleet.open_card(card) for card in fleet.cards[:2])
     assert a.ctx.tracker.check_enabled and b.ctx.tracker.check_enabled
+    isd = "A000000151000000"  # the committed forms share the template's parts (never changed in place)
+    assert a.ctx.tracker.committed.entries["apps"][isd] is b.ctx.tracker.committed.entries["apps"][isd]
     sa, sb = a.ctx.state, b.ctx.state
     sa.isd.sd.keysets[0].sequence_counter = 7  # type: ignore[union-attr]
     sb.isd.sd.keysets[0].enc = bytes(16)  # type: ignore[union-attr]

@@ -11,6 +11,10 @@ keeps the JSON form of what was last committed (:class:`~gpchannel.card.state_de
   committed state with a savepoint laid over it (a failed remote APDU of an OTA script, ETSI TS 102 226 5.1.1),
   without re-reading the rest.
 
+A tracker serialises the state it adopts, unless the caller said what that gives (:func:`known_form`: a fleet
+card built from a template, whose JSON form is mostly the template's, shared read-only: the committed form is only
+ever read or replaced part by part, never changed in place).
+
 The debug check (``check=True``, or ``GPCHANNEL_STATE_CHECK=1`` in the environment, as the test suite sets it)
 compares, after every command, the full serialisation with the committed one: a change that escaped tracking
 raises :class:`StateTrackingError`.
@@ -18,6 +22,7 @@ raises :class:`StateTrackingError`.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import os
 from typing import Any
@@ -27,7 +32,7 @@ from gpchannel.card.state_delta import BLOBS, LISTS, Committed
 from gpchannel.card.state_fields import hex_text
 from gpchannel.card.tracking import Tracked, TrackedList, Unit, adopt
 
-__all__ = ["CHECK_ENV", "StateTracker", "StateTrackingError", "check_from_env"]
+__all__ = ["CHECK_ENV", "StateTracker", "StateTrackingError", "check_from_env", "known_form"]
 
 CHECK_ENV = "GPCHANNEL_STATE_CHECK"
 _ELEMENT: dict[str, tuple[str, str, type[Application] | type[LoadFile]]] = {
@@ -35,6 +40,9 @@ _ELEMENT: dict[str, tuple[str, str, type[Application] | type[LoadFile]]] = {
     "load_files": ("lf", "lf_order", LoadFile),
 }
 _ENTRY_KIND = {"apps": "app", "lfs": "lf"}
+_known: contextvars.ContextVar[tuple[CardState, dict[str, Any]] | None] = contextvars.ContextVar(
+    "known_form", default=None
+)
 
 
 def check_from_env() -> bool:
@@ -49,6 +57,24 @@ def plain_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [plain_copy(v) for v in list.__iter__(value)]
     return value
+
+
+def known_form(state: CardState, raw: dict[str, Any]) -> None:
+    """The next tracker of ``state`` made in this context (thread) takes ``raw`` as its JSON form (what
+    ``state.to_dict()`` gives; parts of it may be shared with other states, so it must never be changed in place)
+    instead of serialising the state. The debug check compares the two."""
+    _known.set((state, raw))
+
+
+def _form_of(state: CardState, check: bool) -> dict[str, Any]:
+    hint = _known.get()
+    _known.set(None)
+    if hint is None or hint[0] is not state:
+        return state.to_dict()
+    raw: dict[str, Any] = hint[1]
+    if check and raw != state.to_dict():
+        raise StateTrackingError("the JSON form given for a new card's state is not the state's")
+    return raw
 
 
 class StateTrackingError(AssertionError):
@@ -67,7 +93,7 @@ class StateTracker:
         self.dirty: set[Unit] = set()
         self.units = {kind: Unit(self, kind) for kind in ("card", "app_order", "lf_order", *BLOBS)}
         self.state = state
-        self.committed = Committed.split(state.to_dict())
+        self.committed = Committed.split(_form_of(state, self.check_enabled))
         self._attach(state)
         self.dirty.clear()
 

@@ -52,10 +52,15 @@ ElementUnit = Callable[[object], Unit]
 """For the registry and the load file list: the unit of an element put into the list."""
 
 
+_PLAIN: set[type] = {bytes, str, int, bool, float, type(None)}
+"""Types whose values :func:`adopt` leaves as they are (neither state objects nor lists nor dicts): each type is
+added at its first such value, so a field of one of them costs one set look-up."""
+
+
 def adopt(value: Any, unit: Unit | None, element: ElementUnit | None = None) -> Any:
     """``value`` made part of ``unit``: state objects get the unit (their fields recursively), lists and dicts
     become tracked ones (a shallow copy when they are plain). ``element`` gives list elements their own units."""
-    if unit is None:
+    if unit is None or type(value) in _PLAIN:
         return value
     if isinstance(value, Tracked):
         value._adopt(unit)
@@ -70,6 +75,7 @@ def adopt(value: Any, unit: Unit | None, element: ElementUnit | None = None) -> 
         return TrackedList(unit, value, element)
     if isinstance(value, dict):
         return TrackedDict(unit, value)
+    _PLAIN.add(type(value))
     return value
 
 
@@ -99,8 +105,13 @@ class Tracked:
 
     def _adopt(self, unit: Unit) -> None:
         object.__setattr__(self, "_unit", unit)
+        child = self._child
         for name in self._fields():
-            object.__setattr__(self, name, self._child(name, getattr(self, name), unit))
+            value = getattr(self, name)
+            if type(value) not in _PLAIN:
+                adopted = child(name, value, unit)
+                if adopted is not value:
+                    object.__setattr__(self, name, adopted)
 
     def __copy__(self) -> Any:
         return type(self)(**{name: getattr(self, name) for name in self._fields()})

@@ -39,14 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
-
 from gpchannel.card.applets import AppletRegistry
 from gpchannel.card.dispatcher import Card
 from gpchannel.card.profile import profile_from_dict
 from gpchannel.card.state import CardState, LoadFile
+from gpchannel.card.state_tracker import known_form
 from gpchannel.emulator.app import emulator_applets
+from gpchannel.emulator.fleet_keys import diversify_card_key, luhn_digit
 from gpchannel.emulator.fleet_store import FleetCardStore, checkpoint_writer, stored_card_state
 from gpchannel.emulator.fleet_template import StateTemplate
 from gpchannel.errors import DecodeError, ProfileError
@@ -102,37 +101,6 @@ lifecycle = "SELECTABLE"
 _SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
 _SD_MODULE_AID = bytes.fromhex("A000000151535041")
 _KEY_LENGTHS = {"aes-cbc": 16, "aes-cmac": 16, "3des-2key": 16, "3des-3key": 24, "des-cbc": 8, "des-cbc-mac": 8}
-
-
-def luhn_digit(digits: str) -> str:
-    """The Luhn check digit of ``digits`` (ISO/IEC 7812-1 Annex B; the last digit of an ICCID, ITU-T E.118)."""
-    total = 0
-    for n, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if n % 2 == 0:
-            d *= 2
-            d -= 9 if d > 9 else 0
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def diversify_card_key(master: bytes, purpose: str, iccid: str, length: int = 16) -> bytes:
-    """A card key from ``master`` (16, 24 or 32 bytes): SP 800-108 counter-mode KDF with AES-CMAC, label =
-    ``purpose`` (ASCII), context = ``iccid`` (ASCII digits), ``length`` bytes (see the module docstring)."""
-    if len(master) not in (16, 24, 32):
-        raise ValueError(f"the master key is an AES key (16, 24 or 32 bytes), got {len(master)}")
-    kdf = KBKDFCMAC(
-        algorithm=algorithms.AES,
-        mode=Mode.CounterMode,
-        length=length,
-        rlen=4,
-        llen=4,
-        location=CounterLocation.BeforeFixed,
-        label=purpose.encode(),
-        context=iccid.encode(),
-        fixed=None,
-    )
-    return kdf.derive(master)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +258,12 @@ class Fleet:
     def initial_state(self, card: FleetCard, applets: AppletRegistry | None = None) -> CardState:
         """The card as personalised (ProfileError if the base profile does not make a card), from a template of
         the base profile checked against the profile itself (emulator/fleet_template.py)."""
+        return self._initial(card, applets)[0]
+
+    def _initial(self, card: FleetCard, applets: AppletRegistry | None) -> tuple[CardState, dict[str, Any] | None]:
+        """The initial state and, when the template made it, its JSON form (StateTemplate.state_and_form)."""
         if not (0 <= card.index < len(self.cards) and self.cards[card.index] == card):
-            return self._personalised(card, applets)
+            return self._personalised(card, applets), None
         names = tuple(applets.names()) if applets is not None else None
         with self._journal_lock:
             template = self._templates.get(names)
@@ -301,8 +273,9 @@ class Fleet:
                     lambda n: self._personalised(self.cards[n], applets),
                     lambda n: self.card_tables(self.cards[n]),
                     len(self.cards),
+                    lambda n: _shape(self.cards[n]),
                 )
-        return template.state(card.index)
+        return template.state_and_form(card.index)
 
     def _personalised(self, card: FleetCard, applets: AppletRegistry | None) -> CardState:
         state = profile_from_dict(self.profile_of(card), applets)
@@ -331,7 +304,11 @@ class Fleet:
         store = FleetCardStore(
             self.journal(), card.iccid, DirectoryStore(self.state_dir(card)), lambda: self.initial_state(card, registry)
         )
-        state = store.load() or self.initial_state(card, registry)
+        state = store.load()
+        if state is None:
+            state, form = self._initial(card, registry)
+            if form is not None:
+                known_form(state, form)  # its tracker takes the template's JSON form instead of serialising it
         return Card(state, store, random=random, applets=registry, today=_today_utc)
 
     def stored_state(self, card: FleetCard) -> CardState | None:
@@ -362,6 +339,12 @@ class Fleet:
             if keyset.get("kvn") == self.settings.kvn:
                 return int(keyset.get("counter", 0))
         return 0
+
+
+def _shape(card: FleetCard) -> tuple[int, int, int, bool]:
+    """What the profile checks of a card's tables (Fleet.card_tables) depend on: the lengths of its keys (always
+    written as hex) and whether its PSK identity is empty; everything else in them is the fleet's."""
+    return len(card.kic), len(card.kid), len(card.psk), bool(card.psk_identity)
 
 
 def _today_utc() -> datetime.date:

@@ -15,8 +15,10 @@ is built from its profile, as before.
 Cost per card: the base state is parsed once; a card's state is a clone of it (:func:`clone`: new containers and
 state objects all the way down, the immutable values shared, no parsing) with the card's own fields set. The
 card's tables are checked once per *shape* (:func:`_shape`: the tables with each key and PSK replaced by its
-length and whether it is hex, the PSK identity and agent id by whether they are non-empty strings): the checks of
-card/profile_ota.py depend on nothing else, so two cards of one shape pass or fail them alike.
+length and whether it is hex, the PSK identity and agent id by whether they are non-empty strings; or the shape
+the caller gives, which must say as much): the checks of card/profile_ota.py depend on nothing else, so two cards
+of one shape pass or fail them alike. The card's JSON form (:meth:`StateTemplate.state_and_form`) is the
+template's with the card's own fields: its tracker need not serialise it (card/state_tracker.py ``known_form``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from __future__ import annotations
 import copy
 import enum
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from gpchannel.card.profile import generate_cplc
 from gpchannel.card.profile_ota import check_ota, check_scp81
 from gpchannel.card.state import CardState
+from gpchannel.card.state_tracker import plain_copy
 from gpchannel.card.tracking import Tracked
 from gpchannel.gp.privileges import Privileges
 
@@ -86,15 +89,19 @@ class StateTemplate:
         build: Callable[[int], CardState],
         tables: Callable[[int], tuple[str, dict[str, Any], dict[str, Any]]],
         count: int,
+        shape: Callable[[int], Hashable] | None = None,
     ) -> None:
         self._card = base_card
         self._build = build
         self._tables = tables
+        self._shape_of = shape
         self._base: CardState | None = None
+        self._form: dict[str, Any] = {}
         self._shapes: set[Any] = set()
         if count >= 1:
             first = build(0)
-            self._base = CardState.from_dict(first.to_dict())
+            self._form = first.to_dict()
+            self._base = CardState.from_dict(copy.deepcopy(self._form))
             samples = [(0, first)] + ([(count - 1, build(count - 1))] if count > 1 else [])
             if any(self._fast(i).to_dict() != state.to_dict() for i, state in samples):
                 self._base = None
@@ -107,10 +114,18 @@ class StateTemplate:
     def state(self, index: int) -> CardState:
         return self._build(index) if self._base is None else self._fast(index)
 
+    def state_and_form(self, index: int) -> tuple[CardState, dict[str, Any] | None]:
+        """The card's state and, from the template, its JSON form (for :func:`known_form`; the parts it shares
+        with the template's must not be changed in place), else None."""
+        if self._base is None:
+            return self._build(index), None
+        state = self._fast(index)
+        return state, {**self._form, **state.header_dict(), "ota": plain_copy(state.ota)}
+
     def _fast(self, index: int) -> CardState:
         assert self._base is not None
         iccid, ota, scp81 = self._tables(index)
-        shape = _shape((ota, scp81))
+        shape = _shape((ota, scp81)) if self._shape_of is None else self._shape_of(index)
         if shape not in self._shapes:
             check_ota(ota)
             check_scp81(scp81)
