@@ -49,13 +49,16 @@ def check_from_env() -> bool:
     return os.environ.get(CHECK_ENV, "") not in ("", "0")
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def plain_copy(value: Any) -> Any:
     """A deep copy of a JSON-form value (dicts, lists, scalars; tracked ones read without marking): what
     ``copy.deepcopy`` gives for them, at a fraction of its cost (no memo: a JSON form shares nothing)."""
     if isinstance(value, dict):
-        return {k: plain_copy(v) for k, v in dict.items(value)}
+        return {k: v if type(v) in _SCALARS else plain_copy(v) for k, v in dict.items(value)}
     if isinstance(value, list):
-        return [plain_copy(v) for v in list.__iter__(value)]
+        return [v if type(v) in _SCALARS else plain_copy(v) for v in list.__iter__(value)]
     return value
 
 

@@ -128,7 +128,10 @@ class TrackedList(list[Any]):
     def __init__(self, unit: Unit, items: Iterable[Any] = (), element: ElementUnit | None = None) -> None:
         self._unit = unit
         self._element = element
-        super().__init__(self._in(v) for v in items)
+        if element is None:
+            super().__init__([v if type(v) in _PLAIN else self._in(v) for v in items])
+        else:
+            super().__init__([self._in(v) for v in items])
 
     def _in(self, value: Any) -> Any:
         if self._element is not None:

@@ -185,6 +185,7 @@ class Fleet:
         self, directory: Path, settings: FleetSettings, profile: Mapping[str, Any], cards: Sequence[FleetCard]
     ) -> None:
         self.directory = directory
+        self._cards_dir = directory / CARDS_DIR
         self.settings = settings
         self.profile: dict[str, Any] = copy.deepcopy(dict(profile))
         self.cards = tuple(cards)
@@ -236,7 +237,7 @@ class Fleet:
         return self._by_iccid.get(iccid)
 
     def state_dir(self, card: FleetCard) -> Path:
-        return self.directory / CARDS_DIR / card.iccid
+        return self._cards_dir / card.iccid
 
     def card_tables(self, card: FleetCard) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """The card's own profile fields: its ICCID, its ``[ota]`` and ``[scp81]`` tables."""

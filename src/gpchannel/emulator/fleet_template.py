@@ -61,7 +61,8 @@ def clone(value: Any) -> Any:
     if isinstance(value, Tracked) and getattr(value, "_unit", None) is None:
         new = object.__new__(kind)
         for name in value._fields():
-            object.__setattr__(new, name, clone(getattr(value, name)))
+            field = getattr(value, name)
+            object.__setattr__(new, name, field if type(field) in _SHARED else clone(field))
         return new
     return copy.deepcopy(value)
 
