@@ -63,9 +63,9 @@ class BlockEngine:
         self._algorithm = algorithm
         size = algorithm.block_size // 8
         zero = bytes(size)
-        self._ecb_enc = Cipher(algorithm, modes.ECB()).encryptor()  # noqa: S305 (the protocols use ECB blocks)
-        self._ecb_dec: Any = None
-        self._cbc_enc = Cipher(algorithm, modes.CBC(zero)).encryptor()
+        self._ecb_enc: Any = None  # each context made at its first use: a key used once (a fleet card's) pays
+        self._ecb_dec: Any = None  # only the key schedules of what it runs
+        self._cbc_enc: Any = None
         self._enc_last = zero
         self._cbc_dec: Any = None
         self._dec_last = zero
@@ -81,7 +81,14 @@ class BlockEngine:
             raise ValueError(f"Invalid IV size ({len(iv)}) for CBC.")
 
     def ecb_encrypt(self, data: bytes) -> bytes:
-        return self._ecb_enc.update(data)
+        if self._ecb_enc is None:
+            self._ecb_enc = Cipher(self._algorithm, modes.ECB()).encryptor()  # noqa: S305 (the protocols use ECB)
+        return self._ecb_enc.update(data)  # type: ignore[no-any-return]
+
+    def _cbc_encryptor(self) -> Any:
+        if self._cbc_enc is None:
+            self._cbc_enc = Cipher(self._algorithm, modes.CBC(bytes(len(self._enc_last)))).encryptor()
+        return self._cbc_enc
 
     def ecb_decrypt(self, data: bytes) -> bytes:
         if self._ecb_dec is None:
@@ -95,7 +102,7 @@ class BlockEngine:
         size = len(self._enc_last)
         mask = int.from_bytes(iv, "big") ^ int.from_bytes(self._enc_last, "big")
         first = (int.from_bytes(data[:size], "big") ^ mask).to_bytes(size, "big")
-        out: bytes = self._cbc_enc.update(first + data[size:] if len(data) > size else first)
+        out: bytes = self._cbc_encryptor().update(first + data[size:] if len(data) > size else first)
         self._enc_last = out[-size:]
         return out
 
@@ -144,7 +151,7 @@ class BlockEngine:
             message = first + data[size:cut] + tail.to_bytes(size, "big")
         else:
             message = (tail ^ previous).to_bytes(size, "big")
-        out: bytes = self._cbc_enc.update(message)
+        out: bytes = self._cbc_encryptor().update(message)
         self._enc_last = tag = out[-size:]
         return tag
 
