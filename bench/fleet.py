@@ -20,6 +20,7 @@ from gpchannel.codec.apdu import CommandApdu
 from gpchannel.emulator.bridge import FLEET_WORKERS, deliver_tpdu
 from gpchannel.emulator.fleet import FleetCard, generate_fleet
 from gpchannel.emulator.fleet_handsets import FleetHandsets
+from gpchannel.io.collector import server_collector
 from gpchannel.ota import CipherAlgorithm, Kic, Kid, MacAlgorithm, Scp80KeySet, Spi, encode_compact, secure_command
 from gpchannel.ota.packet import SMS_COMMAND_UDH
 
@@ -45,10 +46,11 @@ def run(cards: int = 600, workers: int = FLEET_WORKERS) -> str:
         fleet = generate_fleet(Path(tmp) / "fleet", cards)
         handsets = FleetHandsets(fleet)
         jobs = [(card.msisdn, deliver_tpdu("0", 0, 0x40, 0x7F, 0xF6, _short_message(card))) for card in fleet.cards]
-        start = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(lambda job: handsets.deliver(*job), jobs))
-        elapsed = time.perf_counter() - start
+        with server_collector():  # as `bridge --fleet` runs once its fleet is loaded (io/collector.py)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                outcomes = list(pool.map(lambda job: handsets.deliver(*job), jobs))
+            elapsed = time.perf_counter() - start
         accepted = handsets.totals().accepted
         journal = fleet.journal()
         group = journal.lines / max(journal.flushes, 1)

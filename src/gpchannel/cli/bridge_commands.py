@@ -28,6 +28,7 @@ from gpchannel.emulator.bridge import HandsetBridge
 from gpchannel.emulator.fleet_handsets import FleetHandsets
 from gpchannel.emulator.handset import HandsetCard
 from gpchannel.errors import GPChannelError, TransportError
+from gpchannel.io.collector import settle_server
 from gpchannel.io.transport import InProcessTransport, Transport
 
 __all__ = ["bridge", "parse_smpp_address"]
@@ -136,6 +137,7 @@ def bridge(
             from gpchannel.emulator.fleet import Fleet
 
             handsets = FleetHandsets(Fleet.load(fleet_dir), sim=sim)
+            settle_server()  # thousands of card cores stay open: the collector's settings of io/collector.py
         elif not sink:
             transport = _transport(reader, emulator, profile)
         card = HandsetCard(transport, sim=sim) if transport is not None else None
