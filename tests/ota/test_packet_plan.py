@@ -1,10 +1,11 @@
-"""Packet plans: resolved once per SPI / KIc / KID / key set object, holding no key, following the key set by a
-weak reference (a key set gone is never matched again), refusals never remembered; packets built from plans equal
-those built after clearing every cache."""
+"""Packet plans: resolved once per SPI / KIc / KID and key set shape (algorithms, CMAC length, key lengths), holding
+no key and keeping no key set alive, shared by key sets that differ only by their key values, never by key sets of
+another shape; refusals never remembered; packets built from plans equal those built after clearing every cache."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -30,17 +31,29 @@ def test_a_plan_is_resolved_once_and_holds_no_key() -> None:
     assert response_plan(SPI, KIC, KID, keyset).header == bytes((18,))
     for value in (plan.check_alg, plan.check_len, plan.cipher, plan.block, plan.header):
         assert value not in (KIC_KEY, KID_KEY)
-    assert not any(isinstance(entry[3], Scp80KeySet) for entry in packet_plan._PLANS.values())
+    assert not any(isinstance(part, Scp80KeySet) for entry in packet_plan._PLANS.values() for part in entry)
+    assert all(KIC_KEY not in slot and KID_KEY not in slot for slot in packet_plan._PLANS)
 
 
-def test_a_key_set_gone_is_not_matched_again() -> None:
+def test_a_plan_keeps_no_key_set_alive() -> None:
     keyset = _keyset()
     command_plan(SPI, KIC, KID, keyset)
-    refs = [entry[3] for entry in packet_plan._PLANS.values() if entry[3]() is keyset]
-    assert refs
+    ref = weakref.ref(keyset)
     del keyset
     gc.collect()
-    assert all(ref() is None for ref in refs)
+    assert ref() is None
+
+
+def test_key_sets_of_one_shape_share_a_plan_and_others_do_not() -> None:
+    plan = command_plan(SPI, KIC, KID, _keyset())
+    other_keys = Scp80KeySet(bytes(16), bytes(16), cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+    assert command_plan(SPI, KIC, KID, other_keys) is plan
+    short_mac = Scp80KeySet(KIC_KEY, KID_KEY, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC, cmac_length=4)
+    assert command_plan(SPI, KIC, KID, short_mac).check_len == 4
+    longer = Scp80KeySet(bytes(32), KID_KEY, cipher=CipherAlgorithm.AES_CBC, mac=MacAlgorithm.AES_CMAC)
+    assert command_plan(SPI, KIC, KID, longer) is not plan
+    with pytest.raises(UnsupportedError):
+        command_plan(SPI, KIC, KID, Scp80KeySet(bytes(5), KID_KEY, cipher=CipherAlgorithm.AES_CBC))
 
 
 def test_refusals_are_not_remembered() -> None:

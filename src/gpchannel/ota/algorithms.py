@@ -36,6 +36,7 @@ __all__ = [
     "decrypt",
     "encrypt",
     "key_lengths",
+    "key_shape",
     "resolve_check",
     "resolve_cipher",
 ]
@@ -132,8 +133,12 @@ packet stream resolves the same ones every time."""
 _RESOLVED_MAX = 256
 
 
-def _shape(key: KeyMaterial) -> object:
+def key_shape(key: KeyMaterial) -> object:
+    """What of a key the algorithm checks look at: its length (a key object: its length and block size)."""
     return len(key) if isinstance(key, bytes) else (key.key_length, key.block_size)
+
+
+_shape = key_shape
 
 
 def _memo(key: tuple[object, ...], byte: object, resolve: Callable[[], _R]) -> _R:

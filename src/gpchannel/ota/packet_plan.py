@@ -5,8 +5,9 @@ A packet stream uses the same few SPI, KIc, KID and key sets over and over; :fun
 5.1.3, :mod:`gpchannel.ota.algorithms`) into a :class:`PacketPlan`: the RC/CC length, the cipher block, the clear
 header bytes (CHL SPI KIc KID) and the functions that compute the RC/CC and cipher, which take the key set at each
 call. A plan holds no key: it is cached by the identities of the SPI, KIc and KID objects (kept alive with it)
-and of the key set, which the cache follows by a weak reference only, so a key set that is gone is never matched
-again and its keys are not kept.
+and by what of the key set decides it: its bound algorithms, CMAC length, single-DES allowance and the lengths of
+its keys, never their values (a card builds a new key set object for each packet, and a fleet's cards differ
+only by their key values: all of them share one plan).
 
 The functions are the ones of :mod:`gpchannel.ota.algorithms` (``compute_check``, ``encrypt``, ``decrypt``), with
 a shorter path for the common case of AES keys given as bytes: the block engine of the key
@@ -15,7 +16,6 @@ a shorter path for the common case of AES keys given as bytes: the block engine 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +25,7 @@ from gpchannel.ota.algorithms import (
     compute_check,
     decrypt,
     encrypt,
+    key_shape,
     resolve_check,
     resolve_cipher,
 )
@@ -107,18 +108,30 @@ def _make(spi: Spi, kic: Kic, kid: Kid, keyset: Scp80KeySet, response: bool) -> 
     return PacketPlan(check_alg, check_len, cipher, block, header, _check_of(check_alg), enc, dec)
 
 
-_PLANS: dict[tuple[int, int, int, int, bool], tuple[Spi, Kic, Kid, weakref.ref[Scp80KeySet], PacketPlan]] = {}
+_PLANS: dict[tuple[object, ...], tuple[Spi, Kic, Kid, PacketPlan]] = {}
 
 
 def _plan(spi: Spi, kic: Kic, kid: Kid, keyset: Scp80KeySet, response: bool) -> PacketPlan:
-    slot = (id(spi), id(kic), id(kid), id(keyset), response)
+    slot = (
+        id(spi),
+        id(kic),
+        id(kid),
+        response,
+        id(keyset.cipher),
+        id(keyset.mac),
+        id(keyset.rc),
+        keyset.cmac_length,
+        keyset.allow_single_des,
+        key_shape(keyset.kic_key),
+        key_shape(keyset.kid_key),
+    )
     found = _PLANS.get(slot)
-    if found is not None and found[3]() is keyset:
-        return found[4]
+    if found is not None:
+        return found[3]
     plan = _make(spi, kic, kid, keyset, response)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
-    _PLANS[slot] = (spi, kic, kid, weakref.ref(keyset), plan)
+    _PLANS[slot] = (spi, kic, kid, plan)  # the SPI, KIc and KID kept alive: their identities are never reused
     return plan
 
 
