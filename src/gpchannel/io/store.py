@@ -19,6 +19,7 @@ ignored. A directory written before the journal existed (``state.json`` alone) l
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -86,15 +87,25 @@ class DirectoryStore:
 
     def __init__(self, directory: str | os.PathLike[str], *, compact_bytes: int = _COMPACT_MIN_BYTES) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / STATE_FILE
-        self.journal_path = self.directory / JOURNAL_FILE
-        self._tmp = self.directory / (STATE_FILE + ".tmp")
         self.compact_bytes = compact_bytes
         self._journal_fd: int | None = None
         self._generation = 0
         self._journal_size = 0
         self._snapshot_size = 0
         self._known = False  # whether _generation and _journal_size describe the directory (after load/commit)
+
+    # The file paths are made at first use: a fleet opens a store per card, most of them never written.
+    @functools.cached_property
+    def path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @functools.cached_property
+    def journal_path(self) -> Path:
+        return self.directory / JOURNAL_FILE
+
+    @functools.cached_property
+    def _tmp(self) -> Path:
+        return self.directory / (STATE_FILE + ".tmp")
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -109,8 +120,12 @@ class DirectoryStore:
 
     def _read(self) -> tuple[dict[str, Any], int, int] | None:
         """(the replayed JSON form, its generation, the valid journal length); None without a snapshot."""
+        path = os.path.join(self.directory, STATE_FILE)
+        if not os.path.exists(path):  # as a read that finds no file, without raising (most fleet cards have none)
+            return None
         try:
-            text = self.path.read_bytes()
+            with open(path, "rb") as file:
+                text = file.read()
         except FileNotFoundError:
             return None
         try:
