@@ -93,9 +93,12 @@ _STEPPED_DOMAINS: dict[int, SteppedDomain] = {
 
 def stepped_domain(app: Application | None) -> SteppedDomain | None:
     """The processing of ``app`` when it is a Security Domain whose protocol is initiated by steps, else None."""
-    if app is None or app.sd is None or PROTOCOLS.initiation(app.sd.scp) is not Initiation.STEPS:
+    if app is None or app.sd is None:
         return None
-    return _STEPPED_DOMAINS.get(app.sd.scp)
+    found = _STEPPED_DOMAINS.get(app.sd.scp)  # looked up first: most Security Domains have none, a dict miss
+    if found is None or PROTOCOLS.initiation(app.sd.scp) is not Initiation.STEPS:
+        return None
+    return found
 
 
 def takes_chaining(state: CardState, selected: bytes | None) -> bool:

@@ -50,6 +50,8 @@ from gpchannel.errors import (
     WrongLength,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -164,7 +166,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         """
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
-        if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and SecurityLevel.C_MAC in self.level):
+        if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and int(self.level) & C_MAC_BIT):
             return
         # never back: a counter value opens one session only
         self._sequence_counter = max(self._sequence_counter, sequence_counter)
@@ -262,12 +264,12 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
                     self.level &= ~SecurityLevel.C_MAC  # AUTHENTICATED only, R-MAC as is (E.1.6)
                 self._last = command  # R-MACed by wrap while an R-MAC session runs (also after an abort)
                 return command
-            if self.state is not ChannelState.OPEN or SecurityLevel.C_MAC not in self.level:
+            if self.state is not ChannelState.OPEN or not int(self.level) & C_MAC_BIT:
                 self._open_implicit(command)
         else:
             self._require(ChannelState.OPEN)
             if not has_sm:
-                if SecurityLevel.C_MAC in self.level:
+                if int(self.level) & C_MAC_BIT:
                     self._fail_closed(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
                 self._last = command
                 return command
@@ -297,7 +299,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
             # The C-MAC covers a one-byte Lc (E.4.4): an extended-length command cannot carry a valid one.
             self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"), command)
         body, mac = command.data[:-_MAC], command.data[-_MAC:]
-        if SecurityLevel.C_DECRYPTION in self.level and body:
+        if int(self.level) & C_DEC_BIT and body:
             try:
                 body = decrypt_command_data(keys.enc, body)
             except DecodeError as exc:

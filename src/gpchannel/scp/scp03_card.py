@@ -25,6 +25,10 @@ from gpchannel.errors import (
     WrongLength,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
+    R_ENC_BIT,
+    R_MAC_BIT,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -157,14 +161,15 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         A command without the secure messaging indication is refused when the level includes C-MAC (5.6); a
         command with it is checked even at level 00. The encryption counter counts every command.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not ChannelState.OPEN:
+            self._require(ChannelState.OPEN)
         keys = self._keys_or_fail()
         self._counter += 1
         self._unwrapped = True
         self._last_extended = command.is_extended
         has_sm = cla_has_secure_messaging(command.cla)
         if not has_sm:
-            if SecurityLevel.C_MAC in self.level:
+            if int(self.level) & C_MAC_BIT:
                 self._fail(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
             return command
         n = self._mac_len
@@ -177,7 +182,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         if not constant_time_equal(full[:n], mac):
             self._fail(SecurityNotSatisfied("the C-MAC did not verify"))
         self._chain = full
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if int(self.level) & C_DEC_BIT and data:
             try:
                 data = decrypt_block_data(keys.s_enc, command_icv(keys.s_enc, self._counter), data)
             except DecodeError as exc:
@@ -194,16 +199,17 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         raises WrongLength (6700) and leaves the session open: the application must send less (e.g. 6310 and
         GET STATUS "next").
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not ChannelState.OPEN:
+            self._require(ChannelState.OPEN)
         keys = self._keys_or_fail()
         if not self._unwrapped:
             self._fail(SecurityNotSatisfied("no command was unwrapped in this session"))
-        if SecurityLevel.R_MAC not in self.level:
+        if not int(self.level) & R_MAC_BIT:
             return response
         if not is_success_sw(response.sw):
             return ResponseApdu(b"", response.sw)
         data = response.data
-        if SecurityLevel.R_ENCRYPTION in self.level and data:
+        if int(self.level) & R_ENC_BIT and data:
             data = encrypt_block_data(keys.s_enc, response_icv(keys.s_enc, self._counter), data)
         rmac = compute_cmac(keys.s_rmac, self._chain + data + response.sw.to_bytes(2, "big"))[: self._mac_len]
         limit = 65536 if self._last_extended else 256
@@ -217,7 +223,8 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         ``key_length`` (from the PUT KEY key block) drops the padding of a 24-byte key; a cryptogram that is not a
         non-empty multiple of 16 bytes, or that does not fit ``key_length``, is 6A80 (IncorrectData).
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not ChannelState.OPEN:
+            self._require(ChannelState.OPEN)
         try:
             return decrypt_sensitive_data(self._keys.dek, data, key_length)
         except DecodeError as exc:

@@ -22,7 +22,11 @@ from gpchannel.errors import (
     UnsupportedError,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
     INS_EXTERNAL_AUTHENTICATE,
+    R_ENC_BIT,
+    R_MAC_BIT,
     ChannelState,
     InitializeUpdateResponse,
     KeyResolver,
@@ -202,16 +206,17 @@ class Scp03Host(SymmetricHostChannel):
         encrypted; the encryption counter counts every command. An extended-length command stays extended (and
         its 3-byte Lc is what the MAC covers); a short one that would outgrow 255 data bytes is refused.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not ChannelState.OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         self._check_plain_command(command)
         counter = s.counter + 1
-        if SecurityLevel.C_MAC not in self.level:
+        if not int(self.level) & C_MAC_BIT:
             s.counter, s.wrapped = counter, True
             return command
         data = command.data
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if int(self.level) & C_DEC_BIT and data:
             data = encrypt_block_data(s.session_keys.s_enc, command_icv(s.session_keys.s_enc, counter), data)
         n = mac_length(s.i_param)
         extended = command.is_extended
@@ -238,12 +243,13 @@ class Scp03Host(SymmetricHostChannel):
 
         Error status words (all but 9000, 62xx, 63xx) carry no R-MAC and must carry no data.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not ChannelState.OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         if not s.wrapped:
             raise LocalProtocolError("no command was wrapped in this session; nothing to unwrap")
-        if SecurityLevel.R_MAC not in self.level:
+        if not int(self.level) & R_MAC_BIT:
             return response
         if not is_success_sw(response.sw):
             if response.data:
@@ -256,7 +262,7 @@ class Scp03Host(SymmetricHostChannel):
         expected = compute_cmac(s.session_keys.s_rmac, s.chain + body + response.sw.to_bytes(2, "big"))[:n]
         if not constant_time_equal(expected, rmac):
             self._fail(IntegrityError("the R-MAC did not verify"))
-        if SecurityLevel.R_ENCRYPTION in self.level and body:
+        if int(self.level) & R_ENC_BIT and body:
             try:
                 body = decrypt_block_data(s.session_keys.s_enc, response_icv(s.session_keys.s_enc, s.counter), body)
             except DecodeError as exc:
