@@ -42,18 +42,18 @@ from gpchannel.scp.scp03 import (
     card_challenge,
     card_cryptogram,
     check_i_param,
-    command_icv,
+    command_block,
     command_mac_input,
     compute_cmac,
-    decrypt_block_data,
+    decrypt_counted_data,
     decrypt_sensitive_data,
     derive_session_keys,
-    encrypt_block_data,
+    encrypt_counted_data,
     host_cryptogram,
     is_success_sw,
     mac_length,
     plain_cla,
-    response_icv,
+    response_block,
 )
 from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversification_data
 
@@ -184,7 +184,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         self._chain = full
         if int(self.level) & C_DEC_BIT and data:
             try:
-                data = decrypt_block_data(keys.s_enc, command_icv(keys.s_enc, self._counter), data)
+                data = decrypt_counted_data(keys.s_enc, command_block(self._counter), data)
             except DecodeError as exc:
                 self._fail(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"))
         return CommandApdu(
@@ -210,7 +210,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
             return ResponseApdu(b"", response.sw)
         data = response.data
         if int(self.level) & R_ENC_BIT and data:
-            data = encrypt_block_data(keys.s_enc, response_icv(keys.s_enc, self._counter), data)
+            data = encrypt_counted_data(keys.s_enc, response_block(self._counter), data)
         rmac = compute_cmac(keys.s_rmac, self._chain + data + response.sw.to_bytes(2, "big"))[: self._mac_len]
         limit = 65536 if self._last_extended else 256
         if len(data) + len(rmac) > limit:

@@ -41,17 +41,17 @@ from gpchannel.scp.scp03 import (
     card_challenge,
     card_cryptogram,
     check_i_param,
-    command_icv,
+    command_block,
     command_mac_input,
     compute_cmac,
-    decrypt_block_data,
+    decrypt_counted_data,
     derive_session_keys,
-    encrypt_block_data,
+    encrypt_counted_data,
     encrypt_sensitive_data,
     host_cryptogram,
     is_success_sw,
     mac_length,
-    response_icv,
+    response_block,
 )
 from gpchannel.scp.symmetric import SymmetricHostChannel
 
@@ -217,7 +217,7 @@ class Scp03Host(SymmetricHostChannel):
             return command
         data = command.data
         if int(self.level) & C_DEC_BIT and data:
-            data = encrypt_block_data(s.session_keys.s_enc, command_icv(s.session_keys.s_enc, counter), data)
+            data = encrypt_counted_data(s.session_keys.s_enc, command_block(counter), data)
         n = mac_length(s.i_param)
         extended = command.is_extended
         limit = _EXTENDED_MAX if extended else _SHORT_MAX
@@ -264,7 +264,7 @@ class Scp03Host(SymmetricHostChannel):
             self._fail(IntegrityError("the R-MAC did not verify"))
         if int(self.level) & R_ENC_BIT and body:
             try:
-                body = decrypt_block_data(s.session_keys.s_enc, response_icv(s.session_keys.s_enc, s.counter), body)
+                body = decrypt_counted_data(s.session_keys.s_enc, response_block(s.counter), body)
             except DecodeError as exc:
                 self._fail(IntegrityError(f"the encrypted response data is malformed: {exc}"))
         return ResponseApdu(body, response.sw)
