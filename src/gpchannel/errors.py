@@ -186,6 +186,11 @@ class InUseError(GPChannelError):
     """A store that one process writes at a time (a fleet's journal) is held by another process."""
 
 
+class CounterExhausted(RepositoryError):
+    """A card's OTA counter for a key set is at its last value (5 bytes, ETSI TS 102 225 5.1.1): nothing more can
+    be sent under that key set until it is replaced."""
+
+
 class LeaseLost(GPChannelError):
     """A worker acted on a job whose lease it no longer holds (expired and taken over, or the job left the queue);
     it must drop the job without sending anything."""

@@ -104,6 +104,16 @@ def test_a_first_step_reports_an_outstanding_admin_delivery_and_delivers_nothing
     assert repo.job(jobs[1]).state is JobState.QUEUED  # type: ignore[union-attr]
 
 
+def test_two_first_steps_of_one_card_in_one_round_act_as_one_after_the_other(repo: Repository) -> None:
+    """Two sessions of one card opening at once (a duplicate trigger): the second sees the first one's delivery as
+    outstanding, as it would one step at a time; the card's second job does not overtake its first."""
+    card, jobs = _card(repo, 1, jobs=2)
+    first, second = repo.admin_round([AdminStep(card, first=True)] * 2, owner="ras", now=NOW, is_admin=admin_delivery)
+    assert first.delivered is not None and first.delivered.id == jobs[0] and first.outstanding is None
+    assert second.delivered is None and second.outstanding is not None and second.outstanding.id == jobs[0]
+    assert repo.job(jobs[1]).state is JobState.QUEUED  # type: ignore[union-attr]
+
+
 def _batch(repo: Repository, calls: list[int]) -> AdminBatch:
     async def run(fn: Callable[[], Any]) -> Any:
         calls.append(1)

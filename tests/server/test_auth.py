@@ -318,6 +318,8 @@ def test_push_rfm_reaches_only_an_rfm_target(world: World) -> None:
                 {"card": card, "apdus": [SELECT_MF], "target": "A000000151000000"},  # an SD's AID
                 {"card": card, "apdus": [SELECT_MF], "target": "000000", "transport": "scp80"},  # the ISD's TAR
                 {"card": card, "apdus": [SELECT_MF], "target": "B20100", "transport": "scp80"},  # a RAM TAR
+                # another RID's AID: its bytes 13-15 are no TAR (TS 101 220 codes TARs in ETSI / 3GPP AIDs only)
+                {"card": card, "apdus": [SELECT_MF], "target": "D2760001180002FFFFFFFF89B0000100"},
             ):
                 got, text, _ = await _call(client, "POST", f"{_P}/jobs", refused, rfm)
                 assert got == 403 and "push-ram" in text, refused

@@ -116,6 +116,9 @@ class FleetJournal:
         self._flushing = False
         self._checkpointing = False
         self._fd: int | None = None
+        self._broken: OSError | None = None
+        """Set when a failed write could not be cut off again: every later append fails (the lines must stay
+        the journal's valid end)."""
         self._size = 0
         self.flushes = 0
         """Flushes (fdatasync) so far: ``lines / flushes`` is the mean group size."""
@@ -146,11 +149,12 @@ class FleetJournal:
             except BaseException:
                 os.close(fd)
                 raise
-            self._fd, self._size = fd, valid
+            self._fd, self._size, self._broken = fd, valid, None
 
     def close(self) -> None:
+        """Close once every queued line is flushed (an append after this raises OSError)."""
         with self._cond:
-            while self._flushing or self._checkpointing:
+            while self._flushing or self._checkpointing or self._queue:
                 self._cond.wait()
             if self._fd is not None:
                 os.close(self._fd)
@@ -180,6 +184,8 @@ class FleetJournal:
                 self._cond.wait()
             if self._fd is None:
                 raise OSError("the fleet journal is not open")
+            if self._broken is not None:
+                raise OSError(f"the fleet journal is unusable until reopened: {self._broken}")
             self._queue.append(entry)
             while not entry.done:
                 if self._flushing or self._checkpointing:
@@ -198,15 +204,19 @@ class FleetJournal:
         error: BaseException | None = None
         self._cond.release()
         try:
-            assert fd is not None
+            if fd is None:
+                raise OSError("the fleet journal is closed")
             _write_all(fd, data)
             os.fdatasync(fd)
         except OSError as exc:
             error = exc
             try:
-                os.ftruncate(fd, self._size)  # type: ignore[arg-type]
-            except (OSError, TypeError):
-                pass
+                if fd is not None:
+                    os.ftruncate(fd, self._size)
+            except OSError as cut:
+                # the torn lines stay: a later line written after them would be cut off by the next open, after
+                # its answer left. No more appends until the journal is reopened (which cuts the torn tail).
+                self._broken = cut
         finally:
             self._cond.acquire()
         self._flushing = False

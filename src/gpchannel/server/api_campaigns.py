@@ -305,7 +305,7 @@ def add_campaign_routes(app: web.Application, services: ServerServices) -> None:
         if principal.cards_tag is None:
             return set(campaign_ids)
         otas = await asyncio.to_thread(repo.campaign_card_otas, list(campaign_ids))
-        return {i for i, docs in otas.items() if all(principal.may_touch(auth.ota_tags(d)) for d in docs)}
+        return {i for i, docs in otas.items() if docs and all(principal.may_touch(auth.ota_tags(d)) for d in docs)}
 
     async def _may_touch(request: web.Request, campaign_id: int) -> bool:
         return campaign_id in await _visible(request, [campaign_id])

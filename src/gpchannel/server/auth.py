@@ -183,11 +183,17 @@ RFM_TAR_FIRST_BYTE = 0xB0
 """ETSI TS 101 220 Annex D (ota-notes A.8): TARs B00000-B0FFFF are the Remote File Management family."""
 
 
+TOOLKIT_RIDS = (bytes.fromhex("A000000009"), bytes.fromhex("A000000087"))
+"""ETSI's and 3GPP's RIDs: only their applications' AIDs carry a TAR in bytes 13-15 (TS 101 220)."""
+
+
 def rfm_target(target: bytes) -> bool:
-    """``target`` names an RFM application: a 3-byte TAR of the RFM family (SCP80), or an AID whose bytes 13-15
-    are one (SCP81's X-Admin-Targeted-Application, TS 101 220: the TAR in the AID). '' (the ISD) is not."""
-    tar = target if len(target) == 3 else target[12:15] if len(target) >= 15 else b""
-    return len(tar) == 3 and tar[0] == RFM_TAR_FIRST_BYTE
+    """``target`` names an RFM application: a 3-byte TAR of the RFM family (SCP80), or an ETSI / 3GPP AID whose
+    bytes 13-15 are one (SCP81's X-Admin-Targeted-Application, TS 101 220: the TAR in the AID). '' (the ISD) and
+    any other AID are not: another RID's bytes 13-15 mean nothing."""
+    if len(target) >= 15 and target[:5] in TOOLKIT_RIDS:
+        target = target[12:15]
+    return len(target) == 3 and target[0] == RFM_TAR_FIRST_BYTE
 
 
 def script_scope(script: Sequence[bytes], target: bytes) -> Scope:
@@ -275,7 +281,7 @@ def script_budget(request: web.Request, script: Sequence[bytes], target: bytes, 
         fail(429, f"{principal.name}: scripts-per-hour limit reached", {"Retry-After": str(wait)})
     try:
         yield
-    except BaseException:
+    except Exception:  # not on cancellation: the write may still commit in its thread, so its scripts stay counted
         limits.give_back(principal, cards, now)
         raise
 

@@ -22,13 +22,11 @@ missing PoR is retried per the campaign's retry policy (:mod:`gpchannel.server.c
 packet with a new counter, so an old packet still travelling is refused by the card (counter low, 02) and no
 counter value is ever used twice.
 
-One job per card in flight per worker: a second job of a card (another campaign) waits until the first one is
-final, so the card sees its counters in order. SMPP trouble (bind lost, submit refused) is a transient error
-for the job (retry with backoff); the worker reconnects through ``connect`` when the bind is gone.
-
-``scp81+sms`` jobs (:mod:`gpchannel.server.senders.scp81_sms`): a TRIGGERED flight whose job is still QUEUED
-``trigger_timeout`` seconds later (or whose trigger's PoR is an error) goes to FALLBACK, and its sender runs the
-script over SCP80 SMS.
+One job per card in flight per worker: a second job of a card waits until the first one is final, so the card
+sees its counters in order. SMPP trouble is a transient error for the job (retry with backoff); the worker binds
+again through ``connect``. ``scp81+sms`` jobs (:mod:`gpchannel.server.senders.scp81_sms`): a TRIGGERED flight
+whose job is still QUEUED ``trigger_timeout`` s later (or whose trigger's PoR is an error) goes to FALLBACK, and
+its sender runs the script over SCP80 SMS.
 """
 
 from __future__ import annotations
@@ -334,8 +332,11 @@ class Scp80Worker:
         return going
 
     async def _send(self, going: list[Flight]) -> None:
-        """Send concurrently: their mark_sent are committed together (server/send_batch.py)."""
-        await asyncio.gather(*(self.senders[f.job.transport].send(self, f) for f in going))
+        """Send concurrently (their mark_sent committed together, server/send_batch.py); an error after all ended."""
+        sends = [self.senders[f.job.transport].send(self, f) for f in going]
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def sms_link(self) -> SmsLink | None:
         """The bound SMPP session; a new bind when it is gone (at most one try per ``reconnect_seconds``)."""

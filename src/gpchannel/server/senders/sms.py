@@ -14,14 +14,17 @@ flight); :func:`gpchannel.ota.scp80.unsecure_response` verifies it with the flig
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from gpchannel.codec.apdu import CommandApdu
 from gpchannel.errors import (
+    CounterExhausted,
     DecodeError,
     GPChannelError,
     LeaseLost,
+    RepositoryError,
     SecurityError,
     SmppStatusError,
     TransportError,
@@ -38,6 +41,8 @@ from gpchannel.server.job_state import FlightEvent
 from gpchannel.server.repository import CardRecord
 from gpchannel.server.sender import Flight, SmsLink, WorkerContext
 from gpchannel.smpp.client import PorMessage
+
+_log = logging.getLogger("gpchannel.server.sms")
 
 __all__ = [
     "FINAL_POR",
@@ -162,6 +167,14 @@ async def send_script(worker: WorkerContext, flight: Flight, tar: bytes, *, done
         counter = await worker.mark_sent(job.id, kvn=flight.kvn, delivery_id=delivery_id)
     except LeaseLost:
         await worker.lease_lost(flight)
+        return
+    except CounterExhausted as exc:  # no counter left for this key set: no attempt can succeed
+        await worker.final(job.id, f"the script cannot be sent: {exc}", job.campaign_id)
+        worker.forget(flight)
+        return
+    except RepositoryError as exc:  # not marked SENT, nothing sent: the lease runs out, a later round takes it again
+        _log.warning("job %d: not marked sent (%s): left to its lease", job.id, exc)
+        worker.forget(flight)
         return
     flight.advance(FlightEvent.SEND)
     flight.counter = counter

@@ -113,19 +113,41 @@ class AdminStore(StoreCore):
             return []
         kinds = [JobTransport(t).value for t in transports]
         with self._write() as c:
-            completed = _complete_all(c, [s.complete for s in steps], now)
-            outstanding = _outstanding(c, {s.card_id for s in steps if s.first}, kinds, is_admin)
-            wanted = [s.deliver and not (s.first and s.card_id in outstanding) for s in steps]
-            delivered = _deliver_all(c, [s.card_id for s, w in zip(steps, wanted, strict=True) if w], kinds, owner, now)
-            queue = iter(delivered)
-            return [
-                AdminOutcome(
-                    completed=done,
-                    outstanding=outstanding.get(step.card_id) if step.first else None,
-                    delivered=next(queue) if want else None,
-                )
-                for step, done, want in zip(steps, completed, wanted, strict=True)
-            ]
+            return [out for part in _parts(steps) for out in _round(c, part, kinds, owner, now, is_admin)]
+
+
+def _parts(steps: Sequence[AdminStep]) -> list[list[AdminStep]]:
+    """The steps cut where a first POST names a card an earlier step of the part named: it must see what that
+    step delivered as outstanding, as it would one step at a time (the parts run in order, in one transaction)."""
+    parts: list[list[AdminStep]] = [[]]
+    for step in steps:
+        if step.first and any(s.card_id == step.card_id for s in parts[-1]):
+            parts.append([])
+        parts[-1].append(step)
+    return parts
+
+
+def _round(
+    c: Connection,
+    steps: Sequence[AdminStep],
+    kinds: list[str],
+    owner: str,
+    now: datetime,
+    is_admin: Callable[[JobRecord], bool],
+) -> list[AdminOutcome]:
+    completed = _complete_all(c, [s.complete for s in steps], now)
+    outstanding = _outstanding(c, {s.card_id for s in steps if s.first}, kinds, is_admin)
+    wanted = [s.deliver and not (s.first and s.card_id in outstanding) for s in steps]
+    delivered = _deliver_all(c, [s.card_id for s, w in zip(steps, wanted, strict=True) if w], kinds, owner, now)
+    queue = iter(delivered)
+    return [
+        AdminOutcome(
+            completed=done,
+            outstanding=outstanding.get(step.card_id) if step.first else None,
+            delivered=next(queue) if want else None,
+        )
+        for step, done, want in zip(steps, completed, wanted, strict=True)
+    ]
 
 
 def _complete_all(c: Connection, completions: Sequence[Completion | None], now: datetime) -> list[JobRecord | None]:

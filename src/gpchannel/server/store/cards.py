@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, TextClause, bindparam, select, text, update
 
-from gpchannel.errors import RepositoryError
+from gpchannel.errors import CounterExhausted, RepositoryError
 from gpchannel.server.db import card_keys, cards, ota_counters
 from gpchannel.server.store.core import Conflict, StoreCore
 
@@ -71,12 +71,14 @@ def advance_counter(store: StoreCore, c: Connection, card_id: int, kvn: int) -> 
     starts at 0, so the first is 1) and return it; RepositoryError once it would pass 5 bytes (TS 102 225 5.1.1)."""
     stmt = store._insert(ota_counters).values(card_id=card_id, kvn=kvn, value=1)
     stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-        index_elements=["card_id", "kvn"], set_={"value": ota_counters.c.value + 1}
+        index_elements=["card_id", "kvn"],
+        set_={"value": ota_counters.c.value + 1},
+        where=ota_counters.c.value < MAX_OTA_COUNTER,  # at the last value the row is left alone, returned by none
     ).returning(ota_counters.c.value)
-    counter = int(c.execute(stmt).scalar_one())
-    if counter > MAX_OTA_COUNTER:
-        raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
-    return counter
+    counter = c.execute(stmt).scalar_one_or_none()
+    if counter is None or int(counter) > MAX_OTA_COUNTER:
+        raise CounterExhausted(f"OTA counter of card {card_id} key set {kvn} is exhausted")
+    return int(counter)
 
 
 @functools.lru_cache(maxsize=64)
@@ -86,7 +88,8 @@ def _counters_upsert(rows: int) -> TextClause:
     values = ", ".join(f"(:c{n}, :k{n}, 1)" for n in range(rows))
     return text(
         f"INSERT INTO ota_counters (card_id, kvn, value) VALUES {values} "  # noqa: S608 - numbered placeholders only
-        "ON CONFLICT (card_id, kvn) DO UPDATE SET value = ota_counters.value + 1 RETURNING card_id, kvn, value"
+        "ON CONFLICT (card_id, kvn) DO UPDATE SET value = ota_counters.value + 1 "
+        f"WHERE ota_counters.value < {MAX_OTA_COUNTER} RETURNING card_id, kvn, value"
     )
 
 
@@ -99,16 +102,17 @@ def advance_counters(store: StoreCore, c: Connection, pairs: Sequence[tuple[int,
         raise RepositoryError("advance_counters: a (card, key set) pair is named twice")
     if not pairs:
         return {}
+    pairs = sorted(pairs)  # rows locked in one order by every worker: two batches cannot deadlock on PostgreSQL
     params: dict[str, int] = {}
     for n, (card_id, kvn) in enumerate(pairs):
         params[f"c{n}"], params[f"k{n}"] = card_id, kvn
     out = {(int(r.card_id), int(r.kvn)): int(r.value) for r in c.execute(_counters_upsert(len(pairs)), params)}
     for card_id, kvn in pairs:
         value = out.get((card_id, kvn))
-        if value is None or value < 1:
+        if value is None or value > MAX_OTA_COUNTER:  # none: at its last value, the upsert left the row alone
+            raise CounterExhausted(f"OTA counter of card {card_id} key set {kvn} is exhausted")
+        if value < 1:
             raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} was not advanced")
-        if value > MAX_OTA_COUNTER:
-            raise RepositoryError(f"OTA counter of card {card_id} key set {kvn} is exhausted")
     return out
 
 
