@@ -135,22 +135,25 @@ def process_security_domain(
         return _initialize_update(ctx, channel, sd, command)
     if ins is Ins.EXTERNAL_AUTHENTICATE:
         return _external_authenticate(ctx, channel, sd, command)
+    sm = cla_has_secure_messaging(command.cla)
     session = channel.session if channel.session_sd == sd.aid else None
-    if session is not None and session.state is not ChannelState.OPEN and not _implicit(session):
+    implicit = session is not None and _implicit(session)
+    if session is not None and session.state is not ChannelState.OPEN and not implicit:
         channel.end_session()
         session = None
-    if session is not None and cla_has_secure_messaging(command.cla) and not _implicit_keys_current(channel, sd):
+    if session is not None and implicit and sm and not _implicit_keys_current(channel, sd):
         channel.end_session()  # the key set was replaced or deleted: a new initiation must use the current one
         session = None
-    if session is None and cla_has_secure_messaging(command.cla) and _implicit_sd(sd):
+    if session is None and sm and _implicit_sd(sd):
         session = _implicit_session(ctx, channel, sd)
+        implicit = True
     if session is None:
-        if cla_has_secure_messaging(command.cla):
+        if sm:
             raise SecurityNotSatisfied("secure messaging without an open secure channel")
         if ins.authenticated:
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
         return _handle(ctx, channel, sd, None, command)
-    plain = _unwrap(channel, sd, session, command)
+    plain = _unwrap(channel, sd, session, command) if implicit else session.unwrap(command)
     try:
         if session.state is not ChannelState.OPEN and ins.authenticated:  # implicit: aborted or not yet open
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
@@ -171,7 +174,8 @@ def process_security_domain(
 
 def _implicit(session: CardChannel) -> bool:
     """An SCP02 session with implicit initiation: it outlives its aborts (E.1.6)."""
-    return isinstance(session, Scp02Card) and not is_explicit(session.i_param)
+    # The protocol first: a class attribute, where the isinstance test of an ABC costs more on every command.
+    return session.protocol == ScpProtocol.SCP02 and isinstance(session, Scp02Card) and not is_explicit(session.i_param)
 
 
 def _implicit_keys_current(channel: ChannelContext, sd: Application) -> bool:
