@@ -61,6 +61,16 @@ __all__ = [
 
 _STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
 
+# The Enum members read on every command, as module constants (an Enum class attribute is a lookup each time).
+_OPEN = ChannelState.OPEN
+_TERMINATED = CardLifeCycle.TERMINATED
+_CARD_LOCKED = CardLifeCycle.CARD_LOCKED
+_INITIALIZE_UPDATE = Ins.INITIALIZE_UPDATE
+_EXTERNAL_AUTHENTICATE = Ins.EXTERNAL_AUTHENTICATE
+_R_MAC_SESSION = (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION)
+_KEEPS_STATUS_LISTING = (Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS)
+_SCP02 = ScpProtocol.SCP02
+
 
 def sequence_counters(state: CardState) -> dict[tuple[bytes, int], int]:
     """Every key set's secure channel sequence counter, by (Security Domain AID, KVN)."""
@@ -125,20 +135,20 @@ def process_security_domain(
     yubikey = sd.sd is not None and sd.sd.getdata_style == "yubikey"  # YubiKeys take ISO CLA (yubikit sends 00)
     if not command.cla & 0x80 and not ins.interindustry and not yubikey:
         raise ClaNotSupported(f"{ins.title} needs a GlobalPlatform (proprietary) class byte")
-    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and not ins.interindustry:
+    if not ins.interindustry and ctx.state.lifecycle is _TERMINATED:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
-    if ins is Ins.INITIALIZE_UPDATE:
+    if ins is _INITIALIZE_UPDATE:
         if sd.sd is not None and sd.sd.scp == ScpProtocol.SCP11:  # an SCP11-only Security Domain (Amendment F)
             raise InsNotSupported("this Security Domain opens SCP11 sessions only: no INITIALIZE UPDATE")
         if _implicit_sd(sd):  # E.1.6 (implicit): no explicit initiation; an implicit session in progress stays
             raise InsNotSupported("this Security Domain uses SCP02 implicit initiation: no INITIALIZE UPDATE")
         return _initialize_update(ctx, channel, sd, command)
-    if ins is Ins.EXTERNAL_AUTHENTICATE:
+    if ins is _EXTERNAL_AUTHENTICATE:
         return _external_authenticate(ctx, channel, sd, command)
     sm = cla_has_secure_messaging(command.cla)
     session = channel.session if channel.session_sd == sd.aid else None
     implicit = session is not None and _implicit(session)
-    if session is not None and session.state is not ChannelState.OPEN and not implicit:
+    if session is not None and session.state is not _OPEN and not implicit:
         channel.end_session()
         session = None
     if session is not None and implicit and sm and not _implicit_keys_current(channel, sd):
@@ -155,11 +165,11 @@ def process_security_domain(
         return _handle(ctx, channel, sd, None, command)
     plain = _unwrap(channel, sd, session, command) if implicit else session.unwrap(command)
     try:
-        if session.state is not ChannelState.OPEN and ins.authenticated:  # implicit: aborted or not yet open
+        if session.state is not _OPEN and ins.authenticated:  # implicit: aborted or not yet open
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
         if ins.authenticated and not ins.read_only and not scp11_domain.oce_authenticated(session):
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated off-card entity; SCP11b has none")
-        if ins in (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION):
+        if ins in _R_MAC_SESSION:
             response = _rmac_session(session, plain)
         else:
             response = _handle(ctx, channel, sd, session, plain)
@@ -175,7 +185,7 @@ def process_security_domain(
 def _implicit(session: CardChannel) -> bool:
     """An SCP02 session with implicit initiation: it outlives its aborts (E.1.6)."""
     # The protocol first: a class attribute, where the isinstance test of an ABC costs more on every command.
-    return session.protocol == ScpProtocol.SCP02 and isinstance(session, Scp02Card) and not is_explicit(session.i_param)
+    return session.protocol == _SCP02 and isinstance(session, Scp02Card) and not is_explicit(session.i_param)
 
 
 def _implicit_keys_current(channel: ChannelContext, sd: Application) -> bool:
@@ -252,9 +262,9 @@ def _handle(
 ) -> ResponseApdu:
     """The Security Domain's handler of a (plain) command of :data:`_HANDLERS`, after the CARD_LOCKED rule."""
     ins = _row(command.ins)
-    if ctx.state.lifecycle is CardLifeCycle.CARD_LOCKED and ins.changes_content:
+    if ins.changes_content and ctx.state.lifecycle is _CARD_LOCKED:
         raise ConditionsNotSatisfied("the card is CARD_LOCKED: no card content changes (5.1.1.4)")
-    if ins not in (Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS):
+    if ins not in _KEEPS_STATUS_LISTING:
         channel.status_pending = None  # a GET STATUS "next occurrence" continues only the listing before it (11.4.2)
     return _HANDLERS[ins](ctx, channel, sd, session, command)
 

@@ -86,6 +86,10 @@ from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversificat
 
 __all__ = ["Scp02Card"]
 
+_OPEN = ChannelState.OPEN
+_TERMINATED = ChannelState.TERMINATED
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
 _MAC = 8
 _SHORT_RESPONSE_MAX = 256
 """Response data of a short APDU (Le 00): SCP02 secures short APDUs only (E.4.4)."""
@@ -166,7 +170,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         """
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
-        if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and int(self.level) & C_MAC_BIT):
+        if is_explicit(self.i_param) or (self.state is _OPEN and int(self.level) & C_MAC_BIT):
             return
         # never back: a counter value opens one session only
         self._sequence_counter = max(self._sequence_counter, sequence_counter)
@@ -255,16 +259,16 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         Returns the command as the application sees it (CLA without secure messaging, no MAC, clear data).
         """
         self._answered_by_sd = False
-        if self.state is ChannelState.TERMINATED:
+        if self.state is _TERMINATED:
             raise SecurityNotSatisfied("the secure channel was terminated")
         has_sm = cla_has_secure_messaging(command.cla)
         if not is_explicit(self.i_param):
             if not has_sm:
-                if self.state is ChannelState.OPEN:
+                if self.state is _OPEN:
                     self.level &= ~SecurityLevel.C_MAC  # AUTHENTICATED only, R-MAC as is (E.1.6)
                 self._last = command  # R-MACed by wrap while an R-MAC session runs (also after an abort)
                 return command
-            if self.state is not ChannelState.OPEN or not int(self.level) & C_MAC_BIT:
+            if self.state is not _OPEN or not int(self.level) & C_MAC_BIT:
                 self._open_implicit(command)
         else:
             self._require(ChannelState.OPEN)
@@ -329,7 +333,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         (Li 00, E.4.5), which is what the host sees and chains too; the session stays open, and the application
         must send less (e.g. 6310 and GET STATUS "next").
         """
-        if self.state is ChannelState.TERMINATED:
+        if self.state is _TERMINATED:
             raise SecurityNotSatisfied("the secure channel was terminated")
         command, self._last = self._last, None
         if self._answered_by_sd or self._r_chain is None or command is None:

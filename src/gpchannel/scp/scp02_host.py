@@ -72,6 +72,9 @@ from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp02Host"]
 
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
 _SHORT_MAX = 255
 _MAC = 8
 
@@ -240,7 +243,7 @@ class Scp02Host(SymmetricHostChannel):
         Also allowed after :meth:`abort` (the card aborted the session for incoming commands, E.1.6): a new
         session for incoming commands starts, and an R-MAC session in progress continues, as on the card.
         """
-        if self.state is ChannelState.OPEN and not int(self.level) & C_MAC_BIT:
+        if self.state is _OPEN and not int(self.level) & C_MAC_BIT:
             previous = self._session
         else:
             self._require(ChannelState.IDLE)
@@ -272,7 +275,7 @@ class Scp02Host(SymmetricHostChannel):
         counter, until :meth:`begin_implicit` starts a new session. If the rejected command was the one opening the
         session the card did not count it, so :attr:`sequence_counter` becomes unknown (None) until then.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         if is_explicit(self.i_param):
             raise LocalProtocolError(f"i={self.i_param:02X} is explicit initiation: a rejected session is closed")
@@ -299,7 +302,7 @@ class Scp02Host(SymmetricHostChannel):
         return self._wrap(command, _Pending.COMMAND)
 
     def _wrap(self, command: CommandApdu, kind: _Pending) -> CommandApdu:
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
@@ -335,7 +338,7 @@ class Scp02Host(SymmetricHostChannel):
         EXTERNAL AUTHENTICATE that opened the session (explicit initiation, GP 2.3.1 E.3.2), or the R-MAC over the
         AID (implicit, E.3.3). The response goes through ``unwrap``.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
@@ -356,7 +359,7 @@ class Scp02Host(SymmetricHostChannel):
 
         The response (the current R-MAC) goes through ``unwrap``, which verifies it.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
@@ -378,7 +381,7 @@ class Scp02Host(SymmetricHostChannel):
         GlobalPlatformPro expects), though our card does not.
         END R-MAC SESSION's response data is the R-MAC itself and is verified (E.5.4.6).
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None

@@ -61,6 +61,9 @@ from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversificat
 
 __all__ = ["Scp03Card"]
 
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
 _SHORT_MAX = 255
 """The most data a short command carries (a longer one is extended: CommandApdu.is_extended)."""
 
@@ -167,7 +170,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         A command without the secure messaging indication is refused when the level includes C-MAC (5.6); a
         command with it is checked even at level 00. The encryption counter counts every command.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         keys = self._session_keys
         if keys is None:
@@ -209,7 +212,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         raises WrongLength (6700) and leaves the session open: the application must send less (e.g. 6310 and
         GET STATUS "next").
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         keys = self._session_keys
         if keys is None:
@@ -237,7 +240,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         ``key_length`` (from the PUT KEY key block) drops the padding of a 24-byte key; a cryptogram that is not a
         non-empty multiple of 16 bytes, or that does not fit ``key_length``, is 6A80 (IncorrectData).
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         try:
             return decrypt_sensitive_data(self._keys.dek, data, key_length)

@@ -59,6 +59,9 @@ from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp03Host"]
 
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
 _SHORT_MAX = 255
 _EXTENDED_MAX = 65535
 _VALID_LEVELS = frozenset(SecurityLevel(v) for v in (0x00, 0x01, 0x03, 0x11, 0x13, 0x33))
@@ -208,7 +211,7 @@ class Scp03Host(SymmetricHostChannel):
         encrypted; the encryption counter counts every command. An extended-length command stays extended (and
         its 3-byte Lc is what the MAC covers); a short one that would outgrow 255 data bytes is refused.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
@@ -246,7 +249,7 @@ class Scp03Host(SymmetricHostChannel):
 
         Error status words (all but 9000, 62xx, 63xx) carry no R-MAC and must carry no data.
         """
-        if self.state is not ChannelState.OPEN:
+        if self.state is not _OPEN:
             self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
