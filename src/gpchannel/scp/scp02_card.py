@@ -91,6 +91,7 @@ _TERMINATED = ChannelState.TERMINATED
 """The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
 
 _MAC = 8
+_SHORT_MAX = 255
 _SHORT_RESPONSE_MAX = 256
 """Response data of a short APDU (Le 00): SCP02 secures short APDUs only (E.4.4)."""
 
@@ -295,20 +296,19 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         chain = self._c_chain
         keys = self._session_keys
         assert chain is not None and keys is not None
-        if len(command.data) < _MAC:
-            self._fail_closed(
-                SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"), command
-            )
-        if command.is_extended:
+        data, le = command.data, command.le
+        if len(data) < _MAC:
+            self._fail_closed(SecurityNotSatisfied(f"the command has {len(data)} data bytes; the C-MAC is 8"), command)
+        if command.extended or len(data) > _SHORT_MAX or (le is not None and le > 256):  # command.is_extended
             # The C-MAC covers a one-byte Lc (E.4.4): an extended-length command cannot carry a valid one.
             self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"), command)
-        body, mac = command.data[:-_MAC], command.data[-_MAC:]
+        body, mac = data[:-_MAC], data[-_MAC:]
         if int(self.level) & C_DEC_BIT and body:
             try:
                 body = decrypt_command_data(keys.enc, body)
             except DecodeError as exc:
                 self._fail_closed(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"), command)
-        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, command.le)
+        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, le)
         if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
             self._fail_closed(SecurityNotSatisfied("the C-MAC did not verify"), command)
         opening = chain.first and not is_explicit(self.i_param)
