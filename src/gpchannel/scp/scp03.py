@@ -264,9 +264,17 @@ def decrypt_sensitive_data(dek: bytes, data: bytes, key_length: int | None = Non
 # -- secure messaging helpers (used by both state machines) -----------------------------------------------------
 
 
+def _mac_cla(cla: int) -> int:
+    return cla_for_channel(cla_with_secure_messaging(cla), 0)
+
+
+_MAC_CLAS = bytes(_mac_cla(cla) for cla in range(256))
+"""mac_cla of every CLA byte, computed once: read on every protected command."""
+
+
 def mac_cla(cla: int) -> int:
     """The CLA used in the C-MAC input: secure messaging indicated, logical channel 0 (6.2.4)."""
-    return cla_for_channel(cla_with_secure_messaging(cla), 0)
+    return _MAC_CLAS[cla] if 0 <= cla <= 0xFF else _mac_cla(cla)
 
 
 def lc_field(length: int, extended: bool) -> bytes:
