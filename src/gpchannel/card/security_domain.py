@@ -132,8 +132,11 @@ def process_security_domain(
     ins = sd_command(command.ins)
     if ins is None:
         raise InsNotSupported(f"INS {command.ins:02X} is not a Security Domain command")
-    yubikey = sd.sd is not None and sd.sd.getdata_style == "yubikey"  # YubiKeys take ISO CLA (yubikit sends 00)
-    if not command.cla & 0x80 and not ins.interindustry and not yubikey:
+    if (
+        not command.cla & 0x80
+        and not ins.interindustry
+        and not (sd.sd is not None and sd.sd.getdata_style == "yubikey")  # YubiKeys take ISO CLA (yubikit: 00)
+    ):
         raise ClaNotSupported(f"{ins.title} needs a GlobalPlatform (proprietary) class byte")
     if not ins.interindustry and ctx.state.lifecycle is _TERMINATED:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
