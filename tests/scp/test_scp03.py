@@ -277,3 +277,29 @@ def test_gpshell_trace_card(case: VectorCase) -> None:
         assert seen.to_bytes() == plain
         if protected:
             assert card.wrap(ResponseApdu(seen.data)) == ResponseApdu.from_bytes(protected[n])
+
+
+@pytest.mark.parametrize("counter", [1, 2, 255, 0xFFFFFF])
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 200])
+def test_counted_data_is_the_block_data_under_the_counter_icv(counter: int, size: int) -> None:
+    """The one-lookup helpers give what the ICV helpers and the block helpers give together (6.2.6, 6.2.7)."""
+    from gpchannel.errors import DecodeError
+    from gpchannel.scp.scp03 import (
+        command_block,
+        command_icv,
+        decrypt_block_data,
+        decrypt_counted_data,
+        encrypt_block_data,
+        encrypt_counted_data,
+        response_block,
+        response_icv,
+    )
+
+    s_enc, data = bytes(range(16)), bytes(range(size))
+    for block, icv in ((command_block(counter), command_icv), (response_block(counter), response_icv)):
+        expected = encrypt_block_data(s_enc, icv(s_enc, counter), data)
+        assert encrypt_counted_data(s_enc, block, data) == expected
+        assert decrypt_counted_data(s_enc, block, expected) == data
+        assert decrypt_block_data(s_enc, icv(s_enc, counter), expected) == data
+    with pytest.raises(DecodeError):
+        decrypt_counted_data(s_enc, command_block(counter), bytes(17))

@@ -221,14 +221,15 @@ class Card:
         except Exception:
             self.log.exception("unexpected error processing %s", _shown(raw))
             response = ResponseApdu(sw=0x6F00)
-        if self.ctx.tracker.dirty:
+        tracker = self.ctx.tracker
+        if tracker.dirty:
             response = self._persist(response)
-        if self.ctx.tracker.check_enabled:
-            self.ctx.tracker.check()
-        if command is not None:
+        if tracker.check_enabled:
+            tracker.check()
+        if command is not None and response.data and command.ins != 0xC0:  # what _limit may cut
             response = self._limit(command, response)
-        out = response.to_bytes()
-        if command is not None and command.ins == 0xA4 and _is_success(response.sw) and not self.ctx.tracker.dirty:
+        out = response.data + response.sw.to_bytes(2, "big")  # response.to_bytes()
+        if command is not None and command.ins == 0xA4 and _is_success(response.sw) and not tracker.dirty:
             self._remember_select(raw, out)
         if self.trace is not None:
             self.trace(f">> {_shown(raw)}")

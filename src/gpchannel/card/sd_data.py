@@ -218,6 +218,9 @@ def get_status(ctx: CardContext, channel: ChannelContext, sd: Application, comma
                 ctx.status_cache.clear()
             ctx.status_cache[key] = encoded
     channel.status_scope = (command.p1, command.p2 & 0x02)
+    if len(encoded) == 1:  # one entry (the ISD's, or one application's): one page, as _page would make it
+        channel.status_pending = None
+        return ResponseApdu(encoded[0])
     return _page(channel, list(encoded))
 
 

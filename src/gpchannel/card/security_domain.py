@@ -61,6 +61,16 @@ __all__ = [
 
 _STORE_TAGS = {0x42: "iin", 0x45: "cin", 0xCF: "key_diversification_data", 0x9F7F: "cplc"}
 
+# The Enum members read on every command, as module constants (an Enum class attribute is a lookup each time).
+_OPEN = ChannelState.OPEN
+_TERMINATED = CardLifeCycle.TERMINATED
+_CARD_LOCKED = CardLifeCycle.CARD_LOCKED
+_INITIALIZE_UPDATE = Ins.INITIALIZE_UPDATE
+_EXTERNAL_AUTHENTICATE = Ins.EXTERNAL_AUTHENTICATE
+_R_MAC_SESSION = (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION)
+_KEEPS_STATUS_LISTING = (Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS)
+_SCP02 = ScpProtocol.SCP02
+
 
 def sequence_counters(state: CardState) -> dict[tuple[bytes, int], int]:
     """Every key set's secure channel sequence counter, by (Security Domain AID, KVN)."""
@@ -93,9 +103,12 @@ _STEPPED_DOMAINS: dict[int, SteppedDomain] = {
 
 def stepped_domain(app: Application | None) -> SteppedDomain | None:
     """The processing of ``app`` when it is a Security Domain whose protocol is initiated by steps, else None."""
-    if app is None or app.sd is None or PROTOCOLS.initiation(app.sd.scp) is not Initiation.STEPS:
+    if app is None or app.sd is None:
         return None
-    return _STEPPED_DOMAINS.get(app.sd.scp)
+    found = _STEPPED_DOMAINS.get(app.sd.scp)  # looked up first: most Security Domains have none, a dict miss
+    if found is None or PROTOCOLS.initiation(app.sd.scp) is not Initiation.STEPS:
+        return None
+    return found
 
 
 def takes_chaining(state: CardState, selected: bytes | None) -> bool:
@@ -119,41 +132,47 @@ def process_security_domain(
     ins = sd_command(command.ins)
     if ins is None:
         raise InsNotSupported(f"INS {command.ins:02X} is not a Security Domain command")
-    yubikey = sd.sd is not None and sd.sd.getdata_style == "yubikey"  # YubiKeys take ISO CLA (yubikit sends 00)
-    if not command.cla & 0x80 and not ins.interindustry and not yubikey:
+    if (
+        not command.cla & 0x80
+        and not ins.interindustry
+        and not (sd.sd is not None and sd.sd.getdata_style == "yubikey")  # YubiKeys take ISO CLA (yubikit: 00)
+    ):
         raise ClaNotSupported(f"{ins.title} needs a GlobalPlatform (proprietary) class byte")
-    if ctx.state.lifecycle is CardLifeCycle.TERMINATED and not ins.interindustry:
+    if not ins.interindustry and ctx.state.lifecycle is _TERMINATED:
         raise ConditionsNotSatisfied("the card is TERMINATED: only GET DATA is processed (5.1.1.5)")
-    if ins is Ins.INITIALIZE_UPDATE:
+    if ins is _INITIALIZE_UPDATE:
         if sd.sd is not None and sd.sd.scp == ScpProtocol.SCP11:  # an SCP11-only Security Domain (Amendment F)
             raise InsNotSupported("this Security Domain opens SCP11 sessions only: no INITIALIZE UPDATE")
         if _implicit_sd(sd):  # E.1.6 (implicit): no explicit initiation; an implicit session in progress stays
             raise InsNotSupported("this Security Domain uses SCP02 implicit initiation: no INITIALIZE UPDATE")
         return _initialize_update(ctx, channel, sd, command)
-    if ins is Ins.EXTERNAL_AUTHENTICATE:
+    if ins is _EXTERNAL_AUTHENTICATE:
         return _external_authenticate(ctx, channel, sd, command)
+    sm = cla_has_secure_messaging(command.cla)
     session = channel.session if channel.session_sd == sd.aid else None
-    if session is not None and session.state is not ChannelState.OPEN and not _implicit(session):
+    implicit = session is not None and _implicit(session)
+    if session is not None and session.state is not _OPEN and not implicit:
         channel.end_session()
         session = None
-    if session is not None and cla_has_secure_messaging(command.cla) and not _implicit_keys_current(channel, sd):
+    if session is not None and implicit and sm and not _implicit_keys_current(channel, sd):
         channel.end_session()  # the key set was replaced or deleted: a new initiation must use the current one
         session = None
-    if session is None and cla_has_secure_messaging(command.cla) and _implicit_sd(sd):
+    if session is None and sm and _implicit_sd(sd):
         session = _implicit_session(ctx, channel, sd)
+        implicit = True
     if session is None:
-        if cla_has_secure_messaging(command.cla):
+        if sm:
             raise SecurityNotSatisfied("secure messaging without an open secure channel")
         if ins.authenticated:
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
         return _handle(ctx, channel, sd, None, command)
-    plain = _unwrap(channel, sd, session, command)
+    plain = _unwrap(channel, sd, session, command) if implicit else session.unwrap(command)
     try:
-        if session.state is not ChannelState.OPEN and ins.authenticated:  # implicit: aborted or not yet open
+        if session.state is not _OPEN and ins.authenticated:  # implicit: aborted or not yet open
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated secure channel (Table 11-2)")
         if ins.authenticated and not ins.read_only and not scp11_domain.oce_authenticated(session):
             raise SecurityNotSatisfied(f"{ins.title} needs an authenticated off-card entity; SCP11b has none")
-        if ins in (Ins.BEGIN_R_MAC_SESSION, Ins.END_R_MAC_SESSION):
+        if ins in _R_MAC_SESSION:
             response = _rmac_session(session, plain)
         else:
             response = _handle(ctx, channel, sd, session, plain)
@@ -168,7 +187,8 @@ def process_security_domain(
 
 def _implicit(session: CardChannel) -> bool:
     """An SCP02 session with implicit initiation: it outlives its aborts (E.1.6)."""
-    return isinstance(session, Scp02Card) and not is_explicit(session.i_param)
+    # The protocol first: a class attribute, where the isinstance test of an ABC costs more on every command.
+    return session.protocol == _SCP02 and isinstance(session, Scp02Card) and not is_explicit(session.i_param)
 
 
 def _implicit_keys_current(channel: ChannelContext, sd: Application) -> bool:
@@ -245,9 +265,9 @@ def _handle(
 ) -> ResponseApdu:
     """The Security Domain's handler of a (plain) command of :data:`_HANDLERS`, after the CARD_LOCKED rule."""
     ins = _row(command.ins)
-    if ctx.state.lifecycle is CardLifeCycle.CARD_LOCKED and ins.changes_content:
+    if ins.changes_content and ctx.state.lifecycle is _CARD_LOCKED:
         raise ConditionsNotSatisfied("the card is CARD_LOCKED: no card content changes (5.1.1.4)")
-    if ins not in (Ins.GET_DATA, Ins.GET_DATA_ODD, Ins.GET_STATUS):
+    if ins not in _KEEPS_STATUS_LISTING:
         channel.status_pending = None  # a GET STATUS "next occurrence" continues only the listing before it (11.4.2)
     return _HANDLERS[ins](ctx, channel, sd, session, command)
 

@@ -354,7 +354,10 @@ class CardState(Tracked):
         raise LookupError("the state has no Issuer Security Domain entry")
 
     def application(self, aid: bytes) -> Application | None:
-        return next((a for a in self.applications if a.aid == aid), None)
+        for app in self.applications:  # a loop, not next(generator): looked up on every command
+            if app.aid == aid:
+                return app
+        return None
 
     def load_file(self, aid: bytes) -> LoadFile | None:
         return next((f for f in self.load_files if f.aid == aid), None)

@@ -65,7 +65,7 @@ def cla_for_channel(cla: int, channel: int) -> int:
     return proprietary | 0x40 | (0x20 if sm else 0) | chaining | (channel - 4)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CommandApdu:
     """An ISO 7816-4 command APDU. ``le`` is ``None`` when absent, else 1..65536."""
 
@@ -80,23 +80,34 @@ class CommandApdu:
     where it changes the encoding (never for case 1, nor when the data or ``le`` need extended lengths anyway);
     :attr:`is_extended` tells which encoding is used."""
 
-    def __post_init__(self) -> None:
-        if not (0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF and 0 <= self.p1 <= 0xFF and 0 <= self.p2 <= 0xFF):
-            for name in ("cla", "ins", "p1", "p2"):
-                value = getattr(self, name)
+    def __init__(
+        self, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None, extended: bool = False
+    ) -> None:
+        # Written out rather than generated: built on every command on both sides of a secure channel, and the
+        # slots set through their descriptors cost a third of the generated frozen __init__ and __post_init__.
+        if not (0 <= cla <= 0xFF and 0 <= ins <= 0xFF and 0 <= p1 <= 0xFF and 0 <= p2 <= 0xFF):
+            for name, value in (("cla", cla), ("ins", ins), ("p1", p1), ("p2", p2)):
                 if not 0 <= value <= 0xFF:
                     raise ValueError(f"{name} must be a byte (0..255), got {value}")
-        if len(self.data) > _EXT_MAX_DATA:
-            raise ValueError(f"command data is {len(self.data)} bytes; at most {_EXT_MAX_DATA} fit an APDU")
-        if self.le is not None and not 1 <= self.le <= 65536:
-            raise ValueError(f"le must be 1..65536 or None, got {self.le}")
-        if not isinstance(self.data, bytes):
-            object.__setattr__(self, "data", bytes(self.data))
+        n = len(data)
+        if n > _EXT_MAX_DATA:
+            raise ValueError(f"command data is {n} bytes; at most {_EXT_MAX_DATA} fit an APDU")
+        if le is not None and not 1 <= le <= 65536:
+            raise ValueError(f"le must be 1..65536 or None, got {le}")
+        if not isinstance(data, bytes):
+            data = bytes(data)
         # Keep ``extended`` only where it changes the encoding, so that APDUs that encode alike compare equal and
         # from_bytes(to_bytes(x)) == x: case 1 has no length field to extend, and a long Lc or Le needs extended
         # lengths anyway (``is_extended`` says so).
-        if self.extended:
-            object.__setattr__(self, "extended", self._has_lengths() and not self._needs_extended())
+        if extended:
+            extended = (n > 0 or le is not None) and not (n > _SHORT_MAX_DATA or (le is not None and le > 256))
+        _set_cla(self, cla)
+        _set_ins(self, ins)
+        _set_p1(self, p1)
+        _set_p2(self, p2)
+        _set_data(self, data)
+        _set_le(self, le)
+        _set_extended(self, extended)
 
     def _has_lengths(self) -> bool:
         return bool(self.data) or self.le is not None
@@ -118,7 +129,7 @@ class CommandApdu:
     @property
     def is_extended(self) -> bool:
         """Whether ``to_bytes`` uses the extended-length encoding (ISO 7816-4, 5.1)."""
-        return self.extended or self._needs_extended()
+        return self.extended or len(self.data) > _SHORT_MAX_DATA or (self.le is not None and self.le > 256)
 
     def header(self) -> bytes:
         return bytes((self.cla, self.ins, self.p1, self.p2))
@@ -154,20 +165,20 @@ class CommandApdu:
         cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
         if cla == 0xFF:
             raise DecodeError("CLA FF is invalid (reserved for PPS)", offset=0)
-        body = raw[4:]
-        b = len(body)
+        b = n - 4
         if b == 0:
             return cls(cla, ins, p1, p2)
         if b == 1:
-            return cls(cla, ins, p1, p2, le=body[0] or 256)
-        if body[0] != 0:
-            lc = body[0]
+            return cls(cla, ins, p1, p2, b"", raw[4] or 256)
+        lc = raw[4]
+        if lc:
             if b == 1 + lc:
-                return cls(cla, ins, p1, p2, data=bytes(body[1:]))
+                return cls(cla, ins, p1, p2, bytes(raw[5:]))
             if b == 2 + lc:
-                return cls(cla, ins, p1, p2, data=bytes(body[1 : 1 + lc]), le=body[-1] or 256)
+                return cls(cla, ins, p1, p2, bytes(raw[5 : 5 + lc]), raw[-1] or 256)
             raise DecodeError(f"Lc is {lc} but {b - 1} bytes follow it (expected {lc} or {lc + 1})", offset=4)
         # body[0] == 0 and more than one byte: extended length.
+        body = raw[4:]
         if b == 3:
             le = int.from_bytes(body[1:3], "big") or 65536
             return cls(cla, ins, p1, p2, le=le, extended=True)
@@ -187,18 +198,24 @@ class CommandApdu:
         return self.to_bytes().hex().upper()
 
 
-@dataclass(frozen=True, slots=True)
+_set_cla, _set_ins, _set_p1, _set_p2, _set_data, _set_le, _set_extended = (
+    CommandApdu.__dict__[name].__set__ for name in ("cla", "ins", "p1", "p2", "data", "le", "extended")
+)
+"""The slots' own setters: a frozen dataclass refuses ``setattr``; its constructor writes through these."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class ResponseApdu:
     """An ISO 7816-4 response APDU: response data and the status word SW1-SW2."""
 
     data: bytes = b""
     sw: int = 0x9000
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.sw <= 0xFFFF:
-            raise ValueError(f"sw must be two bytes, got {self.sw}")
-        if not isinstance(self.data, bytes):
-            object.__setattr__(self, "data", bytes(self.data))
+    def __init__(self, data: bytes = b"", sw: int = 0x9000) -> None:
+        if not 0 <= sw <= 0xFFFF:
+            raise ValueError(f"sw must be two bytes, got {sw}")
+        _set_response_data(self, data if isinstance(data, bytes) else bytes(data))
+        _set_sw(self, sw)
 
     @property
     def sw1(self) -> int:
@@ -225,7 +242,10 @@ class ResponseApdu:
     def from_bytes(cls, raw: bytes) -> ResponseApdu:
         if len(raw) < 2:
             raise DecodeError(f"a response APDU has at least the 2 status bytes, got {len(raw)}", offset=0)
-        return cls(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
+        return cls(bytes(raw[:-2]), (raw[-2] << 8) | raw[-1])
 
     def __str__(self) -> str:
         return self.to_bytes().hex().upper()
+
+
+_set_response_data, _set_sw = (ResponseApdu.__dict__[name].__set__ for name in ("data", "sw"))

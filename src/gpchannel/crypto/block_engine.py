@@ -14,21 +14,21 @@ never finalised, and runs CBC with any IV on them:
   computed once and the MAC is the last block of the CBC encryption (IV zero) of the message whose last block was
   xored with K1 (complete) or padded and xored with K2.
 
-Engines live in a small cache keyed by thread, algorithm and key value (contexts are stateful and must never be
-shared between threads; a thread that ended leaves its slots to a new thread with the same identifier). The
-outputs are exactly those of fresh contexts (tests/crypto/test_block_engine.py and the vectors check them).
+Engines live in a small cache per thread (``threading.local``), keyed by algorithm and key value (contexts are
+stateful and must never be shared between threads; a thread's engines end with it). The outputs are exactly those
+of fresh contexts (tests/crypto/test_block_engine.py and the vectors check them).
 """
 
 from __future__ import annotations
 
-from threading import get_ident
+import threading
 from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-__all__ = ["BlockEngine", "engine"]
+__all__ = ["BlockEngine", "engine", "retail_engines"]
 
 _CACHE_SIZE = 256
 """Engines kept, by thread and key (the oldest dropped first): a few sessions' keys."""
@@ -156,20 +156,40 @@ class BlockEngine:
         return tag
 
 
-_engines: dict[tuple[int, str, bytes], BlockEngine] = {}
+class _Engines(threading.local):
+    """The calling thread's engines by key, one table per algorithm (the oldest dropped first past _CACHE_SIZE)."""
+
+    def __init__(self) -> None:
+        self.aes: dict[bytes, BlockEngine] = {}
+        self.des3: dict[bytes, BlockEngine] = {}
+        self.retail: dict[bytes, tuple[BlockEngine, BlockEngine]] = {}
+
+
+_engines = _Engines()
 
 
 def engine(kind: str, key: bytes) -> BlockEngine:
-    """The calling thread's engine for ``key``: ``kind`` "aes", or "des3" (a 24-byte 3DES key)."""
-    slot = (get_ident(), kind, key)
-    found = _engines.get(slot)
+    """The calling thread's engine for ``key``: ``kind`` "aes", or "des3" (a 24-byte 3DES key, or 16 bytes for
+    K1 K2 K1)."""
+    table = _engines.aes if kind == "aes" else _engines.des3
+    found = table.get(key)
     if found is not None:
         return found
-    made = BlockEngine(algorithms.AES(key) if kind == "aes" else TripleDES(key))
-    if len(_engines) >= _CACHE_SIZE:
-        try:
-            del _engines[next(iter(_engines))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread changed the cache meanwhile
-            pass
-    _engines[slot] = made
+    made = BlockEngine(algorithms.AES(key) if kind == "aes" else TripleDES(key + key[:8] if len(key) == 16 else key))
+    if len(table) >= _CACHE_SIZE:
+        del table[next(iter(table))]
+    table[key] = made
     return made
+
+
+def retail_engines(key: bytes) -> tuple[BlockEngine, BlockEngine]:
+    """The calling thread's engines of the ISO 9797-1 retail MAC under the 16-byte ``key`` (K1 K2): single DES
+    under K1 (as 3DES K1 K1 K1) for the chain, 3DES K1 K2 K1 for the last block; one lookup per MAC."""
+    table = _engines.retail
+    found = table.get(key)
+    if found is None:
+        found = (engine("des3", key[:8] * 3), engine("des3", key + key[:8]))
+        if len(table) >= _CACHE_SIZE:
+            del table[next(iter(table))]
+        table[key] = found
+    return found

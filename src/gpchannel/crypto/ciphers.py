@@ -25,7 +25,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gpchannel.crypto.block_engine import BlockEngine, engine
+from gpchannel.crypto.block_engine import BlockEngine, engine, retail_engines
 from gpchannel.errors import IntegrityError
 
 __all__ = [
@@ -162,11 +162,12 @@ def retail_mac(key: bytes, data: bytes, iv: bytes = _ZERO8) -> bytes:
         raise ValueError("retail MAC needs at least one block")
     if len(iv) != 8:
         raise ValueError(f"Invalid IV size ({len(iv)}) for CBC.")
+    single, full = retail_engines(key)
     chain = iv
     if len(data) > 8:
-        chain = engine("des3", key[:8] * 3).cbc_encrypt(data[:-8], iv)[-8:]  # single DES: K1 K1 K1
+        chain = single.cbc_encrypt(data[:-8], iv)[-8:]  # single DES: K1 K1 K1
     last = int.from_bytes(chain, "big") ^ int.from_bytes(data[-8:], "big")
-    return engine("des3", key + key[:8]).ecb_encrypt(last.to_bytes(8, "big"))
+    return full.ecb_encrypt(last.to_bytes(8, "big"))
 
 
 def aes_ecb_encrypt(key: bytes, data: bytes) -> bytes:

@@ -18,14 +18,16 @@ def _check_block_size(block_size: int) -> None:
 
 def pad80(data: bytes, block_size: int = 8) -> bytes:
     """Pad ``data`` with 80 00... to a multiple of ``block_size`` (always at least one byte is added)."""
-    _check_block_size(block_size)
+    if not 1 <= block_size <= 255:  # _check_block_size, inline: on every protected command
+        _check_block_size(block_size)
     n = len(data) + 1
     return data + b"\x80" + b"\x00" * (-n % block_size)
 
 
 def unpad80(data: bytes, block_size: int = 8) -> bytes:
     """Remove ISO 9797-1 method 2 padding; raises :class:`DecodeError` when it is absent or malformed."""
-    _check_block_size(block_size)
+    if not 1 <= block_size <= 255:
+        _check_block_size(block_size)
     if not data or len(data) % block_size:
         raise DecodeError(f"padded data must be a non-empty multiple of {block_size} bytes, got {len(data)}")
     stripped = data.rstrip(b"\x00")

@@ -43,12 +43,25 @@ class Ins(IntEnum):
 
     title: str
     traits: Trait
+    authenticated: bool
+    changes_content: bool
+    read_only: bool
+    redacted: bool
+    interindustry: bool
+    channel: bool
 
     def __new__(cls, value: int, title: str, traits: Trait) -> Ins:
         member = int.__new__(cls, value)
         member._value_ = value
         member.title = title
         member.traits = traits
+        # The columns as plain attributes: read on every command, so no Flag test per read.
+        member.authenticated = Trait.AUTHENTICATED in traits
+        member.changes_content = Trait.CHANGES_CONTENT in traits
+        member.read_only = Trait.READ_ONLY in traits
+        member.redacted = Trait.REDACTED in traits
+        member.interindustry = Trait.INTERINDUSTRY in traits
+        member.channel = Trait.CHANNEL in traits
         return member
 
     INITIALIZE_UPDATE = (0x50, "INITIALIZE UPDATE", Trait.CHANNEL)
@@ -67,30 +80,6 @@ class Ins(IntEnum):
     ``F0`` curve; answer ``B0`` point): not in GP 2.3.1 Table 11-1, taken as YubiKeys do (docs/scp11.md)."""
     BEGIN_R_MAC_SESSION = (0x7A, "BEGIN R-MAC SESSION", _AUTH | Trait.CHANNEL)
     END_R_MAC_SESSION = (0x78, "END R-MAC SESSION", _AUTH | Trait.CHANNEL)
-
-    @property
-    def authenticated(self) -> bool:
-        return Trait.AUTHENTICATED in self.traits
-
-    @property
-    def changes_content(self) -> bool:
-        return Trait.CHANGES_CONTENT in self.traits
-
-    @property
-    def read_only(self) -> bool:
-        return Trait.READ_ONLY in self.traits
-
-    @property
-    def redacted(self) -> bool:
-        return Trait.REDACTED in self.traits
-
-    @property
-    def interindustry(self) -> bool:
-        return Trait.INTERINDUSTRY in self.traits
-
-    @property
-    def channel(self) -> bool:
-        return Trait.CHANNEL in self.traits
 
 
 _BY_CODE: dict[int, Ins] = {int(member): member for member in Ins}

@@ -60,14 +60,17 @@ class StatusScope(enum.IntEnum):
     @classmethod
     def from_p1(cls, p1: int) -> StatusScope:
         """P1 with its RFU bits (b4-b1) ignored; exactly one of b8-b5 must be set."""
-        try:
-            return cls(p1 & 0xF0)
-        except ValueError:
-            raise DecodeError(f"GET STATUS P1 {p1:02X} is none of 80, 40, 20, 10") from None
+        scope = _SCOPES.get(p1 & 0xF0)  # a dict, not the Enum call: on every GET STATUS
+        if scope is None:
+            raise DecodeError(f"GET STATUS P1 {p1:02X} is none of 80, 40, 20, 10")
+        return scope
 
     @property
     def is_load_file(self) -> bool:
         return self in (StatusScope.LOAD_FILES, StatusScope.LOAD_FILES_AND_MODULES)
+
+
+_SCOPES: dict[int, StatusScope] = {int(scope): scope for scope in StatusScope}
 
 
 @dataclass(frozen=True, slots=True)

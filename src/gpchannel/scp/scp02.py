@@ -36,7 +36,7 @@ import enum
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel
-from gpchannel.crypto.block_engine import engine
+from gpchannel.crypto.block_engine import BlockEngine, engine, retail_engines
 from gpchannel.crypto.ciphers import (
     des3_cbc_decrypt,
     des3_cbc_encrypt,
@@ -226,6 +226,8 @@ def encrypt_icv(c_mac_key: bytes, icv: bytes) -> bytes:
     """ICV encryption: single DES-ECB with the left half of the C-MAC session key (E.3.4)."""
     if len(icv) % 8:
         raise ValueError(f"data must be a multiple of 8 bytes, got {len(icv)}")
+    if len(c_mac_key) == 16:  # a session key: the retail MAC's own single-DES engine (K1 K1 K1)
+        return retail_engines(c_mac_key)[0].ecb_encrypt(icv)
     return engine("des3", c_mac_key[:8] * 3).ecb_encrypt(icv)  # des_ecb_encrypt of one block, one call less
 
 
@@ -264,16 +266,22 @@ def _is_success(sw: int) -> bool:
     return sw == 0x9000 or (sw >> 8) in (0x61, 0x62, 0x63)
 
 
+def _des3(key: bytes) -> BlockEngine:
+    """The 3DES engine of a session key: 16 bytes go to the engine as they are (K1 K2 is K1 K2 K1), no copy made
+    per command; 8 or 24 bytes as expand_des_key gives them."""
+    return engine("des3", key if len(key) == 16 else expand_des_key(key))
+
+
 def encrypt_command_data(enc_key: bytes, data: bytes) -> bytes:
     """C-DECRYPTION: 3DES-CBC, IV zero, with the ENC session key over the data padded 80 00.. (E.4.6)."""
-    return engine("des3", expand_des_key(enc_key)).cbc_encrypt(pad80(data), _ZERO8)  # des3_cbc_encrypt
+    return _des3(enc_key).cbc_encrypt(pad80(data), _ZERO8)  # des3_cbc_encrypt
 
 
 def decrypt_command_data(enc_key: bytes, data: bytes) -> bytes:
     """Undo :func:`encrypt_command_data`; raises DecodeError when the length or the padding is wrong."""
     if not data or len(data) % 8:
         raise DecodeError(f"encrypted command data must be a non-empty multiple of 8 bytes, got {len(data)}")
-    return unpad80(engine("des3", expand_des_key(enc_key)).cbc_decrypt(data, _ZERO8))  # des3_cbc_decrypt
+    return unpad80(_des3(enc_key).cbc_decrypt(data, _ZERO8), 8)  # des3_cbc_decrypt
 
 
 def encrypt_sensitive_data(dek_key: bytes, data: bytes, *, explicit: bool) -> bytes:

@@ -50,6 +50,8 @@ from gpchannel.errors import (
     WrongLength,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -84,7 +86,12 @@ from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversificat
 
 __all__ = ["Scp02Card"]
 
+_OPEN = ChannelState.OPEN
+_TERMINATED = ChannelState.TERMINATED
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
 _MAC = 8
+_SHORT_MAX = 255
 _SHORT_RESPONSE_MAX = 256
 """Response data of a short APDU (Le 00): SCP02 secures short APDUs only (E.4.4)."""
 
@@ -164,7 +171,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         """
         if not 0 <= sequence_counter <= MAX_SEQUENCE_COUNTER:
             raise ValueError(f"the sequence counter must fit 2 bytes, got {sequence_counter}")
-        if is_explicit(self.i_param) or (self.state is ChannelState.OPEN and SecurityLevel.C_MAC in self.level):
+        if is_explicit(self.i_param) or (self.state is _OPEN and int(self.level) & C_MAC_BIT):
             return
         # never back: a counter value opens one session only
         self._sequence_counter = max(self._sequence_counter, sequence_counter)
@@ -253,21 +260,21 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         Returns the command as the application sees it (CLA without secure messaging, no MAC, clear data).
         """
         self._answered_by_sd = False
-        if self.state is ChannelState.TERMINATED:
+        if self.state is _TERMINATED:
             raise SecurityNotSatisfied("the secure channel was terminated")
         has_sm = cla_has_secure_messaging(command.cla)
         if not is_explicit(self.i_param):
             if not has_sm:
-                if self.state is ChannelState.OPEN:
+                if self.state is _OPEN:
                     self.level &= ~SecurityLevel.C_MAC  # AUTHENTICATED only, R-MAC as is (E.1.6)
                 self._last = command  # R-MACed by wrap while an R-MAC session runs (also after an abort)
                 return command
-            if self.state is not ChannelState.OPEN or SecurityLevel.C_MAC not in self.level:
+            if self.state is not _OPEN or not int(self.level) & C_MAC_BIT:
                 self._open_implicit(command)
         else:
             self._require(ChannelState.OPEN)
             if not has_sm:
-                if SecurityLevel.C_MAC in self.level:
+                if int(self.level) & C_MAC_BIT:
                     self._fail_closed(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
                 self._last = command
                 return command
@@ -289,20 +296,19 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         chain = self._c_chain
         keys = self._session_keys
         assert chain is not None and keys is not None
-        if len(command.data) < _MAC:
-            self._fail_closed(
-                SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is 8"), command
-            )
-        if command.is_extended:
+        data, le = command.data, command.le
+        if len(data) < _MAC:
+            self._fail_closed(SecurityNotSatisfied(f"the command has {len(data)} data bytes; the C-MAC is 8"), command)
+        if command.extended or len(data) > _SHORT_MAX or (le is not None and le > 256):  # command.is_extended
             # The C-MAC covers a one-byte Lc (E.4.4): an extended-length command cannot carry a valid one.
             self._fail_closed(SecurityNotSatisfied("SCP02 secures short APDUs only; the command is extended"), command)
-        body, mac = command.data[:-_MAC], command.data[-_MAC:]
-        if SecurityLevel.C_DECRYPTION in self.level and body:
+        body, mac = data[:-_MAC], data[-_MAC:]
+        if int(self.level) & C_DEC_BIT and body:
             try:
                 body = decrypt_command_data(keys.enc, body)
             except DecodeError as exc:
                 self._fail_closed(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"), command)
-        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, command.le)
+        plain = CommandApdu(plain_cla(command.cla), command.ins, command.p1, command.p2, body, le)
         if not constant_time_equal(chain.compute(command_mac_input(plain, self.i_param)), mac):
             self._fail_closed(SecurityNotSatisfied("the C-MAC did not verify"), command)
         opening = chain.first and not is_explicit(self.i_param)
@@ -327,7 +333,7 @@ class Scp02Card(SymmetricCardChannel[Scp02SessionKeys]):
         (Li 00, E.4.5), which is what the host sees and chains too; the session stays open, and the application
         must send less (e.g. 6310 and GET STATUS "next").
         """
-        if self.state is ChannelState.TERMINATED:
+        if self.state is _TERMINATED:
             raise SecurityNotSatisfied("the secure channel was terminated")
         command, self._last = self._last, None
         if self._answered_by_sd or self._r_chain is None or command is None:

@@ -34,7 +34,10 @@ from gpchannel.errors import (
     UnsupportedError,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
     INS_EXTERNAL_AUTHENTICATE,
+    R_MAC_BIT,
     ChannelState,
     InitializeUpdateResponse,
     KeyResolver,
@@ -68,6 +71,9 @@ from gpchannel.scp.scp02 import (
 from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp02Host"]
+
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
 
 _SHORT_MAX = 255
 _MAC = 8
@@ -222,7 +228,7 @@ class Scp02Host(SymmetricHostChannel):
         """
         s = self._session
         assert s is not None and self._counter is not None
-        if SecurityLevel.R_MAC in self.level:
+        if int(self.level) & R_MAC_BIT:
             s.r_chain = ResponseMacChain(s.session_keys.r_mac, s.ea_mac)
         self._counter = min(self._counter + 1, MAX_SEQUENCE_COUNTER)
 
@@ -237,7 +243,7 @@ class Scp02Host(SymmetricHostChannel):
         Also allowed after :meth:`abort` (the card aborted the session for incoming commands, E.1.6): a new
         session for incoming commands starts, and an R-MAC session in progress continues, as on the card.
         """
-        if self.state is ChannelState.OPEN and SecurityLevel.C_MAC not in self.level:
+        if self.state is _OPEN and not int(self.level) & C_MAC_BIT:
             previous = self._session
         else:
             self._require(ChannelState.IDLE)
@@ -269,7 +275,8 @@ class Scp02Host(SymmetricHostChannel):
         counter, until :meth:`begin_implicit` starts a new session. If the rejected command was the one opening the
         session the card did not count it, so :attr:`sequence_counter` becomes unknown (None) until then.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         if is_explicit(self.i_param):
             raise LocalProtocolError(f"i={self.i_param:02X} is explicit initiation: a rejected session is closed")
         s = self._session
@@ -295,17 +302,18 @@ class Scp02Host(SymmetricHostChannel):
         return self._wrap(command, _Pending.COMMAND)
 
     def _wrap(self, command: CommandApdu, kind: _Pending) -> CommandApdu:
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         self._check_plain_command(command)
         if command.is_extended:
             raise LocalProtocolError("SCP02 secures short APDUs only (one-byte Lc, E.4.4)")
-        if SecurityLevel.C_MAC not in self.level:
+        if not int(self.level) & C_MAC_BIT:
             s.last, s.pending, s.last_opened = command, kind, False
             return command
         data = command.data
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if int(self.level) & C_DEC_BIT and data:
             data = encrypt_command_data(s.session_keys.enc, data)
         if len(data) + _MAC > _SHORT_MAX:
             raise LocalProtocolError(
@@ -330,7 +338,8 @@ class Scp02Host(SymmetricHostChannel):
         EXTERNAL AUTHENTICATE that opened the session (explicit initiation, GP 2.3.1 E.3.2), or the R-MAC over the
         AID (implicit, E.3.3). The response goes through ``unwrap``.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         if s.r_chain is not None:
@@ -350,7 +359,8 @@ class Scp02Host(SymmetricHostChannel):
 
         The response (the current R-MAC) goes through ``unwrap``, which verifies it.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         if s.r_chain is None:
@@ -371,7 +381,8 @@ class Scp02Host(SymmetricHostChannel):
         GlobalPlatformPro expects), though our card does not.
         END R-MAC SESSION's response data is the R-MAC itself and is verified (E.5.4.6).
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         if s.last is None or s.pending is None:

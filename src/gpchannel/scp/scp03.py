@@ -57,13 +57,16 @@ __all__ = [
     "card_challenge",
     "card_cryptogram",
     "check_i_param",
+    "command_block",
     "command_icv",
     "command_mac_input",
     "compute_cmac",
     "decrypt_block_data",
+    "decrypt_counted_data",
     "decrypt_sensitive_data",
     "derive_session_keys",
     "encrypt_block_data",
+    "encrypt_counted_data",
     "encrypt_sensitive_data",
     "host_cryptogram",
     "is_success_sw",
@@ -71,6 +74,7 @@ __all__ = [
     "mac_cla",
     "mac_length",
     "plain_cla",
+    "response_block",
     "response_icv",
 ]
 
@@ -260,9 +264,17 @@ def decrypt_sensitive_data(dek: bytes, data: bytes, key_length: int | None = Non
 # -- secure messaging helpers (used by both state machines) -----------------------------------------------------
 
 
+def _mac_cla(cla: int) -> int:
+    return cla_for_channel(cla_with_secure_messaging(cla), 0)
+
+
+_MAC_CLAS = bytes(_mac_cla(cla) for cla in range(256))
+"""mac_cla of every CLA byte, computed once: read on every protected command."""
+
+
 def mac_cla(cla: int) -> int:
     """The CLA used in the C-MAC input: secure messaging indicated, logical channel 0 (6.2.4)."""
-    return cla_for_channel(cla_with_secure_messaging(cla), 0)
+    return _MAC_CLAS[cla] if 0 <= cla <= 0xFF else _mac_cla(cla)
 
 
 def lc_field(length: int, extended: bool) -> bytes:
@@ -279,6 +291,31 @@ def command_mac_input(chain: bytes, command: CommandApdu, data: bytes, lc: int, 
 def compute_cmac(key: bytes, message: bytes) -> bytes:
     """The full 16-byte CMAC (the next MAC chaining value); C-/R-MACs are its first 8 or 16 bytes."""
     return engine("aes", key).cmac(message)  # aes_cmac, one call less on the path of every command
+
+
+def command_block(counter: int) -> bytes:
+    """The block whose encryption is the C-DECRYPTION ICV: the encryption counter, 16 bytes big-endian (6.2.6)."""
+    return counter.to_bytes(16, "big")
+
+
+def response_block(counter: int) -> bytes:
+    """The block whose encryption is the R-ENCRYPTION ICV: the counter block with its first byte 80 (6.2.7)."""
+    return b"\x80" + counter.to_bytes(16, "big")[1:]
+
+
+def encrypt_counted_data(s_enc: bytes, block: bytes, data: bytes) -> bytes:
+    """:func:`encrypt_block_data` with the ICV S-ENC(``block``) (:func:`command_block`, :func:`response_block`):
+    one cipher lookup for the ICV and the data, on every protected command and response."""
+    cipher = engine("aes", s_enc)
+    return cipher.cbc_encrypt(pad80(data, 16), cipher.ecb_encrypt(block))  # a 16-byte ICV: no IV check needed
+
+
+def decrypt_counted_data(s_enc: bytes, block: bytes, data: bytes) -> bytes:
+    """:func:`decrypt_block_data` with the ICV S-ENC(``block``); DecodeError when the length or padding is wrong."""
+    if not data or len(data) % 16:
+        raise DecodeError(f"encrypted data must be a non-empty multiple of 16 bytes, got {len(data)}")
+    cipher = engine("aes", s_enc)
+    return unpad80(cipher.cbc_decrypt(data, cipher.ecb_encrypt(block)), 16)
 
 
 def encrypt_block_data(s_enc: bytes, icv: bytes, data: bytes) -> bytes:

@@ -13,6 +13,7 @@ mutual authentication process fails, the process shall be restarted"; a security
 from __future__ import annotations
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging
+from gpchannel.crypto.block_engine import engine
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import KeyType, StaticKeys
 from gpchannel.errors import (
@@ -25,6 +26,10 @@ from gpchannel.errors import (
     WrongLength,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
+    R_ENC_BIT,
+    R_MAC_BIT,
     ChannelState,
     RandomSource,
     ScpProtocol,
@@ -38,22 +43,29 @@ from gpchannel.scp.scp03 import (
     card_challenge,
     card_cryptogram,
     check_i_param,
-    command_icv,
+    command_block,
     command_mac_input,
     compute_cmac,
-    decrypt_block_data,
+    decrypt_counted_data,
     decrypt_sensitive_data,
     derive_session_keys,
-    encrypt_block_data,
+    encrypt_counted_data,
     host_cryptogram,
-    is_success_sw,
+    lc_field,
+    mac_cla,
     mac_length,
     plain_cla,
-    response_icv,
+    response_block,
 )
 from gpchannel.scp.symmetric import SymmetricCardChannel, check_key_diversification_data
 
 __all__ = ["Scp03Card"]
+
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
+
+_SHORT_MAX = 255
+"""The most data a short command carries (a longer one is extended: CommandApdu.is_extended)."""
 
 
 class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
@@ -95,6 +107,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
             aid=aid,
             channel=channel,
         )
+        self._n = mac_length(i_param)  # i is fixed for the object's life
         self._chain = bytes(16)
         self._counter = 0
         self._unwrapped = False
@@ -102,7 +115,7 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
 
     @property
     def _mac_len(self) -> int:
-        return mac_length(self.i_param)
+        return self._n
 
     # -- mutual authentication ---------------------------------------------------------------------------------
     def initialize_update(self, command: CommandApdu) -> ResponseApdu:
@@ -157,34 +170,39 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         A command without the secure messaging indication is refused when the level includes C-MAC (5.6); a
         command with it is checked even at level 00. The encryption counter counts every command.
         """
-        self._require(ChannelState.OPEN)
-        keys = self._keys_or_fail()
-        self._counter += 1
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
+        keys = self._session_keys
+        if keys is None:
+            keys = self._keys_or_fail()
+        counter = self._counter = self._counter + 1
         self._unwrapped = True
-        self._last_extended = command.is_extended
-        has_sm = cla_has_secure_messaging(command.cla)
-        if not has_sm:
-            if SecurityLevel.C_MAC in self.level:
+        cla, data = command.cla, command.data
+        size = len(data)
+        le = command.le
+        extended = command.extended or size > _SHORT_MAX or (le is not None and le > 256)  # command.is_extended
+        self._last_extended = extended
+        level = int(self.level)
+        if not cla_has_secure_messaging(cla):
+            if level & C_MAC_BIT:
                 self._fail(SecurityNotSatisfied("the security level requires a C-MAC; the CLA shows none"))
             return command
-        n = self._mac_len
-        if len(command.data) < n:
-            self._fail(SecurityNotSatisfied(f"the command has {len(command.data)} data bytes; the C-MAC is {n}"))
-        data, mac = command.data[:-n], command.data[-n:]
-        full = compute_cmac(
-            keys.s_mac, command_mac_input(self._chain, command, data, len(command.data), command.is_extended)
-        )
+        n = self._n
+        if size < n:
+            self._fail(SecurityNotSatisfied(f"the command has {size} data bytes; the C-MAC is {n}"))
+        data, mac = data[:-n], data[-n:]
+        # Figure 6-1 (command_mac_input): chaining value || CLA' INS P1 P2 || Lc (the MAC included) || data.
+        header = bytes((mac_cla(cla), command.ins, command.p1, command.p2))
+        full = engine("aes", keys.s_mac).cmac(self._chain + header + lc_field(size, extended) + data)
         if not constant_time_equal(full[:n], mac):
             self._fail(SecurityNotSatisfied("the C-MAC did not verify"))
         self._chain = full
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if level & C_DEC_BIT and data:
             try:
-                data = decrypt_block_data(keys.s_enc, command_icv(keys.s_enc, self._counter), data)
+                data = decrypt_counted_data(keys.s_enc, command_block(counter), data)
             except DecodeError as exc:
                 self._fail(SecurityNotSatisfied(f"the command data did not decrypt: {exc}"))
-        return CommandApdu(
-            plain_cla(command.cla), command.ins, command.p1, command.p2, data, command.le, command.extended
-        )
+        return CommandApdu(plain_cla(cla), command.ins, command.p1, command.p2, data, le, command.extended)
 
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         """Add R-ENCRYPTION (6.2.7) and the R-MAC (6.2.5) to the response to the last unwrapped command.
@@ -194,22 +212,27 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         raises WrongLength (6700) and leaves the session open: the application must send less (e.g. 6310 and
         GET STATUS "next").
         """
-        self._require(ChannelState.OPEN)
-        keys = self._keys_or_fail()
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
+        keys = self._session_keys
+        if keys is None:
+            keys = self._keys_or_fail()
         if not self._unwrapped:
             self._fail(SecurityNotSatisfied("no command was unwrapped in this session"))
-        if SecurityLevel.R_MAC not in self.level:
+        level = int(self.level)
+        if not level & R_MAC_BIT:
             return response
-        if not is_success_sw(response.sw):
-            return ResponseApdu(b"", response.sw)
+        sw = response.sw
+        if not (sw == 0x9000 or sw >> 8 in (0x62, 0x63)):  # is_success_sw: errors carry no R-MAC
+            return ResponseApdu(b"", sw)
         data = response.data
-        if SecurityLevel.R_ENCRYPTION in self.level and data:
-            data = encrypt_block_data(keys.s_enc, response_icv(keys.s_enc, self._counter), data)
-        rmac = compute_cmac(keys.s_rmac, self._chain + data + response.sw.to_bytes(2, "big"))[: self._mac_len]
+        if level & R_ENC_BIT and data:
+            data = encrypt_counted_data(keys.s_enc, response_block(self._counter), data)
+        rmac = engine("aes", keys.s_rmac).cmac(self._chain + data + sw.to_bytes(2, "big"))[: self._n]
         limit = 65536 if self._last_extended else 256
         if len(data) + len(rmac) > limit:
             raise WrongLength(f"the protected response would be {len(data) + len(rmac)} bytes; at most {limit} fit")
-        return ResponseApdu(data + rmac, response.sw)
+        return ResponseApdu(data + rmac, sw)
 
     def decrypt_key(self, data: bytes, key_length: int | None = None) -> bytes:
         """Decrypt key material sent under the static Key-DEK, AES-CBC IV 0 (6.2.8).
@@ -217,7 +240,8 @@ class Scp03Card(SymmetricCardChannel[Scp03SessionKeys]):
         ``key_length`` (from the PUT KEY key block) drops the padding of a 24-byte key; a cryptogram that is not a
         non-empty multiple of 16 bytes, or that does not fit ``key_length``, is 6A80 (IncorrectData).
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         try:
             return decrypt_sensitive_data(self._keys.dek, data, key_length)
         except DecodeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_for_channel, cla_with_secure_messaging
+from gpchannel.crypto.block_engine import engine
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.crypto.keys import StaticKeys
 from gpchannel.errors import (
@@ -22,7 +23,11 @@ from gpchannel.errors import (
     UnsupportedError,
 )
 from gpchannel.scp.common import (
+    C_DEC_BIT,
+    C_MAC_BIT,
     INS_EXTERNAL_AUTHENTICATE,
+    R_ENC_BIT,
+    R_MAC_BIT,
     ChannelState,
     InitializeUpdateResponse,
     KeyResolver,
@@ -37,21 +42,25 @@ from gpchannel.scp.scp03 import (
     card_challenge,
     card_cryptogram,
     check_i_param,
-    command_icv,
+    command_block,
     command_mac_input,
     compute_cmac,
-    decrypt_block_data,
+    decrypt_counted_data,
     derive_session_keys,
-    encrypt_block_data,
+    encrypt_counted_data,
     encrypt_sensitive_data,
     host_cryptogram,
-    is_success_sw,
+    lc_field,
+    mac_cla,
     mac_length,
-    response_icv,
+    response_block,
 )
 from gpchannel.scp.symmetric import SymmetricHostChannel
 
 __all__ = ["Scp03Host"]
+
+_OPEN = ChannelState.OPEN
+"""The states tested on every wrap and unwrap, as module constants (an Enum class attribute is a lookup each time)."""
 
 _SHORT_MAX = 255
 _EXTENDED_MAX = 65535
@@ -202,35 +211,37 @@ class Scp03Host(SymmetricHostChannel):
         encrypted; the encryption counter counts every command. An extended-length command stays extended (and
         its 3-byte Lc is what the MAC covers); a short one that would outgrow 255 data bytes is refused.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         self._check_plain_command(command)
         counter = s.counter + 1
-        if SecurityLevel.C_MAC not in self.level:
+        level = int(self.level)
+        if not level & C_MAC_BIT:
             s.counter, s.wrapped = counter, True
             return command
+        keys = s.session_keys
         data = command.data
-        if SecurityLevel.C_DECRYPTION in self.level and data:
-            data = encrypt_block_data(s.session_keys.s_enc, command_icv(s.session_keys.s_enc, counter), data)
+        if level & C_DEC_BIT and data:
+            data = encrypt_counted_data(keys.s_enc, command_block(counter), data)
         n = mac_length(s.i_param)
-        extended = command.is_extended
+        le = command.le
+        size = len(data) + n
+        extended = command.extended or len(command.data) > _SHORT_MAX or (le is not None and le > 256)  # is_extended
         limit = _EXTENDED_MAX if extended else _SHORT_MAX
-        if len(data) + n > limit:
+        if size > limit:
             raise LocalProtocolError(
-                f"the wrapped command would carry {len(data) + n} data bytes; at most {limit} fit a "
+                f"the wrapped command would carry {size} data bytes; at most {limit} fit a "
                 f"{'n extended' if extended else ' short'} APDU"
             )
-        full = compute_cmac(s.session_keys.s_mac, command_mac_input(s.chain, command, data, len(data) + n, extended))
+        cla = command.cla
+        # Figure 6-1 (command_mac_input): chaining value || CLA' INS P1 P2 || Lc (the MAC included) || data.
+        header = bytes((mac_cla(cla), command.ins, command.p1, command.p2))
+        full = engine("aes", keys.s_mac).cmac(s.chain + header + lc_field(size, extended) + data)
         s.chain, s.counter, s.wrapped = full, counter, True
         return CommandApdu(
-            cla_with_secure_messaging(command.cla),
-            command.ins,
-            command.p1,
-            command.p2,
-            data + full[:n],
-            le=command.le,
-            extended=extended,
+            cla_with_secure_messaging(cla), command.ins, command.p1, command.p2, data + full[:n], le, extended
         )
 
     def unwrap(self, response: ResponseApdu) -> ResponseApdu:
@@ -238,30 +249,34 @@ class Scp03Host(SymmetricHostChannel):
 
         Error status words (all but 9000, 62xx, 63xx) carry no R-MAC and must carry no data.
         """
-        self._require(ChannelState.OPEN)
+        if self.state is not _OPEN:
+            self._require(ChannelState.OPEN)
         s = self._session
         assert s is not None
         if not s.wrapped:
             raise LocalProtocolError("no command was wrapped in this session; nothing to unwrap")
-        if SecurityLevel.R_MAC not in self.level:
+        level = int(self.level)
+        if not level & R_MAC_BIT:
             return response
-        if not is_success_sw(response.sw):
-            if response.data:
-                self._fail(IntegrityError(f"status {response.sw:04X} came with data that no R-MAC protects"))
+        sw, data = response.sw, response.data
+        if not (sw == 0x9000 or sw >> 8 in (0x62, 0x63)):  # is_success_sw: errors carry no R-MAC
+            if data:
+                self._fail(IntegrityError(f"status {sw:04X} came with data that no R-MAC protects"))
             return response
         n = mac_length(s.i_param)
-        if len(response.data) < n:
-            self._fail(IntegrityError(f"the response has {len(response.data)} data bytes; the R-MAC alone is {n}"))
-        body, rmac = response.data[:-n], response.data[-n:]
-        expected = compute_cmac(s.session_keys.s_rmac, s.chain + body + response.sw.to_bytes(2, "big"))[:n]
+        if len(data) < n:
+            self._fail(IntegrityError(f"the response has {len(data)} data bytes; the R-MAC alone is {n}"))
+        keys = s.session_keys
+        body, rmac = data[:-n], data[-n:]
+        expected = engine("aes", keys.s_rmac).cmac(s.chain + body + sw.to_bytes(2, "big"))[:n]
         if not constant_time_equal(expected, rmac):
             self._fail(IntegrityError("the R-MAC did not verify"))
-        if SecurityLevel.R_ENCRYPTION in self.level and body:
+        if level & R_ENC_BIT and body:
             try:
-                body = decrypt_block_data(s.session_keys.s_enc, response_icv(s.session_keys.s_enc, s.counter), body)
+                body = decrypt_counted_data(keys.s_enc, response_block(s.counter), body)
             except DecodeError as exc:
                 self._fail(IntegrityError(f"the encrypted response data is malformed: {exc}"))
-        return ResponseApdu(body, response.sw)
+        return ResponseApdu(body, sw)
 
     def encrypt_key(self, key: bytes) -> bytes:
         """Encrypt key material under the static Key-DEK, AES-CBC IV 0 (Amendment D, 6.2.8).

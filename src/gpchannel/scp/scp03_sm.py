@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from gpchannel.codec.apdu import CommandApdu, ResponseApdu, cla_has_secure_messaging, cla_with_secure_messaging
 from gpchannel.crypto.ciphers import constant_time_equal
 from gpchannel.errors import DecodeError, IntegrityError, LocalProtocolError
-from gpchannel.scp.common import SecurityLevel, plain_cla
+from gpchannel.scp.common import C_DEC_BIT, C_MAC_BIT, R_ENC_BIT, R_MAC_BIT, SecurityLevel, plain_cla
 from gpchannel.scp.scp03 import (
     command_icv,
     command_mac_input,
@@ -56,11 +56,11 @@ class Scp03Messaging:
     def wrap_command(self, command: CommandApdu) -> CommandApdu:
         """C-DECRYPTION (6.2.6) then the C-MAC (6.2.4); the counter counts every command."""
         counter = self.counter + 1
-        if SecurityLevel.C_MAC not in self.level:
+        if not int(self.level) & C_MAC_BIT:
             self.counter, self.exchanged = counter, True
             return command
         data = command.data
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if int(self.level) & C_DEC_BIT and data:
             data = encrypt_block_data(self.s_enc, command_icv(self.s_enc, counter), data)
         n = self.mac_length
         extended = command.is_extended or len(data) + n > _SHORT_MAX
@@ -80,7 +80,7 @@ class Scp03Messaging:
 
     def unwrap_response(self, response: ResponseApdu) -> ResponseApdu:
         """Verify the R-MAC (6.2.5) and undo R-ENCRYPTION (6.2.7); IntegrityError when either fails."""
-        if SecurityLevel.R_MAC not in self.level:
+        if not int(self.level) & R_MAC_BIT:
             return response
         if not is_success_sw(response.sw):
             if response.data:
@@ -93,7 +93,7 @@ class Scp03Messaging:
         expected = compute_cmac(self.s_rmac, self.chain + body + response.sw.to_bytes(2, "big"))[:n]
         if not constant_time_equal(expected, rmac):
             raise IntegrityError("the R-MAC did not verify")
-        if SecurityLevel.R_ENCRYPTION in self.level and body:
+        if int(self.level) & R_ENC_BIT and body:
             try:
                 body = decrypt_block_data(self.s_enc, response_icv(self.s_enc, self.counter), body)
             except DecodeError as exc:
@@ -108,7 +108,7 @@ class Scp03Messaging:
         self.exchanged = True
         self.last_extended = command.is_extended
         if not cla_has_secure_messaging(command.cla):
-            if SecurityLevel.C_MAC in self.level:
+            if int(self.level) & C_MAC_BIT:
                 raise IntegrityError("the security level requires a C-MAC; the CLA shows none")
             return command
         n = self.mac_length
@@ -120,7 +120,7 @@ class Scp03Messaging:
         if not constant_time_equal(full[:n], mac):
             raise IntegrityError("the C-MAC did not verify")
         self.chain = full
-        if SecurityLevel.C_DECRYPTION in self.level and data:
+        if int(self.level) & C_DEC_BIT and data:
             try:
                 data = decrypt_block_data(self.s_enc, command_icv(self.s_enc, self.counter), data)
             except DecodeError as exc:
@@ -131,12 +131,12 @@ class Scp03Messaging:
 
     def wrap_response(self, response: ResponseApdu) -> ResponseApdu:
         """R-ENCRYPTION and the R-MAC of the response to the last unwrapped command; errors go out alone."""
-        if SecurityLevel.R_MAC not in self.level:
+        if not int(self.level) & R_MAC_BIT:
             return response
         if not is_success_sw(response.sw):
             return ResponseApdu(b"", response.sw)
         data = response.data
-        if SecurityLevel.R_ENCRYPTION in self.level and data:
+        if int(self.level) & R_ENC_BIT and data:
             data = encrypt_block_data(self.s_enc, response_icv(self.s_enc, self.counter), data)
         rmac = compute_cmac(self.s_rmac, self.chain + data + response.sw.to_bytes(2, "big"))[: self.mac_length]
         return ResponseApdu(data + rmac, response.sw)
