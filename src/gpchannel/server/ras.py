@@ -191,6 +191,19 @@ class AdminSessions:
             _log.warning("admin sessions: store calls still running after %g s", _DRAIN_SECONDS)
 
 
+class _Where:
+    """``card <id> (identity <identity>, peer <address>)``, formatted only when a log line is written: the
+    sessions' INFO lines are skipped at the server's usual WARNING level, and their arguments then cost nothing."""
+
+    __slots__ = ("card", "peer")
+
+    def __init__(self, card: CardRecord, peer: tuple[str, int] | None) -> None:
+        self.card, self.peer = card, peer
+
+    def __str__(self) -> str:
+        return f"card {self.card.id} (identity {self.card.psk_identity!r}, peer {self.peer})"
+
+
 class _Session:
     """One admin session: the HTTP exchange (ram.server, sans-I/O) driven over one PskStream."""
 
@@ -211,14 +224,14 @@ class _Session:
         """The job whose script went out on this connection and whose response has not come back."""
         self.agent_from: str | None = None
         self.scripts = 0
+        self.where = _Where(card, stream.peername)
+        """Who the session is with, for the log lines (formatted only when a line is written)."""
         etsi = str(card.ota.get("admin_content", "gp")).lower() == "etsi"
         self.command_type = ContentType.ETSI_COMMAND if etsi else ContentType.GP_COMMAND
 
-    def _where(self) -> str:
-        return f"card {self.card.id} (identity {self.card.psk_identity!r}, peer {self.stream.peername})"
 
     async def run(self) -> None:
-        _log.info("admin session opened: %s, %s", self._where(), self.stream.cipher_name)
+        _log.info("admin session opened: %s, %s", self.where, self.stream.cipher_name)
         try:
             while True:
                 outcome = await self._next_request()
@@ -228,7 +241,7 @@ class _Session:
                 try:
                     reply = await self._answer(outcome)
                 except (GPChannelError, SQLAlchemyError, OSError) as exc:  # the store or the key provider failed
-                    _log.error("%s: cannot answer %s: %s", self._where(), outcome.uri, exc)
+                    _log.error("%s: cannot answer %s: %s", self.where, outcome.uri, exc)
                     await self.stream.write(self.http.send_error(500, "the server cannot answer now"))
                     await self._lost(f"HTTP 500 ({type(exc).__name__})")
                     return
@@ -277,10 +290,10 @@ class _Session:
         if request.agent_from != self.agent_from:
             if self.agent_from is not None:
                 _log.warning(
-                    "%s: X-Admin-From changed from %r to %r", self._where(), self.agent_from, request.agent_from
+                    "%s: X-Admin-From changed from %r to %r", self.where, self.agent_from, request.agent_from
                 )
             self.agent_from = request.agent_from
-            _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self._where(), request.agent_from)
+            _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self.where, request.agent_from)
         if request.first:
             return await self._first_post(request)
         return await self._response_post(request)
@@ -295,14 +308,14 @@ class _Session:
         if request.resume:
             _log.info(
                 "%s: resumed session without results: delivery %s (job %d) sent again",
-                self._where(),
+                self.where,
                 sent.delivery_id,
                 sent.id,
             )
             return await self._deliver(sent)
         _log.warning(
             "%s: first POST without X-Admin-Resume while job %d (delivery %s) was sent: %s",
-            self._where(),
+            self.where,
             sent.id,
             sent.delivery_id,
             OUTCOME_UNKNOWN,
@@ -316,7 +329,7 @@ class _Session:
         sent = outcome.outstanding
         if sent is not None and sent.delivery_id is not None:
             _log.info(
-                "%s: delivery %s (job %d) was in the lost answer: sent again", self._where(), sent.delivery_id, sent.id
+                "%s: delivery %s (job %d) was in the lost answer: sent again", self.where, sent.delivery_id, sent.id
             )
             return await self._deliver(sent)
         return await self._send_or_end(outcome.delivered)
@@ -326,12 +339,12 @@ class _Session:
         while True:
             if job is None:
                 self.pending = None
-                _log.info("%s: no more jobs, 204 after %d script(s)", self._where(), self.scripts)
+                _log.info("%s: no more jobs, 204 after %d script(s)", self.where, self.scripts)
                 return self.http.send_end()
             try:
                 return await self._deliver(job)
             except (DecodeError, ValueError) as exc:  # a stored script that cannot be sent: say so, go on
-                _log.error("%s: job %d cannot be sent: %s", self._where(), job.id, exc)
+                _log.error("%s: job %d cannot be sent: %s", self.where, job.id, exc)
                 failed = f"the script cannot be sent: {exc}"
                 job = (await self._step(job, (), JobState.FAILED, failed, deliver=True)).delivered
 
@@ -343,14 +356,15 @@ class _Session:
         reply = self.http.send_script(script, next_uri=uri, content_type=self.command_type, targeted_application=target)
         self.pending = job
         self.scripts += 1
-        _log.info(
-            "%s: job %d sent as delivery %s (%d APDUs%s)",
-            self._where(),
-            job.id,
-            job.delivery_id,
-            len(job.script),
-            f", target {job.target.hex().upper()}" if job.target else "",
-        )
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "%s: job %d sent as delivery %s (%d APDUs%s)",
+                self.where,
+                job.id,
+                job.delivery_id,
+                len(job.script),
+                f", target {job.target.hex().upper()}" if job.target else "",
+            )
         return reply
 
     # ---------------------------------------------------------------------------------------------- responses
@@ -375,12 +389,12 @@ class _Session:
         delivery_id = self._delivery_id(request.uri)
         job = await self._job_for(delivery_id) if delivery_id is not None else None
         if job is None:
-            _log.warning("%s: response POST to %r, not a delivery of this card: 404", self._where(), request.uri)
+            _log.warning("%s: response POST to %r, not a delivery of this card: 404", self.where, request.uri)
             return self.http.send_error(404, "no such delivery for this card")
         if job.state.final:
             _log.info(
                 "%s: response for delivery %s again (job %d is %s already): not stored twice",
-                self._where(),
+                self.where,
                 delivery_id,
                 job.id,
                 job.state.value,
@@ -389,7 +403,7 @@ class _Session:
         resumed = " (resumed session)" if request.resume else ""
         status = request.script_status or ScriptStatus.OK
         if status is not ScriptStatus.OK:
-            _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self._where(), job.id, status.value, resumed)
+            _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self.where, job.id, status.value, resumed)
             return await self._complete_then_next(
                 job, partial_results(job, request.body), JobState.FAILED, f"X-Admin-Script-Status: {status.value}"
             )
@@ -400,21 +414,22 @@ class _Session:
         try:
             script = ResponseScript.from_bytes(request.body)
         except DecodeError as exc:
-            _log.warning("%s: job %d: the response is not a response script: %s", self._where(), job.id, exc)
+            _log.warning("%s: job %d: the response is not a response script: %s", self.where, job.id, exc)
             await self._complete(job, (), JobState.FAILED, f"the response script is not valid TLV: {exc}")
             return self.http.send_error(400, "the body is not a response script (TS 102 226 5.2.2)")
         results, state, reason = results_of(job, script)
         outcome = await self._step(job, results, state, reason, deliver=True)
-        sws = " ".join(f"{r.sw:04X}" for r in results)
-        _log.info(
-            "%s: job %d %s%s: %s%s",
-            self._where(),
-            job.id,
-            state.value,
-            resumed,
-            sws or "no R-APDU",
-            f" ({reason})" if reason else "",
-        )
+        if _log.isEnabledFor(logging.INFO):
+            sws = " ".join(f"{r.sw:04X}" for r in results)
+            _log.info(
+                "%s: job %d %s%s: %s%s",
+                self.where,
+                job.id,
+                state.value,
+                resumed,
+                sws or "no R-APDU",
+                f" ({reason})" if reason else "",
+            )
         return await self._send_or_end(outcome.delivered)
 
     async def _complete_then_next(
@@ -443,7 +458,7 @@ class _Session:
     # ---------------------------------------------------------------------------------------------- failures
 
     async def _protocol_error(self, exc: AdminProtocolError) -> _Lost:
-        _log.warning("%s: malformed admin request: HTTP %d %s", self._where(), exc.status, exc)
+        _log.warning("%s: malformed admin request: HTTP %d %s", self.where, exc.status, exc)
         if self.pending is not None:
             await self._complete(
                 self.pending,
@@ -454,19 +469,19 @@ class _Session:
         try:
             await self.stream.write(self.http.send_error(exc.status, str(exc)))
         except (TransportError, OSError) as write_error:
-            _log.info("%s: the error response could not be sent: %s", self._where(), write_error)
+            _log.info("%s: the error response could not be sent: %s", self.where, write_error)
         return _Lost(f"HTTP {exc.status}")
 
     async def _lost(self, reason: str) -> None:
         job = self.pending
         if job is None:
-            _log.info("%s: session ended: %s", self._where(), reason)
+            _log.info("%s: session ended: %s", self.where, reason)
             return
         self.pending = None
         note = f"{reason} after delivery {job.delivery_id} was sent; the job stays sent until the card resumes"
-        _log.warning("%s: job %d: %s", self._where(), job.id, note)
+        _log.warning("%s: job %d: %s", self.where, job.id, note)
         assert job.delivery_id is not None
         try:
             await self.gate.call(functools.partial(self.repo.note_sent_job, job.delivery_id, note))
         except (GPChannelError, SQLAlchemyError) as exc:
-            _log.error("%s: job %d: the reason could not be stored: %s", self._where(), job.id, exc)
+            _log.error("%s: job %d: the reason could not be stored: %s", self.where, job.id, exc)
