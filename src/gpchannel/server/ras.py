@@ -229,7 +229,6 @@ class _Session:
         etsi = str(card.ota.get("admin_content", "gp")).lower() == "etsi"
         self.command_type = ContentType.ETSI_COMMAND if etsi else ContentType.GP_COMMAND
 
-
     async def run(self) -> None:
         _log.info("admin session opened: %s, %s", self.where, self.stream.cipher_name)
         try:
@@ -289,9 +288,7 @@ class _Session:
     async def _answer(self, request: AdminRequest) -> bytes:
         if request.agent_from != self.agent_from:
             if self.agent_from is not None:
-                _log.warning(
-                    "%s: X-Admin-From changed from %r to %r", self.where, self.agent_from, request.agent_from
-                )
+                _log.warning("%s: X-Admin-From changed from %r to %r", self.where, self.agent_from, request.agent_from)
             self.agent_from = request.agent_from
             _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self.where, request.agent_from)
         if request.first:
