@@ -34,6 +34,7 @@ from typing import Any
 
 from gpchannel.errors import TlsError
 from gpchannel.io.tls_openssl import (
+    INFO_CALLBACK,
     RECORD_READ,
     connections,
     connections_lock,
@@ -42,6 +43,8 @@ from gpchannel.io.tls_openssl import (
     lib,
     make_ctx,
     openssl_errors,
+    plaintext_alert,
+    received_alert,
     scratch,
     unexpected_eof,
 )
@@ -142,6 +145,7 @@ class PskTlsConnection:
         self._callback_error: Exception | None = None
         self._max_record = max_record
         self._pending_writes: list[bytes] = []
+        self._held = b""  # network bytes read out of OpenSSL to find a failed handshake's alert, not sent yet
         self._plaintext = bytearray()
         self._error: TlsError | None = None
         self._closed = False
@@ -223,11 +227,13 @@ class PskTlsConnection:
         buffer = scratch()
         n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
         if n <= 0:
-            return b""
+            held, self._held = self._held, b""
+            return held
         first: bytes = ffi.buffer(buffer, n)[:]
-        if n < RECORD_READ:  # a memory BIO hands out all it holds: a flight is one read
+        if n < RECORD_READ and not self._held:  # a memory BIO hands out all it holds: a flight is one read
             return first
-        chunks = [first]
+        chunks = [self._held, first]
+        self._held = b""
         while (n := lib.BIO_read(self._wbio, buffer, RECORD_READ)) > 0:
             chunks.append(ffi.buffer(buffer, n)[:])
         return b"".join(chunks)
@@ -272,7 +278,10 @@ class PskTlsConnection:
             raise TlsError(f"connection already failed: {self._error}", alert=self._error.alert)
 
     def _fail(self, message: str) -> TlsError:
-        reasons = openssl_errors()
+        codes: list[int] = []
+        reasons = openssl_errors(codes)
+        if self.server and not self.handshake_complete and self._fatal_alert is None:
+            self._handshake_alert(codes)
         # The first fatal alert (sent or received) says why; else the last warning alert other than close_notify.
         alert: str | None = None
         direction = ""
@@ -292,6 +301,18 @@ class PskTlsConnection:
         self._error = error
         return error
 
+    def _handshake_alert(self, codes: list[int]) -> None:
+        """A server's failed handshake (no info callback yet, io/tls_openssl.INFO_CALLBACK): the fatal alert the
+        client sent (in the error queue), else the one we are sending (the records waiting to go, in the clear)."""
+        name = received_alert(codes)
+        if name is not None:
+            self._alert_received(name, True)
+            return
+        self._held = self.data_to_send()
+        sent = plaintext_alert(self._held)
+        if sent is not None:
+            self._alert_sent(*sent)
+
     def _ssl_error(self, ret: int) -> int:
         return int(lib.SSL_get_error(self._ssl, ret))
 
@@ -307,6 +328,8 @@ class PskTlsConnection:
                     raise self._fail("the peer closed the connection during the handshake")
                 raise self._fail("TLS handshake failed")
             self.handshake_complete = True
+            if self.server:  # the alerts from now on (a server context has no info callback: tls_openssl)
+                lib.SSL_set_info_callback(self._ssl, INFO_CALLBACK)
             cipher = lib.SSL_get_current_cipher(self._ssl)
             if cipher != ffi.NULL:
                 self.cipher_name = ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode("ascii")
