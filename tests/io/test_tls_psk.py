@@ -252,6 +252,19 @@ def test_plaintext_alert_stops_at_change_cipher_spec() -> None:
     assert tls_openssl.plaintext_alert(bytes((ALERT, 3, 3, 0, 2, 2, 115))) == ("unknown_psk_identity", True)
 
 
+def test_a_prefetched_psk_serves_its_identity_only() -> None:
+    server = PskServerContext(KEYS.get).connection()
+    server.use_prefetched(b"another-card", PSK)  # read differently than OpenSSL reads it: no PSK is handed out
+    client = PskClientContext(IDENTITY, PSK).connection()
+    client.start()
+    detecting, other = failed_handshake(client, server)
+    assert detecting.alert == other.alert == "internal_error"
+    client, server = pair()
+    server.use_prefetched(IDENTITY, PSK)
+    pump(client, server)
+    assert server.handshake_complete and server.identity == IDENTITY
+
+
 def test_lookup_failure_is_internal_error_with_the_cause() -> None:
     def lookup(identity: bytes) -> bytes | None:
         raise RuntimeError("database unavailable")

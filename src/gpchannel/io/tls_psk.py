@@ -28,6 +28,7 @@ connections and threads; one :class:`PskTlsConnection` must be driven by one cor
 
 from __future__ import annotations
 
+import hmac
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from gpchannel.io.tls_openssl import (
     scratch,
     unexpected_eof,
 )
-from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskTlsPolicy
+from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskPrefetch, PskTlsPolicy
 
 __all__ = ["PskClientContext", "PskServerContext", "PskTlsConnection"]
 
@@ -61,17 +62,26 @@ _ZERO_RETURN = int(lib.SSL_ERROR_ZERO_RETURN)
 class PskServerContext:
     """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake, on the thread that drives
     the connection (``serve_psk(..., lookup_in_thread=True)`` moves that off the event loop). A lookup that
-    raises fails the handshake with internal_error (the exception is the TlsError's ``__cause__``)."""
+    raises fails the handshake with internal_error (the exception is the TlsError's ``__cause__``).
 
-    def __init__(self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
+    ``prefetch`` (optional, an addition to the contract): the same look-up awaited on the event loop, which
+    io/tls_protocol.py runs when it can read the identity from the client's flight before OpenSSL does (the
+    server's look-ups of concurrent handshakes can then share one store call); ``lookup`` serves the rest."""
+
+    def __init__(
+        self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy(), *, prefetch: PskPrefetch | None = None
+    ) -> None:
         self.policy = policy
         self._lookup = lookup
+        self.prefetch = prefetch
         self._ctx = make_ctx(True, policy)
 
     def connection(self) -> PskTlsConnection:
-        return PskTlsConnection(
+        conn = PskTlsConnection(
             self._ctx, server=True, lookup=self._lookup, max_record=self.policy.max_record_plaintext
         )
+        conn.prefetch = self.prefetch
+        return conn
 
     def __repr__(self) -> str:
         return f"PskServerContext(policy={self.policy!r})"
@@ -141,6 +151,8 @@ class PskTlsConnection:
         self.alert_received: str | None = None
         self._fatal_alert: tuple[str, str] | None = None
         self._lookup = lookup
+        self.prefetch: PskPrefetch | None = None
+        """The server context's awaitable look-up (io/tls_protocol.py), None on a client."""
         self._client_key = client_key
         self._callback_error: Exception | None = None
         self._max_record = max_record
@@ -221,6 +233,20 @@ class PskTlsConnection:
             self._eof = True
             lib.BIO_set_mem_eof_return(self._rbio, 0)
         self._advance()
+
+    def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:
+        """The handshake's PSK look-up answers ``psk`` (None: unknown identity) or raises ``error`` for
+        ``identity``, found by the caller before OpenSSL parsed the ClientKeyExchange; for any other identity it
+        raises (internal_error: the two readings of the message differ, no PSK is handed out)."""
+
+        def lookup(asked: bytes) -> bytes | None:
+            if len(asked) != len(identity) or not hmac.compare_digest(asked, identity):
+                raise TlsError("the PSK identity OpenSSL read is not the one looked up")
+            if error is not None:
+                raise error
+            return psk
+
+        self._lookup = lookup
 
     def data_to_send(self) -> bytes:
         """Network bytes to send to the peer now (b"" if none)."""

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, TransportError
+from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, RepositoryError, TransportError
 from gpchannel.io.tls_psk import PskServerContext
 from gpchannel.io.tls_stream import PskStream
 from gpchannel.ota.remote_apdu import CommandScript, ResponseScript
@@ -54,6 +54,7 @@ from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
 from gpchannel.server.admin_batch import AdminBatch
 from gpchannel.server.config import ServerServices
+from gpchannel.server.psk_batch import PskBatch, lookup_psks
 from gpchannel.server.ras_results import admin_delivery, partial_results, results_of
 from gpchannel.server.repository import AdminOutcome, AdminStep, ApduResult, CardRecord, Completion, JobRecord, JobState
 from gpchannel.server.store_gate import StoreGate
@@ -99,6 +100,8 @@ class AdminSessions:
         self._handshake_cards: dict[str, CardRecord] = {}
         """The card each identity's last PSK lookup found, taken by the session its handshake opens (no second
         query); a handshake that fails after the lookup leaves at most one entry per registered identity."""
+        self._psks = PskBatch(self._lookup_many, self._gate.call)
+        """The look-ups of concurrent handshakes in one store call (the TLS engine's prefetch)."""
 
     # ------------------------------------------------------------------------------------------------ TLS side
 
@@ -113,30 +116,26 @@ class AdminSessions:
             self._gate.leave()
 
     def _lookup(self, identity: bytes) -> bytes | None:
-        try:
-            text = identity.decode("utf-8")
-        except UnicodeDecodeError:
-            _log.info("PSK identity %r is not UTF-8: refused", identity)
+        return self._lookup_many([identity])[0]
+
+    def _lookup_many(self, identities: Sequence[bytes]) -> list[bytes | None]:
+        services = self.services
+        return lookup_psks(services.repository, services.keys, identities, self._handshake_cards)
+
+    async def psk_prefetch(self, identity: bytes) -> bytes | None:
+        """:meth:`psk_lookup` awaited on the event loop, batched with the concurrent handshakes' (psk_batch.py)."""
+        if self._closing:
+            _log.info("PSK identity %r refused: the server is shutting down", identity)
             return None
         try:
-            with self.services.repository.read_block():  # the card and its key: one read transaction
-                card = self.services.repository.card_by_identity(text)
-                if card is None:
-                    _log.info("unknown PSK identity %r", text)
-                    return None
-                psk = self.services.keys.psk(card)
-            if psk is not None:
-                self._handshake_cards[text] = card
-        except Exception:
-            _log.exception("PSK lookup for identity %r failed", text)
+            return await self._psks.get(identity)
+        except RepositoryError:  # the gate is shut: the server is shutting down
+            _log.info("PSK identity %r refused: the server is shutting down", identity)
             return None
-        if psk is None:
-            _log.info("card %d (identity %r) has no PSK", card.id, text)
-        return psk
 
     def server_context(self) -> PskServerContext:
-        """The TLS engine context of the admin listener (the configured policy, our lookup)."""
-        return PskServerContext(self.psk_lookup, self.services.config.tls_policy())
+        """The TLS engine context of the admin listener (the configured policy, our lookups)."""
+        return PskServerContext(self.psk_lookup, self.services.config.tls_policy(), prefetch=self.psk_prefetch)
 
     # ------------------------------------------------------------------------------------------------ sessions
 
