@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from gpchannel.errors import RepositoryError
 from gpchannel.server.config import ServerConfig, ServerServices
@@ -49,6 +50,29 @@ def test_lookup_psks_answers_each_identity_and_keeps_the_cards(services: ServerS
         psks[b"card-2"], None, None, None, psks[b"card-0"],
     ]  # fmt: skip
     assert sorted(cards) == ["card-0", "card-2"] and cards["card-2"].psk_identity == "card-2"
+
+
+def test_lookup_psks_reads_the_cards_and_their_keys_in_two_queries(services: ServerServices) -> None:
+    psks = _cards(services, 30)
+    statements: list[str] = []
+    event.listen(services.repository.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert lookup_psks(services.repository, services.keys, list(psks), {}) == list(psks.values())
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 2
+
+
+def test_the_psk_of_the_wanted_or_highest_kvn(services: ServerServices) -> None:
+    keys = services.keys
+    highest = services.repository.upsert_card(iccid=None, psk_identity="two-kvns")
+    keys.store_card_keys(highest, {("psk", 1): (b"\x01" * 16, "psk"), ("psk", 2): (b"\x02" * 16, "psk")})
+    pinned = services.repository.upsert_card(iccid=None, psk_identity="pinned", ota={"psk_kvn": 1})
+    keys.store_card_keys(pinned, {("psk", 1): (b"\x03" * 16, "psk"), ("psk", 2): (b"\x04" * 16, "psk")})
+    missing = services.repository.upsert_card(iccid=None, psk_identity="pinned-missing", ota={"psk_kvn": 7})
+    keys.store_card_keys(missing, {("psk", 1): (b"\x05" * 16, "psk")})
+    found = lookup_psks(services.repository, keys, [b"two-kvns", b"pinned", b"pinned-missing"], {})
+    assert found == [b"\x02" * 16, b"\x03" * 16, None]
+    for identity, psk in zip(["two-kvns", "pinned", "pinned-missing"], found, strict=True):  # as one at a time
+        card = services.repository.card_by_identity(identity)
+        assert card is not None and keys.psk(card) == psk
 
 
 def test_concurrent_lookups_share_one_store_call(services: ServerServices) -> None:

@@ -26,9 +26,10 @@ __all__ = ["HEAD_END", "PlainHead", "may_be_plain", "plain_head", "response"]
 
 HEAD_END = b"\r\n\r\n"
 _REQUEST_LINE = rb"POST ([\x21-\x7e]+) HTTP/1\.1\r\n"
-_FIELD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*(?:[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?)?[ \t]*\r\n"
+_FIELD = rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e]*)\r\n"
+"""A field line: a token, a colon, a value of visible ASCII, spaces and tabs (its OWS stripped after)."""
 _HEAD = re.compile(_REQUEST_LINE + rb"((?:" + _FIELD + rb")*)\r\n")
-_FIELD_PARTS = re.compile(rb"([^:]+):[ \t]*(.*?)[ \t]*\r\n")
+_FIELD_PARTS = re.compile(_FIELD)
 _TO_H11 = frozenset({b"transfer-encoding", b"connection", b"expect", b"upgrade"})
 """Fields whose meaning is framing or connection management: such a request is h11's to read."""
 
@@ -53,7 +54,7 @@ def plain_head(data: bytes | bytearray) -> PlainHead | None:
     match = _HEAD.match(data, 0, end + 4)
     if match is None or match.end() != end + 4:
         return None
-    headers = [(name.lower(), value) for name, value in _FIELD_PARTS.findall(match.group(2))]
+    headers = [(name.lower(), value.strip(b" \t")) for name, value in _FIELD_PARTS.findall(match.group(2))]
     length: int | None = None
     host = False
     for name, value in headers:

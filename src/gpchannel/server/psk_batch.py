@@ -20,7 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from gpchannel.keystore import KeyProvider
+from gpchannel.keystore import BaseKeyProvider, KeyProvider, KeyPurpose
+from gpchannel.server.key_batch import BatchKeyRows
 from gpchannel.server.repository import CardRecord, Repository
 
 __all__ = ["PskBatch", "lookup_psks"]
@@ -33,30 +34,34 @@ def lookup_psks(
 ) -> list[bytes | None]:
     """identity -> PSK for each identity, in order, in one read transaction (blocking: run it in a worker thread);
     the card of each identity that has a PSK goes into ``cards`` (by the identity's text). Never raises."""
-    out: list[bytes | None] = []
+    texts: list[str | None] = []
+    for identity in identities:
+        try:
+            texts.append(identity.decode("utf-8"))
+        except UnicodeDecodeError:
+            _log.info("PSK identity %r is not UTF-8: refused", identity)
+            texts.append(None)
     try:
-        with repository.read_block():  # the cards and their keys: one read transaction
-            for identity in identities:
-                out.append(_lookup(repository, keys, identity, cards))
+        with repository.read_block():  # the cards and their keys: one read transaction, two queries
+            found = repository.cards_by_identity([t for t in texts if t is not None])
+            ids = [card.id for card in found.values()]
+            rows = repository.card_key_rows(ids, KeyPurpose.PSK.value)
+            reader = keys
+            if isinstance(keys, BaseKeyProvider):  # the key rows from the batch (others, e.g. masters, read)
+                reader = keys.reading_from(BatchKeyRows(rows, repository, {(i, KeyPurpose.PSK.value) for i in ids}))
+            return [None if t is None else _lookup(reader, t, found.get(t), cards) for t in texts]
     except Exception:
         _log.exception("PSK look-up of %d identities failed", len(identities))
         return [None] * len(identities)
-    return out
 
 
 def _lookup(
-    repository: Repository, keys: KeyProvider, identity: bytes, cards: MutableMapping[str, CardRecord]
+    keys: KeyProvider, text: str, card: CardRecord | None, cards: MutableMapping[str, CardRecord]
 ) -> bytes | None:
-    try:
-        text = identity.decode("utf-8")
-    except UnicodeDecodeError:
-        _log.info("PSK identity %r is not UTF-8: refused", identity)
+    if card is None:
+        _log.info("unknown PSK identity %r", text)
         return None
     try:
-        card = repository.card_by_identity(text)
-        if card is None:
-            _log.info("unknown PSK identity %r", text)
-            return None
         psk = keys.psk(card)
     except Exception:
         _log.exception("PSK lookup for identity %r failed", text)
