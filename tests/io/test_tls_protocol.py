@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from gpchannel.io.tls_protocol import MAX_BUFFERED, _lone_client_hello
+import pytest
+
+from gpchannel.errors import TlsError
+from gpchannel.io.tls_protocol import MAX_BUFFERED, _lone_client_hello, psk_identity
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext
 from gpchannel.io.tls_stream import PskStream, open_psk_stream, serve_psk
 
@@ -52,3 +56,68 @@ def test_reading_pauses_while_plaintext_waits_and_resumes_for_the_reader() -> No
 
     asyncio.run(main())
     assert bytes(got) == payload
+
+
+def _second_flight(identity: bytes = IDENTITY) -> bytes:
+    """The client's ClientKeyExchange, ChangeCipherSpec and Finished, as two engines in memory produce them."""
+    client = PskClientContext(identity, PSK).connection()
+    server = PskServerContext({identity: PSK}.get).connection()
+    client.start()
+    server.receive(client.data_to_send())
+    client.receive(server.data_to_send())
+    return client.data_to_send()
+
+
+def test_the_identity_is_read_from_a_whole_client_key_exchange_only() -> None:
+    flight = _second_flight()
+    assert psk_identity(flight) == IDENTITY
+    assert psk_identity(flight[:12]) is None  # the record is not complete
+    assert psk_identity(_second_flight(b"x" * 128)) == b"x" * 128
+    assert psk_identity(b"\x16\x03\x03\x00\x06\x10\x00\x00\x02\x00\x00") is None  # an empty identity
+    assert psk_identity(b"\x16\x03\x03\x00\x07\x10\x00\x00\x03\x00\x01\x00") is None  # a NUL in it
+    assert psk_identity(b"\x16\x03\x03\x00\x08\x10\x00\x00\x04\x00\x01ab") is None  # more than the identity
+    assert psk_identity(b"\x16\x03\x03\x00\x07\x10\x00\x00\x03\x00\x02a") is None  # the identity runs over
+    hello = PskClientContext(IDENTITY, PSK).connection()
+    hello.start()
+    assert psk_identity(hello.data_to_send()) is None
+    assert psk_identity(b"") is None
+
+
+@pytest.mark.parametrize("outcome", ["psk", "unknown", "error"])
+def test_a_prefetched_psk_is_the_one_the_handshake_uses(outcome: str) -> None:
+    """With a context's prefetch, the lookup_in_thread listener awaits it on the loop for the identity read from
+    the ClientKeyExchange: no thread, and the blocking lookup is not called."""
+    awaited: list[bytes] = []
+    threads: list[int] = []
+
+    def lookup(identity: bytes) -> bytes | None:
+        raise AssertionError("the blocking lookup must not run")
+
+    async def prefetch(identity: bytes) -> bytes | None:
+        awaited.append(identity)
+        threads.append(threading.get_ident())
+        if outcome == "error":
+            raise RuntimeError("the store is down")
+        return PSK if outcome == "psk" else None
+
+    async def handler(stream: PskStream) -> None:
+        await stream.write(await stream.read())
+
+    async def main() -> bytes:
+        context = PskServerContext(lookup, prefetch=prefetch)
+        server = await serve_psk(handler, "127.0.0.1", 0, context, lookup_in_thread=True)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY, PSK))
+            await stream.write(b"ping")
+            echo = await stream.read()
+            await stream.close()
+            return echo
+
+    if outcome == "psk":
+        assert asyncio.run(main()) == b"ping"
+    else:
+        with pytest.raises(TlsError) as info:
+            asyncio.run(main())
+        assert info.value.alert == ("unknown_psk_identity" if outcome == "unknown" else "internal_error")
+    assert awaited == [IDENTITY] and threads == [threading.get_ident()]

@@ -223,6 +223,48 @@ def test_unknown_identity_fails_with_unknown_psk_identity() -> None:
     assert "nobody" in str(detecting)
 
 
+def test_a_server_knows_the_alerts_of_its_failed_handshake_without_the_info_callback() -> None:
+    """A server context has no info callback during handshakes (tls_openssl.INFO_CALLBACK): the alert it sends is
+    read from its records in the clear, the alert it receives from OpenSSL's error queue, and the same callback
+    reports the alerts after the handshake."""
+    client, server = pair()
+    server.receive(client.data_to_send())  # the ClientHello
+    handshake_failure = bytes((ALERT, 3, 3, 0, 2, 2, 40))
+    with pytest.raises(TlsError) as info:
+        server.receive(handshake_failure)
+    assert info.value.alert == "handshake_failure" and server.alert_received == "handshake_failure"
+    assert server.alert_sent is None
+    assert server.data_to_send()[:1] == b"\x16"  # the ServerHello flight is still there to send, nothing lost
+
+    server = SERVER_CONTEXT.connection()
+    with pytest.raises(TlsError) as info:
+        server.receive(b"\x16\x03\x03\x00\x04\x63\x00\x00\x00")  # a handshake message that is no ClientHello
+    wire = server.data_to_send()
+    assert records(wire)[-1][0] == ALERT
+    assert (info.value.alert, server.alert_sent) == (tls_openssl.plaintext_alert(wire)[0],) * 2  # type: ignore[index]
+
+
+def test_plaintext_alert_stops_at_change_cipher_spec() -> None:
+    alert = bytes((ALERT, 3, 3, 0, 2, 1, 0))
+    assert tls_openssl.plaintext_alert(b"\x16\x03\x03\x00\x01\x0e" + alert) == ("close_notify", False)
+    assert tls_openssl.plaintext_alert(b"\x14\x03\x03\x00\x01\x01" + alert) is None  # encrypted after CCS
+    assert tls_openssl.plaintext_alert(alert[:6]) is None
+    assert tls_openssl.plaintext_alert(bytes((ALERT, 3, 3, 0, 2, 2, 115))) == ("unknown_psk_identity", True)
+
+
+def test_a_prefetched_psk_serves_its_identity_only() -> None:
+    server = PskServerContext(KEYS.get).connection()
+    server.use_prefetched(b"another-card", PSK)  # read differently than OpenSSL reads it: no PSK is handed out
+    client = PskClientContext(IDENTITY, PSK).connection()
+    client.start()
+    detecting, other = failed_handshake(client, server)
+    assert detecting.alert == other.alert == "internal_error"
+    client, server = pair()
+    server.use_prefetched(IDENTITY, PSK)
+    pump(client, server)
+    assert server.handshake_complete and server.identity == IDENTITY
+
+
 def test_lookup_failure_is_internal_error_with_the_cause() -> None:
     def lookup(identity: bytes) -> bytes | None:
         raise RuntimeError("database unavailable")

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ WAIT = 20.0
 
 
 class HeldRepository(Repository):
-    """The real store; ``card_by_identity`` reports each call and, once ``hold`` is armed, waits for ``release``."""
+    """The real store; the card look-ups by identity (one, or a batch of the PSK look-ups) report each call and,
+    once ``hold`` is armed, wait for ``release``."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -45,12 +47,19 @@ class HeldRepository(Repository):
         self.release = threading.Event()
         self.hold = False
 
-    def card_by_identity(self, psk_identity: str) -> CardRecord | None:
-        self.lookups.append(psk_identity)
+    def _held(self, identities: Sequence[str]) -> None:
+        self.lookups.extend(identities)
         if self.hold:
             self.entered.set()
             assert self.release.wait(WAIT), "the test never released the lookup"
+
+    def card_by_identity(self, psk_identity: str) -> CardRecord | None:
+        self._held([psk_identity])
         return super().card_by_identity(psk_identity)
+
+    def cards_by_identity(self, identities: Sequence[str]) -> dict[str, CardRecord]:
+        self._held(identities)
+        return super().cards_by_identity(identities)
 
 
 class LineSeen(logging.Handler):

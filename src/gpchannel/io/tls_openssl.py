@@ -18,6 +18,7 @@ from gpchannel.errors import TlsError, UnsupportedError
 from gpchannel.io.tls_policy import ALERT_NAMES, MAX_PSK_LENGTH, PskLookup, PskTlsPolicy
 
 __all__ = [
+    "INFO_CALLBACK",
     "RECORD_READ",
     "Peer",
     "connections",
@@ -27,6 +28,8 @@ __all__ = [
     "lib",
     "make_ctx",
     "openssl_errors",
+    "plaintext_alert",
+    "received_alert",
     "scratch",
     "unexpected_eof",
 ]
@@ -133,22 +136,57 @@ def _on_client_psk(ssl: Any, hint: Any, identity_out: Any, max_identity_len: int
     return len(psk)
 
 
-_INFO_CALLBACK = ffi.callback("void(SSL *, int, int)", _on_info)
+INFO_CALLBACK = ffi.callback("void(SSL *, int, int)", _on_info)
+"""Alerts sent and received. OpenSSL calls it at every state of a handshake as well (17 times for a server's
+full handshake, each a trip into Python): a server context has none, its connections set it on themselves once
+their handshake is complete and learn the alerts of a failed handshake from :func:`received_alert` and
+:func:`plaintext_alert`."""
 _SERVER_PSK_CALLBACK = ffi.callback("unsigned int(SSL *, char *, unsigned char *, unsigned int)", _on_server_psk)
 _CLIENT_PSK_CALLBACK = ffi.callback(
     "unsigned int(SSL *, char *, char *, unsigned int, unsigned char *, unsigned int)", _on_client_psk
 )
 
 
-def openssl_errors() -> list[str]:
-    """Drain this thread's OpenSSL error queue into readable reasons."""
+def openssl_errors(codes: list[int] | None = None) -> list[str]:
+    """Drain this thread's OpenSSL error queue into readable reasons (their codes appended to ``codes``)."""
     reasons: list[str] = []
     while True:
         code = lib.ERR_get_error()
         if not code:
             return reasons
+        if codes is not None:
+            codes.append(int(code))
         text = lib.ERR_reason_error_string(code)
         reasons.append(ffi.string(text).decode("ascii", "replace") if text != ffi.NULL else f"error {code:#x}")
+
+
+_ALERT_REASON_OFFSET = 1000
+"""SSL_AD_REASON_OFFSET (ssl.h): a fatal alert received is queued as the error reason 1000 + its description."""
+_ALERT, _CHANGE_CIPHER_SPEC = 21, 20
+
+
+def received_alert(codes: list[int]) -> str | None:
+    """The fatal alert the peer sent, from the error codes of a failure (None if the failure was not one)."""
+    for code in codes:
+        name = ALERT_NAMES.get(int(lib.ERR_GET_REASON(code)) - _ALERT_REASON_OFFSET)
+        if name is not None:
+            return name
+    return None
+
+
+def plaintext_alert(wire: bytes) -> tuple[str, bool] | None:
+    """The first alert record in ``wire`` before any ChangeCipherSpec, as (name, fatal) (RFC 5246 6.2.1, 7.2):
+    what a server sends when its handshake fails, all of it in the clear (its own ChangeCipherSpec comes last)."""
+    at = 0
+    while at + 5 <= len(wire):
+        kind, length = wire[at], wire[at + 3] << 8 | wire[at + 4]
+        if kind == _CHANGE_CIPHER_SPEC:
+            return None
+        if kind == _ALERT and length == 2 and at + 7 <= len(wire):
+            level, description = wire[at + 5], wire[at + 6]
+            return ALERT_NAMES.get(description, f"alert_{description}"), level == 2
+        at += 5 + length
+    return None
 
 
 def unexpected_eof() -> bool:
@@ -185,7 +223,8 @@ def make_ctx(server: bool, policy: PskTlsPolicy) -> Any:
         lib.SSL_CTX_set_max_proto_version(ctx, policy.max_version.openssl)
     ):
         raise TlsError(f"cannot set the TLS versions of {policy}: {openssl_errors()}")
-    lib.SSL_CTX_set_info_callback(ctx, _INFO_CALLBACK)
+    if not server:
+        lib.SSL_CTX_set_info_callback(ctx, INFO_CALLBACK)
     if server:
         lib.SSL_CTX_set_psk_server_callback(ctx, _SERVER_PSK_CALLBACK)
     else:

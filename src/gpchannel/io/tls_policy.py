@@ -5,14 +5,25 @@ size, the PSK and identity limits of RFC 4279 5.3 and the TLS alert names. The e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["ALERT_NAMES", "MAX_IDENTITY_LENGTH", "MAX_PSK_LENGTH", "PskLookup", "PskTlsPolicy", "TlsVersion"]
+__all__ = [
+    "ALERT_NAMES",
+    "MAX_IDENTITY_LENGTH",
+    "MAX_PSK_LENGTH",
+    "PskLookup",
+    "PskPrefetch",
+    "PskTlsPolicy",
+    "TlsVersion",
+]
 
 PskLookup = Callable[[bytes], bytes | None]
 """identity -> PSK; None = unknown identity (the handshake fails with ``unknown_psk_identity``)."""
+
+PskPrefetch = Callable[[bytes], Awaitable[bytes | None]]
+"""identity -> PSK, awaited on the event loop before the handshake reaches its lookup (io/tls_protocol.py)."""
 
 MAX_IDENTITY_LENGTH = 128
 """RFC 4279 5.3: identities up to 128 bytes MUST be supported; OpenSSL's PSK_MAX_IDENTITY_LEN."""

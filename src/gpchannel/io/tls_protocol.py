@@ -9,7 +9,9 @@ while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transp
 With ``lookup_in_thread`` (the server's PSK lookup blocks: a database, a token) the flights that may run the
 lookup are processed in a worker thread while the socket is paused; a lone ClientHello record cannot reach the
 lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
-processed at once.
+processed at once. When the context has a ``prefetch`` (io/tls_psk.PskServerContext) and the flight opens with a
+complete ClientKeyExchange record, its identity is read here (:func:`psk_identity`), the PSK awaited on the loop,
+and the flight processed on the loop with that answer (no thread; the server batches concurrent look-ups).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import asyncio
 from collections.abc import Callable
 
 from gpchannel.errors import TlsError, TransportError
+from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, PskPrefetch
 from gpchannel.io.tls_psk import PskTlsConnection
 
-__all__ = ["MAX_BUFFERED", "PskProtocol"]
+__all__ = ["MAX_BUFFERED", "PskProtocol", "psk_identity"]
 
 MAX_BUFFERED = 1 << 17
 """Plaintext bytes that may wait for a reader before reading from the socket pauses."""
-_HANDSHAKE, _CLIENT_HELLO = 22, 1
+_HANDSHAKE, _CLIENT_HELLO, _CLIENT_KEY_EXCHANGE = 22, 1, 16
 
 
 def _lone_client_hello(data: bytes) -> bool:
@@ -35,6 +38,21 @@ def _lone_client_hello(data: bytes) -> bool:
         and data[5] == _CLIENT_HELLO
         and len(data) == 5 + (data[3] << 8 | data[4])
     )
+
+
+def psk_identity(data: bytes) -> bytes | None:
+    """The PSK identity of the ClientKeyExchange that opens ``data``: a complete handshake record whose first
+    message is a whole client_key_exchange holding only ``psk_identity<0..2^16-1>`` (RFC 4279 2, plain PSK; RFC
+    5246 6.2.1, 7.4.7), 1 to MAX_IDENTITY_LENGTH bytes without NUL. None for anything else (OpenSSL reads it)."""
+    if len(data) < 11 or data[0] != _HANDSHAKE or data[5] != _CLIENT_KEY_EXCHANGE:
+        return None
+    record = data[3] << 8 | data[4]
+    message = data[6] << 16 | data[7] << 8 | data[8]
+    size = data[9] << 8 | data[10]
+    if len(data) < 5 + record or record < 4 + message or message != 2 + size or not 0 < size <= MAX_IDENTITY_LENGTH:
+        return None
+    identity = bytes(data[11 : 11 + size])
+    return None if b"\x00" in identity else identity
 
 
 class PskProtocol(asyncio.Protocol):
@@ -75,7 +93,12 @@ class PskProtocol(asyncio.Protocol):
         if self._threaded and not self.conn.handshake_complete and not _lone_client_hello(data):
             assert self.transport is not None
             self.transport.pause_reading()
-            self._busy = self.loop.create_task(self._receive_in_thread(data))
+            prefetch = self.conn.prefetch
+            identity = psk_identity(data) if prefetch is not None else None
+            if prefetch is not None and identity is not None:
+                self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
+            else:
+                self._busy = self.loop.create_task(self._receive_in_thread(data))
             return
         self._receive(data)
 
@@ -132,6 +155,18 @@ class PskProtocol(asyncio.Protocol):
             self._failed(exc)
             return
         self._progress()
+        self._resume()
+
+    async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
+        try:
+            self.conn.use_prefetched(identity, await prefetch(identity))
+        except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
+            self.conn.use_prefetched(identity, None, exc)
+        self._receive(data)
+        if self.error is None:
+            self._resume()
+
+    def _resume(self) -> None:
         if self.eof:
             self._receive(b"")
         elif self.transport is not None and not self.transport.is_closing():

@@ -28,12 +28,14 @@ connections and threads; one :class:`PskTlsConnection` must be driven by one cor
 
 from __future__ import annotations
 
+import hmac
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpchannel.errors import TlsError
 from gpchannel.io.tls_openssl import (
+    INFO_CALLBACK,
     RECORD_READ,
     connections,
     connections_lock,
@@ -42,10 +44,12 @@ from gpchannel.io.tls_openssl import (
     lib,
     make_ctx,
     openssl_errors,
+    plaintext_alert,
+    received_alert,
     scratch,
     unexpected_eof,
 )
-from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskTlsPolicy
+from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskPrefetch, PskTlsPolicy
 
 __all__ = ["PskClientContext", "PskServerContext", "PskTlsConnection"]
 
@@ -58,17 +62,26 @@ _ZERO_RETURN = int(lib.SSL_ERROR_ZERO_RETURN)
 class PskServerContext:
     """The RAS side: identities are mapped to PSKs by ``lookup`` during the handshake, on the thread that drives
     the connection (``serve_psk(..., lookup_in_thread=True)`` moves that off the event loop). A lookup that
-    raises fails the handshake with internal_error (the exception is the TlsError's ``__cause__``)."""
+    raises fails the handshake with internal_error (the exception is the TlsError's ``__cause__``).
 
-    def __init__(self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy()) -> None:
+    ``prefetch`` (optional, an addition to the contract): the same look-up awaited on the event loop, which
+    io/tls_protocol.py runs when it can read the identity from the client's flight before OpenSSL does (the
+    server's look-ups of concurrent handshakes can then share one store call); ``lookup`` serves the rest."""
+
+    def __init__(
+        self, lookup: PskLookup, policy: PskTlsPolicy = PskTlsPolicy(), *, prefetch: PskPrefetch | None = None
+    ) -> None:
         self.policy = policy
         self._lookup = lookup
+        self.prefetch = prefetch
         self._ctx = make_ctx(True, policy)
 
     def connection(self) -> PskTlsConnection:
-        return PskTlsConnection(
+        conn = PskTlsConnection(
             self._ctx, server=True, lookup=self._lookup, max_record=self.policy.max_record_plaintext
         )
+        conn.prefetch = self.prefetch
+        return conn
 
     def __repr__(self) -> str:
         return f"PskServerContext(policy={self.policy!r})"
@@ -138,10 +151,13 @@ class PskTlsConnection:
         self.alert_received: str | None = None
         self._fatal_alert: tuple[str, str] | None = None
         self._lookup = lookup
+        self.prefetch: PskPrefetch | None = None
+        """The server context's awaitable look-up (io/tls_protocol.py), None on a client."""
         self._client_key = client_key
         self._callback_error: Exception | None = None
         self._max_record = max_record
         self._pending_writes: list[bytes] = []
+        self._held = b""  # network bytes read out of OpenSSL to find a failed handshake's alert, not sent yet
         self._plaintext = bytearray()
         self._error: TlsError | None = None
         self._closed = False
@@ -218,16 +234,32 @@ class PskTlsConnection:
             lib.BIO_set_mem_eof_return(self._rbio, 0)
         self._advance()
 
+    def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:
+        """The handshake's PSK look-up answers ``psk`` (None: unknown identity) or raises ``error`` for
+        ``identity``, found by the caller before OpenSSL parsed the ClientKeyExchange; for any other identity it
+        raises (internal_error: the two readings of the message differ, no PSK is handed out)."""
+
+        def lookup(asked: bytes) -> bytes | None:
+            if len(asked) != len(identity) or not hmac.compare_digest(asked, identity):
+                raise TlsError("the PSK identity OpenSSL read is not the one looked up")
+            if error is not None:
+                raise error
+            return psk
+
+        self._lookup = lookup
+
     def data_to_send(self) -> bytes:
         """Network bytes to send to the peer now (b"" if none)."""
         buffer = scratch()
         n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
         if n <= 0:
-            return b""
+            held, self._held = self._held, b""
+            return held
         first: bytes = ffi.buffer(buffer, n)[:]
-        if n < RECORD_READ:  # a memory BIO hands out all it holds: a flight is one read
+        if n < RECORD_READ and not self._held:  # a memory BIO hands out all it holds: a flight is one read
             return first
-        chunks = [first]
+        chunks = [self._held, first]
+        self._held = b""
         while (n := lib.BIO_read(self._wbio, buffer, RECORD_READ)) > 0:
             chunks.append(ffi.buffer(buffer, n)[:])
         return b"".join(chunks)
@@ -272,7 +304,10 @@ class PskTlsConnection:
             raise TlsError(f"connection already failed: {self._error}", alert=self._error.alert)
 
     def _fail(self, message: str) -> TlsError:
-        reasons = openssl_errors()
+        codes: list[int] = []
+        reasons = openssl_errors(codes)
+        if self.server and not self.handshake_complete and self._fatal_alert is None:
+            self._handshake_alert(codes)
         # The first fatal alert (sent or received) says why; else the last warning alert other than close_notify.
         alert: str | None = None
         direction = ""
@@ -292,6 +327,18 @@ class PskTlsConnection:
         self._error = error
         return error
 
+    def _handshake_alert(self, codes: list[int]) -> None:
+        """A server's failed handshake (no info callback yet, io/tls_openssl.INFO_CALLBACK): the fatal alert the
+        client sent (in the error queue), else the one we are sending (the records waiting to go, in the clear)."""
+        name = received_alert(codes)
+        if name is not None:
+            self._alert_received(name, True)
+            return
+        self._held = self.data_to_send()
+        sent = plaintext_alert(self._held)
+        if sent is not None:
+            self._alert_sent(*sent)
+
     def _ssl_error(self, ret: int) -> int:
         return int(lib.SSL_get_error(self._ssl, ret))
 
@@ -307,6 +354,8 @@ class PskTlsConnection:
                     raise self._fail("the peer closed the connection during the handshake")
                 raise self._fail("TLS handshake failed")
             self.handshake_complete = True
+            if self.server:  # the alerts from now on (a server context has no info callback: tls_openssl)
+                lib.SSL_set_info_callback(self._ssl, INFO_CALLBACK)
             cipher = lib.SSL_get_current_cipher(self._ssl)
             if cipher != ffi.NULL:
                 self.cipher_name = ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode("ascii")

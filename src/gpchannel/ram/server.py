@@ -31,16 +31,23 @@ and passed on in :attr:`AdminRequest.body`. A response POST without ``X-Admin-Sc
 A peer that closes between requests makes :attr:`~AdminServerConnection.closed` true with no error; one that
 closes in the middle of a request raises AdminProtocolError("client disconnected mid-request") for the caller
 to log (there is nobody left to answer).
+
+Reading: a request of the plain shape (ram/http_plain.py: ``POST``, HTTP/1.1, CRLF lines, ``Host``, at most one
+Content-Length, no framing or connection fields) is read without h11, and answered with the bytes h11 would write;
+from the first request of another shape on (chunked, ``Connection: close``, HTTP/1.0, malformed, ...), h11 reads
+the connection, as it reads every connection made with ``plain=False``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from http import HTTPStatus
+from typing import Literal
 
 import h11
 
 from gpchannel.errors import AdminProtocolError, LocalProtocolError
+from gpchannel.ram import http_plain
 from gpchannel.ram.admin import (
     ADMIN_PROTOCOL,
     HEADER_FROM,
@@ -112,13 +119,17 @@ class AdminServerConnection:
         max_body: int = _DEFAULT_MAX_BODY,
         supported_protocols: tuple[str, ...] = (ADMIN_PROTOCOL,),
         max_header_bytes: int = _DEFAULT_MAX_HEADER_BYTES,
+        plain: bool = True,
     ) -> None:
         if max_body < 0:
             raise ValueError("max_body must be >= 0")
         self._max_body = max_body
         self._supported = supported_protocols
         self._max_header_bytes = max_header_bytes
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self._h11: h11.Connection | None = None if plain else self._new_h11()
+        """None while the requests are of the plain shape (read by ram/http_plain.py); h11 from then on."""
+        self._input = bytearray()  # the bytes not read yet, while h11 is None
+        self._plain: http_plain.PlainHead | None = None  # a plain head read, its body not complete yet
         self._body = bytearray()
         self._head: AdminRequest | None = None  # the request being read, without its body yet
         self._family: ContentFamily | None = None
@@ -136,7 +147,54 @@ class AdminServerConnection:
             self._eof = True
         if self._closed and data:
             return
-        self._h11.receive_data(bytes(data))
+        if self._h11 is None:
+            self._input += data
+        else:
+            self._h11.receive_data(bytes(data))
+
+    def _new_h11(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header_bytes)
+
+    def _next_plain(self) -> AdminRequest | Literal[False] | None:
+        """The next request of the plain shape, None (more bytes needed, or the peer closed between requests), or
+        False: the bytes are for h11 to read (a request of another shape, or the peer closed inside a head)."""
+        data = self._input
+        head = self._plain
+        if head is None:
+            if not data:
+                if self._eof:
+                    self._closed = True
+                return None
+            head = http_plain.plain_head(data)
+            if head is None:
+                return False if self._eof or not http_plain.may_be_plain(data, self._max_header_bytes) else None
+            self._start(b"POST", head.target, head.headers)
+            self._plain = head
+        end = head.size + head.length
+        if len(data) < end:
+            if self._eof:
+                self._closed = True
+                raise AdminProtocolError(
+                    f"client disconnected mid-request (the body ended after {len(data) - head.size} of "
+                    f"{head.length} bytes)",
+                    status=400,
+                )
+            return None
+        self._body[:] = data[head.size : end]
+        del data[:end]
+        self._plain = None
+        if len(self._body) > self._max_body:  # Content-Length was checked against it in _start
+            raise AdminProtocolError(f"request body over {self._max_body} bytes", status=413)
+        return self._complete()
+
+    def _to_h11(self) -> h11.Connection:
+        """From now on h11 reads this connection, starting with the bytes not read yet."""
+        connection = self._h11 = self._new_h11()
+        connection.receive_data(bytes(self._input))
+        self._input.clear()
+        if self._eof:
+            connection.receive_data(b"")
+        return connection
 
     def next_request(self) -> AdminRequest | None:
         """The next complete request, or None when more bytes are needed (or the peer closed between requests).
@@ -150,16 +208,25 @@ class AdminServerConnection:
             raise LocalProtocolError("answer the previous request before reading the next one")
         if self._closed:
             return None
+        connection = self._h11
+        if connection is None:
+            try:
+                plain = self._next_plain()
+            except AdminProtocolError as exc:
+                raise self._fail(exc) from None
+            if plain is not False:
+                return plain
+            connection = self._to_h11()
         try:
             while True:
-                event = self._h11.next_event()
+                event = connection.next_event()
                 if event is h11.NEED_DATA or event is h11.PAUSED:
                     return None
                 if isinstance(event, h11.ConnectionClosed):
                     self._closed = True
                     return None
                 if isinstance(event, h11.Request):
-                    self._start(event)
+                    self._start(event.method, event.target, list(event.headers))
                 elif isinstance(event, h11.Data):
                     self._body += event.data
                     if len(self._body) > self._max_body:
@@ -178,15 +245,15 @@ class AdminServerConnection:
         self._error = error
         return error
 
-    def _start(self, request: h11.Request) -> None:
+    def _start(self, method_bytes: bytes, target: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self._body.clear()
-        method = request.method.decode("ascii", "replace")
+        method = method_bytes.decode("ascii", "replace")
         if method != "POST":
             raise AdminProtocolError(f"method {method} not allowed (only POST)", status=405)
-        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        size = len(target) + sum(len(n) + len(v) + 4 for n, v in raw_headers)
         if size > self._max_header_bytes:
             raise AdminProtocolError(f"request header block over {self._max_header_bytes} bytes", status=431)
-        headers = _headers(list(request.headers))
+        headers = _headers(raw_headers)
         protocol = parse_protocol(headers.get(HEADER_PROTOCOL.lower()), self._supported)
         length = headers.get("content-length")
         if length is not None and "transfer-encoding" in headers:
@@ -208,7 +275,7 @@ class AdminServerConnection:
         script_status = None if status_header is None else ScriptStatus.parse(status_header)
         resume = parse_resume(headers.get(HEADER_RESUME.lower()))
         self._head = AdminRequest(
-            uri=request.target.decode("ascii", "replace"),
+            uri=target.decode("ascii", "replace"),
             agent_from=headers.get(HEADER_FROM.lower()),
             resume=resume,
             content_type=content_type,
@@ -236,16 +303,27 @@ class AdminServerConnection:
         if not self._awaiting_response:
             raise LocalProtocolError("no request to answer")
 
-    def _send(self, *events: h11.Event) -> bytes:
+    def _send(self, status: int, reason: bytes, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+        """The response, written by hand for a plain request (the bytes h11 writes), else by h11."""
+        connection = self._h11
+        if connection is None:
+            return http_plain.response(status, reason, headers, body)
+        events: list[h11.Event] = [h11.Response(status_code=status, reason=reason, headers=headers)]
+        if body:
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
         try:
-            return b"".join(self._h11.send(e) or b"" for e in events)
+            return b"".join(connection.send(e) or b"" for e in events)
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(f"cannot send now: {exc}") from exc
 
     def _end_cycle(self) -> None:
         self._awaiting_response = False
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._h11.start_next_cycle()
+        connection = self._h11
+        if connection is None:
+            return  # a plain request: the connection stays open for the next one (HTTP/1.1 persistent)
+        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
+            connection.start_next_cycle()
         else:
             self._closed = True
 
@@ -271,11 +349,7 @@ class AdminServerConnection:
         if targeted_application is not None:
             headers.append((HEADER_TARGETED_APPLICATION, targeted_application.to_header()))
         headers.append(("Content-Length", str(len(script))))
-        out = self._send(
-            h11.Response(status_code=200, reason=b"OK", headers=headers),
-            h11.Data(data=bytes(script)),
-            h11.EndOfMessage(),
-        )
+        out = self._send(200, b"OK", headers, bytes(script))
         self._family = content_type.family
         self._end_cycle()
         return out
@@ -283,10 +357,7 @@ class AdminServerConnection:
     def send_end(self) -> bytes:
         """204 No Content with X-Admin-Protocol and no body: the end of the admin session (GP Amendment B 3.6)."""
         self._require_request()
-        out = self._send(
-            h11.Response(status_code=204, reason=b"No Content", headers=[(HEADER_PROTOCOL, ADMIN_PROTOCOL)]),
-            h11.EndOfMessage(),
-        )
+        out = self._send(204, b"No Content", [(HEADER_PROTOCOL, ADMIN_PROTOCOL)])
         self._end_cycle()
         return out
 
@@ -310,18 +381,12 @@ class AdminServerConnection:
             phrase = b""
         self._awaiting_response = False
         self._closed = True
-        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or self._eof:
+        connection = self._h11
+        if self._eof or (connection is not None and connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE)):
             return b""
         try:
-            return b"".join(
-                self._h11.send(e) or b""
-                for e in (
-                    h11.Response(status_code=status, reason=phrase, headers=headers),
-                    h11.Data(data=body),
-                    h11.EndOfMessage(),
-                )
-            )
-        except h11.LocalProtocolError:
+            return self._send(status, phrase, headers, body)
+        except LocalProtocolError:
             return b""
 
     @property

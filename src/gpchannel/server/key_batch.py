@@ -12,7 +12,7 @@ had is left out, and its send reads it again and meets the error itself (the job
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from gpchannel.errors import GPChannelError
 from gpchannel.keystore import BaseKeyProvider, CardRef, KeyProvider, KeyRepository
@@ -23,16 +23,32 @@ __all__ = ["BatchKeyRows", "resolve_keysets"]
 
 class BatchKeyRows:
     """A :class:`~gpchannel.keystore.KeyRepository` over prefetched ``card_keys`` rows, (card id, purpose, KVN)
-    -> (blob, algorithm), falling back to ``repository`` for any other look-up."""
+    -> (blob, algorithm), falling back to ``repository`` for any other look-up. ``complete``: the (card id,
+    purpose) pairs whose rows are ALL in ``rows``, for which a look-up without a KVN (the highest) is answered
+    too (the admin handshakes' PSKs, server/psk_batch.py)."""
 
-    def __init__(self, rows: Mapping[tuple[int, str, int], tuple[bytes, str]], repository: KeyRepository) -> None:
+    def __init__(
+        self,
+        rows: Mapping[tuple[int, str, int], tuple[bytes, str]],
+        repository: KeyRepository,
+        complete: Collection[tuple[int, str]] = (),
+    ) -> None:
         self._rows = rows
         self._repository = repository
+        self._highest: dict[tuple[int, str], int] = {}
+        for card_id, purpose, kvn in rows:
+            if (card_id, purpose) in complete and kvn > self._highest.get((card_id, purpose), -1):
+                self._highest[(card_id, purpose)] = kvn
+        self._complete = frozenset(complete)
 
     def set_card_key(self, card_id: int, purpose: str, kvn: int, blob: bytes, algorithm: str) -> None:
         self._repository.set_card_key(card_id, purpose, kvn, blob, algorithm)
 
     def card_key(self, card_id: int, purpose: str, kvn: int | None = None) -> tuple[int, bytes, str] | None:
+        if kvn is None and (card_id, purpose) in self._complete:
+            kvn = self._highest.get((card_id, purpose))
+            if kvn is None:
+                return None  # the card has no row of that purpose
         if kvn is not None:
             found = self._rows.get((card_id, purpose, kvn))
             if found is not None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpchannel.codec.apdu import CommandApdu
-from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, TransportError
+from gpchannel.errors import AdminProtocolError, DecodeError, GPChannelError, RepositoryError, TransportError
 from gpchannel.io.tls_psk import PskServerContext
 from gpchannel.io.tls_stream import PskStream
 from gpchannel.ota.remote_apdu import CommandScript, ResponseScript
@@ -54,6 +54,7 @@ from gpchannel.ram.admin import ContentType, ScriptStatus, TargetedApplication
 from gpchannel.ram.server import AdminRequest, AdminServerConnection
 from gpchannel.server.admin_batch import AdminBatch
 from gpchannel.server.config import ServerServices
+from gpchannel.server.psk_batch import PskBatch, lookup_psks
 from gpchannel.server.ras_results import admin_delivery, partial_results, results_of
 from gpchannel.server.repository import AdminOutcome, AdminStep, ApduResult, CardRecord, Completion, JobRecord, JobState
 from gpchannel.server.store_gate import StoreGate
@@ -99,6 +100,8 @@ class AdminSessions:
         self._handshake_cards: dict[str, CardRecord] = {}
         """The card each identity's last PSK lookup found, taken by the session its handshake opens (no second
         query); a handshake that fails after the lookup leaves at most one entry per registered identity."""
+        self._psks = PskBatch(self._lookup_many, self._gate.call)
+        """The look-ups of concurrent handshakes in one store call (the TLS engine's prefetch)."""
 
     # ------------------------------------------------------------------------------------------------ TLS side
 
@@ -113,30 +116,26 @@ class AdminSessions:
             self._gate.leave()
 
     def _lookup(self, identity: bytes) -> bytes | None:
-        try:
-            text = identity.decode("utf-8")
-        except UnicodeDecodeError:
-            _log.info("PSK identity %r is not UTF-8: refused", identity)
+        return self._lookup_many([identity])[0]
+
+    def _lookup_many(self, identities: Sequence[bytes]) -> list[bytes | None]:
+        services = self.services
+        return lookup_psks(services.repository, services.keys, identities, self._handshake_cards)
+
+    async def psk_prefetch(self, identity: bytes) -> bytes | None:
+        """:meth:`psk_lookup` awaited on the event loop, batched with the concurrent handshakes' (psk_batch.py)."""
+        if self._closing:
+            _log.info("PSK identity %r refused: the server is shutting down", identity)
             return None
         try:
-            with self.services.repository.read_block():  # the card and its key: one read transaction
-                card = self.services.repository.card_by_identity(text)
-                if card is None:
-                    _log.info("unknown PSK identity %r", text)
-                    return None
-                psk = self.services.keys.psk(card)
-            if psk is not None:
-                self._handshake_cards[text] = card
-        except Exception:
-            _log.exception("PSK lookup for identity %r failed", text)
+            return await self._psks.get(identity)
+        except RepositoryError:  # the gate is shut: the server is shutting down
+            _log.info("PSK identity %r refused: the server is shutting down", identity)
             return None
-        if psk is None:
-            _log.info("card %d (identity %r) has no PSK", card.id, text)
-        return psk
 
     def server_context(self) -> PskServerContext:
-        """The TLS engine context of the admin listener (the configured policy, our lookup)."""
-        return PskServerContext(self.psk_lookup, self.services.config.tls_policy())
+        """The TLS engine context of the admin listener (the configured policy, our lookups)."""
+        return PskServerContext(self.psk_lookup, self.services.config.tls_policy(), prefetch=self.psk_prefetch)
 
     # ------------------------------------------------------------------------------------------------ sessions
 
@@ -191,6 +190,19 @@ class AdminSessions:
             _log.warning("admin sessions: store calls still running after %g s", _DRAIN_SECONDS)
 
 
+class _Where:
+    """``card <id> (identity <identity>, peer <address>)``, formatted only when a log line is written: the
+    sessions' INFO lines are skipped at the server's usual WARNING level, and their arguments then cost nothing."""
+
+    __slots__ = ("card", "peer")
+
+    def __init__(self, card: CardRecord, peer: tuple[str, int] | None) -> None:
+        self.card, self.peer = card, peer
+
+    def __str__(self) -> str:
+        return f"card {self.card.id} (identity {self.card.psk_identity!r}, peer {self.peer})"
+
+
 class _Session:
     """One admin session: the HTTP exchange (ram.server, sans-I/O) driven over one PskStream."""
 
@@ -211,14 +223,13 @@ class _Session:
         """The job whose script went out on this connection and whose response has not come back."""
         self.agent_from: str | None = None
         self.scripts = 0
+        self.where = _Where(card, stream.peername)
+        """Who the session is with, for the log lines (formatted only when a line is written)."""
         etsi = str(card.ota.get("admin_content", "gp")).lower() == "etsi"
         self.command_type = ContentType.ETSI_COMMAND if etsi else ContentType.GP_COMMAND
 
-    def _where(self) -> str:
-        return f"card {self.card.id} (identity {self.card.psk_identity!r}, peer {self.stream.peername})"
-
     async def run(self) -> None:
-        _log.info("admin session opened: %s, %s", self._where(), self.stream.cipher_name)
+        _log.info("admin session opened: %s, %s", self.where, self.stream.cipher_name)
         try:
             while True:
                 outcome = await self._next_request()
@@ -228,7 +239,7 @@ class _Session:
                 try:
                     reply = await self._answer(outcome)
                 except (GPChannelError, SQLAlchemyError, OSError) as exc:  # the store or the key provider failed
-                    _log.error("%s: cannot answer %s: %s", self._where(), outcome.uri, exc)
+                    _log.error("%s: cannot answer %s: %s", self.where, outcome.uri, exc)
                     await self.stream.write(self.http.send_error(500, "the server cannot answer now"))
                     await self._lost(f"HTTP 500 ({type(exc).__name__})")
                     return
@@ -276,11 +287,9 @@ class _Session:
     async def _answer(self, request: AdminRequest) -> bytes:
         if request.agent_from != self.agent_from:
             if self.agent_from is not None:
-                _log.warning(
-                    "%s: X-Admin-From changed from %r to %r", self._where(), self.agent_from, request.agent_from
-                )
+                _log.warning("%s: X-Admin-From changed from %r to %r", self.where, self.agent_from, request.agent_from)
             self.agent_from = request.agent_from
-            _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self._where(), request.agent_from)
+            _log.info("%s: X-Admin-From %r (recorded, not used to authorize)", self.where, request.agent_from)
         if request.first:
             return await self._first_post(request)
         return await self._response_post(request)
@@ -295,14 +304,14 @@ class _Session:
         if request.resume:
             _log.info(
                 "%s: resumed session without results: delivery %s (job %d) sent again",
-                self._where(),
+                self.where,
                 sent.delivery_id,
                 sent.id,
             )
             return await self._deliver(sent)
         _log.warning(
             "%s: first POST without X-Admin-Resume while job %d (delivery %s) was sent: %s",
-            self._where(),
+            self.where,
             sent.id,
             sent.delivery_id,
             OUTCOME_UNKNOWN,
@@ -316,7 +325,7 @@ class _Session:
         sent = outcome.outstanding
         if sent is not None and sent.delivery_id is not None:
             _log.info(
-                "%s: delivery %s (job %d) was in the lost answer: sent again", self._where(), sent.delivery_id, sent.id
+                "%s: delivery %s (job %d) was in the lost answer: sent again", self.where, sent.delivery_id, sent.id
             )
             return await self._deliver(sent)
         return await self._send_or_end(outcome.delivered)
@@ -326,12 +335,12 @@ class _Session:
         while True:
             if job is None:
                 self.pending = None
-                _log.info("%s: no more jobs, 204 after %d script(s)", self._where(), self.scripts)
+                _log.info("%s: no more jobs, 204 after %d script(s)", self.where, self.scripts)
                 return self.http.send_end()
             try:
                 return await self._deliver(job)
             except (DecodeError, ValueError) as exc:  # a stored script that cannot be sent: say so, go on
-                _log.error("%s: job %d cannot be sent: %s", self._where(), job.id, exc)
+                _log.error("%s: job %d cannot be sent: %s", self.where, job.id, exc)
                 failed = f"the script cannot be sent: {exc}"
                 job = (await self._step(job, (), JobState.FAILED, failed, deliver=True)).delivered
 
@@ -343,14 +352,15 @@ class _Session:
         reply = self.http.send_script(script, next_uri=uri, content_type=self.command_type, targeted_application=target)
         self.pending = job
         self.scripts += 1
-        _log.info(
-            "%s: job %d sent as delivery %s (%d APDUs%s)",
-            self._where(),
-            job.id,
-            job.delivery_id,
-            len(job.script),
-            f", target {job.target.hex().upper()}" if job.target else "",
-        )
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "%s: job %d sent as delivery %s (%d APDUs%s)",
+                self.where,
+                job.id,
+                job.delivery_id,
+                len(job.script),
+                f", target {job.target.hex().upper()}" if job.target else "",
+            )
         return reply
 
     # ---------------------------------------------------------------------------------------------- responses
@@ -375,12 +385,12 @@ class _Session:
         delivery_id = self._delivery_id(request.uri)
         job = await self._job_for(delivery_id) if delivery_id is not None else None
         if job is None:
-            _log.warning("%s: response POST to %r, not a delivery of this card: 404", self._where(), request.uri)
+            _log.warning("%s: response POST to %r, not a delivery of this card: 404", self.where, request.uri)
             return self.http.send_error(404, "no such delivery for this card")
         if job.state.final:
             _log.info(
                 "%s: response for delivery %s again (job %d is %s already): not stored twice",
-                self._where(),
+                self.where,
                 delivery_id,
                 job.id,
                 job.state.value,
@@ -389,7 +399,7 @@ class _Session:
         resumed = " (resumed session)" if request.resume else ""
         status = request.script_status or ScriptStatus.OK
         if status is not ScriptStatus.OK:
-            _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self._where(), job.id, status.value, resumed)
+            _log.warning("%s: job %d: X-Admin-Script-Status %s%s", self.where, job.id, status.value, resumed)
             return await self._complete_then_next(
                 job, partial_results(job, request.body), JobState.FAILED, f"X-Admin-Script-Status: {status.value}"
             )
@@ -400,21 +410,22 @@ class _Session:
         try:
             script = ResponseScript.from_bytes(request.body)
         except DecodeError as exc:
-            _log.warning("%s: job %d: the response is not a response script: %s", self._where(), job.id, exc)
+            _log.warning("%s: job %d: the response is not a response script: %s", self.where, job.id, exc)
             await self._complete(job, (), JobState.FAILED, f"the response script is not valid TLV: {exc}")
             return self.http.send_error(400, "the body is not a response script (TS 102 226 5.2.2)")
         results, state, reason = results_of(job, script)
         outcome = await self._step(job, results, state, reason, deliver=True)
-        sws = " ".join(f"{r.sw:04X}" for r in results)
-        _log.info(
-            "%s: job %d %s%s: %s%s",
-            self._where(),
-            job.id,
-            state.value,
-            resumed,
-            sws or "no R-APDU",
-            f" ({reason})" if reason else "",
-        )
+        if _log.isEnabledFor(logging.INFO):
+            sws = " ".join(f"{r.sw:04X}" for r in results)
+            _log.info(
+                "%s: job %d %s%s: %s%s",
+                self.where,
+                job.id,
+                state.value,
+                resumed,
+                sws or "no R-APDU",
+                f" ({reason})" if reason else "",
+            )
         return await self._send_or_end(outcome.delivered)
 
     async def _complete_then_next(
@@ -443,7 +454,7 @@ class _Session:
     # ---------------------------------------------------------------------------------------------- failures
 
     async def _protocol_error(self, exc: AdminProtocolError) -> _Lost:
-        _log.warning("%s: malformed admin request: HTTP %d %s", self._where(), exc.status, exc)
+        _log.warning("%s: malformed admin request: HTTP %d %s", self.where, exc.status, exc)
         if self.pending is not None:
             await self._complete(
                 self.pending,
@@ -454,19 +465,19 @@ class _Session:
         try:
             await self.stream.write(self.http.send_error(exc.status, str(exc)))
         except (TransportError, OSError) as write_error:
-            _log.info("%s: the error response could not be sent: %s", self._where(), write_error)
+            _log.info("%s: the error response could not be sent: %s", self.where, write_error)
         return _Lost(f"HTTP {exc.status}")
 
     async def _lost(self, reason: str) -> None:
         job = self.pending
         if job is None:
-            _log.info("%s: session ended: %s", self._where(), reason)
+            _log.info("%s: session ended: %s", self.where, reason)
             return
         self.pending = None
         note = f"{reason} after delivery {job.delivery_id} was sent; the job stays sent until the card resumes"
-        _log.warning("%s: job %d: %s", self._where(), job.id, note)
+        _log.warning("%s: job %d: %s", self.where, job.id, note)
         assert job.delivery_id is not None
         try:
             await self.gate.call(functools.partial(self.repo.note_sent_job, job.delivery_id, note))
         except (GPChannelError, SQLAlchemyError) as exc:
-            _log.error("%s: job %d: the reason could not be stored: %s", self._where(), job.id, exc)
+            _log.error("%s: job %d: the reason could not be stored: %s", self.where, job.id, exc)

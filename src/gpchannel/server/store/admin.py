@@ -120,10 +120,13 @@ def _parts(steps: Sequence[AdminStep]) -> list[list[AdminStep]]:
     """The steps cut where a first POST names a card an earlier step of the part named: it must see what that
     step delivered as outstanding, as it would one step at a time (the parts run in order, in one transaction)."""
     parts: list[list[AdminStep]] = [[]]
+    named: set[int] = set()  # the cards the current part names (a set: a round holds hundreds of steps)
     for step in steps:
-        if step.first and any(s.card_id == step.card_id for s in parts[-1]):
+        if step.first and step.card_id in named:
             parts.append([])
+            named = set()
         parts[-1].append(step)
+        named.add(step.card_id)
     return parts
 
 

@@ -184,6 +184,27 @@ class CardStore(StoreCore):
             row = c.execute(_BY_IDENTITY, {"identity": psk_identity}).one_or_none()
         return None if row is None else card_record(row)
 
+    def cards_by_identity(self, identities: Sequence[str]) -> dict[str, CardRecord]:
+        """The cards of these PSK identities that exist, by identity, in one query (the admin handshakes' PSK
+        look-ups, server/psk_batch.py)."""
+        if not identities:
+            return {}
+        with self._read() as c:
+            rows = c.execute(select(cards).where(cards.c.psk_identity.in_(sorted(set(identities))))).all()
+        return {str(row.psk_identity): card_record(row) for row in rows}
+
+    def card_key_rows(self, card_ids: Sequence[int], purpose: str) -> dict[tuple[int, str, int], tuple[bytes, str]]:
+        """Every ``card_keys`` row of ``purpose`` of these cards, (card id, purpose, KVN) -> (blob, algorithm), in
+        one query (for :class:`gpchannel.server.key_batch.BatchKeyRows`)."""
+        if not card_ids:
+            return {}
+        query = select(card_keys.c.card_id, card_keys.c.kvn, card_keys.c.blob, card_keys.c.algorithm).where(
+            card_keys.c.card_id.in_(sorted(set(card_ids))), card_keys.c.purpose == purpose
+        )
+        with self._read() as c:
+            rows = c.execute(query).all()
+        return {(int(r.card_id), purpose, int(r.kvn)): (bytes(r.blob), str(r.algorithm)) for r in rows}
+
     def card_by_iccid(self, iccid: str) -> CardRecord | None:
         with self._read() as c:
             row = c.execute(select(cards).where(cards.c.iccid == iccid)).one_or_none()
