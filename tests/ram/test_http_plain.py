@@ -107,3 +107,17 @@ def test_the_same_requests_and_answers_as_h11(requests: list[bytes], cuts: list[
     data = b"".join(requests)
     cuts = sorted({c for c in cuts if c < len(data)})
     assert _run(data, cuts, eof, plain=True) == _run(data, cuts, eof, plain=False)
+
+
+def test_a_content_length_of_thousands_of_digits_is_h11s_to_refuse() -> None:
+    raw = request(headers=PROTO + "Content-Length: " + "9" * 5000 + "\r\n", length=False)
+    assert plain_head(raw) is None  # never converted here (int() refuses over 4,300 digits)
+    plain, answers = _run(raw, [], False, plain=True)
+    assert (plain, answers) == _run(raw, [], False, plain=False)
+    assert isinstance(plain[0], int) and plain[0] >= 400
+
+
+def test_a_complete_head_over_the_limit_is_read_as_h11_reads_it() -> None:
+    raw = request(headers=OK + "X-Long: " + "a" * 20000 + "\r\n", body=RESPONSE)
+    assert _run(raw, [], False, plain=True) == _run(raw, [], False, plain=False)
+    assert _run(raw, [100], False, plain=True) == _run(raw, [100], False, plain=False)

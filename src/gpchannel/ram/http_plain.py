@@ -32,6 +32,9 @@ _HEAD = re.compile(_REQUEST_LINE + rb"((?:" + _FIELD + rb")*)\r\n")
 _FIELD_PARTS = re.compile(_FIELD)
 _TO_H11 = frozenset({b"transfer-encoding", b"connection", b"expect", b"upgrade"})
 """Fields whose meaning is framing or connection management: such a request is h11's to read."""
+_LENGTH_DIGITS = 18
+"""A longer Content-Length is h11's to read (and refuse): no body this server takes comes near 10**18 bytes, and
+a number of thousands of digits is not converted here."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def plain_head(data: bytes | bytearray) -> PlainHead | None:
         if name in _TO_H11:
             return None
         if name == b"content-length":
-            if length is not None or not value.isdigit():
+            if length is not None or not value.isdigit() or len(value) > _LENGTH_DIGITS:
                 return None
             length = int(value)
         elif name == b"host":

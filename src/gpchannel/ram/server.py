@@ -168,6 +168,8 @@ class AdminServerConnection:
             head = http_plain.plain_head(data)
             if head is None:
                 return False if self._eof or not http_plain.may_be_plain(data, self._max_header_bytes) else None
+            if head.size > self._max_header_bytes:  # h11 answers it (431), as for any head over the limit
+                return False
             self._start(b"POST", head.target, head.headers)
             self._plain = head
         end = head.size + head.length
