@@ -706,6 +706,13 @@ def _run_threads(count: int, target: Callable[[int], None]) -> None:
         raise errors[0]
 
 
+def _claim_one(repo: Repository, owner: str, batch: int) -> list[int]:
+    claimed = repo.claim_jobs(
+        transports=[JobTransport.SCP80], owner=owner, limit=batch, lease_seconds=600, now=T0 + timedelta(seconds=1)
+    )
+    return [j.id for j in claimed]
+
+
 def _claim_all(repo: Repository, owner: str, batch: int) -> list[int]:
     got: list[int] = []
     while claimed := repo.claim_jobs(
@@ -718,14 +725,20 @@ def _claim_all(repo: Repository, owner: str, batch: int) -> list[int]:
 def test_threads_claim_each_job_once(repo: Repository) -> None:
     ids = _fill_queue(repo)
     per_thread: dict[int, list[int]] = {}
+    first_claims = threading.Barrier(8, timeout=120)
 
     def worker(n: int) -> None:
-        per_thread[n] = _claim_all(repo, f"thread-{n}", batch=7)
+        # Every thread holds a batch before any goes on, so all of them compete for the rest (without this a fast
+        # thread could empty the queue before the others were scheduled, and the test proved nothing: it failed
+        # the "competed" check on a loaded machine).
+        first = _claim_one(repo, f"thread-{n}", batch=7)
+        first_claims.wait()
+        per_thread[n] = first + _claim_all(repo, f"thread-{n}", batch=7)
 
     _run_threads(8, worker)
     claimed = [i for got in per_thread.values() for i in got]
     assert sorted(claimed) == sorted(ids)  # every job once, none twice
-    assert sum(1 for got in per_thread.values() if got) >= 2  # the threads really competed
+    assert all(per_thread[n] for n in range(8))  # the threads really competed
     owners = {j.id: j.lease_owner for j in repo.jobs(limit=QUEUE_SIZE)}
     for n, got in per_thread.items():
         assert all(owners[i] == f"thread-{n}" for i in got)
