@@ -55,7 +55,8 @@ _CHILD = textwrap.dedent(
                     raise SystemExit(1)
                 counters[card.iccid] = n
                 with out:
-                    print("por", card.iccid, n, flush=True)  # this PoR has left the bridge
+                    sys.stdout.write(f"por {card.iccid} {n}\\n")  # this PoR has left the bridge (one write: a
+                    sys.stdout.flush()  # print() of several arguments may reach the pipe in pieces)
 
     threads = [threading.Thread(target=drive, args=(fleet.cards[i::8],), daemon=True) for i in range(8)]
     for t in threads:
@@ -83,8 +84,8 @@ def test_sigkill_leaves_every_card_old_or_new_and_never_behind_its_por(tmp_path:
             assert line and line[0] == "por", f"the child stopped: {line}"
             answered[line[1]] = max(answered.get(line[1], 0), int(line[2]))
         child.send_signal(signal.SIGKILL)
-        for rest in child.stdout:  # PoRs printed before the kill landed
-            if rest.startswith("por "):
+        for rest in child.stdout:  # PoRs printed before the kill landed; a line the kill cut short is not one
+            if rest.startswith("por ") and rest.endswith("\n") and len(rest.split()) == 3:
                 _, iccid, n = rest.split()
                 answered[iccid] = max(answered.get(iccid, 0), int(n))
         child.wait()
