@@ -2,8 +2,9 @@
 
 The engine is fed from the transport's callbacks, so a handshake costs no task, no stream reader and no future
 per flight: each flight from the peer is one :meth:`PskProtocol.data_received`, one ``receive`` into the engine
-and one ``transport.write`` of what it answers. The handshake's outcome is the :attr:`PskProtocol.handshake`
-future; afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
+and one ``transport.write`` of what it answers. The handshake's outcome is one call of
+:attr:`PskProtocol.on_handshake` (no future: a server drops the connection or starts its session from there);
+afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
 while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transport's buffer to drain.
 
 With ``lookup_in_thread`` (the server's PSK lookup blocks: a database, a token) the flights that may run the
@@ -64,12 +65,17 @@ class PskProtocol(asyncio.Protocol):
         self.conn = conn
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.settled = False
+        """True once the handshake completed or failed (and :attr:`on_handshake` was called)."""
+        self.on_handshake: Callable[[PskProtocol, BaseException | None], None] | None = None
+        """Called once: with None when the handshake completed, else with why it failed (TlsError, or what
+        :meth:`fail_handshake` was given)."""
         self.error: BaseException | None = None
         """Why reading stopped (a TlsError from the engine, a TransportError from the socket)."""
         self.eof = False
-        self.lost: asyncio.Future[None] = loop.create_future()
-        self.on_handshake: Callable[[PskProtocol], None] | None = None
+        self.lost = False
+        """True once the transport reported connection_lost."""
+        self._lost_waiter: asyncio.Future[None] | None = None
         self._threaded = lookup_in_thread
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -112,14 +118,15 @@ class PskProtocol(asyncio.Protocol):
         if exc is not None and self.error is None:
             self.error = TransportError(f"TLS peer {self.peername}: {exc}")
         self.eof = True
-        if not self.handshake.done():
+        self.lost = True
+        if not self.settled:
             reason = exc or "the peer closed the connection"
-            self.handshake.set_exception(TlsError(f"connection lost during the TLS handshake: {reason}"))
+            self.fail_handshake(TlsError(f"connection lost during the TLS handshake: {reason}"))
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(None)
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -139,13 +146,28 @@ class PskProtocol(asyncio.Protocol):
     def _receive(self, data: bytes) -> None:
         if self.error is not None:
             return
+        conn = self.conn
         try:
-            self.conn.receive(data)
+            conn.receive(data)
         except TlsError as exc:
             self.flush()  # the alert
             self._failed(exc)
             return
-        self._progress()
+        # _progress, inlined: this runs for every flight and record
+        out = conn.data_to_send()
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+        if not self.settled and conn.handshake_complete:
+            self.settled = True
+            if self.on_handshake is not None:
+                self.on_handshake(self, None)
+        if conn.buffered > MAX_BUFFERED and transport is not None and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _receive_in_thread(self, data: bytes) -> None:
         try:
@@ -174,19 +196,25 @@ class PskProtocol(asyncio.Protocol):
 
     def _progress(self) -> None:
         self.flush()
-        if self.conn.handshake_complete and not self.handshake.done():
-            self.handshake.set_result(None)
+        if self.conn.handshake_complete and not self.settled:
+            self.settled = True
             if self.on_handshake is not None:
-                self.on_handshake(self)
+                self.on_handshake(self, None)
         if self.conn.buffered > MAX_BUFFERED and self.transport is not None and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
         self._wake()
 
+    def fail_handshake(self, exc: BaseException) -> None:
+        """End a handshake that has not completed with ``exc`` (e.g. a TimeoutError); no-op once settled."""
+        if not self.settled:
+            self.settled = True
+            if self.on_handshake is not None:
+                self.on_handshake(self, exc)
+
     def _failed(self, exc: BaseException) -> None:
         self.error = exc
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
+        self.fail_handshake(exc)
         self._wake()
 
     def _wake(self) -> None:
@@ -212,13 +240,13 @@ class PskProtocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark; TransportError once lost."""
-        if self.lost.done():
+        if self.lost:
             raise TransportError(f"TLS peer {self.peername}: connection lost")
         if not self._write_paused:
             return
         self._drain = self.loop.create_future()
         await self._drain
-        if self.lost.done():
+        if self.lost:
             raise TransportError(f"TLS peer {self.peername}: connection lost")
 
     async def close(self, timeout: float) -> None:
@@ -227,10 +255,12 @@ class PskProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.close()
-        if self.lost.done() or not self.transport.get_write_buffer_size():
+        if self.lost or not self.transport.get_write_buffer_size():
             return  # nothing left to send: the transport closes the socket at once
+        if self._lost_waiter is None:
+            self._lost_waiter = self.loop.create_future()
         timer = self.loop.call_later(timeout, self.transport.abort)
         try:
-            await asyncio.shield(self.lost)
+            await asyncio.shield(self._lost_waiter)
         finally:
             timer.cancel()

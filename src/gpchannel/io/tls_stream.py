@@ -18,8 +18,8 @@ waits for the transport's buffer to drain (backpressure). The engine runs in the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from asyncio import current_task
 from collections.abc import Awaitable, Callable
 
 from gpchannel.errors import TlsError, TransportError
@@ -112,12 +112,17 @@ class PskStream:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(TlsError):
+        try:
             self._conn.close()
-        with contextlib.suppress(ConnectionError, OSError):
+        except TlsError:
+            pass
+        transport = self._transport
+        try:
             self._proto.flush()
-            if self._transport.can_write_eof() and not self._transport.is_closing():
-                self._transport.write_eof()
+            if not transport.is_closing() and transport.can_write_eof():
+                transport.write_eof()
+        except OSError:  # ConnectionError included
+            pass
         await self._proto.close(CLOSE_TIMEOUT)
 
 
@@ -128,6 +133,13 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
     """
     loop = asyncio.get_running_loop()
     protocol = PskProtocol(context.connection(), loop)
+    handshake: asyncio.Future[None] = loop.create_future()
+
+    def settled(_: PskProtocol, exc: BaseException | None) -> None:
+        if not handshake.done():
+            handshake.set_result(None) if exc is None else handshake.set_exception(exc)
+
+    protocol.on_handshake = settled
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -135,7 +147,7 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
             except OSError as exc:
                 raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
             try:
-                await protocol.handshake
+                await handshake
             except BaseException:
                 await protocol.close(CLOSE_TIMEOUT)
                 raise
@@ -167,31 +179,33 @@ async def serve_psk(
     """
     loop = asyncio.get_running_loop()
     running: set[asyncio.Task[None]] = set()
+    timers: dict[PskProtocol, asyncio.TimerHandle] = {}
 
     async def session(protocol: PskProtocol) -> None:
-        stream = PskStream(protocol)
-        conn = protocol.conn
-        logger.debug("PSK-TLS session from %s: identity %r, %s, %s", stream.peername, conn.identity, conn.version,
-                     conn.cipher_name)  # fmt: skip
         try:
-            await handler(stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("PSK-TLS handler for %s (identity %r) failed", stream.peername, conn.identity)
+            stream = PskStream(protocol)
+            conn = protocol.conn
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("PSK-TLS session from %s: identity %r, %s, %s", stream.peername, conn.identity,
+                             conn.version, conn.cipher_name)  # fmt: skip
+            try:
+                await handler(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("PSK-TLS handler for %s (identity %r) failed", stream.peername, conn.identity)
+            finally:
+                await stream.close()
         finally:
-            await stream.close()
+            running.discard(current_task())
 
-    def established(protocol: PskProtocol) -> None:
-        task = loop.create_task(session(protocol))
-        running.add(task)
-        task.add_done_callback(running.discard)
-
-    def dropped(protocol: PskProtocol, timer: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
-        timer.cancel()
-        if future.cancelled() or future.exception() is None:
+    def settled(protocol: PskProtocol, exc: BaseException | None) -> None:
+        timer = timers.pop(protocol, None)
+        if timer is not None:
+            timer.cancel()
+        if exc is None:  # established: the handler's task (the only task a connection costs)
+            running.add(loop.create_task(session(protocol)))
             return
-        exc = future.exception()
         conn = protocol.conn
         if isinstance(exc, TimeoutError):
             logger.info("PSK-TLS handshake from %s timed out after %s s (identity %r); connection dropped",
@@ -205,14 +219,12 @@ async def serve_psk(
         task.add_done_callback(running.discard)
 
     def stall(protocol: PskProtocol) -> None:
-        if not protocol.handshake.done():
-            protocol.handshake.set_exception(TimeoutError())
+        protocol.fail_handshake(TimeoutError())
 
     def factory() -> PskProtocol:
         protocol = PskProtocol(context.connection(), loop, lookup_in_thread=lookup_in_thread)
-        protocol.on_handshake = established
-        timer = loop.call_later(handshake_timeout, stall, protocol)
-        protocol.handshake.add_done_callback(lambda future: dropped(protocol, timer, future))
+        protocol.on_handshake = settled
+        timers[protocol] = loop.call_later(handshake_timeout, stall, protocol)
         return protocol
 
     return await loop.create_server(factory, host, port, reuse_port=reuse_port or None)
