@@ -536,3 +536,34 @@ def test_many_concurrent_clients() -> None:
         assert answers == [b"echo:client %d" % n for n in range(40)]
 
     run(main())
+
+
+def test_concurrent_reads_take_turns_in_order() -> None:
+    """Reads that overlap are served in the order they were called; a read cancelled while it waits for its turn
+    leaves the others their data."""
+    got: list[bytes] = []
+
+    async def handler(stream: PskStream) -> None:
+        first = asyncio.ensure_future(stream.read())
+        dropped = asyncio.ensure_future(stream.read())
+        second = asyncio.ensure_future(stream.read())
+        await asyncio.sleep(0)  # all three are queued now
+        dropped.cancel()
+        got.append(await first)
+        await stream.write(b"ack")  # the client sends its second record only now: no two records in one read
+        got.append(await second)
+        await stream.write(b"done")
+
+    async def main() -> None:
+        server = await serve_psk(handler, "127.0.0.1", 0, PskServerContext(KEYS.get))
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+            await stream.write(b"one")
+            assert await stream.read() == b"ack"
+            await stream.write(b"two")
+            assert await stream.read() == b"done"
+            await stream.close()
+
+    run(main())
+    assert got == [b"one", b"two"]

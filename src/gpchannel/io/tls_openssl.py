@@ -120,7 +120,8 @@ _CB_ALERT = int(lib.SSL_CB_ALERT)
 def _on_info(ssl: Any, where: int, ret: int, _alert: int = _CB_ALERT) -> None:
     if not where & _alert:  # OpenSSL calls this at every handshake state: the alerts are all we want
         return
-    conn = _connection_of(ssl)
+    ref = connections.get(int(ffi.cast("uintptr_t", ssl)))  # _connection_of, inlined (the close path's calls)
+    conn = ref() if ref is not None else None
     if conn is None:
         return
     name = ALERT_NAMES.get(ret & 0xFF, f"alert_{ret & 0xFF}")

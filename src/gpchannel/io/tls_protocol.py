@@ -148,13 +148,12 @@ class PskProtocol(asyncio.Protocol):
             return
         conn = self.conn
         try:
-            conn.receive(data)
+            out = conn.feed(data)
         except TlsError as exc:
             self.flush()  # the alert
             self._failed(exc)
             return
         # _progress, inlined: this runs for every flight and record
-        out = conn.data_to_send()
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out)
@@ -162,7 +161,7 @@ class PskProtocol(asyncio.Protocol):
             self.settled = True
             if self.on_handshake is not None:
                 self.on_handshake(self, None)
-        if conn.buffered > MAX_BUFFERED and transport is not None and not self._read_paused:
+        if len(conn.plaintext) > MAX_BUFFERED and transport is not None and not self._read_paused:
             self._read_paused = True
             transport.pause_reading()
         waiter = self._waiter

@@ -157,7 +157,8 @@ class PskTlsConnection:
         self._max_record = max_record
         self._pending_writes: list[bytes] = []
         self._held = b""  # network bytes read out of OpenSSL to find a failed handshake's alert, not sent yet
-        self._plaintext = bytearray()
+        self.plaintext = bytearray()
+        """Application data decrypted and not read yet (:meth:`read` takes it)."""
         self._error: TlsError | None = None
         self._closed = False
         self._eof = False
@@ -250,6 +251,11 @@ class PskTlsConnection:
             lib.BIO_set_mem_eof_return(self._rbio, 0)
         self._advance()
 
+    def feed(self, data: bytes) -> bytes:
+        """:meth:`receive` then :meth:`data_to_send` in one call (the transport's path: one per flight)."""
+        self.receive(data)
+        return self.data_to_send()
+
     def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:
         """The handshake's PSK look-up answers ``psk`` (None: unknown identity) or raises ``error`` for
         ``identity``, found by the caller before OpenSSL parsed the ClientKeyExchange; for any other identity it
@@ -286,12 +292,12 @@ class PskTlsConnection:
     @property
     def buffered(self) -> int:
         """Bytes of application data decrypted and not read yet."""
-        return len(self._plaintext)
+        return len(self.plaintext)
 
     def read(self) -> bytes:
         """The application data decrypted so far (b"" if none)."""
-        data = bytes(self._plaintext)
-        self._plaintext.clear()
+        data = bytes(self.plaintext)
+        self.plaintext.clear()
         return data
 
     def write(self, data: bytes) -> None:
@@ -382,7 +388,7 @@ class PskTlsConnection:
         while not self.peer_closed:
             n = lib.SSL_read(ssl, buffer, RECORD_READ)
             if n > 0:
-                self._plaintext += ffi.buffer(buffer, n)
+                self.plaintext += ffi.buffer(buffer, n)
                 continue
             err = lib.SSL_get_error(ssl, n)
             if err == _ZERO_RETURN:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from asyncio import current_task
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from gpchannel.errors import TlsError, TransportError
@@ -44,7 +44,8 @@ class PskStream:
         self._transport = protocol.transport
         self._buffer = bytearray()
         self._closed = False
-        self._read_lock = asyncio.Lock()
+        self._reading = False  # a read() is running (it or the next in _turns owns the stream's input)
+        self._turns: deque[asyncio.Future[None]] | None = None  # reads waiting for their turn, in order
         self.peername: tuple[str, int] | None = protocol.peername
 
     @property
@@ -71,24 +72,55 @@ class PskStream:
         return f"PskStream(peer={self.peername!r}, identity={self.identity!r}, cipher={self.cipher_name!r})"
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to ``max_bytes`` of application data, waiting for some; b"" at close_notify (or after close())."""
+        """Up to ``max_bytes`` of application data, waiting for some; b"" at close_notify (or after close()).
+        Concurrent reads take turns in the order they were called."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
-        async with self._read_lock:
+        if self._reading:
+            await self._wait_turn()
+        else:
+            self._reading = True
+        try:
+            conn, proto = self._conn, self._proto
             while True:
-                if self._conn.buffered:
-                    self._buffer += self._conn.read()
+                if conn.plaintext:
+                    self._buffer += conn.read()
                 if self._buffer:
                     data = bytes(self._buffer[:max_bytes])
                     del self._buffer[:max_bytes]
                     return data
-                if self._conn.peer_closed or self._closed:
+                if conn.peer_closed or self._closed:
                     return b""
-                if self._proto.error is not None:
-                    raise self._proto.error
-                if self._proto.eof:
+                if proto.error is not None:
+                    raise proto.error
+                if proto.eof:
                     return b""  # our own close (connection_lost without an error after the peer's EOF)
-                await self._proto.readable()
+                await proto.readable()
+        finally:
+            self._pass_turn()
+
+    async def _wait_turn(self) -> None:
+        """Wait until the reads before this one are done (a lock made only when reads overlap)."""
+        if self._turns is None:
+            self._turns = deque()
+        turn = self._proto.loop.create_future()
+        self._turns.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()  # handed the turn, cancelled before using it: hand it on
+            else:
+                self._turns.remove(turn)
+            raise
+
+    def _pass_turn(self) -> None:
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the stream's input stays owned (_reading), now by that read
+                return
+        self._reading = False
 
     async def write(self, data: bytes) -> None:
         """Encrypt and send ``data``; returns once the transport accepted it (flow control)."""
@@ -178,7 +210,8 @@ async def serve_psk(
     spreads the connections over them (Linux, BSD).
     """
     loop = asyncio.get_running_loop()
-    running: set[asyncio.Task[None]] = set()
+    running: dict[PskProtocol, asyncio.Task[None]] = {}  # the sessions' tasks, held until they end
+    failing: set[asyncio.Task[None]] = set()
     timers: dict[PskProtocol, asyncio.TimerHandle] = {}
 
     async def session(protocol: PskProtocol) -> None:
@@ -197,14 +230,14 @@ async def serve_psk(
             finally:
                 await stream.close()
         finally:
-            running.discard(current_task())
+            running.pop(protocol, None)
 
     def settled(protocol: PskProtocol, exc: BaseException | None) -> None:
         timer = timers.pop(protocol, None)
         if timer is not None:
             timer.cancel()
         if exc is None:  # established: the handler's task (the only task a connection costs)
-            running.add(loop.create_task(session(protocol)))
+            running[protocol] = loop.create_task(session(protocol))
             return
         conn = protocol.conn
         if isinstance(exc, TimeoutError):
@@ -215,8 +248,8 @@ async def serve_psk(
             logger.info("PSK-TLS handshake from %s failed (identity %r, alert %s): %s", protocol.peername,
                         conn.identity, alert, exc)  # fmt: skip
         task = loop.create_task(protocol.close(CLOSE_TIMEOUT))
-        running.add(task)
-        task.add_done_callback(running.discard)
+        failing.add(task)
+        task.add_done_callback(failing.discard)
 
     def stall(protocol: PskProtocol) -> None:
         protocol.fail_handshake(TimeoutError())
