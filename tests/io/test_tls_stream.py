@@ -399,6 +399,35 @@ def test_handshake_timeout_drops_a_stalling_client(caplog: pytest.LogCaptureFixt
     assert "timed out" in caplog.text
 
 
+def test_each_stalling_client_is_dropped_at_its_own_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """One timer serves all handshakes: a client that completes in time keeps its session, two that stall, one
+    after the other, are each dropped no sooner than the timeout after they connected."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server, port = await serving(echo_once, handshake_timeout=0.5)
+        async with server:
+            started = loop.time()
+            first = await asyncio.open_connection("127.0.0.1", port)
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+            second_start = loop.time()
+            second = await asyncio.open_connection("127.0.0.1", port)
+            assert await first[0].read() == b""
+            assert loop.time() - started >= 0.45  # the loop's clock, rounded by the timer's granularity
+            assert await second[0].read() == b""
+            assert loop.time() - second_start >= 0.45
+            await stream.write(b"still here")  # the completed handshake was not dropped with them
+            assert await stream.read() == b"echo:still here"
+            await stream.close()
+            for _, writer in (first, second):
+                writer.close()
+                await writer.wait_closed()
+
+    with caplog.at_level(logging.INFO, logger="gpchannel.io.tls"):
+        run(main())
+    assert caplog.text.count("timed out") == 2
+
+
 def test_handler_errors_are_logged_and_the_stream_closed(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(stream: PskStream) -> None:
         raise RuntimeError("handler bug")

@@ -318,8 +318,16 @@ class PskTlsConnection:
         self._closed = True
         if not self.handshake_complete:
             return
+        ssl = self._ssl
         lib.ERR_clear_error()
-        lib.SSL_shutdown(self._ssl)
+        if self.server:  # a first SSL_shutdown sends close_notify and nothing else: noted here, not by the callback
+            lib.SSL_set_info_callback(ssl, ffi.NULL)
+            lib.SSL_shutdown(ssl)
+            self._alert_sent("close_notify", False)
+            if not self.peer_closed:  # the peer's alerts may follow
+                lib.SSL_set_info_callback(ssl, INFO_CALLBACK)
+        else:
+            lib.SSL_shutdown(ssl)
         lib.ERR_clear_error()
 
     # -- internals --------------------------------------------------------------------------------------------------

@@ -212,7 +212,22 @@ async def serve_psk(
     loop = asyncio.get_running_loop()
     running: dict[PskProtocol, asyncio.Task[None]] = {}  # the sessions' tasks, held until they end
     failing: set[asyncio.Task[None]] = set()
-    timers: dict[PskProtocol, asyncio.TimerHandle] = {}
+    # handshakes under way with their deadlines, oldest first (one timeout for all: the dict is in deadline order),
+    # and the one timer that drops those past theirs: a connection costs no timer of its own
+    deadlines: dict[PskProtocol, float] = {}
+    sweeper: asyncio.TimerHandle | None = None
+
+    def sweep() -> None:
+        nonlocal sweeper
+        sweeper = None
+        now = loop.time()
+        while deadlines:
+            protocol, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                sweeper = loop.call_at(deadline, sweep)
+                return
+            del deadlines[protocol]
+            protocol.fail_handshake(TimeoutError())
 
     async def session(protocol: PskProtocol) -> None:
         try:
@@ -233,9 +248,7 @@ async def serve_psk(
             running.pop(protocol, None)
 
     def settled(protocol: PskProtocol, exc: BaseException | None) -> None:
-        timer = timers.pop(protocol, None)
-        if timer is not None:
-            timer.cancel()
+        deadlines.pop(protocol, None)
         if exc is None:  # established: the handler's task (the only task a connection costs)
             running[protocol] = loop.create_task(session(protocol))
             return
@@ -251,13 +264,13 @@ async def serve_psk(
         failing.add(task)
         task.add_done_callback(failing.discard)
 
-    def stall(protocol: PskProtocol) -> None:
-        protocol.fail_handshake(TimeoutError())
-
     def factory() -> PskProtocol:
+        nonlocal sweeper
         protocol = PskProtocol(context.connection(), loop, lookup_in_thread=lookup_in_thread)
         protocol.on_handshake = settled
-        timers[protocol] = loop.call_later(handshake_timeout, stall, protocol)
+        deadlines[protocol] = deadline = loop.time() + handshake_timeout
+        if sweeper is None:
+            sweeper = loop.call_at(deadline, sweep)
         return protocol
 
     return await loop.create_server(factory, host, port, reuse_port=reuse_port or None)
