@@ -253,7 +253,13 @@ class PskTlsConnection:
 
     def feed(self, data: bytes) -> bytes:
         """:meth:`receive` then :meth:`data_to_send` in one call (the transport's path: one per flight)."""
-        self.receive(data)
+        size = len(data)
+        if self._error is not None or self._eof or not 0 < size <= _BIO_CHUNK:
+            self.receive(data)  # the rare cases: an error, EOF, a large write
+        elif lib.BIO_write(self._rbio, data, size) != size:
+            raise TlsError("BIO_write failed")
+        else:
+            self._advance()
         return self.data_to_send()
 
     def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:
