@@ -7,7 +7,7 @@ and one ``transport.write`` of what it answers. The handshake's outcome is one c
 afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
 while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transport's buffer to drain.
 
-With ``lookup_in_thread`` (the server's PSK lookup blocks: a database, a token) the flights that may run the
+With ``lookup_in_thread`` (:class:`ThreadedPskProtocol`; the server's PSK lookup blocks: a database, a token) the flights that may run the
 lookup are processed in a worker thread while the socket is paused; a lone ClientHello record cannot reach the
 lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
 processed at once. When the context has a ``prefetch`` (io/tls_psk.PskServerContext) and the flight opens with a
@@ -24,7 +24,7 @@ from gpchannel.errors import TlsError, TransportError
 from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, PskPrefetch
 from gpchannel.io.tls_psk import PskTlsConnection
 
-__all__ = ["MAX_BUFFERED", "PskProtocol", "psk_identity"]
+__all__ = ["MAX_BUFFERED", "PskProtocol", "ThreadedPskProtocol", "psk_identity"]
 
 MAX_BUFFERED = 1 << 17
 """Plaintext bytes that may wait for a reader before reading from the socket pauses."""
@@ -59,9 +59,7 @@ def psk_identity(data: bytes) -> bytes | None:
 class PskProtocol(asyncio.Protocol):
     """One connection: feeds the engine from the transport, flushes what it produces, wakes the waiters."""
 
-    def __init__(
-        self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop, *, lookup_in_thread: bool = False
-    ) -> None:
+    def __init__(self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -76,7 +74,6 @@ class PskProtocol(asyncio.Protocol):
         self.lost = False
         """True once the transport reported connection_lost."""
         self._lost_waiter: asyncio.Future[None] | None = None
-        self._threaded = lookup_in_thread
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -96,17 +93,31 @@ class PskProtocol(asyncio.Protocol):
             self.flush()
 
     def data_received(self, data: bytes) -> None:
-        if self._threaded and not self.conn.handshake_complete and not _lone_client_hello(data):
-            assert self.transport is not None
-            self.transport.pause_reading()
-            prefetch = self.conn.prefetch
-            identity = psk_identity(data) if prefetch is not None else None
-            if prefetch is not None and identity is not None:
-                self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
-            else:
-                self._busy = self.loop.create_task(self._receive_in_thread(data))
+        if self.error is not None:
             return
-        self._receive(data)
+        conn = self.conn
+        try:
+            out = conn.feed(data)
+        except TlsError as exc:
+            self.flush()  # the alert
+            self._failed(exc)
+            return
+        # _progress, inlined: this runs for every flight and record
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+        if not self.settled and conn.handshake_complete:
+            self.settled = True
+            if self.on_handshake is not None:
+                self.on_handshake(self, None)
+        if len(conn.plaintext) > MAX_BUFFERED and transport is not None and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    _receive = data_received  # the other paths that feed the engine (EOF, after a look-up)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -142,50 +153,6 @@ class PskProtocol(asyncio.Protocol):
     def peername(self) -> tuple[str, int] | None:
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return (str(peer[0]), int(peer[1])) if peer else None
-
-    def _receive(self, data: bytes) -> None:
-        if self.error is not None:
-            return
-        conn = self.conn
-        try:
-            out = conn.feed(data)
-        except TlsError as exc:
-            self.flush()  # the alert
-            self._failed(exc)
-            return
-        # _progress, inlined: this runs for every flight and record
-        transport = self.transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(out)
-        if not self.settled and conn.handshake_complete:
-            self.settled = True
-            if self.on_handshake is not None:
-                self.on_handshake(self, None)
-        if len(conn.plaintext) > MAX_BUFFERED and transport is not None and not self._read_paused:
-            self._read_paused = True
-            transport.pause_reading()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _receive_in_thread(self, data: bytes) -> None:
-        try:
-            await asyncio.to_thread(self.conn.receive, data)
-        except TlsError as exc:
-            self.flush()
-            self._failed(exc)
-            return
-        self._progress()
-        self._resume()
-
-    async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
-        try:
-            self.conn.use_prefetched(identity, await prefetch(identity))
-        except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
-            self.conn.use_prefetched(identity, None, exc)
-        self._receive(data)
-        if self.error is None:
-            self._resume()
 
     def _resume(self) -> None:
         if self.eof:
@@ -263,3 +230,40 @@ class PskProtocol(asyncio.Protocol):
             await asyncio.shield(self._lost_waiter)
         finally:
             timer.cancel()
+
+
+class ThreadedPskProtocol(PskProtocol):
+    """``lookup_in_thread``: the flights that may reach the PSK look-up are processed in a worker thread while the
+    socket is paused, or on the loop with a prefetched answer (see the module docstring)."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.handshake_complete or _lone_client_hello(data):
+            self._receive(data)
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()
+        prefetch = self.conn.prefetch
+        identity = psk_identity(data) if prefetch is not None else None
+        if prefetch is not None and identity is not None:
+            self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
+        else:
+            self._busy = self.loop.create_task(self._receive_in_thread(data))
+
+    async def _receive_in_thread(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self.conn.receive, data)
+        except TlsError as exc:
+            self.flush()
+            self._failed(exc)
+            return
+        self._progress()
+        self._resume()
+
+    async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
+        try:
+            self.conn.use_prefetched(identity, await prefetch(identity))
+        except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
+            self.conn.use_prefetched(identity, None, exc)
+        self._receive(data)
+        if self.error is None:
+            self._resume()

@@ -260,6 +260,19 @@ class PskTlsConnection:
             raise TlsError("BIO_write failed")
         else:
             self._advance()
+        if self._held:
+            return self.data_to_send()
+        try:  # data_to_send, inlined: a memory BIO hands out all it holds in one read up to RECORD_READ
+            buffer = thread_state.buffer
+        except AttributeError:
+            buffer = scratch()
+        n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
+        if n <= 0:
+            return b""
+        first: bytes = ffi.buffer(buffer, n)[:]
+        if n < RECORD_READ:
+            return first
+        self._held = first
         return self.data_to_send()
 
     def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from gpchannel.errors import TlsError, TransportError
-from gpchannel.io.tls_protocol import PskProtocol
+from gpchannel.io.tls_protocol import PskProtocol, ThreadedPskProtocol
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
 __all__ = ["CLOSE_TIMEOUT", "PskStream", "open_psk_stream", "serve_psk"]
@@ -262,9 +262,11 @@ async def serve_psk(
         failing.add(task)
         task.add_done_callback(failing.discard)
 
+    kind = ThreadedPskProtocol if lookup_in_thread else PskProtocol
+
     def factory() -> PskProtocol:
         nonlocal sweeper
-        protocol = PskProtocol(context.connection(), loop, lookup_in_thread=lookup_in_thread)
+        protocol = kind(context.connection(), loop)
         protocol.on_handshake = settled
         deadlines[protocol] = deadline = loop.time() + handshake_timeout
         if sweeper is None:
