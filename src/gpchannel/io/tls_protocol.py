@@ -7,12 +7,12 @@ and one ``transport.write`` of what it answers. The handshake's outcome is one c
 afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
 while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transport's buffer to drain.
 
-With ``lookup_in_thread`` (:class:`ThreadedPskProtocol`; the server's PSK lookup blocks: a database, a token) the flights that may run the
-lookup are processed in a worker thread while the socket is paused; a lone ClientHello record cannot reach the
-lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
+With ``lookup_in_thread`` (:class:`ThreadedPskProtocol`: the server's PSK lookup blocks, a database, a token) the
+flights that may run the lookup are processed in a worker thread while the socket is paused; a lone ClientHello record
+cannot reach the lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
 processed at once. When the context has a ``prefetch`` (io/tls_psk.PskServerContext) and the flight opens with a
-complete ClientKeyExchange record, its identity is read here (:func:`psk_identity`), the PSK awaited on the loop,
-and the flight processed on the loop with that answer (no thread; the server batches concurrent look-ups).
+complete ClientKeyExchange record, its identity is read here (:func:`psk_identity`), the PSK awaited on the loop, and
+the flight processed on the loop with that answer (no thread; the server batches concurrent look-ups).
 """
 
 from __future__ import annotations
