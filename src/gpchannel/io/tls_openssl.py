@@ -133,7 +133,8 @@ def _on_info(ssl: Any, where: int, ret: int, _alert: int = _CB_ALERT) -> None:
 
 
 def _on_server_psk(ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
-    conn = _connection_of(ssl)
+    ref = connections.get(int(ffi.cast("uintptr_t", ssl)))  # _connection_of, inlined (once per handshake)
+    conn = ref() if ref is not None else None
     if conn is None or conn._lookup is None:
         return 0
     ident = ffi.string(identity) if identity != ffi.NULL else b""

@@ -338,16 +338,16 @@ class PskTlsConnection:
         if not self.handshake_complete:
             return
         ssl = self._ssl
-        lib.ERR_clear_error()
         if self.server:  # a first SSL_shutdown sends close_notify and nothing else: noted here, not by the callback
             lib.SSL_set_info_callback(ssl, ffi.NULL)
-            lib.SSL_shutdown(ssl)
+            ret = lib.SSL_shutdown(ssl)
             self._alert_sent("close_notify", False)
             if not self.peer_closed:  # the peer's alerts may follow
                 lib.SSL_set_info_callback(ssl, INFO_CALLBACK)
         else:
-            lib.SSL_shutdown(ssl)
-        lib.ERR_clear_error()
+            ret = lib.SSL_shutdown(ssl)
+        if ret < 0:  # nothing reads the reason: leave the thread's error queue empty
+            lib.ERR_clear_error()
 
     # -- internals --------------------------------------------------------------------------------------------------
 
