@@ -59,6 +59,23 @@ def psk_identity(data: bytes) -> bytes | None:
 class PskProtocol(asyncio.Protocol):
     """One connection: feeds the engine from the transport, flushes what it produces, wakes the waiters."""
 
+    __slots__ = (
+        "_busy",
+        "_drain",
+        "_lost_waiter",
+        "_read_paused",
+        "_waiter",
+        "_write_paused",
+        "conn",
+        "eof",
+        "error",
+        "loop",
+        "lost",
+        "on_handshake",
+        "settled",
+        "transport",
+    )
+
     def __init__(self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
         self.loop = loop
@@ -235,6 +252,8 @@ class PskProtocol(asyncio.Protocol):
 class ThreadedPskProtocol(PskProtocol):
     """``lookup_in_thread``: the flights that may reach the PSK look-up are processed in a worker thread while the
     socket is paused, or on the loop with a prefetched answer (see the module docstring)."""
+
+    __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
         if self.conn.handshake_complete or _lone_client_hello(data):

@@ -131,6 +131,34 @@ class PskTlsConnection:
     after the peer's close_notify, ``peer_closed`` is True and :meth:`write` still works until :meth:`close`.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_callback_error",
+        "_cipher_name",
+        "_client_key",
+        "_closed",
+        "_eof",
+        "_error",
+        "_fatal_alert",
+        "_held",
+        "_key",
+        "_lookup",
+        "_max_record",
+        "_pending_writes",
+        "_rbio",
+        "_ssl",
+        "_version",
+        "_wbio",
+        "alert_received",
+        "alert_sent",
+        "handshake_complete",
+        "identity",
+        "peer_closed",
+        "plaintext",
+        "prefetch",
+        "server",
+    )
+
     def __init__(
         self,
         ctx: Any,

@@ -37,6 +37,17 @@ CLOSE_TIMEOUT = 10.0
 class PskStream:
     """One established PSK-TLS connection."""
 
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_conn",
+        "_proto",
+        "_reading",
+        "_transport",
+        "_turns",
+        "peername",
+    )
+
     def __init__(self, protocol: PskProtocol) -> None:
         self._proto = protocol
         self._conn = protocol.conn
