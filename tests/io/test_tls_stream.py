@@ -399,6 +399,35 @@ def test_handshake_timeout_drops_a_stalling_client(caplog: pytest.LogCaptureFixt
     assert "timed out" in caplog.text
 
 
+def test_each_stalling_client_is_dropped_at_its_own_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """One timer serves all handshakes: a client that completes in time keeps its session, two that stall, one
+    after the other, are each dropped no sooner than the timeout after they connected."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server, port = await serving(echo_once, handshake_timeout=0.5)
+        async with server:
+            started = loop.time()
+            first = await asyncio.open_connection("127.0.0.1", port)
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+            second_start = loop.time()
+            second = await asyncio.open_connection("127.0.0.1", port)
+            assert await first[0].read() == b""
+            assert loop.time() - started >= 0.45  # the loop's clock, rounded by the timer's granularity
+            assert await second[0].read() == b""
+            assert loop.time() - second_start >= 0.45
+            await stream.write(b"still here")  # the completed handshake was not dropped with them
+            assert await stream.read() == b"echo:still here"
+            await stream.close()
+            for _, writer in (first, second):
+                writer.close()
+                await writer.wait_closed()
+
+    with caplog.at_level(logging.INFO, logger="gpchannel.io.tls"):
+        run(main())
+    assert caplog.text.count("timed out") == 2
+
+
 def test_handler_errors_are_logged_and_the_stream_closed(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(stream: PskStream) -> None:
         raise RuntimeError("handler bug")
@@ -536,3 +565,34 @@ def test_many_concurrent_clients() -> None:
         assert answers == [b"echo:client %d" % n for n in range(40)]
 
     run(main())
+
+
+def test_concurrent_reads_take_turns_in_order() -> None:
+    """Reads that overlap are served in the order they were called; a read cancelled while it waits for its turn
+    leaves the others their data."""
+    got: list[bytes] = []
+
+    async def handler(stream: PskStream) -> None:
+        first = asyncio.ensure_future(stream.read())
+        dropped = asyncio.ensure_future(stream.read())
+        second = asyncio.ensure_future(stream.read())
+        await asyncio.sleep(0)  # all three are queued now
+        dropped.cancel()
+        got.append(await first)
+        await stream.write(b"ack")  # the client sends its second record only now: no two records in one read
+        got.append(await second)
+        await stream.write(b"done")
+
+    async def main() -> None:
+        server = await serve_psk(handler, "127.0.0.1", 0, PskServerContext(KEYS.get))
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            stream = await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY.encode(), PSK))
+            await stream.write(b"one")
+            assert await stream.read() == b"ack"
+            await stream.write(b"two")
+            assert await stream.read() == b"done"
+            await stream.close()
+
+    run(main())
+    assert got == [b"one", b"two"]

@@ -19,18 +19,20 @@ from gpchannel.io.tls_policy import ALERT_NAMES, MAX_PSK_LENGTH, PskLookup, PskT
 
 __all__ = [
     "INFO_CALLBACK",
+    "MEM_BIO",
     "RECORD_READ",
     "Peer",
+    "SslRef",
     "connections",
-    "connections_lock",
     "ffi",
-    "free_ssl",
     "lib",
     "make_ctx",
     "openssl_errors",
     "plaintext_alert",
     "received_alert",
+    "register",
     "scratch",
+    "thread_state",
     "unexpected_eof",
 ]
 
@@ -64,20 +66,46 @@ class Peer(Protocol):
     def _alert_received(self, name: str, fatal: bool) -> None: ...
 
 
-connections: dict[int, weakref.ref[Peer]] = {}
-connections_lock = threading.Lock()
+class SslRef(weakref.ref):  # type: ignore[type-arg]  # weakref.ref[Peer] at runtime
+    """The weak reference in :data:`connections` from an SSL pointer to its connection; when the connection dies
+    its callback (:func:`_release`) removes the entry and frees the SSL object (and its BIOs)."""
+
+    __slots__ = ("key", "ssl")
+    key: int
+    ssl: Any
 
 
-_thread_state = threading.local()
+def _release(ref: SslRef) -> None:
+    connections.pop(ref.key, None)
+    lib.SSL_free(ref.ssl)
+
+
+def register(peer: Peer, ssl: Any) -> int:
+    """Enter a new connection's SSL object in :data:`connections` (its key returned); freed with the connection.
+    One dict store and one pop under the GIL each: no lock (the PSK callback may read from another thread)."""
+    ref = SslRef(peer, _release)
+    ref.key = key = int(ffi.cast("uintptr_t", ssl))
+    ref.ssl = ssl
+    connections[key] = ref
+    return key
+
+
+connections: dict[int, SslRef] = {}
+MEM_BIO = lib.BIO_s_mem()
+"""The memory BIO method (a static table in OpenSSL: read once)."""
+
+
+thread_state = threading.local()
+"""Per-thread state: ``buffer``, the read buffer of :func:`scratch` (absent until the thread first asks)."""
 
 
 def scratch() -> Any:
     """This thread's read buffer (one per thread, not per connection: a RAS may hold thousands of connections;
     a buffer is only used inside one synchronous call)."""
     try:
-        return _thread_state.buffer
+        return thread_state.buffer
     except AttributeError:
-        buffer = _thread_state.buffer = ffi.new("unsigned char[]", RECORD_READ)
+        buffer = thread_state.buffer = ffi.new("unsigned char[]", RECORD_READ)
         return buffer
 
 
@@ -92,7 +120,8 @@ _CB_ALERT = int(lib.SSL_CB_ALERT)
 def _on_info(ssl: Any, where: int, ret: int, _alert: int = _CB_ALERT) -> None:
     if not where & _alert:  # OpenSSL calls this at every handshake state: the alerts are all we want
         return
-    conn = _connection_of(ssl)
+    ref = connections.get(int(ffi.cast("uintptr_t", ssl)))  # _connection_of, inlined (the close path's calls)
+    conn = ref() if ref is not None else None
     if conn is None:
         return
     name = ALERT_NAMES.get(ret & 0xFF, f"alert_{ret & 0xFF}")
@@ -104,7 +133,8 @@ def _on_info(ssl: Any, where: int, ret: int, _alert: int = _CB_ALERT) -> None:
 
 
 def _on_server_psk(ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
-    conn = _connection_of(ssl)
+    ref = connections.get(int(ffi.cast("uintptr_t", ssl)))  # _connection_of, inlined (once per handshake)
+    conn = ref() if ref is not None else None
     if conn is None or conn._lookup is None:
         return 0
     ident = ffi.string(identity) if identity != ffi.NULL else b""
@@ -254,9 +284,3 @@ def _check_ciphers(ctx: Any, policy: PskTlsPolicy) -> None:
     if missing:
         version = ffi.string(lib.OpenSSL_version(0)).decode()
         raise UnsupportedError(f"cipher suites not available in {version} (or not with this policy): {missing}")
-
-
-def free_ssl(key: int, ssl: Any) -> None:
-    with connections_lock:
-        connections.pop(key, None)
-    lib.SSL_free(ssl)

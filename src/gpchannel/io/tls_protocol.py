@@ -2,16 +2,17 @@
 
 The engine is fed from the transport's callbacks, so a handshake costs no task, no stream reader and no future
 per flight: each flight from the peer is one :meth:`PskProtocol.data_received`, one ``receive`` into the engine
-and one ``transport.write`` of what it answers. The handshake's outcome is the :attr:`PskProtocol.handshake`
-future; afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
+and one ``transport.write`` of what it answers. The handshake's outcome is one call of
+:attr:`PskProtocol.on_handshake` (no future: a server drops the connection or starts its session from there);
+afterwards the plaintext waits in the engine until a reader takes it (reading from the socket pauses
 while more than :data:`MAX_BUFFERED` bytes wait), and writes wait for the transport's buffer to drain.
 
-With ``lookup_in_thread`` (the server's PSK lookup blocks: a database, a token) the flights that may run the
-lookup are processed in a worker thread while the socket is paused; a lone ClientHello record cannot reach the
-lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
+With ``lookup_in_thread`` (:class:`ThreadedPskProtocol`: the server's PSK lookup blocks, a database, a token) the
+flights that may run the lookup are processed in a worker thread while the socket is paused; a lone ClientHello record
+cannot reach the lookup (RFC 4279 2: the identity is in the ClientKeyExchange, which follows our ServerHelloDone) and is
 processed at once. When the context has a ``prefetch`` (io/tls_psk.PskServerContext) and the flight opens with a
-complete ClientKeyExchange record, its identity is read here (:func:`psk_identity`), the PSK awaited on the loop,
-and the flight processed on the loop with that answer (no thread; the server batches concurrent look-ups).
+complete ClientKeyExchange record, its identity is read here (:func:`psk_identity`), the PSK awaited on the loop, and
+the flight processed on the loop with that answer (no thread; the server batches concurrent look-ups).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gpchannel.errors import TlsError, TransportError
 from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, PskPrefetch
 from gpchannel.io.tls_psk import PskTlsConnection
 
-__all__ = ["MAX_BUFFERED", "PskProtocol", "psk_identity"]
+__all__ = ["MAX_BUFFERED", "PskProtocol", "ThreadedPskProtocol", "psk_identity"]
 
 MAX_BUFFERED = 1 << 17
 """Plaintext bytes that may wait for a reader before reading from the socket pauses."""
@@ -58,19 +59,38 @@ def psk_identity(data: bytes) -> bytes | None:
 class PskProtocol(asyncio.Protocol):
     """One connection: feeds the engine from the transport, flushes what it produces, wakes the waiters."""
 
-    def __init__(
-        self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop, *, lookup_in_thread: bool = False
-    ) -> None:
+    __slots__ = (
+        "_busy",
+        "_drain",
+        "_lost_waiter",
+        "_read_paused",
+        "_waiter",
+        "_write_paused",
+        "conn",
+        "eof",
+        "error",
+        "loop",
+        "lost",
+        "on_handshake",
+        "settled",
+        "transport",
+    )
+
+    def __init__(self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.settled = False
+        """True once the handshake completed or failed (and :attr:`on_handshake` was called)."""
+        self.on_handshake: Callable[[PskProtocol, BaseException | None], None] | None = None
+        """Called once: with None when the handshake completed, else with why it failed (TlsError, or what
+        :meth:`fail_handshake` was given)."""
         self.error: BaseException | None = None
         """Why reading stopped (a TlsError from the engine, a TransportError from the socket)."""
         self.eof = False
-        self.lost: asyncio.Future[None] = loop.create_future()
-        self.on_handshake: Callable[[PskProtocol], None] | None = None
-        self._threaded = lookup_in_thread
+        self.lost = False
+        """True once the transport reported connection_lost."""
+        self._lost_waiter: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -90,17 +110,31 @@ class PskProtocol(asyncio.Protocol):
             self.flush()
 
     def data_received(self, data: bytes) -> None:
-        if self._threaded and not self.conn.handshake_complete and not _lone_client_hello(data):
-            assert self.transport is not None
-            self.transport.pause_reading()
-            prefetch = self.conn.prefetch
-            identity = psk_identity(data) if prefetch is not None else None
-            if prefetch is not None and identity is not None:
-                self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
-            else:
-                self._busy = self.loop.create_task(self._receive_in_thread(data))
+        if self.error is not None:
             return
-        self._receive(data)
+        conn = self.conn
+        try:
+            out = conn.feed(data)
+        except TlsError as exc:
+            self.flush()  # the alert
+            self._failed(exc)
+            return
+        # _progress, inlined: this runs for every flight and record
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+        if not self.settled and conn.handshake_complete:
+            self.settled = True
+            if self.on_handshake is not None:
+                self.on_handshake(self, None)
+        if len(conn.plaintext) > MAX_BUFFERED and transport is not None and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    _receive = data_received  # the other paths that feed the engine (EOF, after a look-up)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -112,14 +146,15 @@ class PskProtocol(asyncio.Protocol):
         if exc is not None and self.error is None:
             self.error = TransportError(f"TLS peer {self.peername}: {exc}")
         self.eof = True
-        if not self.handshake.done():
+        self.lost = True
+        if not self.settled:
             reason = exc or "the peer closed the connection"
-            self.handshake.set_exception(TlsError(f"connection lost during the TLS handshake: {reason}"))
+            self.fail_handshake(TlsError(f"connection lost during the TLS handshake: {reason}"))
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(None)
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -136,36 +171,6 @@ class PskProtocol(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return (str(peer[0]), int(peer[1])) if peer else None
 
-    def _receive(self, data: bytes) -> None:
-        if self.error is not None:
-            return
-        try:
-            self.conn.receive(data)
-        except TlsError as exc:
-            self.flush()  # the alert
-            self._failed(exc)
-            return
-        self._progress()
-
-    async def _receive_in_thread(self, data: bytes) -> None:
-        try:
-            await asyncio.to_thread(self.conn.receive, data)
-        except TlsError as exc:
-            self.flush()
-            self._failed(exc)
-            return
-        self._progress()
-        self._resume()
-
-    async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
-        try:
-            self.conn.use_prefetched(identity, await prefetch(identity))
-        except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
-            self.conn.use_prefetched(identity, None, exc)
-        self._receive(data)
-        if self.error is None:
-            self._resume()
-
     def _resume(self) -> None:
         if self.eof:
             self._receive(b"")
@@ -174,19 +179,25 @@ class PskProtocol(asyncio.Protocol):
 
     def _progress(self) -> None:
         self.flush()
-        if self.conn.handshake_complete and not self.handshake.done():
-            self.handshake.set_result(None)
+        if self.conn.handshake_complete and not self.settled:
+            self.settled = True
             if self.on_handshake is not None:
-                self.on_handshake(self)
+                self.on_handshake(self, None)
         if self.conn.buffered > MAX_BUFFERED and self.transport is not None and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
         self._wake()
 
+    def fail_handshake(self, exc: BaseException) -> None:
+        """End a handshake that has not completed with ``exc`` (e.g. a TimeoutError); no-op once settled."""
+        if not self.settled:
+            self.settled = True
+            if self.on_handshake is not None:
+                self.on_handshake(self, exc)
+
     def _failed(self, exc: BaseException) -> None:
         self.error = exc
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
+        self.fail_handshake(exc)
         self._wake()
 
     def _wake(self) -> None:
@@ -212,13 +223,13 @@ class PskProtocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark; TransportError once lost."""
-        if self.lost.done():
+        if self.lost:
             raise TransportError(f"TLS peer {self.peername}: connection lost")
         if not self._write_paused:
             return
         self._drain = self.loop.create_future()
         await self._drain
-        if self.lost.done():
+        if self.lost:
             raise TransportError(f"TLS peer {self.peername}: connection lost")
 
     async def close(self, timeout: float) -> None:
@@ -227,10 +238,51 @@ class PskProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.close()
-        if self.lost.done() or not self.transport.get_write_buffer_size():
+        if self.lost or not self.transport.get_write_buffer_size():
             return  # nothing left to send: the transport closes the socket at once
+        if self._lost_waiter is None:
+            self._lost_waiter = self.loop.create_future()
         timer = self.loop.call_later(timeout, self.transport.abort)
         try:
-            await asyncio.shield(self.lost)
+            await asyncio.shield(self._lost_waiter)
         finally:
             timer.cancel()
+
+
+class ThreadedPskProtocol(PskProtocol):
+    """``lookup_in_thread``: the flights that may reach the PSK look-up are processed in a worker thread while the
+    socket is paused, or on the loop with a prefetched answer (see the module docstring)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.handshake_complete or _lone_client_hello(data):
+            self._receive(data)
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()
+        prefetch = self.conn.prefetch
+        identity = psk_identity(data) if prefetch is not None else None
+        if prefetch is not None and identity is not None:
+            self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
+        else:
+            self._busy = self.loop.create_task(self._receive_in_thread(data))
+
+    async def _receive_in_thread(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self.conn.receive, data)
+        except TlsError as exc:
+            self.flush()
+            self._failed(exc)
+            return
+        self._progress()
+        self._resume()
+
+    async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
+        try:
+            self.conn.use_prefetched(identity, await prefetch(identity))
+        except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
+            self.conn.use_prefetched(identity, None, exc)
+        self._receive(data)
+        if self.error is None:
+            self._resume()

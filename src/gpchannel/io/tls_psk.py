@@ -29,24 +29,23 @@ connections and threads; one :class:`PskTlsConnection` must be driven by one cor
 from __future__ import annotations
 
 import hmac
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpchannel.errors import TlsError
 from gpchannel.io.tls_openssl import (
     INFO_CALLBACK,
+    MEM_BIO,
     RECORD_READ,
-    connections,
-    connections_lock,
     ffi,
-    free_ssl,
     lib,
     make_ctx,
     openssl_errors,
     plaintext_alert,
     received_alert,
+    register,
     scratch,
+    thread_state,
     unexpected_eof,
 )
 from gpchannel.io.tls_policy import MAX_IDENTITY_LENGTH, MAX_PSK_LENGTH, PskLookup, PskPrefetch, PskTlsPolicy
@@ -132,6 +131,34 @@ class PskTlsConnection:
     after the peer's close_notify, ``peer_closed`` is True and :meth:`write` still works until :meth:`close`.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_callback_error",
+        "_cipher_name",
+        "_client_key",
+        "_closed",
+        "_eof",
+        "_error",
+        "_fatal_alert",
+        "_held",
+        "_key",
+        "_lookup",
+        "_max_record",
+        "_pending_writes",
+        "_rbio",
+        "_ssl",
+        "_version",
+        "_wbio",
+        "alert_received",
+        "alert_sent",
+        "handshake_complete",
+        "identity",
+        "peer_closed",
+        "plaintext",
+        "prefetch",
+        "server",
+    )
+
     def __init__(
         self,
         ctx: Any,
@@ -145,8 +172,8 @@ class PskTlsConnection:
         self.handshake_complete = False
         self.peer_closed = False
         self.identity: bytes | None = client_key[0] if client_key is not None else None
-        self.cipher_name: str | None = None
-        self.version: str | None = None
+        self._cipher_name: str | None = None
+        self._version: str | None = None
         self.alert_sent: str | None = None
         self.alert_received: str | None = None
         self._fatal_alert: tuple[str, str] | None = None
@@ -158,7 +185,8 @@ class PskTlsConnection:
         self._max_record = max_record
         self._pending_writes: list[bytes] = []
         self._held = b""  # network bytes read out of OpenSSL to find a failed handshake's alert, not sent yet
-        self._plaintext = bytearray()
+        self.plaintext = bytearray()
+        """Application data decrypted and not read yet (:meth:`read` takes it)."""
         self._error: TlsError | None = None
         self._closed = False
         self._eof = False
@@ -166,13 +194,12 @@ class PskTlsConnection:
         if ssl == ffi.NULL:
             raise TlsError(f"SSL_new failed: {openssl_errors()}")
         self._ssl = ssl
-        self._key = int(ffi.cast("uintptr_t", ssl))
-        with connections_lock:
-            connections[self._key] = weakref.ref(self)
-        self._finalizer = weakref.finalize(self, free_ssl, self._key, ssl)
-        self._rbio = lib.BIO_new(lib.BIO_s_mem())
-        self._wbio = lib.BIO_new(lib.BIO_s_mem())
+        self._key = register(self, ssl)  # SSL_free'd when this connection is garbage
+        self._rbio = lib.BIO_new(MEM_BIO)
+        self._wbio = lib.BIO_new(MEM_BIO)
         if self._rbio == ffi.NULL or self._wbio == ffi.NULL:
+            lib.BIO_free(self._rbio)  # BIO_free(NULL) does nothing
+            lib.BIO_free(self._wbio)
             raise TlsError("BIO_new failed")
         lib.BIO_set_mem_eof_return(self._rbio, -1)  # empty input = "want more", not EOF
         lib.SSL_set_bio(ssl, self._rbio, self._wbio)  # the SSL object owns both BIOs now
@@ -203,6 +230,22 @@ class PskTlsConnection:
     # -- public API -------------------------------------------------------------------------------------------------
 
     @property
+    def cipher_name(self) -> str | None:
+        """The negotiated suite by its OpenSSL name (None before the handshake completed); read once, on demand."""
+        if self._cipher_name is None and self.handshake_complete:
+            cipher = lib.SSL_get_current_cipher(self._ssl)
+            if cipher != ffi.NULL:
+                self._cipher_name = ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode("ascii")
+        return self._cipher_name
+
+    @property
+    def version(self) -> str | None:
+        """The negotiated protocol version, e.g. "TLSv1.2" (None before the handshake completed)."""
+        if self._version is None and self.handshake_complete:
+            self._version = ffi.string(lib.SSL_get_version(self._ssl)).decode("ascii")
+        return self._version
+
+    @property
     def closed(self) -> bool:
         """True once close() was called or the connection failed."""
         return self._closed or self._error is not None
@@ -215,12 +258,14 @@ class PskTlsConnection:
 
     def receive(self, data: bytes) -> None:
         """Network bytes from the peer; ``b""`` means the TCP connection reached EOF."""
-        self._check_usable()
+        if self._error is not None:
+            self._check_usable()
         if data:
             if self._eof:
                 raise TlsError("bytes received after TCP EOF")
-            if len(data) <= _BIO_CHUNK:  # one flight or record: handed to OpenSSL without a copy
-                if lib.BIO_write(self._rbio, data, len(data)) != len(data):
+            size = len(data)
+            if size <= _BIO_CHUNK:  # one flight or record: handed to OpenSSL without a copy
+                if lib.BIO_write(self._rbio, data, size) != size:
                     raise TlsError("BIO_write failed")
             else:
                 view = memoryview(data)
@@ -233,6 +278,30 @@ class PskTlsConnection:
             self._eof = True
             lib.BIO_set_mem_eof_return(self._rbio, 0)
         self._advance()
+
+    def feed(self, data: bytes) -> bytes:
+        """:meth:`receive` then :meth:`data_to_send` in one call (the transport's path: one per flight)."""
+        size = len(data)
+        if self._error is not None or self._eof or not 0 < size <= _BIO_CHUNK:
+            self.receive(data)  # the rare cases: an error, EOF, a large write
+        elif lib.BIO_write(self._rbio, data, size) != size:
+            raise TlsError("BIO_write failed")
+        else:
+            self._advance()
+        if self._held:
+            return self.data_to_send()
+        try:  # data_to_send, inlined: a memory BIO hands out all it holds in one read up to RECORD_READ
+            buffer = thread_state.buffer
+        except AttributeError:
+            buffer = scratch()
+        n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
+        if n <= 0:
+            return b""
+        first: bytes = ffi.buffer(buffer, n)[:]
+        if n < RECORD_READ:
+            return first
+        self._held = first
+        return self.data_to_send()
 
     def use_prefetched(self, identity: bytes, psk: bytes | None, error: Exception | None = None) -> None:
         """The handshake's PSK look-up answers ``psk`` (None: unknown identity) or raises ``error`` for
@@ -250,7 +319,10 @@ class PskTlsConnection:
 
     def data_to_send(self) -> bytes:
         """Network bytes to send to the peer now (b"" if none)."""
-        buffer = scratch()
+        try:
+            buffer = thread_state.buffer
+        except AttributeError:
+            buffer = scratch()
         n = lib.BIO_read(self._wbio, buffer, RECORD_READ)
         if n <= 0:
             held, self._held = self._held, b""
@@ -267,12 +339,12 @@ class PskTlsConnection:
     @property
     def buffered(self) -> int:
         """Bytes of application data decrypted and not read yet."""
-        return len(self._plaintext)
+        return len(self.plaintext)
 
     def read(self) -> bytes:
         """The application data decrypted so far (b"" if none)."""
-        data = bytes(self._plaintext)
-        self._plaintext.clear()
+        data = bytes(self.plaintext)
+        self.plaintext.clear()
         return data
 
     def write(self, data: bytes) -> None:
@@ -293,9 +365,17 @@ class PskTlsConnection:
         self._closed = True
         if not self.handshake_complete:
             return
-        lib.ERR_clear_error()
-        lib.SSL_shutdown(self._ssl)
-        openssl_errors()
+        ssl = self._ssl
+        if self.server:  # a first SSL_shutdown sends close_notify and nothing else: noted here, not by the callback
+            lib.SSL_set_info_callback(ssl, ffi.NULL)
+            ret = lib.SSL_shutdown(ssl)
+            self._alert_sent("close_notify", False)
+            if not self.peer_closed:  # the peer's alerts may follow
+                lib.SSL_set_info_callback(ssl, INFO_CALLBACK)
+        else:
+            ret = lib.SSL_shutdown(ssl)
+        if ret < 0:  # nothing reads the reason: leave the thread's error queue empty
+            lib.ERR_clear_error()
 
     # -- internals --------------------------------------------------------------------------------------------------
 
@@ -339,15 +419,13 @@ class PskTlsConnection:
         if sent is not None:
             self._alert_sent(*sent)
 
-    def _ssl_error(self, ret: int) -> int:
-        return int(lib.SSL_get_error(self._ssl, ret))
-
     def _advance(self) -> None:
         lib.ERR_clear_error()
+        ssl = self._ssl
         if not self.handshake_complete:
-            ret = lib.SSL_do_handshake(self._ssl)
+            ret = lib.SSL_do_handshake(ssl)
             if ret != 1:
-                err = self._ssl_error(ret)
+                err = lib.SSL_get_error(ssl, ret)
                 if err in _WANT_IO and not self._eof:
                     return
                 if self._eof and (err in _EOF_ERRORS or unexpected_eof()):
@@ -355,22 +433,19 @@ class PskTlsConnection:
                 raise self._fail("TLS handshake failed")
             self.handshake_complete = True
             if self.server:  # the alerts from now on (a server context has no info callback: tls_openssl)
-                lib.SSL_set_info_callback(self._ssl, INFO_CALLBACK)
-            cipher = lib.SSL_get_current_cipher(self._ssl)
-            if cipher != ffi.NULL:
-                self.cipher_name = ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode("ascii")
-            self.version = ffi.string(lib.SSL_get_version(self._ssl)).decode("ascii")
-            self._flush_writes()
-        self._read_records()
-
-    def _read_records(self) -> None:
-        buffer = scratch()
+                lib.SSL_set_info_callback(ssl, INFO_CALLBACK)
+            if self._pending_writes:
+                self._flush_writes()
+        try:
+            buffer = thread_state.buffer
+        except AttributeError:
+            buffer = scratch()
         while not self.peer_closed:
-            n = lib.SSL_read(self._ssl, buffer, RECORD_READ)
+            n = lib.SSL_read(ssl, buffer, RECORD_READ)
             if n > 0:
-                self._plaintext += ffi.buffer(buffer, n)
+                self.plaintext += ffi.buffer(buffer, n)
                 continue
-            err = self._ssl_error(n)
+            err = lib.SSL_get_error(ssl, n)
             if err == _ZERO_RETURN:
                 self.peer_closed = True
                 return

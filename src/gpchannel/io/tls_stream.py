@@ -18,12 +18,12 @@ waits for the transport's buffer to drain (backpressure). The engine runs in the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from gpchannel.errors import TlsError, TransportError
-from gpchannel.io.tls_protocol import PskProtocol
+from gpchannel.io.tls_protocol import PskProtocol, ThreadedPskProtocol
 from gpchannel.io.tls_psk import PskClientContext, PskServerContext, PskTlsConnection
 
 __all__ = ["CLOSE_TIMEOUT", "PskStream", "open_psk_stream", "serve_psk"]
@@ -37,6 +37,17 @@ CLOSE_TIMEOUT = 10.0
 class PskStream:
     """One established PSK-TLS connection."""
 
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_conn",
+        "_proto",
+        "_reading",
+        "_transport",
+        "_turns",
+        "peername",
+    )
+
     def __init__(self, protocol: PskProtocol) -> None:
         self._proto = protocol
         self._conn = protocol.conn
@@ -44,7 +55,8 @@ class PskStream:
         self._transport = protocol.transport
         self._buffer = bytearray()
         self._closed = False
-        self._read_lock = asyncio.Lock()
+        self._reading = False  # a read() is running (it or the next in _turns owns the stream's input)
+        self._turns: deque[asyncio.Future[None]] | None = None  # reads waiting for their turn, in order
         self.peername: tuple[str, int] | None = protocol.peername
 
     @property
@@ -71,24 +83,55 @@ class PskStream:
         return f"PskStream(peer={self.peername!r}, identity={self.identity!r}, cipher={self.cipher_name!r})"
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to ``max_bytes`` of application data, waiting for some; b"" at close_notify (or after close())."""
+        """Up to ``max_bytes`` of application data, waiting for some; b"" at close_notify (or after close()).
+        Concurrent reads take turns in the order they were called."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
-        async with self._read_lock:
+        if self._reading:
+            await self._wait_turn()
+        else:
+            self._reading = True
+        try:
+            conn, proto = self._conn, self._proto
             while True:
-                if self._conn.buffered:
-                    self._buffer += self._conn.read()
+                if conn.plaintext:
+                    self._buffer += conn.read()
                 if self._buffer:
                     data = bytes(self._buffer[:max_bytes])
                     del self._buffer[:max_bytes]
                     return data
-                if self._conn.peer_closed or self._closed:
+                if conn.peer_closed or self._closed:
                     return b""
-                if self._proto.error is not None:
-                    raise self._proto.error
-                if self._proto.eof:
+                if proto.error is not None:
+                    raise proto.error
+                if proto.eof:
                     return b""  # our own close (connection_lost without an error after the peer's EOF)
-                await self._proto.readable()
+                await proto.readable()
+        finally:
+            self._pass_turn()
+
+    async def _wait_turn(self) -> None:
+        """Wait until the reads before this one are done (a lock made only when reads overlap)."""
+        if self._turns is None:
+            self._turns = deque()
+        turn = self._proto.loop.create_future()
+        self._turns.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()  # handed the turn, cancelled before using it: hand it on
+            else:
+                self._turns.remove(turn)
+            raise
+
+    def _pass_turn(self) -> None:
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the stream's input stays owned (_reading), now by that read
+                return
+        self._reading = False
 
     async def write(self, data: bytes) -> None:
         """Encrypt and send ``data``; returns once the transport accepted it (flow control)."""
@@ -112,12 +155,15 @@ class PskStream:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(TlsError):
+        try:
             self._conn.close()
-        with contextlib.suppress(ConnectionError, OSError):
+        except TlsError:
+            pass
+        try:
             self._proto.flush()
-            if self._transport.can_write_eof() and not self._transport.is_closing():
-                self._transport.write_eof()
+        except OSError:  # ConnectionError included
+            pass
+        # no write_eof first: closing the transport sends what is buffered, then the FIN (one syscall fewer)
         await self._proto.close(CLOSE_TIMEOUT)
 
 
@@ -128,6 +174,13 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
     """
     loop = asyncio.get_running_loop()
     protocol = PskProtocol(context.connection(), loop)
+    handshake: asyncio.Future[None] = loop.create_future()
+
+    def settled(_: PskProtocol, exc: BaseException | None) -> None:
+        if not handshake.done():
+            handshake.set_result(None) if exc is None else handshake.set_exception(exc)
+
+    protocol.on_handshake = settled
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -135,7 +188,7 @@ async def open_psk_stream(host: str, port: int, context: PskClientContext, *, ti
             except OSError as exc:
                 raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
             try:
-                await protocol.handshake
+                await handshake
             except BaseException:
                 await protocol.close(CLOSE_TIMEOUT)
                 raise
@@ -166,32 +219,48 @@ async def serve_psk(
     spreads the connections over them (Linux, BSD).
     """
     loop = asyncio.get_running_loop()
-    running: set[asyncio.Task[None]] = set()
+    running: dict[PskProtocol, asyncio.Task[None]] = {}  # the sessions' tasks, held until they end
+    failing: set[asyncio.Task[None]] = set()
+    # handshakes under way with their deadlines, oldest first (one timeout for all: the dict is in deadline order),
+    # and the one timer that drops those past theirs: a connection costs no timer of its own
+    deadlines: dict[PskProtocol, float] = {}
+    sweeper: asyncio.TimerHandle | None = None
+
+    def sweep() -> None:
+        nonlocal sweeper
+        sweeper = None
+        now = loop.time()
+        while deadlines:
+            protocol, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                sweeper = loop.call_at(deadline, sweep)
+                return
+            del deadlines[protocol]
+            protocol.fail_handshake(TimeoutError())
 
     async def session(protocol: PskProtocol) -> None:
-        stream = PskStream(protocol)
-        conn = protocol.conn
-        logger.debug("PSK-TLS session from %s: identity %r, %s, %s", stream.peername, conn.identity, conn.version,
-                     conn.cipher_name)  # fmt: skip
         try:
-            await handler(stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("PSK-TLS handler for %s (identity %r) failed", stream.peername, conn.identity)
+            stream = PskStream(protocol)
+            conn = protocol.conn
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("PSK-TLS session from %s: identity %r, %s, %s", stream.peername, conn.identity,
+                             conn.version, conn.cipher_name)  # fmt: skip
+            try:
+                await handler(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("PSK-TLS handler for %s (identity %r) failed", stream.peername, conn.identity)
+            finally:
+                await stream.close()
         finally:
-            await stream.close()
+            running.pop(protocol, None)
 
-    def established(protocol: PskProtocol) -> None:
-        task = loop.create_task(session(protocol))
-        running.add(task)
-        task.add_done_callback(running.discard)
-
-    def dropped(protocol: PskProtocol, timer: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
-        timer.cancel()
-        if future.cancelled() or future.exception() is None:
+    def settled(protocol: PskProtocol, exc: BaseException | None) -> None:
+        deadlines.pop(protocol, None)
+        if exc is None:  # established: the handler's task (the only task a connection costs)
+            running[protocol] = loop.create_task(session(protocol))
             return
-        exc = future.exception()
         conn = protocol.conn
         if isinstance(exc, TimeoutError):
             logger.info("PSK-TLS handshake from %s timed out after %s s (identity %r); connection dropped",
@@ -201,18 +270,18 @@ async def serve_psk(
             logger.info("PSK-TLS handshake from %s failed (identity %r, alert %s): %s", protocol.peername,
                         conn.identity, alert, exc)  # fmt: skip
         task = loop.create_task(protocol.close(CLOSE_TIMEOUT))
-        running.add(task)
-        task.add_done_callback(running.discard)
+        failing.add(task)
+        task.add_done_callback(failing.discard)
 
-    def stall(protocol: PskProtocol) -> None:
-        if not protocol.handshake.done():
-            protocol.handshake.set_exception(TimeoutError())
+    kind = ThreadedPskProtocol if lookup_in_thread else PskProtocol
 
     def factory() -> PskProtocol:
-        protocol = PskProtocol(context.connection(), loop, lookup_in_thread=lookup_in_thread)
-        protocol.on_handshake = established
-        timer = loop.call_later(handshake_timeout, stall, protocol)
-        protocol.handshake.add_done_callback(lambda future: dropped(protocol, timer, future))
+        nonlocal sweeper
+        protocol = kind(context.connection(), loop)
+        protocol.on_handshake = settled
+        deadlines[protocol] = deadline = loop.time() + handshake_timeout
+        if sweeper is None:
+            sweeper = loop.call_at(deadline, sweep)
         return protocol
 
     return await loop.create_server(factory, host, port, reuse_port=reuse_port or None)
