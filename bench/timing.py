@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Comparison", "aim_note", "cpu_seconds", "interleaved", "rate"]
+__all__ = ["Comparison", "aim_note", "cpu_seconds", "interleaved", "rate", "ratio_text"]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -26,6 +26,17 @@ def aim_note(figure: float, aim: float | None, *, at_most: bool = False) -> str:
         return ""
     met = figure <= aim if at_most else figure >= aim
     return f"aim {aim:g}, {'met' if met else ('above aim' if at_most else 'below aim')}"
+
+
+def ratio_text(figure: float, aim: float | None) -> str:
+    """``figure`` with two decimals, or three where two would round it across ``aim`` (0.898 is below 0.9: it is
+    not printed as 0.90 beside "below aim")."""
+    text = f"{figure:.2f}"
+    places = 3
+    while aim is not None and (float(text) >= aim) != (figure >= aim) and places <= 6:
+        text = f"{figure:.{places}f}"
+        places += 1
+    return text
 
 
 def rate(fn: Callable[[], object], seconds: float = 1.0, batch: int = 50) -> float:
@@ -92,5 +103,5 @@ class Comparison:
         aim = f"  ({aim_note(self.ratio, self.aim)})" if self.aim is not None else ""
         return (
             f"{self.name:<48} {self.rate:>10.0f} {self.unit}   baseline ({self.baseline_name}) "
-            f"{self.baseline:>10.0f}   ratio {self.ratio:.2f}{aim}"
+            f"{self.baseline:>10.0f}   ratio {ratio_text(self.ratio, self.aim)}{aim}"
         )

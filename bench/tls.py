@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.timing import Comparison, aim_note, cpu_seconds
+from bench.timing import Comparison, aim_note, cpu_seconds, ratio_text
 from gpchannel.errors import TransportError
 from gpchannel.io import event_loop
 from gpchannel.io.tls_policy import PskTlsPolicy
@@ -136,7 +136,7 @@ class CpuLine:
     def line(self) -> str:
         return (
             f"{'  same, per server CPU second':<48} {self.ours:>10.0f} handshakes/CPU-s   openssl s_server "
-            f"{self.theirs:>10.0f}   ratio {self.ratio:.2f}  ({aim_note(self.ratio, CPU_AIM)})"
+            f"{self.theirs:>10.0f}   ratio {ratio_text(self.ratio, CPU_AIM)}  ({aim_note(self.ratio, CPU_AIM)})"
         )
 
 
