@@ -442,3 +442,14 @@ def test_contexts_are_shared_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_prefetched_psk_is_answered_once_and_not_kept() -> None:
+    client, server = pair()
+    server.use_prefetched(IDENTITY, PSK)
+    pump(client, server)
+    assert server.handshake_complete
+    lookup = server._lookup
+    assert lookup is not None
+    with pytest.raises(TlsError):  # asked again: nothing is handed out, and no closure holds the PSK any more
+        lookup(IDENTITY)

@@ -120,6 +120,12 @@ class PskClientContext:
         return f"PskClientContext(identity={self._key.identity!r}, policy={self.policy!r})"
 
 
+def _spent(identity: bytes) -> bytes | None:
+    """A prefetched look-up asked a second time (TLS 1.2 asks once per handshake, and renegotiation is refused):
+    nothing is handed out."""
+    raise TlsError("the prefetched PSK was already given")
+
+
 class PskTlsConnection:
     """One PSK-TLS connection over memory BIOs (made by a context's ``connection()``).
 
@@ -309,6 +315,7 @@ class PskTlsConnection:
         raises (internal_error: the two readings of the message differ, no PSK is handed out)."""
 
         def lookup(asked: bytes) -> bytes | None:
+            self._lookup = _spent  # one answer: the PSK is not kept with the connection for its whole session
             if len(asked) != len(identity) or not hmac.compare_digest(asked, identity):
                 raise TlsError("the PSK identity OpenSSL read is not the one looked up")
             if error is not None:
