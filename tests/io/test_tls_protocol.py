@@ -121,3 +121,59 @@ def test_a_prefetched_psk_is_the_one_the_handshake_uses(outcome: str) -> None:
             asyncio.run(main())
         assert info.value.alert == ("unknown_psk_identity" if outcome == "unknown" else "internal_error")
     assert awaited == [IDENTITY] and threads == [threading.get_ident()]
+
+
+def _prefetching_server(prefetch: object) -> PskServerContext:
+    def lookup(identity: bytes) -> bytes | None:
+        return PSK if identity == IDENTITY else None
+
+    return PskServerContext(lookup, prefetch=prefetch)  # type: ignore[arg-type]
+
+
+def test_no_identity_is_looked_up_ahead_before_a_client_hello_was_answered() -> None:
+    """A ClientKeyExchange sent first (no ClientHello before it) never reaches the prefetch: a client cannot make
+    the store look up identities of its choosing before its handshake got that far."""
+    awaited: list[bytes] = []
+
+    async def prefetch(identity: bytes) -> bytes | None:
+        awaited.append(identity)
+        return PSK
+
+    async def handler(stream: PskStream) -> None:
+        await stream.read()
+
+    async def main() -> bytes:
+        server = await serve_psk(handler, "127.0.0.1", 0, _prefetching_server(prefetch), lookup_in_thread=True)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_second_flight())
+            async with asyncio.timeout(30):
+                answer = await reader.read()  # the server's alert, then its close
+            writer.close()
+            return answer
+
+    answer = asyncio.run(main())
+    assert answer[:1] == b"\x15"  # an alert record
+    assert awaited == []
+
+
+def test_a_cancelled_prefetch_fails_the_handshake_at_once() -> None:
+    async def prefetch(identity: bytes) -> bytes | None:
+        raise asyncio.CancelledError
+
+    async def handler(stream: PskStream) -> None:
+        await stream.read()
+
+    async def main() -> None:
+        server = await serve_psk(
+            handler, "127.0.0.1", 0, _prefetching_server(prefetch), lookup_in_thread=True, handshake_timeout=600
+        )
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            async with asyncio.timeout(30):  # not the handshake timeout: the failure is at once
+                await open_psk_stream("127.0.0.1", port, PskClientContext(IDENTITY, PSK))
+
+    with pytest.raises(TlsError) as info:
+        asyncio.run(main())
+    assert info.value.alert == "internal_error"

@@ -253,15 +253,25 @@ class ThreadedPskProtocol(PskProtocol):
     """``lookup_in_thread``: the flights that may reach the PSK look-up are processed in a worker thread while the
     socket is paused, or on the loop with a prefetched answer (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_hello_answered",)
+
+    def __init__(self, conn: PskTlsConnection, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(conn, loop)
+        self._hello_answered = False
+        """A lone ClientHello was read and answered: only then is a ClientKeyExchange's identity looked up ahead
+        of OpenSSL (a client cannot make the store look up identities before its handshake got that far)."""
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.handshake_complete or _lone_client_hello(data):
+        if self.conn.handshake_complete:
             self._receive(data)
+            return
+        if _lone_client_hello(data):
+            self._receive(data)
+            self._hello_answered = self.error is None
             return
         assert self.transport is not None
         self.transport.pause_reading()
-        prefetch = self.conn.prefetch
+        prefetch = self.conn.prefetch if self._hello_answered else None
         identity = psk_identity(data) if prefetch is not None else None
         if prefetch is not None and identity is not None:
             self._busy = self.loop.create_task(self._receive_prefetched(data, identity, prefetch))
@@ -281,6 +291,10 @@ class ThreadedPskProtocol(PskProtocol):
     async def _receive_prefetched(self, data: bytes, identity: bytes, prefetch: PskPrefetch) -> None:
         try:
             self.conn.use_prefetched(identity, await prefetch(identity))
+        except asyncio.CancelledError:  # the handshake fails at once (internal_error), then the cancel goes on
+            self.conn.use_prefetched(identity, None, TlsError("the PSK look-up was cancelled"))
+            self._receive(data)
+            raise
         except Exception as exc:  # the look-up failed: the handshake fails with internal_error, as in a thread
             self.conn.use_prefetched(identity, None, exc)
         self._receive(data)
