@@ -116,3 +116,28 @@ def test_the_prefetch_refuses_once_the_admin_side_shuts_down(services: ServerSer
         return before, await sessions.psk_prefetch(b"card-0")
 
     assert asyncio.run(main()) == (psks[b"card-0"], None)
+
+
+def test_a_cancelled_store_call_fails_every_waiting_look_up() -> None:
+    """The flush is cancelled (shutdown) while one batch is in the store and another waits: both learn it, none
+    is left waiting for a flush that will not come."""
+
+    async def main() -> list[object]:
+        started = asyncio.Event()
+
+        async def run(call: object) -> object:
+            started.set()
+            await asyncio.Event().wait()  # a store call that never ends
+            return None
+
+        batch = PskBatch(lambda identities: [None] * len(identities), run, limit=1)
+        first = asyncio.create_task(batch.get(b"card-0"))
+        second = asyncio.create_task(batch.get(b"card-1"))  # waits for the next batch
+        await started.wait()
+        assert batch._flushing is not None
+        batch._flushing.cancel()
+        async with asyncio.timeout(10):
+            return list(await asyncio.gather(first, second, return_exceptions=True))
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)

@@ -111,6 +111,10 @@ class PskBatch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
+                    rest, self._pending = self._pending, []  # nobody would flush them: they learn it too
+                    for _, future in rest:
+                        if not future.done():
+                            future.set_exception(exc)
                     raise
                 continue
             for (_, future), psk in zip(batch, psks, strict=True):
