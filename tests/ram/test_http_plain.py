@@ -37,6 +37,7 @@ def test_a_card_post_is_plain() -> None:
         request().replace(b"HTTP/1.1", b"HTTP/1.0"),
         request().replace(b"Host: ras.example\r\n", b""),
         request().replace(b"\r\n", b"\n"),
+        request(headers=PROTO + "Host: other.example\r\n"),  # a second Host (h11 refuses it)
     ],
 )
 def test_other_shapes_are_for_h11(raw: bytes) -> None:

@@ -12,7 +12,7 @@ readers never disagree on where a request ends:
 - the request line is exactly ``POST <target> HTTP/1.1`` + CRLF, the target visible ASCII (RFC 9112 3.2);
 - every field line is ``token ":" OWS value OWS`` + CRLF with a value of visible ASCII and inner spaces or tabs:
   no obs-fold, no obs-text, no bare LF;
-- ``Host`` is present; there is no ``Transfer-Encoding``, ``Connection``, ``Expect`` or ``Upgrade`` and at most one
+- ``Host`` is present once; there is no ``Transfer-Encoding``, ``Connection``, ``Expect`` or ``Upgrade`` and at most one
   ``Content-Length`` (digits only). A request with any of these (chunked bodies, ``Connection: close``,
   HTTP/1.0, repeated lengths, ...) goes to h11.
 """
@@ -68,6 +68,8 @@ def plain_head(data: bytes | bytearray) -> PlainHead | None:
                 return None
             length = int(value)
         elif name == b"host":
+            if host:  # h11 refuses a repeated Host (RFC 9112 3.2: exactly one): for it to read
+                return None
             host = True
     if not host:
         return None
