@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.cmac import CMAC
 
 __all__ = ["BlockEngine", "engine", "retail_engines"]
 
-_CACHE_SIZE = 256
-"""Engines kept, by thread and key (the oldest dropped first): a few sessions' keys."""
+_CACHE_SIZE = 64
+"""Engines kept per thread and table (AES, 3DES, retail pairs), the oldest dropped first: a few sessions' keys.
+Every thread keeps its own, so the bound is per thread; small, since keys stay in memory while cached."""
 
 
 def _shift(block: bytes, rb: int) -> bytes:
